@@ -1,0 +1,76 @@
+"""Content-addressed image cache: PNG + JSON metadata, atomic writes, verified reads.
+
+An image is keyed on everything it depends on (model fingerprint, prompt, negative
+prompt, seed, guidance, steps, scheduler, size, precision) and nothing else, so images
+are shared between tasks, erasers with no edit, and runs. The JSON sidecar is written
+last and carries the PNG's sha256: an entry without it, or whose PNG does not match, is
+treated as missing and regenerated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from erasebench.io import atomic_write_bytes, atomic_write_json, canonical_json, sha256_bytes
+
+# Bump when the sampling loop changes in a way that changes images.
+GENERATOR_VERSION = 1
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("ERASEBENCH_CACHE", Path.home() / ".cache" / "erasebench"))
+
+
+def image_key(fields: dict[str, Any]) -> str:
+    payload = {"generator_version": GENERATOR_VERSION, **fields}
+    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
+
+
+class ImageCache:
+    """Images under ``root/images/<key[:2]>/<key>.png`` with a ``.json`` sidecar."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root) / "images"
+
+    def _paths(self, key: str) -> tuple[Path, Path]:
+        folder = self.root / key[:2]
+        return folder / f"{key}.png", folder / f"{key}.json"
+
+    def get(self, key: str) -> Image.Image | None:
+        """The cached image, or None if absent, truncated or altered (then it is removed)."""
+        png, sidecar = self._paths(key)
+        if not sidecar.is_file():
+            return None
+        try:
+            meta = json.loads(sidecar.read_text())
+            data = png.read_bytes()
+            if sha256_bytes(data) != meta["sha256"]:
+                raise ValueError("checksum mismatch")
+            image = Image.open(io.BytesIO(data))
+            image.load()
+        except (OSError, ValueError, KeyError, json.JSONDecodeError):
+            self.discard(key)
+            return None
+        return image
+
+    def put(self, key: str, image: Image.Image, meta: dict[str, Any]) -> None:
+        png, sidecar = self._paths(key)
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        data = buffer.getvalue()
+        atomic_write_bytes(png, data)
+        atomic_write_json(sidecar, {**meta, "key": key, "sha256": sha256_bytes(data)})
+
+    def discard(self, key: str) -> None:
+        for path in self._paths(key):
+            path.unlink(missing_ok=True)
+
+    def path_of(self, key: str) -> Path:
+        return self._paths(key)[0]

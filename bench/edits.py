@@ -1,0 +1,159 @@
+"""EditedModel: what an eraser changed, as new values of the parameters it touched.
+
+It stores only those parameters (safetensors), plus the eraser's name, config and the
+request, and the fingerprint of the base model it was computed on. It can be applied to
+and removed from a model in place, saved, loaded (integrity-checked) and exported as a
+plain diffusers folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from erasebench.errors import CorruptFileError, UserError
+from erasebench.io import atomic_write
+from erasebench.models import DiffusionModel, tensor_bytes
+from erasebench.specs import ErasureRequest
+
+FORMAT = "erasebench.edit/1"
+
+
+@dataclass
+class EditedModel:
+    """New values for the parameters an eraser changed, with the provenance to rebuild it."""
+
+    eraser: str
+    config: dict[str, Any]
+    request: ErasureRequest
+    base_fingerprint: str
+    weights: dict[str, torch.Tensor]  # qualified name ("unet.…weight") -> new value
+    _originals: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_changes(cls, model: DiffusionModel, before: dict[str, torch.Tensor], *,
+                     eraser: str, config: dict[str, Any],
+                     request: ErasureRequest) -> EditedModel:
+        """Keeps the parameters of ``model`` that differ from their snapshot in ``before``."""
+        changed = {
+            name: parameter.detach().to("cpu").clone()
+            for name, parameter in model.named_parameters()
+            if name in before and not torch.equal(parameter.detach().to("cpu"), before[name])
+        }
+        return cls(eraser, config, request, model.fingerprint, changed)
+
+    @property
+    def digest(self) -> str:
+        """sha256 over names and values: identifies the edit and checks its integrity."""
+        digest = hashlib.sha256()
+        for name in sorted(self.weights):
+            digest.update(name.encode())
+            digest.update(str(self.weights[name].dtype).encode())
+            digest.update(tensor_bytes(self.weights[name]))
+        return digest.hexdigest()
+
+    def edited_fingerprint(self) -> str:
+        if not self.weights:  # no change: share the base model's cached images (e.g. `sd`)
+            return self.base_fingerprint
+        return hashlib.sha256(f"{self.base_fingerprint}+{self.digest}".encode()).hexdigest()
+
+    # -- apply / remove ----------------------------------------------------------------
+    def apply(self, model: DiffusionModel) -> DiffusionModel:
+        """Writes the new values into ``model`` in place (remembering the old ones)."""
+        if self._originals:
+            raise RuntimeError("this edit is already applied; remove() it first")
+        if model.fingerprint != self.base_fingerprint:
+            raise UserError(
+                f"edit by {self.eraser!r} was made on model {self.base_fingerprint[:12]}, "
+                f"not on this one ({model.fingerprint[:12]}); load the base model it was made on"
+            )
+        with torch.no_grad():
+            for name, value in self.weights.items():
+                parameter = model.parameter(name)
+                self._originals[name] = parameter.detach().clone()
+                parameter.copy_(value.to(parameter.device, parameter.dtype))
+        model.set_fingerprint(self.edited_fingerprint())
+        return model
+
+    def remove(self, model: DiffusionModel) -> DiffusionModel:
+        with torch.no_grad():
+            for name, value in self._originals.items():
+                model.parameter(name).copy_(value)
+        self._originals.clear()
+        model.set_fingerprint(self.base_fingerprint)
+        return model
+
+    @contextmanager
+    def applied(self, model: DiffusionModel) -> Iterator[DiffusionModel]:
+        self.apply(model)
+        try:
+            yield model
+        finally:
+            self.remove(model)
+
+    # -- files -----------------------------------------------------------------------------
+    def metadata(self) -> dict[str, str]:
+        return {
+            "format": FORMAT,
+            "eraser": self.eraser,
+            "config": json.dumps(self.config, sort_keys=True),
+            "request": self.request.canonical(),
+            "base_fingerprint": self.base_fingerprint,
+            "digest": self.digest,
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """One safetensors file, written atomically; the metadata carries the provenance."""
+        from safetensors.torch import save_file
+
+        tensors = {name: value.contiguous() for name, value in self.weights.items()}
+        return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), self.metadata()))
+
+    @classmethod
+    def load(cls, path: str | Path) -> EditedModel:
+        """Loads and verifies an edit; a truncated or altered file raises CorruptFileError."""
+        from safetensors import safe_open
+
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"edit file {str(path)!r} does not exist")
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                metadata = handle.metadata() or {}
+                weights = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
+        except Exception as error:  # safetensors raises several types for a damaged file
+            raise CorruptFileError(f"edit file {str(path)!r} is unreadable: {error}") from error
+        if metadata.get("format") != FORMAT:
+            raise CorruptFileError(f"{str(path)!r} is not an erasebench edit ({FORMAT})")
+        edit = cls(
+            eraser=metadata["eraser"],
+            config=json.loads(metadata["config"]),
+            request=ErasureRequest.model_validate_json(metadata["request"]),
+            base_fingerprint=metadata["base_fingerprint"],
+            weights=weights,
+        )
+        if edit.digest != metadata["digest"]:
+            raise CorruptFileError(f"edit file {str(path)!r} fails its checksum")
+        return edit
+
+    def export(self, model: DiffusionModel, folder: str | Path) -> Path:
+        """A plain diffusers folder of the edited model (``StableDiffusionPipeline`` loads it)."""
+        with self.applied(model):
+            return model.save_pretrained(folder)
+
+
+def snapshot(model: DiffusionModel, names: Iterable[str] | None = None) -> dict[str, torch.Tensor]:
+    """CPU copies of parameters, to diff against after an eraser has trained in place."""
+    wanted = None if names is None else set(names)
+    return {
+        name: parameter.detach().to("cpu").clone()
+        for name, parameter in model.named_parameters()
+        if wanted is None or name in wanted
+    }

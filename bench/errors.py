@@ -1,0 +1,33 @@
+"""Errors a user can cause and fix. The CLI prints them as one line and exits with code 2."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class UserError(Exception):
+    """Bad input: an unknown name, a malformed file, a wrong option. Never a bug of ours."""
+
+
+class UnknownNameError(UserError, KeyError):
+    """A plugin, metric or model name that does not exist; the message lists the valid ones."""
+
+    def __init__(self, kind: str, name: str, valid: Iterable[str]) -> None:
+        self.kind, self.name, self.valid = kind, name, sorted(valid)
+        choices = ", ".join(self.valid) or "(none registered)"
+        super().__init__(f"unknown {kind} {name!r}; valid {kind}s: {choices}")
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the whole message
+        return str(self.args[0])
+
+
+class DuplicateNameError(UserError):
+    """Two different plugins claim the same name."""
+
+
+class PluginImportError(UserError):
+    """A registered plugin could not be imported; names the plugin and its entry point."""
+
+
+class CorruptFileError(Exception):
+    """A stored file failed its integrity check (truncated, altered, or half-written)."""

@@ -1,0 +1,190 @@
+"""The in-tree sampling loop: batched, classifier-free guidance, one RNG per sample.
+
+An image depends only on (model, prompt, negative prompt, seed, guidance, steps,
+scheduler, size, precision): each sample's initial noise comes from its own CPU
+generator seeded with its seed, and every scheduler offered here is deterministic, so
+batch size and order never change an image (bit-exact on CPU). Distinct prompts are
+encoded once. Images go through the content-addressed :class:`ImageCache`.
+
+Why network calls are padded on CPU: oneDNN/MKL choose other kernels (and so another
+summation order) for batches of fewer than about four rows, which moves a sample's
+result in the last bits and, after rounding to 8-bit pixels, flips the odd pixel. Every
+call on CPU therefore runs on at least ``CPU_MIN_ROWS`` rows (the real ones, then copies
+of the last), where each row's arithmetic is the same whatever the batch holds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from rich.progress import Progress
+
+from erasebench.cache import ImageCache, image_key
+from erasebench.models import DiffusionModel
+from erasebench.specs import GenerationSpec, PromptSpec
+
+
+CPU_MIN_ROWS = 8
+
+
+def padded_call(function: Any, *batched: torch.Tensor, **fixed: Any) -> torch.Tensor:
+    """``function(*batched, **fixed)`` on at least CPU_MIN_ROWS rows, cut back to the real ones."""
+    rows = batched[0].shape[0]
+    if batched[0].device.type != "cpu" or rows >= CPU_MIN_ROWS:
+        return function(*batched, **fixed)
+    extra = CPU_MIN_ROWS - rows
+    padded = [torch.cat([x, x[-1:].expand(extra, *x.shape[1:])]) for x in batched]
+    return function(*padded, **fixed)[:rows]
+
+
+class NonFiniteImageError(RuntimeError):
+    """The model produced NaN/inf for some images; they are reported, never cached or scored."""
+
+    def __init__(self, prompts: Sequence[PromptSpec]) -> None:
+        self.prompts = list(prompts)
+        listed = "; ".join(f"{p.text!r} seed {p.seed}" for p in self.prompts[:5])
+        more = f" and {len(self.prompts) - 5} more" if len(self.prompts) > 5 else ""
+        super().__init__(f"non-finite values in {len(self.prompts)} image(s): {listed}{more}")
+
+
+def make_scheduler(name: str, config: dict[str, Any]) -> Any:
+    from diffusers import (
+        DDIMScheduler,
+        DPMSolverMultistepScheduler,
+        LMSDiscreteScheduler,
+        PNDMScheduler,
+    )
+
+    classes = {"ddim": DDIMScheduler, "lms": LMSDiscreteScheduler,
+               "pndm": PNDMScheduler, "dpm": DPMSolverMultistepScheduler}
+    extra = {"skip_prk_steps": True} if name == "pndm" else {}  # as the SD pipeline does
+    return classes[name].from_config(config, **extra)
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
+    if precision == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+
+
+@dataclass
+class Generator:
+    """Generates (or fetches from the cache) the images of a list of prompts."""
+
+    model: DiffusionModel
+    settings: GenerationSpec
+    cache: ImageCache | None = None
+    batch_size: int = 8
+    progress: bool = True
+
+    @property
+    def size(self) -> tuple[int, int]:
+        native = self.model.native_size
+        return (self.settings.height or native, self.settings.width or native)
+
+    def key_fields(self, prompt: PromptSpec) -> dict[str, Any]:
+        height, width = self.size
+        guidance = self.settings.guidance if prompt.guidance is None else prompt.guidance
+        return {
+            "model": self.model.fingerprint, "prompt": prompt.text, "negative": prompt.negative,
+            "seed": prompt.seed, "guidance": float(guidance), "steps": self.settings.steps,
+            "scheduler": self.settings.scheduler, "height": height, "width": width,
+            "precision": str(resolve_precision(self.settings.precision, self.model.device)),
+        }
+
+    def keys(self, prompts: Sequence[PromptSpec]) -> list[str]:
+        return [image_key(self.key_fields(prompt)) for prompt in prompts]
+
+    def images(self, prompts: Sequence[PromptSpec]) -> list[Image.Image]:
+        """One image per prompt, in order; cached ones are read, the others generated."""
+        keys = self.keys(prompts)
+        found: dict[int, Image.Image] = {}
+        if self.cache is not None:
+            for index, key in enumerate(keys):
+                image = self.cache.get(key)
+                if image is not None:
+                    found[index] = image
+        missing = [index for index in range(len(prompts)) if index not in found]
+        with self._progress(len(missing)) as advance:
+            for start in range(0, len(missing), self.batch_size):
+                batch = missing[start : start + self.batch_size]
+                pixels = self.sample([prompts[i] for i in batch])
+                for index, array in zip(batch, pixels, strict=True):
+                    image = Image.fromarray(array)
+                    found[index] = image
+                    if self.cache is not None:
+                        meta = {**self.key_fields(prompts[index]), "label": prompts[index].label}
+                        self.cache.put(keys[index], image, meta)
+                advance(len(batch))
+        return [found[index] for index in range(len(prompts))]
+
+    @contextlib.contextmanager
+    def _progress(self, total: int) -> Iterator[Any]:
+        if not self.progress or total == 0:
+            yield lambda n: None
+            return
+        with Progress(transient=True) as bar:
+            task = bar.add_task("generating images", total=total)
+            yield lambda n: bar.advance(task, n)
+
+    @torch.no_grad()
+    def sample(self, prompts: Sequence[PromptSpec]) -> np.ndarray:
+        """Runs the sampler on one batch; returns uint8 images of shape (B, H, W, 3)."""
+        model, settings = self.model, self.settings
+        device = model.device
+        height, width = self.size
+        scheduler = make_scheduler(settings.scheduler, model.scheduler_config)
+        scheduler.set_timesteps(settings.steps, device=device)
+
+        texts = [p.text for p in prompts] + [p.negative for p in prompts]
+        distinct = sorted(set(texts))
+        embeddings = padded_call(lambda ids: model.text_encoder(ids)[0],
+                                 model.token_ids(distinct).to(device))
+        table = dict(zip(distinct, embeddings, strict=True))
+        cond = torch.stack([table[p.text] for p in prompts])
+        uncond = torch.stack([table[p.negative] for p in prompts])
+        context = torch.cat([uncond, cond])
+
+        latents = initial_noise(prompts, model.unet.config.in_channels,
+                                height // model.vae_scale, width // model.vae_scale)
+        latents = latents.to(device) * scheduler.init_noise_sigma
+        guidance = torch.tensor(
+            [settings.guidance if p.guidance is None else p.guidance for p in prompts],
+            device=device,
+        ).view(-1, 1, 1, 1)
+        with self._autocast(device):
+            for t in scheduler.timesteps:
+                both = scheduler.scale_model_input(torch.cat([latents, latents]), t)
+                noise = padded_call(lambda x, c: model.unet(x, t, encoder_hidden_states=c).sample,
+                                    both, context).float()
+                uncond_noise, cond_noise = noise.chunk(2)
+                noise = uncond_noise + guidance * (cond_noise - uncond_noise)
+                latents = scheduler.step(noise, t, latents).prev_sample
+            decoded = padded_call(lambda z: model.vae.decode(z).sample,
+                                  latents / model.vae.config.scaling_factor).float()
+        finite = torch.isfinite(decoded).flatten(1).all(dim=1)
+        if not bool(finite.all()):
+            raise NonFiniteImageError([p for p, ok in zip(prompts, finite, strict=True) if not ok])
+        pixels = ((decoded / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
+        return pixels.permute(0, 2, 3, 1).cpu().numpy()
+
+    def _autocast(self, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+        dtype = resolve_precision(self.settings.precision, device)
+        if dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def initial_noise(prompts: Sequence[PromptSpec], channels: int, height: int,
+                  width: int) -> torch.Tensor:
+    """Each sample's noise from its own seeded CPU generator: independent of batch and device."""
+    return torch.stack([
+        torch.randn((channels, height, width), generator=torch.Generator().manual_seed(p.seed))
+        for p in prompts
+    ])

@@ -1,0 +1,239 @@
+"""One wrapper around a text-to-image diffusion model: tokenizer, text encoder, UNet,
+scheduler config and decoder (a VAE), loaded from a diffusers folder or hub id, or built
+from config (the tiny model of the tests).
+
+``DiffusionModel.fingerprint`` hashes config and weights; every cache is keyed on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from erasebench.errors import UserError
+from erasebench.specs import ModelSpec
+from erasebench.tokenizer import sd_tokenizer
+
+COMPONENTS = ("text_encoder", "unet", "vae")
+TINY_MODEL_ID = "tiny"
+
+
+@dataclass
+class DiffusionModel:
+    """A text-to-image latent diffusion model in the shape of Stable Diffusion v1."""
+
+    tokenizer: Any  # transformers.CLIPTokenizer
+    text_encoder: Any  # transformers.CLIPTextModel
+    unet: Any  # diffusers.UNet2DConditionModel
+    vae: Any  # diffusers.AutoencoderKL
+    scheduler_config: dict[str, Any]
+    spec: ModelSpec = field(default_factory=ModelSpec)
+    _fingerprint: str | None = field(default=None, repr=False)
+
+    # -- construction ------------------------------------------------------------
+    @classmethod
+    def load(
+        cls, model_id: str, revision: str | None = None, *, dtype: torch.dtype | None = None
+    ) -> DiffusionModel:
+        """Loads a diffusers folder (by path) or a hub id at ``revision``; safetensors only."""
+        from diffusers import AutoencoderKL, UNet2DConditionModel
+        from transformers import CLIPTextModel, CLIPTokenizer
+
+        local = Path(model_id).expanduser()
+        if local.exists():
+            if not (local / "model_index.json").is_file():
+                raise UserError(
+                    f"model path {str(local)!r} is not a diffusers folder (no model_index.json);"
+                    " pass a folder written by save_pretrained or a hub id"
+                )
+            source: str = str(local.resolve())
+        else:
+            source = model_id
+        kwargs: dict[str, Any] = {"revision": revision}
+        try:
+            tokenizer = CLIPTokenizer.from_pretrained(source, subfolder="tokenizer", **kwargs)
+            weights = {"use_safetensors": True, **kwargs}
+            if dtype is not None:
+                weights["torch_dtype"] = dtype
+            text_encoder = CLIPTextModel.from_pretrained(source, subfolder="text_encoder", **weights)
+            unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet", **weights)
+            vae = AutoencoderKL.from_pretrained(source, subfolder="vae", **weights)
+            scheduler_config = _read_scheduler_config(source, revision)
+        except (OSError, ValueError, EnvironmentError) as error:
+            raise UserError(
+                f"could not load model {model_id!r} (revision {revision}): {error}. Without "
+                "network, download the diffusers folder elsewhere and pass its path as --model"
+            ) from error
+        model = cls(tokenizer, text_encoder, unet, vae, scheduler_config,
+                    ModelSpec(id=model_id, revision=revision))
+        return model.eval()
+
+    @classmethod
+    def tiny(cls, seed: int = 0) -> DiffusionModel:
+        """A tiny random SD-shaped model built from config (32 px images, CPU in milliseconds).
+
+        Its tokenizer is the real SD v1 tokenizer; everything else is small and random,
+        seeded without touching the global RNG.
+        """
+        from diffusers import AutoencoderKL, UNet2DConditionModel
+        from transformers import CLIPTextConfig, CLIPTextModel
+
+        tokenizer = sd_tokenizer()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            unet = UNet2DConditionModel(
+                block_out_channels=(16, 32), layers_per_block=1, sample_size=16,
+                in_channels=4, out_channels=4, norm_num_groups=8,
+                down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+                cross_attention_dim=32, attention_head_dim=4,
+            )
+            vae = AutoencoderKL(
+                block_out_channels=(16, 32), in_channels=3, out_channels=3, norm_num_groups=8,
+                down_block_types=("DownEncoderBlock2D",) * 2,
+                up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4,
+            )
+            text_encoder = CLIPTextModel(CLIPTextConfig(
+                vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37,
+                num_attention_heads=4, num_hidden_layers=2, max_position_embeddings=77,
+                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+            ))
+        scheduler_config = {
+            "_class_name": "DDIMScheduler", "num_train_timesteps": 1000,
+            "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
+            "clip_sample": False, "set_alpha_to_one": False, "steps_offset": 1,
+        }
+        model = cls(tokenizer, text_encoder, unet, vae, scheduler_config,
+                    ModelSpec(id=TINY_MODEL_ID, revision=f"seed{seed}"))
+        return model.eval()
+
+    # -- state ---------------------------------------------------------------------
+    def modules(self) -> dict[str, nn.Module]:
+        return {name: getattr(self, name) for name in COMPONENTS}
+
+    def named_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
+        """Parameters named ``component.path`` (e.g. ``unet.down_blocks.1...to_k.weight``)."""
+        for component, module in self.modules().items():
+            for name, parameter in module.named_parameters():
+                yield f"{component}.{name}", parameter
+
+    def parameter(self, qualified_name: str) -> nn.Parameter:
+        component, _, name = qualified_name.partition(".")
+        if component not in COMPONENTS:
+            raise KeyError(f"{qualified_name!r} does not start with one of {COMPONENTS}")
+        return self.modules()[component].get_parameter(name)
+
+    def eval(self) -> DiffusionModel:
+        for module in self.modules().values():
+            module.eval().requires_grad_(False)
+        return self
+
+    def to(self, device: torch.device | str | None = None,
+           dtype: torch.dtype | None = None) -> DiffusionModel:
+        for module in self.modules().values():
+            module.to(device=device, dtype=dtype)
+        self._fingerprint = None  # a dtype change rounds the weights
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.unet.parameters()).dtype
+
+    @property
+    def vae_scale(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def native_size(self) -> int:
+        """The image side the UNet was built for (512 for SD v1)."""
+        return int(self.unet.config.sample_size) * self.vae_scale
+
+    # -- fingerprint -----------------------------------------------------------------
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of every component's config and every weight (as float32 values)."""
+        if self._fingerprint is None:
+            self._fingerprint = self._compute_fingerprint()
+        return self._fingerprint
+
+    def _compute_fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        digest.update(json.dumps(self.scheduler_config, sort_keys=True, default=str).encode())
+        for component, module in self.modules().items():
+            config = getattr(module, "config", {})
+            config = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+            config = {k: v for k, v in config.items() if not k.startswith("_") and
+                      k not in ("transformers_version", "torch_dtype", "dtype")}
+            digest.update(component.encode())
+            digest.update(json.dumps(config, sort_keys=True, default=str).encode())
+            for name, tensor in sorted(module.state_dict().items()):
+                digest.update(f"{name}:{tuple(tensor.shape)}".encode())
+                digest.update(tensor_bytes(tensor))
+        return digest.hexdigest()
+
+    def set_fingerprint(self, value: str | None) -> None:
+        """Used by edits: the edited model's fingerprint is derived, not re-hashed."""
+        self._fingerprint = value
+
+    # -- text -------------------------------------------------------------------------
+    def token_ids(self, texts: Sequence[str]) -> torch.Tensor:
+        batch = self.tokenizer(
+            list(texts), padding="max_length", truncation=True,
+            max_length=self.tokenizer.model_max_length, return_tensors="pt",
+        )
+        return batch.input_ids
+
+    @torch.no_grad()
+    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
+        """The UNet's conditioning: last hidden states, shape (len(texts), 77, dim)."""
+        ids = self.token_ids(texts).to(self.text_encoder.device)
+        return self.text_encoder(ids)[0]
+
+    # -- export -----------------------------------------------------------------------
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """Writes a plain diffusers folder that ``StableDiffusionPipeline`` loads."""
+        from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+        pipeline = StableDiffusionPipeline(
+            vae=self.vae, text_encoder=self.text_encoder, tokenizer=self.tokenizer,
+            unet=self.unet, scheduler=DDIMScheduler.from_config(self.scheduler_config),
+            safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        )
+        pipeline.save_pretrained(str(folder), safe_serialization=True)
+        return Path(folder)
+
+
+def tensor_bytes(tensor: torch.Tensor) -> memoryview:
+    """The float32 bytes of a tensor (so that the hash does not depend on the device)."""
+    value = tensor.detach().to("cpu")
+    if value.is_floating_point():
+        value = value.float()
+    return memoryview(value.contiguous().numpy()).cast("B")
+
+
+def _read_scheduler_config(source: str, revision: str | None) -> dict[str, Any]:
+    from diffusers import DDIMScheduler
+
+    config = DDIMScheduler.load_config(source, subfolder="scheduler", revision=revision)
+    return dict(config)
+
+
+def load_model(spec: ModelSpec, dtype: torch.dtype | None = None) -> DiffusionModel:
+    """Resolves a ModelSpec: ``tiny`` (optionally ``tiny`` + revision ``seedN``) or a real model."""
+    if spec.id == TINY_MODEL_ID:
+        seed = int((spec.revision or "seed0").removeprefix("seed") or 0)
+        model = DiffusionModel.tiny(seed)
+        return model.to(dtype=dtype) if dtype is not None else model
+    return DiffusionModel.load(spec.id, spec.revision, dtype=dtype)
