@@ -138,9 +138,12 @@ class DiffusionModel:
 
     def to(self, device: torch.device | str | None = None,
            dtype: torch.dtype | None = None) -> DiffusionModel:
+        if dtype is not None:
+            self._fingerprint = None  # a dtype change rounds the weights
+        elif device is None or torch.device(device) == self.device:
+            return self  # nothing to move (and diffusers warns on every .to call)
         for module in self.modules().values():
             module.to(device=device, dtype=dtype)
-        self._fingerprint = None  # a dtype change rounds the weights
         return self
 
     @property

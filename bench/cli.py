@@ -1,0 +1,300 @@
+"""The ``erasebench`` command line: list, erase, generate, score, run, report, export.
+
+Heavy imports (torch, diffusers) happen inside the commands that need them, so that
+``erasebench list`` and ``--help`` stay instant. A user error prints one line and exits
+with code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from erasebench.errors import UserError
+from erasebench.registry import ERASERS, TASKS
+
+app = typer.Typer(
+    help="Benchmark concept erasure in text-to-image diffusion models.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+)
+console = Console()
+errors = Console(stderr=True)
+
+# The default run: the tasks that declare themselves part of it, on their model.
+DEFAULT_MODEL = "tiny"
+
+ModelOption = Annotated[str, typer.Option(
+    "--model", help="Base model: a hub id (e.g. CompVis/stable-diffusion-v1-4), a local "
+    "diffusers folder, or 'tiny' (the random test model).")]
+RevisionOption = Annotated[str | None, typer.Option(help="Hub revision (branch, tag or commit).")]
+CacheOption = Annotated[Path | None, typer.Option(
+    "--cache", help="Cache folder for images and edits (default: $ERASEBENCH_CACHE or "
+    "~/.cache/erasebench).")]
+DeviceOption = Annotated[str, typer.Option(help="'auto' (cuda if present), 'cpu' or 'cuda[:N]'.")]
+BatchOption = Annotated[int, typer.Option("--batch-size", min=1, help="Images per batch.")]
+ConfigOption = Annotated[list[str] | None, typer.Option(
+    "--config", help="Eraser config override KEY=VALUE (VALUE parsed as JSON if it can be); "
+    "repeatable.")]
+StepsOption = Annotated[int | None, typer.Option(min=1, help="Sampling steps (default: the task's).")]
+GuidanceOption = Annotated[float | None, typer.Option(
+    min=0.0, help="Classifier-free guidance scale (default: the task's).")]
+SchedulerOption = Annotated[str | None, typer.Option(
+    help="Sampler: ddim, lms, pndm or dpm (default: the task's).")]
+SizeOption = Annotated[int | None, typer.Option(
+    help="Image side in pixels, a multiple of 8 (default: the model's native size).")]
+PrecisionOption = Annotated[str | None, typer.Option(
+    help="auto (fp16 on GPU, fp32 on CPU), fp32, fp16 or bf16.")]
+
+
+def _split_names(values: list[str] | None) -> list[str]:
+    return [name.strip() for value in values or [] for name in value.split(",") if name.strip()]
+
+
+def _parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise UserError(f"--config expects KEY=VALUE, got {pair!r}")
+        try:
+            overrides[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            overrides[key.strip()] = raw
+    return overrides
+
+
+def _generation_overrides(steps: int | None, guidance: float | None, scheduler: str | None,
+                          size: int | None, precision: str | None) -> dict[str, Any]:
+    values = {"steps": steps, "guidance": guidance, "scheduler": scheduler,
+              "height": size, "width": size, "precision": precision}
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _model_spec(model: str, revision: str | None):  # -> ModelSpec
+    from erasebench.specs import ModelSpec
+
+    return ModelSpec(id=model, revision=revision)
+
+
+def _cache_dir(cache: Path | None) -> Path:
+    from erasebench.cache import default_cache_dir
+
+    return cache or default_cache_dir()
+
+
+@app.command("list")
+def list_plugins(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v",
+                                          help="Import each plugin and show its description.")] = False,
+) -> None:
+    """List the registered erasers and tasks (plugins included)."""
+    for title, registry in (("erasers", ERASERS), ("tasks", TASKS)):
+        table = Table(title=title, show_header=verbose)
+        table.add_column("name")
+        if verbose:
+            table.add_column("description")
+        for name in registry.names():
+            if verbose:
+                doc = (registry.get(name).__doc__ or "").strip().splitlines()
+                table.add_row(name, doc[0] if doc else "")
+            else:
+                table.add_row(name)
+        console.print(table)
+
+
+@app.command()
+def run(
+    erasers: Annotated[list[str] | None, typer.Option(
+        "--erasers", "-e", help="Eraser names, comma-separated (default: all registered).")] = None,
+    tasks: Annotated[list[str] | None, typer.Option(
+        "--tasks", "-t", help="Task names, comma-separated (default: the default suite).")] = None,
+    model: ModelOption = DEFAULT_MODEL,
+    revision: RevisionOption = None,
+    preset: Annotated[str | None, typer.Option(
+        help="Eraser preset applied to every eraser that has it (e.g. 'shapes').")] = None,
+    results: Annotated[Path, typer.Option(help="Results folder.")] = Path("results"),
+    cache: CacheOption = None,
+    device: DeviceOption = "auto",
+    batch_size: BatchOption = 8,
+    steps: StepsOption = None,
+    guidance: GuidanceOption = None,
+    scheduler: SchedulerOption = None,
+    size: SizeOption = None,
+    precision: PrecisionOption = None,
+    dry_run: Annotated[bool, typer.Option(help="Only list the work units and their state.")] = False,
+) -> None:
+    """Run erasers x tasks; completed units are skipped, so an interrupted run resumes."""
+    from erasebench.runner import Runner, plan
+
+    eraser_names = _split_names(erasers) or _default_names(ERASERS)
+    task_names = _split_names(tasks) or _default_names(TASKS)
+    eraser_objects = [_make_eraser(name, None, preset) for name in eraser_names]
+    if not task_names:
+        raise UserError(f"no task selected; registered tasks: {', '.join(TASKS.names())}")
+    task_objects = [TASKS.get(name)() for name in task_names]
+    overrides = _generation_overrides(steps, guidance, scheduler, size, precision)
+    units = plan(eraser_objects, task_objects, _model_spec(model, revision), overrides)
+    runner = Runner(results_dir=results, cache_dir=_cache_dir(cache), device=device,
+                    batch_size=batch_size, progress=sys.stderr.isatty())
+    if dry_run:
+        for unit in units:
+            state = "done" if runner.store.is_done(unit.run_id) else "todo"
+            console.print(f"{unit.run_id}  {state:4}  {unit.describe()}", markup=False)
+        return
+    console.print(f"{len(units)} work units; results in {results}/")
+
+    def report_unit(unit: Any, status: str) -> None:
+        console.print(f"  [{status}] {unit.describe()}  ({unit.run_id})", markup=False)
+
+    runner.on_unit = report_unit
+    summary = runner.run(units)
+    console.print(f"done {len(summary.done)}, skipped (already done) {len(summary.skipped)}, "
+                  f"busy (another process) {len(summary.busy)}")
+
+
+def _default_names(registry: Any) -> list[str]:
+    """The plugins whose class says they belong to a run without arguments."""
+    return [name for name in registry.names()
+            if getattr(registry.get(name), "in_default_run", False)]
+
+
+def _make_eraser(name: str, config: dict[str, Any] | None, preset: str | None):  # -> Eraser
+    cls = ERASERS.get(name)
+    use_preset = preset if preset is not None and preset in cls.presets else None
+    return cls(config, preset=use_preset)
+
+
+@app.command()
+def erase(
+    eraser: Annotated[str, typer.Option(help="Eraser name (see `erasebench list`).")],
+    concept: Annotated[list[str], typer.Option(help="Concept to erase; repeatable.")],
+    out: Annotated[Path, typer.Option(help="Where to write the edit (.safetensors).")],
+    anchor: Annotated[list[str] | None, typer.Option(help="Anchor/target concept; repeatable.")] = None,
+    preserve: Annotated[list[str] | None, typer.Option(help="Concept to preserve; repeatable.")] = None,
+    config: ConfigOption = None,
+    preset: Annotated[str | None, typer.Option(help="Named config preset of the eraser.")] = None,
+    model: ModelOption = DEFAULT_MODEL,
+    revision: RevisionOption = None,
+    device: DeviceOption = "auto",
+) -> None:
+    """Erase concepts from a model and save the edit (only the changed weights)."""
+    from erasebench.models import load_model
+    from erasebench.runner import Runner
+    from erasebench.specs import ErasureRequest
+
+    plugin = _make_eraser(eraser, _parse_overrides(config), None)
+    if preset is not None:
+        plugin = ERASERS.get(eraser)(_parse_overrides(config), preset=preset)
+    request = ErasureRequest(concepts=tuple(concept), anchors=tuple(anchor or ()),
+                             preserve=tuple(preserve or ()))
+    target_device = Runner(device=device).device
+    base = load_model(_model_spec(model, revision)).to(target_device)
+    edit = plugin.erase(base, request)
+    edit.save(out)
+    console.print(f"wrote {out}: {len(edit.weights)} changed tensors, "
+                  f"{sum(t.numel() for t in edit.weights.values()):,} values")
+
+
+@app.command()
+def generate(
+    out: Annotated[Path, typer.Option(help="Folder for the PNGs and manifest.csv.")],
+    prompt: Annotated[list[str] | None, typer.Option(help="A prompt; repeatable.")] = None,
+    prompts: Annotated[Path | None, typer.Option(
+        help="CSV with a 'prompt' column and optional 'seed'/'evaluation_seed', 'guidance' "
+        "columns.")] = None,
+    seeds: Annotated[str, typer.Option(help="Seeds for --prompt, e.g. '0-3' or '1,5,9'.")] = "0",
+    edit: Annotated[Path | None, typer.Option(help="Apply this edit (from `erase`).")] = None,
+    model: ModelOption = DEFAULT_MODEL,
+    revision: RevisionOption = None,
+    cache: CacheOption = None,
+    device: DeviceOption = "auto",
+    batch_size: BatchOption = 8,
+    steps: Annotated[int, typer.Option(min=1, help="Sampling steps.")] = 50,
+    guidance: Annotated[float, typer.Option(min=0.0, help="Guidance scale.")] = 7.5,
+    scheduler: Annotated[str, typer.Option(help="ddim, lms, pndm or dpm.")] = "ddim",
+    size: SizeOption = None,
+    precision: Annotated[str, typer.Option(help="auto, fp32, fp16 or bf16.")] = "auto",
+) -> None:
+    """Generate images for prompts and seeds (through the image cache)."""
+    from erasebench.commands import generate_images
+
+    generate_images(
+        out=out, texts=prompt or [], prompt_file=prompts, seeds=seeds, edit_path=edit,
+        model=_model_spec(model, revision), cache_dir=_cache_dir(cache), device=device,
+        batch_size=batch_size,
+        overrides=_generation_overrides(steps, guidance, scheduler, size, precision),
+        console=console,
+    )
+
+
+@app.command()
+def score(
+    task: Annotated[str, typer.Option(help="Task name.")],
+    images: Annotated[Path, typer.Option(help="A folder written by `erasebench generate`.")],
+    reference: Annotated[Path | None, typer.Option(
+        help="Folder of the original model's images, for tasks that compare against it.")] = None,
+    device: DeviceOption = "auto",
+) -> None:
+    """Score a folder of generated images with a task's scorer, for each of its requests."""
+    from erasebench.commands import score_folder
+
+    table = Table("request", "metric", "split", "value")
+    for request, value in score_folder(TASKS.get(task)(), images, reference, device):
+        table.add_row(request, value.metric, value.split, f"{value.value:.6g}")
+    console.print(table)
+
+
+@app.command()
+def report(
+    results: Annotated[Path, typer.Option(help="Results folder to read.")] = Path("results"),
+    out: Annotated[Path, typer.Option(help="Leaderboard file to write.")] = Path("leaderboard.md"),
+) -> None:
+    """Regenerate leaderboard.md (and results/metrics.parquet) from stored results only."""
+    from erasebench.report import write_report
+
+    console.print(f"wrote {write_report(results, out)}")
+
+
+@app.command()
+def export(
+    edit: Annotated[Path, typer.Option(help="An edit file written by `erase` or `run`.")],
+    out: Annotated[Path, typer.Option(help="Folder for the diffusers pipeline.")],
+    model: ModelOption = DEFAULT_MODEL,
+    revision: RevisionOption = None,
+) -> None:
+    """Export base model + edit as a plain diffusers folder (StableDiffusionPipeline loads it)."""
+    from erasebench.edits import EditedModel
+    from erasebench.models import load_model
+
+    loaded = EditedModel.load(edit)
+    loaded.export(load_model(_model_spec(model, revision)), out)
+    console.print(f"wrote {out}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: user errors become one line on stderr and exit code 2."""
+    try:
+        result = app(args=argv, standalone_mode=False)
+    except UserError as error:
+        errors.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
+        return 2
+    except click.exceptions.Exit as done:
+        return done.exit_code
+    except click.ClickException as error:
+        error.show()
+        return error.exit_code
+    except click.exceptions.Abort:
+        errors.print("aborted")
+        return 1
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""The two plugin contracts: an Eraser edits a model, a Task says what to generate and scores it.
+
+Both take a typed pydantic config (``Config`` / ``Options``) whose defaults are the
+paper's settings; unknown keys and wrong types are user errors with a clear message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from erasebench.errors import UnknownNameError, UserError
+from erasebench.specs import EraserSpec, ErasureRequest, GenerationSpec, PromptSpec, TaskSpec
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from erasebench.edits import EditedModel
+    from erasebench.models import DiffusionModel
+
+
+class PluginConfig(BaseModel):
+    """Base of eraser configs and task options: frozen, no unknown keys."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def parse_config(kind: str, name: str, schema: type[PluginConfig],
+                 values: dict[str, Any] | PluginConfig | None) -> PluginConfig:
+    if isinstance(values, schema):
+        return values
+    try:
+        return schema.model_validate(dict(values or {}))
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in item['loc']) or '(config)'}: {item['msg']}"
+            for item in error.errors()
+        )
+        valid = ", ".join(schema.model_fields) or "(no options)"
+        raise UserError(f"bad {kind} config for {name!r}: {problems} (valid keys: {valid})") from None
+
+
+class Eraser:
+    """Base class of erasers: ``erase(model, request) -> EditedModel``.
+
+    Subclasses set ``Config`` (paper defaults), optionally ``presets`` (named overrides,
+    e.g. ``"shapes"`` for the miniature world), and implement :meth:`erase`, which must
+    leave ``model`` as it found it. The contract suite checks that every parameter it
+    changes is one that :meth:`editable_parameters` names.
+    """
+
+    name: ClassVar[str] = ""
+    in_default_run: ClassVar[bool] = True  # part of `erasebench run` without --erasers
+    Config: ClassVar[type[PluginConfig]] = PluginConfig
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def __init__(self, config: dict[str, Any] | PluginConfig | None = None,
+                 preset: str | None = None) -> None:
+        values: dict[str, Any] | PluginConfig | None = config
+        if preset is not None:
+            if preset not in self.presets:
+                raise UnknownNameError(f"preset of {self.name}", preset, self.presets)
+            overrides = config.model_dump() if isinstance(config, PluginConfig) else config
+            values = {**self.presets[preset], **(overrides or {})}
+        self.config = parse_config("eraser", self.name, self.Config, values)
+
+    def spec(self) -> EraserSpec:
+        return EraserSpec(name=self.name, config=self.config.model_dump(mode="json"))
+
+    def editable_parameters(self, model: DiffusionModel) -> list[str]:
+        """Qualified names of the parameters this eraser may change."""
+        return []
+
+    def erase(self, model: DiffusionModel, request: ErasureRequest) -> EditedModel:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    higher_is_better: bool
+    description: str = ""
+
+
+class MetricValue(BaseModel):
+    """One number a task computed: a metric for one split/seed/group."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    metric: str
+    value: float
+    split: str = ""
+    seed: int | None = None
+
+
+@dataclass
+class ScoringContext:
+    """What a task may use while scoring besides its images."""
+
+    device: str
+    # Images of the *unedited* base model for the same prompts (e.g. LPIPS vs `sd`).
+    reference_images: Callable[[Sequence[PromptSpec]], list[Image.Image]]
+
+
+class Task:
+    """Base class of tasks: declares requests and prompts, scores images into metrics.
+
+    Tasks never generate images themselves; the runner does, through the cache.
+    """
+
+    name: ClassVar[str] = ""
+    version: ClassVar[str] = "1"
+    description: ClassVar[str] = ""
+    citation: ClassVar[str] = ""
+    in_default_run: ClassVar[bool] = False  # part of `erasebench run` without --tasks
+    metrics: ClassVar[dict[str, MetricInfo]] = {}
+    Options: ClassVar[type[PluginConfig]] = PluginConfig
+
+    def __init__(self, options: dict[str, Any] | PluginConfig | None = None) -> None:
+        self.options = parse_config("task", self.name, self.Options, options)
+
+    def spec(self) -> TaskSpec:
+        return TaskSpec(name=self.name, options=self.options.model_dump(mode="json"))
+
+    def generation(self) -> GenerationSpec:
+        """The papers' generation settings for this task (the runner may override them)."""
+        return GenerationSpec()
+
+    def requests(self) -> list[ErasureRequest]:
+        raise NotImplementedError
+
+    def prompts(self, request: ErasureRequest) -> list[PromptSpec]:
+        raise NotImplementedError
+
+    def score(self, images: Sequence[Image.Image], prompts: Sequence[PromptSpec],
+              request: ErasureRequest, context: ScoringContext) -> list[MetricValue]:
+        raise NotImplementedError
+
+    def scorer_versions(self) -> dict[str, str]:
+        """Scorer name -> version and weight hash, recorded with every result."""
+        return {}

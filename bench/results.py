@@ -1,0 +1,175 @@
+"""Result records and the tidy table.
+
+One JSON record per work unit, ``results/runs/<run_id>.json``, written atomically and
+carrying its own checksum: a unit is either completely recorded or not at all, so a
+killed run resumes by redoing exactly the units without a valid record, and two runs
+writing the same folder write identical files. :func:`load_results` flattens the
+records into one long pandas table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import subprocess
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from erasebench.errors import CorruptFileError, UserError
+from erasebench.io import atomic_write_json, canonical_json
+from erasebench.specs import RunSpec
+
+SCHEMA_VERSION = 1
+COLUMNS = [
+    "eraser", "config_hash", "request", "task", "task_version", "metric", "split", "seed",
+    "value", "higher_is_better", "model", "run_id",
+]
+_PACKAGES = ("erasebench", "torch", "diffusers", "transformers", "open_clip_torch",
+             "nudenet", "lpips", "torchmetrics")
+
+
+class MetricRow(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    metric: str
+    value: float
+    higher_is_better: bool
+    split: str = ""
+    seed: int | None = None
+
+
+class Provenance(BaseModel):
+    """Where a number came from. Not part of any hash: reruns elsewhere give equal rows."""
+
+    packages: dict[str, str] = Field(default_factory=dict)
+    git_sha: str = ""
+    python: str = ""
+    device: str = ""
+    created_at: str = ""
+
+
+class RunRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: int = SCHEMA_VERSION
+    run_id: str
+    spec: RunSpec
+    task_version: str
+    model_fingerprint: str
+    edit_digest: str
+    image_count: int
+    scorers: dict[str, str] = Field(default_factory=dict)
+    metrics: list[MetricRow]
+    provenance: Provenance = Field(default_factory=Provenance)
+    checksum: str = ""
+
+    def content_checksum(self) -> str:
+        body = self.model_dump(mode="json", exclude={"checksum"})
+        return hashlib.sha256(canonical_json(body).encode()).hexdigest()
+
+
+def provenance(device: str) -> Provenance:
+    packages = {}
+    for name in _PACKAGES:
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return Provenance(packages=packages, git_sha=_git_sha(), python=platform.python_version(),
+                      device=device, created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+
+def _git_sha() -> str:
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return result.stdout.strip()
+
+
+class ResultStore:
+    """The ``runs/`` folder of a results directory."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.runs = self.root / "runs"
+
+    def path(self, run_id: str) -> Path:
+        return self.runs / f"{run_id}.json"
+
+    def write(self, record: RunRecord) -> Path:
+        record.checksum = record.content_checksum()
+        return atomic_write_json(self.path(record.run_id), record.model_dump(mode="json"))
+
+    def read(self, path: Path) -> RunRecord:
+        """A verified record; raises CorruptFileError or UserError (newer schema)."""
+        try:
+            raw: dict[str, Any] = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise CorruptFileError(f"result file {str(path)!r} is unreadable: {error}") from error
+        version = raw.get("schema_version")
+        if isinstance(version, int) and version > SCHEMA_VERSION:
+            raise UserError(
+                f"result file {str(path)!r} has schema version {version}, newer than this "
+                f"erasebench ({SCHEMA_VERSION}); upgrade erasebench to read it"
+            )
+        try:
+            record = RunRecord.model_validate(raw)
+        except ValidationError as error:
+            raise CorruptFileError(f"result file {str(path)!r} is malformed: {error}") from error
+        if record.checksum != record.content_checksum():
+            raise CorruptFileError(f"result file {str(path)!r} fails its checksum")
+        return record
+
+    def is_done(self, run_id: str) -> bool:
+        """True only for a complete, valid record: anything else is redone."""
+        path = self.path(run_id)
+        if not path.is_file():
+            return False
+        try:
+            self.read(path)
+        except CorruptFileError:
+            return False
+        return True
+
+    def records(self) -> list[RunRecord]:
+        if not self.runs.is_dir():
+            return []
+        return [self.read(path) for path in sorted(self.runs.glob("*.json"))]
+
+
+def records_to_frame(records: list[RunRecord]) -> pd.DataFrame:
+    """The tidy long table: one row per (run, metric, split, seed)."""
+    rows = []
+    for record in records:
+        spec = record.spec
+        for row in record.metrics:
+            rows.append({
+                "eraser": spec.eraser.name,
+                "config_hash": spec.eraser.spec_hash(),
+                "request": spec.request.display(),
+                "task": spec.task.name,
+                "task_version": record.task_version,
+                "metric": row.metric,
+                "split": row.split,
+                "seed": row.seed,
+                "value": row.value,
+                "higher_is_better": row.higher_is_better,
+                "model": spec.model.id,
+                "run_id": record.run_id,
+            })
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    frame["seed"] = frame["seed"].astype("Int64")
+    return frame.sort_values(COLUMNS[:9], kind="stable", ignore_index=True)
+
+
+def load_results(root: str | Path = "results") -> pd.DataFrame:
+    """All stored results under ``root`` as one tidy pandas DataFrame."""
+    return records_to_frame(ResultStore(root).records())

@@ -1,0 +1,158 @@
+"""Expands erasers x tasks x requests into work units and runs them, resumably.
+
+A unit is one :class:`RunSpec`; its hash names its result file. Running a unit: load
+(or reuse) the base model, get the edit (cached as safetensors, keyed on eraser spec,
+request and base fingerprint), generate the task's images through the image cache,
+score them, and write the record atomically. A unit with a valid record is skipped, so
+an interrupted run that is started again does only what is missing, and a unit being
+run by another process (its lock is held) is left to that process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+from pydantic import ValidationError
+
+from erasebench.cache import ImageCache, default_cache_dir
+from erasebench.edits import EditedModel
+from erasebench.errors import CorruptFileError, UserError
+from erasebench.generate import Generator
+from erasebench.models import DiffusionModel, load_model
+from erasebench.plugins import Eraser, ScoringContext, Task
+from erasebench.results import MetricRow, ResultStore, RunRecord, provenance
+from erasebench.specs import GenerationSpec, ModelSpec, RunSpec
+
+
+@dataclass
+class WorkUnit:
+    spec: RunSpec
+    eraser: Eraser
+    task: Task
+
+    @property
+    def run_id(self) -> str:
+        return self.spec.run_id()
+
+    def describe(self) -> str:
+        return f"{self.eraser.name} x {self.task.name} [{self.spec.request.display()}]"
+
+
+def plan(erasers: Sequence[Eraser], tasks: Sequence[Task], model: ModelSpec,
+         generation_overrides: dict[str, Any] | None = None) -> list[WorkUnit]:
+    """Every (task, request, eraser) combination, tasks' own generation settings overridden."""
+    units = []
+    for task in tasks:
+        try:
+            generation = GenerationSpec.model_validate(
+                {**task.generation().model_dump(), **(generation_overrides or {})})
+        except ValidationError as error:
+            raise UserError(f"bad generation setting: {error.errors()[0]['msg']}") from None
+        for request in task.requests():
+            for eraser in erasers:
+                spec = RunSpec(eraser=eraser.spec(), request=request, task=task.spec(),
+                               model=model, generation=generation)
+                units.append(WorkUnit(spec, eraser, task))
+    return units
+
+
+@dataclass
+class RunSummary:
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    busy: list[str] = field(default_factory=list)  # locked by another process
+
+
+@dataclass
+class Runner:
+    results_dir: Path = Path("results")
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    device: str = "auto"
+    batch_size: int = 8
+    progress: bool = True
+    on_unit: Callable[[WorkUnit, str], None] | None = None  # (unit, "done"/"skipped"/...)
+    _models: dict[ModelSpec, DiffusionModel] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.results_dir, self.cache_dir = Path(self.results_dir), Path(self.cache_dir)
+        self.store = ResultStore(self.results_dir)
+        self.images = ImageCache(self.cache_dir)
+        if self.device == "auto":
+            import torch
+
+            self.device = "cuda" if torch.cuda.is_available() else "cpu"
+
+    def run(self, units: Sequence[WorkUnit]) -> RunSummary:
+        summary = RunSummary()
+        for unit in units:
+            status = self.run_unit(unit)
+            getattr(summary, status).append(unit.run_id)
+            if self.on_unit is not None:
+                self.on_unit(unit, status)
+        return summary
+
+    def run_unit(self, unit: WorkUnit) -> str:
+        if self.store.is_done(unit.run_id):
+            return "skipped"
+        lock_path = self.results_dir / ".locks" / f"{unit.run_id}.lock"
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with FileLock(str(lock_path), timeout=0):
+                if self.store.is_done(unit.run_id):  # finished while we waited
+                    return "skipped"
+                self.store.write(self._execute(unit))
+        except Timeout:
+            return "busy"
+        return "done"
+
+    # -- the steps of one unit -------------------------------------------------------------
+    def model(self, spec: ModelSpec) -> DiffusionModel:
+        if spec not in self._models:
+            self._models[spec] = load_model(spec).to(self.device)
+        return self._models[spec]
+
+    def edit(self, unit: WorkUnit, model: DiffusionModel) -> EditedModel:
+        """The eraser's edit, from the cache when an identical one was made before."""
+        key = hashlib.sha256(
+            f"{unit.spec.eraser.canonical()}|{unit.spec.request.canonical()}|"
+            f"{model.fingerprint}".encode()).hexdigest()[:32]
+        path = self.cache_dir / "edits" / f"{unit.eraser.name}-{key}.safetensors"
+        if path.is_file():
+            try:
+                return EditedModel.load(path)
+            except CorruptFileError:
+                path.unlink(missing_ok=True)  # half-written or damaged: make it again
+        edit = unit.eraser.erase(model, unit.spec.request)
+        edit.save(path)
+        return edit
+
+    def _execute(self, unit: WorkUnit) -> RunRecord:
+        model = self.model(unit.spec.model)
+        edit = self.edit(unit, model)
+        generator = Generator(model, unit.spec.generation, self.images, self.batch_size,
+                              self.progress)
+        prompts = unit.task.prompts(unit.spec.request)
+        with edit.applied(model):
+            images = generator.images(prompts)
+        # After the edit is removed, the same generator draws the base model's images.
+        context = ScoringContext(device=self.device, reference_images=generator.images)
+        values = unit.task.score(images, prompts, unit.spec.request, context)
+        metrics = []
+        for value in values:
+            info = unit.task.metrics.get(value.metric)
+            if info is None:
+                raise RuntimeError(f"task {unit.task.name!r} returned undeclared metric "
+                                   f"{value.metric!r}; declared: {sorted(unit.task.metrics)}")
+            metrics.append(MetricRow(metric=value.metric, value=value.value, split=value.split,
+                                     seed=value.seed, higher_is_better=info.higher_is_better))
+        return RunRecord(
+            run_id=unit.run_id, spec=unit.spec, task_version=unit.task.version,
+            model_fingerprint=model.fingerprint, edit_digest=edit.digest,
+            image_count=len(images), scorers=unit.task.scorer_versions(), metrics=metrics,
+            provenance=provenance(self.device),
+        )

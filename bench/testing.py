@@ -1,0 +1,138 @@
+"""What plugin authors need to test their own eraser or task without weights or a GPU:
+the tiny random model, a mock eraser and a mock task (both registered as ``mock``),
+and helpers that check an eraser against the contract every in-tree one passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from erasebench.edits import EditedModel, snapshot
+from erasebench.models import DiffusionModel
+from erasebench.plugins import (
+    Eraser,
+    MetricInfo,
+    MetricValue,
+    PluginConfig,
+    ScoringContext,
+    Task,
+)
+from erasebench.registry import register_eraser, register_task
+from erasebench.specs import ErasureRequest, GenerationSpec, PromptSpec
+
+__all__ = ["MockEraser", "MockTask", "check_eraser_contract", "tiny_model"]
+
+
+def tiny_model(seed: int = 0) -> DiffusionModel:
+    """The tiny random SD-shaped model (real SD tokenizer; 32 px images; CPU)."""
+    return DiffusionModel.tiny(seed)
+
+
+class MockEraserConfig(PluginConfig):
+    strength: float = 1.0
+
+
+@register_eraser("mock")
+class MockEraser(Eraser):
+    """Projects the concepts' text directions out of every cross-attention value map.
+
+    A closed-form, deterministic edit of ``attn2.to_v`` only: cheap and real enough to
+    move images, which is all the tests of the machinery around erasers need.
+    """
+
+    Config = MockEraserConfig
+    in_default_run = False  # a test double: never on the leaderboard unless asked for
+
+    def editable_parameters(self, model: DiffusionModel) -> list[str]:
+        return [name for name, _ in model.named_parameters() if "attn2.to_v.weight" in name]
+
+    def erase(self, model: DiffusionModel, request: ErasureRequest) -> EditedModel:
+        embeddings = model.encode_text(list(request.concepts)).float()  # (n, 77, dim)
+        directions = torch.linalg.qr(embeddings.mean(dim=1).T).Q  # orthonormal (dim, n)
+        projector = directions @ directions.T
+        strength = self.config.strength  # type: ignore[attr-defined]
+        before = snapshot(model, self.editable_parameters(model))
+        edit_values = {}
+        for name in before:
+            weight = before[name].float()
+            edit_values[name] = (weight - strength * weight @ projector).to(before[name].dtype)
+        changed = {n: v for n, v in edit_values.items() if not torch.equal(v, before[n])}
+        return EditedModel(self.name, self.config.model_dump(mode="json"), request,
+                           model.fingerprint, changed)
+
+
+class MockTaskOptions(PluginConfig):
+    concepts: tuple[str, ...] = ("cat",)
+    preserve: tuple[str, ...] = ("dog",)
+    images_per_concept: int = 4
+
+
+@register_task("mock")
+class MockTask(Task):
+    """How far each image moved from the original model's image (same prompt and seed).
+
+    ``change_erase`` should be large for an eraser, ``change_preserve`` small; ``sd``
+    gives exactly 0 for both.
+    """
+
+    description = "Mean absolute pixel change vs the original model, erased vs preserved."
+    metrics = {
+        "change_erase": MetricInfo(True, "mean |image - sd image| / 255 on erased concepts"),
+        "change_preserve": MetricInfo(False, "the same on preserved concepts"),
+    }
+    Options = MockTaskOptions
+    # The default run until the miniature world (tasks/shapes) replaces it.
+    in_default_run = True
+
+    def generation(self) -> GenerationSpec:
+        return GenerationSpec(steps=4, guidance=5.0)
+
+    def requests(self) -> list[ErasureRequest]:
+        options = self.options
+        return [ErasureRequest(concepts=options.concepts, preserve=options.preserve)]  # type: ignore[attr-defined]
+
+    def prompts(self, request: ErasureRequest) -> list[PromptSpec]:
+        count = self.options.images_per_concept  # type: ignore[attr-defined]
+        groups = [("erase", request.concepts), ("preserve", request.preserve)]
+        return [
+            PromptSpec(text=f"a photo of a {concept}", seed=seed, group=group, label=concept)
+            for group, concepts in groups for concept in concepts for seed in range(count)
+        ]
+
+    def score(self, images: Sequence[Image.Image], prompts: Sequence[PromptSpec],
+              request: ErasureRequest, context: ScoringContext) -> list[MetricValue]:
+        references = context.reference_images(prompts)
+        changes: dict[str, list[float]] = {"erase": [], "preserve": []}
+        for image, reference, prompt in zip(images, references, prompts, strict=True):
+            delta = np.abs(np.asarray(image, float) - np.asarray(reference, float)).mean() / 255
+            changes[prompt.group].append(float(delta))
+        return [MetricValue(metric=f"change_{group}", value=float(np.mean(values)))
+                for group, values in changes.items() if values]
+
+
+def check_eraser_contract(eraser: Eraser, model: DiffusionModel,
+                          request: ErasureRequest) -> EditedModel:
+    """Runs ``eraser`` and asserts the contract; returns the edit for further checks.
+
+    The model is left unchanged, every changed parameter is one the eraser declares,
+    and the edit applies and removes cleanly.
+    """
+    before = snapshot(model)
+    fingerprint = model.fingerprint
+    edit = eraser.erase(model, request)
+    after = snapshot(model)
+    assert all(torch.equal(before[n], after[n]) for n in before), "erase() changed the model"
+    allowed = set(eraser.editable_parameters(model))
+    extra = sorted(set(edit.weights) - allowed)
+    assert not extra, f"{eraser.name} changed parameters it does not declare: {extra[:5]}"
+    assert edit.base_fingerprint == fingerprint
+    with edit.applied(model):
+        for name, value in edit.weights.items():
+            assert torch.equal(model.parameter(name).detach().cpu(), value)
+    assert model.fingerprint == fingerprint
+    assert all(torch.equal(before[n], p.detach().cpu()) for n, p in model.named_parameters())
+    return edit

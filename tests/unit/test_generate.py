@@ -1,0 +1,80 @@
+import numpy as np
+import pytest
+import torch
+
+from erasebench.cache import ImageCache
+from erasebench.generate import Generator, NonFiniteImageError
+from erasebench.specs import GenerationSpec, PromptSpec
+
+PROMPTS = [
+    PromptSpec(text="a cat", seed=1),
+    PromptSpec(text="a dog", seed=2, guidance=3.0),
+    PromptSpec(text="a red circle", seed=3, negative="blurry"),
+    PromptSpec(text="a cat", seed=4),
+    PromptSpec(text="", seed=5, guidance=1.0),
+]
+
+
+def _arrays(images):
+    return np.stack([np.asarray(image) for image in images])
+
+
+@pytest.mark.parametrize("scheduler", ["ddim", "lms", "pndm", "dpm"])
+def test_batch_size_and_order_never_change_an_image(tiny, scheduler):
+    settings = GenerationSpec(scheduler=scheduler, steps=6)
+    one = _arrays(Generator(tiny, settings, batch_size=1, progress=False).images(PROMPTS))
+    four = Generator(tiny, settings, batch_size=4, progress=False).images(PROMPTS[::-1])
+    assert one.shape == (5, 32, 32, 3)
+    assert np.array_equal(one, _arrays(four)[::-1])
+
+
+def test_seed_prompt_and_guidance_each_change_the_image(tiny):
+    generator = Generator(tiny, GenerationSpec(steps=4), progress=False)
+    base, *others = _arrays(generator.images([
+        PromptSpec(text="a cat", seed=1), PromptSpec(text="a cat", seed=2),
+        PromptSpec(text="a dog", seed=1), PromptSpec(text="a cat", seed=1, guidance=2.0),
+    ]))
+    for other in others:
+        assert not np.array_equal(base, other)
+
+
+def test_cached_images_are_reused_and_a_truncated_png_is_regenerated(tiny, tmp_path):
+    cache = ImageCache(tmp_path)
+    generator = Generator(tiny, GenerationSpec(steps=4), cache, progress=False)
+    first = _arrays(generator.images(PROMPTS[:2]))
+    key = generator.keys(PROMPTS[:1])[0]
+    png = cache.path_of(key)
+    png.write_bytes(png.read_bytes()[:100])  # truncated: a crash mid-write, a bad disk
+    assert cache.get(key) is None  # detected by the checksum
+    calls = []
+    original = generator.sample
+    generator.sample = lambda prompts: calls.append(len(prompts)) or original(prompts)
+    again = _arrays(generator.images(PROMPTS[:2]))
+    assert calls == [1]  # only the damaged one was generated again
+    assert np.array_equal(first, again)
+    assert cache.get(key) is not None
+
+
+def test_cache_key_covers_every_setting(tiny):
+    prompt = [PromptSpec(text="a cat", seed=1)]
+    base = Generator(tiny, GenerationSpec()).keys(prompt)
+    for change in [{"steps": 49}, {"guidance": 7.0}, {"scheduler": "lms"}, {"height": 64},
+                   {"precision": "bf16"}]:
+        assert Generator(tiny, GenerationSpec(**change)).keys(prompt) != base
+    assert Generator(tiny, GenerationSpec(), batch_size=3).keys(prompt) == base
+
+
+def test_non_finite_images_are_reported_and_not_cached(tiny, tmp_path):
+    cache = ImageCache(tmp_path)
+    generator = Generator(tiny, GenerationSpec(steps=2), cache, progress=False)
+    weight = tiny.vae.decoder.conv_out.bias
+    saved = weight.detach().clone()
+    with torch.no_grad():
+        weight.fill_(float("nan"))
+    try:
+        with pytest.raises(NonFiniteImageError, match="a cat"):
+            generator.images(PROMPTS[:1])
+    finally:
+        with torch.no_grad():
+            weight.copy_(saved)
+    assert not list(tmp_path.rglob("*.png"))
