@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,7 +57,9 @@ class DiffusionModel:
             source: str = str(local.resolve())
         else:
             source = model_id
-        kwargs: dict[str, Any] = {"revision": revision}
+        # Read at call time (huggingface_hub reads it once, at import).
+        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+        kwargs: dict[str, Any] = {"revision": revision, "local_files_only": offline}
         try:
             tokenizer = CLIPTokenizer.from_pretrained(source, subfolder="tokenizer", **kwargs)
             weights = {"use_safetensors": True, **kwargs}
@@ -65,7 +68,7 @@ class DiffusionModel:
             text_encoder = CLIPTextModel.from_pretrained(source, subfolder="text_encoder", **weights)
             unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet", **weights)
             vae = AutoencoderKL.from_pretrained(source, subfolder="vae", **weights)
-            scheduler_config = _read_scheduler_config(source, revision)
+            scheduler_config = _read_scheduler_config(source, revision, offline)
         except (OSError, ValueError, EnvironmentError) as error:
             raise UserError(
                 f"could not load model {model_id!r} (revision {revision}): {error}. Without "
@@ -173,12 +176,12 @@ class DiffusionModel:
 
     def _compute_fingerprint(self) -> str:
         digest = hashlib.sha256()
-        digest.update(json.dumps(self.scheduler_config, sort_keys=True, default=str).encode())
+        digest.update(json.dumps(_public(_full_scheduler_config(self.scheduler_config)),
+                                 sort_keys=True, default=str).encode())
         for component, module in self.modules().items():
             config = getattr(module, "config", {})
             config = config.to_dict() if hasattr(config, "to_dict") else dict(config)
-            config = {k: v for k, v in config.items() if not k.startswith("_") and
-                      k not in ("transformers_version", "torch_dtype", "dtype")}
+            config = _public(config)
             digest.update(component.encode())
             digest.update(json.dumps(config, sort_keys=True, default=str).encode())
             for name, tensor in sorted(module.state_dict().items()):
@@ -226,10 +229,24 @@ def tensor_bytes(tensor: torch.Tensor) -> memoryview:
     return memoryview(value.contiguous().numpy()).cast("B")
 
 
-def _read_scheduler_config(source: str, revision: str | None) -> dict[str, Any]:
+def _public(config: dict[str, Any]) -> dict[str, Any]:
+    """Config without bookkeeping keys (paths, versions) that do not change the model."""
+    volatile = ("transformers_version", "torch_dtype", "dtype", "architectures")
+    return {k: v for k, v in config.items() if not k.startswith("_") and k not in volatile}
+
+
+def _full_scheduler_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The config with every default written out, so a saved and reloaded one hashes equal."""
     from diffusers import DDIMScheduler
 
-    config = DDIMScheduler.load_config(source, subfolder="scheduler", revision=revision)
+    return dict(DDIMScheduler.from_config(config).config)
+
+
+def _read_scheduler_config(source: str, revision: str | None, offline: bool) -> dict[str, Any]:
+    from diffusers import DDIMScheduler
+
+    config = DDIMScheduler.load_config(source, subfolder="scheduler", revision=revision,
+                                       local_files_only=offline)
     return dict(config)
 
 

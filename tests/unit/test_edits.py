@@ -1,0 +1,80 @@
+import numpy as np
+import pytest
+import torch
+
+from erasebench.edits import EditedModel
+from erasebench.errors import CorruptFileError, UserError
+from erasebench.generate import Generator
+from erasebench.models import DiffusionModel
+from erasebench.specs import ErasureRequest, GenerationSpec, PromptSpec
+from erasebench.testing import MockEraser
+
+REQUEST = ErasureRequest(concepts=("cat",), preserve=("dog",))
+
+
+@pytest.fixture
+def edit(tiny):
+    return MockEraser().erase(tiny, REQUEST)
+
+
+def test_only_changed_parameters_are_stored(tiny, edit):
+    assert edit.weights and all("attn2.to_v" in name for name in edit.weights)
+    total = sum(p.numel() for _, p in tiny.named_parameters())
+    assert sum(v.numel() for v in edit.weights.values()) < total / 50
+
+
+def test_save_load_round_trip(tiny, edit, tmp_path):
+    path = edit.save(tmp_path / "edit.safetensors")
+    loaded = EditedModel.load(path)
+    assert loaded.digest == edit.digest
+    assert (loaded.eraser, loaded.config, loaded.request) == (edit.eraser, edit.config, REQUEST)
+    assert loaded.base_fingerprint == tiny.fingerprint
+
+
+def test_a_truncated_or_altered_edit_is_rejected(edit, tmp_path):
+    path = edit.save(tmp_path / "edit.safetensors")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CorruptFileError):
+        EditedModel.load(path)
+    altered = bytearray(data)
+    altered[-5] ^= 0xFF  # flip bits inside the last tensor
+    path.write_bytes(bytes(altered))
+    with pytest.raises(CorruptFileError, match="checksum"):
+        EditedModel.load(path)
+
+
+def test_apply_changes_images_and_remove_restores_them(tiny, edit):
+    generator = Generator(tiny, GenerationSpec(steps=4), progress=False)
+    prompts = [PromptSpec(text="a photo of a cat", seed=0)]
+    before = np.asarray(generator.images(prompts)[0])
+    base = tiny.fingerprint
+    with edit.applied(tiny):
+        assert tiny.fingerprint == edit.edited_fingerprint() != base
+        during = np.asarray(generator.images(prompts)[0])
+    after = np.asarray(generator.images(prompts)[0])
+    assert not np.array_equal(before, during)
+    assert np.array_equal(before, after) and tiny.fingerprint == base
+
+
+def test_an_edit_refuses_another_base_model(edit):
+    with pytest.raises(UserError, match="made on model"):
+        edit.apply(DiffusionModel.tiny(seed=7))
+
+
+def test_exported_folder_loads_in_stable_diffusion_pipeline(tiny, edit, tmp_path):
+    from diffusers import StableDiffusionPipeline
+
+    edit.export(tiny, tmp_path / "exported")
+    pipeline = StableDiffusionPipeline.from_pretrained(tmp_path / "exported")
+    for name, value in edit.weights.items():
+        component, _, path = name.partition(".")
+        assert torch.equal(getattr(pipeline, component).get_parameter(path), value)
+    # Our sampler and the diffusers pipeline draw the same picture from the same seed.
+    ours = Generator(tiny, GenerationSpec(steps=5, guidance=6.0), progress=False)
+    with edit.applied(tiny):
+        mine = np.asarray(ours.images([PromptSpec(text="a photo of a cat", seed=3)])[0], float)
+    theirs = pipeline("a photo of a cat", num_inference_steps=5, guidance_scale=6.0,
+                      height=32, width=32, output_type="np",
+                      generator=torch.Generator().manual_seed(3)).images[0] * 255
+    assert np.abs(mine - theirs).max() <= 1.0  # float rounding only

@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+import torch
+
+from erasebench.errors import UserError
+from erasebench.generate import Generator
+from erasebench.models import DiffusionModel, load_model
+from erasebench.specs import GenerationSpec, ModelSpec, PromptSpec
+
+PROMPTS = [PromptSpec(text="a cat", seed=0), PromptSpec(text="a dog", seed=1)]
+
+
+def _images(model):
+    generator = Generator(model, GenerationSpec(steps=4), progress=False)
+    return np.stack([np.asarray(image) for image in generator.images(PROMPTS)])
+
+
+def test_saved_model_loads_back_by_path_and_draws_the_same(tiny, tmp_path):
+    tiny.save_pretrained(tmp_path / "model")
+    assert (tmp_path / "model" / "unet" / "diffusion_pytorch_model.safetensors").is_file()
+    assert not list((tmp_path / "model").rglob("*.bin"))  # safetensors only
+    loaded = DiffusionModel.load(str(tmp_path / "model"))
+    assert loaded.fingerprint == tiny.fingerprint
+    assert np.array_equal(_images(loaded), _images(tiny))
+
+
+def test_fingerprint_is_stable_and_sees_one_changed_weight():
+    model = DiffusionModel.tiny()
+    assert model.fingerprint == DiffusionModel.tiny().fingerprint
+    assert model.fingerprint != DiffusionModel.tiny(seed=1).fingerprint
+    with torch.no_grad():
+        model.unet.conv_out.bias[0] += 1e-3
+    model.set_fingerprint(None)
+    assert model.fingerprint != DiffusionModel.tiny().fingerprint
+
+
+def test_a_folder_that_is_not_a_diffusers_model_is_a_user_error(tmp_path):
+    (tmp_path / "weights.safetensors").write_bytes(b"")
+    with pytest.raises(UserError, match="not a diffusers folder"):
+        DiffusionModel.load(str(tmp_path))
+
+
+def test_an_unreachable_hub_id_is_a_user_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(UserError, match="could not load model"):
+        DiffusionModel.load("nobody/no-such-model-erasebench")
+
+
+def test_load_model_resolves_tiny_seeds():
+    assert load_model(ModelSpec(id="tiny")).fingerprint == DiffusionModel.tiny().fingerprint
+    assert (load_model(ModelSpec(id="tiny", revision="seed3")).fingerprint
+            == DiffusionModel.tiny(3).fingerprint)
+
+
+def test_encode_text_shape_and_padding(tiny):
+    embeddings = tiny.encode_text(["a cat", ""])
+    assert embeddings.shape == (2, 77, 32)
+    assert tiny.token_ids(["a cat"])[0, -1].item() == tiny.tokenizer.pad_token_id
