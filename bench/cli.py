@@ -42,7 +42,8 @@ BatchOption = Annotated[int, typer.Option("--batch-size", min=1, help="Images pe
 ConfigOption = Annotated[list[str] | None, typer.Option(
     "--config", help="Eraser config override KEY=VALUE (VALUE parsed as JSON if it can be); "
     "repeatable.")]
-StepsOption = Annotated[int | None, typer.Option(min=1, help="Sampling steps (default: the task's).")]
+StepsOption = Annotated[int | None, typer.Option(
+    min=1, help="Sampling steps (default: the task's).")]
 GuidanceOption = Annotated[float | None, typer.Option(
     min=0.0, help="Classifier-free guidance scale (default: the task's).")]
 SchedulerOption = Annotated[str | None, typer.Option(
@@ -57,12 +58,12 @@ def _split_names(values: list[str] | None) -> list[str]:
     return [name.strip() for value in values or [] for name in value.split(",") if name.strip()]
 
 
-def _parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
+def _parse_overrides(pairs: list[str] | None, flag: str = "--config") -> dict[str, Any]:
     overrides: dict[str, Any] = {}
     for pair in pairs or []:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
-            raise UserError(f"--config expects KEY=VALUE, got {pair!r}")
+            raise UserError(f"{flag} expects KEY=VALUE, got {pair!r}")
         try:
             overrides[key.strip()] = json.loads(raw)
         except json.JSONDecodeError:
@@ -91,8 +92,8 @@ def _cache_dir(cache: Path | None) -> Path:
 
 @app.command("list")
 def list_plugins(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v",
-                                          help="Import each plugin and show its description.")] = False,
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", "-v", help="Import each plugin and show its description.")] = False,
 ) -> None:
     """List the registered erasers and tasks (plugins included)."""
     for title, registry in (("erasers", ERASERS), ("tasks", TASKS)):
@@ -119,6 +120,9 @@ def run(
     revision: RevisionOption = None,
     preset: Annotated[str | None, typer.Option(
         help="Eraser preset applied to every eraser that has it (e.g. 'shapes').")] = None,
+    task_config: Annotated[list[str] | None, typer.Option(
+        "--task-config", help="Task option KEY=VALUE for every selected task (VALUE parsed "
+        "as JSON if it can be); repeatable.")] = None,
     results: Annotated[Path, typer.Option(help="Results folder.")] = Path("results"),
     cache: CacheOption = None,
     device: DeviceOption = "auto",
@@ -128,7 +132,8 @@ def run(
     scheduler: SchedulerOption = None,
     size: SizeOption = None,
     precision: PrecisionOption = None,
-    dry_run: Annotated[bool, typer.Option(help="Only list the work units and their state.")] = False,
+    dry_run: Annotated[bool, typer.Option(
+        help="Only list the work units and their state.")] = False,
 ) -> None:
     """Run erasers x tasks; completed units are skipped, so an interrupted run resumes."""
     from erasebench.runner import Runner, plan
@@ -138,7 +143,8 @@ def run(
     eraser_objects = [_make_eraser(name, None, preset) for name in eraser_names]
     if not task_names:
         raise UserError(f"no task selected; registered tasks: {', '.join(TASKS.names())}")
-    task_objects = [TASKS.get(name)() for name in task_names]
+    task_options = _parse_overrides(task_config, "--task-config")
+    task_objects = [TASKS.get(name)(task_options) for name in task_names]
     overrides = _generation_overrides(steps, guidance, scheduler, size, precision)
     units = plan(eraser_objects, task_objects, _model_spec(model, revision), overrides)
     runner = Runner(results_dir=results, cache_dir=_cache_dir(cache), device=device,
@@ -176,8 +182,10 @@ def erase(
     eraser: Annotated[str, typer.Option(help="Eraser name (see `erasebench list`).")],
     concept: Annotated[list[str], typer.Option(help="Concept to erase; repeatable.")],
     out: Annotated[Path, typer.Option(help="Where to write the edit (.safetensors).")],
-    anchor: Annotated[list[str] | None, typer.Option(help="Anchor/target concept; repeatable.")] = None,
-    preserve: Annotated[list[str] | None, typer.Option(help="Concept to preserve; repeatable.")] = None,
+    anchor: Annotated[list[str] | None, typer.Option(
+        help="Anchor/target concept; repeatable.")] = None,
+    preserve: Annotated[list[str] | None, typer.Option(
+        help="Concept to preserve; repeatable.")] = None,
     config: ConfigOption = None,
     preset: Annotated[str | None, typer.Option(help="Named config preset of the eraser.")] = None,
     model: ModelOption = DEFAULT_MODEL,
@@ -285,16 +293,20 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as error:
         errors.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
         return 2
-    except click.exceptions.Exit as done:
-        return done.exit_code
-    except click.ClickException as error:
-        error.show()
-        return error.exit_code
-    except click.exceptions.Abort:
+    except (typer.Exit, click.exceptions.Exit) as done:
+        return int(done.exit_code)
+    except (typer.Abort, click.exceptions.Abort, KeyboardInterrupt):
         errors.print("aborted")
         return 1
+    except Exception as error:
+        # Usage errors (bad option value, missing option). Newer typer vendors click, so
+        # match the ClickException shape rather than one class.
+        if hasattr(error, "show") and isinstance(getattr(error, "exit_code", None), int):
+            error.show()
+            return int(error.exit_code)  # type: ignore[attr-defined]
+        raise
     return result if isinstance(result, int) else 0
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # python -m erasebench.cli
     sys.exit(main())

@@ -29,7 +29,6 @@ from erasebench.cache import ImageCache, image_key
 from erasebench.models import DiffusionModel
 from erasebench.specs import GenerationSpec, PromptSpec
 
-
 CPU_MIN_ROWS = 8
 
 
@@ -161,8 +160,9 @@ class Generator:
         with self._autocast(device):
             for t in scheduler.timesteps:
                 both = scheduler.scale_model_input(torch.cat([latents, latents]), t)
-                noise = padded_call(lambda x, c: model.unet(x, t, encoder_hidden_states=c).sample,
-                                    both, context).float()
+                noise = padded_call(
+                    lambda x, c, t: model.unet(x, t, encoder_hidden_states=c).sample,
+                    both, context, t=t).float()
                 uncond_noise, cond_noise = noise.chunk(2)
                 noise = uncond_noise + guidance * (cond_noise - uncond_noise)
                 latents = scheduler.step(noise, t, latents).prev_sample

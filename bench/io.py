@@ -23,7 +23,7 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
+def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) -> Path:
     """Calls ``write(tmp_path)`` then renames the temp file over ``path``.
 
     The temp file lives in the target's folder so the rename is atomic on POSIX; it is

@@ -65,11 +65,12 @@ class DiffusionModel:
             weights = {"use_safetensors": True, **kwargs}
             if dtype is not None:
                 weights["torch_dtype"] = dtype
-            text_encoder = CLIPTextModel.from_pretrained(source, subfolder="text_encoder", **weights)
+            text_encoder = CLIPTextModel.from_pretrained(
+                source, subfolder="text_encoder", **weights)
             unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet", **weights)
             vae = AutoencoderKL.from_pretrained(source, subfolder="vae", **weights)
             scheduler_config = _read_scheduler_config(source, revision, offline)
-        except (OSError, ValueError, EnvironmentError) as error:
+        except (OSError, ValueError) as error:
             raise UserError(
                 f"could not load model {model_id!r} (revision {revision}): {error}. Without "
                 "network, download the diffusers folder elsewhere and pass its path as --model"
@@ -217,7 +218,7 @@ class DiffusionModel:
             unet=self.unet, scheduler=DDIMScheduler.from_config(self.scheduler_config),
             safety_checker=None, feature_extractor=None, requires_safety_checker=False,
         )
-        pipeline.save_pretrained(str(folder), safe_serialization=True)
+        pipeline.save_pretrained(str(folder), safe_serialization=True)  # type: ignore[attr-defined]
         return Path(folder)
 
 
@@ -226,7 +227,7 @@ def tensor_bytes(tensor: torch.Tensor) -> memoryview:
     value = tensor.detach().to("cpu")
     if value.is_floating_point():
         value = value.float()
-    return memoryview(value.contiguous().numpy()).cast("B")
+    return memoryview(value.contiguous().numpy()).cast("B")  # type: ignore[arg-type]
 
 
 def _public(config: dict[str, Any]) -> dict[str, Any]:

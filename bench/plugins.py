@@ -40,7 +40,8 @@ def parse_config(kind: str, name: str, schema: type[PluginConfig],
             for item in error.errors()
         )
         valid = ", ".join(schema.model_fields) or "(no options)"
-        raise UserError(f"bad {kind} config for {name!r}: {problems} (valid keys: {valid})") from None
+        raise UserError(
+            f"bad {kind} config for {name!r}: {problems} (valid keys: {valid})") from None
 
 
 class Eraser:
@@ -115,6 +116,8 @@ class Task:
     description: ClassVar[str] = ""
     citation: ClassVar[str] = ""
     in_default_run: ClassVar[bool] = False  # part of `erasebench run` without --tasks
+    # Options that make the task small enough for the contract suite on the tiny model.
+    contract_options: ClassVar[dict[str, Any]] = {}
     metrics: ClassVar[dict[str, MetricInfo]] = {}
     Options: ClassVar[type[PluginConfig]] = PluginConfig
 

@@ -81,8 +81,9 @@ def provenance(device: str) -> Provenance:
             packages[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             continue
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     return Provenance(packages=packages, git_sha=_git_sha(), python=platform.python_version(),
-                      device=device, created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                      device=device, created_at=now)
 
 
 def _git_sha() -> str:

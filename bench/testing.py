@@ -24,7 +24,11 @@ from erasebench.plugins import (
 from erasebench.registry import register_eraser, register_task
 from erasebench.specs import ErasureRequest, GenerationSpec, PromptSpec
 
-__all__ = ["MockEraser", "MockTask", "check_eraser_contract", "tiny_model"]
+__all__ = ["CONTRACT_PRESET", "MockEraser", "MockTask", "check_eraser_contract",
+           "contract_eraser", "tiny_model"]
+
+# Erasers may define this preset to be cheap on the tiny model (e.g. a few training steps).
+CONTRACT_PRESET = "tiny"
 
 
 def tiny_model(seed: int = 0) -> DiffusionModel:
@@ -87,6 +91,7 @@ class MockTask(Task):
     Options = MockTaskOptions
     # The default run until the miniature world (tasks/shapes) replaces it.
     in_default_run = True
+    contract_options = {"images_per_concept": 1}
 
     def generation(self) -> GenerationSpec:
         return GenerationSpec(steps=4, guidance=5.0)
@@ -112,6 +117,11 @@ class MockTask(Task):
             changes[prompt.group].append(float(delta))
         return [MetricValue(metric=f"change_{group}", value=float(np.mean(values)))
                 for group, values in changes.items() if values]
+
+
+def contract_eraser(cls: type[Eraser]) -> Eraser:
+    """The eraser as the contract suite runs it: its ``tiny`` preset if it has one."""
+    return cls(preset=CONTRACT_PRESET if CONTRACT_PRESET in cls.presets else None)
 
 
 def check_eraser_contract(eraser: Eraser, model: DiffusionModel,

@@ -49,7 +49,8 @@ def clip_bpe_path() -> Path:
 def write_clip_tokenizer_files(folder: str | os.PathLike[str]) -> Path:
     """Writes vocab.json, merges.txt and tokenizer_config.json (SD v1 settings) to ``folder``."""
     folder = Path(folder)
-    lines = gzip.open(clip_bpe_path()).read().decode("utf-8").split("\n")
+    with gzip.open(clip_bpe_path()) as handle:
+        lines = handle.read().decode("utf-8").split("\n")
     merges = [tuple(line.split()) for line in lines[1 : _N_MERGES + 1]]
     byte_tokens = list(_bytes_to_unicode().values())
     tokens = byte_tokens + [token + "</w>" for token in byte_tokens]

@@ -1,0 +1,59 @@
+"""The contract every registered eraser and task must keep, third-party ones included.
+
+Plugin authors run this file against their own package: everything registered under
+the entry-point groups is collected.
+"""
+
+import pytest
+
+from erasebench.edits import EditedModel
+from erasebench.errors import UserError
+from erasebench.plugins import Eraser, Task
+from erasebench.registry import ERASERS, TASKS
+from erasebench.results import load_results
+from erasebench.runner import Runner, plan
+from erasebench.specs import ErasureRequest, ModelSpec, PromptSpec
+from erasebench.testing import check_eraser_contract, contract_eraser
+
+REQUEST = ErasureRequest(concepts=("cat",), anchors=("animal",), preserve=("dog",))
+
+
+@pytest.mark.parametrize("name", ERASERS.names())
+class TestEraserContract:
+    def test_keeps_the_contract_on_the_tiny_model(self, name, tiny, tmp_path):
+        eraser = contract_eraser(ERASERS.get(name))
+        assert isinstance(eraser, Eraser) and eraser.name == name
+        edit = check_eraser_contract(eraser, tiny, REQUEST)
+        loaded = EditedModel.load(edit.save(tmp_path / "edit.safetensors"))
+        assert loaded.digest == edit.digest and loaded.config == eraser.spec().config
+        again = contract_eraser(ERASERS.get(name)).erase(tiny, REQUEST)
+        assert again.digest == edit.digest, "same seed and config must give the same edit"
+
+    def test_config_is_typed_and_documented(self, name):
+        cls = ERASERS.get(name)
+        assert (cls.__doc__ or "").strip(), f"{name} has no docstring"
+        assert cls().spec().spec_hash() == cls().spec().spec_hash()
+        with pytest.raises(UserError, match="no_such_key"):
+            cls({"no_such_key": 1})
+
+
+@pytest.mark.parametrize("name", TASKS.names())
+class TestTaskContract:
+    def test_declares_requests_prompts_and_metrics(self, name):
+        task = TASKS.get(name)(TASKS.get(name).contract_options)
+        assert isinstance(task, Task) and task.name == name and task.metrics
+        assert (TASKS.get(name).__doc__ or "").strip(), f"{name} has no docstring"
+        requests = task.requests()
+        assert requests and all(isinstance(r, ErasureRequest) for r in requests)
+        for request in requests:
+            prompts = task.prompts(request)
+            assert prompts and all(isinstance(p, PromptSpec) for p in prompts)
+            assert prompts == task.prompts(request), "prompts must be deterministic"
+
+    def test_runs_end_to_end_on_the_tiny_model(self, name, tmp_path):
+        task = TASKS.get(name)(TASKS.get(name).contract_options)
+        units = plan([ERASERS.get("sd")()], [task], ModelSpec(id="tiny"), {"steps": 2})
+        Runner(tmp_path / "results", tmp_path / "cache", progress=False).run(units[:1])
+        frame = load_results(tmp_path / "results")
+        assert not frame.empty and set(frame.metric) <= set(task.metrics)
+        assert frame.value.notna().all()

@@ -1,0 +1,93 @@
+"""The CLI as a user runs it: in-process through ``main`` (fast), output and exit codes."""
+
+import pandas as pd
+import pytest
+from safetensors import safe_open
+
+from erasebench.cli import main
+
+
+def test_unknown_eraser_exits_2_with_one_line_listing_the_valid_names(capsys):
+    assert main(["run", "--erasers", "sd,nope", "--tasks", "mock"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "unknown eraser 'nope'" in err and "mock" in err and "sd" in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "--tasks", "nope"], "unknown task 'nope'"),
+    (["run", "--tasks", "mock", "--task-config", "colour=3"], "bad task config"),
+    (["run", "--tasks", "mock", "--task-config", "images_per_concept=many"], "images_per_concept"),
+    (["run", "--tasks", "mock", "--steps", "0"], None),  # click's own range check
+    (["generate", "--out", "x", "--prompt", "a", "--seeds", "3-x"], "bad seed list"),
+    (["generate", "--out", "x", "--prompt", "a", "--seeds", "-5"], "seeds must be"),
+    (["erase", "--eraser", "mock", "--concept", "c", "--out", "e.safetensors",
+      "--config", "strength=strong"], "bad eraser config"),
+    (["erase", "--eraser", "mock", "--concept", "c", "--out", "e.safetensors",
+      "--config", "unknown_key=1"], "unknown_key"),
+], ids=lambda v: " ".join(v)[:40] if isinstance(v, list) else str(v))
+def test_bad_input_is_one_line_and_exit_2_and_writes_nothing(argv, message, capsys, tmp_path,
+                                                             monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    if message:
+        assert message in err and "Traceback" not in err
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_malformed_prompt_file_is_a_clear_error(tmp_path, capsys):
+    bad = tmp_path / "prompts.csv"
+    bad.write_text("text,seed\nhello,1\n")
+    assert main(["generate", "--out", str(tmp_path / "o"), "--prompts", str(bad)]) == 2
+    assert "no 'prompt' column" in capsys.readouterr().err
+    bad.write_text("prompt,seed\nhello,one\n")
+    assert main(["generate", "--out", str(tmp_path / "o"), "--prompts", str(bad)]) == 2
+    assert "prompts.csv:2" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_run_end_to_end_then_report(tmp_path, capsys):
+    results, cache = tmp_path / "results", tmp_path / "cache"
+    argv = ["run", "--model", "tiny", "--erasers", "sd", "--tasks", "mock", "--steps", "2",
+            "--results", str(results), "--cache", str(cache)]
+    assert main(argv) == 0
+    assert "done 1" in capsys.readouterr().out
+    assert main(argv) == 0
+    assert "skipped (already done) 1" in capsys.readouterr().out
+    board = tmp_path / "leaderboard.md"
+    assert main(["report", "--results", str(results), "--out", str(board)]) == 0
+    first = board.read_bytes()
+    assert b"| sd | **0** | **0** |" in first
+    assert main(["report", "--results", str(results), "--out", str(board)]) == 0
+    assert board.read_bytes() == first
+    assert len(pd.read_parquet(results / "metrics.parquet")) == 2
+
+
+def test_erase_generate_score_export(tmp_path, capsys):
+    edit = tmp_path / "cat.safetensors"
+    assert main(["erase", "--eraser", "mock", "--concept", "cat", "--out", str(edit)]) == 0
+    with safe_open(str(edit), framework="pt") as handle:
+        assert all("attn2.to_v" in key for key in handle.keys())  # noqa: SIM118
+    common = ["--steps", "3", "--seeds", "0-3", "--prompt", "a photo of a cat",
+              "--prompt", "a photo of a dog"]
+    assert main(["generate", "--out", str(tmp_path / "erased"), "--edit", str(edit), *common]) == 0
+    assert main(["generate", "--out", str(tmp_path / "base"), *common]) == 0
+    manifest = pd.read_csv(tmp_path / "erased" / "manifest.csv")
+    assert len(manifest) == 8 and set(manifest.seed) == {0, 1, 2, 3}
+    capsys.readouterr()
+    assert main(["score", "--task", "mock", "--images", str(tmp_path / "erased"),
+                 "--reference", str(tmp_path / "base")]) == 0
+    out = capsys.readouterr().out
+    assert "change_erase" in out and "change_preserve" in out
+    assert main(["score", "--task", "mock", "--images", str(tmp_path / "base")]) == 2
+    assert "--reference" in capsys.readouterr().err
+    assert main(["export", "--edit", str(edit), "--out", str(tmp_path / "exported")]) == 0
+    assert (tmp_path / "exported" / "model_index.json").is_file()
+
+
+def test_help_documents_every_option(capsys):
+    for command in ["run", "erase", "generate", "score", "report", "export", "list"]:
+        assert main([command, "--help"]) == 0
+        text = capsys.readouterr().out
+        assert "--" in text

@@ -1,0 +1,14 @@
+"""The committed leaderboard is exactly what `erasebench report` makes of the committed results."""
+
+from pathlib import Path
+
+from erasebench.report import render_leaderboard
+from erasebench.results import load_results
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_committed_leaderboard_matches_committed_results():
+    expected = render_leaderboard(load_results(ROOT / "results"))
+    assert (ROOT / "leaderboard.md").read_text() == expected, (
+        "leaderboard.md is stale: run `erasebench report` and commit it")

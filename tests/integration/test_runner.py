@@ -1,0 +1,88 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from erasebench.registry import ERASERS, TASKS
+from erasebench.results import load_results
+from erasebench.runner import Runner, plan
+from erasebench.specs import ModelSpec
+
+STABLE = ["eraser", "config_hash", "request", "task", "task_version", "metric", "split", "seed",
+          "value", "higher_is_better", "model", "run_id"]
+
+
+def _units(images_per_concept=2):
+    erasers = [ERASERS.get("sd")(), ERASERS.get("mock")()]
+    tasks = [TASKS.get("mock")({"images_per_concept": images_per_concept})]
+    return plan(erasers, tasks, ModelSpec(id="tiny"), {"steps": 3})
+
+
+def test_run_writes_rows_and_the_mock_eraser_moves_only_what_it_should(tmp_path):
+    summary = Runner(tmp_path / "results", tmp_path / "cache", progress=False).run(_units())
+    assert len(summary.done) == 2
+    frame = load_results(tmp_path / "results").set_index(["eraser", "metric"])["value"]
+    assert frame["sd", "change_erase"] == 0 and frame["sd", "change_preserve"] == 0
+    assert frame["mock", "change_erase"] > 0
+
+
+def test_same_spec_same_rows_and_a_second_run_skips_everything(tmp_path):
+    first = Runner(tmp_path / "a", tmp_path / "cache_a", progress=False)
+    first.run(_units())
+    again = Runner(tmp_path / "a", tmp_path / "cache_a", progress=False).run(_units())
+    assert again.done == [] and len(again.skipped) == 2
+    Runner(tmp_path / "b", tmp_path / "cache_b", progress=False).run(_units())
+    pd.testing.assert_frame_equal(load_results(tmp_path / "a")[STABLE],
+                                  load_results(tmp_path / "b")[STABLE])
+
+
+def test_edits_are_cached_and_reused(tmp_path):
+    runner = Runner(tmp_path / "results", tmp_path / "cache", progress=False)
+    runner.run(_units())
+    edits = list((tmp_path / "cache" / "edits").glob("mock-*.safetensors"))
+    assert len(edits) == 1
+    mtime = edits[0].stat().st_mtime_ns
+    runner2 = Runner(tmp_path / "other", tmp_path / "cache", progress=False)
+    runner2.run(_units())
+    assert edits[0].stat().st_mtime_ns == mtime  # read, not recomputed
+
+
+def _cli_run(results, cache, extra=()):
+    command = [sys.executable, "-m", "erasebench.cli", "run", "--model", "tiny",
+               "--erasers", "sd,mock", "--tasks", "mock", "--steps", "10", "--batch-size", "2",
+               "--task-config", "images_per_concept=24",
+               "--results", str(results), "--cache", str(cache), *extra]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+@pytest.mark.parametrize("delay", [0.5, 1.0])
+def test_a_run_killed_with_sigkill_resumes_to_exactly_the_uninterrupted_rows(tmp_path, delay):
+    reference = _cli_run(tmp_path / "reference", tmp_path / "cache_ref")
+    assert reference.wait(timeout=300) == 0
+    # Kill as soon as the first unit is recorded, plus a little: mid-way through the second.
+    victim = _cli_run(tmp_path / "results", tmp_path / "cache")
+    runs = tmp_path / "results" / "runs"
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(runs.glob("*.json")):
+        time.sleep(0.05)
+    time.sleep(delay)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    # The kill really fell mid-run: one unit recorded, the other's images half made.
+    assert len(list(runs.glob("*.json"))) == 1
+    made = len(list((tmp_path / "cache" / "images").rglob("*.png")))
+    assert 48 <= made < 96  # sd's 48 images, then part of the edited model's 48
+    resumed = _cli_run(tmp_path / "results", tmp_path / "cache")
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err.decode()
+    expected = load_results(tmp_path / "reference")[STABLE]
+    got = load_results(tmp_path / "results")[STABLE]
+    pd.testing.assert_frame_equal(expected, got)
+    assert not got.duplicated(["run_id", "metric", "split", "seed"]).any()
+    leftovers = [p for p in runs.iterdir() if not p.name.endswith(".json")]
+    assert not leftovers, leftovers
