@@ -140,7 +140,7 @@ def run(
 
     eraser_names = _split_names(erasers) or _default_names(ERASERS)
     task_names = _split_names(tasks) or _default_names(TASKS)
-    eraser_objects = [_make_eraser(name, None, preset) for name in eraser_names]
+    eraser_objects = [_make_eraser(name, preset) for name in eraser_names]
     if not task_names:
         raise UserError(f"no task selected; registered tasks: {', '.join(TASKS.names())}")
     task_options = _parse_overrides(task_config, "--task-config")
@@ -171,10 +171,10 @@ def _default_names(registry: Any) -> list[str]:
             if getattr(registry.get(name), "in_default_run", False)]
 
 
-def _make_eraser(name: str, config: dict[str, Any] | None, preset: str | None):  # -> Eraser
+def _make_eraser(name: str, preset: str | None):  # -> Eraser
+    """The eraser with ``preset`` if it defines one (a run mixes erasers with and without)."""
     cls = ERASERS.get(name)
-    use_preset = preset if preset is not None and preset in cls.presets else None
-    return cls(config, preset=use_preset)
+    return cls(preset=preset if preset in cls.presets else None)
 
 
 @app.command()
@@ -197,9 +197,7 @@ def erase(
     from erasebench.runner import Runner
     from erasebench.specs import ErasureRequest
 
-    plugin = _make_eraser(eraser, _parse_overrides(config), None)
-    if preset is not None:
-        plugin = ERASERS.get(eraser)(_parse_overrides(config), preset=preset)
+    plugin = ERASERS.get(eraser)(_parse_overrides(config), preset=preset)
     request = ErasureRequest(concepts=tuple(concept), anchors=tuple(anchor or ()),
                              preserve=tuple(preserve or ()))
     target_device = Runner(device=device).device

@@ -111,9 +111,19 @@ class Generator:
                     found[index] = image
         missing = [index for index in range(len(prompts)) if index not in found]
         with self._progress(len(missing)) as advance:
-            for start in range(0, len(missing), self.batch_size):
-                batch = missing[start : start + self.batch_size]
-                pixels = self.sample([prompts[i] for i in batch])
+            while missing:
+                batch, missing = missing[: self.batch_size], missing[self.batch_size :]
+                try:
+                    pixels = self.sample([prompts[i] for i in batch])
+                except torch.OutOfMemoryError:
+                    if len(batch) == 1:
+                        raise
+                    # Halve and retry; nothing is lost, images never depend on batch size.
+                    self.batch_size = len(batch) // 2
+                    missing = batch + missing
+                    if torch.cuda.is_available():
+                        torch.cuda.empty_cache()
+                    continue
                 for index, array in zip(batch, pixels, strict=True):
                     image = Image.fromarray(array)
                     found[index] = image
