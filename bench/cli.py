@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from erasebench.errors import UserError
+from erasebench.errors import CorruptFileError, UserError
 from erasebench.registry import ERASERS, TASKS
 
 app = typer.Typer(
@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors become one line on stderr and exit code 2."""
     try:
         result = app(args=argv, standalone_mode=False)
-    except UserError as error:
+    except (UserError, CorruptFileError) as error:
         errors.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
         return 2
     except (typer.Exit, click.exceptions.Exit) as done:

@@ -91,3 +91,13 @@ def test_help_documents_every_option(capsys):
         assert main([command, "--help"]) == 0
         text = capsys.readouterr().out
         assert "--" in text
+
+
+def test_report_on_a_damaged_result_file_names_it(tmp_path, capsys):
+    runs = tmp_path / "results" / "runs"
+    runs.mkdir(parents=True)
+    (runs / "0123.json").write_text('{"schema_version": 1, "run_id": ')
+    assert main(["report", "--results", str(tmp_path / "results"),
+                 "--out", str(tmp_path / "board.md")]) == 2
+    assert "0123.json" in capsys.readouterr().err
+    assert not (tmp_path / "board.md").exists()
