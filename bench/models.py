@@ -33,7 +33,7 @@ class DiffusionModel:
     tokenizer: Any  # transformers.CLIPTokenizer
     text_encoder: Any  # transformers.CLIPTextModel
     unet: Any  # diffusers.UNet2DConditionModel
-    vae: Any  # diffusers.AutoencoderKL
+    vae: Any  # diffusers.AutoencoderKL, or a PixelShuffleAutoencoder (miniature world)
     scheduler_config: dict[str, Any]
     spec: ModelSpec = field(default_factory=ModelSpec)
     _fingerprint: str | None = field(default=None, repr=False)
@@ -44,7 +44,7 @@ class DiffusionModel:
         cls, model_id: str, revision: str | None = None, *, dtype: torch.dtype | None = None
     ) -> DiffusionModel:
         """Loads a diffusers folder (by path) or a hub id at ``revision``; safetensors only."""
-        from diffusers import AutoencoderKL, UNet2DConditionModel
+        from diffusers import UNet2DConditionModel
         from transformers import CLIPTextModel, CLIPTokenizer
 
         local = Path(model_id).expanduser()
@@ -68,7 +68,8 @@ class DiffusionModel:
             text_encoder = CLIPTextModel.from_pretrained(
                 source, subfolder="text_encoder", **weights)
             unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet", **weights)
-            vae = AutoencoderKL.from_pretrained(source, subfolder="vae", **weights)
+            vae_class = _vae_class(source, revision, offline)
+            vae = vae_class.from_pretrained(source, subfolder="vae", **weights)
             scheduler_config = _read_scheduler_config(source, revision, offline)
         except (OSError, ValueError) as error:
             raise UserError(
@@ -160,6 +161,10 @@ class DiffusionModel:
 
     @property
     def vae_scale(self) -> int:
+        """Image pixels per latent pixel along a side (8 for SD's VAE)."""
+        factor = getattr(self.vae.config, "factor", None)  # a PixelShuffleAutoencoder
+        if factor is not None:
+            return int(factor)
         return 2 ** (len(self.vae.config.block_out_channels) - 1)
 
     @property
@@ -241,6 +246,19 @@ def _full_scheduler_config(config: dict[str, Any]) -> dict[str, Any]:
     from diffusers import DDIMScheduler
 
     return dict(DDIMScheduler.from_config(config).config)
+
+
+def _vae_class(source: str, revision: str | None, offline: bool) -> Any:
+    """SD's AutoencoderKL, or the exact pixel decoder of small pixel-space models."""
+    from diffusers import AutoencoderKL
+
+    from erasebench.pixel_decoder import PixelShuffleAutoencoder
+
+    config = AutoencoderKL.load_config(source, subfolder="vae", revision=revision,
+                                       local_files_only=offline)
+    if config.get("_class_name") == PixelShuffleAutoencoder.__name__:
+        return PixelShuffleAutoencoder
+    return AutoencoderKL
 
 
 def _read_scheduler_config(source: str, revision: str | None, offline: bool) -> dict[str, Any]:

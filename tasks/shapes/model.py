@@ -1,0 +1,57 @@
+"""The miniature world's text-to-image model: Stable Diffusion's interface, CPU-sized.
+
+The real SD v1 tokenizer, a small CLIP text encoder, a ``UNet2DConditionModel`` with
+cross-attention (so every eraser that edits ``attn2`` works on it unchanged) and SD's
+noise schedule, in an exact pixel-unshuffled space: a 32x32 RGB image is an 8x8x48
+latent (:class:`~erasebench.pixel_decoder.PixelShuffleAutoencoder`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from erasebench.models import DiffusionModel
+from erasebench.pixel_decoder import PixelShuffleAutoencoder
+from erasebench.specs import ModelSpec
+from erasebench.tokenizer import sd_tokenizer
+
+MODEL_FOLDER = Path(__file__).parent / "weights" / "model"
+IMAGE_SIZE = 32
+FACTOR = 4
+# Stable Diffusion v1's schedule, so that erasers see the noise levels they expect.
+SD_SCHEDULER = {
+    "_class_name": "DDIMScheduler", "num_train_timesteps": 1000, "beta_start": 0.00085,
+    "beta_end": 0.012, "beta_schedule": "scaled_linear", "clip_sample": False,
+    "set_alpha_to_one": False, "steps_offset": 1,
+}
+
+
+def build_shapes_model(seed: int = 0, text_width: int = 64, text_layers: int = 2,
+                       channels: tuple[int, int] = (64, 128)) -> DiffusionModel:
+    """A freshly initialised model (the training script's starting point)."""
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    tokenizer = sd_tokenizer()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        text_encoder = CLIPTextModel(CLIPTextConfig(
+            vocab_size=len(tokenizer), hidden_size=text_width, intermediate_size=2 * text_width,
+            num_attention_heads=2, num_hidden_layers=text_layers, max_position_embeddings=77,
+            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        ))
+        latent_channels = 3 * FACTOR**2
+        unet = UNet2DConditionModel(
+            sample_size=IMAGE_SIZE // FACTOR, in_channels=latent_channels,
+            out_channels=latent_channels, block_out_channels=channels, layers_per_block=1,
+            down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+            cross_attention_dim=text_width, attention_head_dim=4, norm_num_groups=16,
+        )
+    vae = PixelShuffleAutoencoder(factor=FACTOR)
+    model = DiffusionModel(tokenizer, text_encoder, unet, vae, dict(SD_SCHEDULER),
+                           ModelSpec(id="shapes", revision="untrained"))
+    return model.eval()
