@@ -18,6 +18,7 @@ from typing import Any
 
 from PIL import Image
 
+from erasebench.faults import checkpoint
 from erasebench.io import atomic_write_bytes, atomic_write_json, canonical_json, sha256_bytes
 
 # Bump when the sampling loop changes in a way that changes images.
@@ -66,6 +67,7 @@ class ImageCache:
         image.save(buffer, format="PNG")
         data = buffer.getvalue()
         atomic_write_bytes(png, data)
+        checkpoint("cache.png_written")
         atomic_write_json(sidecar, {**meta, "key": key, "sha256": sha256_bytes(data)})
 
     def discard(self, key: str) -> None:

@@ -15,9 +15,10 @@ from typing import Annotated, Any
 import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from erasebench.errors import CorruptFileError, UserError
+from erasebench.errors import CorruptFileError, PluginImportError, UserError
 from erasebench.registry import ERASERS, TASKS
 
 app = typer.Typer(
@@ -102,11 +103,15 @@ def list_plugins(
         if verbose:
             table.add_column("description")
         for name in registry.names():
-            if verbose:
-                doc = (registry.get(name).__doc__ or "").strip().splitlines()
-                table.add_row(name, doc[0] if doc else "")
-            else:
+            if not verbose:
                 table.add_row(name)
+                continue
+            try:
+                doc = (registry.get(name).__doc__ or "").strip().splitlines()
+            except PluginImportError as error:  # one broken plugin must not hide the others
+                table.add_row(name, f"[red]failed to import:[/red] {escape(str(error))}")
+                continue
+            table.add_row(name, escape(doc[0]) if doc else "")
         console.print(table)
 
 

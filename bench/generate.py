@@ -26,6 +26,7 @@ from PIL import Image
 from rich.progress import Progress
 
 from erasebench.cache import ImageCache, image_key
+from erasebench.faults import checkpoint
 from erasebench.models import DiffusionModel
 from erasebench.specs import GenerationSpec, PromptSpec
 
@@ -124,6 +125,7 @@ class Generator:
                     if torch.cuda.is_available():
                         torch.cuda.empty_cache()
                     continue
+                checkpoint("generate.batch")
                 for index, array in zip(batch, pixels, strict=True):
                     image = Image.fromarray(array)
                     found[index] = image

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from erasebench.faults import checkpoint
+
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read the process umask (the only way is to set it and set it back)
 
@@ -43,6 +45,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) 
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
+        checkpoint("io.before_rename")
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)

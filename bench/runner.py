@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from erasebench.cache import ImageCache, default_cache_dir
 from erasebench.edits import EditedModel
 from erasebench.errors import CorruptFileError, UserError
+from erasebench.faults import checkpoint
 from erasebench.generate import Generator
 from erasebench.models import DiffusionModel, load_model
 from erasebench.plugins import Eraser, ScoringContext, Task
@@ -105,7 +106,9 @@ class Runner:
             with FileLock(str(lock_path), timeout=0):
                 if self.store.is_done(unit.run_id):  # finished while we waited
                     return "skipped"
-                self.store.write(self._execute(unit))
+                record = self._execute(unit)
+                checkpoint("score.done")
+                self.store.write(record)
         except Timeout:
             return "busy"
         return "done"
@@ -128,6 +131,7 @@ class Runner:
             except CorruptFileError:
                 path.unlink(missing_ok=True)  # half-written or damaged: make it again
         edit = unit.eraser.erase(model, unit.spec.request)
+        checkpoint("erase.done")
         edit.save(path)
         return edit
 

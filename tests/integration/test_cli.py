@@ -101,3 +101,14 @@ def test_report_on_a_damaged_result_file_names_it(tmp_path, capsys):
                  "--out", str(tmp_path / "board.md")]) == 2
     assert "0123.json" in capsys.readouterr().err
     assert not (tmp_path / "board.md").exists()
+
+
+def test_list_verbose_shows_a_broken_plugin_without_hiding_the_others(capsys, monkeypatch):
+    from erasebench.registry import TASKS
+
+    TASKS.names()  # discover first, then add a plugin whose module does not exist
+    monkeypatch.setitem(TASKS._entries, "broken", "erasebench_no_such_module:Task")
+    assert main(["list", "--verbose"]) == 0
+    out = capsys.readouterr().out
+    assert "failed to import" in out and "erasebench_no_such_module" in out
+    assert "mock" in out and "sd" in out

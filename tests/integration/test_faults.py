@@ -1,0 +1,111 @@
+"""Fault injection: processes killed at random checkpoints, damaged files, failing writes.
+
+Every killed run, started again, must end with exactly the rows of a run that was never
+interrupted — nothing lost, nothing doubled, nothing damaged read as valid.
+"""
+
+import errno
+import os
+import random
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from erasebench.cli import main
+from erasebench.faults import CHECKPOINTS, ENVIRONMENT_VARIABLE
+from erasebench.io import atomic_write_bytes
+from erasebench.results import load_results
+
+STABLE = ["eraser", "config_hash", "request", "task", "task_version", "metric", "split", "seed",
+          "value", "higher_is_better", "model", "run_id"]
+# How often a run of RUN_ARGS passes each checkpoint (counted once by hand; the test
+# fails loudly if a kill point is never reached, so a change here cannot go unnoticed).
+PASSES = {"erase.done": 2, "generate.batch": 6, "cache.png_written": 12, "score.done": 2,
+          "io.before_rename": 28}
+KILLS = 20
+
+
+def _args(root):
+    return ["run", "--model", "tiny", "--erasers", "sd,mock", "--tasks", "mock",
+            "--task-config", "images_per_concept=3", "--steps", "3", "--batch-size", "2",
+            "--results", str(root / "results"), "--cache", str(root / "cache")]
+
+
+def _kill_points(seed=2026):
+    """KILLS distinct random (checkpoint, n-th pass) points, every checkpoint at least once."""
+    rng = random.Random(seed)
+    points = [(name, rng.randint(1, PASSES[name])) for name in CHECKPOINTS]
+    while len(points) < KILLS:
+        name = rng.choice(CHECKPOINTS)
+        point = (name, rng.randint(1, PASSES[name]))
+        if point not in points:
+            points.append(point)
+    return points
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    root = tmp_path_factory.mktemp("reference")
+    assert main(_args(root)) == 0
+    return load_results(root / "results")[STABLE]
+
+
+@pytest.mark.parametrize("checkpoint, nth", _kill_points(), ids=lambda v: str(v))
+def test_sigkill_at_a_checkpoint_then_resume_gives_the_uninterrupted_rows(
+        checkpoint, nth, reference, tmp_path):
+    env = {**os.environ, ENVIRONMENT_VARIABLE: f"{checkpoint}:{nth}"}
+    killed = subprocess.run([sys.executable, "-m", "erasebench.cli", *_args(tmp_path)], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, f"never reached {checkpoint}:{nth}\n{killed.stderr[-2000:]}"
+    assert main(_args(tmp_path)) == 0
+    rows = load_results(tmp_path / "results")[STABLE]
+    pd.testing.assert_frame_equal(rows, reference)
+    assert not rows.duplicated(["run_id", "metric", "split", "seed"]).any()
+
+
+def test_a_failing_write_leaves_the_previous_file_intact(tmp_path, monkeypatch):
+    target = tmp_path / "record.json"
+    atomic_write_bytes(target, b"old and complete")
+
+    def disk_full(tmp):
+        tmp.write_bytes(b"half of the ne")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    from erasebench.io import atomic_write
+
+    with pytest.raises(OSError, match="No space"):
+        atomic_write(target, disk_full)
+    assert target.read_bytes() == b"old and complete"
+    assert [p.name for p in tmp_path.iterdir()] == ["record.json"]  # no temp file left
+
+
+def test_a_run_whose_result_write_fails_can_be_resumed(tmp_path, monkeypatch, reference):
+    from erasebench import results
+
+    real_write = results.atomic_write_json
+    calls = []
+
+    def fail_second(path, value):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(path, value)
+
+    monkeypatch.setattr(results, "atomic_write_json", fail_second)
+    with pytest.raises(OSError):
+        main(_args(tmp_path))
+    monkeypatch.setattr(results, "atomic_write_json", real_write)
+    assert len(load_results(tmp_path / "results").run_id.unique()) == 1
+    assert main(_args(tmp_path)) == 0
+    pd.testing.assert_frame_equal(load_results(tmp_path / "results")[STABLE], reference)
+
+
+def test_two_runs_on_one_results_folder_at_once(tmp_path, reference):
+    command = [sys.executable, "-m", "erasebench.cli", *_args(tmp_path)]
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    second = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    outputs = [p.communicate(timeout=300) for p in (first, second)]
+    assert first.returncode == 0 and second.returncode == 0, outputs
+    pd.testing.assert_frame_equal(load_results(tmp_path / "results")[STABLE], reference)
