@@ -44,7 +44,20 @@ def test_a_malformed_prompt_file_is_a_clear_error(tmp_path, capsys):
     bad.write_text("prompt,seed\nhello,one\n")
     assert main(["generate", "--out", str(tmp_path / "o"), "--prompts", str(bad)]) == 2
     assert "prompts.csv:2" in capsys.readouterr().err
+    for empty in ("", "prompt,seed\n"):
+        bad.write_text(empty)
+        assert main(["generate", "--out", str(tmp_path / "o"), "--prompts", str(bad)]) == 2
+        assert "prompts.csv" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_model_path_that_is_not_a_diffusers_folder(tmp_path, capsys):
+    (tmp_path / "not_a_model").mkdir()
+    argv = ["run", "--model", str(tmp_path / "not_a_model"), "--erasers", "sd", "--tasks",
+            "mock", "--results", str(tmp_path / "results"), "--cache", str(tmp_path / "c")]
+    assert main(argv) == 2
+    assert "not a diffusers folder" in capsys.readouterr().err
+    assert not list((tmp_path / "results").rglob("*.json"))
 
 
 def test_run_end_to_end_then_report(tmp_path, capsys):
