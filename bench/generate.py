@@ -102,20 +102,24 @@ class Generator:
         return [image_key(self.key_fields(prompt)) for prompt in prompts]
 
     def images(self, prompts: Sequence[PromptSpec]) -> list[Image.Image]:
-        """One image per prompt, in order; cached ones are read, the others generated."""
+        """One image per prompt, in order; cached ones are read, the others generated.
+
+        Prompts that would give the same image (same key) are generated once.
+        """
         keys = self.keys(prompts)
-        found: dict[int, Image.Image] = {}
+        first = {key: prompts[index] for index, key in reversed(list(enumerate(keys)))}
+        found: dict[str, Image.Image] = {}
         if self.cache is not None:
-            for index, key in enumerate(keys):
+            for key in first:
                 image = self.cache.get(key)
                 if image is not None:
-                    found[index] = image
-        missing = [index for index in range(len(prompts)) if index not in found]
+                    found[key] = image
+        missing = [key for key in first if key not in found]
         with self._progress(len(missing)) as advance:
             while missing:
                 batch, missing = missing[: self.batch_size], missing[self.batch_size :]
                 try:
-                    pixels = self.sample([prompts[i] for i in batch])
+                    pixels = self.sample([first[key] for key in batch])
                 except torch.OutOfMemoryError:
                     if len(batch) == 1:
                         raise
@@ -126,14 +130,14 @@ class Generator:
                         torch.cuda.empty_cache()
                     continue
                 checkpoint("generate.batch")
-                for index, array in zip(batch, pixels, strict=True):
+                for key, array in zip(batch, pixels, strict=True):
                     image = Image.fromarray(array)
-                    found[index] = image
+                    found[key] = image
                     if self.cache is not None:
-                        meta = {**self.key_fields(prompts[index]), "label": prompts[index].label}
-                        self.cache.put(keys[index], image, meta)
+                        meta = {**self.key_fields(first[key]), "label": first[key].label}
+                        self.cache.put(key, image, meta)
                 advance(len(batch))
-        return [found[index] for index in range(len(prompts))]
+        return [found[key] for key in keys]
 
     @contextlib.contextmanager
     def _progress(self, total: int) -> Iterator[Any]:

@@ -112,3 +112,13 @@ def test_half_precision_on_gpu_is_close_to_fp32_and_batch_invariant(tiny, precis
         assert np.abs(a - c).mean() < 4.0
     finally:
         tiny.to("cpu")
+
+
+def test_prompts_that_give_the_same_image_are_generated_once(tiny):
+    generator = Generator(tiny, GenerationSpec(steps=2), progress=False)
+    original, sampled = generator.sample, []
+    generator.sample = lambda prompts: sampled.extend(prompts) or original(prompts)
+    same = PromptSpec(text="a cat", seed=1, group="preserve", label="cat")  # group: not drawn
+    images = generator.images([PROMPTS[0], PROMPTS[1], same])
+    assert len(sampled) == 2
+    assert np.array_equal(np.asarray(images[0]), np.asarray(images[2]))
