@@ -54,6 +54,19 @@ def evaluate(model, classifier, seed: int = 0, steps: int = 20, guidance: float 
     return {f"{name}_acc": float(np.mean(values)) for name, values in scores.items()}
 
 
+def x0_emphasis(alphas_cumprod: torch.Tensor, cap: float) -> torch.Tensor:
+    """Per-timestep loss weight 1 + min(1/SNR, cap) on the epsilon loss.
+
+    Why: at high noise the epsilon error hardly depends on knowing the picture (x_t is
+    almost all noise), so the plain epsilon loss gives the prompt almost no gradient. The
+    x0 error there is the epsilon error times sqrt(1/SNR); adding that term (capped)
+    makes shape and colour, which only the prompt can tell at high noise, worth learning.
+    ``cap=0`` is the plain epsilon loss.
+    """
+    inverse_snr = (1 - alphas_cumprod) / alphas_cumprod
+    return 1 + inverse_snr.clamp(max=cap)
+
+
 def sample_timesteps(count: int, high_noise_share: float,
                      generator: torch.Generator) -> torch.Tensor:
     """Uniform timesteps, with ``high_noise_share`` of them drawn from t in [600, 1000).
@@ -117,6 +130,7 @@ def train(args: argparse.Namespace) -> dict[str, object]:
     images = torch.as_tensor(pool.images).permute(0, 3, 1, 2).float() / 127.5 - 1
     latents = model.vae.encode_pixels(images)
 
+    loss_weights = x0_emphasis(noise_schedule.alphas_cumprod, args.x0_weight_cap)
     model.unet.train().requires_grad_(True)
     model.text_encoder.train().requires_grad_(True)
     parameters = list(model.unet.parameters()) + list(model.text_encoder.parameters())
@@ -137,7 +151,8 @@ def train(args: argparse.Namespace) -> dict[str, object]:
         noisy = noise_schedule.add_noise(clean, noise, t)
         context = model.text_encoder(tokens)[0]
         predicted = model.unet(noisy, t, encoder_hidden_states=context).sample
-        loss = nn.functional.mse_loss(predicted, noise)
+        per_sample = (predicted - noise).pow(2).mean(dim=(1, 2, 3))
+        loss = (per_sample * loss_weights[t]).mean()
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(parameters, 1.0)
@@ -190,6 +205,8 @@ def main() -> None:
     parser.add_argument("--ema", type=float, default=0.995)
     parser.add_argument("--pool", type=int, default=40_000, help="renders to train on")
     parser.add_argument("--caption-dropout", type=float, default=0.1)
+    parser.add_argument("--x0-weight-cap", type=float, default=20.0,
+                        help="cap of the 1/SNR loss weight added at high noise (0: off)")
     parser.add_argument("--high-noise-share", type=float, default=0.5,
                         help="share of timesteps drawn from [600, 1000)")
     parser.add_argument("--channels", type=int, default=48)
