@@ -28,10 +28,18 @@ SD_SCHEDULER = {
 }
 
 
+AUTOENCODER_FOLDER = Path(__file__).parent / "weights" / "autoencoder"
+
+
 def build_shapes_model(seed: int = 0, text_width: int = 64, text_layers: int = 2,
-                       channels: tuple[int, int] = (64, 128)) -> DiffusionModel:
-    """A freshly initialised model (the training script's starting point)."""
-    from diffusers import UNet2DConditionModel
+                       channels: tuple[int, int] = (64, 128),
+                       autoencoder: Path | None = AUTOENCODER_FOLDER) -> DiffusionModel:
+    """A freshly initialised model (the training script's starting point).
+
+    With ``autoencoder`` (the committed one by default) the UNet works on its 8x8 latents,
+    as SD's works on its VAE's; with None, on the exact pixel-unshuffled 8x8x48 space.
+    """
+    from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     tokenizer = sd_tokenizer()
@@ -43,7 +51,12 @@ def build_shapes_model(seed: int = 0, text_width: int = 64, text_layers: int = 2
             bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
             pad_token_id=tokenizer.pad_token_id,
         ))
-        latent_channels = 3 * FACTOR**2
+        if autoencoder is not None:
+            vae = AutoencoderKL.from_pretrained(str(autoencoder), use_safetensors=True)
+        else:
+            vae = PixelShuffleAutoencoder(factor=FACTOR)
+        latent_channels = int(vae.config.latent_channels if autoencoder is not None
+                              else 3 * FACTOR**2)
         unet = UNet2DConditionModel(
             sample_size=IMAGE_SIZE // FACTOR, in_channels=latent_channels,
             out_channels=latent_channels, block_out_channels=channels, layers_per_block=1,
@@ -51,7 +64,6 @@ def build_shapes_model(seed: int = 0, text_width: int = 64, text_layers: int = 2
             up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
             cross_attention_dim=text_width, attention_head_dim=4, norm_num_groups=16,
         )
-    vae = PixelShuffleAutoencoder(factor=FACTOR)
     model = DiffusionModel(tokenizer, text_encoder, unet, vae, dict(SD_SCHEDULER),
                            ModelSpec(id="shapes", revision="untrained"))
     return model.eval()

@@ -22,9 +22,10 @@ from torch import nn
 
 from erasebench.generate import Generator
 from erasebench.io import atomic_write_json
+from erasebench.pixel_decoder import PixelShuffleAutoencoder
 from erasebench.specs import GenerationSpec, PromptSpec
 from erasebench.tasks.shapes.classifier import classify, load_classifier
-from erasebench.tasks.shapes.model import MODEL_FOLDER, build_shapes_model
+from erasebench.tasks.shapes.model import AUTOENCODER_FOLDER, MODEL_FOLDER, build_shapes_model
 from erasebench.tasks.shapes.render import COLOURS, SHAPES, balanced_batch, caption
 
 
@@ -52,6 +53,16 @@ def evaluate(model, classifier, seed: int = 0, steps: int = 20, guidance: float 
         scores["shape"].append((logits["shape"].argmax(1).numpy() == shapes).mean())
         scores["colour"].append((logits["colour"].argmax(1).numpy() == colours).mean())
     return {f"{name}_acc": float(np.mean(values)) for name, values in scores.items()}
+
+
+@torch.no_grad()
+def encode_images(model, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """Training latents: the autoencoder's (scaled, as SD's) or the pixel-unshuffled pixels."""
+    if isinstance(model.vae, PixelShuffleAutoencoder):
+        return model.vae.encode_pixels(images)
+    parts = [model.vae.encode(images[i : i + batch_size]).latent_dist.mode()
+             for i in range(0, len(images), batch_size)]
+    return torch.cat(parts) * model.vae.config.scaling_factor
 
 
 def x0_emphasis(alphas_cumprod: torch.Tensor, cap: float) -> torch.Tensor:
@@ -118,7 +129,8 @@ def train(args: argparse.Namespace) -> dict[str, object]:
     torch.manual_seed(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
     model = build_shapes_model(args.seed, text_width=args.text_width,
-                               channels=(args.channels, 2 * args.channels))
+                               channels=(args.channels, 2 * args.channels),
+                               autoencoder=None if args.pixel_space else AUTOENCODER_FOLDER)
     noise_schedule = DDPMScheduler.from_config(model.scheduler_config)
     classifier = load_classifier()
 
@@ -128,7 +140,7 @@ def train(args: argparse.Namespace) -> dict[str, object]:
     ids = model.token_ids(texts)
     empty = model.token_ids([""])[0]
     images = torch.as_tensor(pool.images).permute(0, 3, 1, 2).float() / 127.5 - 1
-    latents = model.vae.encode_pixels(images)
+    latents = encode_images(model, images)
 
     loss_weights = x0_emphasis(noise_schedule.alphas_cumprod, args.x0_weight_cap)
     model.unet.train().requires_grad_(True)
@@ -212,6 +224,8 @@ def main() -> None:
     parser.add_argument("--channels", type=int, default=48)
     parser.add_argument("--text-width", type=int, default=48)
     parser.add_argument("--eval-every", type=int, default=250)
+    parser.add_argument("--pixel-space", action="store_true",
+                        help="train on the pixel-unshuffled 8x8x48 space, not the autoencoder's")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

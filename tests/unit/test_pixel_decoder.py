@@ -18,7 +18,7 @@ def test_a_pixel_space_model_saves_loads_and_exports(tmp_path):
 
     from erasebench.tasks.shapes.model import build_shapes_model
 
-    model = build_shapes_model(seed=0, text_width=16, channels=(16, 32))
+    model = build_shapes_model(seed=0, text_width=16, channels=(16, 32), autoencoder=None)
     assert model.native_size == 32 and model.vae_scale == 4
     model.save_pretrained(tmp_path / "m")
     loaded = DiffusionModel.load(str(tmp_path / "m"))
