@@ -24,6 +24,7 @@ from erasebench.tokenizer import sd_tokenizer
 
 COMPONENTS = ("text_encoder", "unet", "vae")
 TINY_MODEL_ID = "tiny"
+SHAPES_MODEL_ID = "shapes"  # the miniature world's model, shipped in tasks/shapes/weights
 
 
 @dataclass
@@ -41,9 +42,14 @@ class DiffusionModel:
     # -- construction ------------------------------------------------------------
     @classmethod
     def load(
-        cls, model_id: str, revision: str | None = None, *, dtype: torch.dtype | None = None
+        cls, model_id: str, revision: str | None = None, *,
+        dtype: torch.dtype | None = torch.float32,
     ) -> DiffusionModel:
-        """Loads a diffusers folder (by path) or a hub id at ``revision``; safetensors only."""
+        """Loads a diffusers folder (by path) or a hub id at ``revision``; safetensors only.
+
+        Weights are held in float32 by default whatever the file stores (erasers train in
+        it; generation casts per call with autocast); ``dtype=None`` keeps the file's.
+        """
         from diffusers import UNet2DConditionModel
         from transformers import CLIPTextModel, CLIPTokenizer
 
@@ -270,9 +276,16 @@ def _read_scheduler_config(source: str, revision: str | None, offline: bool) -> 
 
 
 def load_model(spec: ModelSpec, dtype: torch.dtype | None = None) -> DiffusionModel:
-    """Resolves a ModelSpec: ``tiny`` (optionally ``tiny`` + revision ``seedN``) or a real model."""
+    """Resolves a ModelSpec: ``tiny`` (optionally revision ``seedN``), ``shapes`` (the
+    miniature world's committed model) or a hub id / diffusers folder."""
     if spec.id == TINY_MODEL_ID:
         seed = int((spec.revision or "seed0").removeprefix("seed") or 0)
         model = DiffusionModel.tiny(seed)
         return model.to(dtype=dtype) if dtype is not None else model
-    return DiffusionModel.load(spec.id, spec.revision, dtype=dtype)
+    if spec.id == SHAPES_MODEL_ID:
+        from erasebench.tasks.shapes.model import MODEL_FOLDER
+
+        model = DiffusionModel.load(str(MODEL_FOLDER), dtype=dtype or torch.float32)
+        model.spec = spec
+        return model
+    return DiffusionModel.load(spec.id, spec.revision, dtype=dtype or torch.float32)
