@@ -58,8 +58,8 @@ class ImageNetClassifier:
     def _state_dict(self) -> dict[str, torch.Tensor]:
         if not self.path.is_file():
             self._download()
-        state: dict[str, torch.Tensor] = torch.load(self.path, map_location="cpu",
-                                                    weights_only=True)
+        state: dict[str, torch.Tensor]
+        state = torch.load(self.path, map_location="cpu", weights_only=True)
         return state
 
     def _download(self) -> None:
