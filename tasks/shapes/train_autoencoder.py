@@ -13,8 +13,6 @@ The latent scaling factor is set from the data at the end (1 / std), as SD's was
 from __future__ import annotations
 
 import argparse
-import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +21,7 @@ import torch
 from erasebench.io import atomic_write_json
 from erasebench.tasks.shapes.classifier import classify, load_classifier
 from erasebench.tasks.shapes.render import balanced_batch
+from erasebench.tasks.shapes.training_log import TrainingLog, args_config
 
 AUTOENCODER_FOLDER = Path(__file__).parent / "weights" / "autoencoder"
 
@@ -90,7 +89,7 @@ def main() -> None:
     held_out = balanced_batch(600, seed=args.seed + 20_000)
     optimiser = torch.optim.AdamW(autoencoder.parameters(), lr=args.lr)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, args.lr, total_steps=args.steps)
-    log, losses, started = [], [], time.time()
+    log = TrainingLog()
     for step in range(1, args.steps + 1):
         x = pool[torch.randint(0, args.pool, (args.batch_size,), generator=generator)]
         posterior = autoencoder.encode(x).latent_dist
@@ -100,21 +99,16 @@ def main() -> None:
         loss.backward()
         optimiser.step()
         schedule.step()
-        losses.append(float(loss.detach()))
+        log.add_loss(loss)
         if step % args.eval_every == 0 or step == args.steps:
-            entry = {"step": step, "loss": float(np.mean(losses)),
-                     "seconds": round(time.time() - started, 1),
-                     **round_trip_scores(autoencoder, classifier, held_out)}
-            losses = []
-            log.append(entry)
-            print(json.dumps(entry), flush=True)
+            log.record(step, round_trip_scores(autoencoder, classifier, held_out))
     autoencoder.eval()
     with torch.no_grad():
         latents = autoencoder.encode(pool[:2000]).latent_dist.mode()
     autoencoder.register_to_config(scaling_factor=float(1 / latents.std()))
     autoencoder.save_pretrained(str(args.out), safe_serialization=True)
-    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    atomic_write_json(args.out / "training_log.json", {"config": config, "log": log})
+    atomic_write_json(args.out / "training_log.json",
+                      {"config": args_config(args), "log": log.entries})
     print(f"wrote {args.out}; scaling factor {autoencoder.config.scaling_factor:.4f}")
 
 

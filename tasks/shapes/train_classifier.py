@@ -26,6 +26,7 @@ from erasebench.tasks.shapes.classifier import (
     to_input,
 )
 from erasebench.tasks.shapes.render import balanced_batch
+from erasebench.tasks.shapes.training_log import args_config
 
 
 def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -93,7 +94,7 @@ def main() -> None:
                         help="torch threads; 1 makes the weights independent of the CPU")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    config = args_config(args)
     model, results = train(args.seed, args.train_images, args.test_images, args.epochs,
                            args.batch_size, args.lr, args.width)
     save_classifier(model, args.out, {"config": json.dumps(config),

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +25,7 @@ from erasebench.specs import GenerationSpec, PromptSpec
 from erasebench.tasks.shapes.classifier import classify, load_classifier
 from erasebench.tasks.shapes.model import AUTOENCODER_FOLDER, MODEL_FOLDER, build_shapes_model
 from erasebench.tasks.shapes.render import COLOURS, SHAPES, balanced_batch, caption
+from erasebench.tasks.shapes.training_log import TrainingLog, args_config
 
 
 def prompt_grid(seed: int) -> tuple[list[PromptSpec], np.ndarray, np.ndarray]:
@@ -150,8 +149,7 @@ def train(args: argparse.Namespace) -> dict[str, object]:
     warmup = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda step: min(1.0, (step + 1) / args.warmup))
     ema = EMA([model.unet, model.text_encoder], args.ema)
-    log: list[dict[str, float]] = []
-    started, losses = time.time(), []
+    log = TrainingLog()
     for step in range(1, args.steps + 1):
         index = torch.randint(0, args.pool, (args.batch_size,), generator=generator)
         tokens = ids[index].clone()
@@ -171,16 +169,11 @@ def train(args: argparse.Namespace) -> dict[str, object]:
         optimiser.step()
         warmup.step()
         ema.update()
-        losses.append(float(loss.detach()))
+        log.add_loss(loss)
         if step % args.eval_every == 0 or step == args.steps:
-            entry = {"step": step, "loss": float(np.mean(losses)),
-                     "seconds": round(time.time() - started, 1),
-                     **_evaluate_ema(model, ema, classifier)}
-            losses = []
-            log.append(entry)
-            print(json.dumps(entry), flush=True)
+            log.record(step, _evaluate_ema(model, ema, classifier))
             _save(model, ema, args.out)
-    return {"log": log}
+    return {"log": log.entries}
 
 
 def _names(pool, i: int) -> tuple[str, str, str]:
@@ -230,8 +223,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     results = train(args)
-    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    atomic_write_json(args.out / "training_log.json", {"config": config, **results})
+    atomic_write_json(args.out / "training_log.json", {"config": args_config(args), **results})
 
 
 if __name__ == "__main__":
