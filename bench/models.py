@@ -24,6 +24,13 @@ from erasebench.tokenizer import sd_tokenizer
 
 COMPONENTS = ("text_encoder", "unet", "vae")
 TINY_MODEL_ID = "tiny"
+# Stable Diffusion v1's noise schedule; small models use it too, so erasers see the noise
+# levels they expect.
+SD_V1_SCHEDULER = {
+    "_class_name": "DDIMScheduler", "num_train_timesteps": 1000, "beta_start": 0.00085,
+    "beta_end": 0.012, "beta_schedule": "scaled_linear", "clip_sample": False,
+    "set_alpha_to_one": False, "steps_offset": 1,
+}
 SHAPES_MODEL_ID = "shapes"  # the miniature world's model, shipped in tasks/shapes/weights
 
 
@@ -94,8 +101,6 @@ class DiffusionModel:
         seeded without touching the global RNG.
         """
         from diffusers import AutoencoderKL, UNet2DConditionModel
-        from transformers import CLIPTextConfig, CLIPTextModel
-
         tokenizer = sd_tokenizer()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -111,18 +116,9 @@ class DiffusionModel:
                 down_block_types=("DownEncoderBlock2D",) * 2,
                 up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4,
             )
-            text_encoder = CLIPTextModel(CLIPTextConfig(
-                vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37,
-                num_attention_heads=4, num_hidden_layers=2, max_position_embeddings=77,
-                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=tokenizer.pad_token_id,
-            ))
-        scheduler_config = {
-            "_class_name": "DDIMScheduler", "num_train_timesteps": 1000,
-            "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
-            "clip_sample": False, "set_alpha_to_one": False, "steps_offset": 1,
-        }
-        model = cls(tokenizer, text_encoder, unet, vae, scheduler_config,
+            text_encoder = small_text_encoder(tokenizer, width=32, layers=2, heads=4,
+                                              intermediate=37)
+        model = cls(tokenizer, text_encoder, unet, vae, dict(SD_V1_SCHEDULER),
                     ModelSpec(id=TINY_MODEL_ID, revision=f"seed{seed}"))
         return model.eval()
 
@@ -231,6 +227,19 @@ class DiffusionModel:
         )
         pipeline.save_pretrained(str(folder), safe_serialization=True)  # type: ignore[attr-defined]
         return Path(folder)
+
+
+def small_text_encoder(tokenizer: Any, width: int, layers: int, heads: int,
+                       intermediate: int) -> Any:
+    """A freshly initialised CLIP text encoder for the SD tokenizer (77 positions)."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    return CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=width, intermediate_size=intermediate,
+        num_attention_heads=heads, num_hidden_layers=layers, max_position_embeddings=77,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    ))
 
 
 def tensor_bytes(tensor: torch.Tensor) -> memoryview:

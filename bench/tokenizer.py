@@ -73,8 +73,9 @@ def write_clip_tokenizer_files(folder: str | os.PathLike[str]) -> Path:
 
 
 def _tokenizer_folder() -> Path:
-    root = Path(os.environ.get("ERASEBENCH_CACHE", Path.home() / ".cache" / "erasebench"))
-    return root / "clip_tokenizer_v1"
+    from erasebench.cache import default_cache_dir
+
+    return default_cache_dir() / "clip_tokenizer_v1"
 
 
 @cache

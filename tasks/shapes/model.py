@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from erasebench.models import DiffusionModel
+from erasebench.models import SD_V1_SCHEDULER, DiffusionModel, small_text_encoder
 from erasebench.pixel_decoder import PixelShuffleAutoencoder
 from erasebench.specs import ModelSpec
 from erasebench.tokenizer import sd_tokenizer
@@ -20,12 +20,6 @@ from erasebench.tokenizer import sd_tokenizer
 MODEL_FOLDER = Path(__file__).parent / "weights" / "model"
 IMAGE_SIZE = 32
 FACTOR = 4
-# Stable Diffusion v1's schedule, so that erasers see the noise levels they expect.
-SD_SCHEDULER = {
-    "_class_name": "DDIMScheduler", "num_train_timesteps": 1000, "beta_start": 0.00085,
-    "beta_end": 0.012, "beta_schedule": "scaled_linear", "clip_sample": False,
-    "set_alpha_to_one": False, "steps_offset": 1,
-}
 
 
 AUTOENCODER_FOLDER = Path(__file__).parent / "weights" / "autoencoder"
@@ -40,17 +34,12 @@ def build_shapes_model(seed: int = 0, text_width: int = 64, text_layers: int = 2
     as SD's works on its VAE's; with None, on the exact pixel-unshuffled 8x8x48 space.
     """
     from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
 
     tokenizer = sd_tokenizer()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        text_encoder = CLIPTextModel(CLIPTextConfig(
-            vocab_size=len(tokenizer), hidden_size=text_width, intermediate_size=2 * text_width,
-            num_attention_heads=2, num_hidden_layers=text_layers, max_position_embeddings=77,
-            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        ))
+        text_encoder = small_text_encoder(tokenizer, width=text_width, layers=text_layers,
+                                          heads=2, intermediate=2 * text_width)
         if autoencoder is not None:
             vae = AutoencoderKL.from_pretrained(str(autoencoder), use_safetensors=True)
         else:
@@ -64,6 +53,6 @@ def build_shapes_model(seed: int = 0, text_width: int = 64, text_layers: int = 2
             up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
             cross_attention_dim=text_width, attention_head_dim=4, norm_num_groups=16,
         )
-    model = DiffusionModel(tokenizer, text_encoder, unet, vae, dict(SD_SCHEDULER),
+    model = DiffusionModel(tokenizer, text_encoder, unet, vae, dict(SD_V1_SCHEDULER),
                            ModelSpec(id="shapes", revision="untrained"))
     return model.eval()
