@@ -28,12 +28,15 @@ app = typer.Typer(
 console = Console()
 errors = Console(stderr=True)
 
-# The default run: the tasks that declare themselves part of it, on their model.
-DEFAULT_MODEL = "tiny"
+# The miniature world's model: draws real shapes on a CPU (`run` uses each task's own).
+DEFAULT_MODEL = "shapes"
+# Eraser presets used by default on these models (paper defaults on every other model).
+MODEL_PRESETS = {"shapes": "shapes", "tiny": "tiny"}
 
 ModelOption = Annotated[str, typer.Option(
     "--model", help="Base model: a hub id (e.g. CompVis/stable-diffusion-v1-4), a local "
-    "diffusers folder, or 'tiny' (the random test model).")]
+    "diffusers folder, 'shapes' (the miniature world's model) or 'tiny' (the random test "
+    "model).")]
 RevisionOption = Annotated[str | None, typer.Option(help="Hub revision (branch, tag or commit).")]
 CacheOption = Annotated[Path | None, typer.Option(
     "--cache", help="Cache folder for images and edits (default: $ERASEBENCH_CACHE or "
@@ -121,10 +124,13 @@ def run(
         "--erasers", "-e", help="Eraser names, comma-separated (default: all registered).")] = None,
     tasks: Annotated[list[str] | None, typer.Option(
         "--tasks", "-t", help="Task names, comma-separated (default: the default suite).")] = None,
-    model: ModelOption = DEFAULT_MODEL,
+    model: Annotated[str | None, typer.Option(
+        "--model", help="Base model for every task (hub id, local diffusers folder, 'shapes' "
+        "or 'tiny'); default: each task's own (the miniature world's tasks: 'shapes').")] = None,
     revision: RevisionOption = None,
     preset: Annotated[str | None, typer.Option(
-        help="Eraser preset applied to every eraser that has it (e.g. 'shapes').")] = None,
+        help="Eraser preset applied to every eraser that has it (default: the model's, "
+        "'shapes' on the miniature world, 'tiny' on the test model).")] = None,
     task_config: Annotated[list[str] | None, typer.Option(
         "--task-config", help="Task option KEY=VALUE for every selected task (VALUE parsed "
         "as JSON if it can be); repeatable.")] = None,
@@ -139,19 +145,29 @@ def run(
     precision: PrecisionOption = None,
     dry_run: Annotated[bool, typer.Option(
         help="Only list the work units and their state.")] = False,
+    leaderboard: Annotated[Path | None, typer.Option(
+        help="Leaderboard regenerated from the results folder after the run (default: "
+        "leaderboard.md beside the results folder).")] = None,
+    report_after: Annotated[bool, typer.Option(
+        "--report/--no-report", help="Regenerate the leaderboard after the run.")] = True,
 ) -> None:
     """Run erasers x tasks; completed units are skipped, so an interrupted run resumes."""
     from erasebench.runner import Runner, plan
 
     eraser_names = _split_names(erasers) or _default_names(ERASERS)
     task_names = _split_names(tasks) or _default_names(TASKS)
-    eraser_objects = [_make_eraser(name, preset) for name in eraser_names]
+    for name in eraser_names:
+        ERASERS.get(name)  # unknown names fail before any work, listing the valid ones
     if not task_names:
         raise UserError(f"no task selected; registered tasks: {', '.join(TASKS.names())}")
     task_options = _parse_overrides(task_config, "--task-config")
     task_objects = [TASKS.get(name)(task_options) for name in task_names]
     overrides = _generation_overrides(steps, guidance, scheduler, size, precision)
-    units = plan(eraser_objects, task_objects, _model_spec(model, revision), overrides)
+    units = []
+    for model_spec, model_tasks in _tasks_by_model(task_objects, model, revision):
+        model_preset = preset or MODEL_PRESETS.get(model_spec.id)
+        eraser_objects = [_make_eraser(name, model_preset) for name in eraser_names]
+        units += plan(eraser_objects, model_tasks, model_spec, overrides)
     runner = Runner(results_dir=results, cache_dir=_cache_dir(cache), device=device,
                     batch_size=batch_size, progress=sys.stderr.isatty())
     if dry_run:
@@ -168,12 +184,27 @@ def run(
     summary = runner.run(units)
     console.print(f"done {len(summary.done)}, skipped (already done) {len(summary.skipped)}, "
                   f"busy (another process) {len(summary.busy)}")
+    if report_after:
+        from erasebench.report import write_report
+
+        board = leaderboard or Path(results).parent / "leaderboard.md"
+        console.print(f"wrote {write_report(results, board)}")
 
 
 def _default_names(registry: Any) -> list[str]:
     """The plugins whose class says they belong to a run without arguments."""
     return [name for name in registry.names()
             if getattr(registry.get(name), "in_default_run", False)]
+
+
+def _tasks_by_model(tasks: list[Any], model: str | None, revision: str | None
+                    ) -> list[tuple[Any, list[Any]]]:
+    """(model spec, its tasks) in task order: --model for all, else each task's own."""
+    groups: dict[Any, list[Any]] = {}
+    for task in tasks:
+        spec = _model_spec(model or task.default_model, revision if model else None)
+        groups.setdefault(spec, []).append(task)
+    return list(groups.items())
 
 
 def _make_eraser(name: str, preset: str | None):  # -> Eraser
@@ -202,7 +233,10 @@ def erase(
     from erasebench.runner import Runner
     from erasebench.specs import ErasureRequest
 
-    plugin = ERASERS.get(eraser)(_parse_overrides(config), preset=preset)
+    cls = ERASERS.get(eraser)
+    if preset is None and MODEL_PRESETS.get(model) in cls.presets:
+        preset = MODEL_PRESETS[model]  # e.g. the miniature world's scaled-down settings
+    plugin = cls(_parse_overrides(config), preset=preset)
     request = ErasureRequest(concepts=tuple(concept), anchors=tuple(anchor or ()),
                              preserve=tuple(preserve or ()))
     target_device = Runner(device=device).device

@@ -13,9 +13,18 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from erasebench.errors import UnknownNameError, UserError
-from erasebench.specs import EraserSpec, ErasureRequest, GenerationSpec, PromptSpec, TaskSpec
+from erasebench.specs import (
+    DEFAULT_MODEL_ID,
+    EraserSpec,
+    ErasureRequest,
+    GenerationSpec,
+    PromptSpec,
+    TaskSpec,
+)
 
 if TYPE_CHECKING:
+    import pandas as pd
+    import torch
     from PIL import Image
 
     from erasebench.edits import EditedModel
@@ -81,8 +90,11 @@ class Eraser:
 
 @dataclass(frozen=True)
 class MetricInfo:
-    higher_is_better: bool
+    higher_is_better: bool | None  # None: descriptive (e.g. a correlation), no best value
     description: str = ""
+    # False for the detail behind a headline number (e.g. per-class rates): the leaderboard
+    # shows headline metrics in its main table and the others in a detail table.
+    headline: bool = True
 
 
 class MetricValue(BaseModel):
@@ -103,6 +115,8 @@ class ScoringContext:
     device: str
     # Images of the *unedited* base model for the same prompts (e.g. LPIPS vs `sd`).
     reference_images: Callable[[Sequence[PromptSpec]], list[Image.Image]]
+    # The base model's text embeddings (n, tokens, dim), e.g. for concept distances.
+    encode_text: Callable[[list[str]], torch.Tensor] | None = None
 
 
 class Task:
@@ -116,6 +130,9 @@ class Task:
     description: ClassVar[str] = ""
     citation: ClassVar[str] = ""
     in_default_run: ClassVar[bool] = False  # part of `erasebench run` without --tasks
+    # The base model the task is meant for when `run` gets no --model (hub id, folder,
+    # 'shapes' for the miniature world, 'tiny' for the random test model).
+    default_model: ClassVar[str] = DEFAULT_MODEL_ID
     # Options that make the task small enough for the contract suite on the tiny model.
     contract_options: ClassVar[dict[str, Any]] = {}
     metrics: ClassVar[dict[str, MetricInfo]] = {}
@@ -144,3 +161,9 @@ class Task:
     def scorer_versions(self) -> dict[str, str]:
         """Scorer name -> version and weight hash, recorded with every result."""
         return {}
+
+    @classmethod
+    def report(cls, rows: pd.DataFrame) -> str:
+        """Extra markdown for the leaderboard from this task's tidy result rows (e.g. a
+        matrix assembled across requests); empty for none."""
+        return ""

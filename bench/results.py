@@ -28,7 +28,7 @@ from erasebench.specs import RunSpec
 SCHEMA_VERSION = 1
 COLUMNS = [
     "eraser", "config_hash", "request", "task", "task_version", "metric", "split", "seed",
-    "value", "higher_is_better", "model", "run_id",
+    "value", "higher_is_better", "headline", "model", "run_id",
 ]
 _PACKAGES = ("erasebench", "torch", "diffusers", "transformers", "open_clip_torch",
              "nudenet", "lpips", "torchmetrics")
@@ -39,8 +39,9 @@ class MetricRow(BaseModel):
 
     metric: str
     value: float
-    higher_is_better: bool
+    higher_is_better: bool | None  # None: descriptive, neither direction is better
     split: str = ""
+    headline: bool = True  # False: detail (e.g. per class), shown apart from the main table
     seed: int | None = None
 
 
@@ -163,6 +164,7 @@ def records_to_frame(records: list[RunRecord]) -> pd.DataFrame:
                 "seed": row.seed,
                 "value": row.value,
                 "higher_is_better": row.higher_is_better,
+                "headline": row.headline,
                 "model": spec.model.id,
                 "run_id": record.run_id,
             })

@@ -44,11 +44,16 @@ class WorkUnit:
         return f"{self.eraser.name} x {self.task.name} [{self.spec.request.display()}]"
 
 
-def plan(erasers: Sequence[Eraser], tasks: Sequence[Task], model: ModelSpec,
+def plan(erasers: Sequence[Eraser], tasks: Sequence[Task], model: ModelSpec | None = None,
          generation_overrides: dict[str, Any] | None = None) -> list[WorkUnit]:
-    """Every (task, request, eraser) combination, tasks' own generation settings overridden."""
+    """Every (task, request, eraser) combination, tasks' own generation settings overridden.
+
+    ``model=None`` runs each task on its own ``default_model`` (the miniature world's tasks
+    on ``shapes``, the Stable Diffusion tasks on SD v1.4).
+    """
     units = []
     for task in tasks:
+        task_model = model or ModelSpec(id=task.default_model)
         try:
             generation = GenerationSpec.model_validate(
                 {**task.generation().model_dump(), **(generation_overrides or {})})
@@ -57,7 +62,7 @@ def plan(erasers: Sequence[Eraser], tasks: Sequence[Task], model: ModelSpec,
         for request in task.requests():
             for eraser in erasers:
                 spec = RunSpec(eraser=eraser.spec(), request=request, task=task.spec(),
-                               model=model, generation=generation)
+                               model=task_model, generation=generation)
                 units.append(WorkUnit(spec, eraser, task))
     return units
 
@@ -144,7 +149,8 @@ class Runner:
         with edit.applied(model):
             images = generator.images(prompts)
         # After the edit is removed, the same generator draws the base model's images.
-        context = ScoringContext(device=self.device, reference_images=generator.images)
+        context = ScoringContext(device=self.device, reference_images=generator.images,
+                                 encode_text=model.encode_text)
         values = unit.task.score(images, prompts, unit.spec.request, context)
         metrics = []
         for value in values:
@@ -153,7 +159,8 @@ class Runner:
                 raise RuntimeError(f"task {unit.task.name!r} returned undeclared metric "
                                    f"{value.metric!r}; declared: {sorted(unit.task.metrics)}")
             metrics.append(MetricRow(metric=value.metric, value=value.value, split=value.split,
-                                     seed=value.seed, higher_is_better=info.higher_is_better))
+                                     seed=value.seed, higher_is_better=info.higher_is_better,
+                                     headline=info.headline))
         return RunRecord(
             run_id=unit.run_id, spec=unit.spec, task_version=unit.task.version,
             model_fingerprint=model.fingerprint, edit_digest=edit.digest,

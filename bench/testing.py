@@ -89,8 +89,8 @@ class MockTask(Task):
         "change_preserve": MetricInfo(False, "the same on preserved concepts"),
     }
     Options = MockTaskOptions
-    # The default run until the miniature world (tasks/shapes) replaces it.
-    in_default_run = True
+    in_default_run = False  # a test double, like the mock eraser
+    default_model = "tiny"
     contract_options = {"images_per_concept": 1}
 
     def generation(self) -> GenerationSpec:

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from erasebench.errors import UserError
 from erasebench.tasks.shapes.render import COLOURS, SHAPES, TEXTURES
 
 WEIGHTS = Path(__file__).parent / "weights" / "classifier.safetensors"
@@ -71,7 +72,7 @@ def load_classifier(path: str | Path = WEIGHTS, device: str = "cpu") -> ShapeCla
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(
+        raise UserError(
             f"shape classifier weights not found at {path}; train them with "
             "`python -m erasebench.tasks.shapes.train_classifier`")
     with safe_open(str(path), framework="pt") as handle:

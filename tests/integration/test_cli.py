@@ -5,6 +5,7 @@ import pytest
 from safetensors import safe_open
 
 from erasebench.cli import main
+from erasebench.registry import ERASERS
 
 
 def test_unknown_eraser_exits_2_with_one_line_listing_the_valid_names(capsys):
@@ -125,3 +126,17 @@ def test_list_verbose_shows_a_broken_plugin_without_hiding_the_others(capsys, mo
     out = capsys.readouterr().out
     assert "failed to import" in out and "erasebench_no_such_module" in out
     assert "mock" in out and "sd" in out
+
+
+def test_run_without_arguments_plans_the_miniature_world(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    erasers = {name for name in ERASERS.names() if ERASERS.get(name).in_default_run}
+    assert {"sd", "uce", "esd_x", "esd_u"} <= erasers and "mock" not in erasers
+    # 4 object splits + 2 textures + 10 graph rows, for every default eraser
+    assert len(lines) == 16 * len(erasers)
+    assert all(" todo " in line for line in lines)
+    tasks = {line.split(" x ")[1].split(" [")[0] for line in lines}
+    assert tasks == {"shapes_objects", "shapes_style", "shapes_graph"}
+    assert not (tmp_path / "leaderboard.md").exists()  # a dry run writes nothing

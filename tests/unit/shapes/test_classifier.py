@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from erasebench.errors import UserError
 from erasebench.tasks.shapes.classifier import (
     WEIGHTS,
     ShapeClassifier,
@@ -36,7 +37,7 @@ def test_save_load_round_trip(tmp_path):
 
 
 def test_missing_weights_say_how_to_make_them(tmp_path):
-    with pytest.raises(FileNotFoundError, match="train_classifier"):
+    with pytest.raises(UserError, match="train_classifier"):
         load_classifier(tmp_path / "nothing.safetensors")
 
 

@@ -1,0 +1,158 @@
+"""What the in-tree erasers share: which parameters they touch, editing a model in place
+and handing back only the change, token positions, and a seeded training loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import torch
+from rich.progress import Progress
+from torch import nn
+
+from erasebench.edits import EditedModel, snapshot
+from erasebench.models import DiffusionModel
+from erasebench.specs import ErasureRequest
+
+# --- parameter sets ------------------------------------------------------------------------
+
+
+def cross_attention_parameters(model: DiffusionModel, projections: Sequence[str] = (
+        "to_q", "to_k", "to_v", "to_out")) -> list[str]:
+    """UNet cross-attention (``attn2``) parameters of the given projections."""
+    return [name for name, _ in model.named_parameters()
+            if name.startswith("unet.") and ".attn2." in name
+            and any(f".attn2.{p}" in name for p in projections)]
+
+
+def non_cross_attention_parameters(model: DiffusionModel,
+                                   exclude: Sequence[str] = ("time_embedding", "conv_out")
+                                   ) -> list[str]:
+    """Every UNet parameter outside cross-attention (ESD-u's set), minus ``exclude``."""
+    return [name for name, _ in model.named_parameters()
+            if name.startswith("unet.") and ".attn2." not in name
+            and not any(f"unet.{part}" in name for part in exclude)]
+
+
+def cross_attention_modules(model: DiffusionModel) -> list[tuple[str, nn.Module]]:
+    """(qualified prefix, module) of every UNet cross-attention block."""
+    return [(f"unet.{name}", module) for name, module in model.unet.named_modules()
+            if name.endswith("attn2")]
+
+
+# --- edits made in place -------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def editing(model: DiffusionModel, names: Sequence[str], eraser: str, config: dict[str, Any],
+            request: ErasureRequest) -> Iterator[list[EditedModel]]:
+    """Lets an eraser change ``names`` in place; on exit the change is taken out as an
+    :class:`EditedModel` (appended to the yielded list) and the model restored exactly.
+
+    Only ``names`` get gradients inside; everything else stays frozen.
+    """
+    before = snapshot(model, names)
+    result: list[EditedModel] = []
+    wanted = set(names)
+    flags = {name: p.requires_grad for name, p in model.named_parameters()}
+    fingerprint = model.fingerprint
+    try:
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad_(name in wanted)
+        yield result
+        result.append(EditedModel.from_changes(model, before, eraser=eraser, config=config,
+                                               request=request))
+    finally:
+        with torch.no_grad():
+            for name, parameter in model.named_parameters():
+                if name in before:
+                    parameter.copy_(before[name].to(parameter.device, parameter.dtype))
+                parameter.requires_grad_(flags[name])
+                parameter.grad = None
+        model.set_fingerprint(fingerprint)
+
+
+def frozen_unet(model: DiffusionModel) -> nn.Module:
+    """A copy of the UNet that never trains (ESD's θ*): no gradients, eval mode."""
+    unet = copy.deepcopy(model.unet)
+    return unet.eval().requires_grad_(False)
+
+
+# --- text ----------------------------------------------------------------------------------
+
+
+def token_count(model: DiffusionModel, text: str) -> int:
+    """Tokens of ``text`` including BOS and EOS (the attention mask's sum)."""
+    ids = model.token_ids([text])[0]
+    eos = model.tokenizer.eos_token_id
+    positions = (ids == eos).nonzero()
+    return int(positions[0]) + 1 if len(positions) else len(ids)
+
+
+# --- training ------------------------------------------------------------------------------
+
+
+def seeded(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def train_loop(steps: int, step: Callable[[int], torch.Tensor], parameters: list[nn.Parameter],
+               lr: float, description: str, progress: bool = True) -> list[float]:
+    """Adam on ``parameters`` for ``steps`` steps of ``step(i) -> loss``; returns the losses."""
+    optimizer = torch.optim.Adam(parameters, lr=lr)
+    losses = []
+    with Progress(transient=True, disable=not progress or not sys.stderr.isatty()) as bar:
+        task = bar.add_task(description, total=steps)
+        for index in range(steps):
+            optimizer.zero_grad(set_to_none=True)
+            loss = step(index)
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+            bar.advance(task)
+    return losses
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast on GPU when asked for ("auto" = bf16 on CUDA, fp32 on CPU)."""
+    if device.type != "cuda" or precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+    return torch.autocast(device_type="cuda", dtype=dtype)
+
+
+# --- diffusion pieces ----------------------------------------------------------------------
+
+
+def latent_shape(model: DiffusionModel) -> tuple[int, int, int]:
+    """(channels, height, width) of the UNet's input at the model's native size."""
+    size = int(model.unet.config.sample_size)
+    return int(model.unet.config.in_channels), size, size
+
+
+def ddim_scheduler(model: DiffusionModel, steps: int) -> Any:
+    from diffusers import DDIMScheduler
+
+    scheduler = DDIMScheduler.from_config(model.scheduler_config)
+    scheduler.set_timesteps(steps)
+    return scheduler
+
+
+@torch.no_grad()
+def partial_ddim_sample(unet: nn.Module, scheduler: Any, noise: torch.Tensor,
+                        cond: torch.Tensor, uncond: torch.Tensor, guidance: float,
+                        stop: int) -> torch.Tensor:
+    """Runs the first ``stop`` DDIM steps of ``scheduler`` from ``noise`` with
+    classifier-free guidance; the result lives at ``scheduler.timesteps[stop]``."""
+    latents = noise * scheduler.init_noise_sigma
+    context = torch.cat([uncond, cond])
+    for t in scheduler.timesteps[:stop]:
+        both = unet(torch.cat([latents, latents]), t, encoder_hidden_states=context).sample
+        uncond_noise, cond_noise = both.float().chunk(2)
+        latents = scheduler.step(uncond_noise + guidance * (cond_noise - uncond_noise), t,
+                                 latents).prev_sample
+    return latents

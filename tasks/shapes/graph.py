@@ -1,0 +1,168 @@
+"""``shapes_graph``: the concept-graph protocol on the miniature world.
+
+Each request erases one shape; the model then draws every shape and the classifier
+gives each shape's detection rate (top-1), G_e(c), on the edited model and, from the
+original model's images of the same prompts and seeds, G_0(c). One request is one row
+of the Δ matrix, Δ_e(c) = G_e(c) − G_0(c) in percentage points. Per request:
+
+- ``erased_drop`` = −Δ_e(e): how much the erased shape fell;
+- ``collateral`` = mean over c ≠ e of |Δ_e(c)|: how much everything else moved;
+- ``locality``: Spearman correlation, over c ≠ e, between the base text encoder's
+  similarity of c to e (cosine of the flattened token embeddings of the bare words,
+  as AP measures concept distance) and the drop −Δ_e(c). Positive: the damage falls
+  on the concepts the model considers close. Descriptive, not better or worse.
+
+Across requests the reporter assembles the full matrix and its asymmetry, the mean over
+pairs of |Δ_a(b) − Δ_b(a)| (:func:`delta_matrix`, :func:`asymmetry`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from pydantic import Field, field_validator
+from torchmetrics.functional import spearman_corrcoef
+
+from erasebench.plugins import MetricInfo, MetricValue, PluginConfig, ScoringContext, Task
+from erasebench.registry import register_task
+from erasebench.specs import ErasureRequest, GenerationSpec, PromptSpec
+from erasebench.tasks.shapes.objects import shape_prompts
+from erasebench.tasks.shapes.render import SHAPES
+from erasebench.tasks.shapes.scoring import SHAPES_GENERATION, classifier_version, read_images
+
+
+class ShapesGraphOptions(PluginConfig):
+    erase: tuple[str, ...] = Field(SHAPES, description="Shapes erased, one request each.")
+    images_per_class: int = Field(20, ge=1, description="Images drawn of every shape.")
+    prompt: str = Field("a {colour} {shape}", description="Prompt template, as shapes_objects.")
+    seed: int = Field(0, ge=0, description="Seed of the first image, as shapes_objects.")
+
+    @field_validator("erase")
+    @classmethod
+    def _known(cls, shapes: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(shapes) - set(SHAPES))
+        if unknown:
+            raise ValueError(f"unknown shapes {unknown}; shapes are {', '.join(SHAPES)}")
+        return shapes
+
+
+def detection_rates(logits: torch.Tensor, labels: Sequence[str]) -> np.ndarray:
+    """% of each shape's images whose top-1 class is that shape (NaN if it has none)."""
+    predicted = logits.argmax(1).numpy()
+    truth = np.array([SHAPES.index(label) for label in labels])
+    rates = np.full(len(SHAPES), np.nan)
+    for index in range(len(SHAPES)):
+        mine = truth == index
+        if mine.any():
+            rates[index] = 100.0 * (predicted[mine] == index).mean()
+    return rates
+
+
+def text_similarity(encode_text, concept: str) -> np.ndarray:
+    """Cosine similarity of every shape's flattened token embeddings to ``concept``'s."""
+    with torch.no_grad():
+        embeddings = encode_text([concept, *SHAPES]).float().cpu().flatten(1)
+    embeddings = torch.nn.functional.normalize(embeddings, dim=1)
+    return (embeddings[1:] @ embeddings[0]).numpy()
+
+
+@register_task("shapes_graph")
+class ShapesGraph(Task):
+    """Concept-graph analogue: erase each shape in turn; Δ matrix, collateral, locality."""
+
+    description = __doc__ or ""
+    version = "1"
+    in_default_run = True
+    default_model = "shapes"
+    Options = ShapesGraphOptions
+    metrics = {
+        "erased_drop": MetricInfo(True, "fall of the erased shape's detection rate (points)"),
+        "collateral": MetricInfo(False, "mean |change| of the other shapes' rates (points)"),
+        "locality": MetricInfo(None, "Spearman(text similarity to the erased shape, drop)"),
+        **{f"delta/{shape}": MetricInfo(None, f"change of {shape}'s detection rate",
+                                         headline=False) for shape in SHAPES},
+    }
+    contract_options = {"images_per_class": 1, "erase": ("circle",)}
+
+    def generation(self) -> GenerationSpec:
+        return SHAPES_GENERATION
+
+    def requests(self) -> list[ErasureRequest]:
+        return [ErasureRequest(concepts=(shape,), label=shape)
+                for shape in self.options.erase]  # type: ignore[attr-defined]
+
+    def prompts(self, request: ErasureRequest) -> list[PromptSpec]:
+        options = self.options
+        return shape_prompts(options.prompt, options.images_per_class,  # type: ignore[attr-defined]
+                             options.seed, request.concepts)  # type: ignore[attr-defined]
+
+    def score(self, images: Sequence[Image.Image], prompts: Sequence[PromptSpec],
+              request: ErasureRequest, context: ScoringContext) -> list[MetricValue]:
+        labels = [prompt.label for prompt in prompts]
+        edited = detection_rates(read_images(images, context.device)["shape"], labels)
+        references = context.reference_images(prompts)
+        base = detection_rates(read_images(references, context.device)["shape"], labels)
+        delta = edited - base
+        erased = SHAPES.index(request.concepts[0])
+        others = [i for i in range(len(SHAPES)) if i != erased and not np.isnan(delta[i])]
+        values = [MetricValue(metric=f"delta/{SHAPES[i]}", value=float(delta[i]))
+                  for i in range(len(SHAPES)) if not np.isnan(delta[i])]
+        values.append(MetricValue(metric="erased_drop", value=float(-delta[erased])))
+        if others:
+            values.append(MetricValue(metric="collateral",
+                                      value=float(np.abs(delta[others]).mean())))
+        if context.encode_text is not None and len(others) > 2:
+            similarity = text_similarity(context.encode_text, request.concepts[0])[others]
+            drop = -delta[others]
+            # A constant side has no ranking: the correlation is undefined, not zero.
+            if np.ptp(drop) > 0 and np.ptp(similarity) > 0:
+                rho = spearman_corrcoef(torch.tensor(similarity, dtype=torch.float64),
+                                        torch.tensor(drop, dtype=torch.float64))
+                values.append(MetricValue(metric="locality", value=float(rho)))
+        return values
+
+    def scorer_versions(self) -> dict[str, str]:
+        return classifier_version()
+
+    @classmethod
+    def report(cls, rows: pd.DataFrame) -> str:
+        """The Δ matrix of every eraser (erased shape down, measured shape across) and its
+        asymmetry, as markdown."""
+        parts = []
+        for eraser, frame in rows.groupby("eraser", sort=True):
+            matrix = delta_matrix(frame)
+            if matrix.empty:
+                continue
+            parts.append(f"\n**{eraser}**: Δ matrix (points; row = erased shape), "
+                         f"asymmetry {asymmetry(matrix):.3g}\n\n")
+            header = "| erased ↓ / shape → | " + " | ".join(matrix.columns) + " |"
+            lines = [header, "|---" * (len(matrix.columns) + 1) + "|"]
+            for erased, row in matrix.iterrows():
+                cells = ["" if np.isnan(v) else f"{v:+.0f}" for v in row.to_numpy()]
+                lines.append(f"| {erased} | " + " | ".join(cells) + " |")
+            parts.append("\n".join(lines) + "\n")
+        return "".join(parts)
+
+
+def delta_matrix(rows: pd.DataFrame) -> pd.DataFrame:
+    """Δ_e(c) (mean over seeds/duplicates) from one eraser's tidy ``shapes_graph`` rows."""
+    deltas = rows[rows["metric"].str.startswith("delta/")].copy()
+    if deltas.empty:
+        return pd.DataFrame()
+    deltas["shape"] = deltas["metric"].str.slice(len("delta/"))
+    matrix = deltas.pivot_table(index="request", columns="shape", values="value", aggfunc="mean")
+    order = [s for s in SHAPES if s in matrix.index]
+    return matrix.reindex(index=order, columns=[s for s in SHAPES if s in matrix.columns])
+
+
+def asymmetry(matrix: pd.DataFrame) -> float:
+    """Mean over unordered pairs {a, b} with both rows measured of |Δ_a(b) − Δ_b(a)|."""
+    gaps = [abs(matrix.loc[a, b] - matrix.loc[b, a])
+            for i, a in enumerate(matrix.index) for b in matrix.index[i + 1:]
+            if b in matrix.columns and a in matrix.columns]
+    gaps = [g for g in gaps if not np.isnan(g)]
+    return float(np.mean(gaps)) if gaps else float("nan")

@@ -1,0 +1,147 @@
+"""``shapes_objects``: the Imagenette protocol on the miniature world.
+
+Each split erases five shapes and preserves the other five, like AP/AGE's four
+Imagenette splits (``imagenette_v1``..``v4``; the shape at Imagenette's class index
+stands in for the class, so v2 and v4 are the complements of v1 and v3). Every shape is
+drawn ``images_per_class`` times from ``prompt``; the shape classifier reads them, and
+the same metric code as Imagenette's ResNet-50 (:class:`~erasebench.metrics.ErasureSuccess`)
+turns its logits into ESR-1/ESR-5 (erased shape not in the top-k) and PSR-1/PSR-5
+(preserved shape in the top-k), overall and per shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from PIL import Image
+from pydantic import Field, field_validator
+
+from erasebench.metrics import ErasureSuccess
+from erasebench.plugins import MetricInfo, MetricValue, PluginConfig, ScoringContext, Task
+from erasebench.registry import register_task
+from erasebench.specs import ErasureRequest, GenerationSpec, PromptSpec
+from erasebench.tasks.shapes.render import COLOURS, SHAPES
+from erasebench.tasks.shapes.scoring import SHAPES_GENERATION, classifier_version, read_images
+
+# Imagenette's erased class indices in AP/AGE's splits v1 and v3, applied to SHAPES.
+_V1, _V3 = (2, 4, 5, 6, 9), (0, 2, 3, 4, 7)
+
+
+def _split(indices: Sequence[int], complement: bool = False) -> tuple[str, ...]:
+    chosen = [i for i in range(len(SHAPES)) if (i in indices) != complement]
+    return tuple(SHAPES[i] for i in chosen)
+
+
+DEFAULT_SPLITS = (_split(_V1), _split(_V1, True), _split(_V3), _split(_V3, True))
+KS = (1, 5)
+
+
+def _metric_names() -> dict[str, MetricInfo]:
+    metrics = {}
+    for k in KS:
+        metrics[f"ESR-{k}"] = MetricInfo(True, f"% of erased-shape images whose shape is not in "
+                                               f"the classifier's top-{k}")
+        metrics[f"PSR-{k}"] = MetricInfo(True, f"% of preserved-shape images whose shape is in "
+                                               f"the classifier's top-{k}")
+        for shape in SHAPES:
+            metrics[f"ESR-{k}/{shape}"] = MetricInfo(True, f"ESR-{k} of {shape}", headline=False)
+            metrics[f"PSR-{k}/{shape}"] = MetricInfo(True, f"PSR-{k} of {shape}", headline=False)
+    return metrics
+
+
+class ShapesObjectsOptions(PluginConfig):
+    splits: tuple[tuple[str, ...], ...] = Field(
+        DEFAULT_SPLITS, description="Shapes erased in each split; the others are preserved.")
+    images_per_class: int = Field(40, ge=1, description="Images drawn of every shape.")
+    prompt: str = Field("a {colour} {shape}", description="Prompt template; {colour} cycles "
+                        "through the 8 colours image by image. 'a photo of a {shape}' is "
+                        "Imagenette's template.")
+    seed: int = Field(0, ge=0, description="Seed of the first image; image j of shape i uses "
+                   "seed + 1000 * i + j.")
+    tell_preserved: bool = Field(False, description="Pass the preserved shapes to the eraser "
+                                 "as the request's preserve set (AP/AGE's protocol does not).")
+
+    @field_validator("splits")
+    @classmethod
+    def _known_shapes(cls, splits: tuple[tuple[str, ...], ...]) -> tuple[tuple[str, ...], ...]:
+        for split in splits:
+            unknown = sorted(set(split) - set(SHAPES))
+            if unknown:
+                raise ValueError(f"unknown shapes {unknown}; shapes are {', '.join(SHAPES)}")
+            if not split:
+                raise ValueError("a split must erase at least one shape")
+        return splits
+
+    @field_validator("prompt")
+    @classmethod
+    def _names_the_shape(cls, prompt: str) -> str:
+        if "{shape}" not in prompt:
+            raise ValueError("the prompt template must contain {shape}")
+        return prompt
+
+
+def shape_prompts(template: str, images_per_class: int, seed: int,
+                  erased: Sequence[str]) -> list[PromptSpec]:
+    """``images_per_class`` prompts of every shape, grouped erase/preserve, labelled by shape.
+
+    Prompt and seed depend only on the shape and the image index, never on the split, so
+    the base model's images are generated once for all splits (through the cache).
+    """
+    colours = list(COLOURS)
+    prompts = []
+    for i, shape in enumerate(SHAPES):
+        for j in range(images_per_class):
+            text = template.format(shape=shape, colour=colours[j % len(colours)])
+            prompts.append(PromptSpec(text=text, seed=seed + 1000 * i + j, label=shape,
+                                      group="erase" if shape in erased else "preserve"))
+    return prompts
+
+
+@register_task("shapes_objects")
+class ShapesObjects(Task):
+    """Imagenette analogue: erase 5 of 10 shapes per split; ESR/PSR from the shape classifier."""
+
+    description = __doc__ or ""
+    version = "1"
+    in_default_run = True
+    default_model = "shapes"
+    Options = ShapesObjectsOptions
+    metrics = _metric_names()
+    contract_options = {"images_per_class": 1, "splits": (("circle",),)}
+
+    def generation(self) -> GenerationSpec:
+        return SHAPES_GENERATION
+
+    def requests(self) -> list[ErasureRequest]:
+        options = self.options
+        requests = []
+        for number, split in enumerate(options.splits, start=1):  # type: ignore[attr-defined]
+            preserved = tuple(s for s in SHAPES if s not in split)
+            requests.append(ErasureRequest(
+                concepts=split, label=f"split {number}",
+                preserve=preserved if options.tell_preserved else ()))  # type: ignore[attr-defined]
+        return requests
+
+    def prompts(self, request: ErasureRequest) -> list[PromptSpec]:
+        options = self.options
+        return shape_prompts(options.prompt, options.images_per_class,  # type: ignore[attr-defined]
+                             options.seed, request.concepts)  # type: ignore[attr-defined]
+
+    def score(self, images: Sequence[Image.Image], prompts: Sequence[PromptSpec],
+              request: ErasureRequest, context: ScoringContext) -> list[MetricValue]:
+        logits = read_images(images, context.device)["shape"]
+        labels = torch.tensor([SHAPES.index(prompt.label) for prompt in prompts])
+        erased = [SHAPES.index(shape) for shape in request.concepts]
+        preserved = [i for i in range(len(SHAPES)) if i not in erased]
+        metric = ErasureSuccess(len(SHAPES), erased, preserved, ks=KS)
+        metric.update(logits, labels)
+        values = []
+        for name, value in metric.compute().items():
+            head, _, index = name.partition("/")
+            name = f"{head}/{SHAPES[int(index)]}" if index else head
+            values.append(MetricValue(metric=name, value=value))
+        return values
+
+    def scorer_versions(self) -> dict[str, str]:
+        return classifier_version()
