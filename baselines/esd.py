@@ -131,5 +131,10 @@ class ESDX(ESD):
 class ESDU(ESD):
     """ESD-u: negative-guidance fine-tuning of every non-cross-attention UNet layer."""
 
+    # All of the UNet but attn2 moves at once: at esd_x's 2e-3 the miniature world's
+    # single-shape erasures moved the other shapes' rates by 80 points on average; 1e-3
+    # still erases five shapes at once (ESR-1 91 on split 1), 3e-4 does not (35).
+    presets = {**ESD.presets, "shapes": {**SHAPES_PRESET, "lr": 1e-3}}
+
     def editable_parameters(self, model: DiffusionModel) -> list[str]:
         return non_cross_attention_parameters(model)

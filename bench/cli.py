@@ -42,7 +42,8 @@ CacheOption = Annotated[Path | None, typer.Option(
     "--cache", help="Cache folder for images and edits (default: $ERASEBENCH_CACHE or "
     "~/.cache/erasebench).")]
 DeviceOption = Annotated[str, typer.Option(help="'auto' (cuda if present), 'cpu' or 'cuda[:N]'.")]
-BatchOption = Annotated[int, typer.Option("--batch-size", min=1, help="Images per batch.")]
+BatchOption = Annotated[int | None, typer.Option("--batch-size", min=1, help="Images per batch "
+    "(default: 64 for 32-px models such as the miniature world's, 8 otherwise).")]
 ConfigOption = Annotated[list[str] | None, typer.Option(
     "--config", help="Eraser config override KEY=VALUE (VALUE parsed as JSON if it can be); "
     "repeatable.")]
@@ -137,7 +138,7 @@ def run(
     results: Annotated[Path, typer.Option(help="Results folder.")] = Path("results"),
     cache: CacheOption = None,
     device: DeviceOption = "auto",
-    batch_size: BatchOption = 8,
+    batch_size: BatchOption = None,
     steps: StepsOption = None,
     guidance: GuidanceOption = None,
     scheduler: SchedulerOption = None,
@@ -260,7 +261,7 @@ def generate(
     revision: RevisionOption = None,
     cache: CacheOption = None,
     device: DeviceOption = "auto",
-    batch_size: BatchOption = 8,
+    batch_size: BatchOption = None,
     steps: Annotated[int, typer.Option(min=1, help="Sampling steps.")] = 50,
     guidance: Annotated[float, typer.Option(min=0.0, help="Guidance scale.")] = 7.5,
     scheduler: Annotated[str, typer.Option(help="ddim, lms, pndm or dpm.")] = "ddim",

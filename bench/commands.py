@@ -67,7 +67,7 @@ def read_prompt_file(path: Path) -> list[PromptSpec]:
 
 def generate_images(*, out: Path, texts: list[str], prompt_file: Path | None, seeds: str,
                     edit_path: Path | None, model: ModelSpec, cache_dir: Path, device: str,
-                    batch_size: int, overrides: dict[str, Any], console: Any) -> None:
+                    batch_size: int | None, overrides: dict[str, Any], console: Any) -> None:
     from erasebench.cache import ImageCache
     from erasebench.edits import EditedModel
     from erasebench.generate import Generator

@@ -67,6 +67,12 @@ def make_scheduler(name: str, config: dict[str, Any]) -> Any:
     return classes[name].from_config(config, **extra)
 
 
+def default_batch_size(model: DiffusionModel) -> int:
+    """Images per batch when not told: small models (32-px miniature world, tiny test model)
+    run 64 at once (on 2 CPU cores 25% faster per image than 8); SD-sized ones 8."""
+    return 64 if model.native_size <= 64 else 8
+
+
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     if precision == "auto":
         return torch.float16 if device.type == "cuda" else torch.float32
@@ -80,8 +86,12 @@ class Generator:
     model: DiffusionModel
     settings: GenerationSpec
     cache: ImageCache | None = None
-    batch_size: int = 8
+    batch_size: int | None = None  # None: default_batch_size(model)
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.batch_size is None:
+            self.batch_size = default_batch_size(self.model)
 
     @property
     def size(self) -> tuple[int, int]:

@@ -7,6 +7,7 @@ from config (the tiny model of the tests).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -74,16 +75,17 @@ class DiffusionModel:
         offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
         kwargs: dict[str, Any] = {"revision": revision, "local_files_only": offline}
         try:
-            tokenizer = CLIPTokenizer.from_pretrained(source, subfolder="tokenizer", **kwargs)
-            weights = {"use_safetensors": True, **kwargs}
-            if dtype is not None:
-                weights["torch_dtype"] = dtype
-            text_encoder = CLIPTextModel.from_pretrained(
-                source, subfolder="text_encoder", **weights)
-            unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet", **weights)
-            vae_class = _vae_class(source, revision, offline)
-            vae = vae_class.from_pretrained(source, subfolder="vae", **weights)
-            scheduler_config = _read_scheduler_config(source, revision, offline)
+            with _quiet_loading():
+                tokenizer = CLIPTokenizer.from_pretrained(source, subfolder="tokenizer", **kwargs)
+                weights = {"use_safetensors": True, **kwargs}
+                if dtype is not None:
+                    weights["torch_dtype"] = dtype
+                text_encoder = CLIPTextModel.from_pretrained(
+                    source, subfolder="text_encoder", **weights)
+                unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet", **weights)
+                vae_class = _vae_class(source, revision, offline)
+                vae = vae_class.from_pretrained(source, subfolder="vae", **weights)
+                scheduler_config = _read_scheduler_config(source, revision, offline)
         except (OSError, ValueError) as error:
             raise UserError(
                 f"could not load model {model_id!r} (revision {revision}): {error}. Without "
@@ -240,6 +242,27 @@ def small_text_encoder(tokenizer: Any, width: int, layers: int, heads: int,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     ))
+
+
+@contextlib.contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """Silences the libraries' per-load chatter (the 'install accelerate' advice, weight
+    loading bars) that would otherwise repeat in every run's output; errors still raise."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    levels = diffusers_logging.get_verbosity(), transformers_logging.get_verbosity()
+    bars = transformers_logging.is_progress_bar_enabled()
+    diffusers_logging.set_verbosity_error()
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        diffusers_logging.set_verbosity(levels[0])
+        transformers_logging.set_verbosity(levels[1])
+        if bars:
+            transformers_logging.enable_progress_bar()
 
 
 def tensor_bytes(tensor: torch.Tensor) -> memoryview:

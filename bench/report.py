@@ -42,6 +42,7 @@ def summarise(frame: pd.DataFrame, by: tuple[str, ...] = ()) -> pd.DataFrame:
 def _format(mean: float, std: float, count: int) -> str:
     if math.isnan(mean):
         return "n/a"
+    mean += 0.0  # -0.0 prints as 0
     return f"{mean:.4g}" if count == 1 or std == 0 else f"{mean:.4g} ± {std:.2g}"
 
 

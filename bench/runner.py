@@ -79,7 +79,7 @@ class Runner:
     results_dir: Path = Path("results")
     cache_dir: Path = field(default_factory=default_cache_dir)
     device: str = "auto"
-    batch_size: int = 8
+    batch_size: int | None = None  # None: the generator's default for the model
     progress: bool = True
     on_unit: Callable[[WorkUnit, str], None] | None = None  # (unit, "done"/"skipped"/...)
     _models: dict[ModelSpec, DiffusionModel] = field(default_factory=dict, repr=False)

@@ -27,17 +27,18 @@ from PIL import Image
 from pydantic import Field, field_validator
 from torchmetrics.functional import spearman_corrcoef
 
-from erasebench.plugins import MetricInfo, MetricValue, PluginConfig, ScoringContext, Task
+from erasebench.plugins import MetricInfo, MetricValue, PluginConfig, ScoringContext
 from erasebench.registry import register_task
-from erasebench.specs import ErasureRequest, GenerationSpec, PromptSpec
-from erasebench.tasks.shapes.objects import shape_prompts
+from erasebench.specs import ErasureRequest, PromptSpec
+from erasebench.tasks.shapes.objects import ShapePromptsTask
 from erasebench.tasks.shapes.render import SHAPES
-from erasebench.tasks.shapes.scoring import SHAPES_GENERATION, classifier_version, read_images
+from erasebench.tasks.shapes.scoring import read_images
 
 
 class ShapesGraphOptions(PluginConfig):
     erase: tuple[str, ...] = Field(SHAPES, description="Shapes erased, one request each.")
-    images_per_class: int = Field(20, ge=1, description="Images drawn of every shape.")
+    images_per_class: int = Field(10, ge=1, description="Images drawn of every shape (10: "
+                                  "each Δ entry moves in steps of 10 points).")
     prompt: str = Field("a {colour} {shape}", description="Prompt template, as shapes_objects.")
     seed: int = Field(0, ge=0, description="Seed of the first image, as shapes_objects.")
 
@@ -71,13 +72,10 @@ def text_similarity(encode_text, concept: str) -> np.ndarray:
 
 
 @register_task("shapes_graph")
-class ShapesGraph(Task):
+class ShapesGraph(ShapePromptsTask):
     """Concept-graph analogue: erase each shape in turn; Δ matrix, collateral, locality."""
 
     description = __doc__ or ""
-    version = "1"
-    in_default_run = True
-    default_model = "shapes"
     Options = ShapesGraphOptions
     metrics = {
         "erased_drop": MetricInfo(True, "fall of the erased shape's detection rate (points)"),
@@ -88,17 +86,9 @@ class ShapesGraph(Task):
     }
     contract_options = {"images_per_class": 1, "erase": ("circle",)}
 
-    def generation(self) -> GenerationSpec:
-        return SHAPES_GENERATION
-
     def requests(self) -> list[ErasureRequest]:
         return [ErasureRequest(concepts=(shape,), label=shape)
                 for shape in self.options.erase]  # type: ignore[attr-defined]
-
-    def prompts(self, request: ErasureRequest) -> list[PromptSpec]:
-        options = self.options
-        return shape_prompts(options.prompt, options.images_per_class,  # type: ignore[attr-defined]
-                             options.seed, request.concepts)  # type: ignore[attr-defined]
 
     def score(self, images: Sequence[Image.Image], prompts: Sequence[PromptSpec],
               request: ErasureRequest, context: ScoringContext) -> list[MetricValue]:
@@ -125,8 +115,6 @@ class ShapesGraph(Task):
                 values.append(MetricValue(metric="locality", value=float(rho)))
         return values
 
-    def scorer_versions(self) -> dict[str, str]:
-        return classifier_version()
 
     @classmethod
     def report(cls, rows: pd.DataFrame) -> str:

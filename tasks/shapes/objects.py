@@ -18,11 +18,11 @@ from PIL import Image
 from pydantic import Field, field_validator
 
 from erasebench.metrics import ErasureSuccess
-from erasebench.plugins import MetricInfo, MetricValue, PluginConfig, ScoringContext, Task
+from erasebench.plugins import MetricInfo, MetricValue, PluginConfig, ScoringContext
 from erasebench.registry import register_task
-from erasebench.specs import ErasureRequest, GenerationSpec, PromptSpec
+from erasebench.specs import ErasureRequest, PromptSpec
 from erasebench.tasks.shapes.render import COLOURS, SHAPES
-from erasebench.tasks.shapes.scoring import SHAPES_GENERATION, classifier_version, read_images
+from erasebench.tasks.shapes.scoring import ShapesTask, read_images
 
 # Imagenette's erased class indices in AP/AGE's splits v1 and v3, applied to SHAPES.
 _V1, _V3 = (2, 4, 5, 6, 9), (0, 2, 3, 4, 7)
@@ -53,7 +53,7 @@ def _metric_names() -> dict[str, MetricInfo]:
 class ShapesObjectsOptions(PluginConfig):
     splits: tuple[tuple[str, ...], ...] = Field(
         DEFAULT_SPLITS, description="Shapes erased in each split; the others are preserved.")
-    images_per_class: int = Field(40, ge=1, description="Images drawn of every shape.")
+    images_per_class: int = Field(30, ge=1, description="Images drawn of every shape.")
     prompt: str = Field("a {colour} {shape}", description="Prompt template; {colour} cycles "
                         "through the 8 colours image by image. 'a photo of a {shape}' is "
                         "Imagenette's template.")
@@ -98,20 +98,23 @@ def shape_prompts(template: str, images_per_class: int, seed: int,
     return prompts
 
 
+class ShapePromptsTask(ShapesTask):
+    """A task drawing every shape from ``prompt`` (options: prompt, images_per_class, seed)."""
+
+    def prompts(self, request: ErasureRequest) -> list[PromptSpec]:
+        options = self.options
+        return shape_prompts(options.prompt, options.images_per_class,  # type: ignore[attr-defined]
+                             options.seed, request.concepts)  # type: ignore[attr-defined]
+
+
 @register_task("shapes_objects")
-class ShapesObjects(Task):
+class ShapesObjects(ShapePromptsTask):
     """Imagenette analogue: erase 5 of 10 shapes per split; ESR/PSR from the shape classifier."""
 
     description = __doc__ or ""
-    version = "1"
-    in_default_run = True
-    default_model = "shapes"
     Options = ShapesObjectsOptions
     metrics = _metric_names()
     contract_options = {"images_per_class": 1, "splits": (("circle",),)}
-
-    def generation(self) -> GenerationSpec:
-        return SHAPES_GENERATION
 
     def requests(self) -> list[ErasureRequest]:
         options = self.options
@@ -122,11 +125,6 @@ class ShapesObjects(Task):
                 concepts=split, label=f"split {number}",
                 preserve=preserved if options.tell_preserved else ()))  # type: ignore[attr-defined]
         return requests
-
-    def prompts(self, request: ErasureRequest) -> list[PromptSpec]:
-        options = self.options
-        return shape_prompts(options.prompt, options.images_per_class,  # type: ignore[attr-defined]
-                             options.seed, request.concepts)  # type: ignore[attr-defined]
 
     def score(self, images: Sequence[Image.Image], prompts: Sequence[PromptSpec],
               request: ErasureRequest, context: ScoringContext) -> list[MetricValue]:
@@ -143,5 +141,3 @@ class ShapesObjects(Task):
             values.append(MetricValue(metric=name, value=value))
         return values
 
-    def scorer_versions(self) -> dict[str, str]:
-        return classifier_version()

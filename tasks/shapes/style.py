@@ -18,11 +18,11 @@ import numpy as np
 from PIL import Image
 from pydantic import Field, field_validator
 
-from erasebench.plugins import MetricInfo, MetricValue, PluginConfig, ScoringContext, Task
+from erasebench.plugins import MetricInfo, MetricValue, PluginConfig, ScoringContext
 from erasebench.registry import register_task
-from erasebench.specs import ErasureRequest, GenerationSpec, PromptSpec
+from erasebench.specs import ErasureRequest, PromptSpec
 from erasebench.tasks.shapes.render import COLOURS, SHAPES, TEXTURES, caption
-from erasebench.tasks.shapes.scoring import SHAPES_GENERATION, classifier_version, read_images
+from erasebench.tasks.shapes.scoring import ShapesTask, read_images
 
 NAMED_TEXTURES = tuple(t for t in TEXTURES if t != "plain")  # the ones a caption can name
 
@@ -30,7 +30,7 @@ NAMED_TEXTURES = tuple(t for t in TEXTURES if t != "plain")  # the ones a captio
 class ShapesStyleOptions(PluginConfig):
     erase: tuple[str, ...] = Field(NAMED_TEXTURES, description="Textures erased, one request "
                                    "each.")
-    images_per_texture: int = Field(40, ge=1, description="Images drawn of every texture.")
+    images_per_texture: int = Field(30, ge=1, description="Images drawn of every texture.")
     seed: int = Field(0, ge=0, description="Seed of the first image; image j of texture i uses "
                    "seed + 1000 * i + j.")
 
@@ -45,13 +45,10 @@ class ShapesStyleOptions(PluginConfig):
 
 
 @register_task("shapes_style")
-class ShapesStyle(Task):
+class ShapesStyle(ShapesTask):
     """Artist-style analogue: erase one texture; texture rates and distance to the original."""
 
     description = __doc__ or ""
-    version = "1"
-    in_default_run = True
-    default_model = "shapes"
     Options = ShapesStyleOptions
     metrics = {
         "erased_texture_rate": MetricInfo(False, "% of erased-texture prompts drawn with it"),
@@ -61,9 +58,6 @@ class ShapesStyle(Task):
         "distance_retained": MetricInfo(False, "the same on retained textures"),
     }
     contract_options = {"images_per_texture": 1, "erase": ("striped",)}
-
-    def generation(self) -> GenerationSpec:
-        return SHAPES_GENERATION
 
     def requests(self) -> list[ErasureRequest]:
         return [ErasureRequest(concepts=(texture,), label=texture)
@@ -105,5 +99,3 @@ class ShapesStyle(Task):
         }
         return [MetricValue(metric=name, value=float(value)) for name, value in values.items()]
 
-    def scorer_versions(self) -> dict[str, str]:
-        return classifier_version()
