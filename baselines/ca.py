@@ -23,24 +23,23 @@ from __future__ import annotations
 
 from typing import Literal
 
-import numpy as np
 import torch
 from pydantic import Field
 
 from erasebench.baselines.common import (
     autocast,
     cross_attention_parameters,
+    drawn_latents,
     editing,
     seeded,
     train_loop,
 )
 from erasebench.edits import EditedModel
 from erasebench.errors import UserError
-from erasebench.generate import Generator
 from erasebench.models import DiffusionModel
 from erasebench.plugins import Eraser, PluginConfig
 from erasebench.registry import register_eraser
-from erasebench.specs import ErasureRequest, GenerationSpec, PromptSpec
+from erasebench.specs import ErasureRequest, PromptSpec
 
 
 class CAConfig(PluginConfig):
@@ -91,15 +90,7 @@ class ConceptAblation(Eraser):
         config: CAConfig = self.config  # type: ignore[assignment]
         prompts = [PromptSpec(text=fill(config.templates[i % len(config.templates)], anchor),
                               seed=seed + i) for i in range(config.anchor_images)]
-        settings = GenerationSpec(steps=config.anchor_steps, guidance=config.anchor_guidance)
-        drawn = Generator(model, settings, batch_size=32, progress=False).images(prompts)
-        pixels = torch.from_numpy(np.stack([np.asarray(image) for image in drawn]))
-        images = pixels.permute(0, 3, 1, 2).float().div(127.5).sub(1).to(model.device)
-        with torch.no_grad():
-            encoded = model.vae.encode(images)
-            latents = encoded.latent_dist.mode() if hasattr(encoded, "latent_dist") else (
-                encoded.latents)
-        return latents * model.vae.config.scaling_factor
+        return drawn_latents(model, prompts, config.anchor_steps, config.anchor_guidance)
 
     def erase(self, model: DiffusionModel, request: ErasureRequest) -> EditedModel:
         config: CAConfig = self.config  # type: ignore[assignment]

@@ -7,16 +7,18 @@ from __future__ import annotations
 import contextlib
 import copy
 import sys
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from rich.progress import Progress
 from torch import nn
 
 from erasebench.edits import EditedModel, snapshot
 from erasebench.models import DiffusionModel
-from erasebench.specs import ErasureRequest
+from erasebench.specs import ErasureRequest, GenerationSpec, PromptSpec
 
 # --- parameter sets ------------------------------------------------------------------------
 
@@ -156,3 +158,34 @@ def partial_ddim_sample(unet: nn.Module, scheduler: Any, noise: torch.Tensor,
         latents = scheduler.step(uncond_noise + guidance * (cond_noise - uncond_noise), t,
                                  latents).prev_sample
     return latents
+
+
+# --- the model's own pictures, as training data -------------------------------------------
+
+_DRAWN: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+_DRAWN_KEEP = 16  # sets of latents remembered per process (SD: 1000 anchors are ~65 MB)
+
+
+def drawn_latents(model: DiffusionModel, prompts: Sequence[PromptSpec], steps: int,
+                  guidance: float) -> torch.Tensor:
+    """The model's images of ``prompts`` encoded back to scaled latents (CA's anchor images,
+    MACE's concept images). Remembered per process: the default run asks for the same
+    anchor images in every request."""
+    key = (model.fingerprint, str(model.device), tuple(prompts), steps, guidance)
+    if key in _DRAWN:
+        _DRAWN.move_to_end(key)
+        return _DRAWN[key]
+    from erasebench.generate import Generator
+
+    settings = GenerationSpec(steps=steps, guidance=guidance)
+    drawn = Generator(model, settings, batch_size=32, progress=False).images(prompts)
+    pixels = torch.from_numpy(np.stack([np.asarray(image) for image in drawn]))
+    images = pixels.permute(0, 3, 1, 2).float().div(127.5).sub(1).to(model.device)
+    with torch.no_grad():
+        encoded = model.vae.encode(images)
+        latents = encoded.latent_dist.mode() if hasattr(encoded, "latent_dist") else (
+            encoded.latents)
+    _DRAWN[key] = latents * model.vae.config.scaling_factor
+    while len(_DRAWN) > _DRAWN_KEEP:
+        _DRAWN.popitem(last=False)
+    return _DRAWN[key]

@@ -33,6 +33,7 @@ SD_V1_SCHEDULER = {
     "set_alpha_to_one": False, "steps_offset": 1,
 }
 SHAPES_MODEL_ID = "shapes"  # the miniature world's model, shipped in tasks/shapes/weights
+SD_RANDOM_MODEL_ID = "sd-v1-random"  # SD v1.4's architecture, random weights
 
 
 @dataclass
@@ -123,6 +124,28 @@ class DiffusionModel:
         model = cls(tokenizer, text_encoder, unet, vae, dict(SD_V1_SCHEDULER),
                     ModelSpec(id=TINY_MODEL_ID, revision=f"seed{seed}"))
         return model.eval()
+
+    @classmethod
+    def sd_v1_random(cls, seed: int = 0, dtype: torch.dtype = torch.float32) -> DiffusionModel:
+        """Stable Diffusion v1.4's architecture with random weights (same FLOPs and memory
+        as the real model): for benchmarks and GPU tests without downloading weights."""
+        from diffusers import AutoencoderKL, UNet2DConditionModel
+
+        tokenizer = sd_tokenizer()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=768,
+                                        attention_head_dim=8)  # the rest: SD v1's defaults
+            vae = AutoencoderKL(
+                block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4,
+                down_block_types=("DownEncoderBlock2D",) * 4,
+                up_block_types=("UpDecoderBlock2D",) * 4, sample_size=512,
+            )
+            text_encoder = small_text_encoder(tokenizer, width=768, layers=12, heads=12,
+                                              intermediate=3072)
+        model = cls(tokenizer, text_encoder, unet, vae, dict(SD_V1_SCHEDULER),
+                    ModelSpec(id=SD_RANDOM_MODEL_ID, revision=f"seed{seed}"))
+        return model.to(dtype=dtype).eval() if dtype != torch.float32 else model.eval()
 
     # -- state ---------------------------------------------------------------------
     def modules(self) -> dict[str, nn.Module]:
@@ -308,11 +331,13 @@ def _read_scheduler_config(source: str, revision: str | None, offline: bool) -> 
 
 
 def load_model(spec: ModelSpec, dtype: torch.dtype | None = None) -> DiffusionModel:
-    """Resolves a ModelSpec: ``tiny`` (optionally revision ``seedN``), ``shapes`` (the
-    miniature world's committed model) or a hub id / diffusers folder."""
-    if spec.id == TINY_MODEL_ID:
+    """Resolves a ModelSpec: ``tiny`` or ``sd-v1-random`` (random weights, optionally
+    revision ``seedN``), ``shapes`` (the miniature world's committed model) or a hub id /
+    diffusers folder."""
+    if spec.id in (TINY_MODEL_ID, SD_RANDOM_MODEL_ID):
         seed = int((spec.revision or "seed0").removeprefix("seed") or 0)
-        model = DiffusionModel.tiny(seed)
+        build = DiffusionModel.tiny if spec.id == TINY_MODEL_ID else DiffusionModel.sd_v1_random
+        model = build(seed)
         return model.to(dtype=dtype) if dtype is not None else model
     if spec.id == SHAPES_MODEL_ID:
         from erasebench.tasks.shapes.model import MODEL_FOLDER

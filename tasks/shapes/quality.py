@@ -11,6 +11,7 @@ start at ``--seed`` (default 500000, never used by training or the tasks).
 from __future__ import annotations
 
 import argparse
+import sys
 
 import numpy as np
 import torch
@@ -34,7 +35,8 @@ def quality_table(model_id: str = "shapes", repeats: int = 7, seed: int = 500_00
                   settings: GenerationSpec = SHAPES_GENERATION) -> str:
     model = load_model(ModelSpec(id=model_id))
     prompts = pair_prompts(repeats, seed)
-    images = Generator(model, settings, batch_size=128, progress=True).images(prompts)
+    images = Generator(model, settings, batch_size=128,
+                       progress=sys.stderr.isatty()).images(prompts)
     logits = read_images(images)
     wanted = [p.label.split("/") for p in prompts]
     shape_ok = np.array([SHAPES[int(i)] == w[0]

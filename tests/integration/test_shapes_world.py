@@ -58,7 +58,7 @@ def test_a_destructive_edit_gets_high_esr_and_low_psr(shapes_runner):
     assert scores["ESR-1"] >= 70 and scores["PSR-1"] <= 40
 
 
-@pytest.mark.parametrize("name", ["uce", "esd_x", "esd_u", "ca"])
+@pytest.mark.parametrize("name", ["uce", "esd_x", "esd_u", "ca", "mace"])
 def test_every_eraser_erases_its_shapes(shapes_runner, name):
     scores = objects_scores(shapes_runner, ERASERS.get(name)(preset="shapes"))
     assert scores["ESR-1"] >= 80, scores

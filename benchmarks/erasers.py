@@ -1,0 +1,83 @@
+"""Seconds per training step and peak memory of every in-tree eraser.
+
+    python benchmarks/erasers.py                          # SD v1.4 architecture, random weights
+    python benchmarks/erasers.py --model tiny --device cpu --erasers esd_x,uce
+
+The full-size model is built from SD v1.4's config with random weights (same FLOPs and
+memory as the real one; ``--model sd-v1-random``). Each training eraser runs twice, with
+``--short`` and ``--long`` steps and its image-drawing parts cut to the minimum; the
+difference divided by the difference in steps is the cost of one step, free of the
+fixed costs (frozen copies, anchor images). Closed-form erasers report one solve.
+Peak memory is CUDA's max allocated on a GPU and the process's peak RSS on CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import torch
+
+from erasebench.models import load_model
+from erasebench.registry import ERASERS
+from erasebench.specs import ErasureRequest, ModelSpec
+
+# The config key that counts an eraser's training steps, and what makes its fixed part small.
+STEP_KEYS = {"esd_x": "iterations", "esd_u": "iterations", "ca": "steps", "mace": "lora_steps"}
+SMALL_EXTRAS = {"ca": {"anchor_images": 2, "anchor_steps": 2},
+                "mace": {"images_per_concept": 2, "image_steps": 2}}
+
+
+def peak_memory_gb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def timed_erase(name: str, model, config: dict, request: ErasureRequest) -> float:
+    eraser = ERASERS.get(name)(config)
+    if model.device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    eraser.erase(model, request)
+    if model.device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="sd-v1-random")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--erasers", default=",".join(["uce", *STEP_KEYS]))
+    parser.add_argument("--short", type=int, default=2)
+    parser.add_argument("--long", type=int, default=6)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    model = load_model(ModelSpec(id=args.model)).to(device)
+    request = ErasureRequest(concepts=("church",))
+    card = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(f"model {args.model} on {device} ({card})")
+    print("| eraser | seconds per step | fixed seconds | peak memory (GB) |")
+    print("|---|---|---|---|")
+    for name in args.erasers.split(","):
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        key = STEP_KEYS.get(name)
+        extras = SMALL_EXTRAS.get(name, {})
+        if key is None:
+            total = timed_erase(name, model, extras, request)
+            print(f"| {name} | (closed form) | {total:.2f} | {peak_memory_gb(device):.2f} |")
+            continue
+        short = timed_erase(name, model, {key: args.short, **extras}, request)
+        long = timed_erase(name, model, {key: args.long, **extras}, request)
+        per_step = (long - short) / (args.long - args.short)
+        fixed = short - args.short * per_step
+        print(f"| {name} | {per_step:.3f} | {fixed:.2f} | {peak_memory_gb(device):.2f} |",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()

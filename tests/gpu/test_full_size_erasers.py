@@ -1,0 +1,30 @@
+"""Every in-tree eraser on Stable Diffusion v1.4's full-size architecture (random weights),
+on a GPU: a couple of steps each, under bf16 autocast. Skipped without CUDA."""
+
+import pytest
+import torch
+
+from erasebench.models import DiffusionModel
+from erasebench.registry import ERASERS
+from erasebench.specs import ErasureRequest
+
+pytestmark = pytest.mark.gpu
+FEW_STEPS = {"esd_x": {"iterations": 2}, "esd_u": {"iterations": 2},
+             "ca": {"steps": 2, "anchor_images": 2, "anchor_steps": 2},
+             "mace": {"lora_steps": 2, "images_per_concept": 2, "image_steps": 2}}
+
+
+@pytest.fixture(scope="module")
+def sd_random():
+    return DiffusionModel.sd_v1_random().to("cuda")
+
+
+@pytest.mark.parametrize("name", ["uce", *FEW_STEPS])
+def test_runs_on_full_size_sd_and_changes_only_what_it_declares(sd_random, name):
+    eraser = ERASERS.get(name)(FEW_STEPS.get(name, {}))
+    fingerprint = sd_random.fingerprint
+    edit = eraser.erase(sd_random, ErasureRequest(concepts=("church",)))
+    assert edit.weights and set(edit.weights) <= set(eraser.editable_parameters(sd_random))
+    assert all(torch.isfinite(w).all() for w in edit.weights.values())
+    sd_random.set_fingerprint(None)
+    assert sd_random.fingerprint == fingerprint, "erase() must leave the model as it was"
