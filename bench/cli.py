@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -177,14 +178,20 @@ def run(
             console.print(f"{unit.run_id}  {state:4}  {unit.describe()}", markup=False)
         return
     console.print(f"{len(units)} work units; results in {results}/")
+    started = last = time.monotonic()
 
     def report_unit(unit: Any, status: str) -> None:
-        console.print(f"  [{status}] {unit.describe()}  ({unit.run_id})", markup=False)
+        nonlocal last
+        now = time.monotonic()
+        console.print(f"  [{status}] {unit.describe()}  ({unit.run_id}, {now - last:.1f} s)",
+                      markup=False)
+        last = now
 
     runner.on_unit = report_unit
     summary = runner.run(units)
     console.print(f"done {len(summary.done)}, skipped (already done) {len(summary.skipped)}, "
-                  f"busy (another process) {len(summary.busy)}")
+                  f"busy (another process) {len(summary.busy)}; "
+                  f"{time.monotonic() - started:.0f} s")
     if report_after:
         from erasebench.report import write_report
 
