@@ -66,10 +66,11 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def task_table(summary: pd.DataFrame, row_keys: tuple[str, ...] = ("eraser",)) -> str:
+def task_table(summary: pd.DataFrame, row_keys: tuple[str, ...] = ("eraser",),
+               bold: bool = True) -> str:
     """A markdown table: one row per ``row_keys`` value, metrics across, best in bold."""
     metrics = list(dict.fromkeys(summary["metric"]))
-    best = {metric: _best(summary, metric) for metric in metrics}
+    best = {metric: _best(summary, metric) if bold else None for metric in metrics}
     direction = summary.drop_duplicates("metric").set_index("metric")["higher_is_better"]
     header = [*row_keys, *(f"{m}{_arrow(direction[m])}" for m in metrics)]
     rows = []
@@ -124,7 +125,7 @@ def task_section(task: str, model: str, rows: pd.DataFrame) -> str:
         if headline["request"].nunique() > 1:
             by_request = summarise(headline, by=("request",))
             parts.append(_folded("Request by request",
-                                 task_table(by_request, ("request", "eraser"))))
+                                 task_table(by_request, ("request", "eraser"), bold=False)))
     if not detail.empty:
         parts.append(_folded("Detail metrics (mean over requests)",
                              detail_table(summarise(detail))))
