@@ -282,7 +282,8 @@ class MACE(Eraser):
                 model.unet(noisy, t, encoder_hidden_states=contexts[pick:pick + 1])
             total = torch.zeros((), device=device)
             for module, hidden, context in calls:
-                probs = token_attention(module, hidden, context, tokens[pick]).float()
+                # fp32 outside autocast: the recorded inputs may be bf16 on a GPU
+                probs = token_attention(module, hidden.float(), context.float(), tokens[pick])
                 mask = self._mask(masks, pick, by_module[id(module)], probs)
                 total = total + (probs * mask).pow(2).sum() / probs.shape[2]
             return total
