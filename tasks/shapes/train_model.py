@@ -196,6 +196,15 @@ def _evaluate_ema(model, ema: EMA, classifier) -> dict[str, float]:
 def _save(model, ema: EMA, folder: Path) -> None:
     saved = copy.copy(model)
     saved.unet, saved.text_encoder = ema.shadow
+    save_half(saved, folder)
+
+
+def save_half(model, folder: Path) -> None:
+    """Writes the model with every component in float16 (how the weights are committed:
+    15 MB instead of 26; the loader reads them back in float32)."""
+    saved = copy.copy(model)
+    saved.unet, saved.text_encoder, saved.vae = (
+        copy.deepcopy(part).half() for part in (model.unet, model.text_encoder, model.vae))
     saved.save_pretrained(folder)
 
 
