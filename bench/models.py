@@ -103,49 +103,44 @@ class DiffusionModel:
         Its tokenizer is the real SD v1 tokenizer; everything else is small and random,
         seeded without touching the global RNG.
         """
-        from diffusers import AutoencoderKL, UNet2DConditionModel
-        tokenizer = sd_tokenizer()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            unet = UNet2DConditionModel(
-                block_out_channels=(16, 32), layers_per_block=1, sample_size=16,
-                in_channels=4, out_channels=4, norm_num_groups=8,
-                down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-                cross_attention_dim=32, attention_head_dim=4,
-            )
-            vae = AutoencoderKL(
-                block_out_channels=(16, 32), in_channels=3, out_channels=3, norm_num_groups=8,
-                down_block_types=("DownEncoderBlock2D",) * 2,
-                up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4,
-            )
-            text_encoder = small_text_encoder(tokenizer, width=32, layers=2, heads=4,
-                                              intermediate=37)
-        model = cls(tokenizer, text_encoder, unet, vae, dict(SD_V1_SCHEDULER),
-                    ModelSpec(id=TINY_MODEL_ID, revision=f"seed{seed}"))
-        return model.eval()
+        return cls._random(
+            TINY_MODEL_ID, seed,
+            unet=dict(block_out_channels=(16, 32), layers_per_block=1, sample_size=16,
+                      in_channels=4, out_channels=4, norm_num_groups=8,
+                      down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                      up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+                      cross_attention_dim=32, attention_head_dim=4),
+            vae=dict(block_out_channels=(16, 32), in_channels=3, out_channels=3,
+                     norm_num_groups=8, down_block_types=("DownEncoderBlock2D",) * 2,
+                     up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4),
+            text=dict(width=32, layers=2, heads=4, intermediate=37))
 
     @classmethod
-    def sd_v1_random(cls, seed: int = 0, dtype: torch.dtype = torch.float32) -> DiffusionModel:
+    def sd_v1_random(cls, seed: int = 0) -> DiffusionModel:
         """Stable Diffusion v1.4's architecture with random weights (same FLOPs and memory
         as the real model): for benchmarks and GPU tests without downloading weights."""
+        return cls._random(
+            SD_RANDOM_MODEL_ID, seed,
+            # the UNet's other defaults are SD v1's
+            unet=dict(sample_size=64, cross_attention_dim=768, attention_head_dim=8),
+            vae=dict(block_out_channels=(128, 256, 512, 512), layers_per_block=2,
+                     latent_channels=4, down_block_types=("DownEncoderBlock2D",) * 4,
+                     up_block_types=("UpDecoderBlock2D",) * 4, sample_size=512),
+            text=dict(width=768, layers=12, heads=12, intermediate=3072))
+
+    @classmethod
+    def _random(cls, model_id: str, seed: int, unet: dict[str, Any], vae: dict[str, Any],
+                text: dict[str, int]) -> DiffusionModel:
+        """Random weights from config, seeded without touching the global RNG."""
         from diffusers import AutoencoderKL, UNet2DConditionModel
 
         tokenizer = sd_tokenizer()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=768,
-                                        attention_head_dim=8)  # the rest: SD v1's defaults
-            vae = AutoencoderKL(
-                block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4,
-                down_block_types=("DownEncoderBlock2D",) * 4,
-                up_block_types=("UpDecoderBlock2D",) * 4, sample_size=512,
-            )
-            text_encoder = small_text_encoder(tokenizer, width=768, layers=12, heads=12,
-                                              intermediate=3072)
-        model = cls(tokenizer, text_encoder, unet, vae, dict(SD_V1_SCHEDULER),
-                    ModelSpec(id=SD_RANDOM_MODEL_ID, revision=f"seed{seed}"))
-        return model.to(dtype=dtype).eval() if dtype != torch.float32 else model.eval()
+            parts = (UNet2DConditionModel(**unet), AutoencoderKL(**vae),
+                     small_text_encoder(tokenizer, **text))
+        return cls(tokenizer, parts[2], parts[0], parts[1], dict(SD_V1_SCHEDULER),
+                   ModelSpec(id=model_id, revision=f"seed{seed}")).eval()
 
     # -- state ---------------------------------------------------------------------
     def modules(self) -> dict[str, nn.Module]:
