@@ -28,6 +28,7 @@ from pydantic import Field
 
 from erasebench.baselines.common import (
     autocast,
+    concepts_and_targets,
     cross_attention_parameters,
     drawn_latents,
     editing,
@@ -35,7 +36,6 @@ from erasebench.baselines.common import (
     train_loop,
 )
 from erasebench.edits import EditedModel
-from erasebench.errors import UserError
 from erasebench.models import DiffusionModel
 from erasebench.plugins import Eraser, PluginConfig
 from erasebench.registry import register_eraser
@@ -94,13 +94,7 @@ class ConceptAblation(Eraser):
 
     def erase(self, model: DiffusionModel, request: ErasureRequest) -> EditedModel:
         config: CAConfig = self.config  # type: ignore[assignment]
-        if not request.concepts:
-            raise UserError("ca needs at least one concept to erase")
-        anchors = list(request.anchors or (config.anchor,))
-        if len(anchors) not in (1, len(request.concepts)):
-            raise UserError(f"ca takes one anchor or one per concept; got {len(anchors)} for "
-                            f"{len(request.concepts)} concepts")
-        anchors = anchors * len(request.concepts) if len(anchors) == 1 else anchors
+        concepts, anchors = concepts_and_targets(self.name, request, config.anchor)
         device = model.device
         latents = {anchor: self.anchor_latents(model, anchor, config.seed)
                    for anchor in dict.fromkeys(anchors)}
@@ -110,16 +104,17 @@ class ConceptAblation(Eraser):
         generator = seeded(config.seed)
         names = self.editable_parameters(model)
         with editing(model, names, self.name, config.model_dump(mode="json"), request) as edit:
-            parameters = [p for n, p in model.named_parameters() if n in set(names)]
+            wanted = set(names)
+            parameters = [p for n, p in model.named_parameters() if n in wanted]
 
             def step(index: int) -> torch.Tensor:
-                which = index % len(request.concepts)
+                which = index % len(concepts)
                 pool = latents[anchors[which]]
                 picks = torch.randint(len(pool), (config.batch_size,), generator=generator)
                 templates = torch.randint(len(config.templates), (config.batch_size,),
                                           generator=generator)
                 anchor_text = [fill(config.templates[int(k)], anchors[which]) for k in templates]
-                target_text = [fill(config.templates[int(k)], request.concepts[which])
+                target_text = [fill(config.templates[int(k)], concepts[which])
                                for k in templates]
                 clean = pool[picks.to(pool.device)]
                 noise = torch.randn(clean.shape, generator=generator).to(device)

@@ -17,6 +17,7 @@ from rich.progress import Progress
 from torch import nn
 
 from erasebench.edits import EditedModel, snapshot
+from erasebench.errors import UserError
 from erasebench.models import DiffusionModel
 from erasebench.specs import ErasureRequest, GenerationSpec, PromptSpec
 
@@ -189,3 +190,17 @@ def drawn_latents(model: DiffusionModel, prompts: Sequence[PromptSpec], steps: i
     while len(_DRAWN) > _DRAWN_KEEP:
         _DRAWN.popitem(last=False)
     return _DRAWN[key]
+
+
+def concepts_and_targets(name: str, request: ErasureRequest, default: str
+                         ) -> tuple[list[str], list[str]]:
+    """The request's concepts and, for each, its target (anchor / guide / mapping): the
+    request's anchors (one for all, or one per concept), else ``default``."""
+    if not request.concepts:
+        raise UserError(f"{name} needs at least one concept to erase")
+    concepts = list(request.concepts)
+    targets = list(request.anchors or (default,))
+    if len(targets) not in (1, len(concepts)):
+        raise UserError(f"{name} takes one anchor or one per concept; got {len(targets)} for "
+                        f"{len(concepts)} concepts")
+    return concepts, targets * len(concepts) if len(targets) == 1 else targets

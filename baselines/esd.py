@@ -30,6 +30,7 @@ from pydantic import Field
 
 from erasebench.baselines.common import (
     autocast,
+    concepts_and_targets,
     cross_attention_parameters,
     ddim_scheduler,
     editing,
@@ -41,7 +42,6 @@ from erasebench.baselines.common import (
     train_loop,
 )
 from erasebench.edits import EditedModel
-from erasebench.errors import UserError
 from erasebench.models import DiffusionModel
 from erasebench.plugins import Eraser, PluginConfig
 from erasebench.registry import register_eraser
@@ -76,8 +76,7 @@ class ESD(Eraser):
 
     def erase(self, model: DiffusionModel, request: ErasureRequest) -> EditedModel:
         config: ESDConfig = self.config  # type: ignore[assignment]
-        if not request.concepts:
-            raise UserError(f"{self.name} needs at least one concept to erase")
+        concepts_and_targets(self.name, request, "")  # ESD's target is the empty prompt
         names = self.editable_parameters(model)
         frozen = frozen_unet(model)
         scheduler = ddim_scheduler(model, config.ddim_steps)
@@ -88,7 +87,8 @@ class ESD(Eraser):
         shape = latent_shape(model)
         batch = config.batch_size
         with editing(model, names, self.name, config.model_dump(mode="json"), request) as edit:
-            parameters = [p for n, p in model.named_parameters() if n in set(names)]
+            wanted = set(names)
+            parameters = [p for n, p in model.named_parameters() if n in wanted]
 
             def step(index: int) -> torch.Tensor:
                 cond = concepts[index % len(concepts)].expand(batch, -1, -1)

@@ -37,6 +37,7 @@ from torch import nn
 
 from erasebench.baselines.common import (
     autocast,
+    concepts_and_targets,
     cross_attention_modules,
     cross_attention_parameters,
     drawn_latents,
@@ -46,7 +47,6 @@ from erasebench.baselines.common import (
 )
 from erasebench.baselines.uce import closed_form_edit
 from erasebench.edits import EditedModel
-from erasebench.errors import UserError
 from erasebench.models import DiffusionModel
 from erasebench.plugins import Eraser, PluginConfig
 from erasebench.registry import register_eraser
@@ -184,25 +184,21 @@ class MACE(Eraser):
 
     def erase(self, model: DiffusionModel, request: ErasureRequest) -> EditedModel:
         config: MACEConfig = self.config  # type: ignore[assignment]
-        if not request.concepts:
-            raise UserError("mace needs at least one concept to erase")
-        mappings = list(request.anchors or (config.mapping,))
-        if len(mappings) not in (1, len(request.concepts)):
-            raise UserError(f"mace takes one anchor or one per concept; got {len(mappings)}")
-        mappings = mappings * len(request.concepts) if len(mappings) == 1 else mappings
+        _, mappings = concepts_and_targets(self.name, request, config.mapping)
         names = self.editable_parameters(model)
         original = {name: model.parameter(name).detach().clone() for name in names}
         # The training images are the original model's pictures of each concept.
         drawn = [self._concept_latents(model, concept, index)
                  for index, concept in enumerate(request.concepts)]
-        refined = self._refine(model, request, mappings, original)
+        preserve_rows = self._preserve_rows(model, request)  # the text encoder never changes
+        refined = self._refine(model, request, mappings, original, preserve_rows)
         with torch.no_grad():
             for name in names:
                 model.parameter(name).copy_(refined[name])
         try:
             deltas = [self._train_lora(model, concept, index, *drawn[index])
                       for index, concept in enumerate(request.concepts)]
-            fused = self._fuse(model, request, refined, deltas)
+            fused = self._fuse(model, request, refined, deltas, preserve_rows)
         finally:
             with torch.no_grad():
                 for name in names:
@@ -220,7 +216,8 @@ class MACE(Eraser):
         return self._rows(model, texts, [w for w in words for _ in config.templates], False)
 
     def _refine(self, model: DiffusionModel, request: ErasureRequest, mappings: list[str],
-                original: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+                original: dict[str, torch.Tensor], preserve_rows: torch.Tensor
+                ) -> dict[str, torch.Tensor]:
         """Stage 1: rows after each concept -> the mapping prompt's rows at the same offsets."""
         config: MACEConfig = self.config  # type: ignore[assignment]
         sources, targets = [], []
@@ -232,7 +229,6 @@ class MACE(Eraser):
                 sources.append(source[:count])
                 targets.append(target[:count])
         erase_rows, guide_rows = torch.cat(sources), torch.cat(targets)
-        preserve_rows = self._preserve_rows(model, request)
         refined = {}
         for name, weight in original.items():
             device = weight.device
@@ -306,14 +302,15 @@ class MACE(Eraser):
         return masks[key]
 
     def _fuse(self, model: DiffusionModel, request: ErasureRequest,
-              refined: dict[str, torch.Tensor], deltas: list[dict[str, torch.Tensor]]
-              ) -> dict[str, torch.Tensor]:
+              refined: dict[str, torch.Tensor], deltas: list[dict[str, torch.Tensor]],
+              preserve_rows: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Stage 3: one W* that answers every concept's rows as its own LoRA does."""
         config: MACEConfig = self.config  # type: ignore[assignment]
         concept_rows = [self._rows(model, [t.format(c) for t in config.templates],
                                    [c] * len(config.templates), False)
                         for c in request.concepts]
-        preserve_rows = self._preserve_rows(model, request)
+        if preserve_rows is None:
+            preserve_rows = self._preserve_rows(model, request)
         fused = {}
         for name, weight in refined.items():
             device = weight.device

@@ -27,9 +27,12 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from erasebench.baselines.common import cross_attention_parameters, token_count
+from erasebench.baselines.common import (
+    concepts_and_targets,
+    cross_attention_parameters,
+    token_count,
+)
 from erasebench.edits import EditedModel
-from erasebench.errors import UserError
 from erasebench.models import DiffusionModel
 from erasebench.plugins import Eraser, PluginConfig
 from erasebench.registry import register_eraser
@@ -94,16 +97,10 @@ class UCE(Eraser):
 
     def erase(self, model: DiffusionModel, request: ErasureRequest) -> EditedModel:
         config: UCEConfig = self.config  # type: ignore[assignment]
-        if not request.concepts:
-            raise UserError("uce needs at least one concept to erase")
-        if request.anchors and len(request.anchors) not in (1, len(request.concepts)):
-            raise UserError(f"uce takes one anchor or one per concept; got "
-                            f"{len(request.anchors)} for {len(request.concepts)} concepts")
-        guides = list(request.anchors or (config.guide,))
-        guides = guides * len(request.concepts) if len(guides) == 1 else guides
+        concepts, guides = concepts_and_targets(self.name, request, config.guide)
         pairs = [(template.format(concept), template.format(guide) if guide else guide)
                  for template in config.templates
-                 for concept, guide in zip(request.concepts, guides, strict=True)]
+                 for concept, guide in zip(concepts, guides, strict=True)]
         erase_rows, guide_rows = concept_rows(model, [p[0] for p in pairs],
                                               [p[1] for p in pairs], config.token_rows)
         preserved = [p for p in request.preserve if p not in request.concepts]
