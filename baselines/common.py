@@ -104,8 +104,11 @@ def seeded(seed: int) -> torch.Generator:
 
 
 def train_loop(steps: int, step: Callable[[int], torch.Tensor], parameters: list[nn.Parameter],
-               lr: float, description: str, progress: bool = True) -> list[float]:
-    """Adam on ``parameters`` for ``steps`` steps of ``step(i) -> loss``; returns the losses."""
+               lr: float, description: str, progress: bool = True,
+               after_step: Callable[[], None] | None = None) -> list[float]:
+    """Adam on ``parameters`` for ``steps`` steps of ``step(i) -> loss``; returns the losses.
+    ``after_step`` runs after each update (AP's search takes its own step from the same
+    backward pass)."""
     optimizer = torch.optim.Adam(parameters, lr=lr)
     losses = []
     with Progress(transient=True, disable=not progress or not sys.stderr.isatty()) as bar:
@@ -115,6 +118,8 @@ def train_loop(steps: int, step: Callable[[int], torch.Tensor], parameters: list
             loss = step(index)
             loss.backward()
             optimizer.step()
+            if after_step is not None:
+                after_step()
             losses.append(float(loss.detach()))
             bar.advance(task)
     return losses

@@ -23,7 +23,7 @@ code, ``"trained"``) or the frozen copy (the later diffusers code, ``"frozen"``)
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import Field
@@ -81,10 +81,8 @@ class ESD(Eraser):
         frozen = frozen_unet(model)
         scheduler = ddim_scheduler(model, config.ddim_steps)
         generator = seeded(config.seed)
-        device = model.device
-        embeddings = model.encode_text(["", *request.concepts]).to(device)
+        embeddings = model.encode_text(["", *request.concepts]).to(model.device).detach()
         empty, concepts = embeddings[:1], embeddings[1:]
-        shape = latent_shape(model)
         batch = config.batch_size
         with editing(model, names, self.name, config.model_dump(mode="json"), request) as edit:
             wanted = set(names)
@@ -93,13 +91,9 @@ class ESD(Eraser):
             def step(index: int) -> torch.Tensor:
                 cond = concepts[index % len(concepts)].expand(batch, -1, -1)
                 uncond = empty.expand(batch, -1, -1)
-                stop = int(torch.randint(config.ddim_steps, (1,), generator=generator))
-                noise = torch.randn((batch, *shape), generator=generator).to(device)
-                sampler = model.unet if config.sampler == "trained" else frozen
-                with autocast(device, config.precision):
-                    x_t = partial_ddim_sample(sampler, scheduler, noise, cond, uncond,
-                                              config.start_guidance, stop)
-                    t = self._timestep(scheduler, stop, generator).to(device)
+                with autocast(model.device, config.precision):
+                    x_t, t, _ = self.noisy_latents(model, frozen, scheduler, cond, empty,
+                                                   generator)
                     with torch.no_grad():
                         both = frozen(torch.cat([x_t, x_t]), t,
                                       encoder_hidden_states=torch.cat([uncond, cond])).sample
@@ -110,6 +104,28 @@ class ESD(Eraser):
 
             train_loop(config.iterations, step, parameters, config.lr, f"{self.name} training")
         return edit[0]
+
+    def noisy_latents(self, model: DiffusionModel, frozen: torch.nn.Module, scheduler: Any,
+                      cond: torch.Tensor, empty: torch.Tensor, generator: torch.Generator
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(x_t, the timestep the UNet is told, ᾱ of the DDIM step) for a batch of
+        conditionings: the first t_enc DDIM steps from noise at ``start_guidance``, t_enc
+        uniform in [0, ddim_steps), drawn by the model or its frozen copy (``sampler``).
+
+        ᾱ is the DDIM schedule's at index t_enc, counted the way ``timestep`` counts: in
+        the paper's convention the index runs from the clean end, like the told timestep.
+        """
+        config: ESDConfig = self.config  # type: ignore[assignment]
+        stop = int(torch.randint(config.ddim_steps, (1,), generator=generator))
+        noise = torch.randn((len(cond), *latent_shape(model)), generator=generator)
+        sampler = model.unet if config.sampler == "trained" else frozen
+        x_t = partial_ddim_sample(sampler, scheduler, noise.to(model.device), cond,
+                                  empty.expand(len(cond), -1, -1), config.start_guidance, stop)
+        t = self._timestep(scheduler, stop, generator).to(model.device)
+        ladder = scheduler.timesteps if config.timestep == "corrected" else (
+            scheduler.timesteps.flip(0))
+        alpha_bar = scheduler.alphas_cumprod[int(ladder[stop])].to(model.device)
+        return x_t, t, alpha_bar
 
     def _timestep(self, scheduler, stop: int, generator: torch.Generator) -> torch.Tensor:
         config: ESDConfig = self.config  # type: ignore[assignment]

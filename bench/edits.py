@@ -35,6 +35,8 @@ class EditedModel:
     request: ErasureRequest
     base_fingerprint: str
     weights: dict[str, torch.Tensor]  # qualified name ("unet.…weight") -> new value
+    # What the eraser found on the way (e.g. AP's search history); JSON, not in the digest.
+    notes: dict[str, Any] = field(default_factory=dict)
     _originals: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -107,6 +109,7 @@ class EditedModel:
             "request": self.request.canonical(),
             "base_fingerprint": self.base_fingerprint,
             "digest": self.digest,
+            "notes": json.dumps(self.notes, sort_keys=True),
         }
 
     def save(self, path: str | Path) -> Path:
@@ -138,6 +141,7 @@ class EditedModel:
             request=ErasureRequest.model_validate_json(metadata["request"]),
             base_fingerprint=metadata["base_fingerprint"],
             weights=weights,
+            notes=json.loads(metadata.get("notes", "{}")),
         )
         if edit.digest != metadata["digest"]:
             raise CorruptFileError(f"edit file {str(path)!r} fails its checksum")
