@@ -1,4 +1,5 @@
-"""The ``erasebench`` command line: list, erase, generate, score, run, report, export.
+"""The ``erasebench`` command line: list, erase, generate, score, run, report, export,
+search-history.
 
 Heavy imports (torch, diffusers) happen inside the commands that need them, so that
 ``erasebench list`` and ``--help`` stay instant. A user error prints one line and exits
@@ -313,6 +314,40 @@ def report(
     from erasebench.report import write_report
 
     console.print(f"wrote {write_report(results, out)}")
+
+
+@app.command("search-history")
+def search_history(
+    edit: Annotated[Path, typer.Argument(help="An edit by ap or age (from `erase`).")],
+    strip: Annotated[Path | None, typer.Option(
+        help="Also write a PNG strip: the erased concept and the concepts drawn most, by the "
+        "original model (top) and the edited one (bottom).")] = None,
+    columns: Annotated[int, typer.Option(min=1, help="Searched concepts in the strip.")] = 5,
+    model: ModelOption = DEFAULT_MODEL,
+    revision: RevisionOption = None,
+    device: DeviceOption = "auto",
+) -> None:
+    """Show what an eraser's concept search (AP, AGE) found over training."""
+    from erasebench.edits import EditedModel
+    from erasebench.search_history import history_tables, search_notes
+
+    loaded = EditedModel.load(edit)
+    search_notes(loaded)  # a clear error before anything is loaded
+    for table in history_tables(loaded):
+        console.print(table)
+    if strip is not None:
+        from erasebench.io import atomic_write
+        from erasebench.models import load_model
+        from erasebench.runner import Runner
+        from erasebench.search_history import search_strip
+        from erasebench.specs import GenerationSpec
+        from erasebench.tasks.shapes.scoring import SHAPES_GENERATION
+
+        base = load_model(_model_spec(model, revision)).to(Runner(device=device).device)
+        settings = SHAPES_GENERATION if model == "shapes" else GenerationSpec()
+        image = search_strip(loaded, base, settings, columns)
+        atomic_write(strip, lambda tmp: image.save(tmp, format="PNG"))
+        console.print(f"wrote {strip}")
 
 
 @app.command()

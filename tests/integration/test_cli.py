@@ -5,6 +5,7 @@ import pytest
 from safetensors import safe_open
 
 from erasebench.cli import main
+from erasebench.edits import EditedModel
 from erasebench.registry import ERASERS
 
 
@@ -100,8 +101,31 @@ def test_erase_generate_score_export(tmp_path, capsys):
     assert (tmp_path / "exported" / "model_index.json").is_file()
 
 
+def test_search_history_shows_the_search_and_draws_its_strip(tmp_path, capsys):
+    from PIL import Image
+
+    edit = tmp_path / "ap.safetensors"
+    assert main(["erase", "--eraser", "ap", "--concept", "circle", "--out", str(edit),
+                 "--config", "iterations=4", "--config", "records=4"]) == 0
+    capsys.readouterr()
+    strip = tmp_path / "strip.png"
+    assert main(["search-history", str(edit), "--strip", str(strip), "--columns", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "search while erasing 'circle'" in out and "drawn most" in out
+    drawn = EditedModel.load(edit).notes["search"]["circle"]["drawn_counts"]
+    with Image.open(strip) as image:  # erased concept + up to 2 found; original over edited
+        assert image.size == (96 * (1 + min(2, len(drawn))), 2 * 96 + 14)
+
+    plain = tmp_path / "mock.safetensors"
+    assert main(["erase", "--eraser", "mock", "--concept", "cat", "--out", str(plain)]) == 0
+    capsys.readouterr()
+    assert main(["search-history", str(plain)]) == 2
+    assert "no search history" in capsys.readouterr().err
+
+
 def test_help_documents_every_option(capsys):
-    for command in ["run", "erase", "generate", "score", "report", "export", "list"]:
+    for command in ["run", "erase", "generate", "score", "report", "export", "list",
+                    "search-history"]:
         assert main([command, "--help"]) == 0
         text = capsys.readouterr().out
         assert "--" in text
