@@ -35,6 +35,8 @@ DEFAULT_MODEL = "shapes"
 # Eraser presets used by default on these models (paper defaults on every other model).
 MODEL_PRESETS = {"shapes": "shapes", "tiny": "tiny"}
 
+_ARGV: list[str] = sys.argv[1:]  # this invocation's arguments: `run --workers` repeats them
+
 ModelOption = Annotated[str, typer.Option(
     "--model", help="Base model: a hub id (e.g. CompVis/stable-diffusion-v1-4), a local "
     "diffusers folder, 'shapes' (the miniature world's model) or 'tiny' (the random test "
@@ -153,6 +155,10 @@ def run(
         "leaderboard.md beside the results folder).")] = None,
     report_after: Annotated[bool, typer.Option(
         "--report/--no-report", help="Regenerate the leaderboard after the run.")] = True,
+    workers: Annotated[int | None, typer.Option(
+        min=1, help="Local processes sharing the work units (default: one per CPU core, at "
+        "most 4, on a CPU; 1 on a GPU). On a CPU every process runs torch with one thread, "
+        "so the results do not depend on this number.")] = None,
 ) -> None:
     """Run erasers x tasks; completed units are skipped, so an interrupted run resumes."""
     from erasebench.runner import Runner, plan
@@ -178,21 +184,42 @@ def run(
             state = "done" if runner.store.is_done(unit.run_id) else "todo"
             console.print(f"{unit.run_id}  {state:4}  {unit.describe()}", markup=False)
         return
-    console.print(f"{len(units)} work units; results in {results}/")
+    from erasebench import workers as local
+
+    device_type = str(runner.device).split(":")[0]
+    local.use_cpu_threads(device_type)
+    todo = [unit for unit in units if not runner.store.is_done(unit.run_id)]
+    count = min(workers or local.auto_workers(device_type), max(1, len(todo)))
+    console.print(f"{len(units)} work units ({len(todo)} to do, {count} "
+                  f"process{'es' if count > 1 else ''}); results in {results}/")
     started = last = time.monotonic()
 
     def report_unit(unit: Any, status: str) -> None:
         nonlocal last
         now = time.monotonic()
-        console.print(f"  [{status}] {unit.describe()}  ({unit.run_id}, {now - last:.1f} s)",
-                      markup=False)
+        if status != "busy":  # a unit another process holds is reported by its result
+            console.print(f"  [{status}] {unit.describe()}  ({unit.run_id}, "
+                          f"{now - last:.1f} s)", markup=False)
         last = now
 
     runner.on_unit = report_unit
-    summary = runner.run(units)
-    console.print(f"done {len(summary.done)}, skipped (already done) {len(summary.skipped)}, "
-                  f"busy (another process) {len(summary.busy)}; "
-                  f"{time.monotonic() - started:.0f} s")
+    helpers = local.start_helpers(_ARGV, count - 1) if count > 1 else []
+    try:
+        summary = runner.run(units)
+        if helpers:
+            failed = [code for code in local.wait_for(helpers) if code != 0]
+            if failed:
+                errors.print(f"{len(failed)} helper process(es) failed (exit codes "
+                             f"{failed}); running what they left here")
+            left = runner.run([unit for unit in units if unit.run_id in set(summary.busy)])
+            summary.done += left.done
+            summary.busy = left.busy
+    finally:
+        local.stop(helpers)
+    by_others = len(todo) - len(summary.done) - len(summary.busy)
+    console.print(f"done {len(summary.done)} here, {max(0, by_others)} by helper or other "
+                  f"processes, {len(units) - len(todo)} already done, busy (another run) "
+                  f"{len(summary.busy)}; {time.monotonic() - started:.0f} s")
     if report_after:
         from erasebench.report import write_report
 
@@ -368,6 +395,8 @@ def export(
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors become one line on stderr and exit code 2."""
+    global _ARGV
+    _ARGV = list(sys.argv[1:] if argv is None else argv)
     try:
         result = app(args=argv, standalone_mode=False)
     except (UserError, CorruptFileError) as error:

@@ -55,9 +55,24 @@ def _cli_run(results, cache, extra=()):
     command = [sys.executable, "-m", "erasebench.cli", "run", "--model", "tiny",
                "--erasers", "sd,mock", "--tasks", "mock", "--steps", "10", "--batch-size", "2",
                "--task-config", "images_per_concept=24",
-               "--results", str(results), "--cache", str(cache), *extra]
+               "--results", str(results), "--cache", str(cache), "--workers", "1", *extra]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def test_two_local_workers_share_the_units_and_give_the_same_rows(tmp_path):
+    one = _cli_run(tmp_path / "one", tmp_path / "cache_one")
+    assert one.wait(timeout=300) == 0
+    command = [*one.args[:-2], "--workers", "2"]  # same run, two processes
+    command[command.index(str(tmp_path / "one"))] = str(tmp_path / "two")
+    command[command.index(str(tmp_path / "cache_one"))] = str(tmp_path / "cache_two")
+    two = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr
+    assert "2 processes" in two.stdout
+    done_here = int(two.stdout.split("done ")[1].split(" here")[0])
+    assert done_here < 2, "the helper did part of the work"  # 2 units in all
+    pd.testing.assert_frame_equal(load_results(tmp_path / "one")[STABLE],
+                                  load_results(tmp_path / "two")[STABLE])
 
 
 @pytest.mark.parametrize("delay", [0.5, 1.0])
