@@ -25,10 +25,7 @@ from pydantic import Field
 from erasebench.baselines.common import (
     autocast,
     concepts_and_targets,
-    ddim_scheduler,
     editing,
-    frozen_unet,
-    seeded,
     train_loop,
 )
 from erasebench.baselines.esd import ESDX, ESDConfig
@@ -51,18 +48,15 @@ class AllButOne(ESDX):
     def erase(self, model: DiffusionModel, request: ErasureRequest) -> EditedModel:
         config: AllButOneConfig = self.config  # type: ignore[assignment]
         concepts, alternatives = concepts_and_targets(self.name, request, "")
-        names = self.editable_parameters(model)
-        frozen = frozen_unet(model)
-        scheduler = ddim_scheduler(model, config.ddim_steps)
-        generator = seeded(config.seed)
-        with torch.no_grad():
-            encoded = model.encode_text(["", *concepts, *alternatives]).to(model.device)
-        empty = encoded[:1].detach()
-        erased, alternative = encoded[1:1 + len(concepts)], encoded[1 + len(concepts):]
+        setup = self.training(model, ["", *concepts, *alternatives])
+        frozen, scheduler, generator = setup.frozen, setup.scheduler, setup.generator
+        empty = setup.texts[:1]
+        erased = setup.texts[1:1 + len(concepts)]
+        alternative = setup.texts[1 + len(concepts):]
         batch = config.batch_size
-        with editing(model, names, self.name, config.model_dump(mode="json"), request) as edit:
-            wanted = set(names)
-            parameters = [p for n, p in model.named_parameters() if n in wanted]
+        with editing(model, setup.names, self.name, config.model_dump(mode="json"),
+                     request) as edit:
+            parameters = setup.parameters(model)
 
             def step(index: int) -> torch.Tensor:
                 which = index % len(concepts)

@@ -32,11 +32,8 @@ from erasebench.baselines.common import (
     autocast,
     concepts_and_targets,
     cross_attention_parameters,
-    ddim_scheduler,
     editing,
-    frozen_unet,
     non_cross_attention_parameters,
-    seeded,
     train_loop,
 )
 from erasebench.baselines.esd import ESD, ESDConfig
@@ -130,13 +127,9 @@ class AdversarialPreservation(ESD):
     def erase(self, model: DiffusionModel, request: ErasureRequest) -> EditedModel:
         config: APConfig = self.config  # type: ignore[assignment]
         concepts, _ = concepts_and_targets(self.name, request, "")
-        names = self.editable_parameters(model)
-        frozen = frozen_unet(model)
-        scheduler = ddim_scheduler(model, config.ddim_steps)
-        generator = seeded(config.seed)
-        with torch.no_grad():
-            embeddings = model.encode_text(["", *concepts]).to(model.device).detach()
-        empty, erased = embeddings[:1], embeddings[1:]
+        setup = self.training(model, ["", *concepts])
+        frozen, scheduler, generator = setup.frozen, setup.scheduler, setup.generator
+        empty, erased = setup.texts[:1], setup.texts[1:]
         searches = []
         for concept, embedding in zip(concepts, erased, strict=True):
             words, candidates = self.candidates(model, concept, embedding, concepts, generator)
@@ -167,9 +160,9 @@ class AdversarialPreservation(ESD):
                 predicted = model.unet(z, t, encoder_hidden_states=cond).sample.float()
                 return gap(z, alpha_bar, predicted, original)
 
-        with editing(model, names, self.name, config.model_dump(mode="json"), request) as edit:
-            wanted = set(names)
-            parameters = [p for n, p in model.named_parameters() if n in wanted]
+        with editing(model, setup.names, self.name, config.model_dump(mode="json"),
+                     request) as edit:
+            parameters = setup.parameters(model)
 
             def step(index: int) -> torch.Tensor:
                 search = searches[index % len(searches)]

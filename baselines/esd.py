@@ -23,6 +23,7 @@ code, ``"trained"``) or the frozen copy (the later diffusers code, ``"frozen"``)
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -46,6 +47,22 @@ from erasebench.models import DiffusionModel
 from erasebench.plugins import Eraser, PluginConfig
 from erasebench.registry import register_eraser
 from erasebench.specs import ErasureRequest
+
+
+@dataclass
+class Training:
+    """What every ESD-style eraser sets up first: the weights it trains, the frozen copy θ*,
+    the DDIM schedule x_t is drawn on, its seeded generator, and its encoded prompts."""
+
+    names: list[str]
+    frozen: torch.nn.Module
+    scheduler: Any
+    generator: torch.Generator
+    texts: torch.Tensor
+
+    def parameters(self, model: DiffusionModel) -> list[torch.nn.Parameter]:
+        wanted = set(self.names)
+        return [p for n, p in model.named_parameters() if n in wanted]
 
 
 class ESDConfig(PluginConfig):
@@ -77,16 +94,13 @@ class ESD(Eraser):
     def erase(self, model: DiffusionModel, request: ErasureRequest) -> EditedModel:
         config: ESDConfig = self.config  # type: ignore[assignment]
         concepts_and_targets(self.name, request, "")  # ESD's target is the empty prompt
-        names = self.editable_parameters(model)
-        frozen = frozen_unet(model)
-        scheduler = ddim_scheduler(model, config.ddim_steps)
-        generator = seeded(config.seed)
-        embeddings = model.encode_text(["", *request.concepts]).to(model.device).detach()
-        empty, concepts = embeddings[:1], embeddings[1:]
+        setup = self.training(model, ["", *request.concepts])
+        frozen, scheduler, generator = setup.frozen, setup.scheduler, setup.generator
+        empty, concepts = setup.texts[:1], setup.texts[1:]
         batch = config.batch_size
-        with editing(model, names, self.name, config.model_dump(mode="json"), request) as edit:
-            wanted = set(names)
-            parameters = [p for n, p in model.named_parameters() if n in wanted]
+        with editing(model, setup.names, self.name, config.model_dump(mode="json"),
+                     request) as edit:
+            parameters = setup.parameters(model)
 
             def step(index: int) -> torch.Tensor:
                 cond = concepts[index % len(concepts)].expand(batch, -1, -1)
@@ -104,6 +118,13 @@ class ESD(Eraser):
 
             train_loop(config.iterations, step, parameters, config.lr, f"{self.name} training")
         return edit[0]
+
+    def training(self, model: DiffusionModel, texts: list[str]) -> Training:
+        config: ESDConfig = self.config  # type: ignore[assignment]
+        with torch.no_grad():
+            encoded = model.encode_text(texts).to(model.device).detach()
+        return Training(self.editable_parameters(model), frozen_unet(model),
+                        ddim_scheduler(model, config.ddim_steps), seeded(config.seed), encoded)
 
     def noisy_latents(self, model: DiffusionModel, frozen: torch.nn.Module, scheduler: Any,
                       cond: torch.Tensor, empty: torch.Tensor, generator: torch.Generator

@@ -24,7 +24,8 @@ from erasebench.registry import ERASERS
 from erasebench.specs import ErasureRequest, ModelSpec
 
 # The config key that counts an eraser's training steps, and what makes its fixed part small.
-STEP_KEYS = {"esd_x": "iterations", "esd_u": "iterations", "ca": "steps", "mace": "lora_steps"}
+STEP_KEYS = {"esd_x": "iterations", "esd_u": "iterations", "ca": "steps", "mace": "lora_steps",
+             "ap": "iterations", "age": "iterations", "all_but_one": "iterations"}
 SMALL_EXTRAS = {"ca": {"anchor_images": 2, "anchor_steps": 2},
                 "mace": {"images_per_concept": 2, "image_steps": 2}}
 
