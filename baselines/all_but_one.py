@@ -39,6 +39,15 @@ class AllButOneConfig(ESDConfig):
     drift_weight: float = Field(1.0, ge=0, description="λ on the unconditional score's drift.")
 
 
+# Miniature world: ESD's preset (inherited). It meets the objective on the prompts it
+# trains on (bare "circle" -> "square": the guidance-direction gap falls by 90 %, ε(∅)
+# drifts by a tenth of that gap), but the edit reaches the tasks' "a {colour} {shape}"
+# prompts only partly (gap -60 % at t = 400, +50 % at t = 100), so it erases less than ESD
+# (split 1, 20 images per shape: ESR-1 43). Larger rates do not fix that: at 4e-3 / 6e-3
+# / 8e-3 ESR-1 rose to 70 / 80 / 86 but the loss climbed instead of falling (at 8e-3
+# 0.005 -> 0.1) and PSR-1 fell 71 -> 36 -> 22 -> 18: erasure by damage, not by the method.
+
+
 @register_eraser("all_but_one")
 class AllButOne(ESDX):
     """Re-aims the concept's guidance direction at an alternative, keeping ε(∅) in place."""
