@@ -188,17 +188,21 @@ def run(
 
     device_type = str(runner.device).split(":")[0]
     local.use_cpu_threads(device_type)
+    helper = local.helper_number()
     todo = [unit for unit in units if not runner.store.is_done(unit.run_id)]
     count = min(workers or local.auto_workers(device_type), max(1, len(todo)))
-    console.print(f"{len(units)} work units ({len(todo)} to do, {count} "
-                  f"process{'es' if count > 1 else ''}); results in {results}/")
+    if not helper:
+        console.print(f"{len(units)} work units ({len(todo)} to do, {count} "
+                      f"process{'es' if count > 1 else ''}); results in {results}/")
     started = last = time.monotonic()
+    prefix = f"helper {helper} " if helper else ""
 
     def report_unit(unit: Any, status: str) -> None:
         nonlocal last
         now = time.monotonic()
-        if status != "busy":  # a unit another process holds is reported by its result
-            console.print(f"  [{status}] {unit.describe()}  ({unit.run_id}, "
+        # Units another process holds ("busy") or finished ("skipped") are its to report.
+        if status == "done" or (status == "skipped" and count == 1 and not helper):
+            console.print(f"  {prefix}[{status}] {unit.describe()}  ({unit.run_id}, "
                           f"{now - last:.1f} s)", markup=False)
         last = now
 
@@ -216,6 +220,8 @@ def run(
             summary.busy = left.busy
     finally:
         local.stop(helpers)
+    if helper:
+        return
     by_others = len(todo) - len(summary.done) - len(summary.busy)
     console.print(f"done {len(summary.done)} here, {max(0, by_others)} by helper or other "
                   f"processes, {len(units) - len(todo)} already done, busy (another run) "

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from erasebench.edits import EditedModel
+    from erasebench.figures import Figure
     from erasebench.models import DiffusionModel
 
 
@@ -167,3 +168,9 @@ class Task:
         """Extra markdown for the leaderboard from this task's tidy result rows (e.g. a
         matrix assembled across requests); empty for none."""
         return ""
+
+    @classmethod
+    def figures(cls, rows: pd.DataFrame, stem: str) -> list[Figure]:
+        """Figures for the leaderboard from this task's rows (file names start with
+        ``stem``); none by default. See :mod:`erasebench.figures`."""
+        return []

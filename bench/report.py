@@ -12,11 +12,13 @@ byte-for-byte.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import pandas as pd
 
 from erasebench.errors import PluginImportError, UnknownNameError
+from erasebench.figures import SUBFOLDER, Figure, draw_figures, figure_plan
 from erasebench.io import atomic_write_bytes
 from erasebench.registry import TASKS
 from erasebench.results import load_results
@@ -114,7 +116,12 @@ def _folded(title: str, body: str) -> str:
     return f"\n<details><summary>{title}</summary>\n\n{body}\n</details>\n"
 
 
-def task_section(task: str, model: str, rows: pd.DataFrame) -> str:
+def _figure_links(figures: list[Figure], folder: str) -> str:
+    return "".join(f"\n![{figure.title}]({folder}/{figure.filename})\n" for figure in figures)
+
+
+def task_section(task: str, model: str, rows: pd.DataFrame,
+                 figures: tuple[list[Figure], str] | None = None) -> str:
     headline = rows[rows["headline"].astype(bool)]
     detail = rows[~rows["headline"].astype(bool)]
     parts = [f"\n## {task} (model `{model}`)\n\n"]
@@ -129,31 +136,89 @@ def task_section(task: str, model: str, rows: pd.DataFrame) -> str:
     if not detail.empty:
         parts.append(_folded("Detail metrics (mean over requests)",
                              detail_table(summarise(detail))))
+    if figures is not None and figures[0]:
+        parts.append(_figure_links(*figures))
     extra = _task_extra(task, rows)
     if extra:
         parts.append(_folded("Task-specific tables", extra))
     return "".join(parts)
 
 
-def render_leaderboard(frame: pd.DataFrame) -> str:
+def borda_ranks(frame: pd.DataFrame) -> pd.DataFrame:
+    """Overall rank across tasks by Borda count, as MTEB ranks models.
+
+    Every (task, model) votes once: on each of its headline metrics with a direction, the
+    erasers it measured are ranked (ties share the mean rank) and get ``n − rank`` points
+    (n erasers: the best gets n − 1); the task's vote is the mean over its metrics. An
+    eraser's score is the sum of the votes it received; ``tasks`` counts them.
+    """
+    headline = frame[frame["headline"].astype(bool) & frame["higher_is_better"].notna()]
+    points: dict[str, float] = {}
+    votes: dict[str, int] = {}
+    for _, rows in headline.groupby(["task", "model"], sort=True):
+        summary = summarise(rows)
+        per_metric = []
+        for _, metric_rows in summary.groupby("metric", sort=True):
+            ascending = not bool(metric_rows["higher_is_better"].iloc[0])
+            ranks = metric_rows.set_index("eraser")["mean"].rank(ascending=ascending)
+            per_metric.append(len(ranks) - ranks)
+        vote = pd.concat(per_metric, axis=1).mean(axis=1)
+        for eraser, value in vote.items():
+            points[str(eraser)] = points.get(str(eraser), 0.0) + float(value)
+            votes[str(eraser)] = votes.get(str(eraser), 0) + 1
+    table = pd.DataFrame({"eraser": list(points), "borda": list(points.values()),
+                          "tasks": [votes[e] for e in points]})
+    if table.empty:
+        return table
+    table = table.sort_values(["borda", "eraser"], ascending=[False, True])
+    table["rank"] = table["borda"].rank(ascending=False, method="min").astype(int)
+    return table.reset_index(drop=True)
+
+
+def overall_section(frame: pd.DataFrame) -> str:
+    table = borda_ranks(frame)
+    if table.empty or frame.groupby(["task", "model"]).ngroups < 2:
+        return ""
+    rows = [[str(r.rank), r.eraser, f"{r.borda:.3g}", str(r.tasks)]
+            for r in table.itertuples(index=False)]
+    return ("\n## Overall rank (Borda count)\n\n"
+            + _table(["rank", "eraser", "Borda points", "tasks"], rows)
+            + "\nEach task ranks the erasers on every headline metric with a direction "
+            "(n erasers: the best gets n − 1 points, ties share), averages over its metrics "
+            "and votes once; an eraser's points are the sum of its votes. Erasure and "
+            "preservation metrics count alike, so this ranks the trade-off, not either "
+            "side.\n")
+
+
+def render_leaderboard(frame: pd.DataFrame, figures_folder: str | None = None) -> str:
+    """The leaderboard's markdown; with ``figures_folder`` (relative to the leaderboard),
+    each section links the figures its task makes (drawn by :func:`write_report`)."""
     parts = [HEADER]
     if frame.empty:
         parts.append("\nNo results yet: run `erasebench run`.\n")
         return "".join(parts)
+    parts.append(overall_section(frame))
+    plan = figure_plan(frame) if figures_folder is not None else {}
     for (task, model), rows in frame.groupby(["task", "model"], sort=True):
-        parts.append(task_section(str(task), str(model), rows))
+        figures = (plan.get((str(task), str(model)), []), figures_folder or "")
+        parts.append(task_section(str(task), str(model), rows, figures))
     return "".join(parts)
 
 
 def write_report(results_dir: str | Path = "results",
                  leaderboard: str | Path = "leaderboard.md") -> Path:
-    """Regenerates ``leaderboard.md`` and ``results/metrics.parquet`` from ``results_dir``."""
+    """Regenerates ``leaderboard.md``, ``results/metrics.parquet`` and the figures in
+    ``results/figures/`` from ``results_dir``."""
     frame = load_results(results_dir)
-    text = render_leaderboard(frame)
+    figures_dir = Path(results_dir) / SUBFOLDER
+    relative = Path(os.path.relpath(figures_dir.resolve(),
+                                    Path(leaderboard).resolve().parent)).as_posix()
+    text = render_leaderboard(frame, relative)
     if not frame.empty:
         import io
 
         buffer = io.BytesIO()
         frame.to_parquet(buffer, index=False)
         atomic_write_bytes(Path(results_dir) / "metrics.parquet", buffer.getvalue())
+        draw_figures(figure_plan(frame), figures_dir)
     return atomic_write_bytes(leaderboard, text.encode())

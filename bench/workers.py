@@ -52,10 +52,19 @@ def helper_command(argv: Sequence[str]) -> list[str]:
     return [sys.executable, "-m", "erasebench.cli", *kept, "--workers", "1", "--no-report"]
 
 
+HELPER_VARIABLE = "ERASEBENCH_HELPER"  # set in a helper's environment to its number
+
+
+def helper_number() -> int:
+    """0 in the main process, k in the k-th helper."""
+    return int(os.environ.get(HELPER_VARIABLE, "0") or 0)
+
+
 def start_helpers(argv: Sequence[str], count: int) -> list[subprocess.Popen[bytes]]:
-    """Starts ``count`` helper processes; their unit lines are dropped, their errors shown."""
-    return [subprocess.Popen(helper_command(argv), stdout=subprocess.DEVNULL)
-            for _ in range(count)]
+    """Starts ``count`` helper processes; they print their own units' lines."""
+    return [subprocess.Popen(helper_command(argv),
+                             env={**os.environ, HELPER_VARIABLE: str(number)})
+            for number in range(1, count + 1)]
 
 
 def wait_for(helpers: Sequence[subprocess.Popen[bytes]]) -> list[int]:

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pandas as pd
 import torch
 from PIL import Image
 from pydantic import Field, field_validator
 
+from erasebench.figures import Figure, tradeoff_figure
 from erasebench.metrics import ErasureSuccess
 from erasebench.plugins import MetricInfo, MetricValue, PluginConfig, ScoringContext
 from erasebench.registry import register_task
@@ -140,4 +142,8 @@ class ShapesObjects(ShapePromptsTask):
             name = f"{head}/{SHAPES[int(index)]}" if index else head
             values.append(MetricValue(metric=name, value=value))
         return values
+
+    @classmethod
+    def figures(cls, rows: pd.DataFrame, stem: str) -> list[Figure]:
+        return [tradeoff_figure(rows, stem, title="shapes_objects: erased vs preserved shapes")]
 

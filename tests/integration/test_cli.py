@@ -157,9 +157,9 @@ def test_run_without_arguments_plans_the_miniature_world(tmp_path, capsys, monke
     assert main(["run", "--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()
     erasers = {name for name in ERASERS.names() if ERASERS.get(name).in_default_run}
-    assert {"sd", "uce", "esd_x", "esd_u"} <= erasers and "mock" not in erasers
-    # 4 object splits + 2 textures + 10 graph rows, for every default eraser
-    assert len(lines) == 16 * len(erasers)
+    assert {"sd", "uce", "esd_x", "esd_u", "ap", "age"} <= erasers and "mock" not in erasers
+    # 4 object splits + 2 textures + 5 graph rows, for every default eraser
+    assert len(lines) == 11 * len(erasers)
     assert all(" todo " in line for line in lines)
     tasks = {line.split(" x ")[1].split(" [")[0] for line in lines}
     assert tasks == {"shapes_objects", "shapes_style", "shapes_graph"}

@@ -2,7 +2,8 @@
 
 import pandas as pd
 
-from erasebench.report import render_leaderboard
+from erasebench.figures import draw_figures, figure_plan
+from erasebench.report import borda_ranks, render_leaderboard
 
 
 def rows(eraser, request, metric, value, higher=True, headline=True):
@@ -33,3 +34,43 @@ def test_request_table_bolds_nothing():
     frame = pd.DataFrame([rows("a", "split 1", "ESR", 80.0), rows("a", "split 2", "ESR", 90.0)])
     request_table = render_leaderboard(frame).split("Request by request")[1]
     assert "| split 2 | a | 90 |" in request_table and "**" not in request_table
+
+
+def task_rows(task, eraser, metric, value, higher=True):
+    return {**rows(eraser, "split 1", metric, value, higher), "task": task}
+
+
+def test_borda_count_by_hand():
+    frame = pd.DataFrame([
+        # task x: a best on both metrics (2 points each), b and c tie on LOW (0.5 each).
+        task_rows("x", "a", "HIGH", 90.0), task_rows("x", "b", "HIGH", 50.0),
+        task_rows("x", "c", "HIGH", 10.0),
+        task_rows("x", "a", "LOW", 1.0, higher=False), task_rows("x", "b", "LOW", 5.0, False),
+        task_rows("x", "c", "LOW", 5.0, higher=False),
+        task_rows("x", "a", "corr", 0.3, higher=None),  # descriptive: no vote
+        # task y: c best, a worst; b absent from it.
+        task_rows("y", "a", "HIGH", 1.0), task_rows("y", "c", "HIGH", 2.0),
+    ])
+    table = borda_ranks(frame).set_index("eraser")
+    # x: a (2 + 2)/2 = 2, b (1 + 0.5)/2 = 0.75, c (0 + 0.5)/2 = 0.25; y: c 1, a 0.
+    assert table["borda"].to_dict() == {"a": 2.0, "b": 0.75, "c": 1.25}
+    assert table["rank"].to_dict() == {"a": 1, "c": 2, "b": 3}
+    assert table["tasks"].to_dict() == {"a": 2, "b": 1, "c": 2}
+    text = render_leaderboard(frame)
+    assert "## Overall rank (Borda count)" in text and "| 1 | a | 2 | 2 |" in text
+
+
+def test_figures_are_linked_and_drawn_reproducibly(tmp_path):
+    frame = pd.DataFrame([
+        {**rows(e, f"split {s}", m, v + s), "task": "shapes_objects", "model": "shapes"}
+        for e, base in (("sd", 0.0), ("esd_x", 60.0)) for s in (1, 2)
+        for m, v in (("ESR-1", base), ("PSR-1", 100.0 - base))])
+    text = render_leaderboard(frame, "results/figures")
+    link = "(results/figures/shapes_objects-shapes-tradeoff.png)"
+    assert link in text and link not in render_leaderboard(frame)
+    plan = figure_plan(frame)
+    first = draw_figures(plan, tmp_path / "a")
+    second = draw_figures(plan, tmp_path / "b")
+    assert [p.name for p in first] == ["shapes_objects-shapes-tradeoff.png"]
+    assert first[0].read_bytes() == second[0].read_bytes()
+    assert first[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,127 @@
+"""Leaderboard figures: each task declares the figures its result rows make
+(:meth:`erasebench.plugins.Task.figures`); ``erasebench report`` draws them as PNGs in
+``results/figures/`` and links them from ``leaderboard.md``.
+
+Which figures exist is a pure function of the results (so the leaderboard text stays
+byte-for-byte reproducible); the PNGs are written without a timestamp or version stamp,
+so the same matplotlib draws the same bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from erasebench.errors import PluginImportError, UnknownNameError
+from erasebench.io import atomic_write_bytes
+from erasebench.registry import TASKS
+
+SUBFOLDER = "figures"
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One figure: its caption, file name (in ``results/figures/``) and how to draw it on
+    a matplotlib ``Figure``."""
+
+    title: str
+    filename: str
+    draw: Callable[[Any], None]
+
+
+def slug(*parts: str) -> str:
+    """A file-name-safe join of ``parts`` ("shapes_graph", "shapes" -> "shapes_graph-shapes")."""
+    return "-".join(re.sub(r"[^A-Za-z0-9_.]+", "_", part).strip("_") for part in parts)
+
+
+def figure_plan(frame: pd.DataFrame) -> dict[tuple[str, str], list[Figure]]:
+    """(task, model) -> the figures that task makes of its rows (installed tasks only)."""
+    plan: dict[tuple[str, str], list[Figure]] = {}
+    if frame.empty:
+        return plan
+    for (task, model), rows in frame.groupby(["task", "model"], sort=True):
+        try:
+            cls = TASKS.get(str(task))
+        except (UnknownNameError, PluginImportError):
+            continue
+        figures = cls.figures(rows, slug(str(task), str(model)))
+        if figures:
+            plan[(str(task), str(model))] = figures
+    return plan
+
+
+def png_bytes(draw: Callable[[Any], None]) -> bytes:
+    """Draws on a fresh figure (Agg, no pyplot state) and returns reproducible PNG bytes."""
+    from matplotlib.figure import Figure as MplFigure
+
+    figure = MplFigure(figsize=(6, 4.5), dpi=100, layout="constrained")
+    draw(figure)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def draw_figures(plan: dict[tuple[str, str], list[Figure]], folder: Path) -> list[Path]:
+    """Writes every planned figure into ``folder`` (atomically); returns the paths."""
+    written = []
+    for figures in plan.values():
+        for figure in figures:
+            written.append(atomic_write_bytes(folder / figure.filename, png_bytes(figure.draw)))
+    return written
+
+
+# --- figures tasks share ------------------------------------------------------------------
+
+
+def tradeoff_figure(rows: pd.DataFrame, stem: str, x: str = "ESR-1", y: str = "PSR-1",
+                    title: str = "") -> Figure:
+    """Erasure against preservation: one point per eraser (mean over requests), with
+    ± std bars; up and right is better."""
+    means = rows[rows["metric"].isin([x, y])].groupby(["eraser", "metric"])["value"]
+    summary = means.agg(["mean", "std"]).fillna(0.0).unstack("metric")
+
+    def draw(figure: Any) -> None:
+        axes = figure.add_subplot()
+        for eraser, row in summary.iterrows():
+            axes.errorbar(row[("mean", x)], row[("mean", y)], xerr=row[("std", x)],
+                          yerr=row[("std", y)], fmt="o", capsize=3)
+            axes.annotate(str(eraser), (row[("mean", x)], row[("mean", y)]),
+                          textcoords="offset points", xytext=(5, 5), fontsize=9)
+        axes.set(xlabel=f"{x} (erasure, %)", ylabel=f"{y} (preservation, %)",
+                 xlim=(-5, 105), ylim=(-5, 105), title=title or f"{x} vs {y}")
+        axes.grid(alpha=0.3)
+
+    return Figure(title or f"{x} against {y}, per eraser (mean ± std over requests)",
+                  f"{stem}-tradeoff.png", draw)
+
+
+def heatmap_figure(matrices: dict[str, pd.DataFrame], stem: str, title: str,
+                   limit: float = 100.0) -> Figure:
+    """One heat map per eraser (rows: erased concept, columns: measured concept) on a
+    shared diverging scale of ± ``limit``."""
+    names = sorted(matrices)
+
+    def draw(figure: Any) -> None:
+        columns = min(3, len(names))
+        rows = -(-len(names) // columns)
+        figure.set_size_inches(4 * columns, 3.6 * rows)
+        image = None
+        for index, name in enumerate(names):
+            matrix = matrices[name]
+            axes = figure.add_subplot(rows, columns, index + 1)
+            image = axes.imshow(matrix.to_numpy(dtype=float), cmap="RdBu", vmin=-limit,
+                                vmax=limit)
+            axes.set_title(name, fontsize=10)
+            axes.set_xticks(range(len(matrix.columns)), matrix.columns, rotation=90,
+                            fontsize=7)
+            axes.set_yticks(range(len(matrix.index)), matrix.index, fontsize=7)
+        if image is not None:
+            figure.colorbar(image, ax=figure.axes, shrink=0.6, label="Δ (points)")
+
+    return Figure(title, f"{stem}-heatmaps.png", draw)
