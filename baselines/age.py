@@ -33,7 +33,13 @@ class AGEConfig(APConfig):
     top_k: int = 2
 
 
-SHAPES_PRESET: dict[str, Any] = {**AP_SHAPES, "temperature": 0.1, "top_k": 2}
+# Miniature world: as AP's, with the paper's τ and top 2, and, as the paper searches the
+# ImageNet class names for objects (the kind of concept it erases), the ten shape names
+# (less the erased ones) instead of all the world's words. Measured on the four splits
+# (30 images per shape): shape names ESR-1 87.5 ± 8.5 / PSR-1 46.5 ± 15.5; all the
+# world's words 86.0 ± 16.0 / 54.7 ± 20.2, with colour and texture words as targets.
+SHAPES_PRESET: dict[str, Any] = {**AP_SHAPES, "temperature": 0.1, "top_k": 2,
+                                 "vocabulary": "shape_names", "nearest": 9, "centres": 9}
 TINY_PRESET: dict[str, Any] = {**AP_TINY, "top_k": 2}
 
 

@@ -81,7 +81,7 @@ class APConfig(ESDConfig):
 # The search gets as far as the paper's (1000 steps at 1e-2) in the preset's 80 steps, and
 # takes its steps from the model's backward pass: on all four splits the papers'
 # alternation gave ESR-1 89.2 ± 5.6 / PSR-1 49.2 ± 11.3, simultaneous steps 88.0 ± 5.0 /
-# 54.3 ± 13.3 (search rate 1e-2, 30 images per shape), in two thirds of the time.
+# 54.3 ± 13.3 (30 images per shape), in two thirds of the time.
 SHAPES_PRESET: dict[str, Any] = {**ESD_SHAPES, "vocabulary": "shapes", "nearest": 20,
                                  "centres": 8, "adversary_lr": 0.1,
                                  "schedule": "simultaneous"}

@@ -34,6 +34,12 @@ def _shapes() -> list[str]:
     return [*SHAPES, *COLOURS, *TEXTURES]
 
 
+def _shape_names() -> list[str]:
+    from erasebench.tasks.shapes.render import SHAPES
+
+    return list(SHAPES)
+
+
 def _clip_tokens() -> list[str]:
     # The CLIP BPE vocabulary's whole words ("cat</w>"), alphabetic, 3+ letters: ~30k words.
     from erasebench.tokenizer import sd_tokenizer
@@ -47,6 +53,7 @@ BUILT_IN: dict[str, Callable[[], list[str]]] = {
     "imagenet": _imagenet,           # AGE's vocabulary for objects: the 1000 class names
     "clip_tokens": _clip_tokens,     # every whole word of the CLIP tokenizer
     "shapes": _shapes,               # the miniature world's shapes, colours and textures
+    "shape_names": _shape_names,     # only its ten shapes (its "class names")
 }
 
 

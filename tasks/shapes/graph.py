@@ -36,7 +36,6 @@ from erasebench.tasks.shapes.objects import ShapePromptsTask
 from erasebench.tasks.shapes.render import SHAPES
 from erasebench.tasks.shapes.scoring import read_images
 
-
 # Erased by default: five shapes that each have a near neighbour among the others (circle:
 # ring, crescent; square: diamond; triangle: arrow; star: cross; heart), so every row
 # probes locality. All ten rows cost a second ESD-style training each: the default run

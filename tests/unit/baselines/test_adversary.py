@@ -111,7 +111,7 @@ def test_pgd_stays_inside_its_ball():
 
 
 def test_vocabularies_files_and_errors(tmp_path):
-    assert {"english_3000", "imagenet", "clip_tokens", "shapes"} <= set(BUILT_IN)
+    assert {"english_3000", "imagenet", "clip_tokens", "shapes", "shape_names"} <= set(BUILT_IN)
     assert len(load_vocabulary("english_3000")) == 3000
     assert "circle" not in load_vocabulary("shapes", exclude=["Circle"])
     table = tmp_path / "concepts.csv"
