@@ -141,11 +141,12 @@ class ConceptSearch:
     def step_from_gradient(self, words: list[str] | None = None) -> None:
         """Ascends on the gradient a backward pass left in π (or δ), then clears it."""
         variable = self.delta if self.method == "pgd" else self.logits
-        if variable.grad is None:
+        grad = variable.grad
+        if grad is None:
             return
         if self.method == "pgd":
             with torch.no_grad():
-                self.delta.add_(self.step_size * self.delta.grad.sign())
+                self.delta.add_(self.step_size * grad.sign())
                 self.delta.clamp_(-self.bound, self.bound)
         else:
             self.optimizer.step()

@@ -76,7 +76,7 @@ def search_strip(edit: EditedModel, model: DiffusionModel, settings: GenerationS
             left = column * TILE
             label = f"erased: {word}" if column == 0 else word
             draw.text((left + 2, top + 1), label[:16], fill="black")
-            strip.paste(original[column].resize((TILE, TILE), Image.NEAREST), (left, top + LABEL))
-            strip.paste(edited[column].resize((TILE, TILE), Image.NEAREST),
-                        (left, top + LABEL + TILE))
+            for offset, image in ((LABEL, original[column]), (LABEL + TILE, edited[column])):
+                strip.paste(image.resize((TILE, TILE), Image.Resampling.NEAREST),
+                            (left, top + offset))
     return strip
