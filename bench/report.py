@@ -21,6 +21,7 @@ from erasebench.errors import PluginImportError, UnknownNameError
 from erasebench.figures import SUBFOLDER, Figure, draw_figures, figure_plan
 from erasebench.io import atomic_write_bytes
 from erasebench.registry import TASKS
+from erasebench.reported import compare, load_reported
 from erasebench.results import load_results
 
 HEADER = (
@@ -116,15 +117,46 @@ def _folded(title: str, body: str) -> str:
     return f"\n<details><summary>{title}</summary>\n\n{body}\n</details>\n"
 
 
+def reported_table(reported: pd.DataFrame, summary: pd.DataFrame) -> str:
+    """Published numbers beside ours: per eraser and metric "reported → reproduced (Δ)"."""
+    table = compare(reported, summary)
+    metrics = list(dict.fromkeys(table["metric"]))
+    rows = []
+    for eraser in dict.fromkeys(table["eraser"]):
+        by_metric = table[table["eraser"] == eraser].set_index("metric")
+        cells = [eraser]
+        for metric in metrics:
+            if metric not in by_metric.index:
+                cells.append("–")
+                continue
+            item = by_metric.loc[metric]
+            text = f"{float(item['reported']):.4g}"  # as the paper prints it
+            if not pd.isna(item["reported_std"]):
+                text += f" ± {float(item['reported_std']):.3g}"
+            if pd.isna(item["reproduced"]):
+                cells.append(f"{text} → –")
+            else:
+                ours = _format(float(item["reproduced"]), float(item["reproduced_std"]), 2)
+                cells.append(f"{text} → {ours} ({float(item['difference']) + 0.0:+.3g})")
+        rows.append(cells)
+    sources = "; ".join(dict.fromkeys(table["source"]))
+    return (_table(["eraser", *metrics], rows)
+            + "\nReported (published) → reproduced here (reproduced − reported); – : not run "
+            f"yet. Sources: {sources}.\n")
+
+
 def _figure_links(figures: list[Figure], folder: str) -> str:
     return "".join(f"\n![{figure.title}]({folder}/{figure.filename})\n" for figure in figures)
 
 
 def task_section(task: str, model: str, rows: pd.DataFrame,
-                 figures: tuple[list[Figure], str] | None = None) -> str:
+                 figures: tuple[list[Figure], str] | None = None,
+                 reported: pd.DataFrame | None = None) -> str:
     headline = rows[rows["headline"].astype(bool)]
     detail = rows[~rows["headline"].astype(bool)]
     parts = [f"\n## {task} (model `{model}`)\n\n"]
+    if rows.empty:
+        parts.append("Not reproduced yet.\n")
     if not headline.empty:
         parts.append(task_table(summarise(headline)))
         parts.append("\nMean ± std over requests and seeds; ↑ higher is better, ↓ lower; "
@@ -133,6 +165,11 @@ def task_section(task: str, model: str, rows: pd.DataFrame,
             by_request = summarise(headline, by=("request",))
             parts.append(_folded("Request by request",
                                  task_table(by_request, ("request", "eraser"), bold=False)))
+    if reported is not None and not reported.empty:
+        parts.append("\n**Reported vs reproduced**\n\n")
+        parts.append(reported_table(reported, summarise(rows) if not rows.empty else
+                                    pd.DataFrame(columns=["eraser", "metric", "mean", "std"])))
+        parts.append("\n")
     if not detail.empty:
         parts.append(_folded("Detail metrics (mean over requests)",
                              detail_table(summarise(detail))))
@@ -190,18 +227,25 @@ def overall_section(frame: pd.DataFrame) -> str:
             "side.\n")
 
 
-def render_leaderboard(frame: pd.DataFrame, figures_folder: str | None = None) -> str:
+def render_leaderboard(frame: pd.DataFrame, figures_folder: str | None = None,
+                       reported: pd.DataFrame | None = None) -> str:
     """The leaderboard's markdown; with ``figures_folder`` (relative to the leaderboard),
-    each section links the figures its task makes (drawn by :func:`write_report`)."""
+    each section links the figures its task makes (drawn by :func:`write_report`); with
+    ``reported``, published numbers stand beside the reproduced ones."""
     parts = [HEADER]
-    if frame.empty:
+    reported = reported if reported is not None else pd.DataFrame(columns=["task", "model"])
+    sections = sorted({*map(tuple, frame[["task", "model"]].astype(str).to_numpy()),
+                       *map(tuple, reported[["task", "model"]].astype(str).to_numpy())})
+    if not sections:
         parts.append("\nNo results yet: run `erasebench run`.\n")
         return "".join(parts)
     parts.append(overall_section(frame))
     plan = figure_plan(frame) if figures_folder is not None else {}
-    for (task, model), rows in frame.groupby(["task", "model"], sort=True):
-        figures = (plan.get((str(task), str(model)), []), figures_folder or "")
-        parts.append(task_section(str(task), str(model), rows, figures))
+    for task, model in sections:
+        rows = frame[(frame["task"].astype(str) == task) & (frame["model"].astype(str) == model)]
+        published = reported[(reported["task"] == task) & (reported["model"] == model)]
+        figures = (plan.get((task, model), []), figures_folder or "")
+        parts.append(task_section(task, model, rows, figures, published))
     return "".join(parts)
 
 
@@ -213,7 +257,7 @@ def write_report(results_dir: str | Path = "results",
     figures_dir = Path(results_dir) / SUBFOLDER
     relative = Path(os.path.relpath(figures_dir.resolve(),
                                     Path(leaderboard).resolve().parent)).as_posix()
-    text = render_leaderboard(frame, relative)
+    text = render_leaderboard(frame, relative, load_reported(results_dir))
     if not frame.empty:
         import io
 

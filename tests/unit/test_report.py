@@ -1,9 +1,12 @@
 """The leaderboard's layout from hand-made rows: headline vs detail, directions, best in bold."""
 
 import pandas as pd
+import pytest
 
+from erasebench.errors import UserError
 from erasebench.figures import draw_figures, figure_plan
-from erasebench.report import borda_ranks, render_leaderboard
+from erasebench.report import borda_ranks, render_leaderboard, summarise
+from erasebench.reported import compare, load_reported
 
 
 def rows(eraser, request, metric, value, higher=True, headline=True):
@@ -74,3 +77,31 @@ def test_figures_are_linked_and_drawn_reproducibly(tmp_path):
     assert [p.name for p in first] == ["shapes_objects-shapes-tradeoff.png"]
     assert first[0].read_bytes() == second[0].read_bytes()
     assert first[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_reported_numbers_stand_beside_reproduced_ones_never_averaged(tmp_path):
+    folder = tmp_path / "reported"
+    folder.mkdir()
+    (folder / "paper.csv").write_text(
+        "task,model,eraser,metric,mean,std,source\n"
+        "t,m,a,ESR,90,2,Someone 2024\n"
+        "t,m,z,ESR,50,,Someone 2024\n"
+        "other,m,a,ESR,10,,Else 2023\n")
+    reported = load_reported(tmp_path)
+    frame = pd.DataFrame([rows("a", "split 1", "ESR", 80.0), rows("a", "split 2", "ESR", 90.0)])
+    text = render_leaderboard(frame, reported=reported)
+    section = text.split("## t (model `m`)")[1]
+    assert "| a | **85 ± 7.1** |" in section.split("**Reported vs reproduced**")[0], (
+        "the reproduced mean is ours alone")
+    assert "| a | 90 ± 2 → 85 ± 7.1 (-5) |" in text
+    assert "| z | 50 → – |" in text and "Sources: Someone 2024." in text
+    assert "## other (model `m`)" in text and "Not reproduced yet." in text
+    table = compare(reported[reported.task == "t"], summarise(frame))
+    assert table.set_index("eraser").loc["a", "difference"] == -5.0
+
+
+def test_malformed_reported_numbers_are_a_clear_error(tmp_path):
+    (tmp_path / "reported").mkdir()
+    (tmp_path / "reported" / "bad.csv").write_text("task,eraser\nt,a\n")
+    with pytest.raises(UserError, match="lack the columns model, metric, mean, std, source"):
+        load_reported(tmp_path)
