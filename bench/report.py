@@ -20,6 +20,7 @@ import pandas as pd
 from erasebench.errors import PluginImportError, UnknownNameError
 from erasebench.figures import SUBFOLDER, Figure, draw_figures, figure_plan
 from erasebench.io import atomic_write_bytes
+from erasebench.provenance import load_provenance, provenance_table
 from erasebench.registry import TASKS
 from erasebench.reported import compare, load_reported
 from erasebench.results import load_results
@@ -151,7 +152,8 @@ def _figure_links(figures: list[Figure], folder: str) -> str:
 
 def task_section(task: str, model: str, rows: pd.DataFrame,
                  figures: tuple[list[Figure], str] | None = None,
-                 reported: pd.DataFrame | None = None) -> str:
+                 reported: pd.DataFrame | None = None,
+                 sources: pd.DataFrame | None = None) -> str:
     headline = rows[rows["headline"].astype(bool)]
     detail = rows[~rows["headline"].astype(bool)]
     parts = [f"\n## {task} (model `{model}`)\n\n"]
@@ -178,6 +180,9 @@ def task_section(task: str, model: str, rows: pd.DataFrame,
     extra = _task_extra(task, rows)
     if extra:
         parts.append(_folded("Task-specific tables", extra))
+    if sources is not None and not sources.empty:
+        parts.append(_folded("Provenance: config, scorers, requests and images, code, date",
+                             provenance_table(sources)))
     return "".join(parts)
 
 
@@ -228,10 +233,13 @@ def overall_section(frame: pd.DataFrame) -> str:
 
 
 def render_leaderboard(frame: pd.DataFrame, figures_folder: str | None = None,
-                       reported: pd.DataFrame | None = None) -> str:
+                       reported: pd.DataFrame | None = None,
+                       provenance: pd.DataFrame | None = None) -> str:
     """The leaderboard's markdown; with ``figures_folder`` (relative to the leaderboard),
     each section links the figures its task makes (drawn by :func:`write_report`); with
-    ``reported``, published numbers stand beside the reproduced ones."""
+    ``reported``, published numbers stand beside the reproduced ones; with ``provenance``
+    (:func:`erasebench.provenance.load_provenance`), each section says where its rows
+    come from."""
     parts = [HEADER]
     reported = reported if reported is not None else pd.DataFrame(columns=["task", "model"])
     sections = sorted({*map(tuple, frame[["task", "model"]].astype(str).to_numpy()),
@@ -245,7 +253,9 @@ def render_leaderboard(frame: pd.DataFrame, figures_folder: str | None = None,
         rows = frame[(frame["task"].astype(str) == task) & (frame["model"].astype(str) == model)]
         published = reported[(reported["task"] == task) & (reported["model"] == model)]
         figures = (plan.get((task, model), []), figures_folder or "")
-        parts.append(task_section(task, model, rows, figures, published))
+        sources = None if provenance is None else provenance[
+            (provenance["task"] == task) & (provenance["model"] == model)]
+        parts.append(task_section(task, model, rows, figures, published, sources))
     return "".join(parts)
 
 
@@ -257,7 +267,8 @@ def write_report(results_dir: str | Path = "results",
     figures_dir = Path(results_dir) / SUBFOLDER
     relative = Path(os.path.relpath(figures_dir.resolve(),
                                     Path(leaderboard).resolve().parent)).as_posix()
-    text = render_leaderboard(frame, relative, load_reported(results_dir))
+    text = render_leaderboard(frame, relative, load_reported(results_dir),
+                              load_provenance(results_dir))
     if not frame.empty:
         import io
 

@@ -103,3 +103,18 @@ def test_a_run_killed_with_sigkill_resumes_to_exactly_the_uninterrupted_rows(tmp
     assert not got.duplicated(["run_id", "metric", "split", "seed"]).any()
     leftovers = [p for p in runs.iterdir() if not p.name.endswith(".json")]
     assert not leftovers, leftovers
+
+
+def test_provenance_counts_the_images_each_row_rests_on(tmp_path):
+    from erasebench.provenance import load_provenance, provenance_table
+    from erasebench.results import ResultStore
+
+    Runner(tmp_path / "results", tmp_path / "cache", progress=False).run(_units(3))
+    table = load_provenance(tmp_path / "results").set_index("eraser")
+    records = {r.spec.eraser.name: r for r in ResultStore(tmp_path / "results").records()}
+    for eraser in ("sd", "mock"):
+        assert table.loc[eraser, "images"] == records[eraser].image_count > 0
+        assert table.loc[eraser, "requests"] == 1
+        assert table.loc[eraser, "config_hash"] == records[eraser].spec.eraser.spec_hash()
+    text = provenance_table(table.reset_index())
+    assert f"| sd | `{table.loc['sd', 'config_hash'][:12]}` |" in text
