@@ -274,6 +274,7 @@ def erase(
     from erasebench.models import load_model
     from erasebench.runner import Runner
     from erasebench.specs import ErasureRequest
+    from erasebench.workers import use_cpu_threads
 
     cls = ERASERS.get(eraser)
     if preset is None and MODEL_PRESETS.get(model) in cls.presets:
@@ -282,6 +283,8 @@ def erase(
     request = ErasureRequest(concepts=tuple(concept), anchors=tuple(anchor or ()),
                              preserve=tuple(preserve or ()))
     target_device = Runner(device=device).device
+    # One CPU thread, as in `run`: the same edit whatever the core count or command.
+    use_cpu_threads(str(target_device).split(":")[0])
     base = load_model(_model_spec(model, revision)).to(target_device)
     edit = plugin.erase(base, request)
     edit.save(out)
