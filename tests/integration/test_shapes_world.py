@@ -64,8 +64,8 @@ def test_every_eraser_erases_its_shapes(shapes_runner, name):
     assert scores["ESR-1"] >= 80, scores
 
 
-# The methods of the second group, at floors under what they measured on this split (20
-# images per shape: ap 85, age 85, all_but_one 43; baselines/README.md says why
+# The methods of the second group, at floors under what they measured on this split (ap
+# 85 and all_but_one 43 at 20 images per shape, age 77 at 30; baselines/README.md says why
 # all_but_one erases less): each must still take its shapes away from sd's 0.
 @pytest.mark.parametrize("name, floor", [("ap", 70), ("age", 70), ("all_but_one", 25)])
 def test_the_preserving_erasers_erase_too(shapes_runner, name, floor):
