@@ -109,16 +109,18 @@ class AdversarialPreservation(ESD):
         vocabulary concepts to ``concept`` (the erased concepts themselves excluded)."""
         config: APConfig = self.config  # type: ignore[assignment]
         words = load_vocabulary(config.vocabulary, exclude)
-        distances = []
+        # Streaming top-k: SD's 3000 x 77 x 768 vocabulary embeddings never sit in memory at
+        # once, and no word is encoded twice.
+        kept_index = torch.zeros(0, dtype=torch.long)
+        kept = torch.zeros(0, *embedding.shape, dtype=embedding.dtype, device=embedding.device)
         with torch.no_grad():
             for start in range(0, len(words), _ENCODE_BATCH):
                 chunk = model.encode_text(words[start:start + _ENCODE_BATCH])
-                distances.append((chunk.flatten(1).float()
-                                  - embedding.flatten().float()).norm(dim=1))
-        order = torch.cat(distances).argsort()[:config.nearest]
-        near_words = [words[i] for i in order.tolist()]
-        with torch.no_grad():
-            near = model.encode_text(near_words).detach()
+                pool = torch.cat([kept, chunk])
+                pool_index = torch.cat([kept_index, torch.arange(start, start + len(chunk))])
+                best = nearest_concepts(pool, embedding, config.nearest).cpu()
+                kept, kept_index = pool[best.to(pool.device)], pool_index[best]
+        near_words, near = [words[i] for i in kept_index.tolist()], kept.detach()
         # Nearest-first inside each cluster order: keep candidate 0 the closest (pgd's base).
         chosen = kmeans_representatives(near, config.centres, generator)
         chosen = chosen[nearest_concepts(near[chosen], embedding, len(chosen))]
@@ -144,6 +146,7 @@ class AdversarialPreservation(ESD):
         batch = config.batch_size
         drawn: list[tuple[ConceptSearch, list[str]]] = []  # the draw the next update is for
         every = max(1, config.iterations // config.records)
+        alternate = config.schedule == "alternate"
 
         def gap(x_t: torch.Tensor, alpha_bar: torch.Tensor, prediction: torch.Tensor,
                 target_noise: torch.Tensor) -> torch.Tensor:
@@ -170,7 +173,6 @@ class AdversarialPreservation(ESD):
 
             def step(index: int) -> torch.Tensor:
                 search = searches[index % len(searches)]
-                alternate = config.schedule == "alternate"
                 for _ in range(config.adversary_steps if alternate else 0):
                     search.ascend(preservation)
                 found, words = search.draw()
@@ -208,7 +210,7 @@ class AdversarialPreservation(ESD):
                 search.step_from_gradient(words)
 
             train_loop(config.iterations, step, parameters, config.lr, f"{self.name} training",
-                       after_step=None if config.schedule == "alternate" else search_step)
+                       after_step=None if alternate else search_step)
         result = edit[0]
         result.notes = {"search": {concept: search.summary()
                                    for concept, search in zip(concepts, searches, strict=True)}}

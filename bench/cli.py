@@ -186,11 +186,10 @@ def run(
         return
     from erasebench import workers as local
 
-    device_type = str(runner.device).split(":")[0]
-    local.use_cpu_threads(device_type)
+    local.use_cpu_threads(runner.device)
     helper = local.helper_number()
     todo = [unit for unit in units if not runner.store.is_done(unit.run_id)]
-    count = min(workers or local.auto_workers(device_type), max(1, len(todo)))
+    count = min(workers or local.auto_workers(runner.device), max(1, len(todo)))
     if not helper:
         console.print(f"{len(units)} work units ({len(todo)} to do, {count} "
                       f"process{'es' if count > 1 else ''}); results in {results}/")
@@ -284,7 +283,7 @@ def erase(
                              preserve=tuple(preserve or ()))
     target_device = Runner(device=device).device
     # One CPU thread, as in `run`: the same edit whatever the core count or command.
-    use_cpu_threads(str(target_device).split(":")[0])
+    use_cpu_threads(target_device)
     base = load_model(_model_spec(model, revision)).to(target_device)
     edit = plugin.erase(base, request)
     edit.save(out)

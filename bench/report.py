@@ -20,10 +20,10 @@ import pandas as pd
 from erasebench.errors import PluginImportError, UnknownNameError
 from erasebench.figures import SUBFOLDER, Figure, draw_figures, figure_plan
 from erasebench.io import atomic_write_bytes
-from erasebench.provenance import load_provenance, provenance_table
+from erasebench.provenance import provenance_table, records_provenance
 from erasebench.registry import TASKS
 from erasebench.reported import compare, load_reported
-from erasebench.results import load_results
+from erasebench.results import ResultStore, records_to_frame
 
 HEADER = (
     "# erasebench leaderboard\n\n"
@@ -234,12 +234,13 @@ def overall_section(frame: pd.DataFrame) -> str:
 
 def render_leaderboard(frame: pd.DataFrame, figures_folder: str | None = None,
                        reported: pd.DataFrame | None = None,
-                       provenance: pd.DataFrame | None = None) -> str:
+                       provenance: pd.DataFrame | None = None,
+                       plan: dict[tuple[str, str], list[Figure]] | None = None) -> str:
     """The leaderboard's markdown; with ``figures_folder`` (relative to the leaderboard),
     each section links the figures its task makes (drawn by :func:`write_report`); with
     ``reported``, published numbers stand beside the reproduced ones; with ``provenance``
     (:func:`erasebench.provenance.load_provenance`), each section says where its rows
-    come from."""
+    come from. ``plan`` is :func:`figure_plan` of ``frame``, if the caller has it."""
     parts = [HEADER]
     reported = reported if reported is not None else pd.DataFrame(columns=["task", "model"])
     sections = sorted({*map(tuple, frame[["task", "model"]].astype(str).to_numpy()),
@@ -248,7 +249,10 @@ def render_leaderboard(frame: pd.DataFrame, figures_folder: str | None = None,
         parts.append("\nNo results yet: run `erasebench run`.\n")
         return "".join(parts)
     parts.append(overall_section(frame))
-    plan = figure_plan(frame) if figures_folder is not None else {}
+    if figures_folder is None:
+        plan = {}
+    elif plan is None:
+        plan = figure_plan(frame)
     for task, model in sections:
         rows = frame[(frame["task"].astype(str) == task) & (frame["model"].astype(str) == model)]
         published = reported[(reported["task"] == task) & (reported["model"] == model)]
@@ -263,17 +267,19 @@ def write_report(results_dir: str | Path = "results",
                  leaderboard: str | Path = "leaderboard.md") -> Path:
     """Regenerates ``leaderboard.md``, ``results/metrics.parquet`` and the figures in
     ``results/figures/`` from ``results_dir``."""
-    frame = load_results(results_dir)
+    records = ResultStore(results_dir).records()  # read and checked once for everything
+    frame = records_to_frame(records)
+    plan = figure_plan(frame)
     figures_dir = Path(results_dir) / SUBFOLDER
     relative = Path(os.path.relpath(figures_dir.resolve(),
                                     Path(leaderboard).resolve().parent)).as_posix()
     text = render_leaderboard(frame, relative, load_reported(results_dir),
-                              load_provenance(results_dir))
+                              records_provenance(records), plan)
     if not frame.empty:
         import io
 
         buffer = io.BytesIO()
         frame.to_parquet(buffer, index=False)
         atomic_write_bytes(Path(results_dir) / "metrics.parquet", buffer.getvalue())
-        draw_figures(figure_plan(frame), figures_dir)
+        draw_figures(plan, figures_dir)
     return atomic_write_bytes(leaderboard, text.encode())

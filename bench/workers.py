@@ -20,16 +20,20 @@ CPU_THREADS = 1
 MAX_AUTO_WORKERS = 4  # each worker holds its own model copy and image batches (~1.3 GB)
 
 
-def auto_workers(device_type: str) -> int:
+def _is_cpu(device: object) -> bool:
+    return str(device).split(":")[0] == "cpu"
+
+
+def auto_workers(device: object) -> int:
     """One process per GPU device (more GPUs: the Ray backend); on a CPU, one per core."""
-    if device_type != "cpu":
+    if not _is_cpu(device):
         return 1
     return max(1, min(os.cpu_count() or 1, MAX_AUTO_WORKERS))
 
 
-def use_cpu_threads(device_type: str) -> None:
-    """Pins torch to :data:`CPU_THREADS` threads on a CPU (see the module's docstring)."""
-    if device_type == "cpu":
+def use_cpu_threads(device: object) -> None:
+    """Pins torch to :data:`CPU_THREADS` threads on a CPU device ("cpu", torch.device)."""
+    if _is_cpu(device):
         import torch
 
         torch.set_num_threads(CPU_THREADS)
