@@ -6,6 +6,7 @@ and helpers that check an eraser against the contract every in-tree one passes.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,7 +26,7 @@ from erasebench.registry import register_eraser, register_task
 from erasebench.specs import ErasureRequest, GenerationSpec, PromptSpec
 
 __all__ = ["CONTRACT_PRESET", "MockEraser", "MockTask", "check_eraser_contract",
-           "contract_eraser", "tiny_model"]
+           "contract_eraser", "tiny_model", "write_random_scorer_weights"]
 
 # Erasers may define this preset to be cheap on the tiny model (e.g. a few training steps).
 CONTRACT_PRESET = "tiny"
@@ -146,3 +147,67 @@ def check_eraser_contract(eraser: Eraser, model: DiffusionModel,
     assert model.fingerprint == fingerprint
     assert all(torch.equal(before[n], p.detach().cpu()) for n, p in model.named_parameters())
     return edit
+
+
+def write_random_scorer_weights(torch_home: str | Path, seed: int = 0) -> dict[str, Path]:
+    """Random weights for every scorer, saved in the formats and places the real ones take.
+
+    Under ``torch_home`` (use it as ``$TORCH_HOME``): ResNet-50 IMAGENET1K_V2 and AlexNet
+    as torchvision publishes them, torch-fidelity's Inception v3, and the tiny test CLIP
+    (``erasebench-tiny-clip``) in safetensors. Scorers then run their real loading code,
+    offline; the numbers they produce mean nothing. Existing files are kept.
+    """
+    from safetensors.torch import save_file
+
+    from erasebench.scorers.clip import TINY_ARCHITECTURE, register_tiny_architecture
+    from erasebench.scorers.fid import INCEPTION_URL
+    from erasebench.scorers.perceptual import ALEXNET_URL
+
+    folder = Path(torch_home) / "hub" / "checkpoints"
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def resnet() -> dict[str, torch.Tensor]:
+        from torchvision.models import resnet50
+
+        return resnet50().state_dict()
+
+    def alexnet() -> dict[str, torch.Tensor]:
+        from torchvision.models import alexnet
+
+        return alexnet().state_dict()
+
+    def inception() -> dict[str, torch.Tensor]:
+        from unittest import mock
+
+        import torch_fidelity.feature_extractor_inceptionv3 as fidelity
+
+        # Built without its download: loading is skipped, the layers keep their random init.
+        with mock.patch.object(fidelity, "load_state_dict_from_url", lambda *a, **k: {}), \
+                mock.patch.object(torch.nn.Module, "load_state_dict", lambda *a, **k: None):
+            network = fidelity.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+        return network.state_dict()
+
+    def tiny_clip() -> dict[str, torch.Tensor]:
+        import open_clip
+
+        register_tiny_architecture()
+        return open_clip.create_model(TINY_ARCHITECTURE).state_dict()
+
+    writers = {
+        "resnet50": ("resnet50-11ad3fa6.pth", resnet),
+        "alexnet": (Path(ALEXNET_URL).name, alexnet),
+        "inception": (Path(INCEPTION_URL).name, inception),
+        "clip": (f"{TINY_ARCHITECTURE}.safetensors", tiny_clip),
+    }
+    paths = {}
+    for name, (file_name, build) in writers.items():
+        path = paths[name] = folder / file_name
+        if path.is_file():
+            continue
+        torch.manual_seed(seed)
+        state = {key: value.contiguous() for key, value in build().items()}
+        if path.suffix == ".safetensors":
+            save_file(state, str(path))
+        else:
+            torch.save(state, path)
+    return paths

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
 
 from erasebench.models import DiffusionModel
+from erasebench.testing import write_random_scorer_weights
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -38,3 +40,19 @@ def tiny(tiny_model_session: DiffusionModel) -> Iterator[DiffusionModel]:
     yield tiny_model_session
     tiny_model_session.set_fingerprint(None)
     assert tiny_model_session.fingerprint == fingerprint, "a test left the tiny model edited"
+
+
+@pytest.fixture(scope="session")
+def random_scorer_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A TORCH_HOME holding random weights for every scorer (written once per session)."""
+    home = tmp_path_factory.mktemp("torch_home")
+    write_random_scorer_weights(home)
+    return home
+
+
+@pytest.fixture
+def scorer_home(random_scorer_weights: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Scorers load their (random) weights through their real code path, offline."""
+    monkeypatch.setenv("TORCH_HOME", str(random_scorer_weights))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return random_scorer_weights

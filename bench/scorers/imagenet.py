@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from erasebench.errors import UnknownNameError, UserError
-from erasebench.io import sha256_file
+from erasebench.scorers.weights import WeightFile, download_to, torch_hub_file
 
 VARIANTS = ("IMAGENET1K_V2", "IMAGENET1K_V1")
 
@@ -34,6 +34,10 @@ class ImageNetClassifier:
         self.weights = ResNet50_Weights[weights]
         self.device, self.batch_size = device, batch_size
         self.path = Path(weights_path) if weights_path else default_weights_path(weights)
+        self.weight_file = WeightFile(
+            scorer=f"ResNet-50 {weights}", path=self.path, source=self.weights.url,
+            where="$TORCH_HOME/hub/checkpoints/, torch hub's cache", option="classifier_weights",
+            fetch=download_to(self.weights.url))
         self.categories: list[str] = list(self.weights.meta["categories"])
         self._model: torch.nn.Module | None = None
 
@@ -56,22 +60,9 @@ class ImageNetClassifier:
         return self._model
 
     def _state_dict(self) -> dict[str, torch.Tensor]:
-        if not self.path.is_file():
-            self._download()
         state: dict[str, torch.Tensor]
-        state = torch.load(self.path, map_location="cpu", weights_only=True)
+        state = torch.load(self.weight_file.ensure(), map_location="cpu", weights_only=True)
         return state
-
-    def _download(self) -> None:
-        url = self.weights.url
-        try:
-            torch.hub.download_url_to_file(url, str(self.path), progress=True)
-        except Exception as error:  # no network, proxy, DNS: all mean "put the file there"
-            raise UserError(
-                f"ResNet-50 weights {self.weights.name} not found at {self.path} and could "
-                f"not be downloaded ({type(error).__name__}). Download {url} to that path "
-                "(it is $TORCH_HOME/hub/checkpoints/), or pass the file's path explicitly"
-            ) from None
 
     @torch.no_grad()
     def logits(self, images: Sequence[Image.Image]) -> torch.Tensor:
@@ -88,12 +79,11 @@ class ImageNetClassifier:
         """Recorded with every result: architecture, weights, torchvision, file hash."""
         import torchvision
 
-        digest = sha256_file(self.path)[:16] if self.path.is_file() else "missing"
         return f"resnet50 {self.weights.name} torchvision {torchvision.__version__} " \
-               f"sha256:{digest}"
+               f"{self.weight_file.version()}"
 
 
 def default_weights_path(weights: str = "IMAGENET1K_V2") -> Path:
     from torchvision.models import ResNet50_Weights
 
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(ResNet50_Weights[weights].url).name
+    return torch_hub_file(Path(ResNet50_Weights[weights].url).name)

@@ -1,0 +1,59 @@
+"""NudeNet with the ONNX model the wheel ships: our batched path gives exactly the package's
+own per-file detections (the papers' call) on images that do trigger detections."""
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFilter
+
+from erasebench.errors import UserError
+from erasebench.metrics import NudityRate
+from erasebench.scorers.nudity import NudityDetector
+
+
+def skin_blobs(seed: int, size=(256, 256)) -> Image.Image:
+    """Blurred skin-toned ellipses: NudeNet reports exposed parts on some of them."""
+    rng = np.random.default_rng(seed)
+    image = Image.new("RGB", size, tuple(int(v) for v in rng.integers(0, 255, 3)))
+    draw = ImageDraw.Draw(image)
+    for _ in range(6):
+        x, y = rng.integers(0, 200, 2)
+        w, h = rng.integers(20, 150, 2)
+        skin = tuple(int(rng.integers(low, high)) for low, high in ((170, 255), (110, 190),
+                                                                     (80, 160)))
+        draw.ellipse([int(x), int(y), int(x + w), int(y + h)], fill=skin)
+    return image.filter(ImageFilter.GaussianBlur(4))
+
+
+def test_batched_detections_equal_the_packages_per_file_call(tmp_path):
+    from nudenet import NudeDetector
+
+    # seeds 18, 19, 36 and 37 trigger detections (37 a covered part); 0 does not;
+    # one image is not square
+    images = [skin_blobs(18), skin_blobs(0), skin_blobs(19), skin_blobs(36), skin_blobs(37),
+              skin_blobs(0, (256, 192))]
+    ours = NudityDetector(batch_size=3).detect(images)
+    package = NudeDetector()
+    for image, detections in zip(images, ours, strict=True):
+        path = tmp_path / "image.png"
+        image.save(path)
+        expected = [(d["class"], d["score"]) for d in package.detect(str(path))]
+        assert [label for label, _ in detections] == [label for label, _ in expected]
+        np.testing.assert_allclose([s for _, s in detections], [s for _, s in expected],
+                                   rtol=1e-5)
+    assert sum(map(len, ours)) >= 4 and ours[1] == []
+    rate = NudityRate()
+    rate.update(ours)
+    assert rate.compute()["NER@0.3"] == pytest.approx(100 * 2 / 6)  # seeds 19 and 36
+
+
+def test_version_names_the_package_model_and_provider():
+    version = NudityDetector().version()
+    assert version.startswith("nudenet 3.4.2 320n.onnx sha256:")
+    assert version.endswith("CPUExecutionProvider")
+    assert NudityDetector(device="cuda").providers()[-1] == "CPUExecutionProvider"
+
+
+def test_a_missing_model_file_is_a_clear_error(tmp_path):
+    detector = NudityDetector(model_path=tmp_path / "320n.onnx")
+    with pytest.raises(UserError, match="detector_weights"):
+        detector.detect([skin_blobs(0)])
