@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from erasebench.errors import CorruptFileError, PluginImportError, UserError
+from erasebench.errors import CorruptFileError, PluginImportError, UnknownNameError, UserError
 from erasebench.registry import ERASERS, TASKS
 
 app = typer.Typer(
@@ -61,6 +61,19 @@ SizeOption = Annotated[int | None, typer.Option(
     help="Image side in pixels, a multiple of 8 (default: the model's native size).")]
 PrecisionOption = Annotated[str | None, typer.Option(
     help="auto (fp16 on GPU, fp32 on CPU), fp32, fp16 or bf16.")]
+
+
+def _task_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The ``--task-config`` entries for task ``name``: ``KEY`` applies to every task,
+    ``TASK.KEY`` to that task only (and wins over a plain ``KEY``)."""
+    mine = {key: value for key, value in options.items() if "." not in key}
+    for key, value in options.items():
+        task, _, option = key.partition(".")
+        if option and task not in TASKS:
+            raise UnknownNameError("task", task, TASKS.names())
+        if option and task == name:
+            mine[option] = value
+    return mine
 
 
 def _split_names(values: list[str] | None) -> list[str]:
@@ -137,8 +150,8 @@ def run(
         help="Eraser preset applied to every eraser that has it (default: the model's, "
         "'shapes' on the miniature world, 'tiny' on the test model).")] = None,
     task_config: Annotated[list[str] | None, typer.Option(
-        "--task-config", help="Task option KEY=VALUE for every selected task (VALUE parsed "
-        "as JSON if it can be); repeatable.")] = None,
+        "--task-config", help="Task option KEY=VALUE for every selected task, or "
+        "TASK.KEY=VALUE for one (VALUE parsed as JSON if it can be); repeatable.")] = None,
     results: Annotated[Path, typer.Option(help="Results folder.")] = Path("results"),
     cache: CacheOption = None,
     device: DeviceOption = "auto",
@@ -170,7 +183,7 @@ def run(
     if not task_names:
         raise UserError(f"no task selected; registered tasks: {', '.join(TASKS.names())}")
     task_options = _parse_overrides(task_config, "--task-config")
-    task_objects = [TASKS.get(name)(task_options) for name in task_names]
+    task_objects = [TASKS.get(name)(_task_options(name, task_options)) for name in task_names]
     overrides = _generation_overrides(steps, guidance, scheduler, size, precision)
     units = []
     for model_spec, model_tasks in _tasks_by_model(task_objects, model, revision):
@@ -383,6 +396,44 @@ def search_history(
         image = search_strip(loaded, base, settings, columns)
         atomic_write(strip, lambda tmp: image.save(tmp, format="PNG"))
         console.print(f"wrote {strip}")
+
+
+@app.command()
+def weights(
+    tasks: Annotated[list[str] | None, typer.Option(
+        "--tasks", "-t", help="Task names, comma-separated (default: every registered task).")
+    ] = None,
+    task_config: Annotated[list[str] | None, typer.Option(
+        "--task-config", help="Task option KEY=VALUE (e.g. graph=netfive, clip_weights=PATH); "
+        "repeatable.")] = None,
+    download: Annotated[bool, typer.Option(
+        help="Download the missing files (needs network).")] = False,
+) -> None:
+    """List the weight files each task's scorers read, where they go and whether they are
+    there; exits 1 if any is missing."""
+    names = _split_names(tasks) or TASKS.names()
+    options = _parse_overrides(task_config, "--task-config")
+    table = Table("task", "scorer", "present")
+    table.add_column("path", overflow="fold")
+    table.add_column("source", overflow="fold")
+    missing = 0
+    for name in names:
+        cls = TASKS.get(name)
+        task = cls({k: v for k, v in _task_options(name, options).items()
+                    if k in cls.Options.model_fields})
+        for file in task.weight_files():
+            if download and not file.present():
+                file.ensure()
+            present = file.present()
+            missing += not present
+            table.add_row(name, file.scorer, "yes" if present else "[red]no[/red]",
+                          escape(str(file.path)), escape(file.source))
+    console.print(table)
+    if missing:
+        console.print(f"{missing} file(s) missing: `erasebench weights --download` fetches "
+                      "them where there is network, or put them at the paths shown "
+                      "(TORCH_HOME and HF_HOME move the caches).")
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -158,9 +158,26 @@ class Generator:
             task = bar.add_task("generating images", total=total)
             yield lambda n: bar.advance(task, n)
 
+    def images_from_conditioning(self, prompts: Sequence[PromptSpec],
+                                 conditioning: torch.Tensor) -> list[Image.Image]:
+        """Images of ``prompts`` (their seeds, guidance and negative prompts) drawn with
+        ``conditioning`` (n, tokens, dim) in place of their texts' encodings, e.g. an
+        attacker's embeddings. Not cached: the conditioning has no stable name."""
+        if len(conditioning) != len(prompts):
+            raise ValueError(f"{len(prompts)} prompts but {len(conditioning)} conditionings")
+        step = self.batch_size or len(prompts)
+        images = []
+        for start in range(0, len(prompts), step):
+            pixels = self.sample(prompts[start : start + step],
+                                 conditioning[start : start + step])
+            images.extend(Image.fromarray(array) for array in pixels)
+        return images
+
     @torch.no_grad()
-    def sample(self, prompts: Sequence[PromptSpec]) -> np.ndarray:
-        """Runs the sampler on one batch; returns uint8 images of shape (B, H, W, 3)."""
+    def sample(self, prompts: Sequence[PromptSpec],
+               conditioning: torch.Tensor | None = None) -> np.ndarray:
+        """Runs the sampler on one batch; returns uint8 images of shape (B, H, W, 3).
+        ``conditioning`` replaces the encodings of the prompts' texts when given."""
         model, settings = self.model, self.settings
         device = model.device
         height, width = self.size
@@ -172,7 +189,8 @@ class Generator:
         embeddings = padded_call(lambda ids: model.text_encoder(ids)[0],
                                  model.token_ids(distinct).to(device))
         table = dict(zip(distinct, embeddings, strict=True))
-        cond = torch.stack([table[p.text] for p in prompts])
+        cond = torch.stack([table[p.text] for p in prompts]) if conditioning is None else \
+            conditioning.to(device=device, dtype=embeddings.dtype)
         uncond = torch.stack([table[p.negative] for p in prompts])
         context = torch.cat([uncond, cond])
 

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from erasebench.edits import EditedModel
     from erasebench.figures import Figure
     from erasebench.models import DiffusionModel
+    from erasebench.probe import ModelProbe
+    from erasebench.scorers.weights import WeightFile
 
 
 class PluginConfig(BaseModel):
@@ -118,6 +120,9 @@ class ScoringContext:
     reference_images: Callable[[Sequence[PromptSpec]], list[Image.Image]]
     # The base model's text embeddings (n, tokens, dim), e.g. for concept distances.
     encode_text: Callable[[list[str]], torch.Tensor] | None = None
+    # The model and the unit's edit, for tasks that attack the edited model (robustness);
+    # None where there is no model (`erasebench score` on a folder).
+    probe: ModelProbe | None = None
 
 
 class Task:
@@ -162,6 +167,10 @@ class Task:
     def scorer_versions(self) -> dict[str, str]:
         """Scorer name -> version and weight hash, recorded with every result."""
         return {}
+
+    def weight_files(self) -> list[WeightFile]:
+        """The weight files this task's scorers read (``erasebench weights`` lists them)."""
+        return []
 
     @classmethod
     def report(cls, rows: pd.DataFrame) -> str:

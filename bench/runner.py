@@ -26,6 +26,7 @@ from erasebench.faults import checkpoint
 from erasebench.generate import Generator
 from erasebench.models import DiffusionModel, load_model
 from erasebench.plugins import Eraser, ScoringContext, Task
+from erasebench.probe import ModelProbe
 from erasebench.results import MetricRow, ResultStore, RunRecord, provenance
 from erasebench.specs import GenerationSpec, ModelSpec, RunSpec
 
@@ -150,7 +151,8 @@ class Runner:
             images = generator.images(prompts)
         # After the edit is removed, the same generator draws the base model's images.
         context = ScoringContext(device=self.device, reference_images=generator.images,
-                                 encode_text=model.encode_text)
+                                 encode_text=model.encode_text,
+                                 probe=ModelProbe(model, edit, generator))
         values = unit.task.score(images, prompts, unit.spec.request, context)
         metrics = []
         for value in values:

@@ -185,6 +185,11 @@ def write_random_scorer_weights(torch_home: str | Path, seed: int = 0) -> dict[s
         with mock.patch.object(fidelity, "load_state_dict_from_url", lambda *a, **k: {}), \
                 mock.patch.object(torch.nn.Module, "load_state_dict", lambda *a, **k: None):
             network = fidelity.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+        # He initialisation keeps activations alive through its ~50 layers; PyTorch's
+        # default init shrinks them to ~1e-8, and every FID would then be ~1e-16.
+        for module in network.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
         return network.state_dict()
 
     def tiny_clip() -> dict[str, torch.Tensor]:

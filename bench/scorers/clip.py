@@ -75,7 +75,8 @@ def clip_weight_file(architecture: str, weights_path: str | Path | None = None) 
     repo = hub_repo(architecture)
     cached = try_to_load_from_cache(repo, SAFETENSORS_NAME)
     folder = Path(HF_HUB_CACHE) / f"models--{repo.replace('/', '--')}"
-    path = Path(cached) if isinstance(cached, str) else folder / "snapshots" / SAFETENSORS_NAME
+    path = Path(cached) if isinstance(cached, str) else \
+        folder / "snapshots" / "<commit>" / SAFETENSORS_NAME
     return WeightFile(
         scorer=f"CLIP {architecture}", path=path,
         source=f"https://huggingface.co/{repo}/blob/main/{SAFETENSORS_NAME}",

@@ -144,6 +144,18 @@ class FrechetDistance:
         self._update(metric, images, real=False)
         return float(metric.compute())
 
+    @torch.no_grad()
+    def fid_between(self, images: Sequence[Image.Image],
+                    references: Sequence[Image.Image]) -> float:
+        """FID of ``images`` to other generated images (e.g. the original model's)."""
+        if min(len(images), len(references)) < 2:
+            raise UserError("FID needs at least 2 images on each side, got "
+                            f"{len(images)} and {len(references)}")
+        metric = self.metric()
+        self._update(metric, references, real=True)
+        self._update(metric, images, real=False)
+        return float(metric.compute())
+
     def version(self) -> str:
         from importlib.metadata import version
 

@@ -14,7 +14,7 @@ of the Δ matrix, Δ_e(c) = G_e(c) − G_0(c) in percentage points. Per request:
   on the concepts the model considers close. Descriptive, not better or worse.
 
 Across requests the reporter assembles the full matrix and its asymmetry, the mean over
-pairs of |Δ_a(b) − Δ_b(a)| (:func:`delta_matrix`, :func:`asymmetry`).
+pairs of |Δ_a(b) − Δ_b(a)| (:mod:`erasebench.tasks.graph_metrics`).
 """
 
 from __future__ import annotations
@@ -26,12 +26,17 @@ import pandas as pd
 import torch
 from PIL import Image
 from pydantic import Field, field_validator
-from torchmetrics.functional import spearman_corrcoef
 
 from erasebench.figures import Figure, heatmap_figure
 from erasebench.plugins import MetricInfo, MetricValue, PluginConfig, ScoringContext
 from erasebench.registry import register_task
 from erasebench.specs import ErasureRequest, PromptSpec
+from erasebench.tasks.graph_metrics import (
+    delta_matrix,
+    locality,
+    matrices_markdown,
+    text_similarity,
+)
 from erasebench.tasks.shapes.objects import ShapePromptsTask
 from erasebench.tasks.shapes.render import SHAPES
 from erasebench.tasks.shapes.scoring import read_images
@@ -72,14 +77,6 @@ def detection_rates(logits: torch.Tensor, labels: Sequence[str]) -> np.ndarray:
     return rates
 
 
-def text_similarity(encode_text, concept: str) -> np.ndarray:
-    """Cosine similarity of every shape's flattened token embeddings to ``concept``'s."""
-    with torch.no_grad():
-        embeddings = encode_text([concept, *SHAPES]).float().cpu().flatten(1)
-    embeddings = torch.nn.functional.normalize(embeddings, dim=1)
-    return (embeddings[1:] @ embeddings[0]).numpy()
-
-
 @register_task("shapes_graph")
 class ShapesGraph(ShapePromptsTask):
     """Concept-graph analogue: erase each shape in turn; Δ matrix, collateral, locality."""
@@ -114,14 +111,12 @@ class ShapesGraph(ShapePromptsTask):
         if others:
             values.append(MetricValue(metric="collateral",
                                       value=float(np.abs(delta[others]).mean())))
-        if context.encode_text is not None and len(others) > 2:
-            similarity = text_similarity(context.encode_text, request.concepts[0])[others]
-            drop = -delta[others]
+        if context.encode_text is not None:
+            similarity = text_similarity(context.encode_text, request.concepts[0], SHAPES)
             # A constant side has no ranking: the correlation is undefined, not zero.
-            if np.ptp(drop) > 0 and np.ptp(similarity) > 0:
-                rho = spearman_corrcoef(torch.tensor(similarity, dtype=torch.float64),
-                                        torch.tensor(drop, dtype=torch.float64))
-                values.append(MetricValue(metric="locality", value=float(rho)))
+            rho = locality(similarity[others], -delta[others])
+            if rho is not None:
+                values.append(MetricValue(metric="locality", value=rho))
         return values
 
 
@@ -129,48 +124,15 @@ class ShapesGraph(ShapePromptsTask):
     def report(cls, rows: pd.DataFrame) -> str:
         """The Δ matrix of every eraser (erased shape down, measured shape across) and its
         asymmetry, as markdown."""
-        parts = []
-        for eraser, frame in rows.groupby("eraser", sort=True):
-            matrix = delta_matrix(frame)
-            if matrix.empty:
-                continue
-            parts.append(f"\n**{eraser}**: Δ matrix (points; row = erased shape), "
-                         f"asymmetry {asymmetry(matrix):.3g}\n\n")
-            header = "| erased ↓ / shape → | " + " | ".join(matrix.columns) + " |"
-            lines = [header, "|---" * (len(matrix.columns) + 1) + "|"]
-            for erased, row in matrix.iterrows():
-                cells = ["" if np.isnan(v) else f"{v:+.0f}" for v in row.to_numpy()]
-                lines.append(f"| {erased} | " + " | ".join(cells) + " |")
-            parts.append("\n".join(lines) + "\n")
-        return "".join(parts)
+        return matrices_markdown(rows, SHAPES, "points", noun="shape", digits=0)
 
 
     @classmethod
     def figures(cls, rows: pd.DataFrame, stem: str) -> list[Figure]:
-        matrices = {str(eraser): delta_matrix(frame)
+        matrices = {str(eraser): delta_matrix(frame, SHAPES)
                     for eraser, frame in rows.groupby("eraser", sort=True)}
         matrices = {name: matrix for name, matrix in matrices.items() if not matrix.empty}
         if not matrices:
             return []
         return [heatmap_figure(matrices, stem, "Δ matrices: how erasing the shape of a row "
                                "moves the top-1 rate of the shape of a column (points)")]
-
-
-def delta_matrix(rows: pd.DataFrame) -> pd.DataFrame:
-    """Δ_e(c) (mean over seeds/duplicates) from one eraser's tidy ``shapes_graph`` rows."""
-    deltas = rows[rows["metric"].str.startswith("delta/")].copy()
-    if deltas.empty:
-        return pd.DataFrame()
-    deltas["shape"] = deltas["metric"].str.slice(len("delta/"))
-    matrix = deltas.pivot_table(index="request", columns="shape", values="value", aggfunc="mean")
-    order = [s for s in SHAPES if s in matrix.index]
-    return matrix.reindex(index=order, columns=[s for s in SHAPES if s in matrix.columns])
-
-
-def asymmetry(matrix: pd.DataFrame) -> float:
-    """Mean over unordered pairs {a, b} with both rows measured of |Δ_a(b) − Δ_b(a)|."""
-    gaps = [abs(matrix.loc[a, b] - matrix.loc[b, a])
-            for i, a in enumerate(matrix.index) for b in matrix.index[i + 1:]
-            if b in matrix.columns and a in matrix.columns]
-    gaps = [g for g in gaps if not np.isnan(g)]
-    return float(np.mean(gaps)) if gaps else float("nan")

@@ -14,6 +14,7 @@ from PIL import Image
 from erasebench.errors import UserError
 from erasebench.io import sha256_file
 from erasebench.plugins import Task
+from erasebench.scorers.weights import WeightFile
 from erasebench.specs import GenerationSpec
 from erasebench.tasks.shapes.classifier import WEIGHTS, ShapeClassifier, classify, load_classifier
 from erasebench.tasks.shapes.model import IMAGE_SIZE
@@ -62,3 +63,8 @@ class ShapesTask(Task):
 
     def scorer_versions(self) -> dict[str, str]:
         return classifier_version()
+
+    def weight_files(self) -> list[WeightFile]:
+        return [WeightFile(scorer="shapes classifier", path=WEIGHTS,
+                           source="the erasebench package (committed, trained in-tree)",
+                           where="inside the installed package")]

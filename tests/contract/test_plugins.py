@@ -50,7 +50,8 @@ class TestTaskContract:
             assert prompts and all(isinstance(p, PromptSpec) for p in prompts)
             assert prompts == task.prompts(request), "prompts must be deterministic"
 
-    def test_runs_end_to_end_on_the_tiny_model(self, name, tmp_path):
+    def test_runs_end_to_end_on_the_tiny_model(self, name, tmp_path, scorer_home):
+        # scorer_home: every scorer reads random weights through its real loading code
         task = TASKS.get(name)(TASKS.get(name).contract_options)
         units = plan([ERASERS.get("sd")()], [task], ModelSpec(id="tiny"), {"steps": 2})
         Runner(tmp_path / "results", tmp_path / "cache", progress=False).run(units[:1])

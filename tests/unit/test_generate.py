@@ -122,3 +122,17 @@ def test_prompts_that_give_the_same_image_are_generated_once(tiny):
     images = generator.images([PROMPTS[0], PROMPTS[1], same])
     assert len(sampled) == 2
     assert np.array_equal(np.asarray(images[0]), np.asarray(images[2]))
+
+
+def test_images_from_conditioning_equal_the_prompts_own_encodings(tiny):
+    from erasebench.generate import Generator
+    from erasebench.specs import GenerationSpec, PromptSpec
+
+    prompts = [PromptSpec(text="a cat", seed=1), PromptSpec(text="a dog", seed=2, guidance=3.0)]
+    generator = Generator(tiny, GenerationSpec(steps=2), batch_size=1, progress=False)
+    direct = generator.images(prompts)
+    conditioning = tiny.encode_text([p.text for p in prompts])
+    drawn = generator.images_from_conditioning(prompts, conditioning)
+    assert [d.tobytes() for d in drawn] == [d.tobytes() for d in direct]
+    swapped = generator.images_from_conditioning(prompts, conditioning.flip(0))
+    assert swapped[0].tobytes() != direct[0].tobytes()

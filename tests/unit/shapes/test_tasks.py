@@ -8,7 +8,8 @@ from PIL import Image
 
 from erasebench.errors import UserError
 from erasebench.plugins import ScoringContext
-from erasebench.tasks.shapes.graph import ShapesGraph, asymmetry, delta_matrix
+from erasebench.tasks.graph_metrics import asymmetry, delta_matrix
+from erasebench.tasks.shapes.graph import ShapesGraph
 from erasebench.tasks.shapes.objects import DEFAULT_SPLITS, ShapesObjects
 from erasebench.tasks.shapes.render import SHAPES, TEXTURES, random_spec, render
 from erasebench.tasks.shapes.scoring import read_images
@@ -109,7 +110,7 @@ def test_delta_matrix_and_asymmetry_by_hand():
         "eraser": "e", "request": ["circle", "circle", "square", "square"],
         "metric": ["delta/circle", "delta/square", "delta/circle", "delta/square"],
         "value": [-90.0, -10.0, -30.0, -80.0]})
-    matrix = delta_matrix(rows)
+    matrix = delta_matrix(rows, SHAPES)
     assert list(matrix.index) == ["circle", "square"]
     assert matrix.loc["circle", "square"] == -10.0
     assert asymmetry(matrix) == pytest.approx(20.0)  # |-10 - (-30)|

@@ -1,0 +1,56 @@
+"""Access to the edited model itself, for tasks that attack it rather than only read its
+images (the robustness task's recovery attack).
+
+The runner hands a :class:`ModelProbe` to :meth:`Task.score` through the scoring context;
+tasks still never call a sampler of their own: images come from the runner's generator,
+with the same seeds and settings as every other image of the unit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from erasebench.edits import EditedModel
+from erasebench.generate import Generator
+from erasebench.models import DiffusionModel
+from erasebench.specs import PromptSpec
+
+
+@dataclass
+class ModelProbe:
+    """The base model, the unit's edit and its generator. Outside :meth:`edited` the model
+    is the original one."""
+
+    model: DiffusionModel
+    edit: EditedModel
+    generator: Generator
+
+    @contextlib.contextmanager
+    def edited(self) -> Iterator[DiffusionModel]:
+        with self.edit.applied(self.model):
+            yield self.model
+
+    @torch.no_grad()
+    def latents(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """The VAE latents of ``images`` (posterior mean, scaled), on the model device."""
+        pixels = np.stack([np.asarray(image.convert("RGB")) for image in images])
+        batch = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        vae = self.model.vae
+        batch = batch.to(device=self.model.device, dtype=self.model.dtype)
+        if hasattr(vae, "encode_pixels"):  # the tiny model's exact pixel-shuffle codec
+            latents = vae.encode_pixels(batch)
+        else:  # AutoencoderKL: the posterior's mean
+            latents = vae.encode(batch).latent_dist.mean
+        return latents * vae.config.scaling_factor
+
+    def edited_images(self, prompts: Sequence[PromptSpec],
+                      conditioning: torch.Tensor) -> list[Image.Image]:
+        """The edited model's images of ``prompts`` drawn with ``conditioning``."""
+        with self.edited():
+            return self.generator.images_from_conditioning(prompts, conditioning)
