@@ -166,7 +166,7 @@ class Generator:
         if len(conditioning) != len(prompts):
             raise ValueError(f"{len(prompts)} prompts but {len(conditioning)} conditionings")
         step = self.batch_size or len(prompts)
-        images = []
+        images: list[Image.Image] = []
         for start in range(0, len(prompts), step):
             pixels = self.sample(prompts[start : start + step],
                                  conditioning[start : start + step])

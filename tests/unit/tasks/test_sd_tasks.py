@@ -216,7 +216,7 @@ def test_malformed_prompt_files_are_clear_errors(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["imagenette", "i2p_nudity", "artist", "coco_quality",
-                                  "concept_graph"])
+                                  "concept_graph", "robustness"])
 def test_readme_documents_every_option_and_every_data_file(name):
     from pathlib import Path
 
@@ -227,6 +227,7 @@ def test_readme_documents_every_option_and_every_data_file(name):
     readme = (folder / "README.md").read_text()
     for option in TASKS.get(name).Options.model_fields:
         assert f"`{option}`" in readme, f"{name}: option {option} undocumented"
-    sources = (folder / "data" / "SOURCE.md").read_text()
-    for data in (folder / "data").glob("*.csv"):
+    data_files = list((folder / "data").glob("*.csv"))
+    sources = (folder / "data" / "SOURCE.md").read_text() if data_files else ""
+    for data in data_files:
         assert f"`data/{data.name}`" in sources, f"{data.name} has no source"

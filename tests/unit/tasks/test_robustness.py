@@ -1,0 +1,103 @@
+"""The recovery attack: the projection keeps δ in its ball, the optimisation lowers its
+loss, and on the miniature world a word filter is recovered while the plain prompt is not."""
+
+import pytest
+import torch
+
+from erasebench.errors import UserError
+from erasebench.generate import Generator
+from erasebench.models import load_model
+from erasebench.plugins import ScoringContext
+from erasebench.probe import ModelProbe
+from erasebench.registry import ERASERS, TASKS
+from erasebench.specs import ErasureRequest, ModelSpec
+from erasebench.tasks.robustness.recovery import AttackSettings, project, recover
+
+
+def test_projection_keeps_delta_inside_the_ball():
+    delta = torch.randn(77, 8) * 10
+    inside = project(delta, 2.0)
+    assert float(inside.norm()) == pytest.approx(2.0)
+    torch.testing.assert_close(inside / inside.norm(), delta / delta.norm())
+    small = torch.full((3,), 0.1)
+    assert torch.equal(project(small, 2.0), small)
+
+
+@pytest.fixture(scope="module")
+def shapes_world():
+    model = load_model(ModelSpec(id="shapes"))
+    task = TASKS.get("robustness")({"task_options": {"images_per_class": 10,
+                                                     "splits": [["circle"]]},
+                                    "radii": [0.2]})
+    return model, task
+
+
+def _probe(model, task, eraser, request):
+    edit = ERASERS.get(eraser)().erase(model, request)
+    generator = Generator(model, task.generation(), batch_size=64, progress=False)
+    return ModelProbe(model, edit, generator)
+
+
+def test_the_attack_lowers_its_loss_and_stays_in_its_ball(shapes_world):
+    model, task = shapes_world
+    request = task.requests()[0]
+    probe = _probe(model, task, "token_filter", request)
+    prompts = task.prompts(request)
+    references = probe.generator.images(prompts)
+    texts = [p.text for p in prompts]
+    delta, losses = recover(probe, texts, references, 0.2, AttackSettings(steps=30, samples=16))
+    assert losses[-1] < 0.8 * losses[0]
+    with probe.edited() as edited:
+        bound = 0.2 * float(edited.encode_text(texts).flatten(1).norm(dim=1).mean())
+    assert float(delta.norm()) <= bound * (1 + 1e-5)
+    none, no_steps = recover(probe, texts, references, 0.0, AttackSettings(steps=30))
+    assert no_steps == [] and float(none.abs().max()) == 0.0
+
+
+def test_a_word_filter_is_recovered_and_the_plain_prompt_is_not(shapes_world):
+    model, task = shapes_world
+    request = task.requests()[0]
+    prompts = task.prompts(request)
+    probe = _probe(model, task, "token_filter", request)
+    with probe.edited():
+        images = probe.generator.images(prompts)
+    context = ScoringContext("cpu", probe.generator.images, model.encode_text, probe)
+    values = {v.metric: v.value for v in task.score(images, prompts, request, context)}
+    assert values["RSR-1@0.2"] >= 80.0  # the attack has teeth: the knowledge was never gone
+    assert values["RSR-1@0"] <= 50.0  # while the plain prompt mostly does not draw circles
+    assert model.fingerprint == probe.edit.base_fingerprint  # the model is left unedited
+
+
+def test_options_are_checked_and_scoring_needs_the_model():
+    with pytest.raises(UserError, match="ESR-k"):
+        TASKS.get("robustness")({"task": "i2p_nudity"})
+    with pytest.raises(UserError, match="radii"):
+        TASKS.get("robustness")({"radii": [0.0]})
+    task = TASKS.get("robustness")({"task_options": {"images_per_class": 1,
+                                                     "splits": [["circle"]]}})
+    request = ErasureRequest(concepts=("circle",), label="split 1")
+    prompts = task.prompts(request)
+    from PIL import Image
+
+    images = [Image.new("RGB", (32, 32))] * len(prompts)
+    with pytest.raises(UserError, match="erasebench run"):
+        task.score(images, prompts, request, ScoringContext("cpu", lambda p: images))
+
+
+def test_a_prompt_set_attack_is_scored_as_given(shapes_world, tmp_path):
+    model, _ = shapes_world
+    attack = tmp_path / "attack.csv"
+    attack.write_text("prompt,evaluation_seed,label\n"
+                      + "".join(f"a round red circle,{seed},circle\n" for seed in range(8))
+                      + "a blue square,3,square\n")  # square is not erased: left out
+    task = TASKS.get("robustness")({"task_options": {"images_per_class": 2,
+                                                     "splits": [["circle"]]},
+                                    "radii": [0.1], "steps": 1, "prompt_file": str(attack)})
+    request = task.requests()[0]
+    prompts = task.prompts(request)
+    assert sum(p.group == "attack_set" for p in prompts) == 8
+    probe = _probe(model, task, "sd", request)
+    images = probe.generator.images(prompts)
+    context = ScoringContext("cpu", probe.generator.images, model.encode_text, probe)
+    values = {v.metric: v.value for v in task.score(images, prompts, request, context)}
+    assert values["ASR-1"] >= 75.0 and values["RSR-1@0"] == 100.0
