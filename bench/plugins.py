@@ -109,6 +109,9 @@ class MetricValue(BaseModel):
     value: float
     split: str = ""
     seed: int | None = None
+    # Per-image values whose mean is ``value``, for metrics that average over images
+    # (e.g. 100 or 0 per image for ESR-1): the reporter's bootstrap intervals resample them.
+    samples: tuple[float, ...] = ()
 
 
 @dataclass

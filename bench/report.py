@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from erasebench.bootstrap import RESAMPLES, intervals
 from erasebench.errors import PluginImportError, UnknownNameError
 from erasebench.figures import SUBFOLDER, Figure, draw_figures, figure_plan
 from erasebench.io import atomic_write_bytes
@@ -105,6 +106,27 @@ def detail_table(summary: pd.DataFrame) -> str:
     return _table(["metric", *erasers], rows)
 
 
+def interval_table(bounds: pd.DataFrame) -> str:
+    """[low, high] per eraser and metric, and the images each interval rests on."""
+    metrics = list(dict.fromkeys(bounds["metric"]))
+    rows = []
+    for eraser, group in bounds.groupby("eraser", sort=True):
+        by_metric = group.set_index("metric")
+        cells = [str(eraser)]
+        for metric in metrics:
+            if metric not in by_metric.index:
+                cells.append("–")
+                continue
+            item = by_metric.loc[metric]
+            cells.append(f"[{item['low'] + 0.0:.4g}, {item['high'] + 0.0:.4g}] "
+                         f"({int(item['images'])})")
+        rows.append(cells)
+    return (_table(["eraser", *metrics], rows)
+            + f"\nImages resampled with replacement within each request, {RESAMPLES} times; "
+            "the mean over requests of the per-request means; 2.5th and 97.5th percentiles. "
+            "In brackets: the images the interval rests on.\n")
+
+
 def _task_extra(task: str, rows: pd.DataFrame) -> str:
     """What the task's own ``report`` adds, if the task is installed and has one."""
     try:
@@ -153,7 +175,8 @@ def _figure_links(figures: list[Figure], folder: str) -> str:
 def task_section(task: str, model: str, rows: pd.DataFrame,
                  figures: tuple[list[Figure], str] | None = None,
                  reported: pd.DataFrame | None = None,
-                 sources: pd.DataFrame | None = None) -> str:
+                 sources: pd.DataFrame | None = None,
+                 bounds: pd.DataFrame | None = None) -> str:
     headline = rows[rows["headline"].astype(bool)]
     detail = rows[~rows["headline"].astype(bool)]
     parts = [f"\n## {task} (model `{model}`)\n\n"]
@@ -167,6 +190,11 @@ def task_section(task: str, model: str, rows: pd.DataFrame,
             by_request = summarise(headline, by=("request",))
             parts.append(_folded("Request by request",
                                  task_table(by_request, ("request", "eraser"), bold=False)))
+        if bounds is not None and not bounds.empty:
+            shown = bounds[bounds["metric"].isin(set(headline["metric"]))]
+            if not shown.empty:
+                parts.append(_folded("Bootstrap 95% intervals over images",
+                                     interval_table(shown)))
     if reported is not None and not reported.empty:
         parts.append("\n**Reported vs reproduced**\n\n")
         parts.append(reported_table(reported, summarise(rows) if not rows.empty else
@@ -235,12 +263,14 @@ def overall_section(frame: pd.DataFrame) -> str:
 def render_leaderboard(frame: pd.DataFrame, figures_folder: str | None = None,
                        reported: pd.DataFrame | None = None,
                        provenance: pd.DataFrame | None = None,
-                       plan: dict[tuple[str, str], list[Figure]] | None = None) -> str:
+                       plan: dict[tuple[str, str], list[Figure]] | None = None,
+                       confidence: pd.DataFrame | None = None) -> str:
     """The leaderboard's markdown; with ``figures_folder`` (relative to the leaderboard),
     each section links the figures its task makes (drawn by :func:`write_report`); with
     ``reported``, published numbers stand beside the reproduced ones; with ``provenance``
     (:func:`erasebench.provenance.load_provenance`), each section says where its rows
-    come from. ``plan`` is :func:`figure_plan` of ``frame``, if the caller has it."""
+    come from. ``plan`` is :func:`figure_plan` of ``frame``, if the caller has it;
+    ``confidence`` (:func:`erasebench.bootstrap.intervals`) adds bootstrap intervals."""
     parts = [HEADER]
     reported = reported if reported is not None else pd.DataFrame(columns=["task", "model"])
     sections = sorted({*map(tuple, frame[["task", "model"]].astype(str).to_numpy()),
@@ -259,7 +289,9 @@ def render_leaderboard(frame: pd.DataFrame, figures_folder: str | None = None,
         figures = (plan.get((task, model), []), figures_folder or "")
         sources = None if provenance is None else provenance[
             (provenance["task"] == task) & (provenance["model"] == model)]
-        parts.append(task_section(task, model, rows, figures, published, sources))
+        bounds = None if confidence is None else confidence[
+            (confidence["task"] == task) & (confidence["model"] == model)]
+        parts.append(task_section(task, model, rows, figures, published, sources, bounds))
     return "".join(parts)
 
 
@@ -273,8 +305,10 @@ def write_report(results_dir: str | Path = "results",
     figures_dir = Path(results_dir) / SUBFOLDER
     relative = Path(os.path.relpath(figures_dir.resolve(),
                                     Path(leaderboard).resolve().parent)).as_posix()
+    store = ResultStore(results_dir)
+    confidence = intervals(frame, store.samples(frame["run_id"]))
     text = render_leaderboard(frame, relative, load_reported(results_dir),
-                              records_provenance(records), plan)
+                              records_provenance(records), plan, confidence)
     if not frame.empty:
         import io
 

@@ -10,9 +10,11 @@ records into one long pandas table.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import platform
 import subprocess
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -22,7 +24,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from erasebench.errors import CorruptFileError, UserError
-from erasebench.io import atomic_write_json, canonical_json
+from erasebench.io import atomic_write_bytes, atomic_write_json, canonical_json
 from erasebench.specs import RunSpec
 
 SCHEMA_VERSION = 1
@@ -97,11 +99,35 @@ def _git_sha() -> str:
 
 
 class ResultStore:
-    """The ``runs/`` folder of a results directory."""
+    """The ``runs/`` folder of a results directory, and ``samples/``: per image values
+    behind a unit's metrics (for bootstrap intervals), one parquet file per unit, written
+    before its record so that a finished unit always has them."""
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self.runs = self.root / "runs"
+        self.sample_dir = self.root / "samples"
+
+    def write_samples(self, run_id: str, samples: dict[str, Sequence[float]]) -> Path | None:
+        """Stores ``metric -> per-image values`` of one unit (nothing if there are none)."""
+        rows = [(metric, float(v)) for metric, values in samples.items() for v in values]
+        if not rows:
+            return None
+        frame = pd.DataFrame(rows, columns=["metric", "value"])
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        return atomic_write_bytes(self.sample_dir / f"{run_id}.parquet", buffer.getvalue())
+
+    def samples(self, run_ids: Iterable[str]) -> pd.DataFrame:
+        """Per-image values (run_id, metric, value) of the given units, where stored."""
+        frames = []
+        for run_id in sorted(set(run_ids)):
+            path = self.sample_dir / f"{run_id}.parquet"
+            if path.is_file():
+                frames.append(pd.read_parquet(path).assign(run_id=run_id))
+        if not frames:
+            return pd.DataFrame(columns=["metric", "value", "run_id"])
+        return pd.concat(frames, ignore_index=True)
 
     def path(self, run_id: str) -> Path:
         return self.runs / f"{run_id}.json"

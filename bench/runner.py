@@ -154,15 +154,18 @@ class Runner:
                                  encode_text=model.encode_text,
                                  probe=ModelProbe(model, edit, generator))
         values = unit.task.score(images, prompts, unit.spec.request, context)
-        metrics = []
+        metrics, samples = [], {}
         for value in values:
             info = unit.task.metrics.get(value.metric)
             if info is None:
                 raise RuntimeError(f"task {unit.task.name!r} returned undeclared metric "
                                    f"{value.metric!r}; declared: {sorted(unit.task.metrics)}")
+            if value.samples:
+                samples[value.metric] = value.samples
             metrics.append(MetricRow(metric=value.metric, value=value.value, split=value.split,
                                      seed=value.seed, higher_is_better=info.higher_is_better,
                                      headline=info.headline))
+        self.store.write_samples(unit.run_id, samples)
         return RunRecord(
             run_id=unit.run_id, spec=unit.spec, task_version=unit.task.version,
             model_fingerprint=model.fingerprint, edit_digest=edit.digest,

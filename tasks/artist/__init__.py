@@ -142,9 +142,11 @@ class ArtistStyle(Task):
         values = []
         for suffix, mask in (("e", erase), ("r", ~erase)):
             if mask.any():
-                values.append(MetricValue(metric=f"CLIP_{suffix}", value=float(clip[mask].mean())))
+                values.append(MetricValue(metric=f"CLIP_{suffix}", value=float(clip[mask].mean()),
+                                          samples=tuple(map(float, clip[mask]))))
                 values.append(MetricValue(metric=f"LPIPS_{suffix}",
-                                          value=float(lpips[mask].mean())))
+                                          value=float(lpips[mask].mean()),
+                                          samples=tuple(map(float, lpips[mask]))))
         for name in ARTISTS:
             mask = artist == name
             if mask.any():

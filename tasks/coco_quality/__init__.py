@@ -103,7 +103,8 @@ class CocoQuality(Task):
             distance = fid.fid_between(images, context.reference_images(prompts))
         clip = self.clip(context.device).scores(images, [p.text for p in prompts])
         return [MetricValue(metric="FID", value=distance),
-                MetricValue(metric="CLIP", value=float(clip.mean()))]
+                MetricValue(metric="CLIP", value=float(clip.mean()),
+                            samples=tuple(map(float, clip)))]
 
     def scorer_versions(self) -> dict[str, str]:
         reference = self.options.reference or "original model"  # type: ignore[attr-defined]

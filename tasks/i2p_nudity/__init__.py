@@ -18,7 +18,14 @@ from typing import Literal
 from PIL import Image
 from pydantic import Field
 
-from erasebench.metrics import ALL_EXPOSED_LABELS, AP_EXPOSED_LABELS, NER_THRESHOLDS, NudityRate
+from erasebench.metrics import (
+    ALL_EXPOSED_LABELS,
+    AP_EXPOSED_LABELS,
+    NER_THRESHOLDS,
+    NudityRate,
+    nudity_outcomes,
+    with_samples,
+)
 from erasebench.plugins import MetricInfo, MetricValue, PluginConfig, ScoringContext, Task
 from erasebench.registry import register_task
 from erasebench.scorers import shared
@@ -94,8 +101,10 @@ class I2PNudity(Task):
         labels = AP_EXPOSED_LABELS if self.options.labels == "ap" else ALL_EXPOSED_LABELS  # type: ignore[attr-defined]
         # One detection pass; every threshold and the part counts are read from it.
         rate = NudityRate(NER_THRESHOLDS, labels=labels, count_threshold=COUNT_THRESHOLD)
-        rate.update(self.detector(context.device).detect(images))
-        return [MetricValue(metric=name, value=value) for name, value in rate.compute().items()]
+        detections = self.detector(context.device).detect(images)
+        rate.update(detections)
+        values = [MetricValue(metric=name, value=value) for name, value in rate.compute().items()]
+        return with_samples(values, nudity_outcomes(detections, labels, NER_THRESHOLDS))
 
     def scorer_versions(self) -> dict[str, str]:
         return {"nudenet": self.detector().version()}

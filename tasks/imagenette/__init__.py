@@ -20,7 +20,7 @@ from PIL import Image
 from pydantic import Field, field_validator
 
 from erasebench.figures import Figure, tradeoff_figure
-from erasebench.metrics import ErasureSuccess
+from erasebench.metrics import ErasureSuccess, erasure_outcomes, with_samples
 from erasebench.plugins import MetricInfo, MetricValue, PluginConfig, ScoringContext, Task
 from erasebench.registry import register_task
 from erasebench.scorers import shared
@@ -166,7 +166,7 @@ class Imagenette(Task):
             head, _, index = name.partition("/")
             name = f"{head}/{names[int(index)]}" if index else head
             values.append(MetricValue(metric=name, value=value))
-        return values
+        return with_samples(values, erasure_outcomes(logits, labels, erased, preserved, KS))
 
     def scorer_versions(self) -> dict[str, str]:
         return {"resnet50": self.classifier().version()}

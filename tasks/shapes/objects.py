@@ -19,7 +19,7 @@ from PIL import Image
 from pydantic import Field, field_validator
 
 from erasebench.figures import Figure, tradeoff_figure
-from erasebench.metrics import ErasureSuccess
+from erasebench.metrics import ErasureSuccess, erasure_outcomes, with_samples
 from erasebench.plugins import MetricInfo, MetricValue, PluginConfig, ScoringContext
 from erasebench.registry import register_task
 from erasebench.specs import ErasureRequest, PromptSpec
@@ -141,7 +141,7 @@ class ShapesObjects(ShapePromptsTask):
             head, _, index = name.partition("/")
             name = f"{head}/{SHAPES[int(index)]}" if index else head
             values.append(MetricValue(metric=name, value=value))
-        return values
+        return with_samples(values, erasure_outcomes(logits, labels, erased, preserved, KS))
 
     @classmethod
     def figures(cls, rows: pd.DataFrame, stem: str) -> list[Figure]:

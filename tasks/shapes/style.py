@@ -97,5 +97,14 @@ class ShapesStyle(ShapesTask):
             "distance_erased": distance[erased].mean(),
             "distance_retained": distance[~erased].mean(),
         }
-        return [MetricValue(metric=name, value=float(value)) for name, value in values.items()]
+        per_image = {  # what the values average, for bootstrap intervals
+            "erased_texture_rate": 100.0 * texture_hit[erased],
+            "retained_texture_rate": 100.0 * texture_hit[~erased],
+            "erased_shape_rate": 100.0 * shape_hit[erased],
+            "distance_erased": distance[erased],
+            "distance_retained": distance[~erased],
+        }
+        return [MetricValue(metric=name, value=float(value),
+                            samples=tuple(map(float, per_image[name])))
+                for name, value in values.items()]
 

@@ -42,3 +42,7 @@ def test_imagenette_and_coco_run_on_the_tiny_model(scorer_home, tmp_path, capsys
     assert fid.max()["sd"] < 1e-3 < fid.min()["mock"]  # FID of SD to itself is 0
     board = (tmp_path / "leaderboard.md").read_text()
     assert "## imagenette" in board and "ESR-1" in board and "FID" in board
+    # per-image values stored beside each unit's record; the leaderboard's intervals
+    samples = pd.concat(pd.read_parquet(p) for p in (results / "samples").glob("*.parquet"))
+    assert {"ESR-1", "PSR-5", "CLIP"} <= set(samples.metric)
+    assert "Bootstrap 95% intervals over images" in board
