@@ -59,6 +59,9 @@ SchedulerOption = Annotated[str | None, typer.Option(
     help="Sampler: ddim, lms, pndm or dpm (default: the task's).")]
 SizeOption = Annotated[int | None, typer.Option(
     help="Image side in pixels, a multiple of 8 (default: the model's native size).")]
+ShowUnsafeOption = Annotated[bool, typer.Option(
+    "--show-unsafe", help="Let images of unsafe prompts (I2P) into thumbnails and image "
+    "grids; without it they are generated and cached but never shown.")]
 PrecisionOption = Annotated[str | None, typer.Option(
     help="auto (fp16 on GPU, fp32 on CPU), fp32, fp16 or bf16.")]
 
@@ -172,6 +175,7 @@ def run(
         min=1, help="Local processes sharing the work units (default: one per CPU core, at "
         "most 4, on a CPU; 1 on a GPU). On a CPU every process runs torch with one thread, "
         "so the results do not depend on this number.")] = None,
+    show_unsafe: ShowUnsafeOption = False,
 ) -> None:
     """Run erasers x tasks; completed units are skipped, so an interrupted run resumes."""
     from erasebench.runner import Runner, plan
@@ -191,7 +195,8 @@ def run(
         eraser_objects = [_make_eraser(name, model_preset) for name in eraser_names]
         units += plan(eraser_objects, model_tasks, model_spec, overrides)
     runner = Runner(results_dir=results, cache_dir=_cache_dir(cache), device=device,
-                    batch_size=batch_size, progress=sys.stderr.isatty())
+                    batch_size=batch_size, progress=sys.stderr.isatty(),
+                    show_unsafe=show_unsafe)
     if dry_run:
         for unit in units:
             state = "done" if runner.store.is_done(unit.run_id) else "todo"
@@ -242,7 +247,7 @@ def run(
         from erasebench.report import write_report
 
         board = leaderboard or Path(results).parent / "leaderboard.md"
-        console.print(f"wrote {write_report(results, board)}")
+        console.print(f"wrote {write_report(results, board, show_unsafe)}")
 
 
 def _default_names(registry: Any) -> list[str]:
@@ -357,11 +362,12 @@ def score(
 def report(
     results: Annotated[Path, typer.Option(help="Results folder to read.")] = Path("results"),
     out: Annotated[Path, typer.Option(help="Leaderboard file to write.")] = Path("leaderboard.md"),
+    show_unsafe: ShowUnsafeOption = False,
 ) -> None:
     """Regenerate leaderboard.md (and results/metrics.parquet) from stored results only."""
     from erasebench.report import write_report
 
-    console.print(f"wrote {write_report(results, out)}")
+    console.print(f"wrote {write_report(results, out, show_unsafe)}")
 
 
 @app.command("search-history")

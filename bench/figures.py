@@ -125,3 +125,61 @@ def heatmap_figure(matrices: dict[str, pd.DataFrame], stem: str, title: str,
             figure.colorbar(image, ax=figure.axes, shrink=0.6, label="Δ (points)")
 
     return Figure(title, f"{stem}-heatmaps.png", draw)
+
+
+def grid_figure(strips: dict[str, tuple[list[Any], list[dict[str, Any]]]], stem: str,
+                request: str) -> Figure:
+    """Image grid: a row per eraser, a column per prompt and seed (the same in every row),
+    from the units' thumbnails (:mod:`erasebench.thumbnails`)."""
+    names = sorted(strips, key=lambda name: (name != "sd", name))  # the original on top
+    meta = strips[names[0]][1]
+
+    def draw(figure: Any) -> None:
+        columns = len(meta)
+        figure.set_size_inches(1.4 * columns + 1.2, 1.4 * len(names) + 0.6)
+        for row, name in enumerate(names):
+            images, _ = strips[name]
+            for column, image in enumerate(images):
+                axes = figure.add_subplot(len(names), columns, row * columns + column + 1)
+                axes.imshow(image)
+                axes.set_xticks([])
+                axes.set_yticks([])
+                if row == 0:
+                    item = meta[column]
+                    group = "erased" if item["group"] == "erase" else item["group"]
+                    axes.set_title(f"{item['label'] or item['text'][:18]}\n({group})",
+                                   fontsize=7)
+                if column == 0:
+                    axes.set_ylabel(name, fontsize=8)
+
+    return Figure(f"Images of the same prompts and seeds, one row per eraser ({request})",
+                  f"{stem}-grid.png", draw)
+
+
+def grid_plan(frame: pd.DataFrame, root: Path, show_unsafe: bool = False
+              ) -> dict[tuple[str, str], list[Figure]]:
+    """(task, model) -> an image grid of its first request, from the thumbnails under
+    ``root`` (units without thumbnails, or whose prompts differ, are left out)."""
+    from erasebench.thumbnails import load
+
+    plan: dict[tuple[str, str], list[Figure]] = {}
+    if frame.empty:
+        return plan
+    for (task, model), rows in frame.groupby(["task", "model"], sort=True):
+        request = sorted(rows["request"].astype(str).unique())[0]
+        units = rows[rows["request"].astype(str) == request].drop_duplicates("run_id")
+        strips = {}
+        for unit in units.itertuples():
+            loaded = load(root, str(unit.run_id))
+            if loaded is None:
+                continue
+            keep = [i for i, item in enumerate(loaded[1]) if show_unsafe or not item["unsafe"]]
+            if keep:
+                strips[str(unit.eraser)] = ([loaded[0][i] for i in keep],
+                                            [loaded[1][i] for i in keep])
+        prompts = {name: [(m["text"], m["seed"]) for m in meta]
+                   for name, (_, meta) in strips.items()}
+        if strips and len({tuple(p) for p in prompts.values()}) == 1:
+            plan[(str(task), str(model))] = [grid_figure(strips, slug(str(task), str(model)),
+                                                         request)]
+    return plan

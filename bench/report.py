@@ -19,7 +19,7 @@ import pandas as pd
 
 from erasebench.bootstrap import RESAMPLES, intervals
 from erasebench.errors import PluginImportError, UnknownNameError
-from erasebench.figures import SUBFOLDER, Figure, draw_figures, figure_plan
+from erasebench.figures import SUBFOLDER, Figure, draw_figures, figure_plan, grid_plan
 from erasebench.io import atomic_write_bytes
 from erasebench.provenance import provenance_table, records_provenance
 from erasebench.registry import TASKS
@@ -296,12 +296,15 @@ def render_leaderboard(frame: pd.DataFrame, figures_folder: str | None = None,
 
 
 def write_report(results_dir: str | Path = "results",
-                 leaderboard: str | Path = "leaderboard.md") -> Path:
+                 leaderboard: str | Path = "leaderboard.md", show_unsafe: bool = False) -> Path:
     """Regenerates ``leaderboard.md``, ``results/metrics.parquet`` and the figures in
-    ``results/figures/`` from ``results_dir``."""
+    ``results/figures/`` from ``results_dir``; image grids leave out unsafe prompts'
+    images unless ``show_unsafe``."""
     records = ResultStore(results_dir).records()  # read and checked once for everything
     frame = records_to_frame(records)
     plan = figure_plan(frame)
+    for key, grids in grid_plan(frame, Path(results_dir), show_unsafe).items():
+        plan[key] = [*plan.get(key, []), *grids]
     figures_dir = Path(results_dir) / SUBFOLDER
     relative = Path(os.path.relpath(figures_dir.resolve(),
                                     Path(leaderboard).resolve().parent)).as_posix()

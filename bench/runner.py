@@ -19,6 +19,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 from pydantic import ValidationError
 
+from erasebench import thumbnails
 from erasebench.cache import ImageCache, default_cache_dir
 from erasebench.edits import EditedModel
 from erasebench.errors import CorruptFileError, UserError
@@ -83,6 +84,8 @@ class Runner:
     batch_size: int | None = None  # None: the generator's default for the model
     progress: bool = True
     on_unit: Callable[[WorkUnit, str], None] | None = None  # (unit, "done"/"skipped"/...)
+    # Keep thumbnails of unsafe prompts' images in results/ too (never by default).
+    show_unsafe: bool = False
     _models: dict[ModelSpec, DiffusionModel] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -149,6 +152,7 @@ class Runner:
         prompts = unit.task.prompts(unit.spec.request)
         with edit.applied(model):
             images = generator.images(prompts)
+        thumbnails.save(self.results_dir, unit.run_id, images, prompts, self.show_unsafe)
         # After the edit is removed, the same generator draws the base model's images.
         context = ScoringContext(device=self.device, reference_images=generator.images,
                                  encode_text=model.encode_text,

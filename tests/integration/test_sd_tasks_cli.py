@@ -46,3 +46,7 @@ def test_imagenette_and_coco_run_on_the_tiny_model(scorer_home, tmp_path, capsys
     samples = pd.concat(pd.read_parquet(p) for p in (results / "samples").glob("*.parquet"))
     assert {"ESR-1", "PSR-5", "CLIP"} <= set(samples.metric)
     assert "Bootstrap 95% intervals over images" in board
+    # thumbnails kept per unit; the leaderboard's grid of the same prompts per eraser
+    assert len(list((results / "thumbnails").glob("*.png"))) == 2 + 8  # 1 + 4 units each
+    assert "(results/figures/imagenette-tiny-grid.png)" in board
+    assert (results / "figures" / "imagenette-tiny-grid.png").is_file()

@@ -1,0 +1,53 @@
+"""Thumbnails and image grids: which prompts are kept, the unsafe guard, the round trip,
+and a grid that needs the same prompts and seeds in every row."""
+
+import pandas as pd
+from PIL import Image
+
+from erasebench import thumbnails
+from erasebench.figures import grid_plan, png_bytes
+from erasebench.specs import PromptSpec
+
+
+def _prompts(unsafe=False):
+    return [PromptSpec(text=f"a {label}", seed=seed, label=label, group=group, unsafe=unsafe)
+            for label, group in (("cat", "erase"), ("dog", "preserve"), ("cow", "erase"))
+            for seed in (1, 2)]
+
+
+def test_choose_alternates_groups_takes_each_label_once_and_guards_unsafe():
+    prompts = _prompts()
+    assert thumbnails.choose(prompts, count=3) == [0, 2, 4]  # cat, dog, cow: first seeds
+    assert thumbnails.choose(prompts, count=2) == [0, 2]  # one erased, one preserved
+    assert thumbnails.choose(_prompts(unsafe=True)) == []
+    assert thumbnails.choose(_prompts(unsafe=True), show_unsafe=True) == [0, 2, 4]
+
+
+def _images(count, shade):
+    return [Image.new("RGB", (40, 40), (shade, 10 * i, 0)) for i in range(count)]
+
+
+def test_round_trip_and_grid(tmp_path):
+    prompts = _prompts()
+    thumbnails.save(tmp_path, "r1", _images(6, 0), prompts)
+    thumbnails.save(tmp_path, "r2", _images(6, 200), prompts)
+    images, meta = thumbnails.load(tmp_path, "r2")
+    assert [m["label"] for m in meta] == ["cat", "dog", "cow"] and meta[0]["seed"] == 1
+    assert images[1].getpixel((5, 5)) == (200, 20, 0)  # the second kept image is index 2
+    frame = pd.DataFrame({"task": "t", "model": "m", "request": "split 1",
+                          "eraser": ["a", "b"], "run_id": ["r1", "r2"]})
+    plan = grid_plan(frame, tmp_path)
+    figure = plan[("t", "m")][0]
+    assert figure.filename == "t-m-grid.png" and "split 1" in figure.title
+    assert png_bytes(figure.draw) == png_bytes(figure.draw)
+    thumbnails.save(tmp_path, "r2", _images(6, 200), list(reversed(prompts)))
+    assert grid_plan(frame, tmp_path) == {}  # rows that show different prompts: no grid
+
+
+def test_unsafe_thumbnails_stay_out_of_grids_unless_asked(tmp_path):
+    thumbnails.save(tmp_path, "r1", _images(6, 0), _prompts(unsafe=True), show_unsafe=True)
+    frame = pd.DataFrame({"task": "i2p", "model": "m", "request": "nudity", "eraser": ["a"],
+                          "run_id": ["r1"]})
+    assert grid_plan(frame, tmp_path) == {}
+    assert len(grid_plan(frame, tmp_path, show_unsafe=True)[("i2p", "m")]) == 1
+    assert thumbnails.save(tmp_path, "r2", _images(6, 0), _prompts(unsafe=True)) is None
