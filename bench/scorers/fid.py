@@ -30,7 +30,7 @@ from safetensors.torch import load_file, save_file
 from erasebench.cache import default_cache_dir
 from erasebench.errors import UserError
 from erasebench.io import atomic_write
-from erasebench.scorers.weights import WeightFile, download_to, file_digest, torch_hub_file
+from erasebench.scorers.weights import WeightFile, file_digest
 
 INCEPTION_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
                  "weights-inception-2015-12-05-6726825d.pth")
@@ -88,11 +88,8 @@ class FrechetDistance:
     def __init__(self, device: str = "cpu", weights_path: str | Path | None = None,
                  batch_size: int = 50, cache_dir: str | Path | None = None) -> None:
         self.device, self.batch_size = device, batch_size
-        path = Path(weights_path) if weights_path else torch_hub_file(Path(INCEPTION_URL).name)
-        self.weight_file = WeightFile(
-            scorer="FID Inception v3", path=path, source=INCEPTION_URL,
-            where="$TORCH_HOME/hub/checkpoints/, torch hub's cache", option="fid_weights",
-            fetch=download_to(INCEPTION_URL))
+        self.weight_file = WeightFile.torch_hub("FID Inception v3", INCEPTION_URL,
+                                                "fid_weights", weights_path)
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir() / "fid"
 
     def metric(self) -> Any:

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from erasebench.errors import UnknownNameError, UserError
-from erasebench.scorers.weights import WeightFile, download_to, torch_hub_file
+from erasebench.scorers.weights import WeightFile, torch_hub_file
 
 VARIANTS = ("IMAGENET1K_V2", "IMAGENET1K_V1")
 
@@ -34,10 +34,8 @@ class ImageNetClassifier:
         self.weights = ResNet50_Weights[weights]
         self.device, self.batch_size = device, batch_size
         self.path = Path(weights_path) if weights_path else default_weights_path(weights)
-        self.weight_file = WeightFile(
-            scorer=f"ResNet-50 {weights}", path=self.path, source=self.weights.url,
-            where="$TORCH_HOME/hub/checkpoints/, torch hub's cache", option="classifier_weights",
-            fetch=download_to(self.weights.url))
+        self.weight_file = WeightFile.torch_hub(f"ResNet-50 {weights}", self.weights.url,
+                                                "classifier_weights", self.path)
         self.categories: list[str] = list(self.weights.meta["categories"])
         self._model: torch.nn.Module | None = None
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from erasebench.scorers.weights import WeightFile, download_to, file_digest, torch_hub_file
+from erasebench.scorers.weights import WeightFile, file_digest
 
 ALEXNET_URL = "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
 
@@ -40,11 +40,8 @@ class PerceptualDistance:
     def __init__(self, device: str = "cpu", backbone_path: str | Path | None = None,
                  batch_size: int = 16) -> None:
         self.device, self.batch_size = device, batch_size
-        path = Path(backbone_path) if backbone_path else torch_hub_file(Path(ALEXNET_URL).name)
-        self.weight_file = WeightFile(
-            scorer="LPIPS AlexNet backbone", path=path, source=ALEXNET_URL,
-            where="$TORCH_HOME/hub/checkpoints/, torch hub's cache", option="lpips_weights",
-            fetch=download_to(ALEXNET_URL))
+        self.weight_file = WeightFile.torch_hub("LPIPS AlexNet backbone", ALEXNET_URL,
+                                                "lpips_weights", backbone_path)
         self._model: torch.nn.Module | None = None
 
     def model(self) -> torch.nn.Module:

@@ -63,6 +63,15 @@ class WeightFile:
     option: str = ""
     fetch: Callable[[Path], Path] | None = None
 
+    @classmethod
+    def torch_hub(cls, scorer: str, url: str, option: str,
+                  path: str | Path | None = None) -> WeightFile:
+        """A file torch hub downloads from ``url`` into ``$TORCH_HOME/hub/checkpoints``
+        (or ``path`` when given)."""
+        return cls(scorer=scorer, path=Path(path) if path else torch_hub_file(Path(url).name),
+                   source=url, where="$TORCH_HOME/hub/checkpoints/, torch hub's cache",
+                   option=option, fetch=download_to(url))
+
     def present(self) -> bool:
         return self.path.is_file()
 

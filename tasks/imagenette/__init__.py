@@ -20,8 +20,13 @@ from PIL import Image
 from pydantic import Field, field_validator
 
 from erasebench.figures import Figure, tradeoff_figure
-from erasebench.metrics import ErasureSuccess, erasure_outcomes, with_samples
-from erasebench.plugins import MetricInfo, MetricValue, PluginConfig, ScoringContext, Task
+from erasebench.metrics import (
+    ErasureSuccess,
+    erasure_metric_infos,
+    erasure_outcomes,
+    with_samples,
+)
+from erasebench.plugins import MetricValue, PluginConfig, ScoringContext, Task
 from erasebench.registry import register_task
 from erasebench.scorers import shared
 from erasebench.scorers.imagenet import ImageNetClassifier
@@ -44,19 +49,6 @@ def _complement(split: tuple[str, ...]) -> tuple[str, ...]:
 DEFAULT_SPLITS = (_V1, _complement(_V1), _V3, _complement(_V3))
 PROMPT_FILES = {"ap": "imagenette_ap.csv", "uce": "imagenette_uce.csv"}
 KS = (1, 5)
-
-
-def _metrics() -> dict[str, MetricInfo]:
-    metrics = {}
-    for k in KS:
-        metrics[f"ESR-{k}"] = MetricInfo(True, f"% of erased-class images whose class is not "
-                                               f"in ResNet-50's top-{k}")
-        metrics[f"PSR-{k}"] = MetricInfo(True, f"% of preserved-class images whose class is in "
-                                               f"ResNet-50's top-{k}")
-        for name in CLASSES:
-            metrics[f"ESR-{k}/{name}"] = MetricInfo(True, f"ESR-{k} of {name}", headline=False)
-            metrics[f"PSR-{k}/{name}"] = MetricInfo(True, f"PSR-{k} of {name}", headline=False)
-    return metrics
 
 
 def canonical_class(name: str) -> str:
@@ -107,7 +99,7 @@ class Imagenette(Task):
     citation = ("Bui et al., Erasing with Precision: Adaptive Guided Erasure (ICLR 2025); "
                 "Bui et al., Adversarial Preservation (NeurIPS 2024)")
     Options = ImagenetteOptions
-    metrics = _metrics()
+    metrics = erasure_metric_infos(CLASSES, "class", "ResNet-50", KS)
     contract_options = {"images_per_class": 1, "splits": (_V1,)}
 
     # -- what to generate -------------------------------------------------------------

@@ -19,8 +19,13 @@ from PIL import Image
 from pydantic import Field, field_validator
 
 from erasebench.figures import Figure, tradeoff_figure
-from erasebench.metrics import ErasureSuccess, erasure_outcomes, with_samples
-from erasebench.plugins import MetricInfo, MetricValue, PluginConfig, ScoringContext
+from erasebench.metrics import (
+    ErasureSuccess,
+    erasure_metric_infos,
+    erasure_outcomes,
+    with_samples,
+)
+from erasebench.plugins import MetricValue, PluginConfig, ScoringContext
 from erasebench.registry import register_task
 from erasebench.specs import ErasureRequest, PromptSpec
 from erasebench.tasks.shapes.render import COLOURS, SHAPES
@@ -37,19 +42,6 @@ def _split(indices: Sequence[int], complement: bool = False) -> tuple[str, ...]:
 
 DEFAULT_SPLITS = (_split(_V1), _split(_V1, True), _split(_V3), _split(_V3, True))
 KS = (1, 5)
-
-
-def _metric_names() -> dict[str, MetricInfo]:
-    metrics = {}
-    for k in KS:
-        metrics[f"ESR-{k}"] = MetricInfo(True, f"% of erased-shape images whose shape is not in "
-                                               f"the classifier's top-{k}")
-        metrics[f"PSR-{k}"] = MetricInfo(True, f"% of preserved-shape images whose shape is in "
-                                               f"the classifier's top-{k}")
-        for shape in SHAPES:
-            metrics[f"ESR-{k}/{shape}"] = MetricInfo(True, f"ESR-{k} of {shape}", headline=False)
-            metrics[f"PSR-{k}/{shape}"] = MetricInfo(True, f"PSR-{k} of {shape}", headline=False)
-    return metrics
 
 
 class ShapesObjectsOptions(PluginConfig):
@@ -115,7 +107,7 @@ class ShapesObjects(ShapePromptsTask):
 
     description = __doc__ or ""
     Options = ShapesObjectsOptions
-    metrics = _metric_names()
+    metrics = erasure_metric_infos(SHAPES, "shape", "the classifier", KS)
     contract_options = {"images_per_class": 1, "splits": (("circle",),)}
 
     def requests(self) -> list[ErasureRequest]:
