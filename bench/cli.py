@@ -207,6 +207,8 @@ def run(
     local.use_cpu_threads(runner.device)
     helper = local.helper_number()
     todo = [unit for unit in units if not runner.store.is_done(unit.run_id)]
+    if not helper:
+        _check_weights({unit.task.name: unit.task for unit in todo}.values())
     count = min(workers or local.auto_workers(runner.device), max(1, len(todo)))
     if not helper:
         console.print(f"{len(units)} work units ({len(todo)} to do, {count} "
@@ -248,6 +250,17 @@ def run(
 
         board = leaderboard or Path(results).parent / "leaderboard.md"
         console.print(f"wrote {write_report(results, board, show_unsafe)}")
+
+
+def _check_weights(tasks: Any) -> None:
+    """Every scorer weight file the tasks to run need is there (downloaded if it can be),
+    before hours of generation end in a missing file."""
+    seen = set()
+    for task in tasks:
+        for file in task.weight_files():
+            if file.path not in seen:
+                seen.add(file.path)
+                file.ensure()
 
 
 def _default_names(registry: Any) -> list[str]:

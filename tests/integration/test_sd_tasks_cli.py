@@ -50,3 +50,19 @@ def test_imagenette_and_coco_run_on_the_tiny_model(scorer_home, tmp_path, capsys
     assert len(list((results / "thumbnails").glob("*.png"))) == 2 + 8  # 1 + 4 units each
     assert "(results/figures/imagenette-tiny-grid.png)" in board
     assert (results / "figures" / "imagenette-tiny-grid.png").is_file()
+
+
+def test_missing_scorer_weights_stop_the_run_before_anything_is_generated(tmp_path,
+                                                                         monkeypatch, capsys):
+    import torch
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file",
+                        lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
+    results = tmp_path / "results"
+    argv = ["run", "--model", "tiny", "--erasers", "sd", "--tasks", "imagenette",
+            "--results", str(results), "--cache", str(tmp_path / "cache"), "--workers", "1"]
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert "resnet50-11ad3fa6.pth" in error and "classifier_weights" in error
+    assert not results.exists() and not (tmp_path / "cache" / "images").exists()
