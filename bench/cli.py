@@ -176,6 +176,13 @@ def run(
         "most 4, on a CPU; 1 on a GPU). On a CPU every process runs torch with one thread, "
         "so the results do not depend on this number.")] = None,
     show_unsafe: ShowUnsafeOption = False,
+    backend: Annotated[str, typer.Option(
+        help="'local' (this machine's processes) or 'ray' (one Ray actor per --workers, on "
+        "the cluster at RAY_ADDRESS or a local one; pip install 'erasebench[ray]').")
+    ] = "local",
+    ray_address: Annotated[str | None, typer.Option(
+        help="Ray cluster address (default: $RAY_ADDRESS; none: start a local cluster).")
+    ] = None,
 ) -> None:
     """Run erasers x tasks; completed units are skipped, so an interrupted run resumes."""
     from erasebench.runner import Runner, plan
@@ -226,6 +233,21 @@ def run(
         last = now
 
     runner.on_unit = report_unit
+    if backend not in ("local", "ray"):
+        raise UnknownNameError("backend", backend, ["local", "ray"])
+    if backend == "ray":
+        from erasebench.ray_backend import run_on_ray
+
+        settings = {"results_dir": results, "cache_dir": runner.cache_dir,
+                    "device": runner.device, "batch_size": batch_size,
+                    "show_unsafe": show_unsafe}
+        summary = run_on_ray(todo, settings, count, ray_address, report_unit)
+        console.print(f"done {len(summary.done)} on Ray, {len(units) - len(todo)} already "
+                      f"done, busy (another run) {len(summary.busy)}; "
+                      f"{time.monotonic() - started:.0f} s")
+        if report_after:
+            _write_leaderboard(results, leaderboard, show_unsafe)
+        return
     helpers = local.start_helpers(_ARGV, count - 1) if count > 1 else []
     try:
         summary = runner.run(units)
@@ -246,10 +268,14 @@ def run(
                   f"processes, {len(units) - len(todo)} already done, busy (another run) "
                   f"{len(summary.busy)}; {time.monotonic() - started:.0f} s")
     if report_after:
-        from erasebench.report import write_report
+        _write_leaderboard(results, leaderboard, show_unsafe)
 
-        board = leaderboard or Path(results).parent / "leaderboard.md"
-        console.print(f"wrote {write_report(results, board, show_unsafe)}")
+
+def _write_leaderboard(results: Path, leaderboard: Path | None, show_unsafe: bool) -> None:
+    from erasebench.report import write_report
+
+    board = leaderboard or Path(results).parent / "leaderboard.md"
+    console.print(f"wrote {write_report(results, board, show_unsafe)}")
 
 
 def _check_weights(tasks: Any) -> None:

@@ -1,0 +1,90 @@
+"""``erasebench run --backend ray``: the work units on a Ray cluster.
+
+Each Ray actor holds one :class:`~erasebench.runner.Runner` (so a worker loads a base
+model once for all the units it runs) and one GPU, or one CPU on a machine without. Units
+travel as their specs (JSON) and are rebuilt from the plugin registries on the worker,
+so any installed eraser or task runs there as it would locally; every unit goes through
+``Runner.run_unit``, with the same locks, atomic writes, caches and resumption as the
+local backend, and therefore the same rows. The results and cache folders must be on a
+file system every worker sees (one machine, or a shared mount on a cluster).
+
+``ray.init`` connects to ``RAY_ADDRESS`` (or ``--ray-address``) when set, and otherwise
+starts a local cluster with one CPU per worker.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from erasebench.errors import UserError
+from erasebench.runner import RunSummary, WorkUnit
+from erasebench.specs import RunSpec
+
+
+def unit_from_spec(payload: str) -> WorkUnit:
+    """A work unit rebuilt from its spec's JSON through the registries."""
+    from erasebench.registry import ERASERS, TASKS
+
+    spec = RunSpec.model_validate_json(payload)
+    eraser = ERASERS.get(spec.eraser.name)(spec.eraser.config)
+    task = TASKS.get(spec.task.name)(spec.task.options)
+    unit = WorkUnit(spec, eraser, task)
+    if unit.run_id != spec.run_id():  # a plugin that does not rebuild to the same spec
+        raise UserError(f"{unit.describe()} does not rebuild to the same spec on the worker")
+    return unit
+
+
+class UnitWorker:
+    """The body of one Ray actor: a Runner kept for the actor's life."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        from erasebench import workers
+        from erasebench.runner import Runner
+
+        self.runner = Runner(progress=False, **settings)
+        workers.use_cpu_threads(self.runner.device)
+
+    def run(self, payload: str) -> tuple[str, str]:
+        unit = unit_from_spec(payload)
+        return unit.run_id, self.runner.run_unit(unit)
+
+
+def run_on_ray(units: Sequence[WorkUnit], settings: dict[str, Any], workers: int,
+               address: str | None = None,
+               on_unit: Callable[[WorkUnit, str], None] | None = None) -> RunSummary:
+    """Runs ``units`` on ``workers`` Ray actors; ``settings`` are the Runner's fields
+    (results_dir, cache_dir, device, batch_size, show_unsafe)."""
+    try:
+        import ray
+        from ray.util import ActorPool
+    except ImportError:
+        raise UserError("--backend ray needs Ray: pip install 'erasebench[ray]'") from None
+    settings = {key: str(value) if isinstance(value, Path) else value
+                for key, value in settings.items()}
+    gpu = str(settings.get("device", "cpu")).startswith("cuda")
+    if not ray.is_initialized():
+        address = address or os.environ.get("RAY_ADDRESS")
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=workers, num_gpus=workers if gpu else 0,
+                     include_dashboard=False, log_to_driver=False)
+    actor = ray.remote(num_gpus=1 if gpu else 0, num_cpus=0 if gpu else 1)(UnitWorker)
+    pool = ActorPool([actor.remote(settings) for _ in range(workers)])
+    by_id = {unit.run_id: unit for unit in units}
+    summary = RunSummary()
+    results = pool.map_unordered(lambda worker, payload: worker.run.remote(payload),
+                                 [unit.spec.model_dump_json() for unit in units])
+    try:
+        for run_id, status in results:
+            getattr(summary, status).append(run_id)
+            if on_unit is not None:
+                on_unit(by_id[run_id], status)
+    except ray.exceptions.RayTaskError as error:
+        if isinstance(error.cause, UserError):  # bad input: the same one line as locally
+            raise error.cause from None
+        raise
+    return summary
