@@ -1,0 +1,145 @@
+"""Generation throughput against the peers' per-image fp32 diffusers loop, and what scoring
+the same images costs, measured in one run.
+
+    python benchmarks/generation.py                       # SD v1.4 architecture, GPU
+    python benchmarks/generation.py --model tiny --device cpu --images 8 --steps 4
+
+Ours: :class:`erasebench.generate.Generator` (batched, one text encoding per distinct
+prompt, autocast at ``--precision``, classifier-free guidance in one UNet call). Peers':
+``StableDiffusionPipeline`` called once per image in fp32, as most method repositories do.
+Both draw ``--images`` images at ``--steps`` steps with guidance 7.5 from the same model;
+throughput excludes a warm-up batch. The FLOP ceiling uses the issue's estimate for SD v1.4
+at 512 px (1.61 TFLOP per guided step, ~83 TFLOP per 50-step image with the VAE decode) and
+``--peak-tflops`` (790: a bf16 matrix product on an H100). Scorers (ResNet-50, CLIP
+ViT-B/32, NudeNet) are timed on the images just made, with random weights written to a
+temporary TORCH_HOME when ``--random-scorers`` (default) so nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+import torch
+
+from erasebench.generate import Generator
+from erasebench.models import load_model
+from erasebench.specs import GenerationSpec, ModelSpec, PromptSpec
+
+TFLOP_PER_GUIDED_STEP = 1.61  # SD v1.4 UNet at 512 px, both halves of the guidance batch
+TFLOP_DECODE = 2.5  # the VAE decode of one 512 px image (83 - 50 * 1.61)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(function, device: torch.device) -> float:
+    sync(device)
+    start = time.perf_counter()
+    function()
+    sync(device)
+    return time.perf_counter() - start
+
+
+def prompts(count: int, offset: int = 0) -> list[PromptSpec]:
+    return [PromptSpec(text=f"a photo of object number {i % 10}", seed=offset + i)
+            for i in range(count)]
+
+
+def peers_loop(model, count: int, steps: int, device: torch.device) -> float:
+    """Seconds for ``count`` images, one pipeline call each, fp32 (the peers' way)."""
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    pipeline = StableDiffusionPipeline(
+        vae=model.vae, text_encoder=model.text_encoder, tokenizer=model.tokenizer,
+        unet=model.unet, scheduler=DDIMScheduler.from_config(model.scheduler_config),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipeline.set_progress_bar_config(disable=True)
+    size = model.native_size
+
+    def run() -> None:
+        for p in prompts(count, 10_000):
+            generator = torch.Generator(device).manual_seed(p.seed)
+            pipeline(p.text, num_inference_steps=steps, guidance_scale=7.5, height=size,
+                     width=size, generator=generator, output_type="np")
+
+    return timed(run, device)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="sd-v1-random")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--peer-images", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--peak-tflops", type=float, default=790.0)
+    parser.add_argument("--no-scorers", action="store_true")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    model = load_model(ModelSpec(id=args.model)).to(device)
+    card = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(f"model {args.model} on {device} ({card}), {args.steps} steps, guidance 7.5")
+
+    settings = GenerationSpec(steps=args.steps, precision=args.precision)
+    generator = Generator(model, settings, batch_size=args.batch_size, progress=False)
+    generator.images(prompts(min(4, args.images), 20_000))  # warm-up: kernels, allocator
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    images: list = []
+    ours = timed(lambda: images.extend(generator.images(prompts(args.images))), device)
+    ours_rate = args.images / ours
+    memory = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0
+    peers = peers_loop(model, args.peer_images, args.steps, device) / args.peer_images
+    peers_rate = 1 / peers
+    image_tflop = args.steps * TFLOP_PER_GUIDED_STEP + TFLOP_DECODE
+    ceiling = args.peak_tflops / image_tflop
+    print("| measure | value |\n|---|---|")
+    print(f"| ours: images/s (batch {generator.batch_size}, {args.precision}) | "
+          f"{ours_rate:.3f} |")
+    print(f"| peers' per-image fp32 loop: images/s | {peers_rate:.3f} |")
+    print(f"| speed-up over the per-image loop | {ours_rate / peers_rate:.2f}x |")
+    if args.model == "sd-v1-random":
+        print(f"| share of the FLOP ceiling ({ceiling:.2f} images/s at {args.peak_tflops:g} "
+              f"TFLOP/s) | {100 * ours_rate / ceiling:.1f}% |")
+    if device.type == "cuda":
+        print(f"| peak memory (GB) | {memory:.1f} |")
+    if args.no_scorers:
+        return
+    with tempfile.TemporaryDirectory() as home:
+        from erasebench.scorers.clip import ClipScorer
+        from erasebench.scorers.imagenet import ImageNetClassifier
+        from erasebench.scorers.nudity import NudityDetector
+        from erasebench.testing import write_random_scorer_weights
+
+        os.environ["TORCH_HOME"] = home
+        write_random_scorer_weights(home)
+        full_clip = os.path.join(home, "clip-vit-b-32.safetensors")
+        import open_clip
+        from safetensors.torch import save_file
+
+        save_file(open_clip.create_model("ViT-B-32-quickgelu").state_dict(), full_clip)
+        resnet = ImageNetClassifier(device=str(device))
+        clip = ClipScorer("ViT-B-32-quickgelu", str(device), full_clip)
+        nudenet = NudityDetector(str(device))
+        scorers = {
+            "ResNet-50": lambda: resnet.logits(images),
+            "CLIP ViT-B/32": lambda: clip.scores(images, ["a photo"] * len(images)),
+            "NudeNet": lambda: nudenet.detect(images),
+        }
+        for name, score in scorers.items():
+            score()  # load and warm up
+            seconds = timed(score, device)
+            print(f"| {name}: share of the generation time of the same images | "
+                  f"{100 * seconds / ours:.1f}% |")
+
+
+if __name__ == "__main__":
+    main()
