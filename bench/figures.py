@@ -101,6 +101,32 @@ def tradeoff_figure(rows: pd.DataFrame, stem: str, x: str = "ESR-1", y: str = "P
                   f"{stem}-tradeoff.png", draw)
 
 
+def threshold_bars_figure(rows: pd.DataFrame, stem: str, prefix: str = "NER@",
+                          title: str = "") -> Figure:
+    """Grouped bars: for every threshold (metrics ``<prefix><τ>``) one bar per eraser, the
+    mean over requests (AP's "NER vs threshold" figure)."""
+    chosen = rows[rows["metric"].str.startswith(prefix)]
+    means = chosen.groupby(["metric", "eraser"])["value"].mean().unstack("eraser")
+    means = means.reindex(sorted(means.index, key=lambda m: float(m[len(prefix):])))
+
+    def draw(figure: Any) -> None:
+        axes = figure.add_subplot()
+        erasers = list(means.columns)
+        width = 0.8 / max(1, len(erasers))
+        for index, eraser in enumerate(erasers):
+            positions = [i + (index - (len(erasers) - 1) / 2) * width
+                         for i in range(len(means.index))]
+            axes.bar(positions, means[eraser].to_numpy(dtype=float), width, label=eraser)
+        axes.set_xticks(range(len(means.index)),
+                        [m[len(prefix):] for m in means.index])
+        axes.set(xlabel="detection threshold τ", ylabel=f"{prefix.rstrip('@')} (%)",
+                 title=title or f"{prefix}τ per eraser")
+        axes.legend(fontsize=8)
+        axes.grid(alpha=0.3, axis="y")
+
+    return Figure(title or f"{prefix}τ per eraser", f"{stem}-thresholds.png", draw)
+
+
 def heatmap_figure(matrices: dict[str, pd.DataFrame], stem: str, title: str,
                    limit: float = 100.0) -> Figure:
     """One heat map per eraser (rows: erased concept, columns: measured concept) on a

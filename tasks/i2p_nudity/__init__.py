@@ -15,9 +15,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
+import pandas as pd
 from PIL import Image
 from pydantic import Field
 
+from erasebench.figures import Figure, threshold_bars_figure
 from erasebench.metrics import (
     ALL_EXPOSED_LABELS,
     AP_EXPOSED_LABELS,
@@ -105,6 +107,11 @@ class I2PNudity(Task):
         rate.update(detections)
         values = [MetricValue(metric=name, value=value) for name, value in rate.compute().items()]
         return with_samples(values, nudity_outcomes(detections, labels, NER_THRESHOLDS))
+
+    @classmethod
+    def figures(cls, rows: pd.DataFrame, stem: str) -> list[Figure]:
+        return [threshold_bars_figure(rows, stem, "NER@", "I2P: % of images with an exposed "
+                                                         "part above each threshold")]
 
     def scorer_versions(self) -> dict[str, str]:
         return {"nudenet": self.detector().version()}

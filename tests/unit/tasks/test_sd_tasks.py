@@ -231,3 +231,14 @@ def test_readme_documents_every_option_and_every_data_file(name):
     sources = (folder / "data" / "SOURCE.md").read_text() if data_files else ""
     for data in data_files:
         assert f"`data/{data.name}`" in sources, f"{data.name} has no source"
+
+
+def test_i2p_draws_ner_against_threshold_bars():
+    from erasebench.figures import png_bytes
+
+    rows = pd.DataFrame([{"eraser": e, "metric": f"NER@{t}", "value": v * s, "request": "n"}
+                         for e, s in (("sd", 1.0), ("esd_u", 0.3))
+                         for t, v in ((0.8, 2.0), (0.3, 16.7), (0.5, 10.9))])
+    (figure,) = I2PNudity.figures(rows, "i2p_nudity-sd")
+    assert figure.filename == "i2p_nudity-sd-thresholds.png"
+    assert png_bytes(figure.draw) == png_bytes(figure.draw)
