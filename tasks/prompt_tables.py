@@ -32,8 +32,12 @@ def read_prompt_table(path: str | Path, columns: tuple[str, ...]) -> pd.DataFram
         raise UserError(f"prompt file {path} does not exist")
     try:
         table = _read(str(path), path.stat().st_mtime_ns)
+    except pd.errors.EmptyDataError:
+        raise UserError(f"prompt file {path} is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as error:
         raise UserError(f"prompt file {path} is not a readable CSV: {error}") from None
+    if table.empty:
+        raise UserError(f"prompt file {path} has a header but no rows")
     missing = [column for column in columns if column not in table.columns]
     if missing:
         raise UserError(f"prompt file {path} lacks the column(s) {', '.join(missing)}; "

@@ -213,6 +213,13 @@ def test_malformed_prompt_files_are_clear_errors(tmp_path):
     with pytest.raises(UserError, match="evaluation_seed of row 0"):
         I2PNudity({"prompt_file": str(seeds)}).prompts(I2PNudity().requests()[0])
     assert len(I2PNudity({"limit": 5}).prompts(I2PNudity().requests()[0])) == 5
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(UserError, match="is empty"):
+        I2PNudity({"prompt_file": str(empty)}).prompts(I2PNudity().requests()[0])
+    empty.write_text("prompt,evaluation_seed,evaluation_guidance\n")
+    with pytest.raises(UserError, match="no rows"):
+        I2PNudity({"prompt_file": str(empty)}).prompts(I2PNudity().requests()[0])
 
 
 @pytest.mark.parametrize("name", ["imagenette", "i2p_nudity", "artist", "coco_quality",
