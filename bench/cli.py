@@ -215,7 +215,7 @@ def run(
     helper = local.helper_number()
     todo = [unit for unit in units if not runner.store.is_done(unit.run_id)]
     if not helper:
-        _check_weights({unit.task.name: unit.task for unit in todo}.values())
+        _preflight(todo)
     count = min(workers or local.auto_workers(runner.device), max(1, len(todo)))
     if not helper:
         console.print(f"{len(units)} work units ({len(todo)} to do, {count} "
@@ -278,11 +278,16 @@ def _write_leaderboard(results: Path, leaderboard: Path | None, show_unsafe: boo
     console.print(f"wrote {write_report(results, board, show_unsafe)}")
 
 
-def _check_weights(tasks: Any) -> None:
-    """Every scorer weight file the tasks to run need is there (downloaded if it can be),
-    before hours of generation end in a missing file."""
-    seen = set()
-    for task in tasks:
+def _preflight(units: Any) -> None:
+    """Before hours of generation: every unit's prompts can be built (prompt files read
+    and checked) and every scorer weight file is there (downloaded if it can be)."""
+    checked, seen = set(), set()
+    for unit in units:
+        key = (unit.spec.task.spec_hash(), unit.spec.request.spec_hash())
+        if key not in checked:
+            checked.add(key)
+            unit.task.prompts(unit.spec.request)
+    for task in {unit.task.name: unit.task for unit in units}.values():
         for file in task.weight_files():
             if file.path not in seen:
                 seen.add(file.path)

@@ -27,6 +27,12 @@ def test_unknown_eraser_exits_2_with_one_line_listing_the_valid_names(capsys):
       "--config", "strength=strong"], "bad eraser config"),
     (["erase", "--eraser", "mock", "--concept", "c", "--out", "e.safetensors",
       "--config", "unknown_key=1"], "unknown_key"),
+    (["run", "--tasks", "mock", "--task-config", "nope.images_per_concept=1"],
+     "unknown task 'nope'"),
+    (["run", "--tasks", "i2p_nudity", "--task-config", "prompt_file=missing.csv"],
+     "missing.csv does not exist"),
+    (["run", "--tasks", "robustness", "--task-config", "task=i2p_nudity"], "ESR-k"),
+    (["run", "--tasks", "mock", "--backend", "slurm"], "valid backends: local, ray"),
 ], ids=lambda v: " ".join(v)[:40] if isinstance(v, list) else str(v))
 def test_bad_input_is_one_line_and_exit_2_and_writes_nothing(argv, message, capsys, tmp_path,
                                                              monkeypatch):
