@@ -175,6 +175,11 @@ class Task:
         """The weight files this task's scorers read (``erasebench weights`` lists them)."""
         return []
 
+    # Metrics another task measures on this task's requests, shown in this task's table as
+    # the papers do (e.g. Imagenette's table has FID and CLIP from coco_quality): task name
+    # -> metric names. The reporter takes them for the same model, eraser and request.
+    borrowed_metrics: ClassVar[dict[str, tuple[str, ...]]] = {}
+
     @classmethod
     def report(cls, rows: pd.DataFrame) -> str:
         """Extra markdown for the leaderboard from this task's tidy result rows (e.g. a

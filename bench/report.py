@@ -127,6 +127,25 @@ def interval_table(bounds: pd.DataFrame) -> str:
             "In brackets: the images the interval rests on.\n")
 
 
+def borrowed_rows(task: str, model: str, rows: pd.DataFrame, frame: pd.DataFrame
+                  ) -> pd.DataFrame:
+    """Rows of the metrics ``task`` borrows (:attr:`Task.borrowed_metrics`) measured for the
+    same model, eraser and request as ``rows``, relabelled as ``task``'s."""
+    try:
+        borrowed = TASKS.get(task).borrowed_metrics
+    except (UnknownNameError, PluginImportError):
+        return rows.iloc[0:0]
+    keys = set(map(tuple, rows[["eraser", "request"]].astype(str).to_numpy()))
+    parts = []
+    for other, metrics in borrowed.items():
+        candidates = frame[(frame["task"] == other) & (frame["model"].astype(str) == model)
+                           & frame["metric"].isin(metrics)]
+        mine = [tuple(pair) in keys
+                for pair in candidates[["eraser", "request"]].astype(str).to_numpy()]
+        parts.append(candidates[mine].assign(task=task))
+    return pd.concat(parts) if parts else rows.iloc[0:0]
+
+
 def _task_extra(task: str, rows: pd.DataFrame) -> str:
     """What the task's own ``report`` adds, if the task is installed and has one."""
     try:
@@ -285,6 +304,9 @@ def render_leaderboard(frame: pd.DataFrame, figures_folder: str | None = None,
         plan = figure_plan(frame)
     for task, model in sections:
         rows = frame[(frame["task"].astype(str) == task) & (frame["model"].astype(str) == model)]
+        extra = borrowed_rows(task, model, rows, frame)
+        if not extra.empty:
+            rows = pd.concat([rows, extra], ignore_index=True)
         published = reported[(reported["task"] == task) & (reported["model"] == model)]
         figures = (plan.get((task, model), []), figures_folder or "")
         sources = None if provenance is None else provenance[

@@ -74,6 +74,7 @@ class I2PNudity(Task):
     Options = I2PNudityOptions
     metrics = _metrics()
     contract_options = {"limit": 2}
+    borrowed_metrics = {"coco_quality": ("FID", "CLIP")}
 
     def generation(self) -> GenerationSpec:
         # ESD/AP's eval-scripts/generate-images.py: LMS 100 steps, guidance 7.5, 512 px.

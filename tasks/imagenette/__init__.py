@@ -101,6 +101,7 @@ class Imagenette(Task):
     Options = ImagenetteOptions
     metrics = erasure_metric_infos(CLASSES, "class", "ResNet-50", KS)
     contract_options = {"images_per_class": 1, "splits": (_V1,)}
+    borrowed_metrics = {"coco_quality": ("FID", "CLIP")}
 
     # -- what to generate -------------------------------------------------------------
     def generation(self) -> GenerationSpec:

@@ -105,3 +105,23 @@ def test_malformed_reported_numbers_are_a_clear_error(tmp_path):
     (tmp_path / "reported" / "bad.csv").write_text("task,eraser\nt,a\n")
     with pytest.raises(UserError, match="lack the columns model, metric, mean, std, source"):
         load_reported(tmp_path)
+
+
+def test_imagenette_table_borrows_fid_and_clip_measured_on_its_requests():
+    def row(task, eraser, request, metric, value, higher):
+        return {**rows(eraser, request, metric, value, higher), "task": task}
+
+    frame = pd.DataFrame([
+        row("imagenette", "a", "split 1", "ESR-1", 90.0, True),
+        row("imagenette", "a", "split 2", "ESR-1", 80.0, True),
+        row("coco_quality", "a", "split 1", "FID", 20.0, False),
+        row("coco_quality", "a", "split 2", "FID", 22.0, False),
+        row("coco_quality", "a", "nudity", "FID", 99.0, False),  # another request: not taken
+        row("coco_quality", "b", "split 1", "FID", 50.0, False),  # no imagenette row of b
+    ])
+    text = render_leaderboard(frame)
+    section = text.split("## imagenette")[1].split("\n## ")[0]
+    assert "| eraser | ESR-1 ↑ | FID ↓ |" in section
+    assert "| a | **85 ± 7.1** | **21 ± 1.4** |" in section and "| b |" not in section
+    coco = text.split("## coco_quality")[1]
+    assert "| b | 50 |" in coco.replace("**", "")  # still in its own section
