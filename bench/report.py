@@ -317,12 +317,13 @@ def render_leaderboard(frame: pd.DataFrame, figures_folder: str | None = None,
     return "".join(parts)
 
 
-def write_report(results_dir: str | Path = "results",
-                 leaderboard: str | Path = "leaderboard.md", show_unsafe: bool = False) -> Path:
-    """Regenerates ``leaderboard.md``, ``results/metrics.parquet`` and the figures in
-    ``results/figures/`` from ``results_dir``; image grids leave out unsafe prompts'
-    images unless ``show_unsafe``."""
-    records = ResultStore(results_dir).records()  # read and checked once for everything
+def build_report(results_dir: str | Path = "results",
+                 leaderboard: str | Path = "leaderboard.md", show_unsafe: bool = False
+                 ) -> tuple[str, pd.DataFrame, dict[tuple[str, str], list[Figure]]]:
+    """The leaderboard's text for ``results_dir``, its tidy frame and its figure plan
+    (task figures and image grids), reading the results folder once."""
+    store = ResultStore(results_dir)
+    records = store.records()  # read and checked once for everything
     frame = records_to_frame(records)
     plan = figure_plan(frame)
     for key, grids in grid_plan(frame, Path(results_dir), show_unsafe).items():
@@ -330,10 +331,19 @@ def write_report(results_dir: str | Path = "results",
     figures_dir = Path(results_dir) / SUBFOLDER
     relative = Path(os.path.relpath(figures_dir.resolve(),
                                     Path(leaderboard).resolve().parent)).as_posix()
-    store = ResultStore(results_dir)
     confidence = intervals(frame, store.samples(frame["run_id"]))
     text = render_leaderboard(frame, relative, load_reported(results_dir),
                               records_provenance(records), plan, confidence)
+    return text, frame, plan
+
+
+def write_report(results_dir: str | Path = "results",
+                 leaderboard: str | Path = "leaderboard.md", show_unsafe: bool = False) -> Path:
+    """Regenerates ``leaderboard.md``, ``results/metrics.parquet`` and the figures in
+    ``results/figures/`` from ``results_dir``; image grids leave out unsafe prompts'
+    images unless ``show_unsafe``."""
+    text, frame, plan = build_report(results_dir, leaderboard, show_unsafe)
+    figures_dir = Path(results_dir) / SUBFOLDER
     if not frame.empty:
         import io
 

@@ -3,18 +3,13 @@
 import re
 from pathlib import Path
 
-from erasebench.provenance import load_provenance
-from erasebench.report import render_leaderboard
-from erasebench.reported import load_reported
-from erasebench.results import load_results
+from erasebench.report import build_report
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_committed_leaderboard_matches_committed_results():
-    expected = render_leaderboard(load_results(ROOT / "results"), "results/figures",
-                                  load_reported(ROOT / "results"),
-                                  load_provenance(ROOT / "results"))
+    expected, _, _ = build_report(ROOT / "results", ROOT / "leaderboard.md")
     assert (ROOT / "leaderboard.md").read_text() == expected, (
         "leaderboard.md is stale: run `erasebench report` and commit it")
     for link in re.findall(r"\]\((results/figures/[^)]+)\)", expected):
