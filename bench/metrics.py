@@ -11,7 +11,7 @@ Both follow the AP/AGE evaluation code (see ``tasks/*/README.md``); percentages.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import torch
 from torchmetrics import Metric
@@ -173,8 +173,23 @@ def nudity_outcomes(detections: Sequence[Sequence[Detection]], labels: Sequence[
     return {f"NER@{t:g}": tuple(100.0 if b > t else 0.0 for b in best) for t in thresholds}
 
 
+def erasure_values(logits: torch.Tensor, labels: torch.Tensor, erased: Sequence[int],
+                   preserved: Sequence[int], names: dict[int, str],
+                   ks: Sequence[int] = (1, 5)) -> list[MetricValue]:
+    """ESR-k / PSR-k overall (with their per-image samples) and per class, the class index
+    in a detail metric's name replaced by ``names[index]`` (``ESR-1/church``)."""
+    metric = ErasureSuccess(logits.shape[1], erased, preserved, ks=ks)
+    metric.update(logits, labels)
+    values = []
+    for name, value in metric.compute().items():
+        head, _, index = name.partition("/")
+        name = f"{head}/{names[int(index)]}" if index else head
+        values.append(MetricValue(metric=name, value=value))
+    return with_samples(values, erasure_outcomes(logits, labels, erased, preserved, ks))
+
+
 def with_samples(values: Iterable[MetricValue],
-                 samples: dict[str, Sequence[float]]) -> list[MetricValue]:
+                 samples: Mapping[str, Sequence[float]]) -> list[MetricValue]:
     """``values`` with the per-image samples of the metrics that have them attached."""
     return [value.model_copy(update={"samples": tuple(samples[value.metric])})
             if value.metric in samples else value for value in values]

@@ -20,12 +20,7 @@ from PIL import Image
 from pydantic import Field, field_validator
 
 from erasebench.figures import Figure, tradeoff_figure
-from erasebench.metrics import (
-    ErasureSuccess,
-    erasure_metric_infos,
-    erasure_outcomes,
-    with_samples,
-)
+from erasebench.metrics import erasure_metric_infos, erasure_values
 from erasebench.plugins import MetricValue, PluginConfig, ScoringContext, Task
 from erasebench.registry import register_task
 from erasebench.scorers import shared
@@ -151,15 +146,8 @@ class Imagenette(Task):
         labels = torch.tensor([classifier.class_index(p.label) for p in prompts])
         erased = [classifier.class_index(name) for name in request.concepts]
         preserved = [classifier.class_index(name) for name in _complement(request.concepts)]
-        metric = ErasureSuccess(len(classifier.categories), erased, preserved, ks=KS)
-        metric.update(logits, labels)
         names = {classifier.class_index(name): name for name in CLASSES}
-        values = []
-        for name, value in metric.compute().items():
-            head, _, index = name.partition("/")
-            name = f"{head}/{names[int(index)]}" if index else head
-            values.append(MetricValue(metric=name, value=value))
-        return with_samples(values, erasure_outcomes(logits, labels, erased, preserved, KS))
+        return erasure_values(logits, labels, erased, preserved, names, KS)
 
     def scorer_versions(self) -> dict[str, str]:
         return {"resnet50": self.classifier().version()}

@@ -19,12 +19,7 @@ from PIL import Image
 from pydantic import Field, field_validator
 
 from erasebench.figures import Figure, tradeoff_figure
-from erasebench.metrics import (
-    ErasureSuccess,
-    erasure_metric_infos,
-    erasure_outcomes,
-    with_samples,
-)
+from erasebench.metrics import erasure_metric_infos, erasure_values
 from erasebench.plugins import MetricValue, PluginConfig, ScoringContext
 from erasebench.registry import register_task
 from erasebench.specs import ErasureRequest, PromptSpec
@@ -126,14 +121,7 @@ class ShapesObjects(ShapePromptsTask):
         labels = torch.tensor([SHAPES.index(prompt.label) for prompt in prompts])
         erased = [SHAPES.index(shape) for shape in request.concepts]
         preserved = [i for i in range(len(SHAPES)) if i not in erased]
-        metric = ErasureSuccess(len(SHAPES), erased, preserved, ks=KS)
-        metric.update(logits, labels)
-        values = []
-        for name, value in metric.compute().items():
-            head, _, index = name.partition("/")
-            name = f"{head}/{SHAPES[int(index)]}" if index else head
-            values.append(MetricValue(metric=name, value=value))
-        return with_samples(values, erasure_outcomes(logits, labels, erased, preserved, KS))
+        return erasure_values(logits, labels, erased, preserved, dict(enumerate(SHAPES)), KS)
 
     @classmethod
     def figures(cls, rows: pd.DataFrame, stem: str) -> list[Figure]:
