@@ -9,7 +9,9 @@ For every request and every erased class:
   the edited model predict what the original model predicts on the class's images; the
   class's prompts are then drawn (same seeds) with the perturbed conditioning and the task's
   scorer reads them. RSR-k@ρ = % of those images whose class is in the top k (100 − ESR-k
-  on the attacked images); RSR-k@0 is the plain prompts'.
+  on the attacked images); RSR-k@0 is the plain prompts'. With ``soft_tokens`` = n > 0 the
+  attacker also learns n free vectors at the conditioning's end, and the attacks are named
+  RSR-k@ρ+nt (ρ = 0 included: the soft tokens alone).
 - **Prompt-set attack** (``prompt_file``: CSV with prompt, evaluation_seed and label columns,
   label = an erased class): the prompts are drawn as they are; ASR-k = % of images whose
   class is in the top k.
@@ -48,8 +50,8 @@ DEFAULT_BASE_OPTIONS: dict[str, dict[str, Any]] = {
 }
 
 
-def _format(radius: float) -> str:
-    return f"{radius:g}"
+def _format(radius: float, soft_tokens: int = 0) -> str:
+    return f"{radius:g}" + (f"+{soft_tokens}t" if soft_tokens else "")
 
 
 class RobustnessOptions(PluginConfig):
@@ -70,6 +72,10 @@ class RobustnessOptions(PluginConfig):
     samples: int = Field(32, ge=1, description="Noisy latents the attack's loss averages "
                          "over.")
     seed: int = Field(0, ge=0, description="Seed of the attack's noisy latents.")
+    soft_tokens: int = Field(0, ge=0, le=75, description="Free, unbounded vectors the attacker "
+                             "learns in the conditioning's last positions (textual-inversion "
+                             "style); 0: the ball around the prompt only. With n > 0 every "
+                             "radius, 0 included, is attacked with them: RSR-k@ρ+nt.")
     prompt_file: str | None = Field(None, description="Adversarial prompts to run as they are "
                                     "(CSV: prompt, evaluation_seed, label); ASR-k.")
 
@@ -108,13 +114,17 @@ class Robustness(Task):
             base_options = DEFAULT_BASE_OPTIONS.get(config.task, {})
         self.base = TASKS.get(config.task)(base_options)
         self.default_model = self.base.default_model  # type: ignore[misc]
-        self.settings = AttackSettings(config.steps, config.lr, config.samples, config.seed)
+        self.settings = AttackSettings(config.steps, config.lr, config.samples, config.seed,
+                                       config.soft_tokens)
+        # The attacks run, by name; the plain prompt (RSR-k@0) is measured apart.
+        self.attacks = {_format(radius, config.soft_tokens): radius
+                        for radius in ((0.0,) if config.soft_tokens else ()) + config.radii}
         metrics = {}
         for k in KS:
-            for radius in (0.0, *config.radii):
-                metrics[f"RSR-{k}@{_format(radius)}"] = MetricInfo(
+            for name in ("0", *self.attacks):
+                metrics[f"RSR-{k}@{name}"] = MetricInfo(
                     False, f"% of erased-class images back in the top-{k} after the recovery "
-                    f"attack of radius {_format(radius)}", headline=k == 1)
+                    f"attack {name} (radius[+soft tokens])", headline=k == 1)
             metrics[f"ASR-{k}"] = MetricInfo(False, f"% of the prompt set's images whose class "
                                                     f"is in the top-{k}")
         self.metrics = metrics  # type: ignore[misc]
@@ -163,17 +173,16 @@ class Robustness(Task):
             raise UserError("the robustness task attacks the edited model itself: run it "
                             "through `erasebench run`, not on a folder of images")
         references = context.reference_images(erased)
-        for radius in self.options.radii:  # type: ignore[attr-defined]
+        for name, radius in self.attacks.items():
             attacked: list[Image.Image] = []
             for label in dict.fromkeys(p.label for p in erased):
                 mine = [i for i, p in enumerate(erased) if p.label == label]
-                delta, _ = recover(context.probe, [erased[i].text for i in mine],
-                                   [references[i] for i in mine], radius, self.settings)
-                attacked += recovered_images(context.probe, [erased[i] for i in mine], delta)
+                recovery, _ = recover(context.probe, [erased[i].text for i in mine],
+                                      [references[i] for i in mine], radius, self.settings)
+                attacked += recovered_images(context.probe, [erased[i] for i in mine], recovery)
             order = [erased[i] for label in dict.fromkeys(p.label for p in erased)
                      for i, p in enumerate(erased) if p.label == label]
-            values += self._rates(attacked, order, request, context,
-                                  f"RSR-{{k}}@{_format(radius)}")
+            values += self._rates(attacked, order, request, context, f"RSR-{{k}}@{name}")
         return values
 
     def scorer_versions(self) -> dict[str, str]:

@@ -8,6 +8,13 @@ recovery with a learnable prompt, here in the conditioning space: a white-box at
 with the concept's images). δ is one perturbation shared by all prompts of the concept,
 kept in an L2 ball of radius ρ·(mean norm of the prompts' encodings) by projection after
 every Adam step. ρ = 0 is the plain prompt.
+
+As an option, the attacker also gets ``soft_tokens`` free vectors: the conditioning's last
+k positions (the padding the UNet's cross-attention reads after the prompt) are replaced by
+k learnt vectors, shared by the concept's prompts and unbounded — the textual-inversion
+attacker, who may write a new "word" for the concept rather than only nudge its name.
+They start from the prompts' mean encoding at those positions, so the attack starts from
+the plain prompt.
 """
 
 from __future__ import annotations
@@ -29,6 +36,29 @@ class AttackSettings:
     lr: float = 0.05  # Adam's step, in units of the conditioning's standard deviation
     samples: int = 32  # noisy latents the loss is averaged over (fixed for all steps)
     seed: int = 0
+    soft_tokens: int = 0  # free, unbounded vectors in the conditioning's last positions
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """What the attack learnt: δ (tokens, dim) in its ball, and the free soft tokens
+    (k, dim; k may be 0) that replace the conditioning's last k positions."""
+
+    delta: torch.Tensor
+    soft: torch.Tensor
+
+    def apply(self, encodings: torch.Tensor) -> torch.Tensor:
+        """``encodings`` (n, tokens, dim) attacked: + δ, last positions replaced."""
+        return conditioning(encodings, self.delta, self.soft)
+
+
+def conditioning(encodings: torch.Tensor, delta: torch.Tensor,
+                 soft: torch.Tensor) -> torch.Tensor:
+    attacked = encodings + delta
+    if len(soft):
+        free = soft.expand(len(encodings), *soft.shape)
+        attacked = torch.cat([attacked[:, : -len(soft)], free], dim=1)
+    return attacked
 
 
 def project(delta: torch.Tensor, bound: float) -> torch.Tensor:
@@ -37,32 +67,44 @@ def project(delta: torch.Tensor, bound: float) -> torch.Tensor:
     return delta * (bound / norm) if norm > bound else delta
 
 
-def recover(probe: ModelProbe, texts: Sequence[str], references: Sequence[Image.Image],
-            radius: float, settings: AttackSettings) -> tuple[torch.Tensor, list[float]]:
-    """The perturbation δ (tokens, dim) for prompts ``texts`` whose original images are
-    ``references`` (one per text), and the loss at every step."""
+def _noisy_samples(probe: ModelProbe, texts: Sequence[str], references: Sequence[Image.Image],
+                   settings: AttackSettings) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """``settings.samples`` fixed (x_t, t, text) triples drawn from the references."""
     model, device = probe.model, probe.model.device
     scheduler = DDPMScheduler.from_config(model.scheduler_config)
     generator = torch.Generator().manual_seed(settings.seed)
     latents = probe.latents(references)
     pick = torch.randint(len(latents), (settings.samples,), generator=generator)
     steps = torch.randint(scheduler.config.num_train_timesteps, (settings.samples,),
-                          generator=generator)
+                          generator=generator).to(device)
     noise = torch.randn((settings.samples, *latents.shape[1:]), generator=generator)
-    x_t = scheduler.add_noise(latents[pick], noise.to(device, latents.dtype), steps.to(device))
-    chosen = [texts[int(i)] for i in pick]
+    x_t = scheduler.add_noise(latents[pick], noise.to(device, latents.dtype), steps)
+    return x_t, steps, [texts[int(i)] for i in pick]
+
+
+def recover(probe: ModelProbe, texts: Sequence[str], references: Sequence[Image.Image],
+            radius: float, settings: AttackSettings) -> tuple[Recovery, list[float]]:
+    """The attack on prompts ``texts`` whose original images are ``references`` (one per
+    text), and the loss at every step. δ's positions that soft tokens replace get no
+    gradient and stay 0, so δ's whole budget goes to the prompt's own positions."""
+    model = probe.model
+    x_t, steps, chosen = _noisy_samples(probe, texts, references, settings)
     with torch.no_grad():
-        target = model.unet(x_t, steps.to(device),
-                            encoder_hidden_states=model.encode_text(chosen)).sample
+        target = model.unet(x_t, steps, encoder_hidden_states=model.encode_text(chosen)).sample
     with probe.edited() as edited:
         start = edited.encode_text(chosen).detach()
         bound = radius * float(start.flatten(1).norm(dim=1).mean())
         delta = torch.zeros_like(start[0], requires_grad=True)
-        optimiser = torch.optim.Adam([delta], lr=settings.lr * float(start.std()))
-        losses = []
-        for _ in range(settings.steps if bound > 0 else 0):
-            prediction = edited.unet(x_t, steps.to(device),
-                                     encoder_hidden_states=start + delta).sample
+        k = settings.soft_tokens
+        soft = start[:, start.shape[1] - k :].mean(0).clone().requires_grad_(True)
+        learnt = ([delta] if bound > 0 else []) + ([soft] if k else [])
+        losses: list[float] = []
+        if not learnt:  # the plain prompt
+            return Recovery(delta.detach(), soft.detach()), losses
+        optimiser = torch.optim.Adam(learnt, lr=settings.lr * float(start.std()))
+        for _ in range(settings.steps):
+            attacked = conditioning(start, delta, soft)
+            prediction = edited.unet(x_t, steps, encoder_hidden_states=attacked).sample
             loss = torch.nn.functional.mse_loss(prediction.float(), target.float())
             optimiser.zero_grad()
             loss.backward()
@@ -70,12 +112,12 @@ def recover(probe: ModelProbe, texts: Sequence[str], references: Sequence[Image.
             with torch.no_grad():
                 delta.copy_(project(delta, bound))
             losses.append(float(loss.detach()))
-    return delta.detach(), losses
+    return Recovery(delta.detach(), soft.detach()), losses
 
 
 def recovered_images(probe: ModelProbe, prompts: Sequence[PromptSpec],
-                     delta: torch.Tensor) -> list[Image.Image]:
-    """The edited model's images of ``prompts`` drawn with their encodings + δ."""
+                     recovery: Recovery) -> list[Image.Image]:
+    """The edited model's images of ``prompts`` drawn with their attacked encodings."""
     with torch.no_grad(), probe.edited() as edited:
-        conditioning = edited.encode_text([p.text for p in prompts]) + delta
-    return probe.edited_images(prompts, conditioning)
+        attacked = recovery.apply(edited.encode_text([p.text for p in prompts]))
+    return probe.edited_images(prompts, attacked)

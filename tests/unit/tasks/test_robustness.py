@@ -11,7 +11,12 @@ from erasebench.plugins import ScoringContext
 from erasebench.probe import ModelProbe
 from erasebench.registry import ERASERS, TASKS
 from erasebench.specs import ErasureRequest, ModelSpec
-from erasebench.tasks.robustness.recovery import AttackSettings, project, recover
+from erasebench.tasks.robustness.recovery import (
+    AttackSettings,
+    conditioning,
+    project,
+    recover,
+)
 
 
 def test_projection_keeps_delta_inside_the_ball():
@@ -45,13 +50,68 @@ def test_the_attack_lowers_its_loss_and_stays_in_its_ball(shapes_world):
     prompts = task.prompts(request)
     references = probe.generator.images(prompts)
     texts = [p.text for p in prompts]
-    delta, losses = recover(probe, texts, references, 0.2, AttackSettings(steps=30, samples=16))
+    recovery, losses = recover(probe, texts, references, 0.2,
+                               AttackSettings(steps=30, samples=16))
     assert losses[-1] < 0.8 * losses[0]
     with probe.edited() as edited:
         bound = 0.2 * float(edited.encode_text(texts).flatten(1).norm(dim=1).mean())
-    assert float(delta.norm()) <= bound * (1 + 1e-5)
+    assert float(recovery.delta.norm()) <= bound * (1 + 1e-5)
+    assert recovery.soft.shape[0] == 0
     none, no_steps = recover(probe, texts, references, 0.0, AttackSettings(steps=30))
-    assert no_steps == [] and float(none.abs().max()) == 0.0
+    assert no_steps == [] and float(none.delta.abs().max()) == 0.0
+
+
+def test_soft_tokens_replace_the_last_positions_for_every_prompt():
+    encodings = torch.arange(2 * 5 * 3, dtype=torch.float32).reshape(2, 5, 3)
+    delta = torch.full((5, 3), 0.5)
+    soft = torch.tensor([[-1.0, -2.0, -3.0], [-4.0, -5.0, -6.0]])
+    attacked = conditioning(encodings, delta, soft)
+    assert torch.equal(attacked[:, :3], encodings[:, :3] + 0.5)
+    assert torch.equal(attacked[0, 3:], soft) and torch.equal(attacked[1, 3:], soft)
+    assert torch.equal(conditioning(encodings, delta, soft[:0]), encodings + 0.5)
+
+
+def test_soft_tokens_alone_learn_while_delta_stays_zero(shapes_world):
+    model, task = shapes_world
+    request = task.requests()[0]
+    probe = _probe(model, task, "token_filter", request)
+    prompts = task.prompts(request)
+    references = probe.generator.images(prompts)
+    texts = [p.text for p in prompts]
+    settings = AttackSettings(steps=30, samples=16, soft_tokens=4)
+    recovery, losses = recover(probe, texts, references, 0.0, settings)
+    assert len(losses) == 30 and losses[-1] < 0.8 * losses[0]
+    assert float(recovery.delta.abs().max()) == 0.0  # radius 0: no budget for δ
+    with probe.edited() as edited:
+        start = edited.encode_text(texts)[:, -4:].mean(0)
+    assert recovery.soft.shape == start.shape and not torch.allclose(recovery.soft, start)
+    # δ's positions under the soft tokens get no gradient: its budget stays on the prompt
+    both, _ = recover(probe, texts, references, 0.2, settings)
+    assert float(both.delta[-4:].abs().max()) == 0.0 and float(both.delta.abs().max()) > 0
+
+
+def test_soft_tokens_alone_recover_a_word_filter(shapes_world):
+    model, _ = shapes_world
+    task = TASKS.get("robustness")({"task_options": {"images_per_class": 10,
+                                                     "splits": [["circle"]]},
+                                    "radii": [], "soft_tokens": 4})
+    request = task.requests()[0]
+    prompts = task.prompts(request)
+    probe = _probe(model, task, "token_filter", request)
+    with probe.edited():
+        images = probe.generator.images(prompts)
+    context = ScoringContext("cpu", probe.generator.images, model.encode_text, probe)
+    values = {v.metric: v.value for v in task.score(images, prompts, request, context)}
+    # four free vectors after the (filtered) prompt are a new word for "circle"
+    assert values["RSR-1@0+4t"] >= 80.0 and values["RSR-1@0"] <= 50.0
+
+
+def test_soft_tokens_name_their_attacks():
+    task = TASKS.get("robustness")({"radii": [0.1], "soft_tokens": 2})
+    rates = [m for m in task.metrics if m.startswith("RSR-1")]
+    assert rates == ["RSR-1@0", "RSR-1@0+2t", "RSR-1@0.1+2t"]
+    with pytest.raises(UserError, match="soft_tokens"):
+        TASKS.get("robustness")({"soft_tokens": -1})
 
 
 def test_a_word_filter_is_recovered_and_the_plain_prompt_is_not(shapes_world):
