@@ -8,6 +8,7 @@ with code 2.
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 import time
@@ -36,6 +37,8 @@ DEFAULT_MODEL = "shapes"
 MODEL_PRESETS = {"shapes": "shapes", "tiny": "tiny"}
 
 _ARGV: list[str] = sys.argv[1:]  # this invocation's arguments: `run --workers` repeats them
+# Failures of the storage rather than of the code: reported in one line, not a traceback.
+STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
 
 ModelOption = Annotated[str, typer.Option(
     "--model", help="Base model: a hub id (e.g. CompVis/stable-diffusion-v1-4), a local "
@@ -204,6 +207,7 @@ def run(
     runner = Runner(results_dir=results, cache_dir=_cache_dir(cache), device=device,
                     batch_size=batch_size, progress=sys.stderr.isatty(),
                     show_unsafe=show_unsafe)
+    runner.store.check_schema()
     if dry_run:
         for unit in units:
             state = "done" if runner.store.is_done(unit.run_id) else "todo"
@@ -515,6 +519,15 @@ def main(argv: list[str] | None = None) -> int:
         return int(done.exit_code)
     except (typer.Abort, click.exceptions.Abort, KeyboardInterrupt):
         errors.print("aborted")
+        return 1
+    except OSError as error:
+        if error.errno not in STORAGE_ERRORS:
+            raise
+        # Every write is atomic, so what was written before is whole and a rerun resumes.
+        where = f" ({error.filename})" if error.filename else ""
+        errors.print(f"error: could not write{where}: {error.strerror}. Nothing written "
+                     "before is lost; free the space or fix the permissions and run the same "
+                     "command again to resume.", markup=False, highlight=False, soft_wrap=True)
         return 1
     except Exception as error:
         # Usage errors (bad option value, missing option). Newer typer vendors click, so

@@ -142,12 +142,7 @@ class ResultStore:
             raw: dict[str, Any] = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
             raise CorruptFileError(f"result file {str(path)!r} is unreadable: {error}") from error
-        version = raw.get("schema_version")
-        if isinstance(version, int) and version > SCHEMA_VERSION:
-            raise UserError(
-                f"result file {str(path)!r} has schema version {version}, newer than this "
-                f"erasebench ({SCHEMA_VERSION}); upgrade erasebench to read it"
-            )
+        _refuse_newer(path, raw)
         try:
             record = RunRecord.model_validate(raw)
         except ValidationError as error:
@@ -155,6 +150,17 @@ class ResultStore:
         if record.checksum != record.content_checksum():
             raise CorruptFileError(f"result file {str(path)!r} fails its checksum")
         return record
+
+    def check_schema(self) -> None:
+        """Raises UserError if any record was written by a newer erasebench: a run must not
+        add to a folder it cannot read back. Unreadable files are left to :meth:`is_done`."""
+        for path in sorted(self.runs.glob("*.json")) if self.runs.is_dir() else []:
+            try:
+                raw = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+                continue
+            if isinstance(raw, dict):
+                _refuse_newer(path, raw)
 
     def is_done(self, run_id: str) -> bool:
         """True only for a complete, valid record: anything else is redone."""
@@ -171,6 +177,15 @@ class ResultStore:
         if not self.runs.is_dir():
             return []
         return [self.read(path) for path in sorted(self.runs.glob("*.json"))]
+
+
+def _refuse_newer(path: Path, raw: dict[str, Any]) -> None:
+    version = raw.get("schema_version")
+    if isinstance(version, int) and version > SCHEMA_VERSION:
+        raise UserError(
+            f"result file {str(path)!r} has schema version {version}, newer than this "
+            f"erasebench ({SCHEMA_VERSION}); upgrade erasebench to read it"
+        )
 
 
 def records_to_frame(records: list[RunRecord]) -> pd.DataFrame:

@@ -147,6 +147,20 @@ def test_report_on_a_damaged_result_file_names_it(tmp_path, capsys):
     assert not (tmp_path / "board.md").exists()
 
 
+def test_run_into_a_results_folder_of_a_newer_schema_writes_nothing(tmp_path, capsys):
+    runs = tmp_path / "results" / "runs"
+    runs.mkdir(parents=True)
+    (runs / "0123.json").write_text('{"schema_version": 99, "run_id": "0123"}')
+    before = sorted(tmp_path.rglob("*"))
+    argv = ["run", "--model", "tiny", "--erasers", "sd", "--tasks", "mock", "--steps", "2",
+            "--results", str(tmp_path / "results"), "--cache", str(tmp_path / "cache")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "schema version 99" in err and "upgrade erasebench" in err
+    assert len(err.strip().splitlines()) == 1
+    assert sorted(tmp_path.rglob("*")) == before
+
+
 def test_list_verbose_shows_a_broken_plugin_without_hiding_the_others(capsys, monkeypatch):
     from erasebench.registry import TASKS
 

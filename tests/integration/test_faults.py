@@ -82,7 +82,8 @@ def test_a_failing_write_leaves_the_previous_file_intact(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["record.json"]  # no temp file left
 
 
-def test_a_run_whose_result_write_fails_can_be_resumed(tmp_path, monkeypatch, reference):
+def test_a_run_whose_result_write_fails_can_be_resumed(tmp_path, monkeypatch, reference,
+                                                       capsys):
     from erasebench import results
 
     real_write = results.atomic_write_json
@@ -95,8 +96,10 @@ def test_a_run_whose_result_write_fails_can_be_resumed(tmp_path, monkeypatch, re
         return real_write(path, value)
 
     monkeypatch.setattr(results, "atomic_write_json", fail_second)
-    with pytest.raises(OSError):
-        main(_args(tmp_path))
+    assert main(_args(tmp_path)) == 1
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "run the same command again" in err
+    assert "Traceback" not in err
     monkeypatch.setattr(results, "atomic_write_json", real_write)
     assert len(load_results(tmp_path / "results").run_id.unique()) == 1
     assert main(_args(tmp_path)) == 0
