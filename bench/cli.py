@@ -69,17 +69,22 @@ PrecisionOption = Annotated[str | None, typer.Option(
     help="auto (fp16 on GPU, fp32 on CPU), fp32, fp16 or bf16.")]
 
 
-def _task_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
-    """The ``--task-config`` entries for task ``name``: ``KEY`` applies to every task,
-    ``TASK.KEY`` to that task only (and wins over a plain ``KEY``)."""
+def _scoped_options(kind: str, registry: Any, name: str,
+                    options: dict[str, Any]) -> dict[str, Any]:
+    """The ``--task-config``/``--eraser-config`` entries for plugin ``name``: ``KEY``
+    applies to every selected one, ``NAME.KEY`` to that one only (and wins over ``KEY``)."""
     mine = {key: value for key, value in options.items() if "." not in key}
     for key, value in options.items():
-        task, _, option = key.partition(".")
-        if option and task not in TASKS:
-            raise UnknownNameError("task", task, TASKS.names())
-        if option and task == name:
+        scope, _, option = key.partition(".")
+        if option and scope not in registry:
+            raise UnknownNameError(kind, scope, registry.names())
+        if option and scope == name:
             mine[option] = value
     return mine
+
+
+def _task_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    return _scoped_options("task", TASKS, name, options)
 
 
 def _split_names(values: list[str] | None) -> list[str]:
@@ -158,6 +163,11 @@ def run(
     task_config: Annotated[list[str] | None, typer.Option(
         "--task-config", help="Task option KEY=VALUE for every selected task, or "
         "TASK.KEY=VALUE for one (VALUE parsed as JSON if it can be); repeatable.")] = None,
+    eraser_config: Annotated[list[str] | None, typer.Option(
+        "--eraser-config", help="Eraser setting ERASER.KEY=VALUE for one eraser, or "
+        "KEY=VALUE for every selected one, over its preset (VALUE parsed as JSON if it can "
+        "be); repeatable. A changed setting is a new configuration: its own units, and its "
+        "own leaderboard row.")] = None,
     results: Annotated[Path, typer.Option(help="Results folder.")] = Path("results"),
     cache: CacheOption = None,
     device: DeviceOption = "auto",
@@ -197,12 +207,16 @@ def run(
     if not task_names:
         raise UserError(f"no task selected; registered tasks: {', '.join(TASKS.names())}")
     task_options = _parse_overrides(task_config, "--task-config")
+    eraser_options = _parse_overrides(eraser_config, "--eraser-config")
     task_objects = [TASKS.get(name)(_task_options(name, task_options)) for name in task_names]
     overrides = _generation_overrides(steps, guidance, scheduler, size, precision)
     units = []
     for model_spec, model_tasks in _tasks_by_model(task_objects, model, revision):
         model_preset = preset or MODEL_PRESETS.get(model_spec.id)
-        eraser_objects = [_make_eraser(name, model_preset) for name in eraser_names]
+        eraser_objects = [
+            _make_eraser(name, model_preset,
+                         _scoped_options("eraser", ERASERS, name, eraser_options))
+            for name in eraser_names]
         units += plan(eraser_objects, model_tasks, model_spec, overrides)
     runner = Runner(results_dir=results, cache_dir=_cache_dir(cache), device=device,
                     batch_size=batch_size, progress=sys.stderr.isatty(),
@@ -314,10 +328,12 @@ def _tasks_by_model(tasks: list[Any], model: str | None, revision: str | None
     return list(groups.items())
 
 
-def _make_eraser(name: str, preset: str | None):  # -> Eraser
-    """The eraser with ``preset`` if it defines one (a run mixes erasers with and without)."""
+def _make_eraser(name: str, preset: str | None,
+                 config: dict[str, Any] | None = None):  # -> Eraser
+    """The eraser with ``preset`` if it defines one (a run mixes erasers with and without),
+    ``config`` over it."""
     cls = ERASERS.get(name)
-    return cls(preset=preset if preset in cls.presets else None)
+    return cls(config or None, preset=preset if preset in cls.presets else None)
 
 
 @app.command()

@@ -10,17 +10,21 @@ from pathlib import Path
 import pandas as pd
 
 from erasebench.results import ResultStore, RunRecord
+from erasebench.variants import variant_labels
 
 COLUMNS = ["task", "model", "eraser", "config_hash", "revision", "scorers", "requests",
            "images", "git_sha", "first", "last"]
 
 
-def records_provenance(records: list[RunRecord]) -> pd.DataFrame:
-    """One row per (task, model, eraser, config hash) over the stored run records."""
+def records_provenance(records: list[RunRecord], labels: dict[str, str] | None = None
+                       ) -> pd.DataFrame:
+    """One row per (task, model, eraser, config hash) over the stored run records; with
+    ``labels`` (:func:`erasebench.variants.variant_labels`) configurations stay apart."""
+    labels = labels or {}
     rows = [{
         "task": record.spec.task.name,
         "model": record.spec.model.id,
-        "eraser": record.spec.eraser.name,
+        "eraser": record.spec.eraser.name + labels.get(record.run_id, ""),
         "config_hash": record.spec.eraser.spec_hash(),
         "revision": record.spec.model.revision or "",
         "scorers": json.dumps(record.scorers, sort_keys=True),
@@ -41,7 +45,8 @@ def records_provenance(records: list[RunRecord]) -> pd.DataFrame:
 
 
 def load_provenance(results_dir: str | Path) -> pd.DataFrame:
-    return records_provenance(ResultStore(results_dir).records())
+    records = ResultStore(results_dir).records()
+    return records_provenance(records, variant_labels(records))
 
 
 def provenance_table(rows: pd.DataFrame) -> str:

@@ -25,6 +25,7 @@ from erasebench.provenance import provenance_table, records_provenance
 from erasebench.registry import TASKS
 from erasebench.reported import compare, load_reported
 from erasebench.results import ResultStore, records_to_frame
+from erasebench.variants import label_variants, variant_labels
 
 HEADER = (
     "# erasebench leaderboard\n\n"
@@ -324,7 +325,8 @@ def build_report(results_dir: str | Path = "results",
     (task figures and image grids), reading the results folder once."""
     store = ResultStore(results_dir)
     records = store.records()  # read and checked once for everything
-    frame = records_to_frame(records)
+    labels = variant_labels(records)
+    frame = label_variants(records_to_frame(records), labels)
     plan = figure_plan(frame)
     for key, grids in grid_plan(frame, Path(results_dir), show_unsafe).items():
         plan[key] = [*plan.get(key, []), *grids]
@@ -333,7 +335,7 @@ def build_report(results_dir: str | Path = "results",
                                     Path(leaderboard).resolve().parent)).as_posix()
     confidence = intervals(frame, store.samples(frame["run_id"]))
     text = render_leaderboard(frame, relative, load_reported(results_dir),
-                              records_provenance(records), plan, confidence)
+                              records_provenance(records, labels), plan, confidence)
     return text, frame, plan
 
 

@@ -1,0 +1,91 @@
+"""Keeps different configurations apart in the report.
+
+The leaderboard averages an eraser's rows within a task section. Rows of the same eraser
+made with two different eraser configs (a preset and a tuned learning rate), or of the same
+task run with two option sets (the default attack and one with soft tokens), measure
+different things: averaged, they would give a number nobody ran. So where a section holds
+more than one, each gets its own row, named by what differs: ``esd_x [lr=1e-05]``,
+``esd_x [robustness: soft_tokens=4]``. The task's own default options and an eraser's only
+config keep the plain name, so a section with one configuration per eraser reads as before
+and reported (published) numbers still meet the rows run with the papers' protocol.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pandas as pd
+
+from erasebench.errors import PluginImportError, UnknownNameError
+from erasebench.registry import TASKS
+from erasebench.results import RunRecord
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def differing(settings: Sequence[dict[str, Any]]) -> list[str]:
+    """For each settings dict, ``key=value`` of the keys whose values are not the same in
+    all of them (a key one of them lacks counts as differing), comma-joined."""
+    keys = sorted({key for one in settings for key in one})
+    varying = [k for k in keys if len({_short(one.get(k)) for one in settings}) > 1]
+    return [", ".join(f"{k}={_short(one.get(k))}" for k in varying if k in one)
+            for one in settings]
+
+
+def _task_defaults(name: str) -> dict[str, Any] | None:
+    try:
+        return TASKS.get(name).Options().model_dump(mode="json")
+    except (UnknownNameError, PluginImportError, TypeError, ValueError):
+        return None  # not installed here, or options without defaults
+
+
+def _canonical(value: dict[str, Any]) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def variant_labels(records: Iterable[RunRecord]) -> dict[str, str]:
+    """run_id -> the suffix its rows' eraser name gets ('' for most)."""
+    sections: dict[tuple[str, str], list[RunRecord]] = {}
+    for record in records:
+        sections.setdefault((record.spec.task.name, record.spec.model.id), []).append(record)
+    labels: dict[str, str] = {}
+    for (task, _), members in sections.items():
+        task_part = _task_option_parts(task, members)
+        for eraser in {r.spec.eraser.name for r in members}:
+            mine = [r for r in members if r.spec.eraser.name == eraser]
+            configs = {_canonical(r.spec.eraser.config): r.spec.eraser.config for r in mine}
+            config_part = dict(zip(configs, differing(list(configs.values())), strict=True))
+            for record in mine:
+                parts = [config_part[_canonical(record.spec.eraser.config)],
+                         task_part[_canonical(record.spec.task.options)]]
+                text = "; ".join(part for part in parts if part)
+                labels[record.run_id] = f" [{text}]" if text else ""
+    return labels
+
+
+def _task_option_parts(task: str, members: list[RunRecord]) -> dict[str, str]:
+    """Canonical options -> their label part: '' for the only option set or the defaults.
+    Options a record lacks (added to the task after it ran) count as their defaults."""
+    defaults = _task_defaults(task)
+    filled = {_canonical(r.spec.task.options): {**(defaults or {}), **r.spec.task.options}
+              for r in members}
+    distinct = {_canonical(value): value for value in filled.values()}
+    if len(distinct) == 1:
+        return dict.fromkeys(filled, "")
+    parts = dict(zip(distinct, differing(list(distinct.values())), strict=True))
+    return {key: "" if value == defaults else f"{task}: {parts[_canonical(value)]}"
+            for key, value in filled.items()}
+
+
+def label_variants(frame: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
+    """``frame`` (:func:`erasebench.results.records_to_frame`) with each configuration's
+    rows under their own eraser name (``labels``: :func:`variant_labels`)."""
+    suffix = frame["run_id"].map(labels).fillna("")
+    if not suffix.astype(bool).any():
+        return frame
+    return frame.assign(eraser=frame["eraser"] + suffix)

@@ -1,0 +1,57 @@
+"""Two configurations of one eraser, or two option sets of one task, in one results folder
+are reported apart, never averaged into a number nobody ran."""
+
+import pandas as pd
+
+from erasebench.cli import main
+from erasebench.results import load_results
+from erasebench.variants import differing
+
+
+def test_differing_names_only_the_keys_that_vary():
+    settings = [{"a": 1, "b": 2}, {"a": 1, "b": 3}, {"a": 1}]
+    assert differing(settings) == ["b=2", "b=3", ""]
+    assert differing([{"x": [1, 2]}, {"x": []}]) == ["x=[1,2]", "x=[]"]
+    assert differing([{"a": 1}]) == [""]
+
+
+def _run(root, *extra):
+    return main(["run", "--model", "tiny", "--tasks", "mock", "--steps", "2",
+                 "--results", str(root / "results"), "--cache", str(root / "cache"),
+                 "--workers", "1", "--no-report", *extra])
+
+
+def test_configurations_get_rows_of_their_own(tmp_path, capsys):
+    assert _run(tmp_path, "--erasers", "sd,mock") == 0
+    assert _run(tmp_path, "--erasers", "mock", "--eraser-config", "mock.strength=0.25") == 0
+    assert _run(tmp_path, "--erasers", "sd", "--task-config", "images_per_concept=2") == 0
+    board = tmp_path / "leaderboard.md"
+    assert main(["report", "--results", str(tmp_path / "results"), "--out", str(board)]) == 0
+    text = board.read_text()
+    main_table = text.split("## mock")[1].split("<details>")[0]
+    erasers = [line.split(" | ")[0].strip("| ") for line in main_table.splitlines()
+               if line.startswith("| ") and not line.startswith("| eraser")]
+    assert erasers == ["mock [strength=0.25]", "mock [strength=1.0]", "sd",
+                       "sd [mock: images_per_concept=2]"]
+    # each row is its own runs' mean: the half-strength edit moves the images less
+    rows = load_results(tmp_path / "results")
+    mock = rows[(rows.eraser == "mock") & (rows.metric == "change_erase")]
+    by_strength = dict(zip(mock.config_hash, mock.value, strict=True))
+    assert len(by_strength) == 2 and len(set(by_strength.values())) == 2
+    for value in by_strength.values():
+        assert f"| {value:.4g} |" in main_table or f"| **{value:.4g}** |" in main_table
+    # provenance counts each configuration's own images: 4 + 4 by default, 2 + 2 here
+    provenance = text.split("Provenance")[1]
+    assert "| sd [mock: images_per_concept=2] |" in provenance
+    assert [line.split(" | ")[5] for line in provenance.splitlines()
+            if line.startswith("| sd")] == ["8", "4"]
+    reported = pd.read_parquet(tmp_path / "results" / "metrics.parquet")
+    assert set(reported.eraser) == set(erasers)
+
+
+def test_eraser_config_errors_are_clear(tmp_path, capsys):
+    assert _run(tmp_path, "--erasers", "mock", "--eraser-config", "nope.strength=1") == 2
+    assert "unknown eraser 'nope'" in capsys.readouterr().err
+    assert _run(tmp_path, "--erasers", "mock", "--eraser-config", "mock.bogus=1") == 2
+    assert "bogus" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()
