@@ -31,9 +31,11 @@ def test_every_sd_task_runs_on_the_gpu(scorer_home, tmp_path):
             "--task-config", "robustness.task=imagenette",
             "--task-config", 'robustness.task_options={"images_per_class": 2, '
                              '"splits": [["church"]]}',
-            "--task-config", "robustness.steps=2"]
+            "--task-config", "robustness.steps=2",
+            "--task-config", "robustness.soft_tokens=2"]
     assert main(argv) == 0
     rows = pd.read_parquet(results / "metrics.parquet")
     assert set(rows.task) == {"imagenette", "i2p_nudity", "artist", "coco_quality",
                               "concept_graph", "robustness"}
     assert rows.value.notna().all()
+    assert {"RSR-1@0+2t", "RSR-1@0.1+2t"} <= set(rows.metric)
