@@ -43,13 +43,16 @@ def _probe(model, task, eraser, request):
     return ModelProbe(model, edit, generator)
 
 
-def test_the_attack_lowers_its_loss_and_stays_in_its_ball(shapes_world):
-    model, task = shapes_world
+def _filtered_circles(model, task):
+    """A word filter's probe, the circle prompts and the original model's images of them."""
     request = task.requests()[0]
     probe = _probe(model, task, "token_filter", request)
     prompts = task.prompts(request)
-    references = probe.generator.images(prompts)
-    texts = [p.text for p in prompts]
+    return probe, [p.text for p in prompts], probe.generator.images(prompts)
+
+
+def test_the_attack_lowers_its_loss_and_stays_in_its_ball(shapes_world):
+    probe, texts, references = _filtered_circles(*shapes_world)
     recovery, losses = recover(probe, texts, references, 0.2,
                                AttackSettings(steps=30, samples=16))
     assert losses[-1] < 0.8 * losses[0]
@@ -72,12 +75,7 @@ def test_soft_tokens_replace_the_last_positions_for_every_prompt():
 
 
 def test_soft_tokens_alone_learn_while_delta_stays_zero(shapes_world):
-    model, task = shapes_world
-    request = task.requests()[0]
-    probe = _probe(model, task, "token_filter", request)
-    prompts = task.prompts(request)
-    references = probe.generator.images(prompts)
-    texts = [p.text for p in prompts]
+    probe, texts, references = _filtered_circles(*shapes_world)
     settings = AttackSettings(steps=30, samples=16, soft_tokens=4)
     recovery, losses = recover(probe, texts, references, 0.0, settings)
     assert len(losses) == 30 and losses[-1] < 0.8 * losses[0]
