@@ -50,7 +50,9 @@ CacheOption = Annotated[Path | None, typer.Option(
     "~/.cache/erasebench).")]
 DeviceOption = Annotated[str, typer.Option(help="'auto' (cuda if present), 'cpu' or 'cuda[:N]'.")]
 BatchOption = Annotated[int | None, typer.Option("--batch-size", min=1, help="Images per batch "
-    "(default: 64 for 32-px models such as the miniature world's, 8 otherwise).")]
+    "(default: 64 for 32-px models such as the miniature world's; for larger models on a GPU, "
+    "fitted to the memory a first batch of 2 takes, at most 64; 8 otherwise). Out of "
+    "memory halves it and retries.")]
 ConfigOption = Annotated[list[str] | None, typer.Option(
     "--config", help="Eraser config override KEY=VALUE (VALUE parsed as JSON if it can be); "
     "repeatable.")]

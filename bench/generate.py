@@ -25,6 +25,7 @@ import torch
 from PIL import Image
 from rich.progress import Progress
 
+from erasebench import memory
 from erasebench.cache import ImageCache, image_key
 from erasebench.faults import checkpoint
 from erasebench.models import DiffusionModel
@@ -68,8 +69,9 @@ def make_scheduler(name: str, config: dict[str, Any]) -> Any:
 
 
 def default_batch_size(model: DiffusionModel) -> int:
-    """Images per batch when not told: small models (32-px miniature world, tiny test model)
-    run 64 at once (on 2 CPU cores 25% faster per image than 8); SD-sized ones 8."""
+    """Images per batch when not told and not measured: small models (32-px miniature world,
+    tiny test model) run 64 at once (on 2 CPU cores 25% faster per image than 8); SD-sized
+    ones 8 (on a GPU the batch is measured instead: :mod:`erasebench.memory`)."""
     return 64 if model.native_size <= 64 else 8
 
 
@@ -86,12 +88,19 @@ class Generator:
     model: DiffusionModel
     settings: GenerationSpec
     cache: ImageCache | None = None
-    batch_size: int | None = None  # None: default_batch_size(model)
+    batch_size: int | None = None  # None: fitted to GPU memory, else default_batch_size
     progress: bool = True
+    # Fit the batch to the memory the first batch took (None: on CUDA, for SD-sized models,
+    # when no batch size is given).
+    fit_batch: bool | None = None
 
     def __post_init__(self) -> None:
+        if self.fit_batch is None:
+            self.fit_batch = (self.batch_size is None and self.model.device.type == "cuda"
+                              and self.model.native_size > 64)
         if self.batch_size is None:
-            self.batch_size = default_batch_size(self.model)
+            self.batch_size = memory.PROBE_BATCH if self.fit_batch else \
+                default_batch_size(self.model)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -129,7 +138,7 @@ class Generator:
             while missing:
                 batch, missing = missing[: self.batch_size], missing[self.batch_size :]
                 try:
-                    pixels = self.sample([first[key] for key in batch])
+                    pixels = self._sample_and_fit([first[key] for key in batch])
                 except torch.OutOfMemoryError:
                     if len(batch) == 1:
                         raise
@@ -148,6 +157,19 @@ class Generator:
                         self.cache.put(key, image, meta)
                 advance(len(batch))
         return [found[key] for key in keys]
+
+    def _sample_and_fit(self, prompts: Sequence[PromptSpec]) -> np.ndarray:
+        """:meth:`sample`; the first time with ``fit_batch``, the batch size is then set
+        from the memory this batch took (:func:`erasebench.memory.fitting_batch`)."""
+        if not self.fit_batch:
+            return self.sample(prompts)
+        device = self.model.device
+        with memory.measure_peak(device) as peak:
+            pixels = self.sample(prompts)
+        self.batch_size = memory.fitting_batch(memory.free_bytes(device),
+                                               peak.bytes / len(prompts))
+        self.fit_batch = False
+        return pixels
 
     @contextlib.contextmanager
     def _progress(self, total: int) -> Iterator[Any]:

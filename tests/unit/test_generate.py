@@ -1,7 +1,10 @@
+import contextlib
+
 import numpy as np
 import pytest
 import torch
 
+from erasebench import memory
 from erasebench.cache import ImageCache
 from erasebench.generate import Generator, NonFiniteImageError
 from erasebench.specs import GenerationSpec, PromptSpec
@@ -96,6 +99,53 @@ def test_out_of_memory_halves_the_batch_and_loses_nothing(tiny, tmp_path):
     assert sizes[:3] == [5, 2, 2] and generator.batch_size == 2
     reference = Generator(tiny, GenerationSpec(steps=2), batch_size=1, progress=False)
     assert np.array_equal(_arrays(images), _arrays(reference.images(PROMPTS)))
+
+
+def test_fitting_batch_by_hand():
+    assert memory.fitting_batch(10e9, 1e9) == 8  # 0.8 x 10 GB holds 8 images of 1 GB
+    assert memory.fitting_batch(20e9, 1e9) == 16  # 16 fit, 32 would not
+    assert memory.fitting_batch(80e9, 1e9) == 64  # the cap
+    assert memory.fitting_batch(1e9, 2e9) == 1  # never below one
+    assert memory.fitting_batch(5e9, 0.0) == memory.MAX_BATCH
+
+
+def test_the_batch_is_fitted_to_the_memory_the_first_batch_took(tiny, monkeypatch):
+    @contextlib.contextmanager
+    def two_images_take_3000_bytes(device):
+        peak = memory.Peak()
+        yield peak
+        peak.bytes = 3000.0
+
+    monkeypatch.setattr(memory, "measure_peak", two_images_take_3000_bytes)
+    monkeypatch.setattr(memory, "free_bytes", lambda device: 12000.0)  # 0.8 x 12000 / 1500 = 6.4
+    generator = Generator(tiny, GenerationSpec(steps=2), fit_batch=True, progress=False)
+    assert generator.batch_size == memory.PROBE_BATCH == 2
+    original, sizes = generator.sample, []
+
+    def recording(prompts):
+        sizes.append(len(prompts))
+        return original(prompts)
+
+    generator.sample = recording
+    images = generator.images(PROMPTS)
+    assert sizes == [2, 3] and generator.batch_size == 4 and not generator.fit_batch
+    reference = Generator(tiny, GenerationSpec(steps=2), batch_size=1, progress=False)
+    assert np.array_equal(_arrays(images), _arrays(reference.images(PROMPTS)))
+    # on a CPU nothing is measured: the model's default batch
+    assert Generator(tiny, GenerationSpec()).fit_batch is False
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_a_gpu_the_first_batch_sets_the_batch_size(tiny):
+    model = tiny.to("cuda")
+    try:  # the tiny model is not SD-sized, so fitting is asked for; measured for real
+        generator = Generator(model, GenerationSpec(steps=2), progress=False, fit_batch=True)
+        assert generator.batch_size == memory.PROBE_BATCH
+        generator.images([PromptSpec(text="a cat", seed=seed) for seed in range(6)])
+        assert not generator.fit_batch and generator.batch_size == memory.MAX_BATCH
+    finally:
+        tiny.to("cpu")
 
 
 @pytest.mark.gpu
