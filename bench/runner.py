@@ -109,6 +109,9 @@ class Runner:
     def run_unit(self, unit: WorkUnit) -> str:
         if self.store.is_done(unit.run_id):
             return "skipped"
+        # Load the base model first: a model that cannot be loaded is a clear error before
+        # anything (even a lock file) is written.
+        self.model(unit.spec.model)
         lock_path = self.results_dir / ".locks" / f"{unit.run_id}.lock"
         lock_path.parent.mkdir(parents=True, exist_ok=True)
         try:
