@@ -359,6 +359,9 @@ def erase(
     from erasebench.specs import ErasureRequest
     from erasebench.workers import use_cpu_threads
 
+    if out.suffix != ".safetensors":
+        raise UserError(f"--out {str(out)!r}: edits are written as safetensors only; name the "
+                        "file *.safetensors")
     cls = ERASERS.get(eraser)
     if preset is None and MODEL_PRESETS.get(model) in cls.presets:
         preset = MODEL_PRESETS[model]  # e.g. the miniature world's scaled-down settings
@@ -433,6 +436,9 @@ def report(
     """Regenerate leaderboard.md (and results/metrics.parquet) from stored results only."""
     from erasebench.report import write_report
 
+    if not results.is_dir():  # a mistyped folder must not overwrite a leaderboard with nothing
+        raise UserError(f"results folder {str(results)!r} does not exist; pass the folder "
+                        "`erasebench run` wrote (--results)")
     console.print(f"wrote {write_report(results, out, show_unsafe)}")
 
 

@@ -33,6 +33,8 @@ def test_unknown_eraser_exits_2_with_one_line_listing_the_valid_names(capsys):
      "missing.csv does not exist"),
     (["run", "--tasks", "robustness", "--task-config", "task=i2p_nudity"], "ESR-k"),
     (["run", "--tasks", "mock", "--backend", "slurm"], "valid backends: local, ray"),
+    (["report", "--results", "typo", "--out", "board.md"], "results folder 'typo' does not"),
+    (["erase", "--eraser", "mock", "--concept", "c", "--out", "e.pt"], "safetensors only"),
 ], ids=lambda v: " ".join(v)[:40] if isinstance(v, list) else str(v))
 def test_bad_input_is_one_line_and_exit_2_and_writes_nothing(argv, message, capsys, tmp_path,
                                                              monkeypatch):
