@@ -4,6 +4,7 @@ loss, and on the miniature world a word filter is recovered while the plain prom
 import pytest
 import torch
 
+from erasebench.baselines.token_filter import token_table
 from erasebench.errors import UserError
 from erasebench.generate import Generator
 from erasebench.models import load_model
@@ -51,6 +52,17 @@ def _filtered_circles(model, task):
     return probe, [p.text for p in prompts], probe.generator.images(prompts)
 
 
+def _attack_a_word_filter(model, task):
+    """The robustness task's metrics for a word filter of its first request."""
+    request = task.requests()[0]
+    prompts = task.prompts(request)
+    probe = _probe(model, task, "token_filter", request)
+    with probe.edited():
+        images = probe.generator.images(prompts)
+    context = ScoringContext("cpu", probe.generator.images, model.encode_text, probe)
+    return {v.metric: v.value for v in task.score(images, prompts, request, context)}
+
+
 def test_the_attack_lowers_its_loss_and_stays_in_its_ball(shapes_world):
     probe, texts, references = _filtered_circles(*shapes_world)
     recovery, losses = recover(probe, texts, references, 0.2,
@@ -93,13 +105,7 @@ def test_soft_tokens_alone_recover_a_word_filter(shapes_world):
     task = TASKS.get("robustness")({"task_options": {"images_per_class": 10,
                                                      "splits": [["circle"]]},
                                     "radii": [], "soft_tokens": 4})
-    request = task.requests()[0]
-    prompts = task.prompts(request)
-    probe = _probe(model, task, "token_filter", request)
-    with probe.edited():
-        images = probe.generator.images(prompts)
-    context = ScoringContext("cpu", probe.generator.images, model.encode_text, probe)
-    values = {v.metric: v.value for v in task.score(images, prompts, request, context)}
+    values = _attack_a_word_filter(model, task)
     # four free vectors after the (filtered) prompt are a new word for "circle"
     assert values["RSR-1@0+4t"] >= 80.0 and values["RSR-1@0"] <= 50.0
 
@@ -114,16 +120,12 @@ def test_soft_tokens_name_their_attacks():
 
 def test_a_word_filter_is_recovered_and_the_plain_prompt_is_not(shapes_world):
     model, task = shapes_world
-    request = task.requests()[0]
-    prompts = task.prompts(request)
-    probe = _probe(model, task, "token_filter", request)
-    with probe.edited():
-        images = probe.generator.images(prompts)
-    context = ScoringContext("cpu", probe.generator.images, model.encode_text, probe)
-    values = {v.metric: v.value for v in task.score(images, prompts, request, context)}
+    table = dict(model.named_parameters())[token_table(model)].detach().clone()
+    values = _attack_a_word_filter(model, task)
     assert values["RSR-1@0.2"] >= 80.0  # the attack has teeth: the knowledge was never gone
     assert values["RSR-1@0"] <= 50.0  # while the plain prompt mostly does not draw circles
-    assert model.fingerprint == probe.edit.base_fingerprint  # the model is left unedited
+    # the filter's edit is taken off again: the model is left as it was
+    assert torch.equal(dict(model.named_parameters())[token_table(model)], table)
 
 
 def test_options_are_checked_and_scoring_needs_the_model():
