@@ -124,8 +124,9 @@ def test_a_word_filter_is_recovered_and_the_plain_prompt_is_not(shapes_world):
     values = _attack_a_word_filter(model, task)
     assert values["RSR-1@0.2"] >= 80.0  # the attack has teeth: the knowledge was never gone
     assert values["RSR-1@0"] <= 50.0  # while the plain prompt mostly does not draw circles
-    # the filter's edit is taken off again: the model is left as it was
+    # the filter's edit is taken off again: the model is left as it was, and says so
     assert torch.equal(dict(model.named_parameters())[token_table(model)], table)
+    assert model.fingerprint == load_model(ModelSpec(id="shapes")).fingerprint
 
 
 def test_options_are_checked_and_scoring_needs_the_model():
