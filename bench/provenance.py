@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from erasebench.results import ResultStore, RunRecord
-from erasebench.variants import variant_labels
+from erasebench.variants import find_variants
 
 COLUMNS = ["task", "model", "eraser", "config_hash", "revision", "scorers", "requests",
            "images", "git_sha", "first", "last"]
@@ -19,7 +19,7 @@ COLUMNS = ["task", "model", "eraser", "config_hash", "revision", "scorers", "req
 def records_provenance(records: list[RunRecord], labels: dict[str, str] | None = None
                        ) -> pd.DataFrame:
     """One row per (task, model, eraser, config hash) over the stored run records; with
-    ``labels`` (:func:`erasebench.variants.variant_labels`) configurations stay apart."""
+    ``labels`` (:func:`erasebench.variants.find_variants`) configurations stay apart."""
     labels = labels or {}
     rows = [{
         "task": record.spec.task.name,
@@ -46,7 +46,7 @@ def records_provenance(records: list[RunRecord], labels: dict[str, str] | None =
 
 def load_provenance(results_dir: str | Path) -> pd.DataFrame:
     records = ResultStore(results_dir).records()
-    return records_provenance(records, variant_labels(records))
+    return records_provenance(records, find_variants(records).labels)
 
 
 def provenance_table(rows: pd.DataFrame) -> str:

@@ -25,7 +25,7 @@ from erasebench.provenance import provenance_table, records_provenance
 from erasebench.registry import TASKS
 from erasebench.reported import compare, load_reported
 from erasebench.results import ResultStore, records_to_frame
-from erasebench.variants import label_variants, variant_labels
+from erasebench.variants import find_variants, label_variants
 
 HEADER = (
     "# erasebench leaderboard\n\n"
@@ -277,20 +277,23 @@ def overall_section(frame: pd.DataFrame) -> str:
             "(n erasers: the best gets n − 1 points, ties share), averages over its metrics "
             "and votes once; an eraser's points are the sum of its votes. Erasure and "
             "preservation metrics count alike, so this ranks the trade-off, not either "
-            "side.\n")
+            "side. Rows run under a task's non-default options (named `[task: …]` in its "
+            "table) are not ranked.\n")
 
 
 def render_leaderboard(frame: pd.DataFrame, figures_folder: str | None = None,
                        reported: pd.DataFrame | None = None,
                        provenance: pd.DataFrame | None = None,
                        plan: dict[tuple[str, str], list[Figure]] | None = None,
-                       confidence: pd.DataFrame | None = None) -> str:
+                       confidence: pd.DataFrame | None = None,
+                       unranked: frozenset[str] = frozenset()) -> str:
     """The leaderboard's markdown; with ``figures_folder`` (relative to the leaderboard),
     each section links the figures its task makes (drawn by :func:`write_report`); with
     ``reported``, published numbers stand beside the reproduced ones; with ``provenance``
     (:func:`erasebench.provenance.load_provenance`), each section says where its rows
     come from. ``plan`` is :func:`figure_plan` of ``frame``, if the caller has it;
-    ``confidence`` (:func:`erasebench.bootstrap.intervals`) adds bootstrap intervals."""
+    ``confidence`` (:func:`erasebench.bootstrap.intervals`) adds bootstrap intervals; the
+    runs in ``unranked`` (another protocol of their task) stay out of the overall rank."""
     parts = [HEADER]
     reported = reported if reported is not None else pd.DataFrame(columns=["task", "model"])
     sections = sorted({*map(tuple, frame[["task", "model"]].astype(str).to_numpy()),
@@ -298,7 +301,7 @@ def render_leaderboard(frame: pd.DataFrame, figures_folder: str | None = None,
     if not sections:
         parts.append("\nNo results yet: run `erasebench run`.\n")
         return "".join(parts)
-    parts.append(overall_section(frame))
+    parts.append(overall_section(frame[~frame["run_id"].isin(unranked)]))
     if figures_folder is None:
         plan = {}
     elif plan is None:
@@ -325,8 +328,8 @@ def build_report(results_dir: str | Path = "results",
     (task figures and image grids), reading the results folder once."""
     store = ResultStore(results_dir)
     records = store.records()  # read and checked once for everything
-    labels = variant_labels(records)
-    frame = label_variants(records_to_frame(records), labels)
+    variants = find_variants(records)
+    frame = label_variants(records_to_frame(records), variants.labels)
     plan = figure_plan(frame)
     for key, grids in grid_plan(frame, Path(results_dir), show_unsafe).items():
         plan[key] = [*plan.get(key, []), *grids]
@@ -335,7 +338,8 @@ def build_report(results_dir: str | Path = "results",
                                     Path(leaderboard).resolve().parent)).as_posix()
     confidence = intervals(frame, store.samples(frame["run_id"]))
     text = render_leaderboard(frame, relative, load_reported(results_dir),
-                              records_provenance(records, labels), plan, confidence)
+                              records_provenance(records, variants.labels), plan, confidence,
+                              variants.other_protocol)
     return text, frame, plan
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -48,12 +49,22 @@ def _canonical(value: dict[str, Any]) -> str:
     return json.dumps(value, sort_keys=True)
 
 
-def variant_labels(records: Iterable[RunRecord]) -> dict[str, str]:
-    """run_id -> the suffix its rows' eraser name gets ('' for most)."""
+@dataclass(frozen=True)
+class Variants:
+    labels: dict[str, str]  # run_id -> the suffix of its rows' eraser name ('' for most)
+    # Runs made under a task's non-default options where the defaults ran too: another
+    # protocol of that task, shown in its table but left out of the overall rank (or a
+    # task with one more option set would weigh more there).
+    other_protocol: frozenset[str]
+
+
+def find_variants(records: Iterable[RunRecord]) -> Variants:
+    """The configurations of every (task, model) section and how to name them apart."""
     sections: dict[tuple[str, str], list[RunRecord]] = {}
     for record in records:
         sections.setdefault((record.spec.task.name, record.spec.model.id), []).append(record)
     labels: dict[str, str] = {}
+    other_protocol = set()
     for (task, _), members in sections.items():
         task_part = _task_option_parts(task, members)
         for eraser in {r.spec.eraser.name for r in members}:
@@ -61,11 +72,13 @@ def variant_labels(records: Iterable[RunRecord]) -> dict[str, str]:
             configs = {_canonical(r.spec.eraser.config): r.spec.eraser.config for r in mine}
             config_part = dict(zip(configs, differing(list(configs.values())), strict=True))
             for record in mine:
-                parts = [config_part[_canonical(record.spec.eraser.config)],
-                         task_part[_canonical(record.spec.task.options)]]
+                protocol = task_part[_canonical(record.spec.task.options)]
+                if protocol:
+                    other_protocol.add(record.run_id)
+                parts = [config_part[_canonical(record.spec.eraser.config)], protocol]
                 text = "; ".join(part for part in parts if part)
                 labels[record.run_id] = f" [{text}]" if text else ""
-    return labels
+    return Variants(labels, frozenset(other_protocol))
 
 
 def _task_option_parts(task: str, members: list[RunRecord]) -> dict[str, str]:
@@ -84,7 +97,7 @@ def _task_option_parts(task: str, members: list[RunRecord]) -> dict[str, str]:
 
 def label_variants(frame: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
     """``frame`` (:func:`erasebench.results.records_to_frame`) with each configuration's
-    rows under their own eraser name (``labels``: :func:`variant_labels`)."""
+    rows under their own eraser name (``labels``: :attr:`Variants.labels`)."""
     suffix = frame["run_id"].map(labels).fillna("")
     if not suffix.astype(bool).any():
         return frame

@@ -63,6 +63,19 @@ def test_borda_count_by_hand():
     assert "## Overall rank (Borda count)" in text and "| 1 | a | 2 | 2 |" in text
 
 
+def test_rows_of_another_protocol_are_shown_but_not_ranked():
+    variant = {**task_rows("x", "a [x: k=2]", "HIGH", 99.0), "run_id": "other"}
+    frame = pd.DataFrame([task_rows("x", "a", "HIGH", 90.0), task_rows("x", "b", "HIGH", 50.0),
+                          task_rows("y", "a", "HIGH", 1.0), task_rows("y", "b", "HIGH", 2.0),
+                          variant])
+    ranked = render_leaderboard(frame, unranked=frozenset({"other"}))
+    overall = ranked.split("## x")[0]
+    assert "| 1 | a | 1 | 2 |" in overall and "| 1 | b | 1 | 2 |" in overall
+    assert "a [x: k=2]" not in overall and "| a [x: k=2] | **99** |" in ranked
+    # ranked with the others, the variant would take a's place in task x
+    assert "| 1 | a [x: k=2] |" in render_leaderboard(frame).split("## x")[0]
+
+
 def test_figures_are_linked_and_drawn_reproducibly(tmp_path):
     frame = pd.DataFrame([
         {**rows(e, f"split {s}", m, v + s), "task": "shapes_objects", "model": "shapes"}
