@@ -12,6 +12,7 @@ and reported (published) numbers still meet the rows run with the papers' protoc
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -24,18 +25,28 @@ from erasebench.registry import TASKS
 from erasebench.results import RunRecord
 
 
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
 def _short(value: Any) -> str:
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    text = _json(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
 
 def differing(settings: Sequence[dict[str, Any]]) -> list[str]:
     """For each settings dict, ``key=value`` of the keys whose values are not the same in
-    all of them (a key one of them lacks counts as differing), comma-joined."""
+    all of them (a key one of them lacks counts as differing), comma-joined. Long values
+    are cut for display; where that makes two labels alike, each gets a hash of its
+    settings, so distinct settings never share a label."""
     keys = sorted({key for one in settings for key in one})
-    varying = [k for k in keys if len({_short(one.get(k)) for one in settings}) > 1]
-    return [", ".join(f"{k}={_short(one.get(k))}" for k in varying if k in one)
-            for one in settings]
+    varying = [k for k in keys if len({_json(one.get(k)) for one in settings}) > 1]
+    labels = [", ".join(f"{k}={_short(one.get(k))}" for k in varying if k in one)
+              for one in settings]
+    if len(set(labels)) < len({_json(one) for one in settings}):
+        labels = [f"{label} #{hashlib.sha256(_json(one).encode()).hexdigest()[:6]}".lstrip()
+                  for label, one in zip(labels, settings, strict=True)]
+    return labels
 
 
 def _task_defaults(name: str) -> dict[str, Any] | None:

@@ -13,6 +13,9 @@ def test_differing_names_only_the_keys_that_vary():
     assert differing(settings) == ["b=2", "b=3", ""]
     assert differing([{"x": [1, 2]}, {"x": []}]) == ["x=[1,2]", "x=[]"]
     assert differing([{"a": 1}]) == [""]
+    long_a, long_b = {"x": "y" * 50 + "a"}, {"x": "y" * 50 + "b"}  # alike when cut
+    labels = differing([long_a, long_b])
+    assert len(set(labels)) == 2 and all(label.startswith('x="yyy') for label in labels)
 
 
 def _run(root, *extra):
