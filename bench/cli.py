@@ -549,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         # Every write is atomic, so what was written before is whole and a rerun resumes.
         where = f" ({error.filename})" if error.filename else ""
-        errors.print(f"error: could not write{where}: {error.strerror}. Nothing written "
+        errors.print(f"error: the storage refused{where}: {error.strerror}. Nothing written "
                      "before is lost; free the space or fix the permissions and run the same "
                      "command again to resume.", markup=False, highlight=False, soft_wrap=True)
         return 1
