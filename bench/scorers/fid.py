@@ -96,7 +96,7 @@ class FrechetDistance:
         from torchmetrics.image.fid import FrechetInceptionDistance
 
         path = str(self.weight_file.ensure())
-        # torch-fidelity reads the file with torch.load(weights_only=False), i.e. it would
+        # torch-fidelity reads the file with weights_only=False (torch's loader), i.e. it would
         # unpickle anything; torch's switch forces the tensors-only loader for this call.
         with _environment(TORCH_FORCE_WEIGHTS_ONLY_LOAD="1", TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=None):
             metric = FrechetInceptionDistance(feature=2048, reset_real_features=False,

@@ -53,8 +53,8 @@ class PerceptualDistance:
                 warnings.simplefilter("ignore", UserWarning)
                 model = lpips.LPIPS(net="alex", version="0.1", pretrained=True, pnet_rand=True,
                                     verbose=False)
-            backbone = torch.load(self.weight_file.ensure(), map_location="cpu",
-                                  weights_only=True)
+            path = self.weight_file.ensure()
+            backbone = torch.load(path, map_location="cpu", weights_only=True)
             # lpips keeps torchvision's feature indices inside its slices: slice1.0 = features.0
             features = {key: backbone[f"features.{key.split('.', 1)[1]}"]
                         for key in model.net.state_dict()}
