@@ -173,15 +173,16 @@ class Robustness(Task):
             raise UserError("the robustness task attacks the edited model itself: run it "
                             "through `erasebench run`, not on a folder of images")
         references = context.reference_images(erased)
+        # One attack per class and radius; the attacked images come class by class.
+        by_class = [[i for i, p in enumerate(erased) if p.label == label]
+                    for label in dict.fromkeys(p.label for p in erased)]
+        order = [erased[i] for mine in by_class for i in mine]
         for name, radius in self.attacks.items():
             attacked: list[Image.Image] = []
-            for label in dict.fromkeys(p.label for p in erased):
-                mine = [i for i, p in enumerate(erased) if p.label == label]
+            for mine in by_class:
                 recovery, _ = recover(context.probe, [erased[i].text for i in mine],
                                       [references[i] for i in mine], radius, self.settings)
                 attacked += recovered_images(context.probe, [erased[i] for i in mine], recovery)
-            order = [erased[i] for label in dict.fromkeys(p.label for p in erased)
-                     for i, p in enumerate(erased) if p.label == label]
             values += self._rates(attacked, order, request, context, f"RSR-{{k}}@{name}")
         return values
 
