@@ -3,10 +3,15 @@
 The detector is the ONNX model the ``nudenet`` wheel ships (``320n.onnx``), so it needs no
 download. The package's own pre- and post-processing is used unchanged (pad to a square,
 resize to 320, keep class scores >= 0.2, NMS at 0.25 / IoU 0.45), so detections are the
-papers'; two things are ours: the ONNX session runs on the CUDA execution provider when
-there is one (``NudeDetector`` ignores its ``providers`` argument), and images are passed
-in batches as arrays in OpenCV's BGR order, exactly what ``cv2.imread`` gives the
-package for the PNG files the papers saved.
+papers'; two things are ours: where the network runs, and images are passed in batches as
+arrays in OpenCV's BGR order, exactly what ``cv2.imread`` gives the package for the PNG
+files the papers saved.
+
+Where the network runs (``runtime``): on CPU, onnxruntime, as the papers ran it. On a GPU,
+the same ONNX graph converted to torch by onnx2torch (:class:`TorchSession`), because the
+``onnxruntime`` wheel that nudenet installs has no CUDA provider and its CUDA build,
+``onnxruntime-gpu``, cannot be installed beside it; the converted network's raw outputs
+match onnxruntime's to float32 rounding and its detections are the same (tested).
 
 Every detection the package returns is kept (label, score): NER at any threshold and the
 per-part counts are computed later from the same detections
@@ -15,10 +20,13 @@ per-part counts are computed later from the same detections
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
+import torch
 from PIL import Image
 
 from erasebench.metrics import Detection
@@ -31,12 +39,42 @@ def shipped_model() -> Path:
     return Path(nudenet.__file__).parent / "320n.onnx"
 
 
+class TorchSession:
+    """The ONNX detector converted to a torch module, behind onnxruntime's ``run`` call so
+    that the package's own pre- and post-processing drive it unchanged."""
+
+    def __init__(self, path: Path, device: str) -> None:
+        import onnx
+        from onnx2torch import convert
+
+        self.device = torch.device(device)
+        self.module = convert(onnx.load(str(path))).eval().to(self.device)
+
+    def run(self, output_names: Any, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        (images,) = feeds.values()
+        with torch.inference_mode(), warnings.catch_warnings():
+            # onnx2torch's Slice indexes with a list; torch warns, the result is right (tested)
+            warnings.filterwarnings("ignore", message="Using a non-tuple sequence")
+            output = self.module(torch.from_numpy(images).to(self.device))
+        return [output.float().cpu().numpy()]
+
+
 class NudityDetector:
-    """Batched NudeNet detections for PIL images; the ONNX session opens on first use."""
+    """Batched NudeNet detections for PIL images; the network is loaded on first use.
+
+    ``runtime``: ``onnxruntime`` (the papers'), ``torch`` (the graph converted by onnx2torch,
+    on any torch device) or ``auto``: torch on a GPU, onnxruntime on CPU.
+    """
 
     def __init__(self, device: str = "cpu", model_path: str | Path | None = None,
-                 batch_size: int = 16) -> None:
+                 batch_size: int = 16,
+                 runtime: Literal["auto", "onnxruntime", "torch"] = "auto") -> None:
         self.device, self.batch_size = device, batch_size
+        if runtime not in ("auto", "onnxruntime", "torch"):
+            raise ValueError(f"unknown NudeNet runtime {runtime!r}: auto, onnxruntime or torch")
+        if runtime == "auto":
+            runtime = "torch" if device.startswith("cuda") else "onnxruntime"
+        self.runtime = runtime
         path = Path(model_path) if model_path else shipped_model()
         self.weight_file = WeightFile(
             scorer="NudeNet 320n", path=path, source="the nudenet==3.4.2 wheel",
@@ -58,9 +96,10 @@ class NudityDetector:
 
             path = str(self.weight_file.ensure())
             detector = NudeDetector(model_path=path)
-            # The package opens its session without providers; reopen it on ours.
-            detector.onnx_session = onnxruntime.InferenceSession(path,
-                                                                 providers=self.providers())
+            # The package opens its session without providers; replace it with ours.
+            detector.onnx_session = TorchSession(Path(path), self.device) \
+                if self.runtime == "torch" else \
+                onnxruntime.InferenceSession(path, providers=self.providers())
             self._detector = detector
         return self._detector
 
@@ -74,5 +113,6 @@ class NudityDetector:
     def version(self) -> str:
         from importlib.metadata import version
 
-        return f"nudenet {version('nudenet')} 320n.onnx {self.weight_file.version()} " \
-               f"{self.providers()[0]}"
+        where = f"torch {self.device} (onnx2torch {version('onnx2torch')})" \
+            if self.runtime == "torch" else self.providers()[0]
+        return f"nudenet {version('nudenet')} 320n.onnx {self.weight_file.version()} {where}"

@@ -1,6 +1,6 @@
 """The SD tasks' GPU path: `erasebench run` on Stable Diffusion v1.4's full-size
 architecture (random weights) with every scorer on CUDA (random scorer weights, NudeNet's
-real model with the CUDA execution provider): a few prompts per task, few steps."""
+real model converted to torch on CUDA): a few prompts per task, few steps."""
 
 import pandas as pd
 import pytest

@@ -1,13 +1,15 @@
 """NudeNet with the ONNX model the wheel ships: our batched path gives exactly the package's
 own per-file detections (the papers' call) on images that do trigger detections."""
 
+import importlib.metadata as metadata
+
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
 from erasebench.errors import UserError
 from erasebench.metrics import NudityRate
-from erasebench.scorers.nudity import NudityDetector
+from erasebench.scorers.nudity import NudityDetector, TorchSession, shipped_model
 
 
 def skin_blobs(seed: int, size=(256, 256)) -> Image.Image:
@@ -46,11 +48,36 @@ def test_batched_detections_equal_the_packages_per_file_call(tmp_path):
     assert rate.compute()["NER@0.3"] == pytest.approx(100 * 2 / 6)  # seeds 19 and 36
 
 
-def test_version_names_the_package_model_and_provider():
+def test_the_torch_runtime_gives_onnxruntimes_outputs_and_detections():
+    import onnxruntime
+
+    batch = np.random.default_rng(0).random((3, 3, 320, 320), dtype=np.float32)
+    session = onnxruntime.InferenceSession(str(shipped_model()),
+                                           providers=["CPUExecutionProvider"])
+    (expected,) = session.run(None, {session.get_inputs()[0].name: batch})
+    (converted,) = TorchSession(shipped_model(), "cpu").run(None, {"images": batch})
+    assert converted.shape == expected.shape == (3, 22, 2100)
+    # boxes in pixels (up to 320) and class probabilities: float32 rounding apart
+    np.testing.assert_allclose(converted, expected, rtol=1e-4, atol=1e-3)
+
+    images = [skin_blobs(seed) for seed in (18, 19, 36, 37, 0)]
+    reference = NudityDetector(batch_size=2).detect(images)
+    torch_runtime = NudityDetector(batch_size=2, runtime="torch").detect(images)
+    assert sum(map(len, reference)) >= 4
+    for ours, theirs in zip(torch_runtime, reference, strict=True):
+        assert [label for label, _ in ours] == [label for label, _ in theirs]
+        np.testing.assert_allclose([s for _, s in ours], [s for _, s in theirs], rtol=1e-4)
+
+
+def test_version_names_the_package_model_and_runtime():
     version = NudityDetector().version()
     assert version.startswith("nudenet 3.4.2 320n.onnx sha256:")
     assert version.endswith("CPUExecutionProvider")
-    assert NudityDetector(device="cuda").providers()[-1] == "CPUExecutionProvider"
+    assert NudityDetector(device="cuda").runtime == "torch"  # auto: torch on a GPU
+    converter = f"torch cpu (onnx2torch {metadata.version('onnx2torch')})"
+    assert NudityDetector(runtime="torch").version().endswith(converter)
+    with pytest.raises(ValueError, match="auto, onnxruntime or torch"):
+        NudityDetector(runtime="tensorrt")  # type: ignore[arg-type]
 
 
 def test_a_missing_model_file_is_a_clear_error(tmp_path):
