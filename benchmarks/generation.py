@@ -12,15 +12,28 @@ throughput excludes a warm-up batch. The FLOP ceiling uses the issue's estimate 
 at 512 px (1.61 TFLOP per guided step, ~83 TFLOP per 50-step image with the VAE decode) and
 ``--peak-tflops`` (790: a bf16 matrix product on an H100). Scorers (ResNet-50, CLIP
 ViT-B/32, NudeNet) are timed on the images just made, with random weights written to a
-temporary TORCH_HOME when ``--random-scorers`` (default) so nothing is downloaded.
+temporary TORCH_HOME so nothing is downloaded.
+
+``--variants`` then measures ours again under other settings, each a ``+``-joined list:
+a precision (``fp16``, ``bf16``, ``fp32``; fp16 when none is named) and optionally
+``channels_last`` (UNet and VAE weights in NHWC) and ``compile`` (``torch.compile`` of the
+UNet), e.g. ``--variants fp16,bf16,fp16+channels_last,fp16+channels_last+compile``. Each
+variant draws one warm-up batch (so compilation and autotuning stay out of the timing) and
+then ``--variant-batches`` batches of the same size, and is set back afterwards. The
+generator itself runs the first variant that pays on the GPU only once it is measured
+there (benchmarks/README.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import os
 import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 
@@ -70,19 +83,120 @@ def peers_loop(model, count: int, steps: int, device: torch.device) -> float:
     return timed(run, device)
 
 
+@dataclass(frozen=True)
+class Variant:
+    """One way of running ours: a precision and the optional UNet/VAE optimisations."""
+
+    name: str
+    precision: str = "fp16"
+    channels_last: bool = False
+    compile: bool = False
+
+    @classmethod
+    def parse(cls, name: str) -> Variant:
+        parts = set(name.split("+"))
+        precisions = parts & {"fp16", "bf16", "fp32"}
+        unknown = parts - precisions - {"channels_last", "compile"}
+        if unknown or len(precisions) > 1:
+            raise SystemExit(f"unknown variant {name!r}: join one of fp16, bf16, fp32 with "
+                             "channels_last and/or compile by '+'")
+        return cls(name, next(iter(precisions), "fp16"), "channels_last" in parts,
+                   "compile" in parts)
+
+
+@contextlib.contextmanager
+def applied(model, variant: Variant) -> Iterator[None]:
+    """The model under ``variant`` within the block, as it was afterwards."""
+    unet = model.unet
+    if variant.channels_last:
+        unet.to(memory_format=torch.channels_last)
+        model.vae.to(memory_format=torch.channels_last)
+    if variant.compile:
+        model.unet = torch.compile(unet)
+    try:
+        yield
+    finally:
+        model.unet = unet
+        if variant.channels_last:
+            unet.to(memory_format=torch.contiguous_format)
+            model.vae.to(memory_format=torch.contiguous_format)
+
+
+def row(measure: str, value: str) -> None:
+    print(f"| {measure} | {value} |", flush=True)
+
+
+def measure_variants(model, args, batch: int, device: torch.device, fp16_rate: float,
+                     ceiling: float | None) -> None:
+    print("\n| variant | batch | images/s | vs ours | share of the FLOP ceiling | "
+          "peak memory (GB) |\n|---|---|---|---|---|---|", flush=True)
+    for variant in map(Variant.parse, args.variants.split(",")):
+        settings = GenerationSpec(steps=args.steps, precision=variant.precision)
+        with applied(model, variant):
+            generator = Generator(model, settings, batch_size=batch, progress=False)
+            generator.images(prompts(batch, 30_000))  # warm-up: compilation, autotuning
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            timed_prompts = prompts(batch * args.variant_batches)
+            seconds = timed(functools.partial(generator.images, timed_prompts), device)
+            rate = len(timed_prompts) / seconds
+        memory = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" \
+            else 0.0
+        share = f"{100 * rate / ceiling:.1f}%" if ceiling else "-"
+        print(f"| {variant.name} | {batch} | {rate:.3f} | {rate / fp16_rate:.2f}x | {share} | "
+              f"{memory:.1f} |", flush=True)
+
+
+def measure_scorers(images: list, seconds: float, device: torch.device) -> None:
+    with tempfile.TemporaryDirectory() as home:
+        import open_clip
+        from safetensors.torch import save_file
+
+        from erasebench.scorers.clip import ClipScorer
+        from erasebench.scorers.imagenet import ImageNetClassifier
+        from erasebench.scorers.nudity import NudityDetector
+        from erasebench.testing import write_random_scorer_weights
+
+        os.environ["TORCH_HOME"] = home
+        write_random_scorer_weights(home)
+        full_clip = os.path.join(home, "clip-vit-b-32.safetensors")
+        save_file(open_clip.create_model("ViT-B-32-quickgelu").state_dict(), full_clip)
+        resnet = ImageNetClassifier(device=str(device))
+        clip = ClipScorer("ViT-B-32-quickgelu", str(device), full_clip)
+        nudenet = NudityDetector(str(device))
+        scorers = {
+            "ResNet-50": lambda: resnet.logits(images),
+            "CLIP ViT-B/32": lambda: clip.scores(images, ["a photo"] * len(images)),
+            f"NudeNet ({nudenet.runtime})": lambda: nudenet.detect(images),
+        }
+        for name, score in scorers.items():
+            score()  # load and warm up
+            row(f"{name}: share of the generation time of the same images",
+                f"{100 * timed(score, device) / seconds:.1f}%")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="sd-v1-random")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--images", type=int, default=64)
-    parser.add_argument("--peer-images", type=int, default=4)
+    parser.add_argument("--images", type=int, default=64, help="images ours draws, timed")
+    parser.add_argument("--peer-images", type=int, default=4,
+                        help="images the per-image fp32 loop draws, timed")
     parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="ours' batch (default: fitted to the GPU's memory)")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--peak-tflops", type=float, default=790.0)
-    parser.add_argument("--no-scorers", action="store_true")
+    parser.add_argument("--no-peers", action="store_true", help="skip the per-image loop")
+    parser.add_argument("--no-scorers", action="store_true", help="skip the scorer timings")
+    parser.add_argument("--variants", default="",
+                        help="comma-separated variants to measure after ours (see above)")
+    parser.add_argument("--variant-batches", type=int, default=1,
+                        help="timed batches per variant, after one warm-up batch")
     args = parser.parse_args()
+    for name in filter(None, args.variants.split(",")):
+        Variant.parse(name)  # bad names fail before the model is built
     device = torch.device(args.device)
     model = load_model(ModelSpec(id=args.model)).to(device)
     card = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
@@ -96,49 +210,23 @@ def main() -> None:
     images: list = []
     ours = timed(lambda: images.extend(generator.images(prompts(args.images))), device)
     ours_rate = args.images / ours
-    memory = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0
-    peers = peers_loop(model, args.peer_images, args.steps, device) / args.peer_images
-    peers_rate = 1 / peers
     image_tflop = args.steps * TFLOP_PER_GUIDED_STEP + TFLOP_DECODE
-    ceiling = args.peak_tflops / image_tflop
+    ceiling = args.peak_tflops / image_tflop if args.model == "sd-v1-random" else None
     print("| measure | value |\n|---|---|")
-    print(f"| ours: images/s (batch {generator.batch_size}, {args.precision}) | "
-          f"{ours_rate:.3f} |")
-    print(f"| peers' per-image fp32 loop: images/s | {peers_rate:.3f} |")
-    print(f"| speed-up over the per-image loop | {ours_rate / peers_rate:.2f}x |")
-    if args.model == "sd-v1-random":
-        print(f"| share of the FLOP ceiling ({ceiling:.2f} images/s at {args.peak_tflops:g} "
-              f"TFLOP/s) | {100 * ours_rate / ceiling:.1f}% |")
+    row(f"ours: images/s (batch {generator.batch_size}, {args.precision})", f"{ours_rate:.3f}")
+    if ceiling:
+        row(f"share of the FLOP ceiling ({ceiling:.2f} images/s at {args.peak_tflops:g} "
+            "TFLOP/s)", f"{100 * ours_rate / ceiling:.1f}%")
     if device.type == "cuda":
-        print(f"| peak memory (GB) | {memory:.1f} |")
-    if args.no_scorers:
-        return
-    with tempfile.TemporaryDirectory() as home:
-        from erasebench.scorers.clip import ClipScorer
-        from erasebench.scorers.imagenet import ImageNetClassifier
-        from erasebench.scorers.nudity import NudityDetector
-        from erasebench.testing import write_random_scorer_weights
-
-        os.environ["TORCH_HOME"] = home
-        write_random_scorer_weights(home)
-        full_clip = os.path.join(home, "clip-vit-b-32.safetensors")
-        import open_clip
-        from safetensors.torch import save_file
-
-        save_file(open_clip.create_model("ViT-B-32-quickgelu").state_dict(), full_clip)
-        resnet = ImageNetClassifier(device=str(device))
-        clip = ClipScorer("ViT-B-32-quickgelu", str(device), full_clip)
-        nudenet = NudityDetector(str(device))
-        scorers = {
-            "ResNet-50": lambda: resnet.logits(images),
-            "CLIP ViT-B/32": lambda: clip.scores(images, ["a photo"] * len(images)),
-            "NudeNet": lambda: nudenet.detect(images),
-        }
-        for name, score in scorers.items():
-            score()  # load and warm up
-            seconds = timed(score, device)
-            print(f"| {name}: share of the generation time of the same images | "
-                  f"{100 * seconds / ours:.1f}% |")
+        row("peak memory (GB)", f"{torch.cuda.max_memory_allocated(device) / 2**30:.1f}")
+    if not args.no_peers:
+        peers_rate = args.peer_images / peers_loop(model, args.peer_images, args.steps, device)
+        row("peers' per-image fp32 loop: images/s", f"{peers_rate:.3f}")
+        row("speed-up over the per-image loop", f"{ours_rate / peers_rate:.2f}x")
+    if not args.no_scorers:
+        measure_scorers(images, ours, device)
+    if args.variants:
+        measure_variants(model, args, generator.batch_size, device, ours_rate, ceiling)
 
 
 if __name__ == "__main__":

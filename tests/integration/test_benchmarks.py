@@ -1,0 +1,62 @@
+"""The benchmark scripts run end to end on the tiny model on CPU, so a broken script is found
+here rather than in the minutes a lent GPU machine gives (their numbers mean something only
+there: benchmarks/README.md)."""
+
+from __future__ import annotations
+
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def run_script(name: str, argv: list[str], monkeypatch: pytest.MonkeyPatch,
+               capsys: pytest.CaptureFixture[str]) -> str:
+    monkeypatch.setattr(sys, "argv", [name, *argv])
+    runpy.run_path(str(BENCHMARKS / name), run_name="__main__")
+    return capsys.readouterr().out
+
+
+def table_rows(output: str) -> dict[str, list[str]]:
+    """Markdown table rows by their first cell (header and rule lines left out)."""
+    rows = {}
+    for line in output.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("|") and not set(cells[0]) <= {"-"}:
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_generation_measures_ours_the_peers_loop_and_each_variant(monkeypatch, capsys):
+    output = run_script("generation.py", [
+        "--model", "tiny", "--device", "cpu", "--images", "2", "--peer-images", "1",
+        "--steps", "2", "--batch-size", "2", "--no-scorers",
+        "--variants", "fp32,bf16+channels_last"], monkeypatch, capsys)
+    rows = table_rows(output)
+    ours = rows["ours: images/s (batch 2, auto)"]
+    assert float(ours[0]) > 0
+    assert float(rows["peers' per-image fp32 loop: images/s"][0]) > 0
+    assert rows["speed-up over the per-image loop"][0].endswith("x")
+    for variant in ("fp32", "bf16+channels_last"):
+        batch, rate, relative = rows[variant][:3]
+        assert batch == "2" and float(rate) > 0 and relative.endswith("x")
+
+
+def test_generation_refuses_an_unknown_variant_before_building_anything(monkeypatch, capsys):
+    with pytest.raises(SystemExit, match="unknown variant 'fp8'"):
+        run_script("generation.py", ["--model", "no-such-model", "--variants", "fp16,fp8"],
+                   monkeypatch, capsys)
+
+
+def test_erasers_reports_every_eraser_asked_for(monkeypatch, capsys):
+    output = run_script("erasers.py", [
+        "--model", "tiny", "--device", "cpu", "--erasers", "uce,esd_x",
+        "--short", "1", "--long", "2"], monkeypatch, capsys)
+    rows = table_rows(output)
+    assert rows["uce"][0] == "(closed form)"
+    per_step, fixed, memory = rows["esd_x"]
+    float(per_step), float(fixed)  # numbers (their sign is the timer's noise at one step apart)
+    assert float(memory) > 0
