@@ -371,7 +371,7 @@ def erase(
     target_device = Runner(device=device).device
     # One CPU thread, as in `run`: the same edit whatever the core count or command.
     use_cpu_threads(target_device)
-    base = load_model(_model_spec(model, revision)).to(target_device)
+    base = load_model(_model_spec(model, revision), device=target_device)
     edit = plugin.erase(base, request)
     edit.save(out)
     console.print(f"wrote {out}: {len(edit.weights)} changed tensors, "
@@ -469,7 +469,7 @@ def search_history(
         from erasebench.specs import GenerationSpec
         from erasebench.tasks.shapes.scoring import SHAPES_GENERATION
 
-        base = load_model(_model_spec(model, revision)).to(Runner(device=device).device)
+        base = load_model(_model_spec(model, revision), device=Runner(device=device).device)
         settings = SHAPES_GENERATION if model == "shapes" else GenerationSpec()
         image = search_strip(loaded, base, settings, columns)
         atomic_write(strip, lambda tmp: image.save(tmp, format="PNG"))

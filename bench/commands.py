@@ -79,7 +79,7 @@ def generate_images(*, out: Path, texts: list[str], prompt_file: Path | None, se
     prompts = (read_prompt_file(prompt_file) if prompt_file
                else [PromptSpec(text=t, seed=s) for t in texts for s in parse_seeds(seeds)])
     edit = EditedModel.load(edit_path) if edit_path else None
-    base = load_model(model).to(Runner(device=device).device)
+    base = load_model(model, device=Runner(device=device).device)
     generator = Generator(base, GenerationSpec.model_validate(overrides), ImageCache(cache_dir),
                           batch_size=batch_size)
     if edit is not None:

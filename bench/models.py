@@ -97,14 +97,14 @@ class DiffusionModel:
         return model.eval()
 
     @classmethod
-    def tiny(cls, seed: int = 0) -> DiffusionModel:
+    def tiny(cls, seed: int = 0, device: torch.device | str = "cpu") -> DiffusionModel:
         """A tiny random SD-shaped model built from config (32 px images, CPU in milliseconds).
 
         Its tokenizer is the real SD v1 tokenizer; everything else is small and random,
         seeded without touching the global RNG.
         """
         return cls._random(
-            TINY_MODEL_ID, seed,
+            TINY_MODEL_ID, seed, device,
             unet=dict(block_out_channels=(16, 32), layers_per_block=1, sample_size=16,
                       in_channels=4, out_channels=4, norm_num_groups=8,
                       down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
@@ -116,11 +116,11 @@ class DiffusionModel:
             text=dict(width=32, layers=2, heads=4, intermediate=37))
 
     @classmethod
-    def sd_v1_random(cls, seed: int = 0) -> DiffusionModel:
+    def sd_v1_random(cls, seed: int = 0, device: torch.device | str = "cpu") -> DiffusionModel:
         """Stable Diffusion v1.4's architecture with random weights (same FLOPs and memory
         as the real model): for benchmarks and GPU tests without downloading weights."""
         return cls._random(
-            SD_RANDOM_MODEL_ID, seed,
+            SD_RANDOM_MODEL_ID, seed, device,
             # the UNet's other defaults are SD v1's
             unet=dict(sample_size=64, cross_attention_dim=768, attention_head_dim=8),
             vae=dict(block_out_channels=(128, 256, 512, 512), layers_per_block=2,
@@ -129,13 +129,23 @@ class DiffusionModel:
             text=dict(width=768, layers=12, heads=12, intermediate=3072))
 
     @classmethod
-    def _random(cls, model_id: str, seed: int, unet: dict[str, Any], vae: dict[str, Any],
-                text: dict[str, int]) -> DiffusionModel:
-        """Random weights from config, seeded without touching the global RNG."""
+    def _random(cls, model_id: str, seed: int, device: torch.device | str,
+                unet: dict[str, Any], vae: dict[str, Any], text: dict[str, int]
+                ) -> DiffusionModel:
+        """Random weights from config, seeded without touching the global RNG.
+
+        The weights are drawn on ``device``: on CPU, torch's generator is serial, and SD's
+        billion parameters take half a minute to draw; on a GPU they take a moment. So one
+        seed gives other weights on a GPU than on CPU (the fingerprint tells them apart).
+        """
         from diffusers import AutoencoderKL, UNet2DConditionModel
 
         tokenizer = sd_tokenizer()
-        with torch.random.fork_rng(devices=[]):
+        device = torch.device(device)
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        forked = [device.index] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=forked), device:
             torch.manual_seed(seed)
             parts = (UNet2DConditionModel(**unet), AutoencoderKL(**vae),
                      small_text_encoder(tokenizer, **text))
@@ -325,15 +335,20 @@ def _read_scheduler_config(source: str, revision: str | None, offline: bool) -> 
     return dict(config)
 
 
-def load_model(spec: ModelSpec, dtype: torch.dtype | None = None) -> DiffusionModel:
+def load_model(spec: ModelSpec, dtype: torch.dtype | None = None,
+               device: torch.device | str | None = None) -> DiffusionModel:
     """Resolves a ModelSpec: ``tiny`` or ``sd-v1-random`` (random weights, optionally
-    revision ``seedN``), ``shapes`` (the miniature world's committed model) or a hub id /
-    diffusers folder."""
+    revision ``seedN``, drawn on ``device``), ``shapes`` (the miniature world's committed
+    model) or a hub id / diffusers folder; the model is returned on ``device`` (default CPU)."""
     if spec.id in (TINY_MODEL_ID, SD_RANDOM_MODEL_ID):
         seed = int((spec.revision or "seed0").removeprefix("seed") or 0)
         build = DiffusionModel.tiny if spec.id == TINY_MODEL_ID else DiffusionModel.sd_v1_random
-        model = build(seed)
+        model = build(seed, device or "cpu")
         return model.to(dtype=dtype) if dtype is not None else model
+    return _load_stored(spec, dtype).to(device)
+
+
+def _load_stored(spec: ModelSpec, dtype: torch.dtype | None) -> DiffusionModel:
     if spec.id == SHAPES_MODEL_ID:
         from erasebench.tasks.shapes.model import MODEL_FOLDER
 

@@ -128,7 +128,7 @@ class Runner:
     # -- the steps of one unit -------------------------------------------------------------
     def model(self, spec: ModelSpec) -> DiffusionModel:
         if spec not in self._models:
-            self._models[spec] = load_model(spec).to(self.device)
+            self._models[spec] = load_model(spec, device=self.device)
         return self._models[spec]
 
     def edit(self, unit: WorkUnit, model: DiffusionModel) -> EditedModel:

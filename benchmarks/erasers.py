@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--long", type=int, default=6)
     args = parser.parse_args()
     device = torch.device(args.device)
-    model = load_model(ModelSpec(id=args.model)).to(device)
+    model = load_model(ModelSpec(id=args.model), device=device)
     request = ErasureRequest(concepts=("church",))
     card = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"model {args.model} on {device} ({card})")

@@ -198,7 +198,7 @@ def main() -> None:
     for name in filter(None, args.variants.split(",")):
         Variant.parse(name)  # bad names fail before the model is built
     device = torch.device(args.device)
-    model = load_model(ModelSpec(id=args.model)).to(device)
+    model = load_model(ModelSpec(id=args.model), device=device)
     card = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"model {args.model} on {device} ({card}), {args.steps} steps, guidance 7.5")
 

@@ -20,15 +20,16 @@ FEW_STEPS = {"esd_x": {"iterations": 2}, "esd_u": {"iterations": 2},
 
 @pytest.fixture(scope="module")
 def sd_random():
-    return DiffusionModel.sd_v1_random().to("cuda")
+    return DiffusionModel.sd_v1_random(device="cuda")
 
 
 @pytest.mark.parametrize("name", ["uce", *FEW_STEPS])
 def test_runs_on_full_size_sd_and_changes_only_what_it_declares(sd_random, name):
     eraser = ERASERS.get(name.split("_simultaneous")[0])(FEW_STEPS.get(name, {}))
-    fingerprint = sd_random.fingerprint
+    # compared on the GPU: hashing a billion weights on the CPU takes seconds per eraser
+    before = {n: p.detach().clone() for n, p in sd_random.named_parameters()}
     edit = eraser.erase(sd_random, ErasureRequest(concepts=("church",)))
     assert edit.weights and set(edit.weights) <= set(eraser.editable_parameters(sd_random))
     assert all(torch.isfinite(w).all() for w in edit.weights.values())
-    sd_random.set_fingerprint(None)
-    assert sd_random.fingerprint == fingerprint, "erase() must leave the model as it was"
+    moved = [n for n, p in sd_random.named_parameters() if not torch.equal(p, before[n])]
+    assert not moved, f"erase() must leave the model as it was; it moved {moved[:3]}"

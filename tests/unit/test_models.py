@@ -34,6 +34,23 @@ def test_fingerprint_is_stable_and_sees_one_changed_weight():
     assert model.fingerprint != DiffusionModel.tiny().fingerprint
 
 
+def test_random_weights_are_drawn_on_the_device_asked_for():
+    # "meta" holds no data, so every parameter being there shows that nothing was drawn on
+    # the CPU and moved (which for SD's billion weights takes half a minute)
+    model = load_model(ModelSpec(id="tiny"), device="meta")
+    assert {p.device.type for _, p in model.named_parameters()} == {"meta"}
+    assert load_model(ModelSpec(id="tiny"), device="cpu").fingerprint == \
+        DiffusionModel.tiny().fingerprint
+
+
+@pytest.mark.gpu
+def test_random_weights_drawn_on_a_gpu_are_seeded():
+    model = DiffusionModel.tiny(device="cuda")
+    assert model.device.type == "cuda"
+    assert model.fingerprint == DiffusionModel.tiny(device="cuda").fingerprint
+    assert model.fingerprint != DiffusionModel.tiny(1, device="cuda").fingerprint
+
+
 def test_a_folder_that_is_not_a_diffusers_model_is_a_user_error(tmp_path):
     (tmp_path / "weights.safetensors").write_bytes(b"")
     with pytest.raises(UserError, match="not a diffusers folder"):
