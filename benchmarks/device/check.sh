@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Every GPU check of the open issues in one call on a lent GPU machine (a bare image with
+# PyTorch but without diffusers & co., no network): installs the carried wheels and this
+# tree, then runs, each step under its own time limit so that what finished comes back
+# even when a later step runs long:
+#   env         the card, the packages, the plugins found
+#   generation  benchmarks/generation.py: images/s, share of the FLOP ceiling, speed-up over
+#               the per-image fp32 loop, scorer shares (issue 8)
+#   erasers     benchmarks/erasers.py: seconds per step and peak memory per eraser (4, 5, 8)
+#   gpu_tests   python -m pytest -m gpu: every GPU path on SD v1.4's full-size architecture
+#   variants    generation.py --variants: what channels_last and torch.compile add (issue 8)
+# One log per step lands in $OUT. Here, first: bash benchmarks/device/fetch_wheels.sh; then
+# the device tool's run, carry [".whl"], command "bash benchmarks/device/check.sh".
+# Rehearsal on a CPU (the same script, the tiny model, GPU tests skipped):
+#   PYTHON=/path/to/python3.12 MODEL=tiny DEVICE=cpu OUT=/tmp/out bash benchmarks/device/check.sh
+# Step limits (seconds) can be set: LIMIT_GENERATION=... etc.; STEPS=name,name runs a subset.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+PYTHON=${PYTHON:-python3}
+OUT=${OUT:-/tmp/erasebench-device}
+MODEL=${MODEL:-sd-v1-random}
+DEVICE=${DEVICE:-cuda}
+SITE=${SITE:-/tmp/erasebench-site}
+STEPS=${STEPS:-env,generation,erasers,gpu_tests,variants}
+mkdir -p "$OUT"
+export PYTHONPATH="$SITE" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+
+install() {
+    # --no-deps: the image's own torch, transformers, numpy... stay; only what it lacks is added.
+    "$PYTHON" -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir \
+        --upgrade --target "$SITE" .whl/*.whl &&
+    "$PYTHON" -m pip install --quiet --no-index --no-deps --no-build-isolation --no-compile \
+        --no-cache-dir --upgrade --target "$SITE" .
+}
+
+step() {  # step NAME LIMIT COMMAND...: runs unless STEPS leaves it out; log in $OUT/NAME.log
+    local name=$1 limit=$2 began status
+    shift 2
+    [[ ",$STEPS," == *",$name,"* ]] || return 0
+    echo "=== $name (at most ${limit} s)"
+    began=$SECONDS
+    timeout --kill-after=10 "$limit" "$@" 2>&1 | tee "$OUT/$name.log"
+    status=${PIPESTATUS[0]}
+    echo "=== $name: exit $status after $((SECONDS - began)) s$([[ $status == 124 ]] && echo ', cut at its limit')"
+}
+
+start=$SECONDS
+install 2>&1 | tee "$OUT/install.log"
+[[ ${PIPESTATUS[0]} == 0 ]] || { echo "install failed: see install.log"; exit 3; }
+echo "=== installed in $((SECONDS - start)) s"
+step env "${LIMIT_ENV:-60}" bash -c "nvidia-smi 2>&1 | head -20; \
+    '$PYTHON' benchmarks/device/environment.py"
+step generation "${LIMIT_GENERATION:-90}" "$PYTHON" benchmarks/generation.py --model "$MODEL" \
+    --device "$DEVICE" ${GENERATION_ARGS:-}
+step erasers "${LIMIT_ERASERS:-140}" "$PYTHON" benchmarks/erasers.py --model "$MODEL" \
+    --device "$DEVICE" ${ERASERS_ARGS:-}
+step gpu_tests "${LIMIT_GPU_TESTS:-210}" "$PYTHON" -m pytest -m gpu -v --durations=0 \
+    -p no:cacheprovider tests
+step variants "${LIMIT_VARIANTS:-110}" "$PYTHON" benchmarks/generation.py --model "$MODEL" \
+    --device "$DEVICE" --no-peers --no-scorers --images 16 --batch-size 16 \
+    --variants fp16,bf16,channels_last,channels_last+compile ${VARIANTS_ARGS:-}
+echo "=== all steps done in $((SECONDS - start)) s"
