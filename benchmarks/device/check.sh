@@ -41,8 +41,10 @@ step() {  # step NAME LIMIT COMMAND...: runs unless STEPS leaves it out; log in 
     began=$SECONDS
     timeout --kill-after=10 "$limit" "$@" 2>&1 | tee "$OUT/$name.log"
     status=${PIPESTATUS[0]}
-    echo "=== $name: exit $status after $((SECONDS - began)) s$([[ $status == 124 ]] && echo ', cut at its limit')"
+    summary+=("$name: exit $status after $((SECONDS - began)) s$([[ $status == 124 ]] && echo ', cut at its limit')")
+    echo "=== ${summary[-1]}"
 }
+summary=()
 
 start=$SECONDS
 install 2>&1 | tee "$OUT/install.log"
@@ -59,4 +61,10 @@ step gpu_tests "${LIMIT_GPU_TESTS:-210}" "$PYTHON" -m pytest -m gpu -v --duratio
 step variants "${LIMIT_VARIANTS:-110}" "$PYTHON" benchmarks/generation.py --model "$MODEL" \
     --device "$DEVICE" --no-peers --no-scorers --images 16 --batch-size 16 \
     --variants fp16,bf16,channels_last,channels_last+compile ${VARIANTS_ARGS:-}
-echo "=== all steps done in $((SECONDS - start)) s"
+# The reply shows only the output's tail: repeat what matters where it will be seen.
+echo "=== summary, $((SECONDS - start)) s in all"
+printf '%s\n' "${summary[@]}"
+for name in generation erasers variants; do
+    [[ -f "$OUT/$name.log" ]] && { echo "--- $name"; grep -E '^(model |\|)' "$OUT/$name.log"; }
+done
+[[ -f "$OUT/gpu_tests.log" ]] && grep -E '^(FAILED|ERROR) |^=+ .* in [0-9.]+s' "$OUT/gpu_tests.log" | tail -20
