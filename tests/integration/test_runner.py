@@ -52,6 +52,32 @@ def test_edits_are_cached_and_reused(tmp_path):
     assert edits[0].stat().st_mtime_ns == mtime  # read, not recomputed
 
 
+def test_the_original_models_images_are_drawn_once_for_all_units_that_ask_for_them(
+        tmp_path, monkeypatch):
+    # Two units of sd whose prompts and seeds overlap (one task under two option sets, as two
+    # tasks sharing prompts would be): the second draws only the images the first did not.
+    from erasebench.generate import Generator
+
+    drawn: list[list[tuple[str, int]]] = []
+    original = Generator.sample
+
+    def counting(self, prompts, conditioning=None):
+        drawn[-1].extend((p.text, p.seed) for p in prompts)
+        return original(self, prompts, conditioning)
+
+    monkeypatch.setattr(Generator, "sample", counting)
+    runner = Runner(tmp_path / "results", tmp_path / "cache", progress=False)
+    for images_per_concept in (2, 3):
+        drawn.append([])
+        task = TASKS.get("mock")({"images_per_concept": images_per_concept})
+        summary = runner.run(plan([ERASERS.get("sd")()], [task], ModelSpec(id="tiny"),
+                                  {"steps": 3}))
+        assert len(summary.done) == 1
+    first, second = drawn
+    assert sorted(first) == [(f"a photo of a {c}", s) for c in ("cat", "dog") for s in (0, 1)]
+    assert sorted(second) == [("a photo of a cat", 2), ("a photo of a dog", 2)]
+
+
 def _cli_run(results, cache, extra=()):
     command = [sys.executable, "-m", "erasebench.cli", "run", "--model", "tiny",
                "--erasers", "sd,mock", "--tasks", "mock", "--steps", "10", "--batch-size", "2",
