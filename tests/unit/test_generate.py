@@ -164,6 +164,17 @@ def test_half_precision_on_gpu_is_close_to_fp32_and_batch_invariant(tiny, precis
         tiny.to("cpu")
 
 
+def test_each_distinct_text_of_a_batch_is_encoded_once(tiny, monkeypatch):
+    encoded: list[list[str]] = []
+    original = tiny.token_ids
+    monkeypatch.setattr(tiny, "token_ids", lambda texts: encoded.append(list(texts)) or
+                        original(texts))
+    prompts = [PromptSpec(text=text, seed=seed) for text in ("a cat", "a dog")
+               for seed in range(3)]
+    Generator(tiny, GenerationSpec(steps=2), batch_size=6, progress=False).images(prompts)
+    assert encoded == [["", "a cat", "a dog"]]  # 6 prompts and 6 empty negatives: 3 texts
+
+
 def test_prompts_that_give_the_same_image_are_generated_once(tiny):
     generator = Generator(tiny, GenerationSpec(steps=2), progress=False)
     original, sampled = generator.sample, []
