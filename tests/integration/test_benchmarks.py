@@ -56,7 +56,8 @@ def test_erasers_reports_every_eraser_asked_for(monkeypatch, capsys):
         "--model", "tiny", "--device", "cpu", "--erasers", "uce,esd_x",
         "--short", "1", "--long", "2"], monkeypatch, capsys)
     rows = table_rows(output)
-    assert rows["uce"][0] == "(closed form)"
-    per_step, fixed, memory = rows["esd_x"]
+    assert rows["uce"][0] == rows["uce, 10 concepts"][0] == "(closed form)"
+    per_step, fixed, full, memory = rows["esd_x"]
     float(per_step), float(fixed)  # numbers (their sign is the timer's noise at one step apart)
+    assert full.endswith("(1000 steps)")  # ESD's paper default, projected
     assert float(memory) > 0
