@@ -46,6 +46,10 @@ step() {  # step NAME LIMIT COMMAND...: runs unless STEPS leaves it out; log in 
 }
 summary=()
 
+compgen -G ".whl/*.whl" >/dev/null || {
+    echo "no wheels in .whl/: run benchmarks/device/fetch_wheels.sh first and carry [\".whl\"]"
+    exit 3
+}
 start=$SECONDS
 install 2>&1 | tee "$OUT/install.log"
 [[ ${PIPESTATUS[0]} == 0 ]] || { echo "install failed: see install.log"; exit 3; }
