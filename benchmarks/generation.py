@@ -58,6 +58,10 @@ def timed(function, device: torch.device) -> float:
     return time.perf_counter() - start
 
 
+def peak_memory_gb(device: torch.device) -> float:
+    return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0
+
+
 def prompts(count: int, offset: int = 0) -> list[PromptSpec]:
     return [PromptSpec(text=f"a photo of object number {i % 10}", seed=offset + i)
             for i in range(count)]
@@ -126,11 +130,11 @@ def row(measure: str, value: str) -> None:
     print(f"| {measure} | {value} |", flush=True)
 
 
-def measure_variants(model, args, batch: int, device: torch.device, fp16_rate: float,
-                     ceiling: float | None) -> None:
+def measure_variants(model, variants: list[Variant], args, batch: int, device: torch.device,
+                     ours_rate: float, ceiling: float | None) -> None:
     print("\n| variant | batch | images/s | vs ours | share of the FLOP ceiling | "
           "peak memory (GB) |\n|---|---|---|---|---|---|", flush=True)
-    for variant in map(Variant.parse, args.variants.split(",")):
+    for variant in variants:
         settings = GenerationSpec(steps=args.steps, precision=variant.precision)
         with applied(model, variant):
             generator = Generator(model, settings, batch_size=batch, progress=False)
@@ -140,11 +144,9 @@ def measure_variants(model, args, batch: int, device: torch.device, fp16_rate: f
             timed_prompts = prompts(batch * args.variant_batches)
             seconds = timed(functools.partial(generator.images, timed_prompts), device)
             rate = len(timed_prompts) / seconds
-        memory = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" \
-            else 0.0
         share = f"{100 * rate / ceiling:.1f}%" if ceiling else "-"
-        print(f"| {variant.name} | {batch} | {rate:.3f} | {rate / fp16_rate:.2f}x | {share} | "
-              f"{memory:.1f} |", flush=True)
+        print(f"| {variant.name} | {batch} | {rate:.3f} | {rate / ours_rate:.2f}x | {share} | "
+              f"{peak_memory_gb(device):.1f} |", flush=True)
 
 
 def measure_scorers(images: list, seconds: float, device: torch.device) -> None:
@@ -195,8 +197,8 @@ def main() -> None:
     parser.add_argument("--variant-batches", type=int, default=1,
                         help="timed batches per variant, after one warm-up batch")
     args = parser.parse_args()
-    for name in filter(None, args.variants.split(",")):
-        Variant.parse(name)  # bad names fail before the model is built
+    # parsed first, so that a bad name fails before the model is built
+    variants = [Variant.parse(name) for name in filter(None, args.variants.split(","))]
     device = torch.device(args.device)
     model = load_model(ModelSpec(id=args.model), device=device)
     card = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
@@ -218,15 +220,16 @@ def main() -> None:
         row(f"share of the FLOP ceiling ({ceiling:.2f} images/s at {args.peak_tflops:g} "
             "TFLOP/s)", f"{100 * ours_rate / ceiling:.1f}%")
     if device.type == "cuda":
-        row("peak memory (GB)", f"{torch.cuda.max_memory_allocated(device) / 2**30:.1f}")
+        row("peak memory (GB)", f"{peak_memory_gb(device):.1f}")
     if not args.no_peers:
         peers_rate = args.peer_images / peers_loop(model, args.peer_images, args.steps, device)
         row("peers' per-image fp32 loop: images/s", f"{peers_rate:.3f}")
         row("speed-up over the per-image loop", f"{ours_rate / peers_rate:.2f}x")
     if not args.no_scorers:
         measure_scorers(images, ours, device)
-    if args.variants:
-        measure_variants(model, args, generator.batch_size, device, ours_rate, ceiling)
+    if variants:
+        measure_variants(model, variants, args, generator.batch_size, device, ours_rate,
+                         ceiling)
 
 
 if __name__ == "__main__":
