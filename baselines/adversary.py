@@ -57,9 +57,10 @@ def gumbel_selection(logits: torch.Tensor, temperature: float, hard: bool,
 
 def nearest_concepts(embeddings: torch.Tensor, query: torch.Tensor, k: int) -> torch.Tensor:
     """Indices of the ``k`` rows of ``embeddings`` (N x 77 x dim) nearest ``query``, nearest
-    first (L2 over the flattened embedding)."""
+    first (L2 over the flattened embedding). On the CPU wherever the embeddings are, so they
+    index CPU word lists and index tensors as well as the embeddings themselves."""
     distances = (embeddings.flatten(1).float() - query.flatten().float()).norm(dim=1)
-    return distances.topk(min(k, len(distances)), largest=False).indices
+    return distances.topk(min(k, len(distances)), largest=False).indices.cpu()
 
 
 def kmeans_representatives(points: torch.Tensor, clusters: int, generator: torch.Generator,

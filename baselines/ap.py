@@ -118,7 +118,7 @@ class AdversarialPreservation(ESD):
                 chunk = model.encode_text(words[start:start + _ENCODE_BATCH])
                 pool = torch.cat([kept, chunk])
                 pool_index = torch.cat([kept_index, torch.arange(start, start + len(chunk))])
-                best = nearest_concepts(pool, embedding, config.nearest).cpu()
+                best = nearest_concepts(pool, embedding, config.nearest)
                 kept, kept_index = pool[best.to(pool.device)], pool_index[best]
         near_words, near = [words[i] for i in kept_index.tolist()], kept.detach()
         # Nearest-first inside each cluster order: keep candidate 0 the closest (pgd's base).

@@ -223,16 +223,20 @@ class Generator:
             [settings.guidance if p.guidance is None else p.guidance for p in prompts],
             device=device,
         ).view(-1, 1, 1, 1)
+        # Inputs in each network's own weight dtype: a no-op for fp32 weights under autocast,
+        # and what lets a model stored in half precision run without autocast at all.
+        unet_dtype, vae_dtype = model.unet.dtype, model.vae.dtype
         with self._autocast(device):
             for t in scheduler.timesteps:
                 both = scheduler.scale_model_input(torch.cat([latents, latents]), t)
                 noise = padded_call(
-                    lambda x, c, t: model.unet(x, t, encoder_hidden_states=c).sample,
+                    lambda x, c, t: model.unet(x.to(unet_dtype), t,
+                                               encoder_hidden_states=c.to(unet_dtype)).sample,
                     both, context, t=t).float()
                 uncond_noise, cond_noise = noise.chunk(2)
                 noise = uncond_noise + guidance * (cond_noise - uncond_noise)
                 latents = scheduler.step(noise, t, latents).prev_sample
-            decoded = padded_call(lambda z: model.vae.decode(z).sample,
+            decoded = padded_call(lambda z: model.vae.decode(z.to(vae_dtype)).sample,
                                   latents / model.vae.config.scaling_factor).float()
         finite = torch.isfinite(decoded).flatten(1).all(dim=1)
         if not bool(finite.all()):

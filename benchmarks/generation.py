@@ -16,10 +16,14 @@ temporary TORCH_HOME so nothing is downloaded.
 
 ``--variants`` then measures ours again under other settings, each a ``+``-joined list:
 a precision (``fp16``, ``bf16``, ``fp32``; fp16 when none is named) and optionally
-``channels_last`` (UNet and VAE weights in NHWC) and ``compile`` (``torch.compile`` of the
-UNet), e.g. ``--variants fp16,bf16,fp16+channels_last,fp16+channels_last+compile``. Each
-variant draws one warm-up batch (so compilation and autotuning stay out of the timing) and
-then ``--variant-batches`` batches of the same size, and is set back afterwards. The
+``pure`` (the UNet and VAE weights stored at that precision and run without autocast, as
+diffusers' pipelines loaded with ``torch_dtype`` do: autocast runs GroupNorm, and with it
+much of each block's elementwise work, in fp32), ``channels_last`` (UNet and VAE weights in
+NHWC) and ``compile`` (``torch.compile`` of the UNet), e.g. ``--variants
+fp16,bf16+pure,fp16+channels_last+compile``. Each variant draws one warm-up batch (so
+compilation and autotuning stay out of the timing) and then ``--variant-batches`` batches
+of the same size, and is set back afterwards (weights restored exactly); a variant that
+fails prints its error as its row and the next one runs. The
 generator itself runs the first variant that pays on the GPU only once it is measured
 there (benchmarks/README.md).
 """
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import functools
 import os
 import tempfile
@@ -35,9 +40,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import diffusers
 import torch
 
-from erasebench.generate import Generator
+from erasebench.generate import Generator, resolve_precision
 from erasebench.models import load_model
 from erasebench.specs import GenerationSpec, ModelSpec, PromptSpec
 
@@ -93,6 +99,7 @@ class Variant:
 
     name: str
     precision: str = "fp16"
+    pure: bool = False
     channels_last: bool = False
     compile: bool = False
 
@@ -100,18 +107,26 @@ class Variant:
     def parse(cls, name: str) -> Variant:
         parts = set(name.split("+"))
         precisions = parts & {"fp16", "bf16", "fp32"}
-        unknown = parts - precisions - {"channels_last", "compile"}
+        options = {"pure", "channels_last", "compile"}
+        unknown = parts - precisions - options
         if unknown or len(precisions) > 1:
             raise SystemExit(f"unknown variant {name!r}: join one of fp16, bf16, fp32 with "
-                             "channels_last and/or compile by '+'")
-        return cls(name, next(iter(precisions), "fp16"), "channels_last" in parts,
-                   "compile" in parts)
+                             "any of pure, channels_last, compile by '+'")
+        return cls(name, next(iter(precisions), "fp16"),
+                   **{option: option in parts for option in options})
 
 
 @contextlib.contextmanager
 def applied(model, variant: Variant) -> Iterator[None]:
     """The model under ``variant`` within the block, as it was afterwards."""
     unet = model.unet
+    saved = []
+    if variant.pure:  # kept: a round trip through half precision would change the weights
+        saved = [copy.deepcopy(net.state_dict()) for net in (unet, model.vae)]
+        dtype = resolve_precision(variant.precision, model.device)
+        diffusers.utils.logging.set_verbosity_error()  # its advice is for from_pretrained
+        unet.to(dtype)
+        model.vae.to(dtype)
     if variant.channels_last:
         unet.to(memory_format=torch.channels_last)
         model.vae.to(memory_format=torch.channels_last)
@@ -124,6 +139,9 @@ def applied(model, variant: Variant) -> Iterator[None]:
         if variant.channels_last:
             unet.to(memory_format=torch.contiguous_format)
             model.vae.to(memory_format=torch.contiguous_format)
+        if variant.pure:
+            for net, state in zip((unet, model.vae), saved, strict=True):
+                net.to(torch.float32).load_state_dict(state)
 
 
 def row(measure: str, value: str) -> None:
@@ -135,15 +153,23 @@ def measure_variants(model, variants: list[Variant], args, batch: int, device: t
     print("\n| variant | batch | images/s | vs ours | share of the FLOP ceiling | "
           "peak memory (GB) |\n|---|---|---|---|---|---|", flush=True)
     for variant in variants:
-        settings = GenerationSpec(steps=args.steps, precision=variant.precision)
-        with applied(model, variant):
-            generator = Generator(model, settings, batch_size=batch, progress=False)
-            generator.images(prompts(batch, 30_000))  # warm-up: compilation, autotuning
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
-            timed_prompts = prompts(batch * args.variant_batches)
-            seconds = timed(functools.partial(generator.images, timed_prompts), device)
-            rate = len(timed_prompts) / seconds
+        # pure: the weights carry the precision, so no autocast on top
+        precision = "fp32" if variant.pure else variant.precision
+        settings = GenerationSpec(steps=args.steps, precision=precision)
+        try:
+            with applied(model, variant):
+                generator = Generator(model, settings, batch_size=batch, progress=False)
+                generator.images(prompts(batch, 30_000))  # warm-up: compilation, autotuning
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(device)
+                timed_prompts = prompts(batch * args.variant_batches)
+                seconds = timed(functools.partial(generator.images, timed_prompts), device)
+                rate = len(timed_prompts) / seconds
+        except Exception as error:  # one variant's failure is a result; the others still run
+            print(f"| {variant.name} | {batch} | failed: {type(error).__name__}: "
+                  f"{str(error).splitlines()[0][:200] if str(error) else ''} | - | - | - |",
+                  flush=True)
+            continue
         share = f"{100 * rate / ceiling:.1f}%" if ceiling else "-"
         print(f"| {variant.name} | {batch} | {rate:.3f} | {rate / ours_rate:.2f}x | {share} | "
               f"{peak_memory_gb(device):.1f} |", flush=True)
@@ -206,7 +232,10 @@ def main() -> None:
 
     settings = GenerationSpec(steps=args.steps, precision=args.precision)
     generator = Generator(model, settings, batch_size=args.batch_size, progress=False)
-    generator.images(prompts(min(4, args.images), 20_000))  # warm-up: kernels, allocator
+    generator.images(prompts(min(4, args.images), 20_000))  # warm-up: fits the batch size
+    # and a batch of the timed shape: on an H100 the first batch of a new size ran ~10%
+    # slower (kernels loaded and plans chosen on first use)
+    generator.images(prompts(min(generator.batch_size or args.images, args.images), 25_000))
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     images: list = []

@@ -1,4 +1,5 @@
 import contextlib
+import copy
 
 import numpy as np
 import pytest
@@ -162,6 +163,21 @@ def test_half_precision_on_gpu_is_close_to_fp32_and_batch_invariant(tiny, precis
         assert np.abs(a - c).mean() < 4.0
     finally:
         tiny.to("cpu")
+
+
+def test_a_model_stored_in_half_precision_samples_without_autocast(tiny):
+    full = _arrays(Generator(tiny, GenerationSpec(steps=4), progress=False).images(PROMPTS))
+    saved = [copy.deepcopy(network.state_dict()) for network in (tiny.unet, tiny.vae)]
+    tiny.unet.to(torch.bfloat16)
+    tiny.vae.to(torch.bfloat16)
+    try:
+        half = _arrays(Generator(tiny, GenerationSpec(steps=4, precision="fp32"),
+                                 progress=False).images(PROMPTS))
+    finally:
+        for network, state in zip((tiny.unet, tiny.vae), saved, strict=True):
+            network.to(torch.float32).load_state_dict(state)
+    difference = np.abs(half.astype(int) - full.astype(int))
+    assert 0 < difference.mean() < 4.0  # bf16 rounding, not a different image
 
 
 def test_each_distinct_text_of_a_batch_is_encoded_once(tiny, monkeypatch):
