@@ -68,7 +68,8 @@ ShowUnsafeOption = Annotated[bool, typer.Option(
     "--show-unsafe", help="Let images of unsafe prompts (I2P) into thumbnails and image "
     "grids; without it they are generated and cached but never shown.")]
 PrecisionOption = Annotated[str | None, typer.Option(
-    help="auto (fp16 on GPU, fp32 on CPU), fp32, fp16 or bf16.")]
+    help="auto (fp16 on GPU, fp32 on CPU), fp32, fp16 or bf16; fp16/bf16 cast the UNet's "
+         "and VAE's weights for sampling (no autocast), the fp32 weights kept.")]
 
 
 def _scoped_options(kind: str, registry: Any, name: str,
@@ -396,7 +397,8 @@ def generate(
     guidance: Annotated[float, typer.Option(min=0.0, help="Guidance scale.")] = 7.5,
     scheduler: Annotated[str, typer.Option(help="ddim, lms, pndm or dpm.")] = "ddim",
     size: SizeOption = None,
-    precision: Annotated[str, typer.Option(help="auto, fp32, fp16 or bf16.")] = "auto",
+    precision: Annotated[str, typer.Option(
+        help="auto (fp16 on GPU, fp32 on CPU), fp32, fp16 or bf16.")] = "auto",
 ) -> None:
     """Generate images for prompts and seeds (through the image cache)."""
     from erasebench.commands import generate_images

@@ -5,7 +5,8 @@ the same images costs, measured in one run.
     python benchmarks/generation.py --model tiny --device cpu --images 8 --steps 4
 
 Ours: :class:`erasebench.generate.Generator` (batched, one text encoding per distinct
-prompt, autocast at ``--precision``, classifier-free guidance in one UNet call). Peers':
+prompt, UNet and VAE weights cast to ``--precision``, classifier-free guidance in one UNet
+call). Peers':
 ``StableDiffusionPipeline`` called once per image in fp32, as most method repositories do.
 Both draw ``--images`` images at ``--steps`` steps with guidance 7.5 from the same model;
 throughput excludes a warm-up batch. The FLOP ceiling uses the issue's estimate for SD v1.4
@@ -16,13 +17,10 @@ temporary TORCH_HOME so nothing is downloaded.
 
 ``--variants`` then measures ours again under other settings, each a ``+``-joined list:
 a precision (``fp16``, ``bf16``, ``fp32``; fp16 when none is named) and optionally
-``pure`` (the UNet and VAE weights stored at that precision and run without autocast, as
-diffusers' pipelines loaded with ``torch_dtype`` do: autocast runs GroupNorm, and with it
-much of each block's elementwise work, in fp32), ``channels_last`` (UNet and VAE weights in
-NHWC) and ``compile`` (``torch.compile`` of the UNet), e.g. ``--variants
-fp16,bf16+pure,fp16+channels_last+compile``. Each variant draws one warm-up batch (so
-compilation and autotuning stay out of the timing) and then ``--variant-batches`` batches
-of the same size, and is set back afterwards (weights restored exactly); a variant that
+``channels_last`` (UNet and VAE weights in NHWC) and ``compile`` (``torch.compile`` of the
+UNet), e.g. ``--variants fp16,bf16,fp16+channels_last+compile``. Each variant draws one
+warm-up batch (so compilation and autotuning stay out of the timing) and then
+``--variant-batches`` batches of the same size, and is set back afterwards; a variant that
 fails prints its error as its row and the next one runs. The
 generator itself runs the first variant that pays on the GPU only once it is measured
 there (benchmarks/README.md).
@@ -32,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import functools
 import os
 import tempfile
@@ -40,10 +37,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import diffusers
 import torch
 
-from erasebench.generate import Generator, resolve_precision
+from erasebench.generate import Generator
 from erasebench.models import load_model
 from erasebench.specs import GenerationSpec, ModelSpec, PromptSpec
 
@@ -99,7 +95,6 @@ class Variant:
 
     name: str
     precision: str = "fp16"
-    pure: bool = False
     channels_last: bool = False
     compile: bool = False
 
@@ -107,11 +102,11 @@ class Variant:
     def parse(cls, name: str) -> Variant:
         parts = set(name.split("+"))
         precisions = parts & {"fp16", "bf16", "fp32"}
-        options = {"pure", "channels_last", "compile"}
+        options = {"channels_last", "compile"}
         unknown = parts - precisions - options
         if unknown or len(precisions) > 1:
             raise SystemExit(f"unknown variant {name!r}: join one of fp16, bf16, fp32 with "
-                             "any of pure, channels_last, compile by '+'")
+                             "channels_last and/or compile by '+'")
         return cls(name, next(iter(precisions), "fp16"),
                    **{option: option in parts for option in options})
 
@@ -120,13 +115,6 @@ class Variant:
 def applied(model, variant: Variant) -> Iterator[None]:
     """The model under ``variant`` within the block, as it was afterwards."""
     unet = model.unet
-    saved = []
-    if variant.pure:  # kept: a round trip through half precision would change the weights
-        saved = [copy.deepcopy(net.state_dict()) for net in (unet, model.vae)]
-        dtype = resolve_precision(variant.precision, model.device)
-        diffusers.utils.logging.set_verbosity_error()  # its advice is for from_pretrained
-        unet.to(dtype)
-        model.vae.to(dtype)
     if variant.channels_last:
         unet.to(memory_format=torch.channels_last)
         model.vae.to(memory_format=torch.channels_last)
@@ -139,9 +127,6 @@ def applied(model, variant: Variant) -> Iterator[None]:
         if variant.channels_last:
             unet.to(memory_format=torch.contiguous_format)
             model.vae.to(memory_format=torch.contiguous_format)
-        if variant.pure:
-            for net, state in zip((unet, model.vae), saved, strict=True):
-                net.to(torch.float32).load_state_dict(state)
 
 
 def row(measure: str, value: str) -> None:
@@ -153,9 +138,7 @@ def measure_variants(model, variants: list[Variant], args, batch: int, device: t
     print("\n| variant | batch | images/s | vs ours | share of the FLOP ceiling | "
           "peak memory (GB) |\n|---|---|---|---|---|---|", flush=True)
     for variant in variants:
-        # pure: the weights carry the precision, so no autocast on top
-        precision = "fp32" if variant.pure else variant.precision
-        settings = GenerationSpec(steps=args.steps, precision=precision)
+        settings = GenerationSpec(steps=args.steps, precision=variant.precision)
         try:
             with applied(model, variant):
                 generator = Generator(model, settings, batch_size=batch, progress=False)

@@ -1,5 +1,4 @@
 import contextlib
-import copy
 
 import numpy as np
 import pytest
@@ -7,7 +6,7 @@ import torch
 
 from erasebench import memory
 from erasebench.cache import ImageCache
-from erasebench.generate import Generator, NonFiniteImageError
+from erasebench.generate import Generator, NonFiniteImageError, weights_cast
 from erasebench.specs import GenerationSpec, PromptSpec
 
 PROMPTS = [
@@ -165,19 +164,31 @@ def test_half_precision_on_gpu_is_close_to_fp32_and_batch_invariant(tiny, precis
         tiny.to("cpu")
 
 
-def test_a_model_stored_in_half_precision_samples_without_autocast(tiny):
+def test_half_precision_samples_with_cast_weights_and_keeps_the_fp32_masters(tiny):
     full = _arrays(Generator(tiny, GenerationSpec(steps=4), progress=False).images(PROMPTS))
-    saved = [copy.deepcopy(network.state_dict()) for network in (tiny.unet, tiny.vae)]
-    tiny.unet.to(torch.bfloat16)
-    tiny.vae.to(torch.bfloat16)
+    seen = []
+    hook = tiny.unet.register_forward_pre_hook(
+        lambda module, args: seen.append((module.conv_in.weight.dtype, args[0].dtype)))
     try:
-        half = _arrays(Generator(tiny, GenerationSpec(steps=4, precision="fp32"),
+        half = _arrays(Generator(tiny, GenerationSpec(steps=4, precision="bf16"),
                                  progress=False).images(PROMPTS))
     finally:
-        for network, state in zip((tiny.unet, tiny.vae), saved, strict=True):
-            network.to(torch.float32).load_state_dict(state)
+        hook.remove()
+    assert set(seen) == {(torch.bfloat16, torch.bfloat16)}  # weights and inputs, no autocast
+    assert all(p.dtype == torch.float32 for p in tiny.unet.parameters())
     difference = np.abs(half.astype(int) - full.astype(int))
     assert 0 < difference.mean() < 4.0  # bf16 rounding, not a different image
+    # (the conftest guard checks that the weights came back bit for bit)
+
+
+def test_cast_weights_come_back_exactly_even_when_the_block_fails(tiny):
+    before = {name: p.detach().clone() for name, p in tiny.unet.named_parameters()}
+    with pytest.raises(RuntimeError, match="out of memory"), \
+            weights_cast([tiny.unet], torch.float16):
+        assert tiny.unet.dtype == torch.float16
+        raise RuntimeError("CUDA out of memory")
+    for name, parameter in tiny.unet.named_parameters():
+        assert torch.equal(parameter, before[name]), name
 
 
 def test_each_distinct_text_of_a_batch_is_encoded_once(tiny, monkeypatch):
