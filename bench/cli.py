@@ -67,6 +67,11 @@ SizeOption = Annotated[int | None, typer.Option(
 ShowUnsafeOption = Annotated[bool, typer.Option(
     "--show-unsafe", help="Let images of unsafe prompts (I2P) into thumbnails and image "
     "grids; without it they are generated and cached but never shown.")]
+CompileOption = Annotated[bool, typer.Option(
+    "--compile/--no-compile", help="Sample with the UNet under torch.compile: on an H100 "
+    "1.4x the images/s of eager, after a one-time compile of about a minute per model; "
+    "images may differ in the last bits, so cached ones are reused. Needs torch >= 2.5 "
+    "(and a C compiler for inductor on a CPU).")]
 PrecisionOption = Annotated[str | None, typer.Option(
     help="auto (fp16 on GPU, fp32 on CPU), fp32, fp16 or bf16; fp16/bf16 cast the UNet's "
          "and VAE's weights for sampling (no autocast), the fp32 weights kept.")]
@@ -180,6 +185,7 @@ def run(
     scheduler: SchedulerOption = None,
     size: SizeOption = None,
     precision: PrecisionOption = None,
+    compile_unet: CompileOption = False,
     dry_run: Annotated[bool, typer.Option(
         help="Only list the work units and their state.")] = False,
     leaderboard: Annotated[Path | None, typer.Option(
@@ -223,7 +229,7 @@ def run(
         units += plan(eraser_objects, model_tasks, model_spec, overrides)
     runner = Runner(results_dir=results, cache_dir=_cache_dir(cache), device=device,
                     batch_size=batch_size, progress=sys.stderr.isatty(),
-                    show_unsafe=show_unsafe)
+                    show_unsafe=show_unsafe, compile=compile_unet)
     runner.store.check_schema()
     if dry_run:
         for unit in units:
@@ -261,7 +267,7 @@ def run(
 
         settings = {"results_dir": results, "cache_dir": runner.cache_dir,
                     "device": runner.device, "batch_size": batch_size,
-                    "show_unsafe": show_unsafe}
+                    "show_unsafe": show_unsafe, "compile": compile_unet}
         summary = run_on_ray(todo, settings, count, ray_address, report_unit)
         console.print(f"done {len(summary.done)} on Ray, {len(units) - len(todo)} already "
                       f"done, busy (another run) {len(summary.busy)}; "
@@ -399,6 +405,7 @@ def generate(
     size: SizeOption = None,
     precision: Annotated[str, typer.Option(
         help="auto (fp16 on GPU, fp32 on CPU), fp32, fp16 or bf16.")] = "auto",
+    compile_unet: CompileOption = False,
 ) -> None:
     """Generate images for prompts and seeds (through the image cache)."""
     from erasebench.commands import generate_images
@@ -406,7 +413,7 @@ def generate(
     generate_images(
         out=out, texts=prompt or [], prompt_file=prompts, seeds=seeds, edit_path=edit,
         model=_model_spec(model, revision), cache_dir=_cache_dir(cache), device=device,
-        batch_size=batch_size,
+        batch_size=batch_size, compile_unet=compile_unet,
         overrides=_generation_overrides(steps, guidance, scheduler, size, precision),
         console=console,
     )

@@ -67,7 +67,8 @@ def read_prompt_file(path: Path) -> list[PromptSpec]:
 
 def generate_images(*, out: Path, texts: list[str], prompt_file: Path | None, seeds: str,
                     edit_path: Path | None, model: ModelSpec, cache_dir: Path, device: str,
-                    batch_size: int | None, overrides: dict[str, Any], console: Any) -> None:
+                    batch_size: int | None, overrides: dict[str, Any], console: Any,
+                    compile_unet: bool = False) -> None:
     from erasebench.cache import ImageCache
     from erasebench.edits import EditedModel
     from erasebench.generate import Generator
@@ -81,7 +82,7 @@ def generate_images(*, out: Path, texts: list[str], prompt_file: Path | None, se
     edit = EditedModel.load(edit_path) if edit_path else None
     base = load_model(model, device=Runner(device=device).device)
     generator = Generator(base, GenerationSpec.model_validate(overrides), ImageCache(cache_dir),
-                          batch_size=batch_size)
+                          batch_size=batch_size, compile=compile_unet)
     if edit is not None:
         edit.apply(base)
     images = generator.images(prompts)

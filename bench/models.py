@@ -47,6 +47,7 @@ class DiffusionModel:
     scheduler_config: dict[str, Any]
     spec: ModelSpec = field(default_factory=ModelSpec)
     _fingerprint: str | None = field(default=None, repr=False)
+    _compiled_unet: Any = field(default=None, repr=False, compare=False)
 
     # -- construction ------------------------------------------------------------
     @classmethod
@@ -57,7 +58,8 @@ class DiffusionModel:
         """Loads a diffusers folder (by path) or a hub id at ``revision``; safetensors only.
 
         Weights are held in float32 by default whatever the file stores (erasers train in
-        it; generation casts per call with autocast); ``dtype=None`` keeps the file's.
+        it; generation casts them per batch, :func:`erasebench.generate.weights_cast`);
+        ``dtype=None`` keeps the file's.
         """
         from diffusers import UNet2DConditionModel
         from transformers import CLIPTextModel, CLIPTokenizer
@@ -203,6 +205,24 @@ class DiffusionModel:
     def native_size(self) -> int:
         """The image side the UNet was built for (512 for SD v1)."""
         return int(self.unet.config.sample_size) * self.vae_scale
+
+    def compiled_unet(self, backend: Any = "inductor") -> Any:
+        """The UNet under ``torch.compile``, made once per model (compiling SD's UNet takes
+        about a minute) and used for sampling only: erasers train the module itself.
+
+        Correct under edits because dynamo treats the parameters of an inlined module as
+        graph inputs: weights written in place (edits) or swapped for cast copies
+        (:func:`erasebench.generate.weights_cast`) reach the compiled code without a
+        recompile or a stale copy. Older torch baked them in as constants, hence the check.
+        """
+        import torch._dynamo
+
+        if not getattr(torch._dynamo.config, "inline_inbuilt_nn_modules", False):
+            raise UserError("compiling the UNet needs torch >= 2.5 (dynamo's "
+                            f"inline_inbuilt_nn_modules); this is torch {torch.__version__}")
+        if self._compiled_unet is None or self._compiled_unet._orig_mod is not self.unet:
+            self._compiled_unet = torch.compile(self.unet, backend=backend)
+        return self._compiled_unet
 
     # -- fingerprint -----------------------------------------------------------------
     @property

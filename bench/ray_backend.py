@@ -56,7 +56,7 @@ def run_on_ray(units: Sequence[WorkUnit], settings: dict[str, Any], workers: int
                address: str | None = None,
                on_unit: Callable[[WorkUnit, str], None] | None = None) -> RunSummary:
     """Runs ``units`` on ``workers`` Ray actors; ``settings`` are the Runner's fields
-    (results_dir, cache_dir, device, batch_size, show_unsafe)."""
+    (results_dir, cache_dir, device, batch_size, show_unsafe, compile)."""
     try:
         import ray
         from ray.util import ActorPool

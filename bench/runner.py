@@ -86,6 +86,7 @@ class Runner:
     on_unit: Callable[[WorkUnit, str], None] | None = None  # (unit, "done"/"skipped"/...)
     # Keep thumbnails of unsafe prompts' images in results/ too (never by default).
     show_unsafe: bool = False
+    compile: bool = False  # sample with torch.compile's UNet (erasebench.generate)
     _models: dict[ModelSpec, DiffusionModel] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -151,7 +152,7 @@ class Runner:
         model = self.model(unit.spec.model)
         edit = self.edit(unit, model)
         generator = Generator(model, unit.spec.generation, self.images, self.batch_size,
-                              self.progress)
+                              self.progress, compile=self.compile)
         prompts = unit.task.prompts(unit.spec.request)
         with edit.applied(model):
             images = generator.images(prompts)

@@ -120,6 +120,19 @@ class MockTask(Task):
                 for group, values in changes.items() if values]
 
 
+class TracingCompileBackend:
+    """A ``torch.compile`` backend for tests: keeps each graph dynamo captures (what
+    inductor would be given) and runs it eagerly, without inductor's minutes of C++ builds
+    on a CPU. ``graphs`` counts the compiles."""
+
+    def __init__(self) -> None:
+        self.graphs: list[torch.fx.GraphModule] = []
+
+    def __call__(self, graph_module: torch.fx.GraphModule, example_inputs: list) -> object:
+        self.graphs.append(graph_module)
+        return graph_module.forward
+
+
 def contract_eraser(cls: type[Eraser]) -> Eraser:
     """The eraser as the contract suite runs it: its ``tiny`` preset if it has one."""
     return cls(preset=CONTRACT_PRESET if CONTRACT_PRESET in cls.presets else None)

@@ -18,7 +18,8 @@ temporary TORCH_HOME so nothing is downloaded.
 ``--variants`` then measures ours again under other settings, each a ``+``-joined list:
 a precision (``fp16``, ``bf16``, ``fp32``; fp16 when none is named) and optionally
 ``channels_last`` (UNet and VAE weights in NHWC) and ``compile`` (``torch.compile`` of the
-UNet), e.g. ``--variants fp16,bf16,fp16+channels_last+compile``. Each variant draws one
+UNet, the generator's ``compile=True``), e.g. ``--variants
+fp16,bf16,fp16+channels_last+compile``. Each variant draws one
 warm-up batch (so compilation and autotuning stay out of the timing) and then
 ``--variant-batches`` batches of the same size, and is set back afterwards; a variant that
 fails prints its error as its row and the next one runs. The
@@ -114,18 +115,14 @@ class Variant:
 @contextlib.contextmanager
 def applied(model, variant: Variant) -> Iterator[None]:
     """The model under ``variant`` within the block, as it was afterwards."""
-    unet = model.unet
     if variant.channels_last:
-        unet.to(memory_format=torch.channels_last)
+        model.unet.to(memory_format=torch.channels_last)
         model.vae.to(memory_format=torch.channels_last)
-    if variant.compile:
-        model.unet = torch.compile(unet)
     try:
         yield
     finally:
-        model.unet = unet
         if variant.channels_last:
-            unet.to(memory_format=torch.contiguous_format)
+            model.unet.to(memory_format=torch.contiguous_format)
             model.vae.to(memory_format=torch.contiguous_format)
 
 
@@ -141,7 +138,8 @@ def measure_variants(model, variants: list[Variant], args, batch: int, device: t
         settings = GenerationSpec(steps=args.steps, precision=variant.precision)
         try:
             with applied(model, variant):
-                generator = Generator(model, settings, batch_size=batch, progress=False)
+                generator = Generator(model, settings, batch_size=batch, progress=False,
+                                      compile=variant.compile)
                 generator.images(prompts(batch, 30_000))  # warm-up: compilation, autotuning
                 if device.type == "cuda":
                     torch.cuda.reset_peak_memory_stats(device)

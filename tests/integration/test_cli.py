@@ -2,11 +2,15 @@
 
 import pandas as pd
 import pytest
+import torch
 from safetensors import safe_open
 
+from erasebench import generate
 from erasebench.cli import main
 from erasebench.edits import EditedModel
 from erasebench.registry import ERASERS
+from erasebench.results import ResultStore, records_to_frame
+from erasebench.testing import TracingCompileBackend
 
 
 def test_unknown_eraser_exits_2_with_one_line_listing_the_valid_names(capsys):
@@ -85,6 +89,27 @@ def test_run_end_to_end_then_report(tmp_path, capsys):
     assert main(["report", "--results", str(results), "--out", str(board)]) == 0
     assert board.read_bytes() == first
     assert len(pd.read_parquet(results / "metrics.parquet")) == 2
+
+
+def test_run_with_compile_samples_through_the_compiled_unet_and_gives_the_same_rows(
+        tmp_path, capsys, monkeypatch):
+    backend = TracingCompileBackend()
+    monkeypatch.setattr(generate, "COMPILE_BACKEND", backend)
+    torch._dynamo.reset()
+    rows = {}
+    try:
+        for flag in ("--no-compile", "--compile"):  # own caches: the images are drawn again
+            results = tmp_path / flag
+            argv = ["run", "--model", "tiny", "--erasers", "sd,mock", "--tasks", "mock",
+                    "--steps", "2", "--workers", "1", "--results", str(results),
+                    "--cache", str(tmp_path / f"cache{flag}"), "--no-report", flag]
+            assert main(argv) == 0
+            rows[flag] = records_to_frame(ResultStore(results).records())
+            assert bool(backend.graphs) == (flag == "--compile")
+    finally:
+        torch._dynamo.reset()
+    pd.testing.assert_frame_equal(rows["--compile"], rows["--no-compile"])
+    assert rows["--compile"]["eraser"].nunique() == 2  # the mock eraser's edit went through it
 
 
 def test_erase_generate_score_export(tmp_path, capsys):

@@ -4,10 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from erasebench import memory
+from erasebench import generate, memory
 from erasebench.cache import ImageCache
+from erasebench.errors import UserError
 from erasebench.generate import Generator, NonFiniteImageError, weights_cast
 from erasebench.specs import GenerationSpec, PromptSpec
+from erasebench.testing import TracingCompileBackend
 
 PROMPTS = [
     PromptSpec(text="a cat", seed=1),
@@ -189,6 +191,44 @@ def test_cast_weights_come_back_exactly_even_when_the_block_fails(tiny):
         raise RuntimeError("CUDA out of memory")
     for name, parameter in tiny.unet.named_parameters():
         assert torch.equal(parameter, before[name]), name
+
+
+def test_the_compiled_unet_is_compiled_once_and_follows_edits(tiny, monkeypatch):
+    backend = TracingCompileBackend()
+    monkeypatch.setattr(generate, "COMPILE_BACKEND", backend)
+    settings = GenerationSpec(steps=3, precision="bf16")  # weights swapped for copies per batch
+    other = [PromptSpec(text="a red circle", seed=seed) for seed in range(len(PROMPTS))]
+    eager = _arrays(Generator(tiny, settings, progress=False).images(PROMPTS))
+    torch._dynamo.reset()
+    try:
+        first = _arrays(Generator(tiny, settings, progress=False, compile=True).images(PROMPTS))
+        second = Generator(tiny, settings, progress=False, compile=True)  # a later work unit
+        second.images(other)
+        assert len(backend.graphs) == 1, "one compile for both generators and both batches"
+        np.testing.assert_array_equal(first, eager)
+        # An edit written into the weights in place, as EditedModel.apply does:
+        weight = tiny.unet.conv_in.weight
+        saved = weight.detach().clone()
+        with torch.no_grad():
+            weight.mul_(-1.0)
+        try:
+            edited = _arrays(second.images(PROMPTS))
+            edited_eager = _arrays(Generator(tiny, settings, progress=False).images(PROMPTS))
+        finally:
+            with torch.no_grad():
+                weight.copy_(saved)
+        assert len(backend.graphs) == 1, "an edit does not recompile"
+        np.testing.assert_array_equal(edited, edited_eager)  # no stale weights in the graph
+        assert np.abs(edited.astype(int) - eager.astype(int)).mean() > 1
+    finally:
+        tiny._compiled_unet = None
+        torch._dynamo.reset()
+
+
+def test_compiling_on_a_torch_that_bakes_weights_in_is_refused(tiny, monkeypatch):
+    monkeypatch.setattr(torch._dynamo.config, "inline_inbuilt_nn_modules", False)
+    with pytest.raises(UserError, match="torch >= 2.5"):
+        Generator(tiny, GenerationSpec(steps=2), progress=False, compile=True).images(PROMPTS)
 
 
 def test_each_distinct_text_of_a_batch_is_encoded_once(tiny, monkeypatch):
