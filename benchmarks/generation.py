@@ -6,8 +6,8 @@ the same images costs, measured in one run.
 
 Ours: :class:`erasebench.generate.Generator` (batched, one text encoding per distinct
 prompt, UNet and VAE weights cast to ``--precision``, classifier-free guidance in one UNet
-call). Peers':
-``StableDiffusionPipeline`` called once per image in fp32, as most method repositories do.
+call). Peers': ``StableDiffusionPipeline`` called once per image in fp32, as most method
+repositories do.
 Both draw ``--images`` images at ``--steps`` steps with guidance 7.5 from the same model;
 throughput excludes a warm-up batch. The FLOP ceiling uses the issue's estimate for SD v1.4
 at 512 px (1.61 TFLOP per guided step, ~83 TFLOP per 50-step image with the VAE decode) and
@@ -19,12 +19,11 @@ temporary TORCH_HOME so nothing is downloaded.
 a precision (``fp16``, ``bf16``, ``fp32``; fp16 when none is named) and optionally
 ``channels_last`` (UNet and VAE weights in NHWC) and ``compile`` (``torch.compile`` of the
 UNet, the generator's ``compile=True``), e.g. ``--variants
-fp16,bf16,fp16+channels_last+compile``. Each variant draws one
-warm-up batch (so compilation and autotuning stay out of the timing) and then
-``--variant-batches`` batches of the same size, and is set back afterwards; a variant that
-fails prints its error as its row and the next one runs. The
-generator itself runs the first variant that pays on the GPU only once it is measured
-there (benchmarks/README.md).
+fp16,bf16,fp16+channels_last+compile``. Each variant draws one warm-up batch (so
+compilation and autotuning stay out of the timing) and then ``--variant-batches`` batches
+of the same size, and is set back afterwards; a variant that fails prints its error as its
+row and the next one runs. What the H100 measured, and what the generator took from it,
+is in benchmarks/README.md.
 """
 
 from __future__ import annotations
