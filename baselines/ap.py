@@ -119,7 +119,7 @@ class AdversarialPreservation(ESD):
                 pool = torch.cat([kept, chunk])
                 pool_index = torch.cat([kept_index, torch.arange(start, start + len(chunk))])
                 best = nearest_concepts(pool, embedding, config.nearest)
-                kept, kept_index = pool[best.to(pool.device)], pool_index[best]
+                kept, kept_index = pool[best], pool_index[best]
         near_words, near = [words[i] for i in kept_index.tolist()], kept.detach()
         # Nearest-first inside each cluster order: keep candidate 0 the closest (pgd's base).
         chosen = kmeans_representatives(near, config.centres, generator)

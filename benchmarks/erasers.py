@@ -19,10 +19,9 @@ Peak memory is CUDA's max allocated on a GPU and the process's peak RSS on CPU.
 from __future__ import annotations
 
 import argparse
-import resource
-import time
 
 import torch
+from measure import peak_memory_gb, timed
 
 from erasebench.models import load_model
 from erasebench.registry import ERASERS
@@ -36,21 +35,9 @@ SMALL_EXTRAS = {"ca": {"anchor_images": 2, "anchor_steps": 2},
                 "mace": {"images_per_concept": 2, "image_steps": 2}}
 
 
-def peak_memory_gb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**30
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-
-
 def timed_erase(name: str, model, config: dict, request: ErasureRequest) -> float:
     eraser = ERASERS.get(name)(config)
-    if model.device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    eraser.erase(model, request)
-    if model.device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
+    return timed(lambda: eraser.erase(model, request), model.device)
 
 
 def main() -> None:

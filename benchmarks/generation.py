@@ -33,11 +33,11 @@ import contextlib
 import functools
 import os
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
+from measure import peak_memory_gb, timed
 
 from erasebench.generate import Generator
 from erasebench.models import load_model
@@ -45,23 +45,6 @@ from erasebench.specs import GenerationSpec, ModelSpec, PromptSpec
 
 TFLOP_PER_GUIDED_STEP = 1.61  # SD v1.4 UNet at 512 px, both halves of the guidance batch
 TFLOP_DECODE = 2.5  # the VAE decode of one 512 px image (83 - 50 * 1.61)
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(function, device: torch.device) -> float:
-    sync(device)
-    start = time.perf_counter()
-    function()
-    sync(device)
-    return time.perf_counter() - start
-
-
-def peak_memory_gb(device: torch.device) -> float:
-    return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0
 
 
 def prompts(count: int, offset: int = 0) -> list[PromptSpec]:

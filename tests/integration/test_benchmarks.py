@@ -16,6 +16,7 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 def run_script(name: str, argv: list[str], monkeypatch: pytest.MonkeyPatch,
                capsys: pytest.CaptureFixture[str]) -> str:
     monkeypatch.setattr(sys, "argv", [name, *argv])
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # as `python benchmarks/NAME` has it
     runpy.run_path(str(BENCHMARKS / name), run_name="__main__")
     return capsys.readouterr().out
 
