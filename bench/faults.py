@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from collections import Counter
 
 ENVIRONMENT_VARIABLE = "ERASEBENCH_KILL_AT"
@@ -22,6 +23,7 @@ CHECKPOINTS = (
     "io.before_rename",  # any atomic write: the temp file is complete, not yet renamed
 )
 _passed: Counter[str] = Counter()
+_counting = threading.Lock()  # cache writes pass their checkpoints on several threads
 
 
 def checkpoint(name: str) -> None:
@@ -31,6 +33,8 @@ def checkpoint(name: str) -> None:
     wanted, _, nth = target.partition(":")
     if wanted != name:
         return
-    _passed[name] += 1
-    if _passed[name] == int(nth or 1):
+    with _counting:
+        _passed[name] += 1
+        reached = _passed[name] == int(nth or 1)
+    if reached:
         os.kill(os.getpid(), signal.SIGKILL)

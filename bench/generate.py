@@ -4,7 +4,8 @@ An image depends only on (model, prompt, negative prompt, seed, guidance, steps,
 scheduler, size, precision): each sample's initial noise comes from its own CPU
 generator seeded with its seed, and every scheduler offered here is deterministic, so
 batch size and order never change an image (bit-exact on CPU). Distinct prompts are
-encoded once. Images go through the content-addressed :class:`ImageCache`.
+encoded once. Images go through the content-addressed :class:`ImageCache`, each batch's
+written on background threads while the next batch is sampled.
 
 Why network calls are padded on CPU: oneDNN/MKL choose other kernels (and so another
 summation order) for batches of fewer than about four rows, which moves a sample's
@@ -46,6 +47,9 @@ from erasebench.specs import GenerationSpec, PromptSpec
 
 CPU_MIN_ROWS = 8
 COMPILE_BACKEND: Any = "inductor"  # torch.compile's backend; the tests use one that traces
+# Inductor's options for the compiled UNet (torch._inductor.list_options()); none yet: on an
+# H100 the default mode gave 1.40x, and benchmarks/generation.py's variants try others.
+COMPILE_OPTIONS: dict[str, Any] = {}
 
 
 def padded_call(function: Any, *batched: torch.Tensor, **fixed: Any) -> torch.Tensor:
@@ -168,7 +172,7 @@ class Generator:
                 if image is not None:
                     found[key] = image
         missing = [key for key in first if key not in found]
-        with self._progress(len(missing)) as advance:
+        with self._progress(len(missing)) as advance, self._cache_writer() as cache_put:
             while missing:
                 batch, missing = missing[: self.batch_size], missing[self.batch_size :]
                 try:
@@ -186,9 +190,8 @@ class Generator:
                 for key, array in zip(batch, pixels, strict=True):
                     image = Image.fromarray(array)
                     found[key] = image
-                    if self.cache is not None:
-                        meta = {**self.key_fields(first[key]), "label": first[key].label}
-                        self.cache.put(key, image, meta)
+                    cache_put(key, image, {**self.key_fields(first[key]),
+                                           "label": first[key].label})
                 advance(len(batch))
         return [found[key] for key in keys]
 
@@ -204,6 +207,16 @@ class Generator:
                                                peak.bytes / len(prompts))
         self.fit_batch = False
         return pixels
+
+    @contextlib.contextmanager
+    def _cache_writer(self) -> Iterator[Any]:
+        """Where a batch's images go: written to the cache in the background, so that the
+        next batch is sampled meanwhile (:meth:`ImageCache.writing_in_background`)."""
+        if self.cache is None:
+            yield lambda key, image, meta: None
+            return
+        with self.cache.writing_in_background() as put:
+            yield put
 
     @contextlib.contextmanager
     def _progress(self, total: int) -> Iterator[Any]:
@@ -258,7 +271,7 @@ class Generator:
             device=device,
         ).view(-1, 1, 1, 1)
         dtype = resolve_precision(settings.precision, device)
-        unet = model.compiled_unet(COMPILE_BACKEND) if self.compile else model.unet
+        unet = model.compiled_unet(COMPILE_BACKEND, COMPILE_OPTIONS) if self.compile else model.unet
         with weights_cast((model.unet, model.vae), dtype):
             # inputs in each network's own weight dtype (also right for a model stored in half)
             unet_dtype, vae_dtype = model.unet.dtype, model.vae.dtype

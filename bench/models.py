@@ -47,6 +47,7 @@ class DiffusionModel:
     scheduler_config: dict[str, Any]
     spec: ModelSpec = field(default_factory=ModelSpec)
     _fingerprint: str | None = field(default=None, repr=False)
+    # (what it was compiled with, the compiled UNet): see compiled_unet
     _compiled_unet: Any = field(default=None, repr=False, compare=False)
 
     # -- construction ------------------------------------------------------------
@@ -206,9 +207,11 @@ class DiffusionModel:
         """The image side the UNet was built for (512 for SD v1)."""
         return int(self.unet.config.sample_size) * self.vae_scale
 
-    def compiled_unet(self, backend: Any = "inductor") -> Any:
-        """The UNet under ``torch.compile``, made once per model (compiling SD's UNet takes
-        about a minute) and used for sampling only: erasers train the module itself.
+    def compiled_unet(self, backend: Any = "inductor",
+                      options: dict[str, Any] | None = None) -> Any:
+        """The UNet under ``torch.compile``, made once per model and set of inductor
+        ``options`` (compiling SD's UNet takes about a minute) and used for sampling only:
+        erasers train the module itself.
 
         Correct under edits because dynamo treats the parameters of an inlined module as
         graph inputs: weights written in place (edits) or swapped for cast copies
@@ -220,9 +223,21 @@ class DiffusionModel:
         if not getattr(torch._dynamo.config, "inline_inbuilt_nn_modules", False):
             raise UserError("compiling the UNet needs torch >= 2.5 (dynamo's "
                             f"inline_inbuilt_nn_modules); this is torch {torch.__version__}")
-        if self._compiled_unet is None or self._compiled_unet._orig_mod is not self.unet:
-            self._compiled_unet = torch.compile(self.unet, backend=backend)
-        return self._compiled_unet
+        made_for = (backend, sorted((options or {}).items()))
+        if self._compiled_unet is None or self._compiled_unet[1]._orig_mod is not self.unet \
+                or self._compiled_unet[0] != made_for:
+            compiled = torch.compile(self.unet, backend=backend, options=options or None)
+            self._compiled_unet = (made_for, compiled)
+        return self._compiled_unet[1]
+
+    def discard_compiled_unet(self) -> None:
+        """Forget the compiled UNet, and every graph dynamo holds: needed after the UNet's
+        weights change layout (e.g. to channels_last), which torch 2.11 does not guard
+        against: the old graph then fails on the new strides (2.14 recompiles)."""
+        import torch._dynamo
+
+        self._compiled_unet = None
+        torch._dynamo.reset()
 
     # -- fingerprint -----------------------------------------------------------------
     @property

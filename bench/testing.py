@@ -123,13 +123,16 @@ class MockTask(Task):
 class TracingCompileBackend:
     """A ``torch.compile`` backend for tests: keeps each graph dynamo captures (what
     inductor would be given) and runs it eagerly, without inductor's minutes of C++ builds
-    on a CPU. ``graphs`` counts the compiles."""
+    on a CPU. ``graphs`` counts the compiles; ``options`` holds the options each was given."""
 
     def __init__(self) -> None:
         self.graphs: list[torch.fx.GraphModule] = []
+        self.options: list[dict | None] = []
 
-    def __call__(self, graph_module: torch.fx.GraphModule, example_inputs: list) -> object:
+    def __call__(self, graph_module: torch.fx.GraphModule, example_inputs: list,
+                 options: dict | None = None) -> object:
         self.graphs.append(graph_module)
+        self.options.append(options)
         return graph_module.forward
 
 

@@ -15,15 +15,22 @@ at 512 px (1.61 TFLOP per guided step, ~83 TFLOP per 50-step image with the VAE 
 ViT-B/32, NudeNet) are timed on the images just made, with random weights written to a
 temporary TORCH_HOME so nothing is downloaded.
 
+The image cache row draws ``--images`` more with the generator writing each image to a
+temporary image cache, as ``erasebench run`` does (the PNGs are written on background
+threads while the next batch is sampled), as a share of ours without the cache.
+
 ``--variants`` then measures ours again under other settings, each a ``+``-joined list:
 a precision (``fp16``, ``bf16``, ``fp32``; fp16 when none is named) and optionally
-``channels_last`` (UNet and VAE weights in NHWC) and ``compile`` (``torch.compile`` of the
-UNet, the generator's ``compile=True``), e.g. ``--variants
-fp16,bf16,fp16+channels_last+compile``. Each variant draws one warm-up batch (so
-compilation and autotuning stay out of the timing) and then ``--variant-batches`` batches
-of the same size, and is set back afterwards; a variant that fails prints its error as its
-row and the next one runs. What the H100 measured, and what the generator took from it,
-is in benchmarks/README.md.
+``channels_last`` (UNet and VAE weights in NHWC) and one way of compiling the UNet with the
+generator's ``compile=True``: ``compile`` (its inductor options as they stand), ``tuned``
+(those diffusers' SDXL guide sets: 1x1 convolutions as matrix products, coordinate-descent
+tuning, no epilogue fusion) or ``autotune`` (torch.compile's max-autotune without CUDA
+graphs), e.g. ``--variants fp16,fp16+channels_last+compile,fp16+tuned``. Each variant
+draws one warm-up batch (so compilation and autotuning stay out of the timing) and then
+``--variant-batches`` batches of the same size, and is set back afterwards; a variant that
+fails prints its error as its row and the next one runs. Variants draw batches of the
+size ours used. What the H100 measured, and what the generator took from it, is in
+benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -39,6 +46,8 @@ from dataclasses import dataclass
 import torch
 from measure import peak_memory_gb, timed
 
+from erasebench import generate
+from erasebench.cache import ImageCache
 from erasebench.generate import Generator
 from erasebench.models import load_model
 from erasebench.specs import GenerationSpec, ModelSpec, PromptSpec
@@ -72,6 +81,19 @@ def peers_loop(model, count: int, steps: int, device: torch.device) -> float:
     return timed(run, device)
 
 
+# The ways a variant can compile the UNet: inductor's options for each (the generator's
+# COMPILE_OPTIONS while the variant runs).
+COMPILE_PRESETS: dict[str, dict | None] = {
+    "compile": None,  # the generator's own COMPILE_OPTIONS
+    # the settings diffusers' guide to faster SDXL inference gives for its UNet
+    "tuned": {"conv_1x1_as_mm": True, "coordinate_descent_tuning": True,
+              "epilogue_fusion": False},
+    # torch.compile's mode "max-autotune-no-cudagraphs": each matrix product and convolution
+    # timed in several implementations at compile time (minutes)
+    "autotune": {"max_autotune": True, "coordinate_descent_tuning": True},
+}
+
+
 @dataclass(frozen=True)
 class Variant:
     """One way of running ours: a precision and the optional UNet/VAE optimisations."""
@@ -79,33 +101,44 @@ class Variant:
     name: str
     precision: str = "fp16"
     channels_last: bool = False
-    compile: bool = False
+    compile: str | None = None  # a COMPILE_PRESETS name
 
     @classmethod
     def parse(cls, name: str) -> Variant:
         parts = set(name.split("+"))
         precisions = parts & {"fp16", "bf16", "fp32"}
-        options = {"channels_last", "compile"}
-        unknown = parts - precisions - options
-        if unknown or len(precisions) > 1:
-            raise SystemExit(f"unknown variant {name!r}: join one of fp16, bf16, fp32 with "
-                             "channels_last and/or compile by '+'")
-        return cls(name, next(iter(precisions), "fp16"),
-                   **{option: option in parts for option in options})
+        compiles = parts & set(COMPILE_PRESETS)
+        unknown = parts - precisions - compiles - {"channels_last"}
+        if unknown or len(precisions) > 1 or len(compiles) > 1:
+            raise SystemExit(f"unknown variant {name!r}: join one of fp16, bf16, fp32, "
+                             f"optionally channels_last and one of {', '.join(COMPILE_PRESETS)} "
+                             "by '+'")
+        return cls(name, next(iter(precisions), "fp16"), "channels_last" in parts,
+                   next(iter(compiles), None))
 
 
 @contextlib.contextmanager
 def applied(model, variant: Variant) -> Iterator[None]:
-    """The model under ``variant`` within the block, as it was afterwards."""
+    """The model (and the generator's compile options) under ``variant`` within the block,
+    as they were afterwards."""
+    saved_options = generate.COMPILE_OPTIONS
+    options = COMPILE_PRESETS[variant.compile] if variant.compile else None
+    if options is not None:
+        generate.COMPILE_OPTIONS = options
     if variant.channels_last:
         model.unet.to(memory_format=torch.channels_last)
         model.vae.to(memory_format=torch.channels_last)
     try:
         yield
     finally:
+        generate.COMPILE_OPTIONS = saved_options
         if variant.channels_last:
             model.unet.to(memory_format=torch.contiguous_format)
             model.vae.to(memory_format=torch.contiguous_format)
+        if variant.compile:
+            # the next variant compiles afresh: on torch 2.11 a graph made for one layout
+            # fails on the other instead of recompiling
+            model.discard_compiled_unet()
 
 
 def row(measure: str, value: str) -> None:
@@ -121,7 +154,7 @@ def measure_variants(model, variants: list[Variant], args, batch: int, device: t
         try:
             with applied(model, variant):
                 generator = Generator(model, settings, batch_size=batch, progress=False,
-                                      compile=variant.compile)
+                                      compile=variant.compile is not None)
                 generator.images(prompts(batch, 30_000))  # warm-up: compilation, autotuning
                 if device.type == "cuda":
                     torch.cuda.reset_peak_memory_stats(device)
@@ -136,6 +169,18 @@ def measure_variants(model, variants: list[Variant], args, batch: int, device: t
         share = f"{100 * rate / ceiling:.1f}%" if ceiling else "-"
         print(f"| {variant.name} | {batch} | {rate:.3f} | {rate / ours_rate:.2f}x | {share} | "
               f"{peak_memory_gb(device):.1f} |", flush=True)
+
+
+def measure_cache_writes(generator: Generator, count: int, device: torch.device,
+                         ours_rate: float) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        generator.cache = ImageCache(folder)
+        try:
+            rate = count / timed(lambda: generator.images(prompts(count, 40_000)), device)
+        finally:
+            generator.cache = None
+    row("ours writing each image to the image cache: images/s", f"{rate:.3f}")
+    row("with the cache, as a share of ours without it", f"{100 * rate / ours_rate:.1f}%")
 
 
 def measure_scorers(images: list, seconds: float, device: torch.device) -> None:
@@ -181,6 +226,8 @@ def main() -> None:
     parser.add_argument("--peak-tflops", type=float, default=790.0)
     parser.add_argument("--no-peers", action="store_true", help="skip the per-image loop")
     parser.add_argument("--no-scorers", action="store_true", help="skip the scorer timings")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="skip drawing the images again with the image cache")
     parser.add_argument("--variants", default="",
                         help="comma-separated variants to measure after ours (see above)")
     parser.add_argument("--variant-batches", type=int, default=1,
@@ -213,6 +260,8 @@ def main() -> None:
             "TFLOP/s)", f"{100 * ours_rate / ceiling:.1f}%")
     if device.type == "cuda":
         row("peak memory (GB)", f"{peak_memory_gb(device):.1f}")
+    if not args.no_cache:
+        measure_cache_writes(generator, args.images, device, ours_rate)
     if not args.no_peers:
         peers_rate = args.peer_images / peers_loop(model, args.peer_images, args.steps, device)
         row("peers' per-image fp32 loop: images/s", f"{peers_rate:.3f}")

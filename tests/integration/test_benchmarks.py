@@ -9,6 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+from erasebench import generate
+from erasebench.testing import TracingCompileBackend
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
@@ -32,18 +36,30 @@ def table_rows(output: str) -> dict[str, list[str]]:
 
 
 def test_generation_measures_ours_the_peers_loop_and_each_variant(monkeypatch, capsys):
-    output = run_script("generation.py", [
-        "--model", "tiny", "--device", "cpu", "--images", "2", "--peer-images", "1",
-        "--steps", "2", "--batch-size", "2", "--no-scorers",
-        "--variants", "fp32,bf16+channels_last"], monkeypatch, capsys)
+    backend = TracingCompileBackend()  # inductor's C++ builds would take minutes here
+    monkeypatch.setattr(generate, "COMPILE_BACKEND", backend)
+    torch._dynamo.reset()
+    try:
+        output = run_script("generation.py", [
+            "--model", "tiny", "--device", "cpu", "--images", "2", "--peer-images", "1",
+            "--steps", "2", "--batch-size", "2", "--no-scorers",
+            "--variants", "fp32,bf16+channels_last,fp32+tuned"], monkeypatch, capsys)
+    finally:
+        torch._dynamo.reset()
     rows = table_rows(output)
     ours = rows["ours: images/s (batch 2, auto)"]
     assert float(ours[0]) > 0
+    assert float(rows["ours writing each image to the image cache: images/s"][0]) > 0
+    assert rows["with the cache, as a share of ours without it"][0].endswith("%")
     assert float(rows["peers' per-image fp32 loop: images/s"][0]) > 0
     assert rows["speed-up over the per-image loop"][0].endswith("x")
-    for variant in ("fp32", "bf16+channels_last"):
+    for variant in ("fp32", "bf16+channels_last", "fp32+tuned"):
         batch, rate, relative = rows[variant][:3]
         assert batch == "2" and float(rate) > 0 and relative.endswith("x")
+    # the tuned variant's inductor options reached the compile, once; then were set back
+    assert backend.options == [{"conv_1x1_as_mm": True, "coordinate_descent_tuning": True,
+                                "epilogue_fusion": False}]
+    assert generate.COMPILE_OPTIONS == {}
 
 
 def test_generation_refuses_an_unknown_variant_before_building_anything(monkeypatch, capsys):
@@ -62,3 +78,12 @@ def test_erasers_reports_every_eraser_asked_for(monkeypatch, capsys):
     float(per_step), float(fixed)  # numbers (their sign is the timer's noise at one step apart)
     assert full.endswith("(1000 steps)")  # ESD's paper default, projected
     assert float(memory) > 0
+
+
+def test_cache_writes_measures_each_way_of_writing(monkeypatch, capsys):
+    output = run_script("cache_writes.py", ["--rate", "400", "--images", "8", "--batch-size",
+                                            "4", "--size", "64"], monkeypatch, capsys)
+    rows = table_rows(output)
+    for way in ("none", "written in line", "written in the background"):
+        rate, share = rows[way]
+        assert float(rate) > 0 and share.endswith("%")

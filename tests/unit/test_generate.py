@@ -1,4 +1,5 @@
 import contextlib
+import threading
 
 import numpy as np
 import pytest
@@ -58,6 +59,71 @@ def test_cached_images_are_reused_and_a_truncated_png_is_regenerated(tiny, tmp_p
     assert calls == [1]  # only the damaged one was generated again
     assert np.array_equal(first, again)
     assert cache.get(key) is not None
+
+
+def test_a_batch_is_written_to_the_cache_while_the_next_one_is_sampled(tiny, tmp_path):
+    cache = ImageCache(tmp_path)
+    generator = Generator(tiny, GenerationSpec(steps=2), cache, batch_size=2, progress=False)
+    sampled, next_batch_began = [], threading.Event()
+    original_sample, original_put = generator.sample, cache.put
+
+    def sample(prompts):
+        if sampled:
+            next_batch_began.set()
+        sampled.append(len(prompts))
+        return original_sample(prompts)
+
+    waited = []
+
+    def put(key, image, meta):  # written inline, the first batch's puts would time out here
+        waited.append((threading.current_thread().name, next_batch_began.wait(timeout=20)))
+        original_put(key, image, meta)
+
+    generator.sample, cache.put = sample, put
+    images = generator.images(PROMPTS[:4])
+    assert sampled == [2, 2]
+    assert all(began for _, began in waited[:2])
+    assert all(name.startswith("erasebench-cache") for name, _ in waited)
+    # every entry is complete once images() returns, and holds the image it returned
+    for key, image in zip(generator.keys(PROMPTS[:4]), images, strict=True):
+        assert np.array_equal(np.asarray(cache.get(key)), np.asarray(image))
+
+
+def test_a_failed_cache_write_is_raised_and_the_other_entries_are_kept(tiny, tmp_path):
+    cache = ImageCache(tmp_path)
+    generator = Generator(tiny, GenerationSpec(steps=2), cache, batch_size=2, progress=False)
+    keys = generator.keys(PROMPTS[:4])
+    original_put = cache.put
+
+    def put(key, image, meta):
+        if key == keys[1]:
+            raise OSError(28, "No space left on device")
+        original_put(key, image, meta)
+
+    cache.put = put
+    with pytest.raises(OSError, match="No space"):
+        generator.images(PROMPTS[:4])
+    assert [cache.get(key) is not None for key in keys] == [True, False, True, True]
+
+
+def test_images_drawn_before_a_failing_batch_are_cached(tiny, tmp_path):
+    cache = ImageCache(tmp_path)
+    generator = Generator(tiny, GenerationSpec(steps=2), cache, batch_size=2, progress=False)
+    original_sample, drawn = generator.sample, []
+
+    def sample(prompts):
+        if drawn:
+            raise RuntimeError("the second batch failed")
+        drawn.extend(prompts)
+        return original_sample(prompts)
+
+    generator.sample = sample
+    with pytest.raises(RuntimeError, match="second batch"):
+        generator.images(PROMPTS[:4])
+    cached = [prompt for prompt, key in zip(PROMPTS[:4], generator.keys(PROMPTS[:4]),
+                                            strict=True) if cache.get(key) is not None]
+    assert len(drawn) == 2 and sorted(cached, key=PROMPTS.index) == \
+        sorted(drawn, key=PROMPTS.index)
 
 
 def test_cache_key_covers_every_setting(tiny):
@@ -166,6 +232,33 @@ def test_half_precision_on_gpu_is_close_to_fp32_and_batch_invariant(tiny, precis
         tiny.to("cpu")
 
 
+@pytest.mark.gpu
+def test_compiled_sampling_on_gpu_is_close_to_eager_and_follows_edits(tiny):
+    model = tiny.to("cuda")  # inductor itself, not the tests' tracing backend
+    settings = GenerationSpec(steps=4, precision="fp16")
+    eager = Generator(model, settings, progress=False)
+    compiled = Generator(model, settings, progress=False, compile=True)
+    torch._dynamo.reset()
+    try:
+        plain, fast = (_arrays(g.images(PROMPTS)).astype(int) for g in (eager, compiled))
+        assert np.abs(plain - fast).mean() < 1.0  # kernels differ in the last bits only
+        weight = model.unet.conv_in.weight
+        saved = weight.detach().clone()
+        with torch.no_grad():
+            weight.mul_(-1.0)
+        try:
+            edited, edited_eager = (_arrays(g.images(PROMPTS)).astype(int)
+                                    for g in (compiled, eager))
+        finally:
+            with torch.no_grad():
+                weight.copy_(saved)
+        assert np.abs(edited - edited_eager).mean() < 1.0
+        assert np.abs(edited - fast).mean() > 1
+    finally:
+        tiny.to("cpu")
+        tiny.discard_compiled_unet()
+
+
 def test_half_precision_samples_with_cast_weights_and_keeps_the_fp32_masters(tiny):
     full = _arrays(Generator(tiny, GenerationSpec(steps=4), progress=False).images(PROMPTS))
     seen = []
@@ -221,8 +314,24 @@ def test_the_compiled_unet_is_compiled_once_and_follows_edits(tiny, monkeypatch)
         np.testing.assert_array_equal(edited, edited_eager)  # no stale weights in the graph
         assert np.abs(edited.astype(int) - eager.astype(int)).mean() > 1
     finally:
-        tiny._compiled_unet = None
-        torch._dynamo.reset()
+        tiny.discard_compiled_unet()
+
+
+def test_the_compile_options_reach_the_backend_and_new_ones_compile_anew(tiny, monkeypatch):
+    backend = TracingCompileBackend()
+    monkeypatch.setattr(generate, "COMPILE_BACKEND", backend)
+    settings = GenerationSpec(steps=2)
+    torch._dynamo.reset()
+    try:
+        for options in ({}, {"epilogue_fusion": False}, {"epilogue_fusion": False}):
+            monkeypatch.setattr(generate, "COMPILE_OPTIONS", options)
+            Generator(tiny, settings, progress=False, compile=True).images(PROMPTS[:2])
+        assert backend.options == [None, {"epilogue_fusion": False}]
+        tiny.discard_compiled_unet()  # as after a change of the weights' layout
+        Generator(tiny, settings, progress=False, compile=True).images(PROMPTS[:2])
+        assert len(backend.graphs) == 3, "compiled anew"
+    finally:
+        tiny.discard_compiled_unet()
 
 
 def test_compiling_on_a_torch_that_bakes_weights_in_is_refused(tiny, monkeypatch):

@@ -1,0 +1,82 @@
+"""Does writing the image cache keep pace with a GPU? Measured on any machine, in one run.
+
+    python benchmarks/cache_writes.py                  # a GPU at 4 images/s, 512 px
+    python benchmarks/cache_writes.py --rate 8 --images 128 --batch-size 32
+
+Every image the generator draws is written to the image cache as a PNG, about 50 ms of one
+core per 512 px image. The generator's sampling is replaced here by a stand-in that waits
+as a GPU drawing ``--rate`` images/s would (the wait releases the GIL, as waiting for CUDA
+does) and returns 512 px images that compress about as badly as photos (a gradient with
+8-bit noise). The script prints the generator's images/s without a cache, with the cache
+written in line (each batch's PNGs written before the next batch is sampled, as the
+generator did before) and with the generator's background writes, each as a share of the
+stand-in's rate. Run it on the machine that will generate: its cores decide.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import tempfile
+import time
+
+import numpy as np
+import torch
+from measure import timed
+
+from erasebench.cache import ImageCache
+from erasebench.generate import Generator
+from erasebench.models import load_model
+from erasebench.specs import GenerationSpec, ModelSpec, PromptSpec
+
+
+def photo_like_images(count: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    ramp = np.linspace(0, 255, size)
+    gradient = np.stack([np.add.outer(ramp, ramp) / 2] * 3, axis=-1)
+    noise = rng.integers(0, 20, (count, size, size, 3))
+    return (gradient + noise).clip(0, 255).astype(np.uint8)
+
+
+@contextlib.contextmanager
+def written_in_line(cache: ImageCache):
+    """The cache's ``put`` itself, as the generator called it before writing in the background."""
+    yield cache.put
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rate", type=float, default=4.0,
+                        help="images/s of the GPU stood in for (an H100 drew 4.2 at 50 steps)")
+    parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--size", type=int, default=512, help="image side in pixels")
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+
+    def stand_in(prompts, conditioning=None) -> np.ndarray:
+        began = time.perf_counter()
+        images = photo_like_images(len(prompts), args.size, rng)
+        time.sleep(max(0.0, len(prompts) / args.rate - (time.perf_counter() - began)))
+        return images
+
+    prompts = [PromptSpec(text="a photo", seed=seed) for seed in range(args.images)]
+    model = load_model(ModelSpec(id="tiny"))  # only keys the images; the stand-in draws them
+    print(f"a stand-in GPU at {args.rate:g} images/s, {args.size} px, batch {args.batch_size}, "
+          f"{args.images} images")
+    print("| cache | images/s | share of the stand-in's rate |\n|---|---|---|")
+    for way in ("none", "written in line", "written in the background"):
+        with tempfile.TemporaryDirectory() as folder:
+            cache = None if way == "none" else ImageCache(folder)
+            if way == "written in line":
+                cache.writing_in_background = lambda cache=cache: written_in_line(cache)
+            generator = Generator(model, GenerationSpec(), cache, batch_size=args.batch_size,
+                                  progress=False)
+            generator.sample = stand_in
+            seconds = timed(functools.partial(generator.images, prompts), torch.device("cpu"))
+        rate = args.images / seconds
+        print(f"| {way} | {rate:.3f} | {100 * rate / args.rate:.1f}% |", flush=True)
+
+if __name__ == "__main__":
+    main()
