@@ -8,12 +8,12 @@
 #               the per-image fp32 loop, scorer shares (issue 8)
 #   erasers     benchmarks/erasers.py: seconds per step and peak memory per eraser (4, 5, 8)
 #   gpu_tests   python -m pytest -m gpu: every GPU path on SD v1.4's full-size architecture
-#   variants    generation.py --variants: what bf16, channels_last and torch.compile add
-#               (issue 8)
+#   variants    generation.py --variants at batch 64: what torch.compile adds to the
+#               generator's default (fp16, weights cast), with channels_last and with
+#               inductor's tuning options (issue 8)
 # One log per step lands in $OUT. Here, first: bash benchmarks/device/fetch_wheels.sh; then
-# the device tool's run, carry [".whl"], in two calls on the warm machine (all five steps
-# take about 11 minutes on an H100, a call at most 10): "STEPS=env,generation,erasers bash
-# benchmarks/device/check.sh", then "STEPS=gpu_tests,variants bash benchmarks/device/check.sh".
+# the device tool's run, carry [".whl"], in calls of at most 10 minutes on the warm machine
+# (benchmarks/README.md says which steps are still open and how to split them).
 # Rehearsal on a CPU (the same script, the tiny model, GPU tests skipped):
 #   PYTHON=/path/to/python3.12 MODEL=tiny DEVICE=cpu OUT=/tmp/out bash benchmarks/device/check.sh
 # Step limits (seconds) can be set: LIMIT_GENERATION=... etc.; STEPS=name,name runs a subset;
@@ -60,15 +60,16 @@ install 2>&1 | tee "$OUT/install.log"
 echo "=== installed in $((SECONDS - start)) s"
 step env "${LIMIT_ENV:-40}" bash -c "nvidia-smi 2>&1 | head -20; \
     '$PYTHON' benchmarks/device/environment.py"
-step generation "${LIMIT_GENERATION:-130}" "$PYTHON" benchmarks/generation.py --model "$MODEL" \
+step generation "${LIMIT_GENERATION:-180}" "$PYTHON" benchmarks/generation.py --model "$MODEL" \
     --device "$DEVICE" ${GENERATION_ARGS:-}
 step erasers "${LIMIT_ERASERS:-170}" "$PYTHON" benchmarks/erasers.py --model "$MODEL" \
     --device "$DEVICE" --short 1 --long 3 ${ERASERS_ARGS:-}
 step gpu_tests "${LIMIT_GPU_TESTS:-200}" "$PYTHON" -m pytest -m gpu -v --durations=0 \
     -p no:cacheprovider ${GPU_TESTS:-tests}
-step variants "${LIMIT_VARIANTS:-150}" "$PYTHON" benchmarks/generation.py --model "$MODEL" \
-    --device "$DEVICE" --no-peers --no-scorers --images 16 --batch-size 16 \
-    --variants ${VARIANTS:-bf16,channels_last+compile,bf16+channels_last+compile} ${VARIANTS_ARGS:-}
+step variants "${LIMIT_VARIANTS:-480}" "$PYTHON" benchmarks/generation.py --model "$MODEL" \
+    --device "$DEVICE" --no-peers --no-scorers --no-cache --images 64 --batch-size 64 \
+    --variants ${VARIANTS:-fp16+channels_last+compile,fp16+compile,fp16+channels_last+tuned} \
+    ${VARIANTS_ARGS:-}
 # The reply shows only the output's tail: repeat what matters where it will be seen.
 echo "=== summary, $((SECONDS - start)) s in all"
 printf '%s\n' "${summary[@]}"
