@@ -21,11 +21,13 @@ threads while the next batch is sampled), as a share of ours without the cache.
 
 ``--variants`` then measures ours again under other settings, each a ``+``-joined list:
 a precision (``fp16``, ``bf16``, ``fp32``; fp16 when none is named) and optionally
-``channels_last`` (UNet and VAE weights in NHWC) and one way of compiling the UNet with the
-generator's ``compile=True``: ``compile`` (its inductor options as they stand), ``tuned``
-(those diffusers' SDXL guide sets: 1x1 convolutions as matrix products, coordinate-descent
-tuning, no epilogue fusion) or ``autotune`` (torch.compile's max-autotune without CUDA
-graphs), e.g. ``--variants fp16,fp16+channels_last+compile,fp16+tuned``. Each variant
+``channels_last`` (UNet and VAE weights in NHWC), ``cudnn_benchmark`` (cuDNN times its
+convolution algorithms for each new shape and keeps the fastest) and one way of compiling
+the UNet with the generator's ``compile=True``: ``compile`` (its inductor options as they
+stand), ``tuned`` (those diffusers' SDXL guide sets: 1x1 convolutions as matrix products,
+coordinate-descent tuning, no epilogue fusion) or ``autotune`` (torch.compile's
+max-autotune without CUDA graphs), e.g. ``--variants
+fp16,fp16+cudnn_benchmark,fp16+channels_last+compile,fp16+tuned``. Each variant
 draws one warm-up batch (so compilation and autotuning stay out of the timing) and then
 ``--variant-batches`` batches of the same size, and is set back afterwards; a variant that
 fails prints its error as its row and the next one runs. Variants draw batches of the
@@ -102,29 +104,31 @@ class Variant:
     precision: str = "fp16"
     channels_last: bool = False
     compile: str | None = None  # a COMPILE_PRESETS name
+    cudnn_benchmark: bool = False  # cuDNN times its convolution algorithms per shape
 
     @classmethod
     def parse(cls, name: str) -> Variant:
         parts = set(name.split("+"))
         precisions = parts & {"fp16", "bf16", "fp32"}
         compiles = parts & set(COMPILE_PRESETS)
-        unknown = parts - precisions - compiles - {"channels_last"}
+        unknown = parts - precisions - compiles - {"channels_last", "cudnn_benchmark"}
         if unknown or len(precisions) > 1 or len(compiles) > 1:
             raise SystemExit(f"unknown variant {name!r}: join one of fp16, bf16, fp32, "
-                             f"optionally channels_last and one of {', '.join(COMPILE_PRESETS)} "
-                             "by '+'")
+                             "optionally channels_last, cudnn_benchmark and one of "
+                             f"{', '.join(COMPILE_PRESETS)} by '+'")
         return cls(name, next(iter(precisions), "fp16"), "channels_last" in parts,
-                   next(iter(compiles), None))
+                   next(iter(compiles), None), "cudnn_benchmark" in parts)
 
 
 @contextlib.contextmanager
 def applied(model, variant: Variant) -> Iterator[None]:
     """The model (and the generator's compile options) under ``variant`` within the block,
     as they were afterwards."""
-    saved_options = generate.COMPILE_OPTIONS
+    saved_options, saved_benchmark = generate.COMPILE_OPTIONS, torch.backends.cudnn.benchmark
     options = COMPILE_PRESETS[variant.compile] if variant.compile else None
     if options is not None:
         generate.COMPILE_OPTIONS = options
+    torch.backends.cudnn.benchmark = variant.cudnn_benchmark or saved_benchmark
     if variant.channels_last:
         model.unet.to(memory_format=torch.channels_last)
         model.vae.to(memory_format=torch.channels_last)
@@ -132,6 +136,7 @@ def applied(model, variant: Variant) -> Iterator[None]:
         yield
     finally:
         generate.COMPILE_OPTIONS = saved_options
+        torch.backends.cudnn.benchmark = saved_benchmark
         if variant.channels_last:
             model.unet.to(memory_format=torch.contiguous_format)
             model.vae.to(memory_format=torch.contiguous_format)

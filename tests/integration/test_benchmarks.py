@@ -43,7 +43,8 @@ def test_generation_measures_ours_the_peers_loop_and_each_variant(monkeypatch, c
         output = run_script("generation.py", [
             "--model", "tiny", "--device", "cpu", "--images", "2", "--peer-images", "1",
             "--steps", "2", "--batch-size", "2", "--no-scorers",
-            "--variants", "fp32,bf16+channels_last,fp32+tuned"], monkeypatch, capsys)
+            "--variants", "fp32,bf16+channels_last+cudnn_benchmark,fp32+tuned"], monkeypatch,
+            capsys)
     finally:
         torch._dynamo.reset()
     rows = table_rows(output)
@@ -53,13 +54,13 @@ def test_generation_measures_ours_the_peers_loop_and_each_variant(monkeypatch, c
     assert rows["with the cache, as a share of ours without it"][0].endswith("%")
     assert float(rows["peers' per-image fp32 loop: images/s"][0]) > 0
     assert rows["speed-up over the per-image loop"][0].endswith("x")
-    for variant in ("fp32", "bf16+channels_last", "fp32+tuned"):
+    for variant in ("fp32", "bf16+channels_last+cudnn_benchmark", "fp32+tuned"):
         batch, rate, relative = rows[variant][:3]
         assert batch == "2" and float(rate) > 0 and relative.endswith("x")
     # the tuned variant's inductor options reached the compile, once; then were set back
     assert backend.options == [{"conv_1x1_as_mm": True, "coordinate_descent_tuning": True,
                                 "epilogue_fusion": False}]
-    assert generate.COMPILE_OPTIONS == {}
+    assert generate.COMPILE_OPTIONS == {} and not torch.backends.cudnn.benchmark
 
 
 def test_generation_refuses_an_unknown_variant_before_building_anything(monkeypatch, capsys):
