@@ -41,6 +41,7 @@ from rich.progress import Progress
 
 from erasebench import memory
 from erasebench.cache import ImageCache, image_key
+from erasebench.errors import UserError
 from erasebench.faults import checkpoint
 from erasebench.models import DiffusionModel
 from erasebench.specs import GenerationSpec, PromptSpec
@@ -271,7 +272,8 @@ class Generator:
             device=device,
         ).view(-1, 1, 1, 1)
         dtype = resolve_precision(settings.precision, device)
-        unet = model.compiled_unet(COMPILE_BACKEND, COMPILE_OPTIONS) if self.compile else model.unet
+        unet = compiled_or_explained(model.compiled_unet(COMPILE_BACKEND, COMPILE_OPTIONS)) \
+            if self.compile else model.unet
         with weights_cast((model.unet, model.vae), dtype):
             # inputs in each network's own weight dtype (also right for a model stored in half)
             unet_dtype, vae_dtype = model.unet.dtype, model.vae.dtype
@@ -297,6 +299,28 @@ class Generator:
         # Half-precision images were drawn under autocast before the weights were cast (the
         # last bits differ): a new label keeps such cached images out; fp32 keys unchanged.
         return str(dtype) if dtype == torch.float32 else f"{dtype}, weights cast"
+
+
+def compiled_or_explained(compiled: Any) -> Any:
+    """``compiled`` (a torch.compile'd module), whose compile failures (no C compiler, no
+    Triton for this GPU, an inductor bug) become one clear error instead of inductor's pages
+    of traceback. Raised at the first batch, before anything of it is cached."""
+    import torch._dynamo.exc
+    import torch._inductor.exc
+
+    failures = (torch._dynamo.exc.BackendCompilerFailed, torch._inductor.exc.InductorError)
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return compiled(*args, **kwargs)
+        except failures as error:
+            cause = getattr(error, "inner_exception", None) or error
+            first_line = next(iter(str(cause).strip().splitlines()), "")
+            raise UserError(f"torch.compile could not compile the UNet ({type(cause).__name__}: "
+                            f"{first_line[:300]}); run without --compile, which draws the same "
+                            "images, and the run resumes where it stopped") from error
+
+    return call
 
 
 def initial_noise(prompts: Sequence[PromptSpec], channels: int, height: int,

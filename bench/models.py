@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -220,7 +221,10 @@ class DiffusionModel:
         """
         import torch._dynamo
 
-        if not getattr(torch._dynamo.config, "inline_inbuilt_nn_modules", False):
+        with warnings.catch_warnings():  # newer torch: always on, the flag deprecated
+            warnings.simplefilter("ignore", FutureWarning)
+            inlined = getattr(torch._dynamo.config, "inline_inbuilt_nn_modules", True)
+        if not inlined:
             raise UserError("compiling the UNet needs torch >= 2.5 (dynamo's "
                             f"inline_inbuilt_nn_modules); this is torch {torch.__version__}")
         made_for = (backend, sorted((options or {}).items()))

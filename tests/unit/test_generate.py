@@ -334,6 +334,24 @@ def test_the_compile_options_reach_the_backend_and_new_ones_compile_anew(tiny, m
         tiny.discard_compiled_unet()
 
 
+def test_a_failed_compile_is_one_clear_error_and_nothing_is_cached(tiny, tmp_path,
+                                                                    monkeypatch):
+    def no_compiler(graph_module, example_inputs):
+        raise RuntimeError("no working C compiler found\nmany more lines")
+
+    monkeypatch.setattr(generate, "COMPILE_BACKEND", no_compiler)
+    torch._dynamo.reset()
+    cache = ImageCache(tmp_path)
+    try:
+        with pytest.raises(UserError, match=r"could not compile the UNet \(RuntimeError: no "
+                                            r"working C compiler found\); run without --compile"):
+            Generator(tiny, GenerationSpec(steps=2), cache, progress=False,
+                      compile=True).images(PROMPTS)
+    finally:
+        tiny.discard_compiled_unet()
+    assert not list(tmp_path.rglob("*.png"))
+
+
 def test_compiling_on_a_torch_that_bakes_weights_in_is_refused(tiny, monkeypatch):
     monkeypatch.setattr(torch._dynamo.config, "inline_inbuilt_nn_modules", False)
     with pytest.raises(UserError, match="torch >= 2.5"):
