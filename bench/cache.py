@@ -14,7 +14,7 @@ import hashlib
 import io
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from erasebench.io import atomic_write_bytes, atomic_write_json, canonical_json,
 
 # Bump when the sampling loop changes in a way that changes images.
 GENERATOR_VERSION = 1
-# Threads that write cache entries in the background (ImageCache.writing_in_background).
+# Threads that read and write cache entries (ImageCache.get_many, writing_in_background).
 WRITER_THREADS = min(4, os.cpu_count() or 1)
 
 
@@ -65,6 +65,15 @@ class ImageCache:
             self.discard(key)
             return None
         return image
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, Image.Image]:
+        """:meth:`get` of each key, on WRITER_THREADS threads (PNG decoding and hashing
+        release the GIL): the found ones by key. A run that reuses thousands of cached
+        images (the original model's, shared by every eraser's unit) reads them this way."""
+        with ThreadPoolExecutor(WRITER_THREADS, thread_name_prefix="erasebench-cache") as pool:
+            images = pool.map(self.get, keys)
+            return {key: image for key, image in zip(keys, images, strict=True)
+                    if image is not None}
 
     def put(self, key: str, image: Image.Image, meta: dict[str, Any]) -> None:
         png, sidecar = self._paths(key)

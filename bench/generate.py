@@ -166,12 +166,7 @@ class Generator:
         """
         keys = self.keys(prompts)
         first = {key: prompts[index] for index, key in reversed(list(enumerate(keys)))}
-        found: dict[str, Image.Image] = {}
-        if self.cache is not None:
-            for key in first:
-                image = self.cache.get(key)
-                if image is not None:
-                    found[key] = image
+        found = self.cache.get_many(list(first)) if self.cache is not None else {}
         missing = [key for key in first if key not in found]
         with self._progress(len(missing)) as advance, self._cache_writer() as cache_put:
             while missing:

@@ -81,10 +81,11 @@ def test_erasers_reports_every_eraser_asked_for(monkeypatch, capsys):
     assert float(memory) > 0
 
 
-def test_cache_writes_measures_each_way_of_writing(monkeypatch, capsys):
-    output = run_script("cache_writes.py", ["--rate", "400", "--images", "8", "--batch-size",
-                                            "4", "--size", "64"], monkeypatch, capsys)
+def test_image_cache_measures_each_way_of_writing_and_reading(monkeypatch, capsys):
+    output = run_script("image_cache.py", ["--rate", "400", "--images", "8", "--batch-size",
+                                           "4", "--size", "64"], monkeypatch, capsys)
     rows = table_rows(output)
-    for way in ("none", "written in line", "written in the background"):
+    for way in ("none", "written in line", "written in the background", "one after another",
+                "get_many"):
         rate, share = rows[way]
         assert float(rate) > 0 and share.endswith("%")

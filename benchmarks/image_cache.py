@@ -1,16 +1,23 @@
-"""Does writing the image cache keep pace with a GPU? Measured on any machine, in one run.
+"""Does the image cache keep pace with a GPU? Measured on any machine, in one run.
 
-    python benchmarks/cache_writes.py                  # a GPU at 4 images/s, 512 px
-    python benchmarks/cache_writes.py --rate 8 --images 128 --batch-size 32
+    python benchmarks/image_cache.py                  # a GPU at 4 images/s, 512 px
+    python benchmarks/image_cache.py --rate 8 --images 128 --batch-size 32
 
-Every image the generator draws is written to the image cache as a PNG, about 50 ms of one
-core per 512 px image. The generator's sampling is replaced here by a stand-in that waits
-as a GPU drawing ``--rate`` images/s would (the wait releases the GIL, as waiting for CUDA
-does) and returns 512 px images that compress about as badly as photos (a gradient with
-8-bit noise). The script prints the generator's images/s without a cache, with the cache
-written in line (each batch's PNGs written before the next batch is sampled, as the
-generator did before) and with the generator's background writes, each as a share of the
-stand-in's rate. Run it on the machine that will generate: its cores decide.
+Writes: every image the generator draws is written to the image cache as a PNG, about
+50 ms of one core per 512 px image. The generator's sampling is replaced here by a
+stand-in that waits as a GPU drawing ``--rate`` images/s would (the wait releases the GIL,
+as waiting for CUDA does) and returns 512 px images that compress about as badly as photos
+(a gradient with 8-bit noise). The script prints the generator's images/s without a cache,
+with the cache written in line (each batch's PNGs written before the next batch is
+sampled, as the generator did before) and with the generator's background writes, each as
+a share of the stand-in's rate.
+
+Reads: the same images read back, one after another (as the generator did before) and
+with ``ImageCache.get_many`` (on the cache's threads), in images/s, and the time either
+takes as a share of drawing them at ``--rate``: the share a run that reuses cached images
+(the original model's, for every eraser) keeps the GPU waiting.
+
+Run it on the machine that will generate: its cores decide.
 """
 
 from __future__ import annotations
@@ -65,7 +72,7 @@ def main() -> None:
     model = load_model(ModelSpec(id="tiny"))  # only keys the images; the stand-in draws them
     print(f"a stand-in GPU at {args.rate:g} images/s, {args.size} px, batch {args.batch_size}, "
           f"{args.images} images")
-    print("| cache | images/s | share of the stand-in's rate |\n|---|---|---|")
+    print("| writes | images/s | share of the stand-in's rate |\n|---|---|---|")
     for way in ("none", "written in line", "written in the background"):
         with tempfile.TemporaryDirectory() as folder:
             cache = None if way == "none" else ImageCache(folder)
@@ -75,8 +82,20 @@ def main() -> None:
                                   progress=False)
             generator.sample = stand_in
             seconds = timed(functools.partial(generator.images, prompts), torch.device("cpu"))
-        rate = args.images / seconds
-        print(f"| {way} | {rate:.3f} | {100 * rate / args.rate:.1f}% |", flush=True)
+            print(f"| {way} | {args.images / seconds:.3f} | "
+                  f"{100 * args.images / seconds / args.rate:.1f}% |", flush=True)
+            if cache is not None and way == "written in the background":
+                measure_reads(cache, generator.keys(prompts), args.rate)
+
+
+def measure_reads(cache: ImageCache, keys: list[str], rate: float) -> None:
+    print("\n| reads | images/s | share of the time the stand-in draws them in |\n|---|---|---|")
+    ways = {"one after another": lambda: [cache.get(key) for key in keys],
+            "get_many": lambda: cache.get_many(keys)}
+    for way, read in ways.items():
+        seconds = timed(read, torch.device("cpu"))
+        print(f"| {way} | {len(keys) / seconds:.1f} | "
+              f"{100 * seconds / (len(keys) / rate):.1f}% |", flush=True)
 
 if __name__ == "__main__":
     main()
