@@ -27,7 +27,11 @@ from erasebench.io import atomic_write_bytes, atomic_write_json, canonical_json,
 # Bump when the sampling loop changes in a way that changes images.
 GENERATOR_VERSION = 1
 # Threads that read and write cache entries (ImageCache.get_many, writing_in_background).
-WRITER_THREADS = min(4, os.cpu_count() or 1)
+CACHE_THREADS = min(4, os.cpu_count() or 1)
+
+
+def _cache_threads() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(CACHE_THREADS, thread_name_prefix="erasebench-cache")
 
 
 def default_cache_dir() -> Path:
@@ -67,10 +71,10 @@ class ImageCache:
         return image
 
     def get_many(self, keys: Sequence[str]) -> dict[str, Image.Image]:
-        """:meth:`get` of each key, on WRITER_THREADS threads (PNG decoding and hashing
+        """:meth:`get` of each key, on CACHE_THREADS threads (PNG decoding and hashing
         release the GIL): the found ones by key. A run that reuses thousands of cached
         images (the original model's, shared by every eraser's unit) reads them this way."""
-        with ThreadPoolExecutor(WRITER_THREADS, thread_name_prefix="erasebench-cache") as pool:
+        with _cache_threads() as pool:
             images = pool.map(self.get, keys)
             return {key: image for key, image in zip(keys, images, strict=True)
                     if image is not None}
@@ -86,7 +90,7 @@ class ImageCache:
 
     @contextlib.contextmanager
     def writing_in_background(self) -> Iterator[Callable[[str, Image.Image, dict[str, Any]], None]]:
-        """A ``put`` that returns at once; the entry is written on one of WRITER_THREADS.
+        """A ``put`` that returns at once; the entry is written on one of CACHE_THREADS.
 
         Why: encoding a 512 px PNG takes about 50 ms of one core, a fifth of the time a GPU
         at 4 images/s spends drawing the image; written in line, the GPU would wait for it.
@@ -97,7 +101,7 @@ class ImageCache:
         atomic and an entry without its sidecar reads as missing.
         """
         pending: list[Future[None]] = []
-        with ThreadPoolExecutor(WRITER_THREADS, thread_name_prefix="erasebench-cache") as pool:
+        with _cache_threads() as pool:
             yield lambda key, image, meta: pending.append(pool.submit(self.put, key, image, meta))
         for write in pending:
             write.result()
