@@ -84,7 +84,7 @@ def main() -> None:
             seconds = timed(functools.partial(generator.images, prompts), torch.device("cpu"))
             print(f"| {way} | {args.images / seconds:.3f} | "
                   f"{100 * args.images / seconds / args.rate:.1f}% |", flush=True)
-            if cache is not None and way == "written in the background":
+            if way == "written in the background":
                 measure_reads(cache, generator.keys(prompts), args.rate)
 
 
@@ -96,6 +96,7 @@ def measure_reads(cache: ImageCache, keys: list[str], rate: float) -> None:
         seconds = timed(read, torch.device("cpu"))
         print(f"| {way} | {len(keys) / seconds:.1f} | "
               f"{100 * seconds / (len(keys) / rate):.1f}% |", flush=True)
+
 
 if __name__ == "__main__":
     main()
