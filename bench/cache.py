@@ -5,6 +5,10 @@ prompt, seed, guidance, steps, scheduler, size, precision) and nothing else, so 
 are shared between tasks, erasers with no edit, and runs. The JSON sidecar is written
 last and carries the PNG's sha256: an entry without it, or whose PNG does not match, is
 treated as missing and regenerated.
+
+A run's images are handed to its scorers as
+:class:`~erasebench.image_sequences.CachedImages`, read from here when used, so that no
+unit's images need fit in memory at once.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import io
 import json
 import os
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +30,17 @@ from erasebench.io import atomic_write_bytes, atomic_write_json, canonical_json,
 
 # Bump when the sampling loop changes in a way that changes images.
 GENERATOR_VERSION = 1
-# Threads that read and write cache entries (ImageCache.get_many, writing_in_background).
+# Threads that read and write images (ImageCache.get_many and writing_in_background, and
+# image_sequences.ImageFiles).
 CACHE_THREADS = min(4, os.cpu_count() or 1)
+# Images writing_in_background lets wait for their writes before a put waits for one: the
+# generator's memory stays bounded (100 MB at 512 px) when the disk is slower than the GPU.
+MAX_PENDING_WRITES = 128
 
 
-def _cache_threads() -> ThreadPoolExecutor:
+def io_threads() -> ThreadPoolExecutor:
+    """A pool of CACHE_THREADS threads for reading or writing images (zlib, PNG decoding and
+    hashing release the GIL)."""
     return ThreadPoolExecutor(CACHE_THREADS, thread_name_prefix="erasebench-cache")
 
 
@@ -55,26 +65,45 @@ class ImageCache:
 
     def get(self, key: str) -> Image.Image | None:
         """The cached image, or None if absent, truncated or altered (then it is removed)."""
+        data = self._checked_png(key)
+        if data is None:
+            return None
+        try:
+            image = Image.open(io.BytesIO(data))
+            image.load()
+        except (OSError, ValueError):
+            self.discard(key)
+            return None
+        return image
+
+    def _checked_png(self, key: str) -> bytes | None:
+        """The entry's PNG bytes if they match its sidecar's checksum; None if the entry is
+        absent, and None (the entry removed) if it is incomplete or altered."""
         png, sidecar = self._paths(key)
         if not sidecar.is_file():
             return None
         try:
-            meta = json.loads(sidecar.read_text())
             data = png.read_bytes()
-            if sha256_bytes(data) != meta["sha256"]:
-                raise ValueError("checksum mismatch")
-            image = Image.open(io.BytesIO(data))
-            image.load()
-        except (OSError, ValueError, KeyError, json.JSONDecodeError):
-            self.discard(key)
-            return None
-        return image
+            if sha256_bytes(data) == json.loads(sidecar.read_text())["sha256"]:
+                return data
+        except (OSError, ValueError, KeyError, TypeError):  # JSONDecodeError is a ValueError
+            pass
+        self.discard(key)
+        return None
+
+    def sound_keys(self, keys: Sequence[str]) -> set[str]:
+        """Those of ``keys`` whose entries are complete and match their checksums, checked on
+        CACHE_THREADS threads without decoding the PNGs; the damaged ones are removed. What
+        the generator asks before drawing: a damaged entry is drawn again, not read later."""
+        with io_threads() as pool:
+            checked = pool.map(self._checked_png, keys)
+            return {key for key, data in zip(keys, checked, strict=True) if data is not None}
 
     def get_many(self, keys: Sequence[str]) -> dict[str, Image.Image]:
         """:meth:`get` of each key, on CACHE_THREADS threads (PNG decoding and hashing
         release the GIL): the found ones by key. A run that reuses thousands of cached
         images (the original model's, shared by every eraser's unit) reads them this way."""
-        with _cache_threads() as pool:
+        with io_threads() as pool:
             images = pool.map(self.get, keys)
             return {key: image for key, image in zip(keys, images, strict=True)
                     if image is not None}
@@ -98,11 +127,23 @@ class ImageCache:
         Leaving the block waits for every write, also when it is left by an exception (what
         was drawn is kept); then, if it was left normally, the first failed write raises.
         A process killed before a write finished loses that entry only: every write is
-        atomic and an entry without its sidecar reads as missing.
+        atomic and an entry without its sidecar reads as missing. When MAX_PENDING_WRITES
+        images wait to be written (a disk slower than the GPU), a put waits for one write to
+        finish, so that the images waiting never fill the memory.
         """
         pending: list[Future[None]] = []
-        with _cache_threads() as pool:
-            yield lambda key, image, meta: pending.append(pool.submit(self.put, key, image, meta))
+        unfinished: list[Future[None]] = []
+
+        def put(key: str, image: Image.Image, meta: dict[str, Any]) -> None:
+            unfinished[:] = [write for write in unfinished if not write.done()]
+            if len(unfinished) >= MAX_PENDING_WRITES:
+                wait(unfinished, return_when=FIRST_COMPLETED)
+            write = pool.submit(self.put, key, image, meta)
+            pending.append(write)
+            unfinished.append(write)
+
+        with io_threads() as pool:
+            yield put
         for write in pending:
             write.result()
 

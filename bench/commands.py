@@ -3,14 +3,16 @@ ranges, and folders of images with a ``manifest.csv`` (prompt, seed, guidance, f
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from PIL import Image
 
 from erasebench.errors import UserError
+from erasebench.image_sequences import ImageFiles
+from erasebench.io import atomic_write
 from erasebench.plugins import MetricValue, ScoringContext, Task
 from erasebench.specs import MAX_SEED, GenerationSpec, ModelSpec, PromptSpec
 
@@ -85,20 +87,25 @@ def generate_images(*, out: Path, texts: list[str], prompt_file: Path | None, se
                           batch_size=batch_size, compile=compile_unet)
     if edit is not None:
         edit.apply(base)
-    images = generator.images(prompts)
+    cache = generator.cache
+    assert cache is not None  # given above
+    generator.images(prompts)  # drawn into the cache, or found there and checked
     out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for index, (prompt, image) in enumerate(zip(prompts, images, strict=True)):
+    # The cache's PNGs are copied, not decoded and encoded again (50 ms an image at 512 px).
+    for index, (prompt, key) in enumerate(zip(prompts, generator.keys(prompts), strict=True)):
         name = f"{index:05d}.png"
-        image.save(out / name)
+        atomic_write(out / name, lambda tmp, key=key: shutil.copyfile(cache.path_of(key), tmp))
         guidance = generator.settings.guidance if prompt.guidance is None else prompt.guidance
         rows.append({"file": name, "prompt": prompt.text, "seed": prompt.seed,
                      "guidance": guidance})
-    pd.DataFrame(rows).to_csv(out / MANIFEST, index=False)
+    frame = pd.DataFrame(rows)
+    atomic_write(out / MANIFEST, lambda tmp: frame.to_csv(tmp, index=False))
     console.print(f"wrote {len(rows)} images and {MANIFEST} to {out}")
 
 
-def read_image_folder(folder: Path) -> dict[tuple[str, int], Image.Image]:
+def read_image_folder(folder: Path) -> dict[tuple[str, int], Path]:
+    """The image file of each (prompt, seed) in ``folder``'s manifest (read when scored)."""
     manifest = folder / MANIFEST
     if not manifest.is_file():
         raise UserError(f"{str(folder)!r} has no {MANIFEST}; make it with `erasebench generate`")
@@ -106,8 +113,13 @@ def read_image_folder(folder: Path) -> dict[tuple[str, int], Image.Image]:
     missing = {"file", "prompt", "seed"} - set(frame.columns)
     if missing:
         raise UserError(f"{manifest} lacks the columns {sorted(missing)}")
-    return {(str(row.prompt), int(row.seed)): Image.open(folder / str(row.file)).convert("RGB")
-            for row in frame.itertuples(index=False)}
+    files = {(str(row.prompt), int(row.seed)): folder / str(row.file)
+             for row in frame.itertuples(index=False)}
+    absent = [path.name for path in files.values() if not path.is_file()]
+    if absent:
+        raise UserError(f"{manifest} names {len(absent)} file(s) that {str(folder)!r} lacks: "
+                        f"{', '.join(absent[:5])}")
+    return files
 
 
 def score_folder(task: Task, folder: Path, reference: Path | None,
@@ -116,11 +128,11 @@ def score_folder(task: Task, folder: Path, reference: Path | None,
     images = read_image_folder(folder)
     references = read_image_folder(reference) if reference else None
 
-    def reference_images(prompts: Any) -> list[Image.Image]:
+    def reference_images(prompts: Any) -> ImageFiles:
         if references is None:
             raise UserError(f"task {task.name!r} compares against the original model's images;"
                             " pass --reference FOLDER (generated from the base model)")
-        return [_lookup(references, p, reference) for p in prompts]
+        return ImageFiles([_lookup(references, p, reference) for p in prompts])
 
     context = ScoringContext(device=device, reference_images=reference_images)
     scored = 0
@@ -129,7 +141,7 @@ def score_folder(task: Task, folder: Path, reference: Path | None,
         if not all((p.text, p.seed) in images for p in prompts):
             continue
         scored += 1
-        chosen = [images[(p.text, p.seed)] for p in prompts]
+        chosen = ImageFiles([images[(p.text, p.seed)] for p in prompts])
         for value in task.score(chosen, prompts, request, context):
             yield request.display(), value
     if not scored:
@@ -137,8 +149,8 @@ def score_folder(task: Task, folder: Path, reference: Path | None,
                         f" of task {task.name!r}")
 
 
-def _lookup(images: dict[tuple[str, int], Image.Image], prompt: PromptSpec,
-            folder: Path | None) -> Image.Image:
+def _lookup(images: dict[tuple[str, int], Path], prompt: PromptSpec,
+            folder: Path | None) -> Path:
     try:
         return images[(prompt.text, prompt.seed)]
     except KeyError:

@@ -5,7 +5,8 @@ scheduler, size, precision): each sample's initial noise comes from its own CPU
 generator seeded with its seed, and every scheduler offered here is deterministic, so
 batch size and order never change an image (bit-exact on CPU). Distinct prompts are
 encoded once. Images go through the content-addressed :class:`ImageCache`, each batch's
-written on background threads while the next batch is sampled.
+written on background threads while the next batch is sampled, and come back from it
+when used (:class:`CachedImages`).
 
 Why network calls are padded on CPU: oneDNN/MKL choose other kernels (and so another
 summation order) for batches of fewer than about four rows, which moves a sample's
@@ -43,6 +44,7 @@ from erasebench import memory
 from erasebench.cache import ImageCache, image_key
 from erasebench.errors import UserError
 from erasebench.faults import checkpoint
+from erasebench.image_sequences import CachedImages
 from erasebench.models import DiffusionModel
 from erasebench.specs import GenerationSpec, PromptSpec
 
@@ -159,15 +161,18 @@ class Generator:
     def keys(self, prompts: Sequence[PromptSpec]) -> list[str]:
         return [image_key(self.key_fields(prompt)) for prompt in prompts]
 
-    def images(self, prompts: Sequence[PromptSpec]) -> list[Image.Image]:
+    def images(self, prompts: Sequence[PromptSpec]) -> Sequence[Image.Image]:
         """One image per prompt, in order; cached ones are read, the others generated.
 
-        Prompts that would give the same image (same key) are generated once.
+        Prompts that would give the same image (same key) are generated once. With a cache
+        the images come back as :class:`CachedImages`, read from the cache when used, so
+        that none is held here: thousands of 512 px images would not fit in memory.
         """
         keys = self.keys(prompts)
         first = {key: prompts[index] for index, key in reversed(list(enumerate(keys)))}
-        found = self.cache.get_many(list(first)) if self.cache is not None else {}
-        missing = [key for key in first if key not in found]
+        cached = self.cache.sound_keys(list(first)) if self.cache is not None else set()
+        missing = [key for key in first if key not in cached]
+        drawn: dict[str, Image.Image] = {}  # only without a cache
         with self._progress(len(missing)) as advance, self._cache_writer() as cache_put:
             while missing:
                 batch, missing = missing[: self.batch_size], missing[self.batch_size :]
@@ -185,11 +190,14 @@ class Generator:
                 checkpoint("generate.batch")
                 for key, array in zip(batch, pixels, strict=True):
                     image = Image.fromarray(array)
-                    found[key] = image
+                    if self.cache is None:
+                        drawn[key] = image
                     cache_put(key, image, {**self.key_fields(first[key]),
                                            "label": first[key].label})
                 advance(len(batch))
-        return [found[key] for key in keys]
+        if self.cache is not None:  # every write has finished: leaving the block waited
+            return CachedImages(self.cache, keys)
+        return [drawn[key] for key in keys]
 
     def _sample_and_fit(self, prompts: Sequence[PromptSpec]) -> np.ndarray:
         """:meth:`sample`; the first time with ``fit_batch``, the batch size is then set

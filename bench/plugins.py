@@ -120,7 +120,7 @@ class ScoringContext:
 
     device: str
     # Images of the *unedited* base model for the same prompts (e.g. LPIPS vs `sd`).
-    reference_images: Callable[[Sequence[PromptSpec]], list[Image.Image]]
+    reference_images: Callable[[Sequence[PromptSpec]], Sequence[Image.Image]]
     # The base model's text embeddings (n, tokens, dim), e.g. for concept distances.
     encode_text: Callable[[list[str]], torch.Tensor] | None = None
     # The model and the unit's edit, for tasks that attack the edited model (robustness);
@@ -165,6 +165,14 @@ class Task:
 
     def score(self, images: Sequence[Image.Image], prompts: Sequence[PromptSpec],
               request: ErasureRequest, context: ScoringContext) -> list[MetricValue]:
+        """The metrics of ``images`` (one per prompt, in order).
+
+        In a run, ``images`` (and ``context.reference_images(...)``) are read from the image
+        cache as they are used (:mod:`erasebench.image_sequences`), so that thousands of
+        512 px images need not fit in memory: go through them a slice at a time
+        (``images[start:start + batch]``), as the scorers in ``erasebench.scorers`` do,
+        rather than listing them all; each read decodes again.
+        """
         raise NotImplementedError
 
     def scorer_versions(self) -> dict[str, str]:

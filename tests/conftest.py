@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
+from erasebench.cache import ImageCache
+from erasebench.image_sequences import CachedImages
 from erasebench.models import DiffusionModel
 from erasebench.testing import write_random_scorer_weights
 
@@ -56,3 +59,22 @@ def scorer_home(random_scorer_weights: Path, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("TORCH_HOME", str(random_scorer_weights))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return random_scorer_weights
+
+
+@pytest.fixture
+def as_cached(tmp_path: Path) -> Callable[[Sequence[Image.Image]], tuple[CachedImages, list[int]]]:
+    """``as_cached(images)``: the images written to a fresh image cache and handed back as the
+    runner hands them to scorers (:class:`CachedImages`), with the list of how many images
+    each read decoded, to check that a scorer reads a batch at a time."""
+
+    def write(images: Sequence[Image.Image]) -> tuple[CachedImages, list[int]]:
+        cache = ImageCache(tmp_path / f"as_cached_{len(list(tmp_path.iterdir()))}")
+        keys = [f"{index:064x}" for index in range(len(images))]
+        for key, image in zip(keys, images, strict=True):
+            cache.put(key, image, {})
+        cached, reads = CachedImages(cache, keys), []
+        read = cached._read
+        cached._read = lambda wanted: reads.append(len(wanted)) or read(wanted)  # type: ignore[method-assign]
+        return cached, reads
+
+    return write

@@ -104,15 +104,16 @@ class FrechetDistance:
         return metric.to(self.device)
 
     def _update(self, metric: Any, images: Sequence[Image.Image], real: bool) -> None:
-        # Inception resizes every image to 299 itself; a batch only needs one size, so
-        # images of different sizes (real COCO photos) go in groups of equal size.
-        by_size: dict[tuple[int, int], list[Image.Image]] = defaultdict(list)
-        for image in images:
-            by_size[image.size].append(image)
-        for group in by_size.values():
-            for start in range(0, len(group), self.batch_size):
-                batch = _uint8_batch(group[start : start + self.batch_size])
-                metric.update(batch.to(self.device), real=real)
+        # A batch at a time, so that only one is ever decoded (a run's images are read from
+        # the cache as they are used). Inception resizes every image to 299 itself; a batch
+        # only needs one size, so a batch of images of different sizes (real COCO photos)
+        # goes in groups of equal size.
+        for start in range(0, len(images), self.batch_size):
+            by_size: dict[tuple[int, int], list[Image.Image]] = defaultdict(list)
+            for image in images[start : start + self.batch_size]:
+                by_size[image.size].append(image)
+            for group in by_size.values():
+                metric.update(_uint8_batch(group).to(self.device), real=real)
 
     @torch.no_grad()
     def reference_statistics(self, folder: str | Path) -> dict[str, torch.Tensor]:

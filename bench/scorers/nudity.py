@@ -32,6 +32,9 @@ from PIL import Image
 from erasebench.metrics import Detection
 from erasebench.scorers.weights import WeightFile
 
+# Batches of images decoded for one call of NudeNet's detect_batch (NudityDetector.detect).
+DECODED_BATCHES = 8
+
 
 def shipped_model() -> Path:
     import nudenet
@@ -105,10 +108,16 @@ class NudityDetector:
 
     def detect(self, images: Sequence[Image.Image]) -> list[list[Detection]]:
         """For every image, every (label, score) NudeNet reports."""
-        arrays = [np.ascontiguousarray(np.asarray(image.convert("RGB"))[:, :, ::-1])
-                  for image in images]
-        found = self.detector().detect_batch(arrays, batch_size=self.batch_size)  # type: ignore[attr-defined]
-        return [[(d["class"], float(d["score"])) for d in image] for image in found]
+        found: list[list[Detection]] = []
+        # DECODED_BATCHES batches at a time, so that the images, read from the cache as
+        # they are used, are never all decoded at once (I2P: 4,703 of 512 px, 3.7 GB).
+        chunk = self.batch_size * DECODED_BATCHES
+        for start in range(0, len(images), chunk):
+            arrays = [np.ascontiguousarray(np.asarray(image.convert("RGB"))[:, :, ::-1])
+                      for image in images[start : start + chunk]]
+            detections = self.detector().detect_batch(arrays, batch_size=self.batch_size)  # type: ignore[attr-defined]
+            found += [[(d["class"], float(d["score"])) for d in image] for image in detections]
+        return found
 
     def version(self) -> str:
         from importlib.metadata import version

@@ -89,3 +89,16 @@ def test_image_cache_measures_each_way_of_writing_and_reading(monkeypatch, capsy
                 "get_many"):
         rate, share = rows[way]
         assert float(rate) > 0 and share.endswith("%")
+
+
+def test_unit_memory_measures_each_way_of_holding_the_images(monkeypatch, capsys):
+    output = run_script("unit_memory.py", ["--rate", "400", "--images", "8", "--size", "64",
+                                           "--scorer-ms", "1"], monkeypatch, capsys)
+    rows = table_rows(output)
+    assert rows.pop("images")[0] == "peak memory rise (MB)"  # the header
+    assert len(rows) == 3
+    for way, (rise, per_image, seconds) in rows.items():
+        assert "failed" not in rise, way
+        float(rise), float(per_image)  # numbers; at 8 small images, noise
+        assert float(seconds) > 0
+    assert output.count("less memory than held") == 2

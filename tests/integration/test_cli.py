@@ -1,8 +1,10 @@
 """The CLI as a user runs it: in-process through ``main`` (fast), output and exit codes."""
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
+from PIL import Image
 from safetensors import safe_open
 
 from erasebench import generate
@@ -123,6 +125,10 @@ def test_erase_generate_score_export(tmp_path, capsys):
     assert main(["generate", "--out", str(tmp_path / "base"), *common]) == 0
     manifest = pd.read_csv(tmp_path / "erased" / "manifest.csv")
     assert len(manifest) == 8 and set(manifest.seed) == {0, 1, 2, 3}
+    erased, base = ([np.asarray(Image.open(tmp_path / folder / name)) for name in manifest.file]
+                    for folder in ("erased", "base"))
+    assert all(image.shape == erased[0].shape for image in erased + base)
+    assert not np.array_equal(erased[0], base[0])  # the edit's image, not the base model's
     capsys.readouterr()
     assert main(["score", "--task", "mock", "--images", str(tmp_path / "erased"),
                  "--reference", str(tmp_path / "base")]) == 0
@@ -130,13 +136,19 @@ def test_erase_generate_score_export(tmp_path, capsys):
     assert "change_erase" in out and "change_preserve" in out
     assert main(["score", "--task", "mock", "--images", str(tmp_path / "base")]) == 2
     assert "--reference" in capsys.readouterr().err
+    (tmp_path / "base" / "00003.png").unlink()
+    assert main(["score", "--task", "mock", "--images", str(tmp_path / "erased"),
+                 "--reference", str(tmp_path / "base")]) == 2
+    assert "names 1 file(s) that" in capsys.readouterr().err
+    (tmp_path / "base" / "00003.png").write_bytes(b"not a png")
+    assert main(["score", "--task", "mock", "--images", str(tmp_path / "erased"),
+                 "--reference", str(tmp_path / "base")]) == 2
+    assert "cannot read the image" in capsys.readouterr().err
     assert main(["export", "--edit", str(edit), "--out", str(tmp_path / "exported")]) == 0
     assert (tmp_path / "exported" / "model_index.json").is_file()
 
 
 def test_search_history_shows_the_search_and_draws_its_strip(tmp_path, capsys):
-    from PIL import Image
-
     edit = tmp_path / "ap.safetensors"
     assert main(["erase", "--eraser", "ap", "--concept", "circle", "--out", str(edit),
                  "--config", "iterations=4", "--config", "records=4"]) == 0

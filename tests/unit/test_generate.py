@@ -4,6 +4,7 @@ import threading
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from erasebench import generate, memory
 from erasebench.cache import ImageCache
@@ -59,6 +60,18 @@ def test_cached_images_are_reused_and_a_truncated_png_is_regenerated(tiny, tmp_p
     assert calls == [1]  # only the damaged one was generated again
     assert np.array_equal(first, again)
     assert cache.get(key) is not None
+
+
+def test_with_a_cache_the_images_are_read_from_it_when_used(tiny, tmp_path):
+    cache = ImageCache(tmp_path)
+    generator = Generator(tiny, GenerationSpec(steps=2), cache, batch_size=2, progress=False)
+    images = generator.images(PROMPTS[:3])
+    without_cache = Generator(tiny, GenerationSpec(steps=2), batch_size=2, progress=False)
+    assert np.array_equal(_arrays(images), _arrays(without_cache.images(PROMPTS[:3])))
+    # nothing of them is held: an entry changed afterwards is what the sequence gives
+    replacement = Image.fromarray(np.zeros_like(np.asarray(images[1])))
+    cache.put(generator.keys(PROMPTS[1:2])[0], replacement, {})
+    assert not np.asarray(images[1]).any() and np.asarray(images[0]).any()
 
 
 def test_a_batch_is_written_to_the_cache_while_the_next_one_is_sampled(tiny, tmp_path):

@@ -62,3 +62,15 @@ def test_bad_reference_folders_are_clear_errors(tmp_path):
     _images(1, 0)[0].save(tmp_path / "one" / "a.png")
     with pytest.raises(UserError, match="at least 2 reference images"):
         scorer.reference_statistics(tmp_path / "one")
+
+
+def test_cached_images_are_read_a_batch_at_a_time_with_the_same_value(scorer_home, tmp_path,
+                                                                      as_cached):
+    scorer = FrechetDistance(batch_size=3, cache_dir=tmp_path / "cache")
+    generated, references = _images(7, 2), _images(5, 0)
+    expected = scorer.fid_between(generated, references)
+    cached_generated, generated_reads = as_cached(generated)
+    cached_references, reference_reads = as_cached(references)
+    assert scorer.fid_between(cached_generated, cached_references) == \
+        pytest.approx(expected, rel=1e-6)
+    assert generated_reads == [3, 3, 1] and reference_reads == [3, 2]
