@@ -39,10 +39,15 @@ from erasebench.specs import GenerationSpec, ModelSpec, PromptSpec
 
 
 def photo_like_images(count: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` gradients with 8-bit noise, uint8 (count, size, size, 3). Made one image at a
+    time: the float and int64 temporaries of a whole batch would be 12 bytes per subpixel,
+    and ``unit_memory.py`` measures memory."""
     ramp = np.linspace(0, 255, size)
-    gradient = np.stack([np.add.outer(ramp, ramp) / 2] * 3, axis=-1)
-    noise = rng.integers(0, 20, (count, size, size, 3))
-    return (gradient + noise).clip(0, 255).astype(np.uint8)
+    gradient = np.add.outer(ramp, ramp)[..., None] / 2
+    images = np.empty((count, size, size, 3), np.uint8)
+    for image in images:
+        image[...] = (gradient + rng.integers(0, 20, (size, size, 3))).clip(0, 255)
+    return images
 
 
 @contextlib.contextmanager
