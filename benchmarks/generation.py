@@ -17,7 +17,10 @@ temporary TORCH_HOME so nothing is downloaded.
 
 The image cache row draws ``--images`` more with the generator writing each image to a
 temporary image cache, as ``erasebench run`` does (the PNGs are written on background
-threads while the next batch is sampled), as a share of ours without the cache.
+threads while the next batch is sampled), as a share of ours without the cache; the scorers
+then read those images from the cache, as a run's scorers do (in memory with
+``--no-cache``). The VAE decode rows time the decode of one batch of ours' size alone, in
+ours' precision: its part of ours' time per image.
 
 ``--variants`` then measures ours again under other settings, each a ``+``-joined list:
 a precision (``fp16``, ``bf16``, ``fp32``; fp16 when none is named) and optionally
@@ -42,7 +45,7 @@ import contextlib
 import functools
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -177,18 +180,37 @@ def measure_variants(model, variants: list[Variant], args, batch: int, device: t
 
 
 def measure_cache_writes(generator: Generator, count: int, device: torch.device,
-                         ours_rate: float) -> None:
-    with tempfile.TemporaryDirectory() as folder:
-        generator.cache = ImageCache(folder)
-        try:
-            rate = count / timed(lambda: generator.images(prompts(count, 40_000)), device)
-        finally:
-            generator.cache = None
+                         ours_rate: float, folder: str) -> Sequence:
+    """Draws ``count`` images into an image cache in ``folder``; returns them as a run's
+    scorers get them (read from the cache when used)."""
+    generator.cache = ImageCache(folder)
+    try:
+        drawn: list = []
+        seconds = timed(lambda: drawn.append(generator.images(prompts(count, 40_000))), device)
+    finally:
+        generator.cache = None
+    rate = count / seconds
     row("ours writing each image to the image cache: images/s", f"{rate:.3f}")
     row("with the cache, as a share of ours without it", f"{100 * rate / ours_rate:.1f}%")
+    return drawn[0]
 
 
-def measure_scorers(images: list, seconds: float, device: torch.device) -> None:
+def measure_decode(model, batch: int, precision: str, device: torch.device,
+                   ours_rate: float) -> None:
+    """The VAE decode's part of ours' time: a batch of latents decoded as the generator
+    decodes them (weights cast to the precision), once to warm up, then timed."""
+    dtype = generate.resolve_precision(precision, device)
+    side = model.native_size // model.vae_scale
+    latents = torch.randn(batch, model.vae.config.latent_channels, side, side, device=device)
+    with torch.no_grad(), generate.weights_cast([model.vae], dtype):
+        decode = functools.partial(model.vae.decode, latents.to(model.vae.dtype))
+        decode()
+        per_image = timed(decode, device) / batch
+    row("VAE decode: ms per image", f"{1000 * per_image:.1f}")
+    row("VAE decode: share of ours' time per image", f"{100 * per_image * ours_rate:.1f}%")
+
+
+def measure_scorers(images: Sequence, seconds: float, device: torch.device) -> None:
     with tempfile.TemporaryDirectory() as home:
         import open_clip
         from safetensors.torch import save_file
@@ -265,14 +287,20 @@ def main() -> None:
             "TFLOP/s)", f"{100 * ours_rate / ceiling:.1f}%")
     if device.type == "cuda":
         row("peak memory (GB)", f"{peak_memory_gb(device):.1f}")
-    if not args.no_cache:
-        measure_cache_writes(generator, args.images, device, ours_rate)
-    if not args.no_peers:
-        peers_rate = args.peer_images / peers_loop(model, args.peer_images, args.steps, device)
-        row("peers' per-image fp32 loop: images/s", f"{peers_rate:.3f}")
-        row("speed-up over the per-image loop", f"{ours_rate / peers_rate:.2f}x")
-    if not args.no_scorers:
-        measure_scorers(images, ours, device)
+    measure_decode(model, generator.batch_size or args.images, args.precision, device,
+                   ours_rate)
+    with tempfile.TemporaryDirectory() as cache_folder:
+        scored: Sequence = images
+        if not args.no_cache:  # the scorers then read the images from the cache, as in a run
+            scored = measure_cache_writes(generator, args.images, device, ours_rate,
+                                          cache_folder)
+        if not args.no_peers:
+            peers_rate = args.peer_images / peers_loop(model, args.peer_images, args.steps,
+                                                       device)
+            row("peers' per-image fp32 loop: images/s", f"{peers_rate:.3f}")
+            row("speed-up over the per-image loop", f"{ours_rate / peers_rate:.2f}x")
+        if not args.no_scorers:
+            measure_scorers(scored, ours, device)
     if variants:
         measure_variants(model, variants, args, generator.batch_size, device, ours_rate,
                          ceiling)

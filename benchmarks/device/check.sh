@@ -68,7 +68,7 @@ step gpu_tests "${LIMIT_GPU_TESTS:-200}" "$PYTHON" -m pytest -m gpu -v --duratio
     -p no:cacheprovider ${GPU_TESTS:-tests}
 step variants "${LIMIT_VARIANTS:-480}" "$PYTHON" benchmarks/generation.py --model "$MODEL" \
     --device "$DEVICE" --no-peers --no-scorers --no-cache --images 64 --batch-size 64 \
-    --variants ${VARIANTS:-fp16+channels_last+compile,fp16+compile,fp16+channels_last+tuned} \
+    --variants ${VARIANTS:-fp16+channels_last+compile,fp16+channels_last+cudnn_benchmark+compile,fp16+channels_last+tuned} \
     ${VARIANTS_ARGS:-}
 # The reply shows only the output's tail: repeat what matters where it will be seen.
 echo "=== summary, $((SECONDS - start)) s in all"

@@ -51,6 +51,8 @@ def test_generation_measures_ours_the_peers_loop_and_each_variant(monkeypatch, c
     ours = rows["ours: images/s (batch 2, auto)"]
     assert float(ours[0]) > 0
     assert float(rows["ours writing each image to the image cache: images/s"][0]) > 0
+    assert float(rows["VAE decode: ms per image"][0]) > 0
+    assert rows["VAE decode: share of ours' time per image"][0].endswith("%")
     assert rows["with the cache, as a share of ours without it"][0].endswith("%")
     assert float(rows["peers' per-image fp32 loop: images/s"][0]) > 0
     assert rows["speed-up over the per-image loop"][0].endswith("x")
