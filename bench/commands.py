@@ -83,12 +83,11 @@ def generate_images(*, out: Path, texts: list[str], prompt_file: Path | None, se
                else [PromptSpec(text=t, seed=s) for t in texts for s in parse_seeds(seeds)])
     edit = EditedModel.load(edit_path) if edit_path else None
     base = load_model(model, device=Runner(device=device).device)
-    generator = Generator(base, GenerationSpec.model_validate(overrides), ImageCache(cache_dir),
+    cache = ImageCache(cache_dir)
+    generator = Generator(base, GenerationSpec.model_validate(overrides), cache,
                           batch_size=batch_size, compile=compile_unet)
     if edit is not None:
         edit.apply(base)
-    cache = generator.cache
-    assert cache is not None  # given above
     generator.images(prompts)  # drawn into the cache, or found there and checked
     out.mkdir(parents=True, exist_ok=True)
     rows = []

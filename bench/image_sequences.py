@@ -34,7 +34,8 @@ Item = TypeVar("Item")
 
 
 class ImagesReadWhenUsed(Sequence[Image.Image], Generic[Item]):
-    """A sequence of images named by ``items`` (cache keys, paths), read by :meth:`_read`.
+    """A sequence of images named by ``items`` (cache keys, paths), each read by
+    :meth:`_read_one`, a slice's on the cache's threads.
 
     Slices read ahead: after ``[a:b]`` the next slice of the same length, ``[b:2b-a]``, is
     read on a thread of its own, so that a scorer's next batch is decoded while it scores
@@ -47,8 +48,14 @@ class ImagesReadWhenUsed(Sequence[Image.Image], Generic[Item]):
         self._ahead: tuple[int, int, Future[list[Image.Image]]] | None = None
         self._ahead_thread: ThreadPoolExecutor | None = None
 
-    def _read(self, items: list[Item]) -> list[Image.Image]:
+    def _read_one(self, item: Item) -> Image.Image:
         raise NotImplementedError
+
+    def _read(self, items: list[Item]) -> list[Image.Image]:
+        if len(items) == 1:  # one image: no threads to start
+            return [self._read_one(items[0])]
+        with io_threads() as pool:
+            return list(pool.map(self._read_one, items))
 
     def __len__(self) -> int:
         return len(self.items)
@@ -59,7 +66,7 @@ class ImagesReadWhenUsed(Sequence[Image.Image], Generic[Item]):
     def __getitem__(self, index: slice) -> list[Image.Image]: ...
     def __getitem__(self, index: int | slice) -> Image.Image | list[Image.Image]:
         if not isinstance(index, slice):
-            return self._read([self.items[index]])[0]
+            return self._read_one(self.items[index])
         start, stop, step = index.indices(len(self.items))
         if step != 1 or stop <= start:
             return self._read(self.items[index])
@@ -97,35 +104,22 @@ class CachedImages(ImagesReadWhenUsed[str]):
         super().__init__(keys)
         self.cache = cache
 
-    def _read(self, keys: list[str]) -> list[Image.Image]:
-        if len(keys) == 1:  # one image: no threads to start
-            image = self.cache.get(keys[0])
-            found = {} if image is None else {keys[0]: image}
-        else:
-            found = self.cache.get_many(list(dict.fromkeys(keys)))
-        for key in keys:
-            if key not in found:
-                raise CacheEntryLostError(
-                    f"image cache entry {self.cache.path_of(key)} was there when its images "
-                    "were drawn but is now missing or damaged (was the cache cleared or moved "
-                    "while this ran? a failing disk?); run again: what is missing is drawn "
-                    "again")
-        return [found[key] for key in keys]
+    def _read_one(self, key: str) -> Image.Image:
+        image = self.cache.get(key)
+        if image is None:
+            raise CacheEntryLostError(
+                f"image cache entry {self.cache.path_of(key)} was there when its images were "
+                "drawn but is now missing or damaged (was the cache cleared or moved while "
+                "this ran? a failing disk?); run again: what is missing is drawn again")
+        return image
 
 
 class ImageFiles(ImagesReadWhenUsed[Path]):
     """The image files at ``paths``, in order, as RGB."""
 
-    def _read(self, paths: list[Path]) -> list[Image.Image]:
-        if len(paths) == 1:
-            return [_open_rgb(paths[0])]
-        with io_threads() as pool:
-            return list(pool.map(_open_rgb, paths))
-
-
-def _open_rgb(path: Path) -> Image.Image:
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except OSError as error:
-        raise UserError(f"cannot read the image {path}: {error}") from None
+    def _read_one(self, path: Path) -> Image.Image:
+        try:
+            with Image.open(path) as image:
+                return image.convert("RGB")
+        except OSError as error:
+            raise UserError(f"cannot read the image {path}: {error}") from None
