@@ -30,8 +30,8 @@ from erasebench.io import atomic_write_bytes, atomic_write_json, canonical_json,
 
 # Bump when the sampling loop changes in a way that changes images.
 GENERATOR_VERSION = 1
-# Threads that read and write images (ImageCache.get_many and writing_in_background, and
-# image_sequences.ImageFiles).
+# Threads that read and write images (ImageCache.sound_keys and writing_in_background, and
+# the sequences of image_sequences).
 CACHE_THREADS = min(4, os.cpu_count() or 1)
 # Images writing_in_background lets wait for their writes before a put waits for one: the
 # generator's memory stays bounded (100 MB at 512 px) when the disk is slower than the GPU.
@@ -98,15 +98,6 @@ class ImageCache:
         with io_threads() as pool:
             checked = pool.map(self._checked_png, keys)
             return {key for key, data in zip(keys, checked, strict=True) if data is not None}
-
-    def get_many(self, keys: Sequence[str]) -> dict[str, Image.Image]:
-        """:meth:`get` of each key, on CACHE_THREADS threads (PNG decoding and hashing
-        release the GIL): the found ones by key. A run that reuses thousands of cached
-        images (the original model's, shared by every eraser's unit) reads them this way."""
-        with io_threads() as pool:
-            images = pool.map(self.get, keys)
-            return {key: image for key, image in zip(keys, images, strict=True)
-                    if image is not None}
 
     def put(self, key: str, image: Image.Image, meta: dict[str, Any]) -> None:
         png, sidecar = self._paths(key)

@@ -13,7 +13,7 @@ sampled, as the generator did before) and with the generator's background writes
 a share of the stand-in's rate.
 
 Reads: the same images read back, one after another (as the generator did before) and
-with ``ImageCache.get_many`` (on the cache's threads), in images/s, and the time either
+as a slice of ``CachedImages`` (on the cache's threads), in images/s, and the time either
 takes as a share of drawing them at ``--rate``: the share a run that reuses cached images
 (the original model's, for every eraser) keeps the GPU waiting.
 
@@ -34,6 +34,7 @@ from measure import timed
 
 from erasebench.cache import ImageCache
 from erasebench.generate import Generator
+from erasebench.image_sequences import CachedImages
 from erasebench.models import load_model
 from erasebench.specs import GenerationSpec, ModelSpec, PromptSpec
 
@@ -96,7 +97,7 @@ def main() -> None:
 def measure_reads(cache: ImageCache, keys: list[str], rate: float) -> None:
     print("\n| reads | images/s | share of the time the stand-in draws them in |\n|---|---|---|")
     ways = {"one after another": lambda: [cache.get(key) for key in keys],
-            "get_many": lambda: cache.get_many(keys)}
+            "on the cache's threads": lambda: CachedImages(cache, keys)[:]}
     for way, read in ways.items():
         seconds = timed(read, torch.device("cpu"))
         print(f"| {way} | {len(keys) / seconds:.1f} | "

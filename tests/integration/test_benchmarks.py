@@ -88,7 +88,7 @@ def test_image_cache_measures_each_way_of_writing_and_reading(monkeypatch, capsy
                                            "4", "--size", "64"], monkeypatch, capsys)
     rows = table_rows(output)
     for way in ("none", "written in line", "written in the background", "one after another",
-                "get_many"):
+                "on the cache's threads"):
         rate, share = rows[way]
         assert float(rate) > 0 and share.endswith("%")
 
