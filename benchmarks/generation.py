@@ -25,7 +25,11 @@ ours' precision: its part of ours' time per image.
 ``--variants`` then measures ours again under other settings, each a ``+``-joined list:
 a precision (``fp16``, ``bf16``, ``fp32``; fp16 when none is named) and optionally
 ``channels_last`` (UNet and VAE weights in NHWC), ``cudnn_benchmark`` (cuDNN times its
-convolution algorithms for each new shape and keeps the fastest) and one way of compiling
+convolution algorithms for each new shape and keeps the fastest), ``cudnn_attention``
+(attention through cuDNN's fused kernels first: torch 2.11 tries them last, after
+FlashAttention-2, which is not written for Hopper), ``fused_qkv`` (diffusers'
+``fuse_qkv_projections``: one matrix product for the query, key and value, or key and
+value in cross-attention) and one way of compiling
 the UNet with the generator's ``compile=True``: ``compile`` (its inductor options as they
 stand), ``tuned`` (those diffusers' SDXL guide sets: 1x1 convolutions as matrix products,
 coordinate-descent tuning, no epilogue fusion) or ``autotune`` (torch.compile's
@@ -50,6 +54,7 @@ from dataclasses import dataclass
 
 import torch
 from measure import peak_memory_gb, timed
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from erasebench import generate
 from erasebench.cache import ImageCache
@@ -99,6 +104,10 @@ COMPILE_PRESETS: dict[str, dict | None] = {
 }
 
 
+# the on/off parts of a variant's name, each a Variant field of the same name
+SWITCHES = ("channels_last", "cudnn_benchmark", "cudnn_attention", "fused_qkv")
+
+
 @dataclass(frozen=True)
 class Variant:
     """One way of running ours: a precision and the optional UNet/VAE optimisations."""
@@ -108,19 +117,22 @@ class Variant:
     channels_last: bool = False
     compile: str | None = None  # a COMPILE_PRESETS name
     cudnn_benchmark: bool = False  # cuDNN times its convolution algorithms per shape
+    cudnn_attention: bool = False  # scaled_dot_product_attention tries cuDNN's kernels first
+    fused_qkv: bool = False  # one projection for q, k and v (k and v in cross-attention)
 
     @classmethod
     def parse(cls, name: str) -> Variant:
         parts = set(name.split("+"))
         precisions = parts & {"fp16", "bf16", "fp32"}
         compiles = parts & set(COMPILE_PRESETS)
-        unknown = parts - precisions - compiles - {"channels_last", "cudnn_benchmark"}
+        unknown = parts - precisions - compiles - set(SWITCHES)
         if unknown or len(precisions) > 1 or len(compiles) > 1:
             raise SystemExit(f"unknown variant {name!r}: join one of fp16, bf16, fp32, "
-                             "optionally channels_last, cudnn_benchmark and one of "
+                             f"optionally any of {', '.join(SWITCHES)} and one of "
                              f"{', '.join(COMPILE_PRESETS)} by '+'")
-        return cls(name, next(iter(precisions), "fp16"), "channels_last" in parts,
-                   next(iter(compiles), None), "cudnn_benchmark" in parts)
+        return cls(name, next(iter(precisions), "fp16"),
+                   compile=next(iter(compiles), None),
+                   **{switch: switch in parts for switch in SWITCHES})
 
 
 @contextlib.contextmanager
@@ -135,9 +147,18 @@ def applied(model, variant: Variant) -> Iterator[None]:
     if variant.channels_last:
         model.unet.to(memory_format=torch.channels_last)
         model.vae.to(memory_format=torch.channels_last)
+    if variant.fused_qkv:
+        model.unet.fuse_qkv_projections()
     try:
-        yield
+        with contextlib.ExitStack() as stack:
+            if variant.cudnn_attention:  # the others stay as fallbacks for shapes cuDNN refuses
+                stack.enter_context(sdpa_kernel(
+                    [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION,
+                     SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH], set_priority=True))
+            yield
     finally:
+        if variant.fused_qkv:  # the fused copies stay, unused; the processors go back
+            model.unet.unfuse_qkv_projections()
         generate.COMPILE_OPTIONS = saved_options
         torch.backends.cudnn.benchmark = saved_benchmark
         if variant.channels_last:
