@@ -53,8 +53,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
-from measure import peak_memory_gb, timed
-from torch.nn.attention import SDPBackend, sdpa_kernel
+from measure import cudnn_attention_first, peak_memory_gb, timed
 
 from erasebench import generate
 from erasebench.cache import ImageCache
@@ -151,10 +150,8 @@ def applied(model, variant: Variant) -> Iterator[None]:
         model.unet.fuse_qkv_projections()
     try:
         with contextlib.ExitStack() as stack:
-            if variant.cudnn_attention:  # the others stay as fallbacks for shapes cuDNN refuses
-                stack.enter_context(sdpa_kernel(
-                    [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION,
-                     SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH], set_priority=True))
+            if variant.cudnn_attention:
+                stack.enter_context(cudnn_attention_first())
             yield
     finally:
         if variant.fused_qkv:  # the fused copies stay, unused; the processors go back

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 
 def timed(function: Callable[[], object], device: torch.device) -> float:
@@ -25,3 +27,13 @@ def peak_memory_gb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**30
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+@contextlib.contextmanager
+def cudnn_attention_first() -> Iterator[None]:
+    """``scaled_dot_product_attention`` tries cuDNN's fused kernels first within the block
+    (torch 2.11 tries them last, after FlashAttention-2, which is not written for Hopper);
+    the others stay as fallbacks for the shapes cuDNN refuses."""
+    with sdpa_kernel([SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION,
+                      SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH], set_priority=True):
+        yield

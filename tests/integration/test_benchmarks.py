@@ -36,6 +36,7 @@ def table_rows(output: str) -> dict[str, list[str]]:
 
 
 def test_generation_measures_ours_the_peers_loop_and_each_variant(monkeypatch, capsys):
+    default_attention_order = torch._C._get_sdp_priority_order()
     backend = TracingCompileBackend()  # inductor's C++ builds would take minutes here
     monkeypatch.setattr(generate, "COMPILE_BACKEND", backend)
     torch._dynamo.reset()
@@ -43,8 +44,8 @@ def test_generation_measures_ours_the_peers_loop_and_each_variant(monkeypatch, c
         output = run_script("generation.py", [
             "--model", "tiny", "--device", "cpu", "--images", "2", "--peer-images", "1",
             "--steps", "2", "--batch-size", "2", "--no-scorers",
-            "--variants", "fp32,bf16+channels_last+cudnn_benchmark,fp32+tuned"], monkeypatch,
-            capsys)
+            "--variants", "fp32,bf16+channels_last+cudnn_benchmark,fp32+tuned,"
+            "fp32+cudnn_attention+fused_qkv"], monkeypatch, capsys)
     finally:
         torch._dynamo.reset()
     rows = table_rows(output)
@@ -56,13 +57,15 @@ def test_generation_measures_ours_the_peers_loop_and_each_variant(monkeypatch, c
     assert rows["with the cache, as a share of ours without it"][0].endswith("%")
     assert float(rows["peers' per-image fp32 loop: images/s"][0]) > 0
     assert rows["speed-up over the per-image loop"][0].endswith("x")
-    for variant in ("fp32", "bf16+channels_last+cudnn_benchmark", "fp32+tuned"):
+    for variant in ("fp32", "bf16+channels_last+cudnn_benchmark", "fp32+tuned",
+                    "fp32+cudnn_attention+fused_qkv"):
         batch, rate, relative = rows[variant][:3]
         assert batch == "2" and float(rate) > 0 and relative.endswith("x")
     # the tuned variant's inductor options reached the compile, once; then were set back
     assert backend.options == [{"conv_1x1_as_mm": True, "coordinate_descent_tuning": True,
                                 "epilogue_fusion": False}]
     assert generate.COMPILE_OPTIONS == {} and not torch.backends.cudnn.benchmark
+    assert torch._C._get_sdp_priority_order() == default_attention_order  # cuDNN's last again
 
 
 def test_generation_refuses_an_unknown_variant_before_building_anything(monkeypatch, capsys):
@@ -104,3 +107,52 @@ def test_unit_memory_measures_each_way_of_holding_the_images(monkeypatch, capsys
         float(rise), float(per_image)  # numbers; at 8 small images, noise
         assert float(seconds) > 0
     assert output.count("less memory than held") == 2
+
+
+def test_unet_profile_splits_the_unet_time_by_kind_and_counts_its_flops(monkeypatch, capsys):
+    backend = TracingCompileBackend()
+    monkeypatch.setattr(generate, "COMPILE_BACKEND", backend)
+    torch._dynamo.reset()
+    try:
+        output = run_script("unet_profile.py", [
+            "--model", "tiny", "--device", "cpu", "--batch", "2", "--calls", "1", "--top", "4"],
+            monkeypatch, capsys)
+    finally:
+        torch._dynamo.reset()
+    assert len(backend.graphs) == 1  # the compiled mode went through the generator's compile
+    for mode in ("eager", "compiled"):
+        section = output.split(f"\n{mode}: one guided UNet call")[1].split("\n\n")[0]
+        rows = table_rows(section)
+        shares = [float(rows[kind][1].rstrip("%")) for kind in rows if kind not in ("kind", "all")]
+        assert sum(shares) == pytest.approx(100, abs=0.5)
+        assert float(rows["convolution"][0]) > 0 and float(rows["convolution"][2]) > 0
+        assert float(rows["matrix product"][2]) > 0  # TFLOP per call, counted
+        assert float(rows["all"][3]) > 0  # TFLOP/s
+    assert output.count("| `aten::") == 2 * 4  # the top 4 operators of each mode
+
+
+@pytest.mark.parametrize(("kernel", "kind"), [
+    # names as an H100's profiles show them (cuDNN, cuBLAS, FlashAttention, inductor, aten)
+    ("sm90_xmma_fprop_implicit_gemm_f16f16_f16f32_f32_nhwckrsc_nhwc_tilesize128x256x64",
+     "convolution"),
+    ("nvjet_hsh_256x128_64x4_1x2_h_bz_coopA_NNT", "matrix product"),
+    ("sm90_xmma_gemm_f16f16_f16f32_f32_tn_n_tilesize128x128x64_warpgroupsize1x1x1",
+     "matrix product"),
+    ("void pytorch_flash::flash_fwd_kernel<Flash_fwd_kernel_traits<64, 128, 64, 4>>",
+     "attention"),
+    ("cudnn_generated_fort_native_sdpa_sm90_flash_fprop_wgmma_f16_knob_3", "attention"),
+    ("triton_red_fused_convolution_native_group_norm_12", "normalisation and reductions"),
+    ("void at::native::(anonymous namespace)::RowwiseMomentsCUDAKernel<c10::Half, float>",
+     "normalisation and reductions"),
+    ("triton_poi_fused_add_silu_3", "elementwise and copies"),
+    ("void at::native::vectorized_elementwise_kernel<4, at::native::CUDAFunctor_add<c10::Half>>",
+     "elementwise and copies"),
+    ("aten::mkldnn_convolution", "convolution"),
+    ("aten::addmm", "matrix product"),
+    ("some_new_kernel", "other"),
+])
+def test_unet_profile_reads_the_kind_of_work_off_a_kernel_name(kernel, kind, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    from unet_profile import kind_of
+
+    assert kind_of(kernel) == kind
