@@ -8,9 +8,12 @@
 #               the per-image fp32 loop, scorer shares (issue 8)
 #   erasers     benchmarks/erasers.py: seconds per step and peak memory per eraser (4, 5, 8)
 #   gpu_tests   python -m pytest -m gpu: every GPU path on SD v1.4's full-size architecture
-#   variants    generation.py --variants at batch 64: what torch.compile adds to the
-#               generator's default (fp16, weights cast), with channels_last and with
-#               inductor's tuning options (issue 8)
+#   profile     benchmarks/unet_profile.py: one guided UNet call's kernel time by kind of
+#               work (convolution, matrix product, attention...) and each kind's TFLOP/s,
+#               eager and compiled (issue 8)
+#   variants    generation.py --variants at batch 64: the generator's own --compile (weights
+#               as they are) and compile with channels_last weights and cuDNN's
+#               convolution benchmarking, against its default (fp16, weights cast) (issue 8)
 # One log per step lands in $OUT. Here, first: bash benchmarks/device/fetch_wheels.sh; then
 # the device tool's run, carry [".whl"], in calls of at most 10 minutes on the warm machine
 # (benchmarks/README.md says which steps are still open and how to split them).
@@ -25,7 +28,7 @@ OUT=${OUT:-/tmp/erasebench-device}
 MODEL=${MODEL:-sd-v1-random}
 DEVICE=${DEVICE:-cuda}
 SITE=${SITE:-/tmp/erasebench-site}
-STEPS=${STEPS:-env,generation,erasers,gpu_tests,variants}
+STEPS=${STEPS:-env,generation,erasers,gpu_tests,profile,variants}
 mkdir -p "$OUT"
 export PYTHONPATH="$SITE" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
@@ -45,10 +48,12 @@ step() {  # step NAME LIMIT COMMAND...: runs unless STEPS leaves it out; log in 
     began=$SECONDS
     timeout --kill-after=10 "$limit" "$@" 2>&1 | tee "$OUT/$name.log"
     status=${PIPESTATUS[0]}
+    [[ $status == 0 ]] || failed=1
     summary+=("$name: exit $status after $((SECONDS - began)) s$([[ $status == 124 ]] && echo ', cut at its limit')")
     echo "=== ${summary[-1]}"
 }
 summary=()
+failed=0  # the script's exit status: 1 when any step failed or was cut
 
 compgen -G ".whl/*.whl" >/dev/null || {
     echo "no wheels in .whl/: run benchmarks/device/fetch_wheels.sh first and carry [\".whl\"]"
@@ -66,14 +71,17 @@ step erasers "${LIMIT_ERASERS:-170}" "$PYTHON" benchmarks/erasers.py --model "$M
     --device "$DEVICE" --short 1 --long 3 ${ERASERS_ARGS:-}
 step gpu_tests "${LIMIT_GPU_TESTS:-200}" "$PYTHON" -m pytest -m gpu -v --durations=0 \
     -p no:cacheprovider ${GPU_TESTS:-tests}
-step variants "${LIMIT_VARIANTS:-480}" "$PYTHON" benchmarks/generation.py --model "$MODEL" \
+step profile "${LIMIT_PROFILE:-200}" "$PYTHON" benchmarks/unet_profile.py --model "$MODEL" \
+    --device "$DEVICE" ${PROFILE_ARGS:-}
+step variants "${LIMIT_VARIANTS:-330}" "$PYTHON" benchmarks/generation.py --model "$MODEL" \
     --device "$DEVICE" --no-peers --no-scorers --no-cache --images 64 --batch-size 64 \
-    --variants ${VARIANTS:-fp16+channels_last+compile,fp16+channels_last+cudnn_benchmark+compile,fp16+channels_last+tuned} \
+    --variants ${VARIANTS:-fp16+compile,fp16+channels_last+cudnn_benchmark+compile} \
     ${VARIANTS_ARGS:-}
 # The reply shows only the output's tail: repeat what matters where it will be seen.
 echo "=== summary, $((SECONDS - start)) s in all"
 printf '%s\n' "${summary[@]}"
-for name in generation erasers variants; do
-    [[ -f "$OUT/$name.log" ]] && { echo "--- $name"; grep -E '^(model |\|)' "$OUT/$name.log"; }
+for name in generation erasers profile variants; do
+    [[ -f "$OUT/$name.log" ]] && { echo "--- $name"; grep -E '^(model |FLOPs |\|)|: one guided' "$OUT/$name.log"; }
 done
 [[ -f "$OUT/gpu_tests.log" ]] && grep -E '^(FAILED|ERROR) |^=+ .* in [0-9.]+s' "$OUT/gpu_tests.log" | tail -20
+exit $failed
