@@ -69,7 +69,7 @@ ShowUnsafeOption = Annotated[bool, typer.Option(
     "grids; without it they are generated and cached but never shown.")]
 CompileOption = Annotated[bool, typer.Option(
     "--compile/--no-compile", help="Sample with the UNet under torch.compile: on an H100 "
-    "1.4x the images/s of eager, after a one-time compile of about a minute per model; "
+    "1.35x the images/s of eager, after a one-time compile of about a minute per model; "
     "images may differ in the last bits, so cached ones are reused. Needs torch >= 2.5 "
     "(and a C compiler for inductor on a CPU).")]
 PrecisionOption = Annotated[str | None, typer.Option(

@@ -22,8 +22,10 @@ batch 16 with 23% less memory (benchmarks/README.md). The text encoder stays in 
 call per distinct text), and so do the latents between steps and the scheduler's arithmetic.
 
 ``compile=True`` samples with :meth:`DiffusionModel.compiled_unet` (``torch.compile``):
-1.40x on top of cast weights on an H100, after a one-time compile of about a minute. Off
-by default. Its images may differ from eager ones in the last bits, as GPU kernels already
+on an H100, with the UNet's weights in channels_last, 1.35x on top of cast weights at batch
+64 (4.32 images/s), after a one-time compile of about a minute; this path itself, the
+weights as they are, ran there but is not yet timed (benchmarks/README.md). Off by
+default. Its images may differ from eager ones in the last bits, as GPU kernels already
 do between batch sizes, so it is not part of an image's cache key.
 """
 
@@ -51,7 +53,7 @@ from erasebench.specs import GenerationSpec, PromptSpec
 CPU_MIN_ROWS = 8
 COMPILE_BACKEND: Any = "inductor"  # torch.compile's backend; the tests use one that traces
 # Inductor's options for the compiled UNet (torch._inductor.list_options()); none yet: on an
-# H100 the default mode gave 1.40x, and benchmarks/generation.py's variants try others.
+# H100 the default mode gave 1.35x, and benchmarks/generation.py's variants try others.
 COMPILE_OPTIONS: dict[str, Any] = {}
 
 
