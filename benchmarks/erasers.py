@@ -18,10 +18,8 @@ Peak memory is CUDA's max allocated on a GPU and the process's peak RSS on CPU.
 
 from __future__ import annotations
 
-import argparse
-
 import torch
-from measure import peak_memory_gb, timed
+from measure import model_parser, peak_memory_gb, timed
 
 from erasebench.models import load_model
 from erasebench.registry import ERASERS
@@ -41,10 +39,7 @@ def timed_erase(name: str, model, config: dict, request: ErasureRequest) -> floa
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="sd-v1-random")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser = model_parser(__doc__)
     parser.add_argument("--erasers", default=",".join(["uce", *STEP_KEYS]))
     parser.add_argument("--short", type=int, default=2)
     parser.add_argument("--long", type=int, default=6)

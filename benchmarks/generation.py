@@ -44,7 +44,6 @@ benchmarks/README.md.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import functools
 import os
@@ -53,7 +52,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
-from measure import cudnn_attention_first, peak_memory_gb, timed
+from measure import cudnn_attention_first, model_parser, peak_memory_gb, timed
 
 from erasebench import generate
 from erasebench.cache import ImageCache
@@ -257,10 +256,7 @@ def measure_scorers(images: Sequence, seconds: float, device: torch.device) -> N
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="sd-v1-random")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser = model_parser(__doc__)
     parser.add_argument("--images", type=int, default=64, help="images ours draws, timed")
     parser.add_argument("--peer-images", type=int, default=4,
                         help="images the per-image fp32 loop draws, timed")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import resource
 import time
@@ -9,6 +10,16 @@ from collections.abc import Callable, Iterator
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
+
+
+def model_parser(description: str | None) -> argparse.ArgumentParser:
+    """The arguments every script that builds a model takes: ``--model`` (SD v1.4's
+    architecture with random weights by default) and ``--device``."""
+    parser = argparse.ArgumentParser(description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="sd-v1-random")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    return parser
 
 
 def timed(function: Callable[[], object], device: torch.device) -> float:

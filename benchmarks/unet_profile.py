@@ -22,14 +22,13 @@ an unfamiliar name lands in ``other``: the top list shows it.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import re
 from collections import defaultdict
 from collections.abc import Callable
 
 import torch
-from measure import cudnn_attention_first, timed
+from measure import cudnn_attention_first, model_parser, timed
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -127,10 +126,7 @@ def report(mode: str, times: dict[str, float], flops: dict[str, float], wall: fl
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="sd-v1-random")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser = model_parser(__doc__)
     parser.add_argument("--batch", type=int, default=64,
                         help="images per batch: the UNet sees twice as many rows")
     parser.add_argument("--precision", default="auto")
