@@ -32,8 +32,8 @@ FlashAttention-2, which is not written for Hopper), ``fused_qkv`` (diffusers'
 value in cross-attention) and one way of compiling
 the UNet with the generator's ``compile=True``: ``compile`` (its inductor options as they
 stand), ``tuned`` (those diffusers' SDXL guide sets: 1x1 convolutions as matrix products,
-coordinate-descent tuning, no epilogue fusion) or ``autotune`` (torch.compile's
-max-autotune without CUDA graphs), e.g. ``--variants
+coordinate-descent tuning, no epilogue fusion), ``autotune`` (torch.compile's
+max-autotune without CUDA graphs) or ``cudagraphs`` (replayed as CUDA graphs), e.g. ``--variants
 fp16,fp16+cudnn_benchmark,fp16+channels_last+compile,fp16+tuned``. Each variant
 draws one warm-up batch (so compilation and autotuning stay out of the timing) and then
 ``--variant-batches`` batches of the same size, and is set back afterwards; a variant that
@@ -99,6 +99,10 @@ COMPILE_PRESETS: dict[str, dict | None] = {
     # torch.compile's mode "max-autotune-no-cudagraphs": each matrix product and convolution
     # timed in several implementations at compile time (minutes)
     "autotune": {"max_autotune": True, "coordinate_descent_tuning": True},
+    # the compiled UNet replayed as CUDA graphs (torch.compile's "reduce-overhead"): pays
+    # only if the GPU waits on the CPU between kernels (unet_profile.py's wall-time share);
+    # the weights' cast copies are new tensors each batch, so each batch records anew
+    "cudagraphs": {"triton.cudagraphs": True},
 }
 
 
