@@ -14,7 +14,7 @@ Per mode, a table of the GPU kernels' time (on a CPU: the aten operators' own ti
 kind: convolution, matrix product, attention, normalisation and other reductions, and
 elementwise and copies, each with its FLOPs per call (counted by
 ``torch.utils.flop_counter`` on one eager call: convolutions, matrix products and attention
-only, and attention not on a CPU) and the TFLOP/s it reached; then the kernels' total
+only) and the TFLOP/s it reached; then the kernels' total
 against the wall time of a call (the difference is time the GPU waited for the CPU), and
 the ``--top`` kernels by time. A kernel's kind is read off its name (:func:`kind_of`), so
 an unfamiliar name lands in ``other``: the top list shows it.
@@ -30,7 +30,7 @@ from collections.abc import Callable
 import torch
 from measure import cudnn_attention_first, model_parser, timed
 from torch.profiler import ProfilerActivity, profile
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from erasebench import generate
 from erasebench.models import load_model
@@ -66,9 +66,17 @@ def kind_of(name: str) -> str:
     return next((kind for kind, pattern in KINDS if pattern.search(name)), OTHER)
 
 
+def cpu_attention_flops(query, key, value, *args, out_shape=None, **kwargs) -> int:
+    """The CPU's fused attention counted as the GPU's is (torch's counter knows only the
+    GPU kernels), so that a CPU run counts the whole UNet."""
+    return sdpa_flop_count(query, key, value)
+
+
 def flops_by_kind(call: Callable[[], object]) -> dict[str, float]:
     """FLOPs of one ``call()`` by kind, from torch's FLOP counter (the operators it knows)."""
-    with FlopCounterMode(display=False) as counter:
+    cpu_attention = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+    with FlopCounterMode(display=False, custom_mapping={cpu_attention: cpu_attention_flops}) \
+            as counter:
         call()
     totals: dict[str, float] = defaultdict(float)
     for operator, flops in counter.get_flop_counts().get("Global", {}).items():

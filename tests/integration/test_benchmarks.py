@@ -127,6 +127,7 @@ def test_unet_profile_splits_the_unet_time_by_kind_and_counts_its_flops(monkeypa
         assert sum(shares) == pytest.approx(100, abs=0.5)
         assert float(rows["convolution"][0]) > 0 and float(rows["convolution"][2]) > 0
         assert float(rows["matrix product"][2]) > 0  # TFLOP per call, counted
+        assert float(rows["attention"][2]) > 0  # the CPU's kernel too
         assert float(rows["all"][3]) > 0  # TFLOP/s
     assert output.count("| `aten::") == 2 * 4  # the top 4 operators of each mode
 
