@@ -152,9 +152,7 @@ def applied(model, variant: Variant) -> Iterator[None]:
     if variant.fused_qkv:
         model.unet.fuse_qkv_projections()
     try:
-        with contextlib.ExitStack() as stack:
-            if variant.cudnn_attention:
-                stack.enter_context(cudnn_attention_first())
+        with cudnn_attention_first() if variant.cudnn_attention else contextlib.nullcontext():
             yield
     finally:
         if variant.fused_qkv:  # the fused copies stay, unused; the processors go back
