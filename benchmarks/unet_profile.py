@@ -156,7 +156,7 @@ def main() -> None:
     side = model.native_size // model.vae_scale
     rows = 2 * args.batch
     latents = torch.randn(rows, unet.config.in_channels, side, side, device=device, dtype=dtype)
-    context = torch.randn(rows, model.token_ids(["x"]).shape[1],
+    context = torch.randn(rows, model.tokenizer.model_max_length,
                           unet.config.cross_attention_dim, device=device, dtype=dtype)
     timestep = torch.tensor(500, device=device)
     card = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
