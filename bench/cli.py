@@ -70,8 +70,9 @@ ShowUnsafeOption = Annotated[bool, typer.Option(
 CompileOption = Annotated[bool, typer.Option(
     "--compile/--no-compile", help="Sample with the UNet under torch.compile: on an H100 "
     "1.35x the images/s of eager (with channels_last weights), after a one-time compile "
-    "of about a minute per model; images may differ in the last bits, so cached ones are "
-    "reused. Needs torch >= 2.5 "
+    "of about a minute per model and batch size; only full batches run compiled (a unit's "
+    "last, smaller batch runs eager); images may differ in the last bits, so cached ones "
+    "are reused. Needs torch >= 2.5 "
     "(and a C compiler for inductor on a CPU).")]
 PrecisionOption = Annotated[str | None, typer.Option(
     help="auto (fp16 on GPU, fp32 on CPU), fp32, fp16 or bf16; fp16/bf16 cast the UNet's "

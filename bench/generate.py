@@ -25,8 +25,11 @@ call per distinct text), and so do the latents between steps and the scheduler's
 on an H100, with the UNet's weights in channels_last, 1.35x on top of cast weights at batch
 64 (4.32 images/s), after a one-time compile of about a minute; this path itself, the
 weights as they are, ran there but is not yet timed (benchmarks/README.md). Off by
-default. Its images may differ from eager ones in the last bits, as GPU kernels already
-do between batch sizes, so it is not part of an image's cache key.
+default. Only full batches run compiled, each batch size its own static graph; the batch
+that fits the batch size to memory and a list's last, smaller batch run eager
+(:meth:`Generator._network` says why). Compiled images may differ from eager ones in the
+last bits, as GPU kernels already do between batch sizes, so compiling is not part of an
+image's cache key.
 """
 
 from __future__ import annotations
@@ -138,6 +141,8 @@ class Generator:
     compile: bool = False  # sample with the compiled UNet (module docstring)
 
     def __post_init__(self) -> None:
+        if self.compile:  # refused now, not after the first, eager batch
+            self.model.compiled_unet(COMPILE_BACKEND, COMPILE_OPTIONS)
         if self.fit_batch is None:
             self.fit_batch = (self.batch_size is None and self.model.device.type == "cuda"
                               and self.model.native_size > 64)
@@ -277,8 +282,7 @@ class Generator:
             device=device,
         ).view(-1, 1, 1, 1)
         dtype = resolve_precision(settings.precision, device)
-        unet = compiled_or_explained(model.compiled_unet(COMPILE_BACKEND, COMPILE_OPTIONS)) \
-            if self.compile else model.unet
+        unet = self._network(len(prompts))
         with weights_cast((model.unet, model.vae), dtype):
             # inputs in each network's own weight dtype (also right for a model stored in half)
             unet_dtype, vae_dtype = model.unet.dtype, model.vae.dtype
@@ -298,6 +302,20 @@ class Generator:
             raise NonFiniteImageError([p for p, ok in zip(prompts, finite, strict=True) if not ok])
         pixels = ((decoded / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
         return pixels.permute(0, 2, 3, 1).cpu().numpy()
+
+    def _network(self, images: int) -> Any:
+        """The UNet a batch of ``images`` samples with: with ``compile``, the compiled one
+        for full batches only. Each batch size compiles a graph of its own
+        (:meth:`DiffusionModel.compiled_unet`), so the batch that fits the batch size to
+        memory (compiling it would cost a minute for two images) and a list's last,
+        smaller batch run eager: a few seconds of a unit's minutes, against a minute of
+        compiling for each new size. Before, the first size compiled stayed static and the
+        second was compiled with a symbolic batch, which every later batch then ran without
+        inductor's channels-last convolutions."""
+        if self.compile and not self.fit_batch and images == self.batch_size:
+            return compiled_or_explained(self.model.compiled_unet(COMPILE_BACKEND,
+                                                                  COMPILE_OPTIONS))
+        return self.model.unet
 
     def _precision_key(self) -> str:
         dtype = resolve_precision(self.settings.precision, self.model.device)

@@ -218,6 +218,12 @@ class DiffusionModel:
         graph inputs: weights written in place (edits) or swapped for cast copies
         (:func:`erasebench.generate.weights_cast`) reach the compiled code without a
         recompile or a stale copy. Older torch baked them in as constants, hence the check.
+
+        Shapes stay static (``dynamic=False``): a new batch size compiles a graph of its
+        own instead of one with a symbolic batch, for which inductor gives up laying the
+        convolutions out channels-last, much of what compiling gains on a GPU
+        (``decide_layout_opt`` in torch/_inductor/graph.py). The generator therefore calls
+        it with full batches only (:meth:`erasebench.generate.Generator.sample`).
         """
         import torch._dynamo
 
@@ -230,7 +236,8 @@ class DiffusionModel:
         made_for = (backend, sorted((options or {}).items()))
         if self._compiled_unet is None or self._compiled_unet[1]._orig_mod is not self.unet \
                 or self._compiled_unet[0] != made_for:
-            compiled = torch.compile(self.unet, backend=backend, options=options or None)
+            compiled = torch.compile(self.unet, backend=backend, options=options or None,
+                                     dynamic=False)
             self._compiled_unet = (made_for, compiled)
         return self._compiled_unet[1]
 

@@ -123,17 +123,29 @@ class MockTask(Task):
 class TracingCompileBackend:
     """A ``torch.compile`` backend for tests: keeps each graph dynamo captures (what
     inductor would be given) and runs it eagerly, without inductor's minutes of C++ builds
-    on a CPU. ``graphs`` counts the compiles; ``options`` holds the options each was given."""
+    on a CPU. ``graphs`` counts the compiles; ``options`` holds the options each was given,
+    ``inputs`` its example inputs (a ``torch.SymInt`` among them: a symbolic shape) and
+    ``calls`` how often it ran."""
 
     def __init__(self) -> None:
         self.graphs: list[torch.fx.GraphModule] = []
         self.options: list[dict | None] = []
+        self.inputs: list[list] = []
+        self.calls: list[int] = []
 
     def __call__(self, graph_module: torch.fx.GraphModule, example_inputs: list,
                  options: dict | None = None) -> object:
+        index = len(self.graphs)
         self.graphs.append(graph_module)
         self.options.append(options)
-        return graph_module.forward
+        self.inputs.append(list(example_inputs))
+        self.calls.append(0)
+
+        def run(*args: object) -> object:
+            self.calls[index] += 1
+            return graph_module.forward(*args)
+
+        return run
 
 
 def contract_eraser(cls: type[Eraser]) -> Eraser:

@@ -250,7 +250,7 @@ def test_compiled_sampling_on_gpu_is_close_to_eager_and_follows_edits(tiny):
     model = tiny.to("cuda")  # inductor itself, not the tests' tracing backend
     settings = GenerationSpec(steps=4, precision="fp16")
     eager = Generator(model, settings, progress=False)
-    compiled = Generator(model, settings, progress=False, compile=True)
+    compiled = Generator(model, settings, batch_size=len(PROMPTS), progress=False, compile=True)
     torch._dynamo.reset()
     try:
         plain, fast = (_arrays(g.images(PROMPTS)).astype(int) for g in (eager, compiled))
@@ -307,10 +307,14 @@ def test_the_compiled_unet_is_compiled_once_and_follows_edits(tiny, monkeypatch)
     eager = _arrays(Generator(tiny, settings, progress=False).images(PROMPTS))
     torch._dynamo.reset()
     try:
-        first = _arrays(Generator(tiny, settings, progress=False, compile=True).images(PROMPTS))
-        second = Generator(tiny, settings, progress=False, compile=True)  # a later work unit
+        full = len(PROMPTS)  # a batch smaller than the batch size runs eager
+        first = _arrays(Generator(tiny, settings, batch_size=full, progress=False,
+                                  compile=True).images(PROMPTS))
+        second = Generator(tiny, settings, batch_size=full, progress=False,
+                           compile=True)  # a later work unit
         second.images(other)
         assert len(backend.graphs) == 1, "one compile for both generators and both batches"
+        assert backend.calls == [2 * settings.steps]
         np.testing.assert_array_equal(first, eager)
         # An edit written into the weights in place, as EditedModel.apply does:
         weight = tiny.unet.conv_in.weight
@@ -324,10 +328,43 @@ def test_the_compiled_unet_is_compiled_once_and_follows_edits(tiny, monkeypatch)
             with torch.no_grad():
                 weight.copy_(saved)
         assert len(backend.graphs) == 1, "an edit does not recompile"
+        assert backend.calls == [3 * settings.steps]
         np.testing.assert_array_equal(edited, edited_eager)  # no stale weights in the graph
         assert np.abs(edited.astype(int) - eager.astype(int)).mean() > 1
     finally:
         tiny.discard_compiled_unet()
+
+
+def test_only_full_batches_run_compiled_each_on_a_static_graph(tiny, monkeypatch):
+    @contextlib.contextmanager
+    def two_images_take_3000_bytes(device):
+        peak = memory.Peak()
+        yield peak
+        peak.bytes = 3000.0
+
+    monkeypatch.setattr(memory, "measure_peak", two_images_take_3000_bytes)
+    monkeypatch.setattr(memory, "free_bytes", lambda device: 15000.0)  # 0.8 x 15000 / 1500 = 8
+    backend = TracingCompileBackend()
+    monkeypatch.setattr(generate, "COMPILE_BACKEND", backend)
+    settings = GenerationSpec(steps=2)
+    prompts = [PromptSpec(text="a cat", seed=seed) for seed in range(21)]  # 2, 8, 8 and 3
+    torch._dynamo.reset()
+    try:
+        generator = Generator(tiny, settings, fit_batch=True, progress=False, compile=True)
+        images = _arrays(generator.images(prompts))
+        assert generator.batch_size == 8
+        # The two full batches ran one graph, compiled for their 16 rows and no other
+        # size; the probe batch and the last one ran eager. Compiling the probe first
+        # made dynamo compile the next size with a symbolic batch, which every full
+        # batch then ran, without inductor's channels-last convolutions.
+        assert len(backend.graphs) == 1 and backend.calls == [2 * settings.steps]
+        shapes = [tuple(x.shape) for x in backend.inputs[0] if isinstance(x, torch.Tensor)]
+        assert (16, 4, 16, 16) in shapes
+        assert not [x for x in backend.inputs[0] if isinstance(x, torch.SymInt)]
+    finally:
+        tiny.discard_compiled_unet()
+    eager = Generator(tiny, settings, batch_size=1, progress=False)
+    np.testing.assert_array_equal(images, _arrays(eager.images(prompts)))
 
 
 def test_the_compile_options_reach_the_backend_and_new_ones_compile_anew(tiny, monkeypatch):
@@ -338,10 +375,12 @@ def test_the_compile_options_reach_the_backend_and_new_ones_compile_anew(tiny, m
     try:
         for options in ({}, {"epilogue_fusion": False}, {"epilogue_fusion": False}):
             monkeypatch.setattr(generate, "COMPILE_OPTIONS", options)
-            Generator(tiny, settings, progress=False, compile=True).images(PROMPTS[:2])
+            Generator(tiny, settings, batch_size=2, progress=False,
+                      compile=True).images(PROMPTS[:2])
         assert backend.options == [None, {"epilogue_fusion": False}]
         tiny.discard_compiled_unet()  # as after a change of the weights' layout
-        Generator(tiny, settings, progress=False, compile=True).images(PROMPTS[:2])
+        Generator(tiny, settings, batch_size=2, progress=False,
+                  compile=True).images(PROMPTS[:2])
         assert len(backend.graphs) == 3, "compiled anew"
     finally:
         tiny.discard_compiled_unet()
@@ -358,8 +397,8 @@ def test_a_failed_compile_is_one_clear_error_and_nothing_is_cached(tiny, tmp_pat
     try:
         with pytest.raises(UserError, match=r"could not compile the UNet \(RuntimeError: no "
                                             r"working C compiler found\); run without --compile"):
-            Generator(tiny, GenerationSpec(steps=2), cache, progress=False,
-                      compile=True).images(PROMPTS)
+            Generator(tiny, GenerationSpec(steps=2), cache, batch_size=len(PROMPTS),
+                      progress=False, compile=True).images(PROMPTS)
     finally:
         tiny.discard_compiled_unet()
     assert not list(tmp_path.rglob("*.png"))
@@ -367,8 +406,8 @@ def test_a_failed_compile_is_one_clear_error_and_nothing_is_cached(tiny, tmp_pat
 
 def test_compiling_on_a_torch_that_bakes_weights_in_is_refused(tiny, monkeypatch):
     monkeypatch.setattr(torch._dynamo.config, "inline_inbuilt_nn_modules", False)
-    with pytest.raises(UserError, match="torch >= 2.5"):
-        Generator(tiny, GenerationSpec(steps=2), progress=False, compile=True).images(PROMPTS)
+    with pytest.raises(UserError, match="torch >= 2.5"):  # at once, before any eager batch
+        Generator(tiny, GenerationSpec(steps=2), progress=False, compile=True)
 
 
 def test_each_distinct_text_of_a_batch_is_encoded_once(tiny, monkeypatch):
