@@ -43,7 +43,8 @@ def peak_memory_gb(device: torch.device) -> float:
 @contextlib.contextmanager
 def cudnn_attention_first() -> Iterator[None]:
     """``scaled_dot_product_attention`` tries cuDNN's fused kernels first within the block
-    (torch 2.11 tries them last, after FlashAttention-2, which is not written for Hopper);
+    (torch does so itself only on Hopper and Blackwell with a recent cuDNN, else tries them
+    last, after FlashAttention-2, which is not written for Hopper);
     the others stay as fallbacks for the shapes cuDNN refuses."""
     with sdpa_kernel([SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION,
                       SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH], set_priority=True):

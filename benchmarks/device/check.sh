@@ -3,7 +3,8 @@
 # PyTorch but without diffusers & co., no network): installs the carried wheels and this
 # tree, then runs, each step under its own time limit so that what finished comes back
 # even when a later step runs long:
-#   env         the card, the packages, the plugins found
+#   env         the card, the packages, cuDNN, the attention kernel torch picks for
+#               each of SD v1.4's attention shapes, the plugins found
 #   generation  benchmarks/generation.py: images/s, share of the FLOP ceiling, speed-up over
 #               the per-image fp32 loop, scorer shares (issue 8)
 #   erasers     benchmarks/erasers.py: seconds per step and peak memory per eraser (4, 5, 8)
