@@ -28,9 +28,9 @@ a precision (``fp16``, ``bf16``, ``fp32``; fp16 when none is named) and optional
 convolution algorithms for each new shape and keeps the fastest), ``cudnn_attention``
 (attention through cuDNN's fused kernels first: torch tries them first only on Hopper
 and Blackwell with a recent cuDNN, else last, after FlashAttention-2, which is not
-written for Hopper; device/environment.py prints the order the machine has), ``fused_qkv`` (diffusers'
-``fuse_qkv_projections``: one matrix product for the query, key and value, or key and
-value in cross-attention) and one way of compiling
+written for Hopper; device/environment.py prints the order the machine has),
+``fused_qkv`` (diffusers' ``fuse_qkv_projections``: one matrix product for the query, key
+and value, or key and value in cross-attention) and one way of compiling
 the UNet with the generator's ``compile=True``: ``compile`` (its inductor options as they
 stand), ``tuned`` (those diffusers' SDXL guide sets: 1x1 convolutions as matrix products,
 coordinate-descent tuning, no epilogue fusion), ``autotune`` (torch.compile's
