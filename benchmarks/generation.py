@@ -216,18 +216,26 @@ def measure_cache_writes(generator: Generator, count: int, device: torch.device,
 
 
 def measure_decode(model, batch: int, precision: str, device: torch.device,
-                   ours_rate: float) -> None:
+                   ours_rate: float, compiled: bool = False) -> None:
     """The VAE decode's part of ours' time: a batch of latents decoded as the generator
-    decodes them (weights cast to the precision), once to warm up, then timed."""
+    decodes them (weights cast to the precision), once to warm up, then timed; with
+    ``compiled``, again under ``torch.compile`` (the generator's backend and options, a
+    static batch), which says what compiling the decode too would win."""
     dtype = generate.resolve_precision(precision, device)
     side = model.native_size // model.vae_scale
     latents = torch.randn(batch, model.vae.config.latent_channels, side, side, device=device)
+    ways = {"VAE decode": model.vae.decode}
+    if compiled:
+        ways["VAE decode compiled"] = torch.compile(
+            model.vae.decode, backend=generate.COMPILE_BACKEND,
+            options=generate.COMPILE_OPTIONS or None, dynamic=False)
     with torch.no_grad(), generate.weights_cast([model.vae], dtype):
-        decode = functools.partial(model.vae.decode, latents.to(model.vae.dtype))
-        decode()
-        per_image = timed(decode, device) / batch
-    row("VAE decode: ms per image", f"{1000 * per_image:.1f}")
-    row("VAE decode: share of ours' time per image", f"{100 * per_image * ours_rate:.1f}%")
+        for name, way in ways.items():
+            decode = functools.partial(way, latents.to(model.vae.dtype))
+            decode()  # warm-up: compilation, kernels loaded
+            per_image = timed(decode, device) / batch
+            row(f"{name}: ms per image", f"{1000 * per_image:.1f}")
+            row(f"{name}: share of ours' time per image", f"{100 * per_image * ours_rate:.1f}%")
 
 
 def measure_scorers(images: Sequence, seconds: float, device: torch.device) -> None:
@@ -272,6 +280,8 @@ def main() -> None:
     parser.add_argument("--no-scorers", action="store_true", help="skip the scorer timings")
     parser.add_argument("--no-cache", action="store_true",
                         help="skip drawing the images again with the image cache")
+    parser.add_argument("--compile-decode", action="store_true",
+                        help="time the VAE decode under torch.compile too")
     parser.add_argument("--variants", default="",
                         help="comma-separated variants to measure after ours (see above)")
     parser.add_argument("--variant-batches", type=int, default=1,
@@ -305,7 +315,7 @@ def main() -> None:
     if device.type == "cuda":
         row("peak memory (GB)", f"{peak_memory_gb(device):.1f}")
     measure_decode(model, generator.batch_size or args.images, args.precision, device,
-                   ours_rate)
+                   ours_rate, args.compile_decode)
     with tempfile.TemporaryDirectory() as cache_folder:
         scored: Sequence = images
         if not args.no_cache:  # the scorers then read the images from the cache, as in a run

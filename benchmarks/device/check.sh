@@ -14,7 +14,8 @@
 #               eager and compiled (issue 8)
 #   variants    generation.py --variants at batch 64: the generator's own --compile (weights
 #               as they are) and compile with channels_last weights and cuDNN's
-#               convolution benchmarking, against its default (fp16, weights cast) (issue 8)
+#               convolution benchmarking, against its default (fp16, weights cast), and
+#               the VAE decode eager and compiled (issue 8)
 # One log per step lands in $OUT. Here, first: bash benchmarks/device/fetch_wheels.sh; then
 # the device tool's run, carry [".whl"], in calls of at most 10 minutes on the warm machine
 # (benchmarks/README.md says which steps are still open and how to split them).
@@ -74,9 +75,9 @@ step gpu_tests "${LIMIT_GPU_TESTS:-200}" "$PYTHON" -m pytest -m gpu -v --duratio
     -p no:cacheprovider ${GPU_TESTS:-tests}
 step profile "${LIMIT_PROFILE:-200}" "$PYTHON" benchmarks/unet_profile.py --model "$MODEL" \
     --device "$DEVICE" ${PROFILE_ARGS:-}
-step variants "${LIMIT_VARIANTS:-330}" "$PYTHON" benchmarks/generation.py --model "$MODEL" \
+step variants "${LIMIT_VARIANTS:-360}" "$PYTHON" benchmarks/generation.py --model "$MODEL" \
     --device "$DEVICE" --no-peers --no-scorers --no-cache --images 64 --batch-size 64 \
-    --variants ${VARIANTS:-fp16+compile,fp16+channels_last+cudnn_benchmark+compile} \
+    --compile-decode --variants ${VARIANTS:-fp16+compile,fp16+channels_last+cudnn_benchmark+compile} \
     ${VARIANTS_ARGS:-}
 # The reply shows only the output's tail: repeat what matters where it will be seen.
 echo "=== summary, $((SECONDS - start)) s in all"

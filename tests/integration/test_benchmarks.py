@@ -43,7 +43,7 @@ def test_generation_measures_ours_the_peers_loop_and_each_variant(monkeypatch, c
     try:
         output = run_script("generation.py", [
             "--model", "tiny", "--device", "cpu", "--images", "2", "--peer-images", "1",
-            "--steps", "2", "--batch-size", "2", "--no-scorers",
+            "--steps", "2", "--batch-size", "2", "--no-scorers", "--compile-decode",
             "--variants", "fp32,bf16+channels_last+cudnn_benchmark,fp32+tuned,"
             "fp32+cudnn_attention+fused_qkv"], monkeypatch, capsys)
     finally:
@@ -54,6 +54,8 @@ def test_generation_measures_ours_the_peers_loop_and_each_variant(monkeypatch, c
     assert float(rows["ours writing each image to the image cache: images/s"][0]) > 0
     assert float(rows["VAE decode: ms per image"][0]) > 0
     assert rows["VAE decode: share of ours' time per image"][0].endswith("%")
+    assert float(rows["VAE decode compiled: ms per image"][0]) > 0
+    assert rows["VAE decode compiled: share of ours' time per image"][0].endswith("%")
     assert rows["with the cache, as a share of ours without it"][0].endswith("%")
     assert float(rows["peers' per-image fp32 loop: images/s"][0]) > 0
     assert rows["speed-up over the per-image loop"][0].endswith("x")
@@ -61,8 +63,9 @@ def test_generation_measures_ours_the_peers_loop_and_each_variant(monkeypatch, c
                     "fp32+cudnn_attention+fused_qkv"):
         batch, rate, relative = rows[variant][:3]
         assert batch == "2" and float(rate) > 0 and relative.endswith("x")
-    # the tuned variant's inductor options reached the compile, once; then were set back
-    assert backend.options == [{"conv_1x1_as_mm": True, "coordinate_descent_tuning": True,
+    # the decode's compile took the generator's options (none); the tuned variant's reached
+    # its compile, once, and were then set back
+    assert backend.options == [None, {"conv_1x1_as_mm": True, "coordinate_descent_tuning": True,
                                 "epilogue_fusion": False}]
     assert generate.COMPILE_OPTIONS == {} and not torch.backends.cudnn.benchmark
     assert torch._C._get_sdp_priority_order() == default_attention_order  # cuDNN's last again
