@@ -206,14 +206,15 @@ class Generator:
             return CachedImages(self.cache, keys)
         return [drawn[key] for key in keys]
 
-    def _sample_and_fit(self, prompts: Sequence[PromptSpec]) -> np.ndarray:
+    def _sample_and_fit(self, prompts: Sequence[PromptSpec],
+                        conditioning: torch.Tensor | None = None) -> np.ndarray:
         """:meth:`sample`; the first time with ``fit_batch``, the batch size is then set
         from the memory this batch took (:func:`erasebench.memory.fitting_batch`)."""
         if not self.fit_batch:
-            return self.sample(prompts)
+            return self.sample(prompts, conditioning)
         device = self.model.device
         with memory.measure_peak(device) as peak:
-            pixels = self.sample(prompts)
+            pixels = self.sample(prompts, conditioning)
         self.batch_size = memory.fitting_batch(memory.free_bytes(device),
                                                peak.bytes / len(prompts))
         self.fit_batch = False
@@ -242,14 +243,15 @@ class Generator:
                                  conditioning: torch.Tensor) -> list[Image.Image]:
         """Images of ``prompts`` (their seeds, guidance and negative prompts) drawn with
         ``conditioning`` (n, tokens, dim) in place of their texts' encodings, e.g. an
-        attacker's embeddings. Not cached: the conditioning has no stable name."""
+        attacker's embeddings. Not cached: the conditioning has no stable name. The batch is
+        fitted to memory as :meth:`images` fits it, if that has not drawn a batch yet (a
+        resumed unit whose own images were all cached)."""
         if len(conditioning) != len(prompts):
             raise ValueError(f"{len(prompts)} prompts but {len(conditioning)} conditionings")
-        step = self.batch_size or len(prompts)
         images: list[Image.Image] = []
-        for start in range(0, len(prompts), step):
-            pixels = self.sample(prompts[start : start + step],
-                                 conditioning[start : start + step])
+        while len(images) < len(prompts):
+            batch = slice(len(images), len(images) + (self.batch_size or len(prompts)))
+            pixels = self._sample_and_fit(prompts[batch], conditioning[batch])
             images.extend(Image.fromarray(array) for array in pixels)
         return images
 

@@ -55,7 +55,8 @@ def test_cached_images_are_reused_and_a_truncated_png_is_regenerated(tiny, tmp_p
     assert cache.get(key) is None  # detected by the checksum
     calls = []
     original = generator.sample
-    generator.sample = lambda prompts: calls.append(len(prompts)) or original(prompts)
+    generator.sample = lambda prompts, conditioning=None: (calls.append(len(prompts))
+                                                           or original(prompts, conditioning))
     again = _arrays(generator.images(PROMPTS[:2]))
     assert calls == [1]  # only the damaged one was generated again
     assert np.array_equal(first, again)
@@ -80,11 +81,11 @@ def test_a_batch_is_written_to_the_cache_while_the_next_one_is_sampled(tiny, tmp
     sampled, next_batch_began = [], threading.Event()
     original_sample, original_put = generator.sample, cache.put
 
-    def sample(prompts):
+    def sample(prompts, conditioning=None):
         if sampled:
             next_batch_began.set()
         sampled.append(len(prompts))
-        return original_sample(prompts)
+        return original_sample(prompts, conditioning)
 
     waited = []
 
@@ -124,11 +125,11 @@ def test_images_drawn_before_a_failing_batch_are_cached(tiny, tmp_path):
     generator = Generator(tiny, GenerationSpec(steps=2), cache, batch_size=2, progress=False)
     original_sample, drawn = generator.sample, []
 
-    def sample(prompts):
+    def sample(prompts, conditioning=None):
         if drawn:
             raise RuntimeError("the second batch failed")
         drawn.extend(prompts)
-        return original_sample(prompts)
+        return original_sample(prompts, conditioning)
 
     generator.sample = sample
     with pytest.raises(RuntimeError, match="second batch"):
@@ -169,11 +170,11 @@ def test_out_of_memory_halves_the_batch_and_loses_nothing(tiny, tmp_path):
                           progress=False)
     original, sizes = generator.sample, []
 
-    def sample_with_little_memory(prompts):
+    def sample_with_little_memory(prompts, conditioning=None):
         sizes.append(len(prompts))
         if len(prompts) > 2:
             raise torch.OutOfMemoryError("simulated")
-        return original(prompts)
+        return original(prompts, conditioning)
 
     generator.sample = sample_with_little_memory
     images = generator.images(PROMPTS)
@@ -203,9 +204,9 @@ def test_the_batch_is_fitted_to_the_memory_the_first_batch_took(tiny, monkeypatc
     assert generator.batch_size == memory.PROBE_BATCH == 2
     original, sizes = generator.sample, []
 
-    def recording(prompts):
+    def recording(prompts, conditioning=None):
         sizes.append(len(prompts))
-        return original(prompts)
+        return original(prompts, conditioning)
 
     generator.sample = recording
     images = generator.images(PROMPTS)
@@ -424,7 +425,8 @@ def test_each_distinct_text_of_a_batch_is_encoded_once(tiny, monkeypatch):
 def test_prompts_that_give_the_same_image_are_generated_once(tiny):
     generator = Generator(tiny, GenerationSpec(steps=2), progress=False)
     original, sampled = generator.sample, []
-    generator.sample = lambda prompts: sampled.extend(prompts) or original(prompts)
+    generator.sample = lambda prompts, conditioning=None: (sampled.extend(prompts)
+                                                           or original(prompts, conditioning))
     same = PromptSpec(text="a cat", seed=1, group="preserve", label="cat")  # group: not drawn
     images = generator.images([PROMPTS[0], PROMPTS[1], same])
     assert len(sampled) == 2
@@ -443,3 +445,28 @@ def test_images_from_conditioning_equal_the_prompts_own_encodings(tiny):
     assert [d.tobytes() for d in drawn] == [d.tobytes() for d in direct]
     swapped = generator.images_from_conditioning(prompts, conditioning.flip(0))
     assert swapped[0].tobytes() != direct[0].tobytes()
+
+
+def test_images_from_conditioning_fit_the_batch_when_nothing_was_drawn_yet(tiny, monkeypatch):
+    @contextlib.contextmanager
+    def two_images_take_3000_bytes(device):
+        peak = memory.Peak()
+        yield peak
+        peak.bytes = 3000.0
+
+    monkeypatch.setattr(memory, "measure_peak", two_images_take_3000_bytes)
+    monkeypatch.setattr(memory, "free_bytes", lambda device: 12000.0)  # 0.8 x 12000 / 1500 = 6.4
+    generator = Generator(tiny, GenerationSpec(steps=2), fit_batch=True, progress=False)
+    original, sizes = generator.sample, []
+
+    def recording(prompts, conditioning=None):
+        sizes.append(len(prompts))
+        return original(prompts, conditioning)
+
+    generator.sample = recording
+    prompts = [PromptSpec(text="a cat", seed=seed) for seed in range(7)]
+    drawn = generator.images_from_conditioning(prompts,
+                                               tiny.encode_text([p.text for p in prompts]))
+    assert sizes == [2, 4, 1] and generator.batch_size == 4  # not batches of 2 throughout
+    reference = Generator(tiny, GenerationSpec(steps=2), batch_size=1, progress=False)
+    assert [d.tobytes() for d in drawn] == [d.tobytes() for d in reference.images(prompts)]
