@@ -307,13 +307,11 @@ class Generator:
 
     def _network(self, images: int) -> Any:
         """The UNet a batch of ``images`` samples with: with ``compile``, the compiled one
-        for full batches only. Each batch size compiles a graph of its own
-        (:meth:`DiffusionModel.compiled_unet`), so the batch that fits the batch size to
-        memory (compiling it would cost a minute for two images) and a list's last,
-        smaller batch run eager: a few seconds of a unit's minutes, against a minute of
-        compiling for each new size. Before, the first size compiled stayed static and the
-        second was compiled with a symbolic batch, which every later batch then ran without
-        inductor's channels-last convolutions."""
+        for full batches only. Each batch size compiles a static graph of its own
+        (:meth:`DiffusionModel.compiled_unet` says why not one with a symbolic batch), so
+        the batch that fits the batch size to memory (a minute of compiling for two images)
+        and a list's last, smaller batch run eager: a few seconds of a unit's minutes,
+        against a minute of compiling for each new size."""
         if self.compile and not self.fit_batch and images == self.batch_size:
             return compiled_or_explained(self.model.compiled_unet(COMPILE_BACKEND,
                                                                   COMPILE_OPTIONS))

@@ -222,8 +222,10 @@ class DiffusionModel:
         Shapes stay static (``dynamic=False``): a new batch size compiles a graph of its
         own instead of one with a symbolic batch, for which inductor gives up laying the
         convolutions out channels-last, much of what compiling gains on a GPU
-        (``decide_layout_opt`` in torch/_inductor/graph.py). The generator therefore calls
-        it with full batches only (:meth:`erasebench.generate.Generator.sample`).
+        (``decide_layout_opt`` in torch/_inductor/graph.py); dynamo would make that graph
+        on the second batch size it saw, and run it for every later batch not of the first.
+        The generator therefore calls it with full batches only
+        (:meth:`erasebench.generate.Generator._network`).
         """
         import torch._dynamo
 
