@@ -3,7 +3,9 @@
 An image depends only on (model, prompt, negative prompt, seed, guidance, steps,
 scheduler, size, precision): each sample's initial noise comes from its own CPU
 generator seeded with its seed, and every scheduler offered here is deterministic, so
-batch size and order never change an image (bit-exact on CPU). Distinct prompts are
+batch size and order never change an image (bit-exact on CPU up to ``CPU_MIN_ROWS`` rows,
+and on two threads beyond; on one thread oneDNN's 1x1 convolutions change with a larger
+batch, which flipped one 8-bit value in 64,512 in a test). Distinct prompts are
 encoded once. Images go through the content-addressed :class:`ImageCache`, each batch's
 written on background threads while the next batch is sampled, and come back from it
 when used (:class:`CachedImages`).
