@@ -191,7 +191,9 @@ def test_fitting_batch_by_hand():
     assert memory.fitting_batch(5e9, 0.0) == memory.MAX_BATCH
 
 
-def test_the_batch_is_fitted_to_the_memory_the_first_batch_took(tiny, monkeypatch):
+def images_take_1500_bytes_each(monkeypatch, free: float) -> None:
+    """The memory a batch takes and the free memory, faked: the probe batch of 2 peaks at
+    3000 bytes, and ``free`` bytes are free."""
     @contextlib.contextmanager
     def two_images_take_3000_bytes(device):
         peak = memory.Peak()
@@ -199,7 +201,11 @@ def test_the_batch_is_fitted_to_the_memory_the_first_batch_took(tiny, monkeypatc
         peak.bytes = 3000.0
 
     monkeypatch.setattr(memory, "measure_peak", two_images_take_3000_bytes)
-    monkeypatch.setattr(memory, "free_bytes", lambda device: 12000.0)  # 0.8 x 12000 / 1500 = 6.4
+    monkeypatch.setattr(memory, "free_bytes", lambda device: free)
+
+
+def test_the_batch_is_fitted_to_the_memory_the_first_batch_took(tiny, monkeypatch):
+    images_take_1500_bytes_each(monkeypatch, free=12000.0)  # 0.8 x 12000 / 1500 = 6.4
     generator = Generator(tiny, GenerationSpec(steps=2), fit_batch=True, progress=False)
     assert generator.batch_size == memory.PROBE_BATCH == 2
     original, sizes = generator.sample, []
@@ -337,14 +343,7 @@ def test_the_compiled_unet_is_compiled_once_and_follows_edits(tiny, monkeypatch)
 
 
 def test_only_full_batches_run_compiled_each_on_a_static_graph(tiny, monkeypatch):
-    @contextlib.contextmanager
-    def two_images_take_3000_bytes(device):
-        peak = memory.Peak()
-        yield peak
-        peak.bytes = 3000.0
-
-    monkeypatch.setattr(memory, "measure_peak", two_images_take_3000_bytes)
-    monkeypatch.setattr(memory, "free_bytes", lambda device: 15000.0)  # 0.8 x 15000 / 1500 = 8
+    images_take_1500_bytes_each(monkeypatch, free=15000.0)  # 0.8 x 15000 / 1500 = 8
     backend = TracingCompileBackend()
     monkeypatch.setattr(generate, "COMPILE_BACKEND", backend)
     settings = GenerationSpec(steps=2)
@@ -450,14 +449,7 @@ def test_images_from_conditioning_equal_the_prompts_own_encodings(tiny):
 
 
 def test_images_from_conditioning_fit_the_batch_when_nothing_was_drawn_yet(tiny, monkeypatch):
-    @contextlib.contextmanager
-    def two_images_take_3000_bytes(device):
-        peak = memory.Peak()
-        yield peak
-        peak.bytes = 3000.0
-
-    monkeypatch.setattr(memory, "measure_peak", two_images_take_3000_bytes)
-    monkeypatch.setattr(memory, "free_bytes", lambda device: 12000.0)  # 0.8 x 12000 / 1500 = 6.4
+    images_take_1500_bytes_each(monkeypatch, free=12000.0)  # 0.8 x 12000 / 1500 = 6.4
     generator = Generator(tiny, GenerationSpec(steps=2), fit_batch=True, progress=False)
     original, sizes = generator.sample, []
 
