@@ -77,7 +77,8 @@ step profile "${LIMIT_PROFILE:-200}" "$PYTHON" benchmarks/unet_profile.py --mode
     --device "$DEVICE" ${PROFILE_ARGS:-}
 step variants "${LIMIT_VARIANTS:-360}" "$PYTHON" benchmarks/generation.py --model "$MODEL" \
     --device "$DEVICE" --no-peers --no-scorers --no-cache --images 64 --batch-size 64 \
-    --compile-decode --variants ${VARIANTS:-fp16+compile,fp16+channels_last+cudnn_benchmark+compile} \
+    --compile-decode \
+    --variants ${VARIANTS:-fp16+compile,fp16+channels_last+cudnn_benchmark+compile} \
     ${VARIANTS_ARGS:-}
 # The reply shows only the output's tail: repeat what matters where it will be seen.
 echo "=== summary, $((SECONDS - start)) s in all"
