@@ -28,8 +28,9 @@ from PIL import Image
 from erasebench.faults import checkpoint
 from erasebench.io import atomic_write_bytes, atomic_write_json, canonical_json, sha256_bytes
 
-# Bump when the sampling loop changes in a way that changes images.
-GENERATOR_VERSION = 1
+# Bump when the sampling loop changes in a way that changes images. 2: network calls on CPU
+# in chunks of a fixed row count (generate.call_in_chunks), which moves the odd pixel.
+GENERATOR_VERSION = 2
 # Threads that read and write images (ImageCache.sound_keys and writing_in_background, and
 # the sequences of image_sequences).
 CACHE_THREADS = min(4, os.cpu_count() or 1)

@@ -3,18 +3,22 @@
 An image depends only on (model, prompt, negative prompt, seed, guidance, steps,
 scheduler, size, precision): each sample's initial noise comes from its own CPU
 generator seeded with its seed, and every scheduler offered here is deterministic, so
-batch size and order never change an image (bit-exact on CPU up to ``CPU_MIN_ROWS`` rows,
-and on two threads beyond; on one thread oneDNN's 1x1 convolutions change with a larger
-batch, which flipped one 8-bit value in 64,512 in a test). Distinct prompts are
-encoded once. Images go through the content-addressed :class:`ImageCache`, each batch's
-written on background threads while the next batch is sampled, and come back from it
-when used (:class:`CachedImages`).
+batch size and order never change an image (bit-exact on CPU, see below; on a GPU up to
+the last bits its kernels choose by batch size). Distinct prompts are encoded once.
+Images go through the content-addressed :class:`ImageCache`, each batch's written on
+background threads while the next batch is sampled, and come back from it when used
+(:class:`CachedImages`).
 
-Why network calls are padded on CPU: oneDNN/MKL choose other kernels (and so another
-summation order) for batches of fewer than about four rows, which moves a sample's
-result in the last bits and, after rounding to 8-bit pixels, flips the odd pixel. Every
-call on CPU therefore runs on at least ``CPU_MIN_ROWS`` rows (the real ones, then copies
-of the last), where each row's arithmetic is the same whatever the batch holds.
+Why network calls on CPU run in chunks of one fixed row count: oneDNN/MKL choose their
+kernels, and so the summation order, by the shape of a call, which moves a sample's result
+in the last bits and, after rounding to 8-bit pixels, flips the odd pixel. On this
+project's 2-core machine a call of 8 rows and one of 16 differed on one thread, and a batch
+of 64 images (128 UNet rows) and one of 3 in 4 to 8 values of a few ten thousand on one or
+two threads, the miniature world's default batch included. So every call on CPU gets
+exactly :func:`cpu_call_rows` rows (a batch's rows in chunks of that many, the last chunk
+padded with copies of its last row), and a row's arithmetic is the same whatever batch it
+came in; the thresholds where kernels change differ between CPUs, and no fixed chunk
+crosses one.
 
 Half precision (``precision`` fp16/bf16; ``auto`` is fp16 on CUDA) means the UNet's and
 VAE's weights cast to it for the batch, as diffusers' pipelines loaded with ``torch_dtype``
@@ -55,21 +59,33 @@ from erasebench.image_sequences import CachedImages
 from erasebench.models import DiffusionModel
 from erasebench.specs import GenerationSpec, PromptSpec
 
-CPU_MIN_ROWS = 8
 COMPILE_BACKEND: Any = "inductor"  # torch.compile's backend; the tests use one that traces
 # Inductor's options for the compiled UNet (torch._inductor.list_options()); none yet: on an
 # H100 the default mode gave 1.35x, and benchmarks/generation.py's variants try others.
 COMPILE_OPTIONS: dict[str, Any] = {}
 
 
-def padded_call(function: Any, *batched: torch.Tensor, **fixed: Any) -> torch.Tensor:
-    """``function(*batched, **fixed)`` on at least CPU_MIN_ROWS rows, cut back to the real ones."""
-    rows = batched[0].shape[0]
-    if batched[0].device.type != "cpu" or rows >= CPU_MIN_ROWS:
+def cpu_call_rows(model: DiffusionModel) -> int:
+    """The rows of every network call on CPU (module docstring): 64 for small models (the
+    miniature world's and the tiny test model, 32 px), the UNet's rows of a default batch in
+    two calls, on one core as fast as the whole batch at once (24.9 images/s both, 23.8 in
+    chunks of 32, the miniature world's model and settings); 8 for SD-sized ones."""
+    return 64 if model.native_size <= 64 else 8
+
+
+def call_in_chunks(function: Any, *batched: torch.Tensor, rows: int,
+                   **fixed: Any) -> torch.Tensor:
+    """``function(*batched, **fixed)``; on CPU in calls of exactly ``rows`` rows each, the
+    last one padded with copies of its last row, and the padding's outputs dropped."""
+    if batched[0].device.type != "cpu":
         return function(*batched, **fixed)
-    extra = CPU_MIN_ROWS - rows
-    padded = [torch.cat([x, x[-1:].expand(extra, *x.shape[1:])]) for x in batched]
-    return function(*padded, **fixed)[:rows]
+    outputs = []
+    for start in range(0, batched[0].shape[0], rows):
+        chunk = [x[start : start + rows] for x in batched]
+        real = chunk[0].shape[0]
+        padded = [torch.cat([x, x[-1:].expand(rows - real, *x.shape[1:])]) for x in chunk]
+        outputs.append(function(*padded, **fixed)[:real])
+    return torch.cat(outputs)
 
 
 class NonFiniteImageError(RuntimeError):
@@ -270,8 +286,9 @@ class Generator:
 
         texts = [p.text for p in prompts] + [p.negative for p in prompts]
         distinct = sorted(set(texts))
-        embeddings = padded_call(lambda ids: model.text_encoder(ids)[0],
-                                 model.token_ids(distinct).to(device))
+        rows = cpu_call_rows(model)
+        embeddings = call_in_chunks(lambda ids: model.text_encoder(ids)[0],
+                                    model.token_ids(distinct).to(device), rows=rows)
         table = dict(zip(distinct, embeddings, strict=True))
         cond = torch.stack([table[p.text] for p in prompts]) if conditioning is None else \
             conditioning.to(device=device, dtype=embeddings.dtype)
@@ -292,15 +309,16 @@ class Generator:
             unet_dtype, vae_dtype = model.unet.dtype, model.vae.dtype
             for t in scheduler.timesteps:
                 both = scheduler.scale_model_input(torch.cat([latents, latents]), t)
-                noise = padded_call(
+                noise = call_in_chunks(
                     lambda x, c, t: unet(x.to(unet_dtype), t,
                                          encoder_hidden_states=c.to(unet_dtype)).sample,
-                    both, context, t=t).float()
+                    both, context, rows=rows, t=t).float()
                 uncond_noise, cond_noise = noise.chunk(2)
                 noise = uncond_noise + guidance * (cond_noise - uncond_noise)
                 latents = scheduler.step(noise, t, latents).prev_sample
-            decoded = padded_call(lambda z: model.vae.decode(z.to(vae_dtype)).sample,
-                                  latents / model.vae.config.scaling_factor).float()
+            decoded = call_in_chunks(lambda z: model.vae.decode(z.to(vae_dtype)).sample,
+                                     latents / model.vae.config.scaling_factor,
+                                     rows=rows).float()
         finite = torch.isfinite(decoded).flatten(1).all(dim=1)
         if not bool(finite.all()):
             raise NonFiniteImageError([p for p, ok in zip(prompts, finite, strict=True) if not ok])

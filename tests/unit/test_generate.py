@@ -35,6 +35,34 @@ def test_batch_size_and_order_never_change_an_image(tiny, scheduler):
     assert np.array_equal(one, _arrays(four)[::-1])
 
 
+def test_on_cpu_every_network_call_has_one_row_count_whatever_the_batch(tiny):
+    """On one thread (a run's CPU workers), batches of 40 images (80 UNet rows) and of 3
+    gave images differing in 7 values of 122,880 on this project's machine when each call took the
+    whole batch; every call now takes cpu_call_rows rows, so no kernel choice can differ."""
+    rows: dict[str, list[int]] = {"text_encoder": [], "unet": [], "vae decoder": []}
+    hooks = [module.register_forward_pre_hook(
+        lambda module, args, kwargs, name=name: rows[name].append(
+            (args[0] if args else next(iter(kwargs.values()))).shape[0]),
+        with_kwargs=True)
+        for name, module in [("text_encoder", tiny.text_encoder), ("unet", tiny.unet),
+                             ("vae decoder", tiny.vae.decoder)]]
+    settings = GenerationSpec(steps=2)
+    prompts = [PromptSpec(text=f"a cat number {seed % 9}", seed=seed) for seed in range(40)]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        whole = _arrays(Generator(tiny, settings, batch_size=40, progress=False).images(prompts))
+        assert rows["unet"] == [64, 64] * settings.steps  # 80 rows: 64, then 16 and padding
+        threes = _arrays(Generator(tiny, settings, batch_size=3, progress=False).images(prompts))
+    finally:
+        torch.set_num_threads(threads)
+        for hook in hooks:
+            hook.remove()
+    assert {name: set(counts) for name, counts in rows.items()} == {
+        name: {generate.cpu_call_rows(tiny)} for name in rows}
+    np.testing.assert_array_equal(whole, threes)
+
+
 def test_seed_prompt_and_guidance_each_change_the_image(tiny):
     generator = Generator(tiny, GenerationSpec(steps=4), progress=False)
     base, *others = _arrays(generator.images([
@@ -353,19 +381,18 @@ def test_only_full_batches_run_compiled_each_on_a_static_graph(tiny, monkeypatch
         generator = Generator(tiny, settings, fit_batch=True, progress=False, compile=True)
         images = _arrays(generator.images(prompts))
         assert generator.batch_size == 8
-        # The two full batches ran one graph, compiled for their 16 rows and no other
-        # size; the probe batch and the last one ran eager. Compiling the probe first
-        # made dynamo compile the next size with a symbolic batch, which every full
-        # batch then ran, without inductor's channels-last convolutions.
+        # The two full batches ran one graph, static, and no other batch did; the probe
+        # batch and the last one ran eager. Compiling the probe first made dynamo compile
+        # the next size with a symbolic batch, which every full batch then ran, without
+        # inductor's channels-last convolutions. (On a GPU the graph takes a full batch's
+        # 16 rows; on a CPU every call takes the same padded rows, cpu_call_rows.)
         assert len(backend.graphs) == 1 and backend.calls == [2 * settings.steps]
         shapes = [tuple(x.shape) for x in backend.inputs[0] if isinstance(x, torch.Tensor)]
-        assert (16, 4, 16, 16) in shapes
+        assert (generate.cpu_call_rows(tiny), 4, 16, 16) in shapes
         assert not [x for x in backend.inputs[0] if isinstance(x, torch.SymInt)]
     finally:
         tiny.discard_compiled_unet()
-    # the same batches eager (with one CPU thread, as after a run in this process, a batch
-    # of 8 and one of 1 can differ in the odd last bit)
-    eager = Generator(tiny, settings, fit_batch=True, progress=False)
+    eager = Generator(tiny, settings, batch_size=1, progress=False)
     np.testing.assert_array_equal(images, _arrays(eager.images(prompts)))
 
 
