@@ -9,16 +9,16 @@ Images go through the content-addressed :class:`ImageCache`, each batch's writte
 background threads while the next batch is sampled, and come back from it when used
 (:class:`CachedImages`).
 
-Why network calls on CPU run in chunks of one fixed row count: oneDNN/MKL choose their
+Why network calls on CPU run in chunks of a fixed row count: oneDNN/MKL choose their
 kernels, and so the summation order, by the shape of a call, which moves a sample's result
 in the last bits and, after rounding to 8-bit pixels, flips the odd pixel. On this
 project's 2-core machine a call of 8 rows and one of 16 differed on one thread, and a batch
 of 64 images (128 UNet rows) and one of 3 in 4 to 8 values of a few ten thousand on one or
-two threads, the miniature world's default batch included. So every call on CPU gets
-exactly :func:`cpu_call_rows` rows (a batch's rows in chunks of that many, the last chunk
-padded with copies of its last row), and a row's arithmetic is the same whatever batch it
-came in; the thresholds where kernels change differ between CPUs, and no fixed chunk
-crosses one.
+two threads, the miniature world's default batch included. So every call of a network on
+CPU gets exactly the rows :func:`cpu_call_rows` gives it (a batch's rows in chunks of that
+many, the last chunk padded with copies of its last row), and a row's arithmetic is the
+same whatever batch it came in. The thresholds where kernels change differ between CPUs;
+a fixed row count crosses none.
 
 Half precision (``precision`` fp16/bf16; ``auto`` is fp16 on CUDA) means the UNet's and
 VAE's weights cast to it for the batch, as diffusers' pipelines loaded with ``torch_dtype``
@@ -65,12 +65,21 @@ COMPILE_BACKEND: Any = "inductor"  # torch.compile's backend; the tests use one 
 COMPILE_OPTIONS: dict[str, Any] = {}
 
 
-def cpu_call_rows(model: DiffusionModel) -> int:
-    """The rows of every network call on CPU (module docstring): 64 for small models (the
-    miniature world's and the tiny test model, 32 px), the UNet's rows of a default batch in
-    two calls, on one core as fast as the whole batch at once (24.9 images/s both, 23.8 in
-    chunks of 32, the miniature world's model and settings); 8 for SD-sized ones."""
-    return 64 if model.native_size <= 64 else 8
+# Rows of each network's calls on CPU for small models (32 px: the miniature world's and the
+# tiny test model). On one core, the miniature world's model (benchmarks/cpu_call_rows.py):
+# the UNet 3.0 ms per row at 64 rows, 2.8-2.9 at 128, 3.1 at 32; the VAE decode 4.8-5.1 at 32,
+# 6.1-6.5 at 64; the text encoder (once per distinct text) 0.28 at 16. 128 UNet rows would
+# pad a last, smaller batch and a test's few images twice as far for 4% less; a default batch
+# of 64 images makes two UNet calls per step. The generator drew 0.95x the images per second
+# of calls taking the whole batch, which changed 2 values of 73,728 at batches of 3.
+SMALL_MODEL_CPU_ROWS = {"text_encoder": 16, "unet": 64, "vae": 32}
+
+
+def cpu_call_rows(model: DiffusionModel, network: str) -> int:
+    """The rows of every call of ``network`` ("text_encoder", "unet" or "vae") on CPU (the
+    module docstring says why fixed): :data:`SMALL_MODEL_CPU_ROWS` for models of up to 64
+    px, 8 for SD-sized ones."""
+    return SMALL_MODEL_CPU_ROWS[network] if model.native_size <= 64 else 8
 
 
 def call_in_chunks(function: Any, *batched: torch.Tensor, rows: int,
@@ -286,9 +295,9 @@ class Generator:
 
         texts = [p.text for p in prompts] + [p.negative for p in prompts]
         distinct = sorted(set(texts))
-        rows = cpu_call_rows(model)
         embeddings = call_in_chunks(lambda ids: model.text_encoder(ids)[0],
-                                    model.token_ids(distinct).to(device), rows=rows)
+                                    model.token_ids(distinct).to(device),
+                                    rows=cpu_call_rows(model, "text_encoder"))
         table = dict(zip(distinct, embeddings, strict=True))
         cond = torch.stack([table[p.text] for p in prompts]) if conditioning is None else \
             conditioning.to(device=device, dtype=embeddings.dtype)
@@ -303,7 +312,7 @@ class Generator:
             device=device,
         ).view(-1, 1, 1, 1)
         dtype = resolve_precision(settings.precision, device)
-        unet = self._network(len(prompts))
+        unet, unet_rows = self._network(len(prompts)), cpu_call_rows(model, "unet")
         with weights_cast((model.unet, model.vae), dtype):
             # inputs in each network's own weight dtype (also right for a model stored in half)
             unet_dtype, vae_dtype = model.unet.dtype, model.vae.dtype
@@ -312,13 +321,13 @@ class Generator:
                 noise = call_in_chunks(
                     lambda x, c, t: unet(x.to(unet_dtype), t,
                                          encoder_hidden_states=c.to(unet_dtype)).sample,
-                    both, context, rows=rows, t=t).float()
+                    both, context, rows=unet_rows, t=t).float()
                 uncond_noise, cond_noise = noise.chunk(2)
                 noise = uncond_noise + guidance * (cond_noise - uncond_noise)
                 latents = scheduler.step(noise, t, latents).prev_sample
             decoded = call_in_chunks(lambda z: model.vae.decode(z.to(vae_dtype)).sample,
                                      latents / model.vae.config.scaling_factor,
-                                     rows=rows).float()
+                                     rows=cpu_call_rows(model, "vae")).float()
         finite = torch.isfinite(decoded).flatten(1).all(dim=1)
         if not bool(finite.all()):
             raise NonFiniteImageError([p for p, ok in zip(prompts, finite, strict=True) if not ok])

@@ -99,6 +99,24 @@ def test_image_cache_measures_each_way_of_writing_and_reading(monkeypatch, capsy
         assert float(rate) > 0 and share.endswith("%")
 
 
+def test_cpu_call_rows_times_each_network_and_finds_fixed_rows_batch_independent(
+        monkeypatch, capsys):
+    output = run_script("cpu_call_rows.py", ["--model", "tiny", "--rows", "4,16", "--images",
+                                              "6", "--batch-size", "6", "--repeats", "1",
+                                              "--compare", "6"], monkeypatch, capsys)
+    rows = table_rows(output)
+    for count in ("4", "16"):
+        assert len(rows[count]) == 3 and all(float(cell.split()[0]) > 0 for cell in rows[count])
+    assert rows["16"][0] == f"{float(rows['16'][0].split()[0]):.2f} (fixed)"  # text encoder
+    fixed = next(way for way in rows if way.startswith("fixed rows"))
+    assert fixed == "fixed rows (16, 64, 32)"
+    for way in ("whole batch", fixed):
+        rate, ratio, _ = rows[way]
+        assert float(rate) > 0 and ratio.endswith("x")
+    assert rows[fixed][2] == "0"
+    assert generate.call_in_chunks.__name__ == "call_in_chunks"  # the script put it back
+
+
 def test_unit_memory_measures_each_way_of_holding_the_images(monkeypatch, capsys):
     output = run_script("unit_memory.py", ["--rate", "400", "--images", "8", "--size", "64",
                                            "--scorer-ms", "1"], monkeypatch, capsys)
