@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
+from measure import timed
 
 from erasebench import generate
 from erasebench.generate import Generator
@@ -40,12 +41,7 @@ from erasebench.tasks.shapes.scoring import SHAPES_GENERATION
 
 def best_seconds(function: Callable[[], object], repeats: int) -> float:
     function()  # oneDNN builds its kernels for a new shape on the first call
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    return min(timed(function, torch.device("cpu")) for _ in range(repeats))
 
 
 @torch.no_grad()
