@@ -13,6 +13,8 @@ from erasebench.specs import ErasureRequest
 class OriginalModel(Eraser):
     """No edit at all: the baseline every other eraser is compared against."""
 
+    makes_edits = False
+
     def erase(self, model: DiffusionModel, request: ErasureRequest) -> EditedModel:
         return EditedModel(self.name, self.config.model_dump(mode="json"), request,
                            model.fingerprint, weights={})

@@ -189,7 +189,8 @@ def run(
     precision: PrecisionOption = None,
     compile_unet: CompileOption = False,
     dry_run: Annotated[bool, typer.Option(
-        help="Only list the work units and their state.")] = False,
+        help="Only list the work units, their state and the images each asks for, then the "
+        "distinct images and the erasures in all; no model is loaded, nothing written.")] = False,
     leaderboard: Annotated[Path | None, typer.Option(
         help="Leaderboard regenerated from the results folder after the run (default: "
         "leaderboard.md beside the results folder).")] = None,
@@ -234,9 +235,7 @@ def run(
                     show_unsafe=show_unsafe, compile=compile_unet)
     runner.store.check_schema()
     if dry_run:
-        for unit in units:
-            state = "done" if runner.store.is_done(unit.run_id) else "todo"
-            console.print(f"{unit.run_id}  {state:4}  {unit.describe()}", markup=False)
+        _print_plan(units, runner.store)
         return
     from erasebench import workers as local
 
@@ -305,6 +304,29 @@ def _write_leaderboard(results: Path, leaderboard: Path | None, show_unsafe: boo
 
     board = leaderboard or Path(results).parent / "leaderboard.md"
     console.print(f"wrote {write_report(results, board, show_unsafe)}")
+
+
+def _print_plan(units: Any, store: Any) -> None:
+    """Each unit with its state and images, then the images in all (erasebench.workload)."""
+    from erasebench.workload import count_images
+
+    workload = count_images(units)
+    todo = [unit for unit in units if not store.is_done(unit.run_id)]
+    todo_ids = {unit.run_id for unit in todo}
+    for unit in units:
+        state = "todo" if unit.run_id in todo_ids else "done"
+        console.print(f"{unit.run_id}  {state:4}  {unit.describe()}  "
+                      f"{workload.per_unit[unit.run_id]:,} images", markup=False, soft_wrap=True)
+    left = count_images(todo)
+    console.print(f"{len(units)} work units, {len(todo)} to do: {workload.asked:,} images asked "
+                  f"for, {workload.distinct:,} distinct ({left.distinct:,} for the units to "
+                  "do), an image that several units ask for being drawn once, and "
+                  f"{workload.edits:,} erasures ({left.edits:,} for the units to do); the caches "
+                  "may hold some already.", markup=False, soft_wrap=True)
+    for (model, steps, height, width), count in left.by_setting.items():
+        size = f"{height}x{width} px" if height or width else "native size"
+        console.print(f"  to draw with {model}: {count:,} images, {steps} steps, {size}",
+                      markup=False, soft_wrap=True)
 
 
 def _preflight(units: Any) -> None:

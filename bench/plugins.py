@@ -67,6 +67,9 @@ class Eraser:
 
     name: ClassVar[str] = ""
     in_default_run: ClassVar[bool] = True  # part of `erasebench run` without --erasers
+    # False for an eraser whose edit is always empty (the original model): its images are
+    # the base model's, one set for every request (counted so by erasebench.workload).
+    makes_edits: ClassVar[bool] = True
     Config: ClassVar[type[PluginConfig]] = PluginConfig
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
 

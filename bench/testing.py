@@ -169,6 +169,8 @@ def check_eraser_contract(eraser: Eraser, model: DiffusionModel,
     extra = sorted(set(edit.weights) - allowed)
     assert not extra, f"{eraser.name} changed parameters it does not declare: {extra[:5]}"
     assert edit.base_fingerprint == fingerprint
+    if not eraser.makes_edits:
+        assert not edit.weights, f"{eraser.name} says it makes no edits but changed weights"
     with edit.applied(model):
         for name, value in edit.weights.items():
             assert torch.equal(model.parameter(name).detach().cpu(), value)

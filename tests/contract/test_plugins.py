@@ -58,3 +58,13 @@ class TestTaskContract:
         frame = load_results(tmp_path / "results")
         assert not frame.empty and set(frame.metric) <= set(task.metrics)
         assert frame.value.notna().all()
+
+
+def test_the_contract_holds_an_eraser_that_makes_no_edits_to_its_word(tiny):
+    # Its images are counted as the base model's (erasebench.workload): an edit would be a lie.
+    class ClaimsNoEdits(ERASERS.get("mock")):
+        makes_edits = False
+
+    with pytest.raises(AssertionError, match="says it makes no edits"):
+        check_eraser_contract(ClaimsNoEdits(), tiny, REQUEST)
+    check_eraser_contract(ERASERS.get("sd")(), tiny, REQUEST)

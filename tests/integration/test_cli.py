@@ -215,12 +215,16 @@ def test_list_verbose_shows_a_broken_plugin_without_hiding_the_others(capsys, mo
 def test_run_without_arguments_plans_the_miniature_world(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["run", "--dry-run"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    *lines, summary, setting = capsys.readouterr().out.splitlines()
     erasers = {name for name in ERASERS.names() if ERASERS.get(name).in_default_run}
     assert {"sd", "uce", "esd_x", "esd_u", "ap", "age"} <= erasers and "mock" not in erasers
     # 4 object splits + 2 textures + 5 graph rows, for every default eraser
     assert len(lines) == 11 * len(erasers)
-    assert all(" todo " in line for line in lines)
+    assert all(" todo " in line and line.endswith(" images") for line in lines)
     tasks = {line.split(" x ")[1].split(" [")[0] for line in lines}
     assert tasks == {"shapes_objects", "shapes_style", "shapes_graph"}
+    asked = sum(int(line.rsplit("  ", 1)[1].split()[0].replace(",", "")) for line in lines)
+    assert summary.startswith(f"{len(lines)} work units, {len(lines)} to do: {asked:,} images "
+                              "asked for, ")
+    assert setting.startswith("  to draw with shapes: ")
     assert not (tmp_path / "leaderboard.md").exists()  # a dry run writes nothing

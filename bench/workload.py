@@ -1,0 +1,72 @@
+"""How many images a run's work units ask for, counted before anything is loaded.
+
+``erasebench run --dry-run`` prints it, so that a full reproduction can be sized before
+it starts (at a measured images/s, ``benchmarks/README.md``). An image is counted once
+per identity, the fields of the image cache's key (``Generator.key_fields``): model,
+edit, prompt, negative prompt, seed, guidance, steps, scheduler, size and precision. The
+edit is not known until it is made; it stands here as what makes it, the eraser's spec
+and the request (``Runner.edit``'s key), or as nothing for an eraser that makes none
+(``Eraser.makes_edits``): the original model's images are one set, shared by every
+request and task that prompts alike. So the distinct count is what the runner draws
+with an empty image cache, less any two erasers' edits that happen to be equal. Tasks
+that compare with the original model's images (``ScoringContext.reference_images``) draw
+those as well; with the same prompts they are the ``sd`` row's images, which this count
+holds when ``sd`` is among the erasers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from erasebench.specs import PromptSpec, RunSpec
+
+
+@dataclass
+class Workload:
+    """Images asked for, per unit and in all, and what draws them."""
+
+    per_unit: dict[str, int] = field(default_factory=dict)  # run id -> distinct images
+    # (model id, steps, height, width) -> the distinct images drawn at those settings
+    by_setting: dict[tuple[str, int, int | None, int | None], int] = field(
+        default_factory=dict)
+    asked: int = 0  # summed over units: an image two units ask for counts twice
+    distinct: int = 0  # each image once, as the image cache draws it
+    edits: int = 0  # erasures to make (one per eraser, request and model; units share them)
+
+
+def image_identity(spec: RunSpec, prompt: PromptSpec, makes_edits: bool) -> Hashable:
+    """What decides one image: the image cache's key fields, with the edit as its maker."""
+    generation = spec.generation
+    guidance = generation.guidance if prompt.guidance is None else prompt.guidance
+    edit = (spec.eraser.canonical(), spec.request.canonical()) if makes_edits else None
+    return (spec.model.canonical(), edit, prompt.text, prompt.negative, prompt.seed,
+            float(guidance), generation.steps, generation.scheduler, generation.height,
+            generation.width, generation.precision)
+
+
+def count_images(units: Sequence[Any]) -> Workload:
+    """The images ``units`` (``runner.WorkUnit``) ask for; prompts built once per request."""
+    workload = Workload()
+    prompts_of: dict[tuple[str, str], list[PromptSpec]] = {}
+    seen: set[Hashable] = set()
+    edits: set[Hashable] = set()
+    for unit in units:
+        spec = unit.spec
+        key = (spec.task.spec_hash(), spec.request.spec_hash())
+        if key not in prompts_of:
+            prompts_of[key] = unit.task.prompts(spec.request)
+        makes_edits = getattr(unit.eraser, "makes_edits", True)
+        if makes_edits:
+            edits.add((spec.model.canonical(), spec.eraser.canonical(), spec.request.canonical()))
+        identities = {image_identity(spec, prompt, makes_edits) for prompt in prompts_of[key]}
+        workload.per_unit[unit.run_id] = len(identities)
+        workload.asked += len(identities)
+        new = identities - seen
+        seen |= new
+        setting = (spec.model.id, spec.generation.steps, spec.generation.height,
+                   spec.generation.width)
+        workload.by_setting[setting] = workload.by_setting.get(setting, 0) + len(new)
+    workload.distinct, workload.edits = len(seen), len(edits)
+    return workload
