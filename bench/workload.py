@@ -57,7 +57,7 @@ def count_images(units: Sequence[Any]) -> Workload:
         key = (spec.task.spec_hash(), spec.request.spec_hash())
         if key not in prompts_of:
             prompts_of[key] = unit.task.prompts(spec.request)
-        makes_edits = getattr(unit.eraser, "makes_edits", True)
+        makes_edits = unit.eraser.makes_edits
         if makes_edits:
             edits.add((spec.model.canonical(), spec.eraser.canonical(), spec.request.canonical()))
         identities = {image_identity(spec, prompt, makes_edits) for prompt in prompts_of[key]}
