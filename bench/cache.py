@@ -6,6 +6,8 @@ are shared between tasks, erasers with no edit, and runs. The JSON sidecar is wr
 last and carries the PNG's sha256: an entry without it, or whose PNG does not match, is
 treated as missing and regenerated.
 
+Processes sharing the cache split the images they all need (:meth:`ImageCache.claim`).
+
 A run's images are handed to its scorers as
 :class:`~erasebench.image_sequences.CachedImages`, read from here when used, so that no
 unit's images need fit in memory at once.
@@ -18,11 +20,13 @@ import hashlib
 import io
 import json
 import os
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
 from PIL import Image
 
 from erasebench.faults import checkpoint
@@ -37,6 +41,9 @@ CACHE_THREADS = min(4, os.cpu_count() or 1)
 # Images writing_in_background lets wait for their writes before a put waits for one: the
 # generator's memory stays bounded (100 MB at 512 px) when the disk is slower than the GPU.
 MAX_PENDING_WRITES = 128
+# How often a generator waiting for an image another process is drawing looks again
+# (ImageCache.claim): a batch of 512 px images takes seconds.
+CLAIM_POLL_SECONDS = 0.1
 
 
 def io_threads() -> ThreadPoolExecutor:
@@ -52,6 +59,22 @@ def default_cache_dir() -> Path:
 def image_key(fields: dict[str, Any]) -> str:
     payload = {"generator_version": GENERATOR_VERSION, **fields}
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
+
+
+class DrawingClaim:
+    """One process's claim to draw one image (:meth:`ImageCache.claim`), until released."""
+
+    def __init__(self, lock: FileLock | None) -> None:
+        self._lock = lock  # None: nothing to claim (a generator without a cache)
+
+    def release(self) -> None:
+        if self._lock is None or not self._lock.is_locked:
+            return
+        # The file goes before the lock, so that claims do not pile up beside the images; a
+        # process that was waiting on it, or opens the path anew, re-checks the entry first.
+        with contextlib.suppress(OSError):
+            Path(self._lock.lock_file).unlink()
+        self._lock.release()
 
 
 class ImageCache:
@@ -100,6 +123,29 @@ class ImageCache:
             checked = pool.map(self._checked_png, keys)
             return {key for key, data in zip(keys, checked, strict=True) if data is not None}
 
+    def claim(self, key: str, wait: bool = False) -> DrawingClaim | None:
+        """The right to draw ``key``'s image, held by one process at a time, so that processes
+        sharing this cache (units that ask for the same images, on Ray actors or --workers)
+        split those images instead of each drawing them all. None when another process holds
+        it; ``wait`` blocks until it is free. A lock on a file beside the entry, not the
+        file's existence: a killed process's claims end with it. Whoever gets a claim checks
+        the entry (:meth:`sound_keys`) before drawing, since the last holder may have written
+        it."""
+        claim_path = self._paths(key)[0].with_suffix(".claim")
+        claim_path.parent.mkdir(parents=True, exist_ok=True)
+        # thread_local=False: the background writer thread releases what the caller claimed
+        lock = FileLock(str(claim_path), timeout=0, thread_local=False)
+        while True:
+            try:
+                lock.acquire()
+                return DrawingClaim(lock)
+            except Timeout:
+                if not wait:
+                    return None
+            # Polled rather than a blocking acquire, which filelock refuses while another
+            # instance in this process holds the file (threads sharing a cache, as in tests).
+            time.sleep(CLAIM_POLL_SECONDS)
+
     def put(self, key: str, image: Image.Image, meta: dict[str, Any]) -> None:
         png, sidecar = self._paths(key)
         buffer = io.BytesIO()
@@ -110,8 +156,10 @@ class ImageCache:
         atomic_write_json(sidecar, {**meta, "key": key, "sha256": sha256_bytes(data)})
 
     @contextlib.contextmanager
-    def writing_in_background(self) -> Iterator[Callable[[str, Image.Image, dict[str, Any]], None]]:
-        """A ``put`` that returns at once; the entry is written on one of CACHE_THREADS.
+    def writing_in_background(self) -> Iterator[Callable[..., None]]:
+        """A ``put`` that returns at once; the entry is written on one of CACHE_THREADS, and
+        then ``put``'s optional ``then`` is called, whether the write succeeded or not (the
+        generator releases the image's claim so).
 
         Why: encoding a 512 px PNG takes about 50 ms of one core, a fifth of the time a GPU
         at 4 images/s spends drawing the image; written in line, the GPU would wait for it.
@@ -126,11 +174,19 @@ class ImageCache:
         pending: list[Future[None]] = []
         unfinished: list[Future[None]] = []
 
-        def put(key: str, image: Image.Image, meta: dict[str, Any]) -> None:
+        def put_then(key: str, image: Image.Image, meta: dict[str, Any],
+                     then: Callable[[], None]) -> None:
+            try:
+                self.put(key, image, meta)
+            finally:
+                then()
+
+        def put(key: str, image: Image.Image, meta: dict[str, Any],
+                then: Callable[[], None] = lambda: None) -> None:
             unfinished[:] = [write for write in unfinished if not write.done()]
             if len(unfinished) >= MAX_PENDING_WRITES:
                 wait(unfinished, return_when=FIRST_COMPLETED)
-            write = pool.submit(self.put, key, image, meta)
+            write = pool.submit(put_then, key, image, meta, then)
             pending.append(write)
             unfinished.append(write)
 

@@ -52,7 +52,7 @@ from PIL import Image
 from rich.progress import Progress
 
 from erasebench import memory
-from erasebench.cache import ImageCache, image_key
+from erasebench.cache import DrawingClaim, ImageCache, image_key
 from erasebench.errors import UserError
 from erasebench.faults import checkpoint
 from erasebench.image_sequences import CachedImages
@@ -207,31 +207,67 @@ class Generator:
         cached = self.cache.sound_keys(list(first)) if self.cache is not None else set()
         missing = [key for key in first if key not in cached]
         drawn: dict[str, Image.Image] = {}  # only without a cache
-        with self._progress(len(missing)) as advance, self._cache_writer() as cache_put:
-            while missing:
-                batch, missing = missing[: self.batch_size], missing[self.batch_size :]
-                try:
-                    pixels = self._sample_and_fit([first[key] for key in batch])
-                except torch.OutOfMemoryError:
-                    if len(batch) == 1:
-                        raise
-                    # Halve and retry; nothing is lost, images never depend on batch size.
-                    self.batch_size = len(batch) // 2
-                    missing = batch + missing
-                    if torch.cuda.is_available():
-                        torch.cuda.empty_cache()
-                    continue
-                checkpoint("generate.batch")
-                for key, array in zip(batch, pixels, strict=True):
-                    image = Image.fromarray(array)
-                    if self.cache is None:
-                        drawn[key] = image
-                    cache_put(key, image, {**self.key_fields(first[key]),
-                                           "label": first[key].label})
-                advance(len(batch))
+        claims: dict[str, DrawingClaim] = {}  # the batch's, each released once it is written
+        try:
+            with self._progress(len(missing)) as advance, self._cache_writer() as cache_put:
+                while missing:
+                    claims, elsewhere = self._claim_batch(missing)
+                    batch = list(claims)
+                    missing = [key for key in missing
+                               if key not in claims and key not in elsewhere]
+                    advance(len(elsewhere))
+                    if not batch:
+                        continue
+                    try:
+                        pixels = self._sample_and_fit([first[key] for key in batch])
+                    except torch.OutOfMemoryError:
+                        if len(batch) == 1:
+                            raise
+                        # Halve and retry; nothing is lost, images never depend on batch size.
+                        for claim in claims.values():
+                            claim.release()
+                        self.batch_size = len(batch) // 2
+                        missing = batch + missing
+                        if torch.cuda.is_available():
+                            torch.cuda.empty_cache()
+                        continue
+                    checkpoint("generate.batch")
+                    for key, array in zip(batch, pixels, strict=True):
+                        image = Image.fromarray(array)
+                        if self.cache is None:
+                            drawn[key] = image
+                        cache_put(key, image, {**self.key_fields(first[key]),
+                                               "label": first[key].label}, claims[key].release)
+                    advance(len(batch))
+        finally:  # every write has finished (leaving the block waited): only the claims of a
+            for claim in claims.values():  # batch that failed can be left to release
+                claim.release()
         if self.cache is not None:  # every write has finished: leaving the block waited
             return CachedImages(self.cache, keys)
         return [drawn[key] for key in keys]
+
+    def _claim_batch(self, missing: list[str]) -> tuple[dict[str, DrawingClaim], set[str]]:
+        """Up to a batch of ``missing``, in order, claimed to be drawn here
+        (:meth:`ImageCache.claim`), and those another process has drawn meanwhile. Images
+        another process is drawing are passed over, to be found drawn later; when it is
+        drawing all of them, this waits for the first. So processes that share a cache and
+        ask for the same images at the same time split them; an image never depends on its
+        batch, so how they split them changes nothing."""
+        if self.cache is None:
+            return {key: DrawingClaim(None) for key in missing[: self.batch_size]}, set()
+        claims: dict[str, DrawingClaim] = {}
+        for key in missing:
+            if len(claims) == self.batch_size:
+                break
+            claim = self.cache.claim(key)
+            if claim is not None:
+                claims[key] = claim
+        if not claims:
+            claims[missing[0]] = self.cache.claim(missing[0], wait=True)  # type: ignore[assignment]
+        elsewhere = self.cache.sound_keys(list(claims))
+        for key in elsewhere:
+            claims.pop(key).release()
+        return claims, elsewhere
 
     def _sample_and_fit(self, prompts: Sequence[PromptSpec],
                         conditioning: torch.Tensor | None = None) -> np.ndarray:
@@ -252,7 +288,7 @@ class Generator:
         """Where a batch's images go: written to the cache in the background, so that the
         next batch is sampled meanwhile (:meth:`ImageCache.writing_in_background`)."""
         if self.cache is None:
-            yield lambda key, image, meta: None
+            yield lambda key, image, meta, then: None
             return
         with self.cache.writing_in_background() as put:
             yield put

@@ -1,4 +1,7 @@
+import subprocess
+import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -126,3 +129,34 @@ def test_a_slice_reads_the_next_one_ahead_on_a_thread_of_its_own(tmp_path):
     reads.clear()
     assert [np.asarray(i)[0, 0, 0] for i in images[1:3]] == [1, 2]  # not the one read ahead
     assert reads[0] == (2, "MainThread")
+
+
+def test_a_claim_has_one_holder_at_a_time_and_leaves_no_file_behind(tmp_path):
+    cache, key = ImageCache(tmp_path), "ab" * 32
+    claim = cache.claim(key)
+    assert claim is not None and cache.claim(key) is None
+    released = threading.Event()
+
+    def release_soon():
+        time.sleep(0.3)
+        released.set()
+        claim.release()
+
+    threading.Thread(target=release_soon).start()
+    waited = cache.claim(key, wait=True)  # blocks until the holder lets go
+    assert released.is_set() and waited is not None
+    waited.release()
+    waited.release()  # releasing twice is harmless
+    assert not list(tmp_path.rglob("*.claim"))
+    assert cache.claim(key) is not None
+
+
+def test_the_claims_of_a_killed_process_end_with_it(tmp_path):
+    key = "cd" * 32
+    code = ("import os, sys\n"
+            "from erasebench.cache import ImageCache\n"
+            "assert ImageCache(sys.argv[1]).claim(sys.argv[2]) is not None\n"
+            "os._exit(0)  # no clean-up, as after SIGKILL: the kernel drops the lock\n")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path), key], check=True, timeout=120)
+    assert list(tmp_path.rglob("*.claim"))  # its file is left, its lock is not
+    assert ImageCache(tmp_path).claim(key) is not None

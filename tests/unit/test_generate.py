@@ -1,5 +1,6 @@
 import contextlib
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -492,3 +493,38 @@ def test_images_from_conditioning_fit_the_batch_when_nothing_was_drawn_yet(tiny,
     assert sizes == [2, 4, 1] and generator.batch_size == 4  # not batches of 2 throughout
     reference = Generator(tiny, GenerationSpec(steps=2), batch_size=1, progress=False)
     assert [d.tobytes() for d in drawn] == [d.tobytes() for d in reference.images(prompts)]
+
+
+def test_generators_sharing_a_cache_split_the_images_they_both_need(tiny, tmp_path):
+    # As two processes (Ray actors, --workers) running units that prompt alike at once.
+    prompts = [PromptSpec(text=f"shape {index % 3}", seed=index) for index in range(24)]
+    start, drawn, results, errors = threading.Barrier(2), {}, {}, []
+
+    def draw(name):
+        try:
+            generator = Generator(tiny, GenerationSpec(steps=2), ImageCache(tmp_path),
+                                  batch_size=4, progress=False)
+            original = generator.sample
+
+            def sample(batch, conditioning=None):
+                drawn[name] = drawn.get(name, 0) + len(batch)
+                time.sleep(0.05)  # a batch takes long enough for the other to claim one
+                return original(batch, conditioning)
+
+            generator.sample = sample
+            start.wait(timeout=60)
+            results[name] = _arrays(generator.images(prompts))
+        except BaseException as error:  # noqa: BLE001 - re-raised in the test's thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=draw, args=(name,)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert not errors, errors
+    counts = [drawn.get(name, 0) for name in ("a", "b")]
+    assert sum(counts) == len(prompts) and min(counts) > 0  # each drew some, none twice
+    reference = _arrays(Generator(tiny, GenerationSpec(steps=2), progress=False).images(prompts))
+    assert np.array_equal(results["a"], reference) and np.array_equal(results["b"], reference)
+    assert not list(tmp_path.rglob("*.claim"))
