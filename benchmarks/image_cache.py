@@ -53,8 +53,16 @@ def photo_like_images(count: int, size: int, rng: np.random.Generator) -> np.nda
 
 @contextlib.contextmanager
 def written_in_line(cache: ImageCache):
-    """The cache's ``put`` itself, as the generator called it before writing in the background."""
-    yield cache.put
+    """The cache's ``put`` itself, as the generator called it before writing in the background
+    (then the image's claim released, as the background writer does)."""
+
+    def put(key, image, meta, then=lambda: None) -> None:
+        try:
+            cache.put(key, image, meta)
+        finally:
+            then()
+
+    yield put
 
 
 def main() -> None:
