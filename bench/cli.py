@@ -310,14 +310,15 @@ def _print_plan(units: Any, store: Any) -> None:
     """Each unit with its state and images, then the images in all (erasebench.workload)."""
     from erasebench.workload import count_images
 
-    workload = count_images(units)
+    prompts: dict[Any, Any] = {}  # each request's prompts, built once for both counts
+    workload = count_images(units, prompts)
     todo = [unit for unit in units if not store.is_done(unit.run_id)]
     todo_ids = {unit.run_id for unit in todo}
     for unit in units:
         state = "todo" if unit.run_id in todo_ids else "done"
         console.print(f"{unit.run_id}  {state:4}  {unit.describe()}  "
                       f"{workload.per_unit[unit.run_id]:,} images", markup=False, soft_wrap=True)
-    left = count_images(todo)
+    left = count_images(todo, prompts)
     console.print(f"{len(units)} work units, {len(todo)} to do: {workload.asked:,} images asked "
                   f"for, {workload.distinct:,} distinct ({left.distinct:,} for the units to "
                   "do), an image that several units ask for being drawn once, and "

@@ -46,10 +46,12 @@ def image_identity(spec: RunSpec, prompt: PromptSpec, makes_edits: bool) -> Hash
             generation.width, generation.precision)
 
 
-def count_images(units: Sequence[Any]) -> Workload:
-    """The images ``units`` (``runner.WorkUnit``) ask for; prompts built once per request."""
+def count_images(units: Sequence[Any],
+                 prompts_of: dict[tuple[str, str], list[PromptSpec]] | None = None) -> Workload:
+    """The images ``units`` (``runner.WorkUnit``) ask for; prompts built once per request,
+    and kept in ``prompts_of`` for another count of the same plan when given."""
     workload = Workload()
-    prompts_of: dict[tuple[str, str], list[PromptSpec]] = {}
+    prompts_of = {} if prompts_of is None else prompts_of
     seen: set[Hashable] = set()
     edits: set[Hashable] = set()
     for unit in units:
