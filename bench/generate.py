@@ -65,21 +65,29 @@ COMPILE_BACKEND: Any = "inductor"  # torch.compile's backend; the tests use one 
 COMPILE_OPTIONS: dict[str, Any] = {}
 
 
-# Rows of each network's calls on CPU for small models (32 px: the miniature world's and the
-# tiny test model). On one core, the miniature world's model (benchmarks/cpu_call_rows.py):
-# the UNet 3.0 ms per row at 64 rows, 2.8-2.9 at 128, 3.1 at 32; the VAE decode 4.8-5.1 at 32,
-# 6.1-6.5 at 64; the text encoder (once per distinct text) 0.28 at 16. 128 UNet rows would
-# pad a last, smaller batch and a test's few images twice as far for 4% less; a default batch
-# of 64 images makes two UNet calls per step. The generator drew 0.95x the images per second
-# of calls taking the whole batch, which changed 2 values of 73,728 at batches of 3.
-SMALL_MODEL_CPU_ROWS = {"text_encoder": 16, "unet": 64, "vae": 32}
+# Rows of each network's calls on CPU. The UNet's and the VAE decode's work per row grows with
+# the latent's positions (height x width), and one thread's kernels run fastest per row once a
+# call covers about 4096 positions in the UNet and 2048 in the decode (benchmarks/README.md,
+# "Rows per network call on a CPU"): the miniature world's model (8x8 latents) 3.0 ms per UNet
+# row at 64 rows against 3.1 at 32 and 4.3-4.7 at 8, its decode 4.8-5.1 ms at 32 rows against
+# 6.1-6.5 at 64; the tiny test model (16x16 latents) 2.8 ms per UNet row at 16 against 3.6 at 8
+# and 3.9 at 64, its decode 2.8 at 8 and 16 against 3.5 at 32. More rows than that pad a last,
+# smaller batch (and a test's few images) further for little or nothing. The text encoder,
+# once per distinct text, takes 16 rows for models of up to 64 px (0.28 ms per row).
+CPU_CALL_POSITIONS = {"unet": 4096, "vae": 2048}
+MIN_CPU_ROWS = 8  # SD-sized models (64x64 latents): a few rows already fill a call
 
 
 def cpu_call_rows(model: DiffusionModel, network: str) -> int:
     """The rows of every call of ``network`` ("text_encoder", "unet" or "vae") on CPU (the
-    module docstring says why fixed): :data:`SMALL_MODEL_CPU_ROWS` for models of up to 64
-    px, 8 for SD-sized ones."""
-    return SMALL_MODEL_CPU_ROWS[network] if model.native_size <= 64 else 8
+    module docstring says why fixed): for the UNet and the VAE decode, enough rows to cover
+    :data:`CPU_CALL_POSITIONS` latent positions at the model's native size (64 and 32 for
+    the miniature world's model, 16 and 8 for the tiny test model), at least
+    :data:`MIN_CPU_ROWS` (SD's); for the text encoder 16, or 8 for models above 64 px."""
+    if network == "text_encoder":
+        return 16 if model.native_size <= 64 else MIN_CPU_ROWS
+    positions = int(model.unet.config.sample_size) ** 2
+    return max(MIN_CPU_ROWS, CPU_CALL_POSITIONS[network] // positions)
 
 
 def call_in_chunks(function: Any, *batched: torch.Tensor, rows: int,

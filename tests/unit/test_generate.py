@@ -1,6 +1,7 @@
 import contextlib
 import threading
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -54,7 +55,7 @@ def test_on_cpu_every_network_call_has_one_row_count_whatever_the_batch(tiny):
     torch.set_num_threads(1)
     try:
         whole = _arrays(Generator(tiny, settings, batch_size=40, progress=False).images(prompts))
-        assert len(rows["unet"]) == 2 * settings.steps  # 80 rows: 64, then 16 and padding
+        assert len(rows["unet"]) == 5 * settings.steps  # 80 rows in calls of 16
         threes = _arrays(Generator(tiny, settings, batch_size=3, progress=False).images(prompts))
     finally:
         torch.set_num_threads(threads)
@@ -63,6 +64,20 @@ def test_on_cpu_every_network_call_has_one_row_count_whatever_the_batch(tiny):
     assert {name: set(counts) for name, counts in rows.items()} == {
         name: {generate.cpu_call_rows(tiny, name.split()[0])} for name in rows}
     np.testing.assert_array_equal(whole, threes)
+
+
+def test_cpu_rows_cover_a_fixed_count_of_latent_positions_and_at_least_eight():
+    def model(native_size, latent_size):
+        return SimpleNamespace(native_size=native_size,
+                               unet=SimpleNamespace(config=SimpleNamespace(sample_size=latent_size)))
+
+    def rows(model):
+        return [generate.cpu_call_rows(model, name) for name in ("text_encoder", "unet", "vae")]
+
+    assert rows(model(32, 8)) == [16, 64, 32]  # the miniature world's: 4096 / 64, 2048 / 64
+    assert rows(model(32, 16)) == [16, 16, 8]  # the tiny test model's: 4096 / 256, 2048 / 256
+    assert rows(model(512, 64)) == [8, 8, 8]  # SD v1's: one row covers 4096 positions
+    assert rows(model(96, 24)) == [8, 8, 8]  # 4096 // 576 = 7 and 2048 // 576 = 3: at least 8
 
 
 def test_seed_prompt_and_guidance_each_change_the_image(tiny):
