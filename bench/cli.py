@@ -238,6 +238,8 @@ def run(
         _print_plan(units, runner.store)
         return
     from erasebench import workers as local
+    from erasebench.run_progress import RunProgress
+    from erasebench.workload import count_images
 
     local.use_cpu_threads(runner.device)
     helper = local.helper_number()
@@ -250,14 +252,20 @@ def run(
                       f"process{'es' if count > 1 else ''}); results in {results}/")
     started = last = time.monotonic()
     prefix = f"helper {helper} " if helper else ""
+    # The main process tells how far the whole run is (helpers' and actors' units included).
+    progress = None if helper else RunProgress(count_images(todo).per_unit)
 
     def report_unit(unit: Any, status: str) -> None:
         nonlocal last
         now = time.monotonic()
         # Units another process holds ("busy") or finished ("skipped") are its to report.
         if status == "done" or (status == "skipped" and count == 1 and not helper):
+            so_far = ""
+            if progress is not None and status == "done":
+                progress.update(runner.store.is_done)
+                so_far = f"; {progress.line()}"
             console.print(f"  {prefix}[{status}] {unit.describe()}  ({unit.run_id}, "
-                          f"{now - last:.1f} s)", markup=False)
+                          f"{now - last:.1f} s){so_far}", markup=False)
         last = now
 
     runner.on_unit = report_unit

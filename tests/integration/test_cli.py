@@ -81,7 +81,9 @@ def test_run_end_to_end_then_report(tmp_path, capsys):
     argv = ["run", "--model", "tiny", "--erasers", "sd", "--tasks", "mock", "--steps", "2",
             "--results", str(results), "--cache", str(cache)]
     assert main(argv) == 0
-    assert "done 1 here" in " ".join(capsys.readouterr().out.split())
+    out = " ".join(capsys.readouterr().out.split())
+    assert "done 1 here" in out
+    assert "; 1/1 units, 8/8 images" in out  # the mock task's 4 images of cat and of dog
     assert main(argv) == 0
     assert "1 already done" in " ".join(capsys.readouterr().out.split())
     board = tmp_path / "leaderboard.md"
