@@ -26,7 +26,9 @@ def test_ray_gives_the_rows_of_the_local_backend_and_resumes(tmp_path, capsys):
     argv, ray_results = _run(tmp_path, "ray", "--backend", "ray", "--workers", "2")
     try:
         assert main(argv) == 0
-        assert "done 4 on Ray" in " ".join(capsys.readouterr().out.split())
+        out = " ".join(capsys.readouterr().out.split())
+        assert "done 4 on Ray" in out
+        assert "; 4/4 units," in out  # the driver tells how far the run is, actors' units too
         assert main(argv) == 0  # everything is done: nothing runs again
         assert "done 0 on Ray, 4 already done" in " ".join(capsys.readouterr().out.split())
     finally:
