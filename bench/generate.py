@@ -86,8 +86,9 @@ def cpu_call_rows(model: DiffusionModel, network: str) -> int:
     :data:`MIN_CPU_ROWS` (SD's); for the text encoder 16, or 8 for models above 64 px."""
     if network == "text_encoder":
         return 16 if model.native_size <= 64 else MIN_CPU_ROWS
-    positions = int(model.unet.config.sample_size) ** 2
-    return max(MIN_CPU_ROWS, CPU_CALL_POSITIONS[network] // positions)
+    size = model.unet.config.sample_size  # an int, or (height, width) for some UNets
+    height, width = (size, size) if isinstance(size, int) else size
+    return max(MIN_CPU_ROWS, CPU_CALL_POSITIONS[network] // (int(height) * int(width)))
 
 
 def call_in_chunks(function: Any, *batched: torch.Tensor, rows: int,

@@ -78,6 +78,7 @@ def test_cpu_rows_cover_a_fixed_count_of_latent_positions_and_at_least_eight():
     assert rows(model(32, 16)) == [16, 16, 8]  # the tiny test model's: 4096 / 256, 2048 / 256
     assert rows(model(512, 64)) == [8, 8, 8]  # SD v1's: one row covers 4096 positions
     assert rows(model(96, 24)) == [8, 8, 8]  # 4096 // 576 = 7 and 2048 // 576 = 3: at least 8
+    assert rows(model(32, (8, 4))) == [16, 128, 64]  # a (height, width) sample size
 
 
 def test_seed_prompt_and_guidance_each_change_the_image(tiny):
