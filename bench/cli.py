@@ -247,13 +247,14 @@ def run(
     if not helper:
         _preflight(todo)
     count = min(workers or local.auto_workers(runner.device), max(1, len(todo)))
-    if not helper:
-        console.print(f"{len(units)} work units ({len(todo)} to do, {count} "
+    # The main process tells how far the whole run is (helpers' and actors' units included).
+    progress = None if helper else RunProgress(count_images(todo).per_unit)
+    if progress is not None:
+        console.print(f"{len(units)} work unit{'s' if len(units) != 1 else ''} ({len(todo)} to "
+                      f"do, asking for {progress.total_images:,} images; {count} "
                       f"process{'es' if count > 1 else ''}); results in {results}/")
     started = last = time.monotonic()
     prefix = f"helper {helper} " if helper else ""
-    # The main process tells how far the whole run is (helpers' and actors' units included).
-    progress = None if helper else RunProgress(count_images(todo).per_unit)
 
     def report_unit(unit: Any, status: str) -> None:
         nonlocal last

@@ -44,9 +44,13 @@ class RunProgress:
         self.finished |= {run_id for run_id in self.images_of
                           if run_id not in self.finished and is_done(run_id)}
 
+    @property
+    def total_images(self) -> int:
+        return sum(self.images_of.values())
+
     def line(self) -> str:
         """``3/40 units, 1,200/41,018 images, about 5 h 02 min left``."""
-        total = sum(self.images_of.values())
+        total = self.total_images
         done = sum(self.images_of[run_id] for run_id in self.finished)
         text = f"{len(self.finished)}/{len(self.images_of)} units, {done:,}/{total:,} images"
         elapsed = self.clock() - self.started

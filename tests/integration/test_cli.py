@@ -83,6 +83,7 @@ def test_run_end_to_end_then_report(tmp_path, capsys):
     assert main(argv) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "done 1 here" in out
+    assert "1 work unit (1 to do, asking for 8 images; 1 process)" in out
     assert "; 1/1 units, 8/8 images" in out  # the mock task's 4 images of cat and of dog
     assert main(argv) == 0
     assert "1 already done" in " ".join(capsys.readouterr().out.split())
