@@ -1,7 +1,7 @@
 """How far a run is, and about how long is left, by the images its units ask for.
 
 A full reproduction runs for hours (``README.md``, "How long a full reproduction takes"),
-and its units differ a hundredfold in size (an artist unit asks for 1,000 images, an
+and its units differ fivefold in size (an artist unit asks for 1,000 images, an
 Imagenette split 5,000), so counting units says little about the time left. The
 estimate here weighs each unit by the images it asks for (``erasebench.workload``),
 and takes the rate of images per second since the run began, over every unit recorded in
