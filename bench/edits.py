@@ -37,6 +37,10 @@ class EditedModel:
     weights: dict[str, torch.Tensor]  # qualified name ("unet.…weight") -> new value
     # What the eraser found on the way (e.g. AP's search history); JSON, not in the digest.
     notes: dict[str, Any] = field(default_factory=dict)
+    # How long the eraser took to make it, and on what device (``Runner.edit`` sets them;
+    # None and "" for an edit saved before erasebench kept them). Not in the digest.
+    seconds: float | None = None
+    device: str = ""
     _originals: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -110,6 +114,8 @@ class EditedModel:
             "base_fingerprint": self.base_fingerprint,
             "digest": self.digest,
             "notes": json.dumps(self.notes, sort_keys=True),
+            "seconds": "" if self.seconds is None else repr(self.seconds),
+            "device": self.device,
         }
 
     def save(self, path: str | Path) -> Path:
@@ -142,6 +148,8 @@ class EditedModel:
             base_fingerprint=metadata["base_fingerprint"],
             weights=weights,
             notes=json.loads(metadata.get("notes", "{}")),
+            seconds=float(metadata["seconds"]) if metadata.get("seconds") else None,
+            device=metadata.get("device", ""),
         )
         if edit.digest != metadata["digest"]:
             raise CorruptFileError(f"edit file {str(path)!r} fails its checksum")

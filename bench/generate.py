@@ -43,7 +43,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -175,6 +175,7 @@ class Generator:
     # when no batch size is given).
     fit_batch: bool | None = None
     compile: bool = False  # sample with the compiled UNet (module docstring)
+    drawn: int = field(default=0, init=False)  # images sampled here (not read from the cache)
 
     def __post_init__(self) -> None:
         if self.compile:  # refused now, not after the first, eager batch
@@ -377,6 +378,7 @@ class Generator:
         if not bool(finite.all()):
             raise NonFiniteImageError([p for p, ok in zip(prompts, finite, strict=True) if not ok])
         pixels = ((decoded / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
+        self.drawn += len(prompts)
         return pixels.permute(0, 2, 3, 1).cpu().numpy()
 
     def _network(self, images: int) -> Any:

@@ -27,7 +27,8 @@ from erasebench.errors import CorruptFileError, UserError
 from erasebench.io import atomic_write_bytes, atomic_write_json, canonical_json
 from erasebench.specs import RunSpec
 
-SCHEMA_VERSION = 1
+# 2: provenance.timings (records of version 1, without them, are read as they are)
+SCHEMA_VERSION = 2
 COLUMNS = [
     "eraser", "config_hash", "request", "task", "task_version", "metric", "split", "seed",
     "value", "higher_is_better", "headline", "model", "run_id",
@@ -47,6 +48,22 @@ class MetricRow(BaseModel):
     seed: int | None = None
 
 
+class UnitTimings(BaseModel):
+    """Where a unit's wall time went, in seconds, on the process that ran it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    erasure: float  # making the edit, or reading it from the edit cache
+    erasure_trained: bool  # made here (False: another unit or run had made it)
+    # How long making the edit took wherever it was made (None: an edit saved before
+    # erasebench kept it), and on what device.
+    training: float | None = None
+    training_device: str = ""
+    images: float  # the unit's images: drawn, read from the image cache or awaited
+    scoring: float  # the task's scoring, including any reference images it draws
+    images_drawn: int  # images this process drew for the unit (the rest were cached)
+
+
 class Provenance(BaseModel):
     """Where a number came from. Not part of any hash: reruns elsewhere give equal rows."""
 
@@ -55,6 +72,7 @@ class Provenance(BaseModel):
     python: str = ""
     device: str = ""
     created_at: str = ""
+    timings: UnitTimings | None = None  # None in records written before they were kept
 
 
 class RunRecord(BaseModel):
@@ -73,11 +91,20 @@ class RunRecord(BaseModel):
     checksum: str = ""
 
     def content_checksum(self) -> str:
-        body = self.model_dump(mode="json", exclude={"checksum"})
+        body = self.stored()
+        del body["checksum"]
         return hashlib.sha256(canonical_json(body).encode()).hexdigest()
 
+    def stored(self) -> dict[str, Any]:
+        """The record as its JSON file holds it; one written before timings were kept has
+        none, and keeps its checksum."""
+        body = self.model_dump(mode="json")
+        if body["provenance"]["timings"] is None:
+            del body["provenance"]["timings"]
+        return body
 
-def provenance(device: str) -> Provenance:
+
+def provenance(device: str, timings: UnitTimings | None = None) -> Provenance:
     packages = {}
     for name in _PACKAGES:
         try:
@@ -86,7 +113,7 @@ def provenance(device: str) -> Provenance:
             continue
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     return Provenance(packages=packages, git_sha=_git_sha(), python=platform.python_version(),
-                      device=device, created_at=now)
+                      device=device, created_at=now, timings=timings)
 
 
 def _git_sha() -> str:
@@ -134,7 +161,7 @@ class ResultStore:
 
     def write(self, record: RunRecord) -> Path:
         record.checksum = record.content_checksum()
-        return atomic_write_json(self.path(record.run_id), record.model_dump(mode="json"))
+        return atomic_write_json(self.path(record.run_id), record.stored())
 
     def read(self, path: Path) -> RunRecord:
         """A verified record; raises CorruptFileError or UserError (newer schema)."""

@@ -3,7 +3,8 @@
 A unit is one :class:`RunSpec`; its hash names its result file. Running a unit: load
 (or reuse) the base model, get the edit (cached as safetensors, keyed on eraser spec,
 request and base fingerprint), generate the task's images through the image cache,
-score them, and write the record atomically. A unit with a valid record is skipped, so
+score them, and write the record atomically, with how long each step took
+(:class:`erasebench.results.UnitTimings`). A unit with a valid record is skipped, so
 an interrupted run that is started again does only what is missing, and a unit being
 run by another process (its lock is held) is left to that process.
 """
@@ -11,6 +12,7 @@ run by another process (its lock is held) is left to that process.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +30,7 @@ from erasebench.generate import Generator
 from erasebench.models import DiffusionModel, load_model
 from erasebench.plugins import Eraser, ScoringContext, Task
 from erasebench.probe import ModelProbe
-from erasebench.results import MetricRow, ResultStore, RunRecord, provenance
+from erasebench.results import MetricRow, ResultStore, RunRecord, UnitTimings, provenance
 from erasebench.specs import GenerationSpec, ModelSpec, RunSpec
 
 
@@ -132,36 +134,46 @@ class Runner:
             self._models[spec] = load_model(spec, device=self.device)
         return self._models[spec]
 
-    def edit(self, unit: WorkUnit, model: DiffusionModel) -> EditedModel:
-        """The eraser's edit, from the cache when an identical one was made before."""
+    def edit(self, unit: WorkUnit, model: DiffusionModel) -> tuple[EditedModel, bool]:
+        """The eraser's edit, from the cache when an identical one was made before, and
+        whether it was made here (timed: :attr:`EditedModel.seconds`)."""
         key = hashlib.sha256(
             f"{unit.spec.eraser.canonical()}|{unit.spec.request.canonical()}|"
             f"{model.fingerprint}".encode()).hexdigest()[:32]
         path = self.cache_dir / "edits" / f"{unit.eraser.name}-{key}.safetensors"
         if path.is_file():
             try:
-                return EditedModel.load(path)
+                return EditedModel.load(path), False
             except CorruptFileError:
                 path.unlink(missing_ok=True)  # half-written or damaged: make it again
+        started = time.perf_counter()
         edit = unit.eraser.erase(model, unit.spec.request)
+        edit.seconds, edit.device = time.perf_counter() - started, str(model.device)
         checkpoint("erase.done")
         edit.save(path)
-        return edit
+        return edit, True
 
     def _execute(self, unit: WorkUnit) -> RunRecord:
         model = self.model(unit.spec.model)
-        edit = self.edit(unit, model)
+        started = time.perf_counter()
+        edit, trained = self.edit(unit, model)
+        edited = time.perf_counter()
         generator = Generator(model, unit.spec.generation, self.images, self.batch_size,
                               self.progress, compile=self.compile)
         prompts = unit.task.prompts(unit.spec.request)
         with edit.applied(model):
             images = generator.images(prompts)
+        drawn = time.perf_counter()
         thumbnails.save(self.results_dir, unit.run_id, images, prompts, self.show_unsafe)
         # After the edit is removed, the same generator draws the base model's images.
         context = ScoringContext(device=self.device, reference_images=generator.images,
                                  encode_text=model.encode_text,
                                  probe=ModelProbe(model, edit, generator))
         values = unit.task.score(images, prompts, unit.spec.request, context)
+        timings = UnitTimings(erasure=edited - started, erasure_trained=trained,
+                              training=edit.seconds, training_device=edit.device,
+                              images=drawn - edited, scoring=time.perf_counter() - drawn,
+                              images_drawn=generator.drawn)
         metrics, samples = [], {}
         for value in values:
             info = unit.task.metrics.get(value.metric)
@@ -178,5 +190,5 @@ class Runner:
             run_id=unit.run_id, spec=unit.spec, task_version=unit.task.version,
             model_fingerprint=model.fingerprint, edit_digest=edit.digest,
             image_count=len(images), scorers=unit.task.scorer_versions(), metrics=metrics,
-            provenance=provenance(self.device),
+            provenance=provenance(self.device, timings),
         )

@@ -52,6 +52,29 @@ def test_edits_are_cached_and_reused(tmp_path):
     assert edits[0].stat().st_mtime_ns == mtime  # read, not recomputed
 
 
+def test_records_say_how_long_each_step_took_and_whether_the_edit_was_made_there(tmp_path):
+    # The mock task under two option sets: the second unit of each eraser reads the edit
+    # the first made, and draws only the images the first did not (one per concept).
+    erasers = [ERASERS.get("sd")(), ERASERS.get("mock")()]
+    runner = Runner(tmp_path / "results", tmp_path / "cache", progress=False)
+    timings = {}
+    for images_per_concept in (2, 3):
+        task = TASKS.get("mock")({"images_per_concept": images_per_concept})
+        for unit in plan(erasers, [task], ModelSpec(id="tiny"), {"steps": 3}):
+            assert runner.run_unit(unit) == "done"
+            record = runner.store.read(runner.store.path(unit.run_id))
+            timings[unit.eraser.name, images_per_concept] = record.provenance.timings
+    first, second = timings["mock", 2], timings["mock", 3]
+    assert first.erasure_trained and not second.erasure_trained
+    # the erasure's time is its training's and the edit file's writing
+    assert first.training == second.training and 0 < first.training < first.erasure
+    assert first.training_device == "cpu"
+    # The mock task scores against the original model's images: the sd units drew them.
+    assert [timings["sd", n].images_drawn for n in (2, 3)] == [4, 2]
+    assert [timings["mock", n].images_drawn for n in (2, 3)] == [4, 2]
+    assert all(t.images > 0 and t.scoring > 0 for t in timings.values())
+
+
 def test_the_original_models_images_are_drawn_once_for_all_units_that_ask_for_them(
         tmp_path, monkeypatch):
     # Two units of sd whose prompts and seeds overlap (one task under two option sets, as two

@@ -29,6 +29,15 @@ def test_save_load_round_trip(tiny, edit, tmp_path):
     assert loaded.digest == edit.digest
     assert (loaded.eraser, loaded.config, loaded.request) == (edit.eraser, edit.config, REQUEST)
     assert loaded.base_fingerprint == tiny.fingerprint
+    assert (loaded.seconds, loaded.device) == (None, "")  # not timed: the eraser was called
+
+
+def test_how_long_an_edit_took_and_where_are_kept_outside_its_digest(edit, tmp_path):
+    untimed = edit.digest
+    edit.seconds, edit.device = 12.625, "cuda:0"
+    loaded = EditedModel.load(edit.save(tmp_path / "edit.safetensors"))
+    assert (loaded.seconds, loaded.device) == (12.625, "cuda:0")
+    assert loaded.digest == untimed
 
 
 def test_a_truncated_or_altered_edit_is_rejected(edit, tmp_path):

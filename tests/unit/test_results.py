@@ -9,7 +9,9 @@ from erasebench.results import (
     MetricRow,
     ResultStore,
     RunRecord,
+    UnitTimings,
     load_results,
+    provenance,
 )
 from erasebench.specs import (
     EraserSpec,
@@ -56,6 +58,35 @@ def test_a_damaged_record_is_detected(tmp_path):
     path.write_text(path.read_text()[:40])  # truncated
     with pytest.raises(CorruptFileError):
         store.read(path)
+
+
+def test_timings_are_stored_and_checked_and_records_without_them_keep_their_checksum(
+        tmp_path):
+    store = ResultStore(tmp_path)
+    timings = UnitTimings(erasure=0.5, erasure_trained=True, training=0.5,
+                          training_device="cpu", images=2.0, scoring=0.25, images_drawn=8)
+    timed = _record()
+    timed.provenance = provenance("cpu", timings)
+    path = store.write(timed)
+    assert store.read(path).provenance.timings == timings
+    raw = json.loads(path.read_text())
+    raw["provenance"]["timings"]["images"] = 1.0
+    path.write_text(json.dumps(raw))
+    with pytest.raises(CorruptFileError, match="checksum"):
+        store.read(path)
+    # A record of schema version 1, as erasebench wrote it before timings were kept: no
+    # timings key in its provenance, and the checksum over the record as it was.
+    old = _record("mock")
+    old.schema_version = 1
+    body = old.model_dump(mode="json", exclude={"checksum"})
+    del body["provenance"]["timings"]
+    assert "timings" not in json.dumps(body)
+    old.checksum = RunRecord.model_validate(body).content_checksum()
+    path = store.path(old.run_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**body, "checksum": old.checksum}))
+    read = store.read(path)
+    assert (read.schema_version, read.provenance.timings) == (1, None)
 
 
 def test_a_newer_schema_is_refused_with_advice(tmp_path):
