@@ -239,16 +239,17 @@ def run(
         return
     from erasebench import workers as local
     from erasebench.run_progress import RunProgress
-    from erasebench.workload import count_images
 
     local.use_cpu_threads(runner.device)
     helper = local.helper_number()
-    todo = [unit for unit in units if not runner.store.is_done(unit.run_id)]
+    recorded = {unit.run_id for unit in units if runner.store.is_done(unit.run_id)}
+    done = [unit for unit in units if unit.run_id in recorded]
+    todo = [unit for unit in units if unit.run_id not in recorded]
     if not helper:
         _preflight(todo)
     count = min(workers or local.auto_workers(runner.device), max(1, len(todo)))
     # The main process tells how far the whole run is (helpers' and actors' units included).
-    progress = None if helper else RunProgress(count_images(todo).per_unit)
+    progress = None if helper else RunProgress.of_units(todo, done, processes=count)
     if progress is not None:
         console.print(f"{len(units)} work unit{'s' if len(units) != 1 else ''} ({len(todo)} to "
                       f"do, asking for {progress.total_images:,} images; {count} "
@@ -263,7 +264,7 @@ def run(
         if status == "done" or (status == "skipped" and count == 1 and not helper):
             so_far = ""
             if progress is not None and status == "done":
-                progress.update(runner.store.is_done)
+                progress.update(runner.store.record)
                 so_far = f"; {progress.line()}"
             console.print(f"  {prefix}[{status}] {unit.describe()}  ({unit.run_id}, "
                           f"{now - last:.1f} s){so_far}", markup=False)

@@ -191,14 +191,17 @@ class ResultStore:
 
     def is_done(self, run_id: str) -> bool:
         """True only for a complete, valid record: anything else is redone."""
+        return self.record(run_id) is not None
+
+    def record(self, run_id: str) -> RunRecord | None:
+        """The unit's record if it is complete and valid, else None."""
         path = self.path(run_id)
         if not path.is_file():
-            return False
+            return None
         try:
-            self.read(path)
+            return self.read(path)
         except CorruptFileError:
-            return False
-        return True
+            return None
 
     def records(self) -> list[RunRecord]:
         if not self.runs.is_dir():

@@ -1,20 +1,32 @@
-"""How far a run is, and about how long is left, by the images its units ask for.
+"""How far a run is, and about how long is left, by the images its units ask for and the
+erasures they still have to make.
 
 A full reproduction runs for hours (``README.md``, "How long a full reproduction takes"),
 and its units differ fivefold in size (an artist unit asks for 1,000 images, an
 Imagenette split 5,000), so counting units says little about the time left. The
-estimate here weighs each unit by the images it asks for (``erasebench.workload``),
-and takes the rate of images per second since the run began, over every unit recorded in
-the results folder since then: those of helper processes, Ray actors and other runs on the
-same folder included. It is rough early on: an eraser's first unit also trains its
-erasure, and units whose images another unit already drew finish faster.
+estimate here weighs each unit by the images it asks for (``erasebench.workload``), at
+the rate of images per second since the run began, over every unit recorded in the
+results folder since then: those of helper processes, Ray actors and other runs on the
+same folder included. Training an erasure can take longer than drawing a unit's images
+(an AGE erasure of SD 42 minutes on an H100, its Imagenette unit's 5,000 images 50), and
+only the first unit that needs an erasure makes it, so the time the finished units spent
+making theirs (their records' ``timings``) is taken out of that rate, and each erasure
+still to make is counted at what its eraser's took so far (any eraser's, for one not yet
+seen), both shared among the run's processes. Still rough: units whose images another
+unit already drew finish faster, and an erasure already in the edit cache from another
+results folder is counted as still to make.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
+from statistics import fmean
+from typing import Any
+
+from erasebench.results import RunRecord
+from erasebench.workload import count_images, erasure_of
 
 
 def format_duration(seconds: float) -> str:
@@ -29,24 +41,66 @@ def format_duration(seconds: float) -> str:
 
 @dataclass
 class RunProgress:
-    """The units to do (run id -> images each asks for) and which of them are recorded."""
+    """The units to do (run id -> images each asks for) and which of them are recorded.
+
+    ``erasure_of`` names the erasure each unit needs (``erasebench.workload.erasure_of``:
+    its eraser's name first; None for none), ``made`` the erasures units recorded before
+    the run made, and ``processes`` how many processes share the run.
+    """
 
     images_of: Mapping[str, int]
+    erasure_of: Mapping[str, tuple[Hashable, ...] | None] = field(default_factory=dict)
+    made: set[tuple[Hashable, ...]] = field(default_factory=set)
+    processes: int = 1
     clock: Callable[[], float] = time.monotonic
     started: float = field(init=False)
     finished: set[str] = field(default_factory=set, init=False)
+    training: dict[tuple[Hashable, ...], float] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         self.started = self.clock()
+        self.made = set(self.made)
 
-    def update(self, is_done: Callable[[str], bool]) -> None:
-        """Marks finished every unit to do that ``is_done`` (the result store's) says is."""
-        self.finished |= {run_id for run_id in self.images_of
-                          if run_id not in self.finished and is_done(run_id)}
+    @classmethod
+    def of_units(cls, todo: Sequence[Any], done: Sequence[Any], processes: int) -> RunProgress:
+        """For the units to do (``runner.WorkUnit``), the erasures of those ``done`` before
+        the run counted as made."""
+        return cls(count_images(todo).per_unit, {unit.run_id: erasure_of(unit) for unit in todo},
+                   made={erasure for unit in done if (erasure := erasure_of(unit)) is not None},
+                   processes=processes)
+
+    def update(self, record_of: Callable[[str], RunRecord | None]) -> None:
+        """Marks finished every unit to do that the results folder has recorded
+        (``record_of``: :meth:`ResultStore.record`), noting the erasures they made."""
+        for run_id in self.images_of.keys() - self.finished:
+            record = record_of(run_id)
+            if record is None:
+                continue
+            self.finished.add(run_id)
+            erasure = self.erasure_of.get(run_id)
+            if erasure is None:
+                continue
+            self.made.add(erasure)
+            timings = record.provenance.timings
+            if timings is not None and timings.erasure_trained:
+                self.training[erasure] = timings.erasure
 
     @property
     def total_images(self) -> int:
         return sum(self.images_of.values())
+
+    def training_left(self) -> float:
+        """Seconds, on one process, to make the erasures the unfinished units still need."""
+        by_eraser: dict[Hashable, list[float]] = {}
+        for erasure, seconds in self.training.items():
+            by_eraser.setdefault(erasure[0], []).append(seconds)
+        if not by_eraser:
+            return 0.0
+        anyone = fmean(self.training.values())
+        left = {self.erasure_of.get(run_id)
+                for run_id in self.images_of.keys() - self.finished} - self.made
+        return sum(fmean(by_eraser.get(erasure[0], [anyone]))
+                   for erasure in left if erasure is not None)
 
     def line(self) -> str:
         """``3/40 units, 1,200/41,018 images, about 5 h 02 min left``."""
@@ -54,6 +108,9 @@ class RunProgress:
         done = sum(self.images_of[run_id] for run_id in self.finished)
         text = f"{len(self.finished)}/{len(self.images_of)} units, {done:,}/{total:,} images"
         elapsed = self.clock() - self.started
-        if 0 < done < total and elapsed > 0:
-            text += f", about {format_duration(elapsed * (total - done) / done)} left"
+        # The wall time the images took: the erasures were made on the processes meanwhile.
+        drawing = elapsed - sum(self.training.values()) / self.processes
+        if 0 < done < total and drawing > 0:
+            left = drawing * (total - done) / done + self.training_left() / self.processes
+            text += f", about {format_duration(left)} left"
         return text

@@ -46,6 +46,17 @@ def image_identity(spec: RunSpec, prompt: PromptSpec, makes_edits: bool) -> Hash
             generation.width, generation.precision)
 
 
+def erasure_of(unit: Any) -> tuple[str, str, str, str] | None:
+    """The erasure a unit (``runner.WorkUnit``) needs, as what makes it: eraser name,
+    model, eraser spec and request (``Runner.edit``'s key); None for an eraser that
+    makes no edit. Units with equal erasures share one edit."""
+    if not unit.eraser.makes_edits:
+        return None
+    spec = unit.spec
+    return (spec.eraser.name, spec.model.canonical(), spec.eraser.canonical(),
+            spec.request.canonical())
+
+
 def count_images(units: Sequence[Any],
                  prompts_of: dict[tuple[str, str], list[PromptSpec]] | None = None) -> Workload:
     """The images ``units`` (``runner.WorkUnit``) ask for; prompts built once per request,
@@ -61,7 +72,7 @@ def count_images(units: Sequence[Any],
             prompts_of[key] = unit.task.prompts(spec.request)
         makes_edits = unit.eraser.makes_edits
         if makes_edits:
-            edits.add((spec.model.canonical(), spec.eraser.canonical(), spec.request.canonical()))
+            edits.add(erasure_of(unit))
         identities = {image_identity(spec, prompt, makes_edits) for prompt in prompts_of[key]}
         workload.per_unit[unit.run_id] = len(identities)
         workload.asked += len(identities)

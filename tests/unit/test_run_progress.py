@@ -1,3 +1,6 @@
+from types import SimpleNamespace
+
+from erasebench.results import UnitTimings
 from erasebench.run_progress import RunProgress, format_duration
 
 
@@ -9,23 +12,62 @@ class Clock:
         return self.now
 
 
+def records(recorded, timings=None):
+    """``ResultStore.record`` over the run ids in ``recorded``, with their timings."""
+    timings = timings or {}
+    return lambda run_id: (SimpleNamespace(provenance=SimpleNamespace(
+        timings=timings.get(run_id))) if run_id in recorded else None)
+
+
+def trained(seconds):
+    return UnitTimings(erasure=seconds, erasure_trained=True, training=seconds,
+                       training_device="cuda:0", images=1.0, scoring=1.0, images_drawn=1)
+
+
 def test_the_time_left_is_the_images_left_at_the_rate_so_far():
     clock = Clock()
     progress = RunProgress({"small": 1_000, "large": 5_000, "medium": 3_000}, clock=clock)
     assert progress.line() == "0/3 units, 0/9,000 images"  # no rate yet, no guess
     clock.now += 600
     recorded = {"small"}
-    progress.update(recorded.__contains__)
+    progress.update(records(recorded))
     # 1,000 images in 10 min: the 8,000 left take 80 min
     assert progress.line() == "1/3 units, 1,000/9,000 images, about 1 h 20 min left"
     clock.now += 1_800
     recorded |= {"medium", "someone else's unit"}  # another run's units do not count
-    progress.update(recorded.__contains__)
+    progress.update(records(recorded))
     # 4,000 in 40 min: 5,000 left, 50 min
     assert progress.line() == "2/3 units, 4,000/9,000 images, about 50 min left"
     recorded.add("large")
-    progress.update(recorded.__contains__)
+    progress.update(records(recorded))
     assert progress.line() == "3/3 units, 9,000/9,000 images"
+
+
+def test_time_spent_making_erasures_is_taken_out_of_the_rate_and_erasures_left_are_added():
+    clock = Clock()
+    esd, esd_other, age, uce = ("esd", "cat"), ("esd", "dog"), ("age", "cat"), ("uce", "cat")
+    images = {"esd cat 1": 1_000, "esd cat 2": 1_000, "esd dog": 500, "age cat": 2_000,
+              "sd": 1_000, "uce cat": 500}
+    erasures = {"esd cat 1": esd, "esd cat 2": esd, "esd dog": esd_other, "age cat": age,
+                "sd": None, "uce cat": uce}
+    # Two processes; UCE's erasure was made by a unit recorded before the run.
+    progress = RunProgress(images, erasures, made={uce}, processes=2, clock=clock)
+    clock.now += 600
+    recorded, timings = {"esd cat 1"}, {"esd cat 1": trained(400)}
+    progress.update(records(recorded, timings))
+    # 1,000 images in 600 - 400 / 2 = 400 s: 2.5 images/s, so 5,000 left take 2,000 s;
+    # erasures to make: ESD's of "dog" at ESD's 400 s, AGE's at the 400 s seen so far for
+    # any eraser, two processes: + 400 s (not ESD's "cat" again, nor UCE's). 2,400 s.
+    assert progress.line() == "1/6 units, 1,000/6,000 images, about 40 min left"
+    clock.now += 900
+    recorded |= {"age cat", "sd"}  # sd's record has no timings (written before them)
+    timings["age cat"] = trained(1_000)
+    progress.update(records(recorded, timings))
+    # 4,000 images in 1,500 - 1,400 / 2 = 800 s: 5 images/s, 2,000 left in 400 s; ESD's
+    # "dog" at ESD's 400 s (not the 700 s of all erasers), two processes: + 200 s. 600 s.
+    assert progress.line() == "3/6 units, 4,000/6,000 images, about 10 min left"
+    progress.update(records(set(images)))
+    assert progress.line() == "6/6 units, 6,000/6,000 images"
 
 
 def test_durations_read_at_a_glance():
