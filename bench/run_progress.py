@@ -4,17 +4,19 @@ erasures they still have to make.
 A full reproduction runs for hours (``README.md``, "How long a full reproduction takes"),
 and its units differ fivefold in size (an artist unit asks for 1,000 images, an
 Imagenette split 5,000), so counting units says little about the time left. The
-estimate here weighs each unit by the images it asks for (``erasebench.workload``), at
-the rate of images per second since the run began, over every unit recorded in the
-results folder since then: those of helper processes, Ray actors and other runs on the
-same folder included. Training an erasure can take longer than drawing a unit's images
-(an AGE erasure of SD 42 minutes on an H100, its Imagenette unit's 5,000 images 50), and
-only the first unit that needs an erasure makes it, so the time the finished units spent
-making theirs (their records' ``timings``) is taken out of that rate, and each erasure
-still to make is counted at what its eraser's took so far (any eraser's, for one not yet
-seen), both shared among the run's processes. Still rough: units whose images another
-unit already drew finish faster, and an erasure already in the edit cache from another
-results folder is counted as still to make.
+estimate here weighs each unit by the images it asks for (``erasebench.workload``) and
+counts every unit recorded in the results folder since the run began: those of helper
+processes, Ray actors and other runs on the same folder included. Its records say where
+their time went (``erasebench.results.UnitTimings``): the seconds their images and
+scoring took per image asked for give the images left their time, and making an erasure,
+which can take longer than drawing a unit's images (an AGE erasure of SD 42 minutes on
+an H100, an Imagenette unit's 5,000 images 50) and which only the first unit that needs
+it does, is counted apart: each erasure still to make at what its eraser's took so far
+(any eraser's, for one not yet seen). Both are shared among the run's processes. Records
+without timings (written before they were kept) leave only the wall time since the run
+began, over the images done. Still rough: units whose images another unit already drew
+finish faster, and an erasure already in the edit cache from another results folder is
+counted as still to make.
 """
 
 from __future__ import annotations
@@ -56,6 +58,10 @@ class RunProgress:
     started: float = field(init=False)
     finished: set[str] = field(default_factory=set, init=False)
     training: dict[tuple[Hashable, ...], float] = field(default_factory=dict, init=False)
+    # Over the finished units whose records have timings: images asked for, and seconds
+    # spent on them other than making an erasure (drawing, reading, scoring).
+    timed_images: int = field(default=0, init=False)
+    timed_seconds: float = field(default=0.0, init=False)
 
     def __post_init__(self) -> None:
         self.started = self.clock()
@@ -77,11 +83,15 @@ class RunProgress:
             if record is None:
                 continue
             self.finished.add(run_id)
+            timings = record.provenance.timings
+            if timings is not None:
+                self.timed_images += self.images_of[run_id]
+                self.timed_seconds += timings.images + timings.scoring + (
+                    0.0 if timings.erasure_trained else timings.erasure)
             erasure = self.erasure_of.get(run_id)
             if erasure is None:
                 continue
             self.made.add(erasure)
-            timings = record.provenance.timings
             if timings is not None and timings.erasure_trained:
                 self.training[erasure] = timings.erasure
 
@@ -107,10 +117,17 @@ class RunProgress:
         total = self.total_images
         done = sum(self.images_of[run_id] for run_id in self.finished)
         text = f"{len(self.finished)}/{len(self.images_of)} units, {done:,}/{total:,} images"
-        elapsed = self.clock() - self.started
-        # The wall time the images took: the erasures were made on the processes meanwhile.
-        drawing = elapsed - sum(self.training.values()) / self.processes
-        if 0 < done < total and drawing > 0:
-            left = drawing * (total - done) / done + self.training_left() / self.processes
+        left = self.seconds_left(total - done, done)
+        if left is not None:
             text += f", about {format_duration(left)} left"
         return text
+
+    def seconds_left(self, images_left: int, images_done: int) -> float | None:
+        """None before the first unit is recorded and after the last."""
+        if not images_done or not images_left:
+            return None
+        if self.timed_images:
+            per_image = self.timed_seconds / self.timed_images
+            return (images_left * per_image + self.training_left()) / self.processes
+        elapsed = self.clock() - self.started
+        return elapsed * images_left / images_done if elapsed > 0 else None

@@ -19,12 +19,15 @@ def records(recorded, timings=None):
         timings=timings.get(run_id))) if run_id in recorded else None)
 
 
-def trained(seconds):
-    return UnitTimings(erasure=seconds, erasure_trained=True, training=seconds,
-                       training_device="cuda:0", images=1.0, scoring=1.0, images_drawn=1)
+def timings(images, scoring, trained=None, erasure=0.5):
+    """A unit's timings: ``trained`` seconds making its erasure, else ``erasure`` reading it."""
+    return UnitTimings(erasure=erasure if trained is None else trained,
+                       erasure_trained=trained is not None, training=trained or 3.0,
+                       training_device="cuda:0", images=images, scoring=scoring,
+                       images_drawn=1)
 
 
-def test_the_time_left_is_the_images_left_at_the_rate_so_far():
+def test_without_timings_the_time_left_is_the_images_left_at_the_rate_so_far():
     clock = Clock()
     progress = RunProgress({"small": 1_000, "large": 5_000, "medium": 3_000}, clock=clock)
     assert progress.line() == "0/3 units, 0/9,000 images"  # no rate yet, no guess
@@ -43,7 +46,7 @@ def test_the_time_left_is_the_images_left_at_the_rate_so_far():
     assert progress.line() == "3/3 units, 9,000/9,000 images"
 
 
-def test_time_spent_making_erasures_is_taken_out_of_the_rate_and_erasures_left_are_added():
+def test_the_time_left_is_the_images_left_at_their_seconds_so_far_and_the_erasures_to_make():
     clock = Clock()
     esd, esd_other, age, uce = ("esd", "cat"), ("esd", "dog"), ("age", "cat"), ("uce", "cat")
     images = {"esd cat 1": 1_000, "esd cat 2": 1_000, "esd dog": 500, "age cat": 2_000,
@@ -52,20 +55,19 @@ def test_time_spent_making_erasures_is_taken_out_of_the_rate_and_erasures_left_a
                 "sd": None, "uce cat": uce}
     # Two processes; UCE's erasure was made by a unit recorded before the run.
     progress = RunProgress(images, erasures, made={uce}, processes=2, clock=clock)
-    clock.now += 600
-    recorded, timings = {"esd cat 1"}, {"esd cat 1": trained(400)}
-    progress.update(records(recorded, timings))
-    # 1,000 images in 600 - 400 / 2 = 400 s: 2.5 images/s, so 5,000 left take 2,000 s;
-    # erasures to make: ESD's of "dog" at ESD's 400 s, AGE's at the 400 s seen so far for
-    # any eraser, two processes: + 400 s (not ESD's "cat" again, nor UCE's). 2,400 s.
-    assert progress.line() == "1/6 units, 1,000/6,000 images, about 40 min left"
-    clock.now += 900
-    recorded |= {"age cat", "sd"}  # sd's record has no timings (written before them)
-    timings["age cat"] = trained(1_000)
-    progress.update(records(recorded, timings))
-    # 4,000 images in 1,500 - 1,400 / 2 = 800 s: 5 images/s, 2,000 left in 400 s; ESD's
-    # "dog" at ESD's 400 s (not the 700 s of all erasers), two processes: + 200 s. 600 s.
-    assert progress.line() == "3/6 units, 4,000/6,000 images, about 10 min left"
+    recorded, timed = {"esd cat 1"}, {"esd cat 1": timings(300, 100, trained=400)}
+    progress.update(records(recorded, timed))
+    # 1,000 images in 300 + 100 s: 0.4 s each, so 5,000 left take 2,000 s; erasures to
+    # make: ESD's of "dog" at ESD's 400 s, AGE's at the 400 s seen so far for any eraser
+    # (not ESD's "cat" again, nor UCE's): 800 s. On two processes: 1,400 s.
+    assert progress.line() == "1/6 units, 1,000/6,000 images, about 23 min left"
+    recorded |= {"age cat", "sd", "esd cat 2"}  # sd's record has no timings (written before)
+    timed |= {"age cat": timings(500, 300, trained=1_000), "esd cat 2": timings(290, 100)}
+    progress.update(records(recorded, timed))
+    # 4,000 timed images in 400 + 800 + 400 s (esd cat 2's includes reading its erasure):
+    # 0.4 s each, 1,000 left in 400 s; ESD's "dog" at ESD's 400 s (not the 700 s of all
+    # erasers): 800 s on two processes.
+    assert progress.line() == "4/6 units, 5,000/6,000 images, about 7 min left"
     progress.update(records(set(images)))
     assert progress.line() == "6/6 units, 6,000/6,000 images"
 
