@@ -229,8 +229,8 @@ def task_section(task: str, model: str, rows: pd.DataFrame,
     if extra:
         parts.append(_folded("Task-specific tables", extra))
     if sources is not None and not sources.empty:
-        parts.append(_folded("Provenance: config, scorers, requests and images, code, date",
-                             provenance_table(sources)))
+        parts.append(_folded("Provenance: config, scorers, requests and images, erasure "
+                             "time, code, date", provenance_table(sources)))
     return "".join(parts)
 
 
