@@ -486,6 +486,33 @@ def report(
     console.print(f"wrote {write_report(results, out, show_unsafe)}")
 
 
+@app.command()
+def timings(
+    results: Annotated[Path, typer.Option(help="Results folder to read.")] = Path("results"),
+) -> None:
+    """Where a results folder's time went: per eraser, task, model and device, the units,
+    erasures made and their time, images drawn and images/s, scoring's time against
+    drawing the images it scored (issue 8 asks at most 10%), and the units' seconds."""
+    from erasebench.results import ResultStore
+    from erasebench.timings import summarise, timings_frame, timings_table
+
+    if not results.is_dir():
+        raise UserError(f"results folder {str(results)!r} does not exist; pass the folder "
+                        "`erasebench run` wrote (--results)")
+    records = ResultStore(results).records()
+    frame = timings_frame(records)
+    if frame.empty:
+        raise UserError(f"no record in {str(results)!r} has timings: they are kept since "
+                        "erasebench wrote schema version 2; run units again to have them")
+    # Piped or redirected, wider than rich's 80 columns: long lines read better than
+    # squeezed ones.
+    out = console if console.is_terminal else Console(width=160)
+    out.print(timings_table(summarise(frame)))
+    if len(frame) < len(records):
+        console.print(f"{len(records) - len(frame)} of {len(records)} records have no timings "
+                      "(written before they were kept) and are left out.")
+
+
 @app.command("search-history")
 def search_history(
     edit: Annotated[Path, typer.Argument(help="An edit by ap or age (from `erase`).")],

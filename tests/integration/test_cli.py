@@ -38,6 +38,7 @@ def test_unknown_eraser_exits_2_with_one_line_listing_the_valid_names(capsys):
     (["run", "--tasks", "i2p_nudity", "--task-config", "prompt_file=missing.csv"],
      "missing.csv does not exist"),
     (["run", "--tasks", "robustness", "--task-config", "task=i2p_nudity"], "ESR-k"),
+    (["timings", "--results", "missing"], "'missing' does not exist"),
     (["run", "--tasks", "mock", "--backend", "slurm"], "valid backends: local, ray"),
     (["report", "--results", "typo", "--out", "board.md"], "results folder 'typo' does not"),
     (["erase", "--eraser", "mock", "--concept", "c", "--out", "e.pt"], "safetensors only"),
@@ -87,6 +88,11 @@ def test_run_end_to_end_then_report(tmp_path, capsys):
     assert "; 1/1 units, 8/8 images" in out  # the mock task's 4 images of cat and of dog
     assert main(argv) == 0
     assert "1 already done" in " ".join(capsys.readouterr().out.split())
+    assert main(["timings", "--results", str(results)]) == 0
+    row = next(line.split() for line in capsys.readouterr().out.splitlines()
+               if line.strip().startswith("sd "))
+    # eraser, task, units, erasures; its (empty) erasure's seconds; 8 images drawn
+    assert row[:4] == ["sd", "mock", "1", "1"] and row[5:7] == ["s", "8"]
     board = tmp_path / "leaderboard.md"
     assert main(["report", "--results", str(results), "--out", str(board)]) == 0
     first = board.read_bytes()
@@ -188,6 +194,13 @@ def test_report_on_a_damaged_result_file_names_it(tmp_path, capsys):
                  "--out", str(tmp_path / "board.md")]) == 2
     assert "0123.json" in capsys.readouterr().err
     assert not (tmp_path / "board.md").exists()
+
+
+def test_timings_of_records_written_before_they_were_kept_is_a_clear_error(
+        tmp_path, capsys, make_record):
+    ResultStore(tmp_path).write(make_record("sd"))  # no timings, as version 1 wrote them
+    assert main(["timings", "--results", str(tmp_path)]) == 2
+    assert "no record in" in capsys.readouterr().err
 
 
 def test_run_into_a_results_folder_of_a_newer_schema_writes_nothing(tmp_path, capsys):

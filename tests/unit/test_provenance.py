@@ -3,35 +3,24 @@ import math
 import pytest
 
 from erasebench.provenance import NO_CHANGE, format_seconds, provenance_table, records_provenance
-from erasebench.results import MetricRow, RunRecord, UnitTimings, provenance
-from erasebench.specs import (
-    EraserSpec,
-    ErasureRequest,
-    GenerationSpec,
-    ModelSpec,
-    RunSpec,
-    TaskSpec,
-)
+from erasebench.results import UnitTimings
 
 
-def _record(eraser, concept, edit, training=None, steps=2):
-    spec = RunSpec(eraser=EraserSpec(name=eraser), request=ErasureRequest(concepts=(concept,)),
-                   task=TaskSpec(name="mock"), model=ModelSpec(id="tiny"),
-                   generation=GenerationSpec(steps=steps))
-    timings = None if training is None else UnitTimings(
-        erasure=0.0, erasure_trained=False, training=training, training_device="cuda:0",
-        images=1.0, scoring=1.0, images_drawn=0)
-    return RunRecord(run_id=spec.run_id(), spec=spec, task_version="1", model_fingerprint="f",
-                     edit_digest=edit, image_count=4, provenance=provenance("cpu", timings),
-                     metrics=[MetricRow(metric="m", value=1.0, higher_is_better=True)])
+def made_in(seconds):
+    """Timings of a unit that read an erasure made in ``seconds`` on a GPU."""
+    return UnitTimings(erasure=0.0, erasure_trained=False, training=seconds,
+                       training_device="cuda:0", images=1.0, scoring=1.0, images_drawn=0)
 
 
-def test_erasure_time_is_the_median_over_distinct_erasures_and_absent_where_not_kept():
+def test_erasure_time_is_the_median_over_distinct_erasures_and_absent_where_not_kept(
+        make_record):
     records = [
-        _record("mock", "cat", "e1", 10.0), _record("mock", "dog", "e2", 30.0),
-        _record("mock", "cat", "e1", 10.0, steps=3),  # the same erasure, another unit
-        _record("sd", "cat", NO_CHANGE, 0.001),  # changes nothing: no erasure to time
-        _record("uce", "cat", "e3"),  # a record written before timings were kept
+        make_record("mock", "cat", edit="e1", timings=made_in(10.0)),
+        make_record("mock", "dog", edit="e2", timings=made_in(30.0)),
+        # the same erasure, another unit
+        make_record("mock", "cat", edit="e1", timings=made_in(10.0), steps=3),
+        make_record("sd", edit=NO_CHANGE, timings=made_in(0.001)),  # no erasure to time
+        make_record("uce", edit="e3"),  # a record written before timings were kept
     ]
     table = records_provenance(records).set_index("eraser")
     assert table.loc["mock", "erasure_seconds"] == 20.0  # of 10 and 30, not 10, 10 and 30

@@ -1,0 +1,83 @@
+"""Where a results folder's time went, per eraser, task, model and device, from the
+records' timings (``erasebench.results.UnitTimings``): ``erasebench timings``.
+
+Seconds are those of the process that ran each unit, summed: with several processes (or
+Ray actors) they add up to more than the wall time. Making an erasure is counted once,
+on the unit that made it; drawing counts the seconds of units that drew images over the
+images they drew (a unit whose images were all in the image cache drew none and is left
+out of the rate); scoring is set against what drawing the images it scored took, which
+is what issue 8's "scoring keeps pace with generation" (at most 10%) asks of it. A
+task's scoring includes any reference images it draws (the concept graph, the style
+task's original-model images when they are not cached), so it can exceed that share
+without a scorer being slow.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+from rich import box
+from rich.table import Table
+
+from erasebench.provenance import format_seconds
+from erasebench.results import RunRecord
+
+KEYS = ["eraser", "task", "model", "device"]
+
+
+def timings_frame(records: list[RunRecord]) -> pd.DataFrame:
+    """One row per record that has timings."""
+    rows = [{
+        "eraser": record.spec.eraser.name, "task": record.spec.task.name,
+        "model": record.spec.model.id, "device": record.provenance.device,
+        "made": timings.erasure_trained,
+        "erasure": timings.erasure if timings.erasure_trained else 0.0,
+        "images_drawn": timings.images_drawn,
+        "drawing": timings.images if timings.images_drawn else 0.0,
+        "images_scored": record.image_count, "scoring": timings.scoring,
+        "total": timings.erasure + timings.images + timings.scoring,
+    } for record in records if (timings := record.provenance.timings) is not None]
+    return pd.DataFrame(rows, columns=[*KEYS, "made", "erasure", "images_drawn", "drawing",
+                                       "images_scored", "scoring", "total"])
+
+
+def summarise(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per (eraser, task, model, device): units, erasures made and their seconds, images
+    drawn and their seconds, images/s, scoring seconds and their share of the time
+    drawing the scored images took, and all the units' seconds."""
+    table = frame.groupby(KEYS, sort=True).agg(
+        units=("made", "size"), erasures=("made", "sum"), erasure=("erasure", "sum"),
+        images_drawn=("images_drawn", "sum"), drawing=("drawing", "sum"),
+        images_scored=("images_scored", "sum"), scoring=("scoring", "sum"),
+        total=("total", "sum")).reset_index()
+    table["images_per_second"] = (table["images_drawn"] / table["drawing"]).where(
+        table["drawing"] > 0)
+    drawing_scored = table["images_scored"] / table["images_per_second"]
+    table["scoring_share"] = table["scoring"] / drawing_scored
+    return table
+
+
+def timings_table(summary: pd.DataFrame) -> Table:
+    """The summary for a terminal; a model or device common to every row goes in the
+    title instead of a column."""
+    common = [key for key in ("model", "device") if summary[key].nunique() == 1]
+    title = "Where the time went, in seconds on the processes that ran the units"
+    if common:
+        title += " (" + ", ".join(f"{key} {summary[key].iloc[0]}" for key in common) + ")"
+    keys = [key for key in KEYS if key not in common]
+    caption = ("erasing: making the erasures; drawing: the images drawn; scoring share: scoring "
+               "against the time drawing the images it scored took; all: every unit's seconds")
+    table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, padding=(0, 1))
+    for key in keys:
+        table.add_column(key, no_wrap=True, min_width=int(summary[key].str.len().max()))
+    for column in ("units", "erasures", "erasing", "images drawn", "drawing", "images/s",
+                   "scoring share", "all"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for row in summary.itertuples(index=False):
+        rate = "–" if pd.isna(row.images_per_second) else f"{row.images_per_second:.3g}"
+        share = "–" if pd.isna(row.scoring_share) else f"{row.scoring_share:.1%}"
+        table.add_row(*(str(getattr(row, key)) for key in keys), str(row.units),
+                      str(row.erasures), format_seconds(row.erasure) if row.erasures else "–",
+                      f"{row.images_drawn:,}",
+                      format_seconds(row.drawing) if row.images_drawn else "–", rate, share,
+                      format_seconds(row.total))
+    return table

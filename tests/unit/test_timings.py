@@ -1,0 +1,40 @@
+import pytest
+from rich.console import Console
+
+from erasebench.results import UnitTimings
+from erasebench.timings import summarise, timings_frame, timings_table
+
+
+def timed(erasure, made, drawn, images, scoring):
+    return UnitTimings(erasure=erasure, erasure_trained=made, training=100.0,
+                       training_device="cpu", images=images, scoring=scoring,
+                       images_drawn=drawn)
+
+
+def test_where_the_time_went_per_eraser_and_task(make_record):
+    records = [
+        # esd: makes its erasure (100 s) and draws its 40 images in 20 s, scores in 1 s;
+        make_record("esd", "cat", timings=timed(100.0, True, 40, 20.0, 1.0), images=40),
+        # then reads the erasure and its images (all cached: 3 s drawing nothing), 2 s scoring
+        make_record("esd", "cat", timings=timed(0.5, False, 0, 3.0, 2.0), images=40, steps=3),
+        make_record("sd", timings=timed(0.01, True, 60, 20.0, 2.0), images=20),
+        make_record("uce"),  # no timings: left out
+    ]
+    frame = timings_frame(records)
+    assert sorted(frame["eraser"]) == ["esd", "esd", "sd"]
+    summary = summarise(frame).set_index("eraser")
+    esd = summary.loc["esd"]
+    assert (esd.units, esd.erasures, esd.erasure) == (2, 1, 100.0)
+    assert (esd.images_drawn, esd.drawing, esd.images_per_second) == (40, 20.0, 2.0)
+    # 80 images scored in 3 s; drawing them takes 40 s at 2 images/s: 7.5%
+    assert esd.scoring_share == pytest.approx(0.075)
+    assert esd.total == pytest.approx(100 + 20 + 1 + 0.5 + 3 + 2)
+    # sd: 3 images/s, 20 scored images take 6.67 s to draw, scoring 2 s of them: 30%
+    assert summary.loc["sd", "scoring_share"] == pytest.approx(0.3)
+    console = Console(width=160, record=True)
+    console.print(timings_table(summarise(frame)))
+    text = console.export_text()
+    assert "(model tiny, device cpu)" in text  # common to every row: in the title
+    row = next(line for line in text.splitlines() if line.strip().startswith("esd"))
+    assert row.split() == ["esd", "mock", "2", "1", "1.7", "min", "40", "20", "s", "2",
+                           "7.5%", "2.1", "min"]
