@@ -494,7 +494,7 @@ def timings(
     erasures made and their time, images drawn and images/s, scoring's time against
     drawing the images it scored (issue 8 asks at most 10%), and the units' seconds."""
     from erasebench.results import ResultStore
-    from erasebench.timings import summarise, timings_frame, timings_table
+    from erasebench.timings import timings_frame, timings_table
 
     if not results.is_dir():
         raise UserError(f"results folder {str(results)!r} does not exist; pass the folder "
@@ -507,7 +507,7 @@ def timings(
     # Piped or redirected, wider than rich's 80 columns: long lines read better than
     # squeezed ones.
     out = console if console.is_terminal else Console(width=160)
-    out.print(timings_table(summarise(frame)))
+    out.print(timings_table(frame))
     if len(frame) < len(records):
         console.print(f"{len(records) - len(frame)} of {len(records)} records have no timings "
                       "(written before they were kept) and are left out.")

@@ -56,9 +56,11 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def timings_table(summary: pd.DataFrame) -> Table:
-    """The summary for a terminal; a model or device common to every row goes in the
-    title instead of a column."""
+def timings_table(frame: pd.DataFrame) -> Table:
+    """:func:`summarise` of ``frame`` (:func:`timings_frame`) for a terminal, with a row
+    over all erasers and tasks; a model or device common to every row goes in the title
+    instead of a column."""
+    summary = summarise(frame)
     common = [key for key in ("model", "device") if summary[key].nunique() == 1]
     title = "Where the time went, in seconds on the processes that ran the units"
     if common:
@@ -72,6 +74,14 @@ def timings_table(summary: pd.DataFrame) -> Table:
     for column in ("units", "erasures", "erasing", "images drawn", "drawing", "images/s",
                    "scoring share", "all"):
         table.add_column(column, justify="right", no_wrap=True)
+    _add_rows(table, summary, keys)
+    if len(summary) > 1:
+        table.add_section()
+        _add_rows(table, summarise(frame.assign(eraser="all", task="")), keys)
+    return table
+
+
+def _add_rows(table: Table, summary: pd.DataFrame, keys: list[str]) -> None:
     for row in summary.itertuples(index=False):
         rate = "–" if pd.isna(row.images_per_second) else f"{row.images_per_second:.3g}"
         share = "–" if pd.isna(row.scoring_share) else f"{row.scoring_share:.1%}"
@@ -80,4 +90,3 @@ def timings_table(summary: pd.DataFrame) -> Table:
                       f"{row.images_drawn:,}",
                       format_seconds(row.drawing) if row.images_drawn else "–", rate, share,
                       format_seconds(row.total))
-    return table

@@ -32,9 +32,13 @@ def test_where_the_time_went_per_eraser_and_task(make_record):
     # sd: 3 images/s, 20 scored images take 6.67 s to draw, scoring 2 s of them: 30%
     assert summary.loc["sd", "scoring_share"] == pytest.approx(0.3)
     console = Console(width=160, record=True)
-    console.print(timings_table(summarise(frame)))
+    console.print(timings_table(frame))
     text = console.export_text()
     assert "(model tiny, device cpu)" in text  # common to every row: in the title
     row = next(line for line in text.splitlines() if line.strip().startswith("esd"))
     assert row.split() == ["esd", "mock", "2", "1", "1.7", "min", "40", "20", "s", "2",
                            "7.5%", "2.1", "min"]
+    # over both: 100 images in 40 s, 2.5/s; 100 scored take 40 s to draw, scored in 5 s
+    total = next(line for line in text.splitlines() if line.strip().startswith("all"))
+    assert total.split() == ["all", "3", "2", "1.7", "min", "100", "40", "s", "2.5", "12.5%",
+                             "2.5", "min"]
