@@ -83,8 +83,9 @@ def as_cached(tmp_path: Path) -> Callable[[Sequence[Image.Image]], tuple[CachedI
 
 @pytest.fixture
 def make_record() -> Callable[..., Any]:
-    """``make_record(eraser, concept, edit=..., timings=..., steps=..., images=...)``: a run
-    record of the mock task on the tiny model, as the runner would write one."""
+    """``make_record(eraser, concept, edit=..., timings=..., steps=..., images=...,
+    metrics=...)``: a run record of the mock task on the tiny model, as the runner would
+    write one."""
     from erasebench.results import MetricRow, RunRecord, UnitTimings, provenance
     from erasebench.specs import (
         EraserSpec,
@@ -96,13 +97,15 @@ def make_record() -> Callable[..., Any]:
     )
 
     def make(eraser: str = "sd", concept: str = "cat", *, edit: str = "d",
-             timings: UnitTimings | None = None, steps: int = 2, images: int = 4) -> RunRecord:
+             timings: UnitTimings | None = None, steps: int = 2, images: int = 4,
+             metrics: list[MetricRow] | None = None) -> RunRecord:
         spec = RunSpec(eraser=EraserSpec(name=eraser),
                        request=ErasureRequest(concepts=(concept,)), task=TaskSpec(name="mock"),
                        model=ModelSpec(id="tiny"), generation=GenerationSpec(steps=steps))
         return RunRecord(run_id=spec.run_id(), spec=spec, task_version="1",
                          model_fingerprint="f", edit_digest=edit, image_count=images,
                          provenance=provenance("cpu", timings),
-                         metrics=[MetricRow(metric="m", value=1.0, higher_is_better=True)])
+                         metrics=metrics or [MetricRow(metric="m", value=1.0,
+                                                       higher_is_better=True)])
 
     return make

@@ -13,31 +13,23 @@ from erasebench.results import (
     load_results,
     provenance,
 )
-from erasebench.specs import (
-    EraserSpec,
-    ErasureRequest,
-    GenerationSpec,
-    ModelSpec,
-    RunSpec,
-    TaskSpec,
-)
 
 
-def _record(eraser="sd", values=(0.5, 0.25)):
-    spec = RunSpec(eraser=EraserSpec(name=eraser), request=ErasureRequest(concepts=("cat",)),
-                   task=TaskSpec(name="mock"), model=ModelSpec(id="tiny"),
-                   generation=GenerationSpec(steps=2))
-    metrics = [MetricRow(metric="change_erase", value=values[0], higher_is_better=True),
-               MetricRow(metric="change_preserve", value=values[1], higher_is_better=False,
-                         split="s1", seed=3)]
-    return RunRecord(run_id=spec.run_id(), spec=spec, task_version="1", model_fingerprint="f",
-                     edit_digest="d", image_count=8, metrics=metrics)
+@pytest.fixture
+def record(make_record):
+    """``record(eraser, values)``: a record of two metrics, one headline and one per split."""
+    def make(eraser="sd", values=(0.5, 0.25)):
+        metrics = [MetricRow(metric="change_erase", value=values[0], higher_is_better=True),
+                   MetricRow(metric="change_preserve", value=values[1],
+                             higher_is_better=False, split="s1", seed=3)]
+        return make_record(eraser, metrics=metrics, images=8)
+    return make
 
 
-def test_written_records_load_as_a_tidy_table(tmp_path):
+def test_written_records_load_as_a_tidy_table(tmp_path, record):
     store = ResultStore(tmp_path)
-    store.write(_record("sd"))
-    store.write(_record("mock", (0.9, 0.1)))
+    store.write(record("sd"))
+    store.write(record("mock", (0.9, 0.1)))
     frame = load_results(tmp_path)
     assert list(frame.columns) == COLUMNS
     assert len(frame) == 4
@@ -46,9 +38,9 @@ def test_written_records_load_as_a_tidy_table(tmp_path):
     assert row.request == "cat" and row.task == "mock" and row.task_version == "1"
 
 
-def test_a_damaged_record_is_detected(tmp_path):
+def test_a_damaged_record_is_detected(tmp_path, record):
     store = ResultStore(tmp_path)
-    path = store.write(_record())
+    path = store.write(record())
     raw = json.loads(path.read_text())
     raw["metrics"][0]["value"] = 0.75  # edited by hand, or bit rot
     path.write_text(json.dumps(raw))
@@ -61,11 +53,11 @@ def test_a_damaged_record_is_detected(tmp_path):
 
 
 def test_timings_are_stored_and_checked_and_records_without_them_keep_their_checksum(
-        tmp_path):
+        tmp_path, record):
     store = ResultStore(tmp_path)
     timings = UnitTimings(erasure=0.5, erasure_trained=True, training=0.5,
                           training_device="cpu", images=2.0, scoring=0.25, images_drawn=8)
-    timed = _record()
+    timed = record()
     timed.provenance = provenance("cpu", timings)
     path = store.write(timed)
     assert store.read(path).provenance.timings == timings
@@ -76,7 +68,7 @@ def test_timings_are_stored_and_checked_and_records_without_them_keep_their_chec
         store.read(path)
     # A record of schema version 1, as erasebench wrote it before timings were kept: no
     # timings key in its provenance, and the checksum over the record as it was.
-    old = _record("mock")
+    old = record("mock")
     old.schema_version = 1
     body = old.model_dump(mode="json", exclude={"checksum"})
     del body["provenance"]["timings"]
@@ -89,9 +81,9 @@ def test_timings_are_stored_and_checked_and_records_without_them_keep_their_chec
     assert (read.schema_version, read.provenance.timings) == (1, None)
 
 
-def test_a_newer_schema_is_refused_with_advice(tmp_path):
+def test_a_newer_schema_is_refused_with_advice(tmp_path, record):
     store = ResultStore(tmp_path)
-    path = store.write(_record())
+    path = store.write(record())
     raw = json.loads(path.read_text())
     raw["schema_version"] = SCHEMA_VERSION + 1
     path.write_text(json.dumps(raw))
@@ -99,6 +91,6 @@ def test_a_newer_schema_is_refused_with_advice(tmp_path):
         load_results(tmp_path)
 
 
-def test_no_results_give_an_empty_table_with_the_columns(tmp_path):
+def test_no_results_give_an_empty_table_with_the_columns(tmp_path, record):
     frame = load_results(tmp_path)
     assert frame.empty and list(frame.columns) == COLUMNS
