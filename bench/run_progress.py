@@ -8,7 +8,10 @@ estimate here weighs each unit by the images it asks for (``erasebench.workload`
 counts every unit recorded in the results folder since the run began: those of helper
 processes, Ray actors and other runs on the same folder included. Its records say where
 their time went (``erasebench.results.UnitTimings``): the seconds their images and
-scoring took per image asked for give the images left their time, and making an erasure,
+scoring took per image asked for, task by task (a concept-graph image of the miniature
+world took half as long again as an object image; COCO's FID and I2P's NudeNet score
+differently), give the images left their time, at all tasks' rate for a task not yet
+seen; and making an erasure,
 which can take longer than drawing a unit's images (an AGE erasure of SD 42 minutes on
 an H100, an Imagenette unit's 5,000 images 50) and which only the first unit that needs
 it does, is counted apart: each erasure still to make at what its eraser's took so far
@@ -45,12 +48,14 @@ def format_duration(seconds: float) -> str:
 class RunProgress:
     """The units to do (run id -> images each asks for) and which of them are recorded.
 
-    ``erasure_of`` names the erasure each unit needs (``erasebench.workload.erasure_of``:
-    its eraser's name first; None for none), ``made`` the erasures units recorded before
-    the run made, and ``processes`` how many processes share the run.
+    ``task_of`` names each unit's task, ``erasure_of`` the erasure it needs
+    (``erasebench.workload.erasure_of``: its eraser's name first; None for none), ``made``
+    the erasures units recorded before the run made, and ``processes`` how many processes
+    share the run.
     """
 
     images_of: Mapping[str, int]
+    task_of: Mapping[str, str] = field(default_factory=dict)
     erasure_of: Mapping[str, tuple[Hashable, ...] | None] = field(default_factory=dict)
     made: set[tuple[Hashable, ...]] = field(default_factory=set)
     processes: int = 1
@@ -58,10 +63,10 @@ class RunProgress:
     started: float = field(init=False)
     finished: set[str] = field(default_factory=set, init=False)
     training: dict[tuple[Hashable, ...], float] = field(default_factory=dict, init=False)
-    # Over the finished units whose records have timings: images asked for, and seconds
-    # spent on them other than making an erasure (drawing, reading, scoring).
-    timed_images: int = field(default=0, init=False)
-    timed_seconds: float = field(default=0.0, init=False)
+    # Per task, over the finished units whose records have timings: images asked for, and
+    # seconds spent on them other than making an erasure (drawing, reading, scoring).
+    timed_images: dict[str, int] = field(default_factory=dict, init=False)
+    timed_seconds: dict[str, float] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         self.started = self.clock()
@@ -71,7 +76,8 @@ class RunProgress:
     def of_units(cls, todo: Sequence[Any], done: Sequence[Any], processes: int) -> RunProgress:
         """For the units to do (``runner.WorkUnit``), the erasures of those ``done`` before
         the run counted as made."""
-        return cls(count_images(todo).per_unit, {unit.run_id: erasure_of(unit) for unit in todo},
+        return cls(count_images(todo).per_unit, {unit.run_id: unit.spec.task.name for unit in todo},
+                   {unit.run_id: erasure_of(unit) for unit in todo},
                    made={erasure for unit in done if (erasure := erasure_of(unit)) is not None},
                    processes=processes)
 
@@ -85,9 +91,11 @@ class RunProgress:
             self.finished.add(run_id)
             timings = record.provenance.timings
             if timings is not None:
-                self.timed_images += self.images_of[run_id]
-                self.timed_seconds += timings.images + timings.scoring + (
-                    0.0 if timings.erasure_trained else timings.erasure)
+                task = self.task_of.get(run_id, "")
+                self.timed_images[task] = self.timed_images.get(task, 0) + self.images_of[run_id]
+                self.timed_seconds[task] = self.timed_seconds.get(task, 0.0) + (
+                    timings.images + timings.scoring
+                    + (0.0 if timings.erasure_trained else timings.erasure))
             erasure = self.erasure_of.get(run_id)
             if erasure is None:
                 continue
@@ -98,6 +106,15 @@ class RunProgress:
     @property
     def total_images(self) -> int:
         return sum(self.images_of.values())
+
+    def images_left_seconds(self) -> float:
+        """Seconds, on one process, for the images the unfinished units ask for, each at
+        its task's seconds per image so far (all tasks' for a task not yet timed)."""
+        overall = sum(self.timed_seconds.values()) / max(1, sum(self.timed_images.values()))
+        rate = {task: self.timed_seconds[task] / count
+                for task, count in self.timed_images.items() if count}
+        return sum(images * rate.get(self.task_of.get(run_id, ""), overall)
+                   for run_id, images in self.images_of.items() if run_id not in self.finished)
 
     def training_left(self) -> float:
         """Seconds, on one process, to make the erasures the unfinished units still need."""
@@ -127,7 +144,6 @@ class RunProgress:
         if not images_done or not images_left:
             return None
         if self.timed_images:
-            per_image = self.timed_seconds / self.timed_images
-            return (images_left * per_image + self.training_left()) / self.processes
+            return (self.images_left_seconds() + self.training_left()) / self.processes
         elapsed = self.clock() - self.started
         return elapsed * images_left / images_done if elapsed > 0 else None

@@ -46,30 +46,34 @@ def test_without_timings_the_time_left_is_the_images_left_at_the_rate_so_far():
     assert progress.line() == "3/3 units, 9,000/9,000 images"
 
 
-def test_the_time_left_is_the_images_left_at_their_seconds_so_far_and_the_erasures_to_make():
+def test_the_time_left_is_the_images_left_at_their_tasks_seconds_and_the_erasures_to_make():
     clock = Clock()
     esd, esd_other, age, uce = ("esd", "cat"), ("esd", "dog"), ("age", "cat"), ("uce", "cat")
     images = {"esd cat 1": 1_000, "esd cat 2": 1_000, "esd dog": 500, "age cat": 2_000,
-              "sd": 1_000, "uce cat": 500}
+              "sd": 1_000, "uce cat": 2_000}
+    tasks = {"esd cat 1": "A", "esd cat 2": "B", "esd dog": "A", "age cat": "A", "sd": "B",
+             "uce cat": "B"}
     erasures = {"esd cat 1": esd, "esd cat 2": esd, "esd dog": esd_other, "age cat": age,
                 "sd": None, "uce cat": uce}
     # Two processes; UCE's erasure was made by a unit recorded before the run.
-    progress = RunProgress(images, erasures, made={uce}, processes=2, clock=clock)
+    progress = RunProgress(images, tasks, erasures, made={uce}, processes=2, clock=clock)
     recorded, timed = {"esd cat 1"}, {"esd cat 1": timings(300, 100, trained=400)}
     progress.update(records(recorded, timed))
-    # 1,000 images in 300 + 100 s: 0.4 s each, so 5,000 left take 2,000 s; erasures to
-    # make: ESD's of "dog" at ESD's 400 s, AGE's at the 400 s seen so far for any eraser
-    # (not ESD's "cat" again, nor UCE's): 800 s. On two processes: 1,400 s.
-    assert progress.line() == "1/6 units, 1,000/6,000 images, about 23 min left"
+    # Task A's 1,000 images in 300 + 100 s: 0.4 s each, as are task B's not timed yet, so
+    # the 6,500 left take 2,600 s; erasures to make: ESD's of "dog" at ESD's 400 s, AGE's
+    # at the 400 s seen so far for any eraser (not ESD's "cat" again, nor UCE's): 800 s.
+    # On two processes: 1,700 s.
+    assert progress.line() == "1/6 units, 1,000/7,500 images, about 28 min left"
     recorded |= {"age cat", "sd", "esd cat 2"}  # sd's record has no timings (written before)
-    timed |= {"age cat": timings(500, 300, trained=1_000), "esd cat 2": timings(290, 100)}
+    timed |= {"age cat": timings(500, 300, trained=1_000), "esd cat 2": timings(90, 10)}
     progress.update(records(recorded, timed))
-    # 4,000 timed images in 400 + 800 + 400 s (esd cat 2's includes reading its erasure):
-    # 0.4 s each, 1,000 left in 400 s; ESD's "dog" at ESD's 400 s (not the 700 s of all
-    # erasers): 800 s on two processes.
-    assert progress.line() == "4/6 units, 5,000/6,000 images, about 7 min left"
+    # Task A: 3,000 images in 400 + 800 s, 0.4 s each; task B: 1,000 in 90 + 10 + 0.5 s
+    # (reading its erasure), 0.1005 s. Left: "esd dog" (A) 500 images, 200 s, "uce cat"
+    # (B) 2,000, 201 s; ESD's "dog" erasure at ESD's 400 s (not the 700 s of all erasers):
+    # 801 s on two processes, 400.5 s (at one rate for all tasks it would be 606 s).
+    assert progress.line() == "4/6 units, 5,000/7,500 images, about 7 min left"
     progress.update(records(set(images)))
-    assert progress.line() == "6/6 units, 6,000/6,000 images"
+    assert progress.line() == "6/6 units, 7,500/7,500 images"
 
 
 def test_durations_read_at_a_glance():
