@@ -9,6 +9,7 @@ records into one long pandas table.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -112,8 +113,17 @@ def provenance(device: str, timings: UnitTimings | None = None) -> Provenance:
         except metadata.PackageNotFoundError:
             continue
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    return Provenance(packages=packages, git_sha=_git_sha(), python=platform.python_version(),
+    return Provenance(packages=packages, git_sha=code_version(),
+                      python=platform.python_version(),
                       device=device, created_at=now, timings=timings)
+
+
+@functools.cache
+def code_version() -> str:
+    """The git sha of erasebench's source, read once per process (``Runner`` reads it as it
+    starts): a record names the code its process started with, not a commit made while
+    the run went on. Empty outside a git checkout."""
+    return _git_sha()
 
 
 def _git_sha() -> str:

@@ -30,7 +30,14 @@ from erasebench.generate import Generator
 from erasebench.models import DiffusionModel, load_model
 from erasebench.plugins import Eraser, ScoringContext, Task
 from erasebench.probe import ModelProbe
-from erasebench.results import MetricRow, ResultStore, RunRecord, UnitTimings, provenance
+from erasebench.results import (
+    MetricRow,
+    ResultStore,
+    RunRecord,
+    UnitTimings,
+    code_version,
+    provenance,
+)
 from erasebench.specs import GenerationSpec, ModelSpec, RunSpec
 
 
@@ -94,6 +101,7 @@ class Runner:
     def __post_init__(self) -> None:
         self.results_dir, self.cache_dir = Path(self.results_dir), Path(self.cache_dir)
         self.store = ResultStore(self.results_dir)
+        code_version()  # the commit this process started with names its records
         self.images = ImageCache(self.cache_dir)
         if self.device == "auto":
             import torch

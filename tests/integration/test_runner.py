@@ -75,6 +75,20 @@ def test_records_say_how_long_each_step_took_and_whether_the_edit_was_made_there
     assert all(t.images > 0 and t.scoring > 0 for t in timings.values())
 
 
+def test_records_name_the_commit_their_process_started_with(tmp_path, monkeypatch):
+    from erasebench import results
+
+    results.code_version.cache_clear()
+    try:
+        monkeypatch.setattr(results, "_git_sha", lambda: "started-with")
+        runner = Runner(tmp_path / "results", tmp_path / "cache", progress=False)
+        monkeypatch.setattr(results, "_git_sha", lambda: "committed-meanwhile")
+        runner.run(_units())
+        assert {r.provenance.git_sha for r in runner.store.records()} == {"started-with"}
+    finally:  # the next test reads the real sha again
+        results.code_version.cache_clear()
+
+
 def test_the_original_models_images_are_drawn_once_for_all_units_that_ask_for_them(
         tmp_path, monkeypatch):
     # Two units of sd whose prompts and seeds overlap (one task under two option sets, as two
