@@ -397,7 +397,7 @@ def erase(
 ) -> None:
     """Erase concepts from a model and save the edit (only the changed weights)."""
     from erasebench.models import load_model
-    from erasebench.runner import Runner
+    from erasebench.runner import Runner, timed_erase
     from erasebench.specs import ErasureRequest
     from erasebench.workers import use_cpu_threads
 
@@ -414,10 +414,11 @@ def erase(
     # One CPU thread, as in `run`: the same edit whatever the core count or command.
     use_cpu_threads(target_device)
     base = load_model(_model_spec(model, revision), device=target_device)
-    edit = plugin.erase(base, request)
+    edit = timed_erase(plugin, base, request)
     edit.save(out)
     console.print(f"wrote {out}: {len(edit.weights)} changed tensors, "
-                  f"{sum(t.numel() for t in edit.weights.values()):,} values")
+                  f"{sum(t.numel() for t in edit.weights.values()):,} values, made in "
+                  f"{edit.seconds:.1f} s on {edit.device}")
 
 
 @app.command()

@@ -78,6 +78,15 @@ def plan(erasers: Sequence[Eraser], tasks: Sequence[Task], model: ModelSpec | No
     return units
 
 
+def timed_erase(eraser: Eraser, model: DiffusionModel, request: Any) -> EditedModel:
+    """``eraser.erase(model, request)``, the edit noting how long it took and on what
+    device (:attr:`EditedModel.seconds`, kept in its file)."""
+    started = time.perf_counter()
+    edit = eraser.erase(model, request)
+    edit.seconds, edit.device = time.perf_counter() - started, str(model.device)
+    return edit
+
+
 @dataclass
 class RunSummary:
     done: list[str] = field(default_factory=list)
@@ -154,9 +163,7 @@ class Runner:
                 return EditedModel.load(path), False
             except CorruptFileError:
                 path.unlink(missing_ok=True)  # half-written or damaged: make it again
-        started = time.perf_counter()
-        edit = unit.eraser.erase(model, unit.spec.request)
-        edit.seconds, edit.device = time.perf_counter() - started, str(model.device)
+        edit = timed_erase(unit.eraser, model, unit.spec.request)
         checkpoint("erase.done")
         edit.save(path)
         return edit, True

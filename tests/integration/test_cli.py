@@ -129,6 +129,9 @@ def test_erase_generate_score_export(tmp_path, capsys):
     assert main(["erase", "--eraser", "mock", "--concept", "cat", "--out", str(edit)]) == 0
     with safe_open(str(edit), framework="pt") as handle:
         assert all("attn2.to_v" in key for key in handle.keys())  # noqa: SIM118
+    made = EditedModel.load(edit)
+    assert made.seconds > 0 and made.device == "cpu"
+    assert f"made in {made.seconds:.1f} s on cpu" in " ".join(capsys.readouterr().out.split())
     common = ["--steps", "3", "--seeds", "0-3", "--prompt", "a photo of a cat",
               "--prompt", "a photo of a dog"]
     assert main(["generate", "--out", str(tmp_path / "erased"), "--edit", str(edit), *common]) == 0
