@@ -37,8 +37,8 @@ class EditedModel:
     weights: dict[str, torch.Tensor]  # qualified name ("unet.…weight") -> new value
     # What the eraser found on the way (e.g. AP's search history); JSON, not in the digest.
     notes: dict[str, Any] = field(default_factory=dict)
-    # How long the eraser took to make it, and on what device (``Runner.edit`` sets them;
-    # None and "" for an edit saved before erasebench kept them). Not in the digest.
+    # How long the eraser took to make it, and on what device (``runner.timed_erase`` sets
+    # them; None and "" for an edit saved before erasebench kept them). Not in the digest.
     seconds: float | None = None
     device: str = ""
     _originals: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)

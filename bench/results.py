@@ -114,8 +114,8 @@ def provenance(device: str, timings: UnitTimings | None = None) -> Provenance:
             continue
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     return Provenance(packages=packages, git_sha=code_version(),
-                      python=platform.python_version(),
-                      device=device, created_at=now, timings=timings)
+                      python=platform.python_version(), device=device, created_at=now,
+                      timings=timings)
 
 
 @functools.cache
