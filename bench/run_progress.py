@@ -6,20 +6,22 @@ and its units differ fivefold in size (an artist unit asks for 1,000 images, an
 Imagenette split 5,000), so counting units says little about the time left. The
 estimate here weighs each unit by the images it asks for (``erasebench.workload``) and
 counts every unit recorded in the results folder since the run began: those of helper
-processes, Ray actors and other runs on the same folder included. Its records say where
-their time went (``erasebench.results.UnitTimings``): the seconds their images and
-scoring took per image asked for, task by task (a concept-graph image of the miniature
-world took half as long again as an object image; COCO's FID and I2P's NudeNet score
-differently), give the images left their time, at all tasks' rate for a task not yet
-seen; and making an erasure,
-which can take longer than drawing a unit's images (an AGE erasure of SD 42 minutes on
-an H100, an Imagenette unit's 5,000 images 50) and which only the first unit that needs
-it does, is counted apart: each erasure still to make at what its eraser's took so far
-(any eraser's, for one not yet seen). Both are shared among the run's processes. Records
-without timings (written before they were kept) leave only the wall time since the run
-began, over the images done. Still rough: units whose images another unit already drew
-finish faster, and an erasure already in the edit cache from another results folder is
-counted as still to make.
+processes, Ray actors and other runs on the same folder included. Their records say where
+their time went (``erasebench.results.UnitTimings``).
+
+- Images: the seconds the finished units' images and scoring took per image asked for,
+  task by task (a concept-graph image of the miniature world took half as long again as
+  an object image; COCO's FID and I2P's NudeNet score differently), all tasks' rate for
+  a task not yet seen.
+- Erasures: making one can take longer than drawing a unit's images (an AGE erasure of
+  SD 42 minutes on an H100, an Imagenette unit's 5,000 images 50), and only the first
+  unit that needs it makes it; each erasure still to make counts at what its eraser's
+  took so far, any eraser's for one not yet seen.
+
+Both are shared among the run's processes. Records without timings (written before they
+were kept) leave only the wall time since the run began, over the images done. Still
+rough: units whose images another unit already drew finish faster, and an erasure
+already in the edit cache from another results folder is counted as still to make.
 """
 
 from __future__ import annotations
