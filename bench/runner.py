@@ -170,24 +170,24 @@ class Runner:
 
     def _execute(self, unit: WorkUnit) -> RunRecord:
         model = self.model(unit.spec.model)
-        started = time.perf_counter()
+        began = time.perf_counter()
         edit, trained = self.edit(unit, model)
-        edited = time.perf_counter()
+        erased_at = time.perf_counter()
         generator = Generator(model, unit.spec.generation, self.images, self.batch_size,
                               self.progress, compile=self.compile)
         prompts = unit.task.prompts(unit.spec.request)
         with edit.applied(model):
             images = generator.images(prompts)
-        drawn = time.perf_counter()
+        drawn_at = time.perf_counter()
         thumbnails.save(self.results_dir, unit.run_id, images, prompts, self.show_unsafe)
         # After the edit is removed, the same generator draws the base model's images.
         context = ScoringContext(device=self.device, reference_images=generator.images,
                                  encode_text=model.encode_text,
                                  probe=ModelProbe(model, edit, generator))
         values = unit.task.score(images, prompts, unit.spec.request, context)
-        timings = UnitTimings(erasure=edited - started, erasure_trained=trained,
+        timings = UnitTimings(erasure=erased_at - began, erasure_trained=trained,
                               training=edit.seconds, training_device=edit.device,
-                              images=drawn - edited, scoring=time.perf_counter() - drawn,
+                              images=drawn_at - erased_at, scoring=time.perf_counter() - drawn_at,
                               images_drawn=generator.drawn)
         metrics, samples = [], {}
         for value in values:
