@@ -62,7 +62,7 @@ def test_records_say_how_long_each_step_took_and_whether_the_edit_was_made_there
         task = TASKS.get("mock")({"images_per_concept": images_per_concept})
         for unit in plan(erasers, [task], ModelSpec(id="tiny"), {"steps": 3}):
             assert runner.run_unit(unit) == "done"
-            record = runner.store.read(runner.store.path(unit.run_id))
+            record = runner.store.record(unit.run_id)
             timings[unit.eraser.name, images_per_concept] = record.provenance.timings
     first, second = timings["mock", 2], timings["mock", 3]
     assert first.erasure_trained and not second.erasure_trained

@@ -47,7 +47,6 @@ def test_without_timings_the_time_left_is_the_images_left_at_the_rate_so_far():
 
 
 def test_the_time_left_is_the_images_left_at_their_tasks_seconds_and_the_erasures_to_make():
-    clock = Clock()
     esd, esd_other, age, uce = ("esd", "cat"), ("esd", "dog"), ("age", "cat"), ("uce", "cat")
     images = {"esd cat 1": 1_000, "esd cat 2": 1_000, "esd dog": 500, "age cat": 2_000,
               "sd": 1_000, "uce cat": 2_000}
@@ -56,7 +55,7 @@ def test_the_time_left_is_the_images_left_at_their_tasks_seconds_and_the_erasure
     erasures = {"esd cat 1": esd, "esd cat 2": esd, "esd dog": esd_other, "age cat": age,
                 "sd": None, "uce cat": uce}
     # Two processes; UCE's erasure was made by a unit recorded before the run.
-    progress = RunProgress(images, tasks, erasures, made={uce}, processes=2, clock=clock)
+    progress = RunProgress(images, tasks, erasures, made={uce}, processes=2)
     recorded, timed = {"esd cat 1"}, {"esd cat 1": timings(300, 100, trained=400)}
     progress.update(records(recorded, timed))
     # Task A's 1,000 images in 300 + 100 s: 0.4 s each, as are task B's not timed yet, so
