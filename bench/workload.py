@@ -36,14 +36,19 @@ class Workload:
     edits: int = 0  # erasures to make (one per eraser, request and model; units share them)
 
 
-def image_identity(spec: RunSpec, prompt: PromptSpec, makes_edits: bool) -> Hashable:
-    """What decides one image: the image cache's key fields, with the edit as its maker."""
+def image_identities(spec: RunSpec, prompts: Sequence[PromptSpec],
+                     makes_edits: bool) -> set[Hashable]:
+    """What decides each image of a unit: the image cache's key fields, with the edit as
+    its maker. The fields common to the unit's images are serialised once, not once per
+    image: a full reproduction asks for 369,162."""
     generation = spec.generation
-    guidance = generation.guidance if prompt.guidance is None else prompt.guidance
     edit = (spec.eraser.canonical(), spec.request.canonical()) if makes_edits else None
-    return (spec.model.canonical(), edit, prompt.text, prompt.negative, prompt.seed,
-            float(guidance), generation.steps, generation.scheduler, generation.height,
-            generation.width, generation.precision)
+    drawn_with = (spec.model.canonical(), edit, generation.steps, generation.scheduler,
+                  generation.height, generation.width, generation.precision)
+    guidance = float(generation.guidance)
+    return {(drawn_with, prompt.text, prompt.negative, prompt.seed,
+             guidance if prompt.guidance is None else float(prompt.guidance))
+            for prompt in prompts}
 
 
 def erasure_of(unit: Any) -> tuple[str, str, str, str] | None:
@@ -73,7 +78,7 @@ def count_images(units: Sequence[Any],
         makes_edits = unit.eraser.makes_edits
         if makes_edits:
             edits.add(erasure_of(unit))
-        identities = {image_identity(spec, prompt, makes_edits) for prompt in prompts_of[key]}
+        identities = image_identities(spec, prompts_of[key], makes_edits)
         workload.per_unit[unit.run_id] = len(identities)
         workload.asked += len(identities)
         new = identities - seen
