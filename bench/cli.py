@@ -190,7 +190,9 @@ def run(
     compile_unet: CompileOption = False,
     dry_run: Annotated[bool, typer.Option(
         help="Only list the work units, their state and the images each asks for, then the "
-        "distinct images and the erasures in all; no model is loaded, nothing written.")] = False,
+        "distinct images and the erasures in all, and the time the units to do would take at "
+        "the pace of the units recorded in the results folder; no model is loaded, nothing "
+        "written.")] = False,
     leaderboard: Annotated[Path | None, typer.Option(
         help="Leaderboard regenerated from the results folder after the run (default: "
         "leaderboard.md beside the results folder).")] = None,
@@ -234,20 +236,21 @@ def run(
                     batch_size=batch_size, progress=sys.stderr.isatty(),
                     show_unsafe=show_unsafe, compile=compile_unet)
     runner.store.check_schema()
-    if dry_run:
-        _print_plan(units, runner.store)
-        return
     from erasebench import workers as local
+
+    recorded = {unit.run_id for unit in units if runner.store.is_done(unit.run_id)}
+    done = [unit for unit in units if unit.run_id in recorded]
+    todo = [unit for unit in units if unit.run_id not in recorded]
+    count = min(workers or local.auto_workers(runner.device), max(1, len(todo)))
+    if dry_run:
+        _print_plan(units, todo, runner.store, count)
+        return
     from erasebench.run_progress import RunProgress
 
     local.use_cpu_threads(runner.device)
     helper = local.helper_number()
-    recorded = {unit.run_id for unit in units if runner.store.is_done(unit.run_id)}
-    done = [unit for unit in units if unit.run_id in recorded]
-    todo = [unit for unit in units if unit.run_id not in recorded]
     if not helper:
         _preflight(todo)
-    count = min(workers or local.auto_workers(runner.device), max(1, len(todo)))
     # The main process tells how far the whole run is (helpers' and actors' units included).
     progress = None if helper else RunProgress.of_units(todo, done, processes=count)
     if progress is not None:
@@ -316,13 +319,13 @@ def _write_leaderboard(results: Path, leaderboard: Path | None, show_unsafe: boo
     console.print(f"wrote {write_report(results, board, show_unsafe)}")
 
 
-def _print_plan(units: Any, store: Any) -> None:
-    """Each unit with its state and images, then the images in all (erasebench.workload)."""
+def _print_plan(units: Any, todo: Any, store: Any, processes: int) -> None:
+    """Each unit with its state and images, then the images in all (erasebench.workload),
+    and the time the units to do would take at the recorded units' pace."""
     from erasebench.workload import count_images
 
     prompts: dict[Any, Any] = {}  # each request's prompts, built once for both counts
     workload = count_images(units, prompts)
-    todo = [unit for unit in units if not store.is_done(unit.run_id)]
     todo_ids = {unit.run_id for unit in todo}
     for unit in units:
         state = "todo" if unit.run_id in todo_ids else "done"
@@ -338,6 +341,28 @@ def _print_plan(units: Any, store: Any) -> None:
         size = f"{height}x{width} px" if height or width else "native size"
         console.print(f"  to draw with {model}: {count:,} images, {steps} steps, {size}",
                       markup=False, soft_wrap=True)
+    if todo:
+        console.print(_time_left_line(units, store, processes, workload.per_unit),
+                      markup=False, soft_wrap=True)
+
+
+def _time_left_line(units: Any, store: Any, processes: int, images_of: dict[str, int]) -> str:
+    """What the progress line of a run started now would say first: the units to do at
+    the seconds per image and per erasure of the units recorded (erasebench.run_progress)."""
+    from erasebench.run_progress import RunProgress, format_duration
+
+    progress = RunProgress.of_units(units, [], processes, images_of=images_of)
+    records = [record for unit in units if (record := store.record(unit.run_id)) is not None]
+    progress.update({record.run_id: record for record in records}.get)
+    timed = [record for record in records if record.provenance.timings is not None]
+    if not timed:
+        return ("  time left: no recorded unit has timings yet, so no pace to estimate it "
+                "from; a run's progress line estimates it from its first finished unit on")
+    devices = ", ".join(sorted({record.provenance.device for record in timed}))
+    seconds = progress.seconds_left_by_timings()
+    return (f"  time left: about {format_duration(seconds)} on {processes} "
+            f"process{'es' if processes > 1 else ''}, at the pace of the {len(timed)} "
+            f"recorded unit{'s' if len(timed) > 1 else ''} with timings (on {devices})")
 
 
 def _preflight(units: Any) -> None:

@@ -75,10 +75,14 @@ class RunProgress:
         self.made = set(self.made)
 
     @classmethod
-    def of_units(cls, todo: Sequence[Any], done: Sequence[Any], processes: int) -> RunProgress:
+    def of_units(cls, todo: Sequence[Any], done: Sequence[Any], processes: int,
+                 images_of: Mapping[str, int] | None = None) -> RunProgress:
         """For the units to do (``runner.WorkUnit``), the erasures of those ``done`` before
-        the run counted as made."""
-        return cls(count_images(todo).per_unit, {unit.run_id: unit.spec.task.name for unit in todo},
+        the run counted as made; ``images_of``: the units' images when already counted
+        (``erasebench.workload.count_images``)."""
+        per_unit = count_images(todo).per_unit if images_of is None else images_of
+        return cls({unit.run_id: per_unit[unit.run_id] for unit in todo},
+                   {unit.run_id: unit.spec.task.name for unit in todo},
                    {unit.run_id: erasure_of(unit) for unit in todo},
                    made={erasure for unit in done if (erasure := erasure_of(unit)) is not None},
                    processes=processes)
@@ -141,11 +145,16 @@ class RunProgress:
             text += f", about {format_duration(left)} left"
         return text
 
+    def seconds_left_by_timings(self) -> float:
+        """The unfinished units' images and erasures at the recorded timings' pace, shared
+        among the processes; 0 before any record with timings."""
+        return (self.images_left_seconds() + self.training_left()) / self.processes
+
     def seconds_left(self, images_left: int, images_done: int) -> float | None:
         """None before the first unit is recorded and after the last."""
         if not images_done or not images_left:
             return None
         if self.timed_images:
-            return (self.images_left_seconds() + self.training_left()) / self.processes
+            return self.seconds_left_by_timings()
         elapsed = self.clock() - self.started
         return elapsed * images_left / images_done if elapsed > 0 else None

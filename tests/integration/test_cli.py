@@ -231,10 +231,34 @@ def test_list_verbose_shows_a_broken_plugin_without_hiding_the_others(capsys, mo
     assert "mock" in out and "sd" in out
 
 
+def test_dry_run_estimates_the_time_left_at_the_pace_of_the_recorded_units(tmp_path, capsys):
+    from erasebench.run_progress import format_duration
+
+    results = tmp_path / "results"
+    common = ["--model", "tiny", "--tasks", "mock", "--steps", "2", "--workers", "1",
+              "--results", str(results), "--cache", str(tmp_path / "cache")]
+    assert main(["run", "--erasers", "sd,mock", "--dry-run", *common]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "  time left: no recorded unit has timings yet, so no pace to estimate it from; a "
+        "run's progress line estimates it from its first finished unit on")
+    assert main(["run", "--erasers", "sd", "--no-report", *common]) == 0
+    (record,) = ResultStore(results).records()
+    timings = record.provenance.timings
+    capsys.readouterr()
+    assert main(["run", "--erasers", "sd,mock", "--dry-run", *common]) == 0
+    *units, _, _, estimate = capsys.readouterr().out.splitlines()
+    assert [line.split()[1] for line in units] == ["done", "todo"]
+    # The mock unit asks for as many images as sd's did, at sd's seconds per image; the
+    # mock eraser's erasure has no eraser's time to go by yet (sd makes none).
+    seconds = timings.images + timings.scoring + (0 if timings.erasure_trained else timings.erasure)
+    assert estimate == (f"  time left: about {format_duration(seconds)} on 1 process, at the "
+                        "pace of the 1 recorded unit with timings (on cpu)")
+
+
 def test_run_without_arguments_plans_the_miniature_world(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["run", "--dry-run"]) == 0
-    *lines, summary, setting = capsys.readouterr().out.splitlines()
+    *lines, summary, setting, time_left = capsys.readouterr().out.splitlines()
     erasers = {name for name in ERASERS.names() if ERASERS.get(name).in_default_run}
     assert {"sd", "uce", "esd_x", "esd_u", "ap", "age"} <= erasers and "mock" not in erasers
     # 4 object splits + 2 textures + 5 graph rows, for every default eraser
@@ -246,4 +270,5 @@ def test_run_without_arguments_plans_the_miniature_world(tmp_path, capsys, monke
     assert summary.startswith(f"{len(lines)} work units, {len(lines)} to do: {asked:,} images "
                               "asked for, ")
     assert setting.startswith("  to draw with shapes: ")
+    assert time_left.startswith("  time left: no recorded unit has timings yet")
     assert not (tmp_path / "leaderboard.md").exists()  # a dry run writes nothing
