@@ -200,8 +200,9 @@ def run(
         "--report/--no-report", help="Regenerate the leaderboard after the run.")] = True,
     workers: Annotated[int | None, typer.Option(
         min=1, help="Local processes sharing the work units (default: one per CPU core, at "
-        "most 4, on a CPU; 1 on a GPU). On a CPU every process runs torch with one thread, "
-        "so the results do not depend on this number.")] = None,
+        "most 4, on a CPU; one per visible GPU on 'cuda', each on its own GPU; 1 on "
+        "'cuda:N'). On a CPU every process runs torch with one thread, so the results do not "
+        "depend on this number.")] = None,
     show_unsafe: ShowUnsafeOption = False,
     backend: Annotated[str, typer.Option(
         help="'local' (this machine's processes) or 'ray' (one Ray actor per --workers, on "
@@ -289,7 +290,7 @@ def run(
         if report_after:
             _write_leaderboard(results, leaderboard, show_unsafe)
         return
-    helpers = local.start_helpers(_ARGV, count - 1) if count > 1 else []
+    helpers = local.start_helpers(_ARGV, count - 1, runner.device) if count > 1 else []
     try:
         summary = runner.run(units)
         if helpers:
