@@ -100,6 +100,12 @@ class ImageCache:
             return None
         return image
 
+    def present_keys(self, keys: Sequence[str]) -> set[str]:
+        """Those of ``keys`` whose entries are complete (the sidecar, written last, is
+        there), neither read nor checked: what ``erasebench run --dry-run --check-cache``
+        counts; the generator checks an entry (:meth:`sound_keys`) before it uses it."""
+        return {key for key in keys if self._paths(key)[1].is_file()}
+
     def _checked_png(self, key: str) -> bytes | None:
         """The entry's PNG bytes if they match its sidecar's checksum; None if the entry is
         absent, and None (the entry removed) if it is incomplete or altered."""

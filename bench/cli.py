@@ -193,6 +193,10 @@ def run(
         "distinct images and the erasures in all, and the time the units to do would take at "
         "the pace of the units recorded in the results folder; no model is loaded, nothing "
         "written.")] = False,
+    check_cache: Annotated[bool, typer.Option(
+        "--check-cache", help="With --dry-run: also count the distinct images and the "
+        "erasures of the units to do that the caches already hold, loading each base model "
+        "for its fingerprint (which names its cache entries).")] = False,
     leaderboard: Annotated[Path | None, typer.Option(
         help="Leaderboard regenerated from the results folder after the run (default: "
         "leaderboard.md beside the results folder).")] = None,
@@ -243,8 +247,15 @@ def run(
     done = [unit for unit in units if unit.run_id in recorded]
     todo = [unit for unit in units if unit.run_id not in recorded]
     count = min(workers or local.auto_workers(runner.device), max(1, len(todo)))
+    if check_cache and not dry_run:
+        raise UserError("--check-cache goes with --dry-run (a run looks in the caches itself)")
     if dry_run:
-        _print_plan(units, todo, runner.store, count)
+        held = None
+        if check_cache:
+            from erasebench.cached_work import cached_work
+
+            held = cached_work(todo, runner)
+        _print_plan(units, todo, runner.store, count, held)
         return
     from erasebench.run_progress import RunProgress
 
@@ -320,9 +331,11 @@ def _write_leaderboard(results: Path, leaderboard: Path | None, show_unsafe: boo
     console.print(f"wrote {write_report(results, board, show_unsafe)}")
 
 
-def _print_plan(units: Any, todo: Any, store: Any, processes: int) -> None:
+def _print_plan(units: Any, todo: Any, store: Any, processes: int, held: Any = None) -> None:
     """Each unit with its state and images, then the images in all (erasebench.workload),
-    and the time the units to do would take at the recorded units' pace."""
+    what of the units to do the caches hold when checked (``held``,
+    erasebench.cached_work.CachedWork), and the time the units to do would take at the
+    recorded units' pace."""
     from erasebench.workload import count_images
 
     prompts: dict[Any, Any] = {}  # each request's prompts, built once for both counts
@@ -342,6 +355,10 @@ def _print_plan(units: Any, todo: Any, store: Any, processes: int) -> None:
         size = f"{height}x{width} px" if height or width else "native size"
         console.print(f"  to draw with {model}: {count:,} images, {steps} steps, {size}",
                       markup=False, soft_wrap=True)
+    if held is not None:
+        console.print(f"  in the caches: {held.images_held:,} of the {held.images:,} distinct "
+                      f"images of the units to do, {held.erasures_held:,} of their "
+                      f"{held.erasures:,} erasures", markup=False, soft_wrap=True)
     if todo:
         console.print(_time_left_line(units, store, processes, workload.per_unit),
                       markup=False, soft_wrap=True)

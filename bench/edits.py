@@ -26,6 +26,14 @@ from erasebench.specs import ErasureRequest
 FORMAT = "erasebench.edit/1"
 
 
+def fingerprint_with_edit(base_fingerprint: str, digest: str | None) -> str:
+    """The fingerprint of a base model with an edit of this digest applied; None, an edit
+    that changes nothing, leaves it the base model's (``sd`` shares its cached images)."""
+    if digest is None:
+        return base_fingerprint
+    return hashlib.sha256(f"{base_fingerprint}+{digest}".encode()).hexdigest()
+
+
 @dataclass
 class EditedModel:
     """New values for the parameters an eraser changed, with the provenance to rebuild it."""
@@ -66,9 +74,7 @@ class EditedModel:
         return digest.hexdigest()
 
     def edited_fingerprint(self) -> str:
-        if not self.weights:  # no change: share the base model's cached images (e.g. `sd`)
-            return self.base_fingerprint
-        return hashlib.sha256(f"{self.base_fingerprint}+{self.digest}".encode()).hexdigest()
+        return fingerprint_with_edit(self.base_fingerprint, self.digest if self.weights else None)
 
     # -- apply / remove ----------------------------------------------------------------
     def apply(self, model: DiffusionModel) -> DiffusionModel:
@@ -124,6 +130,24 @@ class EditedModel:
 
         tensors = {name: value.contiguous() for name, value in self.weights.items()}
         return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), self.metadata()))
+
+    @staticmethod
+    def fingerprint_in(path: str | Path) -> str | None:
+        """The fingerprint of the model with the edit at ``path`` applied, from the file's
+        header alone: its tensors are neither read nor checked (a run checks them when it
+        loads the edit). None where there is no readable edit."""
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                metadata = handle.metadata() or {}
+                changes = bool(list(handle.keys()))
+        except Exception:  # absent or damaged: safetensors raises several types
+            return None
+        if metadata.get("format") != FORMAT or "base_fingerprint" not in metadata:
+            return None
+        return fingerprint_with_edit(metadata["base_fingerprint"],
+                                     metadata.get("digest", "") if changes else None)
 
     @classmethod
     def load(cls, path: str | Path) -> EditedModel:

@@ -192,18 +192,21 @@ class Generator:
         native = self.model.native_size
         return (self.settings.height or native, self.settings.width or native)
 
-    def key_fields(self, prompt: PromptSpec) -> dict[str, Any]:
+    def key_fields(self, prompt: PromptSpec, fingerprint: str | None = None) -> dict[str, Any]:
+        """The image cache's key fields of ``prompt``'s image, drawn by the model as it is
+        now or, given its ``fingerprint``, as an edit would make it."""
         height, width = self.size
         guidance = self.settings.guidance if prompt.guidance is None else prompt.guidance
         return {
-            "model": self.model.fingerprint, "prompt": prompt.text, "negative": prompt.negative,
+            "model": fingerprint or self.model.fingerprint, "prompt": prompt.text,
+            "negative": prompt.negative,
             "seed": prompt.seed, "guidance": float(guidance), "steps": self.settings.steps,
             "scheduler": self.settings.scheduler, "height": height, "width": width,
             "precision": self._precision_key(),
         }
 
-    def keys(self, prompts: Sequence[PromptSpec]) -> list[str]:
-        return [image_key(self.key_fields(prompt)) for prompt in prompts]
+    def keys(self, prompts: Sequence[PromptSpec], fingerprint: str | None = None) -> list[str]:
+        return [image_key(self.key_fields(prompt, fingerprint)) for prompt in prompts]
 
     def images(self, prompts: Sequence[PromptSpec]) -> Sequence[Image.Image]:
         """One image per prompt, in order; cached ones are read, the others generated.

@@ -151,13 +151,18 @@ class Runner:
             self._models[spec] = load_model(spec, device=self.device)
         return self._models[spec]
 
-    def edit(self, unit: WorkUnit, model: DiffusionModel) -> tuple[EditedModel, bool]:
-        """The eraser's edit, from the cache when an identical one was made before, and
-        whether it was made here (timed: :attr:`EditedModel.seconds`)."""
+    def edit_path(self, unit: WorkUnit, model: DiffusionModel) -> Path:
+        """Where the edit cache keeps the unit's edit of ``model``: named by the eraser's
+        spec, the request and the base model's fingerprint."""
         key = hashlib.sha256(
             f"{unit.spec.eraser.canonical()}|{unit.spec.request.canonical()}|"
             f"{model.fingerprint}".encode()).hexdigest()[:32]
-        path = self.cache_dir / "edits" / f"{unit.eraser.name}-{key}.safetensors"
+        return self.cache_dir / "edits" / f"{unit.eraser.name}-{key}.safetensors"
+
+    def edit(self, unit: WorkUnit, model: DiffusionModel) -> tuple[EditedModel, bool]:
+        """The eraser's edit, from the cache when an identical one was made before, and
+        whether it was made here (timed: :attr:`EditedModel.seconds`)."""
+        path = self.edit_path(unit, model)
         if path.is_file():
             try:
                 return EditedModel.load(path), False

@@ -11,7 +11,8 @@ request and task that prompts alike. So the distinct count is what the runner dr
 with an empty image cache, less any two erasers' edits that happen to be equal. Tasks
 that compare with the original model's images (``ScoringContext.reference_images``) draw
 those as well; with the same prompts they are the ``sd`` row's images, which this count
-holds when ``sd`` is among the erasers.
+holds when ``sd`` is among the erasers. What the caches already hold is
+``erasebench.cached_work``'s to count, which loads the models.
 """
 
 from __future__ import annotations

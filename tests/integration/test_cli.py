@@ -255,6 +255,31 @@ def test_dry_run_estimates_the_time_left_at_the_pace_of_the_recorded_units(tmp_p
                         "pace of the 1 recorded unit with timings (on cpu)")
 
 
+def test_dry_run_counts_what_the_caches_hold(tmp_path, capsys):
+    common = ["--model", "tiny", "--tasks", "mock", "--steps", "2", "--workers", "1",
+              "--cache", str(tmp_path / "cache"), "--no-report"]
+    planned = ["run", "--erasers", "sd,mock", "--results", str(tmp_path / "planned"), *common]
+
+    def held() -> str:
+        capsys.readouterr()
+        assert main([*planned, "--dry-run", "--check-cache"]) == 0
+        (line,) = [line for line in capsys.readouterr().out.splitlines()
+                   if line.startswith("  in the caches: ")]
+        return line.removeprefix("  in the caches: ")
+
+    # Each unit asks for 8 images (4 of a cat, 4 of a dog): sd's are the tiny model's, the
+    # mock eraser's its edited model's, 16 in all.
+    assert held() == "0 of the 16 distinct images of the units to do, 0 of their 1 erasures"
+    assert main(["run", "--erasers", "sd", "--results", str(tmp_path / "other"), *common]) == 0
+    assert held() == "8 of the 16 distinct images of the units to do, 0 of their 1 erasures"
+    assert main(["run", "--erasers", "mock", "--results", str(tmp_path / "other"), *common]) == 0
+    assert held() == "16 of the 16 distinct images of the units to do, 1 of their 1 erasures"
+    assert not (tmp_path / "planned").exists()
+
+    assert main([*planned, "--check-cache"]) == 2
+    assert "--check-cache goes with --dry-run" in capsys.readouterr().err
+
+
 def test_run_without_arguments_plans_the_miniature_world(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["run", "--dry-run"]) == 0

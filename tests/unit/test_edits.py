@@ -53,6 +53,18 @@ def test_a_truncated_or_altered_edit_is_rejected(edit, tmp_path):
         EditedModel.load(path)
 
 
+def test_the_edited_fingerprint_is_read_from_an_edit_files_header(tiny, edit, tmp_path):
+    path = edit.save(tmp_path / "edit.safetensors")
+    assert EditedModel.fingerprint_in(path) == edit.edited_fingerprint() != tiny.fingerprint
+    with edit.applied(tiny):  # the fingerprint the applied edit gives the model
+        assert EditedModel.fingerprint_in(path) == tiny.fingerprint
+    nothing = EditedModel(edit.eraser, edit.config, REQUEST, tiny.fingerprint, weights={})
+    assert EditedModel.fingerprint_in(nothing.save(tmp_path / "sd.safetensors")) == tiny.fingerprint
+    assert EditedModel.fingerprint_in(tmp_path / "missing.safetensors") is None
+    path.write_bytes(path.read_bytes()[:40])  # the header cut: no edit there
+    assert EditedModel.fingerprint_in(path) is None
+
+
 def test_apply_changes_images_and_remove_restores_them(tiny, edit):
     generator = Generator(tiny, GenerationSpec(steps=4), progress=False)
     prompts = [PromptSpec(text="a photo of a cat", seed=0)]
