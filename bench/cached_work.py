@@ -10,6 +10,9 @@ the base model's fingerprint, or by the edited model's for an eraser's edit that
 The images of an erasure not yet made cannot be held: they are keyed by an edit that does
 not exist yet, so they are counted, by what makes them, as images to draw.
 
+A run's progress line counts the erasures held as made (``held_erasures``), so that an
+erasure another results folder made is not priced as still to make.
+
 Entries are counted, not checked (a checksum would read every PNG: a full reproduction's
 are about 140 GB); a run checks each before it uses it and makes a damaged one again.
 """
@@ -17,47 +20,64 @@ are about 140 GB); a run checks each before it uses it and makes a damaged one a
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from erasebench.edits import EditedModel
 from erasebench.generate import Generator
-from erasebench.workload import erasure_of, image_identities
+from erasebench.workload import Erasure, erasure_of, image_identities
 
 
 @dataclass
 class CachedWork:
-    """Distinct images and erasures the units ask for, and how many the caches hold."""
+    """Distinct images and erasures the units ask for, and which the caches hold."""
 
     images: int = 0
     images_held: int = 0
-    erasures: int = 0
-    erasures_held: int = 0
+    erasures: set[Erasure] = field(default_factory=set)  # as workload.erasure_of names them
+    erasures_held: set[Erasure] = field(default_factory=set)
+
+
+def fingerprint_drawing(unit: Any, runner: Any) -> str | None:
+    """The fingerprint of the model that draws ``unit``'s images: the base model's for an
+    eraser that makes no edit, the edited model's when the edit cache holds the edit,
+    else None (the edit is still to make)."""
+    model = runner.model(unit.spec.model)
+    if not unit.eraser.makes_edits:
+        return model.fingerprint
+    return EditedModel.fingerprint_in(runner.edit_path(unit, model))
+
+
+def held_erasures(units: Sequence[Any], runner: Any) -> set[Erasure]:
+    """The erasures of ``units`` that the edit cache of ``runner`` holds."""
+    return {erasure for unit in units if (erasure := erasure_of(unit)) is not None
+            and fingerprint_drawing(unit, runner) is not None}
 
 
 def cached_work(units: Sequence[Any], runner: Any) -> CachedWork:
     """What of ``units`` (``runner.WorkUnit``) the caches of ``runner`` (a ``Runner``,
     which loads each base model once) hold."""
+    work = CachedWork()
     keys: set[str] = set()  # images with a name: the base model's, or a held edit's
     unnamed: set[Hashable] = set()  # images of erasures not made yet
-    held_erasures: dict[Hashable, bool] = {}
     prompts_of: dict[tuple[str, str], Any] = {}
     for unit in units:
         spec = unit.spec
-        model = runner.model(spec.model)
         key = (spec.task.spec_hash(), spec.request.spec_hash())
         if key not in prompts_of:
             prompts_of[key] = unit.task.prompts(spec.request)
-        fingerprint: str | None = model.fingerprint
-        if unit.eraser.makes_edits:
-            fingerprint = EditedModel.fingerprint_in(runner.edit_path(unit, model))
-            held_erasures[erasure_of(unit)] = fingerprint is not None
+        fingerprint = fingerprint_drawing(unit, runner)
+        erasure = erasure_of(unit)
+        if erasure is not None:
+            work.erasures.add(erasure)
+            if fingerprint is not None:
+                work.erasures_held.add(erasure)
         if fingerprint is None:
             unnamed |= image_identities(spec, prompts_of[key], makes_edits=True)
             continue
-        generator = Generator(model, spec.generation, batch_size=1, progress=False)
+        generator = Generator(runner.model(spec.model), spec.generation, batch_size=1,
+                              progress=False)
         keys.update(generator.keys(prompts_of[key], fingerprint))
-    return CachedWork(images=len(keys) + len(unnamed),
-                      images_held=len(runner.images.present_keys(list(keys))),
-                      erasures=len(held_erasures),
-                      erasures_held=sum(held_erasures.values()))
+    work.images = len(keys) + len(unnamed)
+    work.images_held = len(runner.images.present_keys(list(keys)))
+    return work

@@ -303,6 +303,10 @@ def run(
         return
     helpers = local.start_helpers(_ARGV, count - 1, runner.device) if count > 1 else []
     try:
+        if progress is not None:  # the base models load here instead of at the first unit
+            from erasebench.cached_work import held_erasures
+
+            progress.made |= held_erasures(todo, runner)
         summary = runner.run(units)
         if helpers:
             failed = [code for code in local.wait_for(helpers) if code != 0]
@@ -357,22 +361,25 @@ def _print_plan(units: Any, todo: Any, store: Any, processes: int, held: Any = N
                       markup=False, soft_wrap=True)
     if held is not None:
         console.print(f"  in the caches: {held.images_held:,} of the {held.images:,} distinct "
-                      f"images of the units to do, {held.erasures_held:,} of their "
-                      f"{held.erasures:,} erasures", markup=False, soft_wrap=True)
+                      f"images of the units to do, {len(held.erasures_held):,} of their "
+                      f"{len(held.erasures):,} erasures", markup=False, soft_wrap=True)
     if todo:
-        console.print(_time_left_line(units, store, processes, workload.per_unit),
+        console.print(_time_left_line(units, store, processes, workload.per_unit,
+                                      held.erasures_held if held is not None else set()),
                       markup=False, soft_wrap=True)
 
 
-def _time_left_line(units: Any, store: Any, processes: int, images_of: dict[str, int]) -> str:
+def _time_left_line(units: Any, store: Any, processes: int, images_of: dict[str, int],
+                    held: set[Any]) -> str:
     """What the progress line of a run started now would say first: the units to do at
-    the seconds per image and per erasure of the units recorded (erasebench.run_progress)."""
+    the seconds per image and per erasure of the units recorded, the erasures ``held``
+    in the edit cache made (erasebench.run_progress)."""
     from erasebench.run_progress import RunProgress, format_duration
 
-    progress = RunProgress.of_units(units, [], processes, images_of=images_of)
-    records = [record for unit in units if (record := store.record(unit.run_id)) is not None]
-    progress.update({record.run_id: record for record in records}.get)
-    timed = [record for record in records if record.provenance.timings is not None]
+    records = {unit.run_id: record for unit in units
+               if (record := store.record(unit.run_id)) is not None}
+    progress = RunProgress.of_records(units, records.get, processes, images_of, held)
+    timed = [record for record in records.values() if record.provenance.timings is not None]
     if not timed:
         return ("  time left: no recorded unit has timings yet, so no pace to estimate it "
                 "from; a run's progress line estimates it from its first finished unit on")

@@ -20,14 +20,16 @@ their time went (``erasebench.results.UnitTimings``).
 
 Both are shared among the run's processes. Records without timings (written before they
 were kept) leave only the wall time since the run began, over the images done. Still
-rough: units whose images another unit already drew finish faster, and an erasure
-already in the edit cache from another results folder is counted as still to make.
+rough: units whose images another unit already drew finish faster. Erasures already in
+the edit cache (made for another results folder) count as made when the run's main
+process can look (``erasebench.cached_work.held_erasures``: on the local backend, and in
+``--dry-run --check-cache``), else as still to make.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from statistics import fmean
 from typing import Any
@@ -86,6 +88,18 @@ class RunProgress:
                    {unit.run_id: erasure_of(unit) for unit in todo},
                    made={erasure for unit in done if (erasure := erasure_of(unit)) is not None},
                    processes=processes)
+
+    @classmethod
+    def of_records(cls, units: Sequence[Any], record_of: Callable[[str], RunRecord | None],
+                   processes: int, images_of: Mapping[str, int] | None = None,
+                   held: Iterable[tuple[Hashable, ...]] = ()) -> RunProgress:
+        """Where a run of ``units`` would start from: those recorded (``record_of``)
+        finished, with their timings, and the erasures the edit cache holds (``held``,
+        ``erasebench.cached_work.held_erasures``) made."""
+        progress = cls.of_units(units, [], processes, images_of)
+        progress.made |= set(held)
+        progress.update(record_of)
+        return progress
 
     def update(self, record_of: Callable[[str], RunRecord | None]) -> None:
         """Marks finished every unit to do that the results folder has recorded

@@ -52,7 +52,11 @@ def image_identities(spec: RunSpec, prompts: Sequence[PromptSpec],
             for prompt in prompts}
 
 
-def erasure_of(unit: Any) -> tuple[str, str, str, str] | None:
+# An erasure as what makes it: eraser name, model, eraser spec and request (Runner.edit's key).
+Erasure = tuple[str, str, str, str]
+
+
+def erasure_of(unit: Any) -> Erasure | None:
     """The erasure a unit (``runner.WorkUnit``) needs, as what makes it: eraser name,
     model, eraser spec and request (``Runner.edit``'s key); None for an eraser that
     makes no edit. Units with equal erasures share one edit."""
