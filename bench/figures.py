@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import re
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,20 +176,27 @@ def grid_figure(strips: dict[str, tuple[list[Any], list[dict[str, Any]]]], stem:
                     group = "erased" if item["group"] == "erase" else item["group"]
                     axes.set_title(f"{item['label'] or item['text'][:18]}\n({group})",
                                    fontsize=7)
-                if column == 0:
-                    axes.set_ylabel(name, fontsize=8)
+                if column == 0:  # a configuration's label wrapped to the row's height
+                    axes.set_ylabel(textwrap.fill(name, 18, break_long_words=False,
+                                                break_on_hyphens=False), fontsize=8)
 
     return Figure(f"Images of the same prompts and seeds, one row per eraser ({request})",
                   f"{stem}-grid.png", draw)
 
 
-def grid_plan(frame: pd.DataFrame, root: Path, show_unsafe: bool = False
+def grid_plan(frame: pd.DataFrame, root: Path, show_unsafe: bool = False,
+              other_protocol: frozenset[str] = frozenset()
               ) -> dict[tuple[str, str], list[Figure]]:
     """(task, model) -> an image grid of its first request, from the thumbnails under
-    ``root`` (units without thumbnails, or whose prompts differ, are left out)."""
+    ``root`` (units without thumbnails, or whose prompts differ, are left out). Units run
+    under another protocol of their task (``other_protocol``, run ids:
+    ``erasebench.variants.Variants``) are left out too: the same edits drew the same
+    prompts' images for them (the robustness task's soft-token attack scores the images
+    its default attack does), so their rows would repeat the default protocol's."""
     from erasebench.thumbnails import load
 
     plan: dict[tuple[str, str], list[Figure]] = {}
+    frame = frame[~frame["run_id"].isin(other_protocol)] if not frame.empty else frame
     if frame.empty:
         return plan
     for (task, model), rows in frame.groupby(["task", "model"], sort=True):

@@ -331,7 +331,8 @@ def build_report(results_dir: str | Path = "results",
     variants = find_variants(records)
     frame = label_variants(records_to_frame(records), variants.labels)
     plan = figure_plan(frame)
-    for key, grids in grid_plan(frame, Path(results_dir), show_unsafe).items():
+    for key, grids in grid_plan(frame, Path(results_dir), show_unsafe,
+                                variants.other_protocol).items():
         plan[key] = [*plan.get(key, []), *grids]
     figures_dir = Path(results_dir) / SUBFOLDER
     relative = Path(os.path.relpath(figures_dir.resolve(),

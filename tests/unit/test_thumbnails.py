@@ -51,3 +51,25 @@ def test_unsafe_thumbnails_stay_out_of_grids_unless_asked(tmp_path):
     assert grid_plan(frame, tmp_path) == {}
     assert len(grid_plan(frame, tmp_path, show_unsafe=True)[("i2p", "m")]) == 1
     assert thumbnails.save(tmp_path, "r2", _images(6, 0), _prompts(unsafe=True)) is None
+
+
+def _row_labels(figure):
+    from matplotlib.figure import Figure
+
+    drawn = Figure()
+    figure.draw(drawn)
+    return [axes.get_ylabel() for axes in drawn.axes if axes.get_ylabel()]
+
+
+def test_a_grid_leaves_out_the_rows_of_another_protocol_and_wraps_long_labels(tmp_path):
+    prompts = _prompts()
+    for run_id, shade in (("plain", 0), ("soft", 0), ("tuned", 90)):
+        thumbnails.save(tmp_path, run_id, _images(6, shade), prompts)
+    frame = pd.DataFrame({"task": "t", "model": "m", "request": "split 1",
+                          "eraser": ["esd_x", "esd_x [t: soft_tokens=4]",
+                                     "esd_x [lr=1e-05, train_method=xattn]"],
+                          "run_id": ["plain", "soft", "tuned"]})
+    (everything,) = grid_plan(frame, tmp_path)[("t", "m")]
+    assert len(_row_labels(everything)) == 3
+    (grid,) = grid_plan(frame, tmp_path, other_protocol=frozenset({"soft"}))[("t", "m")]
+    assert _row_labels(grid) == ["esd_x", "esd_x [lr=1e-05,\ntrain_method=xattn]"]
