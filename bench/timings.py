@@ -9,7 +9,8 @@ out of the rate); scoring is set against what drawing the images it scored took,
 is what issue 8's "scoring keeps pace with generation" (at most 10%) asks of it. A
 task's scoring includes any reference images it draws (the concept graph, the style
 task's original-model images when they are not cached), so it can exceed that share
-without a scorer being slow.
+without a scorer being slow; the robustness task's scoring is its attacks (an
+optimisation per class and radius), far more than its drawing.
 """
 
 from __future__ import annotations
