@@ -25,7 +25,13 @@ from typing import Any
 
 from erasebench.edits import EditedModel
 from erasebench.generate import Generator
-from erasebench.workload import Erasure, erasure_of, image_identities
+from erasebench.workload import (
+    Erasure,
+    PromptMemo,
+    erasure_of,
+    image_identities,
+    prompts_of_unit,
+)
 
 
 @dataclass
@@ -54,18 +60,18 @@ def held_erasures(units: Sequence[Any], runner: Any) -> set[Erasure]:
             and fingerprint_drawing(unit, runner) is not None}
 
 
-def cached_work(units: Sequence[Any], runner: Any) -> CachedWork:
+def cached_work(units: Sequence[Any], runner: Any,
+                prompts_of: PromptMemo | None = None) -> CachedWork:
     """What of ``units`` (``runner.WorkUnit``) the caches of ``runner`` (a ``Runner``,
-    which loads each base model once) hold."""
+    which loads each base model once) hold; prompts built once per request, and kept in
+    ``prompts_of`` for the plan's counts (``workload.count_images``) when given."""
     work = CachedWork()
     keys: set[str] = set()  # images with a name: the base model's, or a held edit's
     unnamed: set[Hashable] = set()  # images of erasures not made yet
-    prompts_of: dict[tuple[str, str], Any] = {}
+    prompts_of = {} if prompts_of is None else prompts_of
     for unit in units:
         spec = unit.spec
-        key = (spec.task.spec_hash(), spec.request.spec_hash())
-        if key not in prompts_of:
-            prompts_of[key] = unit.task.prompts(spec.request)
+        prompts = prompts_of_unit(unit, prompts_of)
         fingerprint = fingerprint_drawing(unit, runner)
         erasure = erasure_of(unit)
         if erasure is not None:
@@ -73,11 +79,11 @@ def cached_work(units: Sequence[Any], runner: Any) -> CachedWork:
             if fingerprint is not None:
                 work.erasures_held.add(erasure)
         if fingerprint is None:
-            unnamed |= image_identities(spec, prompts_of[key], makes_edits=True)
+            unnamed |= image_identities(spec, prompts, makes_edits=True)
             continue
         generator = Generator(runner.model(spec.model), spec.generation, batch_size=1,
                               progress=False)
-        keys.update(generator.keys(prompts_of[key], fingerprint))
+        keys.update(generator.keys(prompts, fingerprint))
     work.images = len(keys) + len(unnamed)
     work.images_held = len(runner.images.present_keys(list(keys)))
     return work

@@ -13,7 +13,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import click
 import typer
@@ -23,6 +23,9 @@ from rich.table import Table
 
 from erasebench.errors import CorruptFileError, PluginImportError, UnknownNameError, UserError
 from erasebench.registry import ERASERS, TASKS
+
+if TYPE_CHECKING:
+    from erasebench.workload import PromptMemo
 
 app = typer.Typer(
     help="Benchmark concept erasure in text-to-image diffusion models.",
@@ -249,22 +252,27 @@ def run(
     count = min(workers or local.auto_workers(runner.device), max(1, len(todo)))
     if check_cache and not dry_run:
         raise UserError("--check-cache goes with --dry-run (a run looks in the caches itself)")
+    prompts: PromptMemo = {}  # each request's prompts, built once for every count and check
     if dry_run:
         held = None
         if check_cache:
             from erasebench.cached_work import cached_work
 
-            held = cached_work(todo, runner)
-        _print_plan(units, todo, runner.store, count, held)
+            held = cached_work(todo, runner, prompts)
+        _print_plan(units, todo, runner.store, count, held, prompts)
         return
     from erasebench.run_progress import RunProgress
 
     local.use_cpu_threads(runner.device)
     helper = local.helper_number()
+    progress = None
     if not helper:
-        _preflight(todo)
-    # The main process tells how far the whole run is (helpers' and actors' units included).
-    progress = None if helper else RunProgress.of_units(todo, done, processes=count)
+        from erasebench.workload import count_images
+
+        _preflight(todo, prompts)
+        # The main process tells how far the whole run is (helpers' and actors' units too).
+        progress = RunProgress.of_units(todo, done, processes=count,
+                                        images_of=count_images(todo, prompts).per_unit)
     if progress is not None:
         console.print(f"{len(units)} work unit{'s' if len(units) != 1 else ''} ({len(todo)} to "
                       f"do, asking for {progress.total_images:,} images; {count} "
@@ -335,14 +343,14 @@ def _write_leaderboard(results: Path, leaderboard: Path | None, show_unsafe: boo
     console.print(f"wrote {write_report(results, board, show_unsafe)}")
 
 
-def _print_plan(units: Any, todo: Any, store: Any, processes: int, held: Any = None) -> None:
+def _print_plan(units: Any, todo: Any, store: Any, processes: int, held: Any,
+                prompts: PromptMemo) -> None:
     """Each unit with its state and images, then the images in all (erasebench.workload),
     what of the units to do the caches hold when checked (``held``,
     erasebench.cached_work.CachedWork), and the time the units to do would take at the
     recorded units' pace."""
     from erasebench.workload import count_images
 
-    prompts: dict[Any, Any] = {}  # each request's prompts, built once for both counts
     workload = count_images(units, prompts)
     todo_ids = {unit.run_id for unit in todo}
     for unit in units:
@@ -390,15 +398,15 @@ def _time_left_line(units: Any, store: Any, processes: int, images_of: dict[str,
             f"recorded unit{'s' if len(timed) > 1 else ''} with timings (on {devices})")
 
 
-def _preflight(units: Any) -> None:
+def _preflight(units: Any, prompts: PromptMemo) -> None:
     """Before hours of generation: every unit's prompts can be built (prompt files read
-    and checked) and every scorer weight file is there (downloaded if it can be)."""
-    checked, seen = set(), set()
+    and checked; kept in ``prompts`` for the run's count) and every scorer weight file is
+    there (downloaded if it can be)."""
+    from erasebench.workload import prompts_of_unit
+
     for unit in units:
-        key = (unit.spec.task.spec_hash(), unit.spec.request.spec_hash())
-        if key not in checked:
-            checked.add(key)
-            unit.task.prompts(unit.spec.request)
+        prompts_of_unit(unit, prompts)
+    seen = set()
     for task in {unit.task.name: unit.task for unit in units}.values():
         for file in task.weight_files():
             if file.path not in seen:

@@ -67,8 +67,20 @@ def erasure_of(unit: Any) -> Erasure | None:
             spec.request.canonical())
 
 
-def count_images(units: Sequence[Any],
-                 prompts_of: dict[tuple[str, str], list[PromptSpec]] | None = None) -> Workload:
+# Each request's prompts, built once per plan: (task spec hash, request spec hash) -> prompts.
+PromptMemo = dict[tuple[str, str], list[PromptSpec]]
+
+
+def prompts_of_unit(unit: Any, memo: PromptMemo) -> list[PromptSpec]:
+    """The prompts ``unit`` asks for, built once for every unit of the same task options
+    and request (building them reads prompt files: I2P's and COCO's are thousands)."""
+    key = (unit.spec.task.spec_hash(), unit.spec.request.spec_hash())
+    if key not in memo:
+        memo[key] = unit.task.prompts(unit.spec.request)
+    return memo[key]
+
+
+def count_images(units: Sequence[Any], prompts_of: PromptMemo | None = None) -> Workload:
     """The images ``units`` (``runner.WorkUnit``) ask for; prompts built once per request,
     and kept in ``prompts_of`` for another count of the same plan when given."""
     workload = Workload()
@@ -77,13 +89,10 @@ def count_images(units: Sequence[Any],
     edits: set[Hashable] = set()
     for unit in units:
         spec = unit.spec
-        key = (spec.task.spec_hash(), spec.request.spec_hash())
-        if key not in prompts_of:
-            prompts_of[key] = unit.task.prompts(spec.request)
         makes_edits = unit.eraser.makes_edits
         if makes_edits:
             edits.add(erasure_of(unit))
-        identities = image_identities(spec, prompts_of[key], makes_edits)
+        identities = image_identities(spec, prompts_of_unit(unit, prompts_of), makes_edits)
         workload.per_unit[unit.run_id] = len(identities)
         workload.asked += len(identities)
         new = identities - seen
