@@ -29,7 +29,8 @@ from erasebench.io import atomic_write_bytes, atomic_write_json, canonical_json
 from erasebench.specs import RunSpec
 
 # 2: provenance.timings (records of version 1, without them, are read as they are)
-SCHEMA_VERSION = 2
+# 3: timings.scoring_drawn (an erasebench of version 2 would call such records malformed)
+SCHEMA_VERSION = 3
 COLUMNS = [
     "eraser", "config_hash", "request", "task", "task_version", "metric", "split", "seed",
     "value", "higher_is_better", "headline", "model", "run_id",
@@ -62,7 +63,11 @@ class UnitTimings(BaseModel):
     training_device: str = ""
     images: float  # the unit's images: drawn, read from the image cache or awaited
     scoring: float  # the task's scoring, including any reference images it draws
-    images_drawn: int  # images this process drew for the unit (the rest were cached)
+    images_drawn: int  # of the unit's images, those this process drew (the rest were cached)
+    # Images the scoring drew (the original model's reference images when not cached, the
+    # robustness task's attacked images). None: a record written before 2026-11-30, whose
+    # images_drawn counts these as well.
+    scoring_drawn: int | None = None
 
 
 class Provenance(BaseModel):
@@ -98,10 +103,14 @@ class RunRecord(BaseModel):
 
     def stored(self) -> dict[str, Any]:
         """The record as its JSON file holds it; one written before timings were kept has
-        none, and keeps its checksum."""
+        none, one written before the images its scoring drew were kept apart has no
+        ``scoring_drawn``, and each keeps its checksum."""
         body = self.model_dump(mode="json")
-        if body["provenance"]["timings"] is None:
+        timings = body["provenance"]["timings"]
+        if timings is None:
             del body["provenance"]["timings"]
+        elif timings["scoring_drawn"] is None:
+            del timings["scoring_drawn"]
         return body
 
 

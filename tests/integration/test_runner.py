@@ -73,6 +73,15 @@ def test_records_say_how_long_each_step_took_and_whether_the_edit_was_made_there
     assert [timings["sd", n].images_drawn for n in (2, 3)] == [4, 2]
     assert [timings["mock", n].images_drawn for n in (2, 3)] == [4, 2]
     assert all(t.images > 0 and t.scoring > 0 for t in timings.values())
+    assert [t.scoring_drawn for t in timings.values()] == [0, 0, 0, 0]
+    # With a fresh cache and no sd unit before it, the mock unit's scoring draws the
+    # original model's images itself: counted apart from the unit's own.
+    runner = Runner(tmp_path / "fresh", tmp_path / "fresh cache", progress=False)
+    unit = plan([erasers[1]], [TASKS.get("mock")({"images_per_concept": 2})],
+                ModelSpec(id="tiny"), {"steps": 3})[0]
+    assert runner.run_unit(unit) == "done"
+    fresh = runner.store.record(unit.run_id).provenance.timings
+    assert (fresh.images_drawn, fresh.scoring_drawn) == (4, 4)
 
 
 def test_records_name_the_commit_their_process_started_with(tmp_path, monkeypatch):

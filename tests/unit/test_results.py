@@ -52,7 +52,7 @@ def test_a_damaged_record_is_detected(tmp_path, record):
         store.read(path)
 
 
-def test_timings_are_stored_and_checked_and_records_without_them_keep_their_checksum(
+def test_timings_are_stored_and_checked_and_older_records_keep_their_checksum(
         tmp_path, record):
     store = ResultStore(tmp_path)
     timings = UnitTimings(erasure=0.5, erasure_trained=True, training=0.5,
@@ -79,6 +79,17 @@ def test_timings_are_stored_and_checked_and_records_without_them_keep_their_chec
     path.write_text(json.dumps({**body, "checksum": old.checksum}))
     read = store.read(path)
     assert (read.schema_version, read.provenance.timings) == (1, None)
+    # Version 2: timings without scoring_drawn, the checksum over them as they were.
+    old = record("mock")
+    old.schema_version = 2
+    old.provenance = provenance("cpu", timings)
+    body = old.model_dump(mode="json", exclude={"checksum"})
+    del body["provenance"]["timings"]["scoring_drawn"]
+    old.checksum = RunRecord.model_validate(body).content_checksum()
+    path.write_text(json.dumps({**body, "checksum": old.checksum}))
+    read = store.read(path)
+    assert (read.schema_version, read.provenance.timings) == (2, timings)
+    assert read.provenance.timings.scoring_drawn is None
 
 
 def test_a_newer_schema_is_refused_with_advice(tmp_path, record):

@@ -5,10 +5,10 @@ from erasebench.results import UnitTimings
 from erasebench.timings import summarise, timings_frame, timings_table
 
 
-def timed(erasure, made, drawn, images, scoring):
+def timed(erasure, made, drawn, images, scoring, scoring_drawn=0):
     return UnitTimings(erasure=erasure, erasure_trained=made, training=100.0,
                        training_device="cpu", images=images, scoring=scoring,
-                       images_drawn=drawn)
+                       images_drawn=drawn, scoring_drawn=scoring_drawn)
 
 
 def test_where_the_time_went_per_eraser_and_task(make_record):
@@ -42,3 +42,9 @@ def test_where_the_time_went_per_eraser_and_task(make_record):
     total = next(line for line in text.splitlines() if line.strip().startswith("all"))
     assert total.split() == ["all", "3", "2", "1.7", "min", "100", "40", "s", "2.5", "12.5%",
                              "2.5", "min"]
+    assert "written before" not in text
+    # A record written before the images drawn in scoring were counted apart: said below.
+    records.append(make_record("uce", timings=timed(0.1, True, 8, 4.0, 1.0, None), images=8))
+    console = Console(width=160, record=True)
+    console.print(timings_table(timings_frame(records)))
+    assert "1 of the 4 records were written before" in console.export_text()
