@@ -10,8 +10,9 @@ the base model's fingerprint, or by the edited model's for an eraser's edit that
 The images of an erasure not yet made cannot be held: they are keyed by an edit that does
 not exist yet, so they are counted, by what makes them, as images to draw.
 
-A run's progress line counts the erasures held as made (``held_erasures``), so that an
-erasure another results folder made is not priced as still to make.
+A run's progress line prices what is left by it (``CachedWork.to_draw``, the erasures
+held), so that images and erasures another results folder made are not priced as still
+to make.
 
 Entries are counted, not checked (a checksum would read every PNG: a full reproduction's
 are about 140 GB); a run checks each before it uses it and makes a damaged one again.
@@ -42,6 +43,9 @@ class CachedWork:
     images_held: int = 0
     erasures: set[Erasure] = field(default_factory=set)  # as workload.erasure_of names them
     erasures_held: set[Erasure] = field(default_factory=set)
+    # run id -> the unit's images that neither the image cache nor a unit before it holds
+    # or asks for: those it draws when the units run in order
+    to_draw: dict[str, int] = field(default_factory=dict)
 
 
 def fingerprint_drawing(unit: Any, runner: Any) -> str | None:
@@ -54,21 +58,16 @@ def fingerprint_drawing(unit: Any, runner: Any) -> str | None:
     return EditedModel.fingerprint_in(runner.edit_path(unit, model))
 
 
-def held_erasures(units: Sequence[Any], runner: Any) -> set[Erasure]:
-    """The erasures of ``units`` that the edit cache of ``runner`` holds."""
-    return {erasure for unit in units if (erasure := erasure_of(unit)) is not None
-            and fingerprint_drawing(unit, runner) is not None}
-
-
 def cached_work(units: Sequence[Any], runner: Any,
                 prompts_of: PromptMemo | None = None) -> CachedWork:
     """What of ``units`` (``runner.WorkUnit``) the caches of ``runner`` (a ``Runner``,
     which loads each base model once) hold; prompts built once per request, and kept in
     ``prompts_of`` for the plan's counts (``workload.count_images``) when given."""
     work = CachedWork()
-    keys: set[str] = set()  # images with a name: the base model's, or a held edit's
-    unnamed: set[Hashable] = set()  # images of erasures not made yet
     prompts_of = {} if prompts_of is None else prompts_of
+    # Each unit's images: image cache keys when the model drawing them is known (the base
+    # model, a held edit), else what makes them (an erasure not made yet).
+    images_of: list[tuple[str, set[Hashable]]] = []
     for unit in units:
         spec = unit.spec
         prompts = prompts_of_unit(unit, prompts_of)
@@ -79,11 +78,17 @@ def cached_work(units: Sequence[Any], runner: Any,
             if fingerprint is not None:
                 work.erasures_held.add(erasure)
         if fingerprint is None:
-            unnamed |= image_identities(spec, prompts, makes_edits=True)
+            images_of.append((unit.run_id, image_identities(spec, prompts, makes_edits=True)))
             continue
         generator = Generator(runner.model(spec.model), spec.generation, batch_size=1,
                               progress=False)
-        keys.update(generator.keys(prompts, fingerprint))
-    work.images = len(keys) + len(unnamed)
-    work.images_held = len(runner.images.present_keys(list(keys)))
+        images_of.append((unit.run_id, set(generator.keys(prompts, fingerprint))))
+    keys = {image for _, images in images_of for image in images if isinstance(image, str)}
+    held = runner.images.present_keys(list(keys))
+    seen: set[Hashable] = set()
+    for run_id, images in images_of:
+        new = images - seen
+        seen |= new
+        work.to_draw[run_id] = len(new - held)
+    work.images, work.images_held = len(seen), len(held)
     return work

@@ -272,7 +272,7 @@ def run(
         _preflight(todo, prompts)
         # The main process tells how far the whole run is (helpers' and actors' units too).
         progress = RunProgress.of_units(todo, done, processes=count,
-                                        images_of=count_images(todo, prompts).per_unit)
+                                        workload=count_images([*done, *todo], prompts))
     if progress is not None:
         console.print(f"{len(units)} work unit{'s' if len(units) != 1 else ''} ({len(todo)} to "
                       f"do, asking for {progress.total_images:,} images; {count} "
@@ -312,9 +312,9 @@ def run(
     helpers = local.start_helpers(_ARGV, count - 1, runner.device) if count > 1 else []
     try:
         if progress is not None:  # the base models load here instead of at the first unit
-            from erasebench.cached_work import held_erasures
+            from erasebench.cached_work import cached_work
 
-            progress.made |= held_erasures(todo, runner)
+            progress.count_cached(cached_work(todo, runner, prompts))
         summary = runner.run(units)
         if helpers:
             failed = [code for code in local.wait_for(helpers) if code != 0]
@@ -351,8 +351,10 @@ def _print_plan(units: Any, todo: Any, store: Any, processes: int, held: Any,
     recorded units' pace."""
     from erasebench.workload import count_images
 
-    workload = count_images(units, prompts)
     todo_ids = {unit.run_id for unit in todo}
+    # The units done first: an image they asked for is one the units to do need not draw.
+    workload = count_images([unit for unit in units if unit.run_id not in todo_ids] + list(todo),
+                            prompts)
     for unit in units:
         state = "todo" if unit.run_id in todo_ids else "done"
         console.print(f"{unit.run_id}  {state:4}  {unit.describe()}  "
@@ -372,30 +374,36 @@ def _print_plan(units: Any, todo: Any, store: Any, processes: int, held: Any,
                       f"images of the units to do, {len(held.erasures_held):,} of their "
                       f"{len(held.erasures):,} erasures", markup=False, soft_wrap=True)
     if todo:
-        console.print(_time_left_line(units, store, processes, workload.per_unit,
-                                      held.erasures_held if held is not None else set()),
+        console.print(_time_left_line(units, store, processes, workload, held),
                       markup=False, soft_wrap=True)
 
 
-def _time_left_line(units: Any, store: Any, processes: int, images_of: dict[str, int],
-                    held: set[Any]) -> str:
+def _time_left_line(units: Any, store: Any, processes: int, workload: Any, held: Any) -> str:
     """What the progress line of a run started now would say first: the units to do at
-    the seconds per image and per erasure of the units recorded, the erasures ``held``
-    in the edit cache made (erasebench.run_progress)."""
+    the seconds per image drawn, read and scored and per erasure of the units recorded,
+    what the caches hold (``held``, erasebench.cached_work.CachedWork) counted when
+    checked (erasebench.run_progress)."""
     from erasebench.run_progress import RunProgress, format_duration
 
     records = {unit.run_id: record for unit in units
                if (record := store.record(unit.run_id)) is not None}
-    progress = RunProgress.of_records(units, records.get, processes, images_of, held)
+    progress = RunProgress.of_records(units, records.get, processes, workload, held)
     timed = [record for record in records.values() if record.provenance.timings is not None]
     if not timed:
         return ("  time left: no recorded unit has timings yet, so no pace to estimate it "
                 "from; a run's progress line estimates it from its first finished unit on")
-    devices = ", ".join(sorted({record.provenance.device for record in timed}))
     seconds = progress.seconds_left_by_timings()
+    to_draw = (f"{progress.images_to_draw:,} images to draw"
+               + (" (the rest in the image cache)" if held is not None else
+                  " (those no recorded unit asked for; --check-cache looks in the image cache)"))
+    if seconds is None:
+        return (f"  time left: {to_draw}, and no recorded unit with timings drew images, so "
+                "no pace to price them at; a run's progress line estimates it once one has")
+    devices = ", ".join(sorted({record.provenance.device for record in timed}))
     return (f"  time left: about {format_duration(seconds)} on {processes} "
-            f"process{'es' if processes > 1 else ''}, at the pace of the {len(timed)} "
-            f"recorded unit{'s' if len(timed) > 1 else ''} with timings (on {devices})")
+            f"process{'es' if processes > 1 else ''}, {to_draw}, at the pace of the "
+            f"{len(timed)} recorded unit{'s' if len(timed) > 1 else ''} with timings (on "
+            f"{devices})")
 
 
 def _preflight(units: Any, prompts: PromptMemo) -> None:

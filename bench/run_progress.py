@@ -9,33 +9,40 @@ counts every unit recorded in the results folder since the run began: those of h
 processes, Ray actors and other runs on the same folder included. Their records say where
 their time went (``erasebench.results.UnitTimings``).
 
-- Images: the seconds the finished units' images and scoring took per image asked for,
-  task by task (a concept-graph image of the miniature world took half as long again as
-  an object image; COCO's FID and I2P's NudeNet score differently), all tasks' rate for
-  a task not yet seen.
+- Images: a unit's images cost what drawing, reading and scoring them took per image in
+  the finished units of its task (all tasks' for a task not seen yet): drawing by the
+  images drawn (a concept-graph image of the miniature world took half as long again as
+  an object image), reading by the images of units that drew none, scoring (COCO's FID
+  and I2P's NudeNet score differently) by the images asked for. The images a unit to do
+  will draw are those no unit before it asks for (``Workload.new_per_unit``), or, where
+  the run's main process looked in the image cache (``erasebench.cached_work``: the
+  local backend, ``--dry-run --check-cache``), those the cache does not hold either; the
+  rest are read.
 - Erasures: making one can take longer than drawing a unit's images (an AGE erasure of
   SD 42 minutes on an H100, an Imagenette unit's 5,000 images 50), and only the first
   unit that needs it makes it; each erasure still to make counts at what its eraser's
-  took so far, any eraser's for one not yet seen.
+  took so far, any eraser's for one not yet seen. Erasures the edit cache holds count as
+  made where the main process looked.
 
 Both are shared among the run's processes. Records without timings (written before they
 were kept) leave only the wall time since the run began, over the images done. Still
-rough: units whose images another unit already drew finish faster. Erasures already in
-the edit cache (made for another results folder) count as made when the run's main
-process can look (``erasebench.cached_work.held_erasures``: on the local backend, and in
-``--dry-run --check-cache``), else as still to make.
+rough: which unit draws an image two units to do ask for depends on which process gets
+there first.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from statistics import fmean
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from erasebench.results import RunRecord
-from erasebench.workload import count_images, erasure_of
+from erasebench.results import RunRecord, UnitTimings
+from erasebench.workload import Workload, count_images, erasure_of
+
+if TYPE_CHECKING:  # the cache check loads the generator, which a progress line needs not
+    from erasebench.cached_work import CachedWork
 
 
 def format_duration(seconds: float) -> str:
@@ -48,14 +55,27 @@ def format_duration(seconds: float) -> str:
     return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
+def _rate(seconds: Mapping[str, float], count: Mapping[str, int], task: str) -> float | None:
+    """Seconds per item of ``task``, else of all tasks together; None with no items yet."""
+    if count.get(task):
+        return seconds[task] / count[task]
+    total = sum(count.values())
+    return sum(seconds.values()) / total if total else None
+
+
+def _add(totals: dict[str, Any], task: str, amount: float) -> None:
+    totals[task] = totals.get(task, 0) + amount
+
+
 @dataclass
 class RunProgress:
     """The units to do (run id -> images each asks for) and which of them are recorded.
 
     ``task_of`` names each unit's task, ``erasure_of`` the erasure it needs
     (``erasebench.workload.erasure_of``: its eraser's name first; None for none), ``made``
-    the erasures units recorded before the run made, and ``processes`` how many processes
-    share the run.
+    the erasures units recorded before the run made, ``processes`` how many processes
+    share the run, and ``draws_of`` how many of its images each unit draws (the rest it
+    reads from the image cache; all for a unit not named).
     """
 
     images_of: Mapping[str, int]
@@ -63,43 +83,57 @@ class RunProgress:
     erasure_of: Mapping[str, tuple[Hashable, ...] | None] = field(default_factory=dict)
     made: set[tuple[Hashable, ...]] = field(default_factory=set)
     processes: int = 1
+    draws_of: dict[str, int] = field(default_factory=dict)
     clock: Callable[[], float] = time.monotonic
     started: float = field(init=False)
     finished: set[str] = field(default_factory=set, init=False)
     training: dict[tuple[Hashable, ...], float] = field(default_factory=dict, init=False)
-    # Per task, over the finished units whose records have timings: images asked for, and
-    # seconds spent on them other than making an erasure (drawing, reading, scoring).
-    timed_images: dict[str, int] = field(default_factory=dict, init=False)
-    timed_seconds: dict[str, float] = field(default_factory=dict, init=False)
+    # Per task, over the finished units whose records have timings: images asked for,
+    # drawn, and read by units that drew none, and the seconds each took; "other" is
+    # scoring and reading an erasure another unit made.
+    asked: dict[str, int] = field(default_factory=dict, init=False)
+    other_seconds: dict[str, float] = field(default_factory=dict, init=False)
+    drawn: dict[str, int] = field(default_factory=dict, init=False)
+    drawing_seconds: dict[str, float] = field(default_factory=dict, init=False)
+    read: dict[str, int] = field(default_factory=dict, init=False)
+    reading_seconds: dict[str, float] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         self.started = self.clock()
         self.made = set(self.made)
+        self.draws_of = dict(self.draws_of)
 
     @classmethod
     def of_units(cls, todo: Sequence[Any], done: Sequence[Any], processes: int,
-                 images_of: Mapping[str, int] | None = None) -> RunProgress:
+                 workload: Workload | None = None) -> RunProgress:
         """For the units to do (``runner.WorkUnit``), the erasures of those ``done`` before
-        the run counted as made; ``images_of``: the units' images when already counted
-        (``erasebench.workload.count_images``)."""
-        per_unit = count_images(todo).per_unit if images_of is None else images_of
-        return cls({unit.run_id: per_unit[unit.run_id] for unit in todo},
+        the run counted as made, and their images as drawn; ``workload``: the done and
+        then the todo units already counted (``erasebench.workload.count_images``)."""
+        workload = count_images([*done, *todo]) if workload is None else workload
+        return cls({unit.run_id: workload.per_unit[unit.run_id] for unit in todo},
                    {unit.run_id: unit.spec.task.name for unit in todo},
                    {unit.run_id: erasure_of(unit) for unit in todo},
                    made={erasure for unit in done if (erasure := erasure_of(unit)) is not None},
-                   processes=processes)
+                   processes=processes,
+                   draws_of={unit.run_id: workload.new_per_unit[unit.run_id] for unit in todo})
 
     @classmethod
     def of_records(cls, units: Sequence[Any], record_of: Callable[[str], RunRecord | None],
-                   processes: int, images_of: Mapping[str, int] | None = None,
-                   held: Iterable[tuple[Hashable, ...]] = ()) -> RunProgress:
+                   processes: int, workload: Workload | None = None,
+                   cached: CachedWork | None = None) -> RunProgress:
         """Where a run of ``units`` would start from: those recorded (``record_of``)
-        finished, with their timings, and the erasures the edit cache holds (``held``,
-        ``erasebench.cached_work.held_erasures``) made."""
-        progress = cls.of_units(units, [], processes, images_of)
-        progress.made |= set(held)
+        finished, with their timings, and what the caches hold (``cached``,
+        ``erasebench.cached_work``) counted."""
+        progress = cls.of_units(units, [], processes, workload)
+        if cached is not None:
+            progress.count_cached(cached)
         progress.update(record_of)
         return progress
+
+    def count_cached(self, cached: CachedWork) -> None:
+        """The erasures and images the caches hold (``erasebench.cached_work``) as made."""
+        self.made |= cached.erasures_held
+        self.draws_of.update(cached.to_draw)
 
     def update(self, record_of: Callable[[str], RunRecord | None]) -> None:
         """Marks finished every unit to do that the results folder has recorded
@@ -111,11 +145,7 @@ class RunProgress:
             self.finished.add(run_id)
             timings = record.provenance.timings
             if timings is not None:
-                task = self.task_of.get(run_id, "")
-                self.timed_images[task] = self.timed_images.get(task, 0) + self.images_of[run_id]
-                self.timed_seconds[task] = self.timed_seconds.get(task, 0.0) + (
-                    timings.images + timings.scoring
-                    + (0.0 if timings.erasure_trained else timings.erasure))
+                self._note_timings(run_id, timings)
             erasure = self.erasure_of.get(run_id)
             if erasure is None:
                 continue
@@ -123,18 +153,48 @@ class RunProgress:
             if timings is not None and timings.erasure_trained:
                 self.training[erasure] = timings.erasure
 
+    def _note_timings(self, run_id: str, timings: UnitTimings) -> None:
+        task, images = self.task_of.get(run_id, ""), self.images_of[run_id]
+        _add(self.asked, task, images)
+        _add(self.other_seconds, task, timings.scoring
+             + (0.0 if timings.erasure_trained else timings.erasure))
+        drawn = timings.images_drawn
+        if timings.scoring_drawn is None:  # an older record, which counted those as well
+            drawn = min(drawn, images)
+        if drawn:
+            _add(self.drawn, task, drawn)
+            _add(self.drawing_seconds, task, timings.images)
+        else:
+            _add(self.read, task, images)
+            _add(self.reading_seconds, task, timings.images)
+
     @property
     def total_images(self) -> int:
         return sum(self.images_of.values())
 
-    def images_left_seconds(self) -> float:
-        """Seconds, on one process, for the images the unfinished units ask for, each at
-        its task's seconds per image so far (all tasks' for a task not yet timed)."""
-        overall = sum(self.timed_seconds.values()) / max(1, sum(self.timed_images.values()))
-        rate = {task: self.timed_seconds[task] / count
-                for task, count in self.timed_images.items() if count}
-        return sum(images * rate.get(self.task_of.get(run_id, ""), overall)
-                   for run_id, images in self.images_of.items() if run_id not in self.finished)
+    @property
+    def images_to_draw(self) -> int:
+        """Of the unfinished units' images, those still to draw."""
+        return sum(self.draws_of.get(run_id, images) for run_id, images in self.images_of.items()
+                   if run_id not in self.finished)
+
+    def images_left_seconds(self) -> float | None:
+        """Seconds, on one process, for the images the unfinished units ask for: those to
+        draw, read and score, each at its task's seconds per image so far (all tasks' for
+        a task not yet timed); None when some are to draw and no unit has drawn any yet."""
+        seconds = 0.0
+        for run_id, images in self.images_of.items():
+            if run_id in self.finished:
+                continue
+            task = self.task_of.get(run_id, "")
+            draws = self.draws_of.get(run_id, images)
+            drawing = _rate(self.drawing_seconds, self.drawn, task)
+            if draws and drawing is None:
+                return None
+            seconds += (draws * (drawing or 0.0)
+                        + (images - draws) * (_rate(self.reading_seconds, self.read, task) or 0.0)
+                        + images * (_rate(self.other_seconds, self.asked, task) or 0.0))
+        return seconds
 
     def training_left(self) -> float:
         """Seconds, on one process, to make the erasures the unfinished units still need."""
@@ -159,16 +219,20 @@ class RunProgress:
             text += f", about {format_duration(left)} left"
         return text
 
-    def seconds_left_by_timings(self) -> float:
+    def seconds_left_by_timings(self) -> float | None:
         """The unfinished units' images and erasures at the recorded timings' pace, shared
-        among the processes; 0 before any record with timings."""
-        return (self.images_left_seconds() + self.training_left()) / self.processes
+        among the processes; 0 before any record with timings, None while images are to
+        draw and no recorded unit drew any."""
+        images = self.images_left_seconds()
+        if images is None:
+            return None
+        return (images + self.training_left()) / self.processes
 
     def seconds_left(self, images_left: int, images_done: int) -> float | None:
         """None before the first unit is recorded and after the last."""
         if not images_done or not images_left:
             return None
-        if self.timed_images:
+        if self.asked:
             return self.seconds_left_by_timings()
         elapsed = self.clock() - self.started
         return elapsed * images_left / images_done if elapsed > 0 else None

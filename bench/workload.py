@@ -29,6 +29,9 @@ class Workload:
     """Images asked for, per unit and in all, and what draws them."""
 
     per_unit: dict[str, int] = field(default_factory=dict)  # run id -> distinct images
+    # run id -> its images that no unit before it in the count asks for: those it draws
+    # when the units run in order on an empty image cache
+    new_per_unit: dict[str, int] = field(default_factory=dict)
     # (model id, steps, height, width) -> the distinct images drawn at those settings
     by_setting: dict[tuple[str, int, int | None, int | None], int] = field(
         default_factory=dict)
@@ -97,6 +100,7 @@ def count_images(units: Sequence[Any], prompts_of: PromptMemo | None = None) -> 
         workload.asked += len(identities)
         new = identities - seen
         seen |= new
+        workload.new_per_unit[unit.run_id] = len(new)
         setting = (spec.model.id, spec.generation.steps, spec.generation.height,
                    spec.generation.width)
         workload.by_setting[setting] = workload.by_setting.get(setting, 0) + len(new)

@@ -2,36 +2,53 @@
 
 import pytest
 
-from erasebench.cached_work import cached_work, held_erasures
-from erasebench.registry import ERASERS
+from erasebench.cached_work import cached_work
+from erasebench.registry import ERASERS, TASKS
 from erasebench.run_progress import RunProgress
 from erasebench.runner import Runner, plan
 from erasebench.specs import ModelSpec
 from erasebench.testing import MockTask
-from erasebench.workload import erasure_of
+from erasebench.workload import count_images, erasure_of
 
 
-def test_an_erasure_in_the_edit_cache_counts_as_made(tmp_path):
+def test_an_erasure_in_the_edit_cache_counts_as_made_and_its_images_as_drawn(tmp_path):
     erasers = [ERASERS.get("mock")(), ERASERS.get("uce")(preset="tiny")]
     mock_unit, uce_unit = units = plan(erasers, [MockTask()], ModelSpec(id="tiny"), {"steps": 2})
     runner = Runner(tmp_path / "results", tmp_path / "cache", progress=False)
-    assert held_erasures(units, runner) == set()
+    nothing = cached_work(units, runner)
+    assert (nothing.erasures_held, nothing.images_held) == (set(), 0)
+    assert nothing.to_draw == {mock_unit.run_id: 8, uce_unit.run_id: 8}
     assert len(runner.run(units).done) == 2
     # uce's unit to do again, as in another results folder sharing the cache: its erasure
     # is in the edit cache, its images in the image cache.
     (tmp_path / "results" / "runs" / f"{uce_unit.run_id}.json").unlink()
-    assert held_erasures(units, runner) == {erasure_of(mock_unit), erasure_of(uce_unit)}
+    assert cached_work(units, runner).erasures_held == {erasure_of(mock_unit),
+                                                         erasure_of(uce_unit)}
     held = cached_work([uce_unit], runner)
-    assert (held.images, held.images_held) == (8, 8)
+    assert (held.images, held.images_held, held.to_draw) == (8, 8, {uce_unit.run_id: 0})
     assert held.erasures == held.erasures_held == {erasure_of(uce_unit)}
 
     timings = runner.store.record(mock_unit.run_id).provenance.timings
-    assert timings.erasure_trained
+    assert timings.erasure_trained and timings.images_drawn == 8
     priced = RunProgress.of_records(units, runner.store.record, processes=1)
-    counted = RunProgress.of_records(units, runner.store.record, processes=1,
-                                     held=held_erasures([uce_unit], runner))
-    # uce's 8 images at the mock unit's pace either way; its erasure, priced at the mock
-    # eraser's (the only one timed) unless it is known to be in the cache.
-    assert counted.seconds_left_by_timings() == pytest.approx(timings.images + timings.scoring)
+    counted = RunProgress.of_records(units, runner.store.record, processes=1, cached=held)
+    # Not looked in the caches: uce's 8 images drawn and scored at the mock unit's pace,
+    # its erasure at the mock eraser's time (the only one timed). Looked: the erasure is
+    # made and the images are read (no unit has only read yet: at no cost), then scored.
     assert priced.seconds_left_by_timings() == pytest.approx(
         timings.images + timings.scoring + timings.erasure)
+    assert counted.seconds_left_by_timings() == pytest.approx(timings.scoring)
+
+
+def test_an_image_is_drawn_by_the_first_unit_that_asks_for_it(tmp_path):
+    # sd's units of the mock task with 2 and 3 images per concept: the second asks for the
+    # first's 4 images and 2 more.
+    tasks = [TASKS.get("mock")({"images_per_concept": n}) for n in (2, 3)]
+    two, three = units = plan([ERASERS.get("sd")()], tasks, ModelSpec(id="tiny"), {"steps": 2})
+    workload = count_images(units)
+    assert (workload.per_unit[three.run_id], workload.new_per_unit[three.run_id]) == (6, 2)
+    runner = Runner(tmp_path / "results", tmp_path / "cache", progress=False)
+    assert cached_work(units, runner).to_draw == {two.run_id: 4, three.run_id: 2}
+    Runner(tmp_path / "other", tmp_path / "cache", progress=False).run([two])
+    assert cached_work(units, runner).to_draw == {two.run_id: 0, three.run_id: 2}
+    assert cached_work([three], runner).to_draw == {three.run_id: 2}

@@ -251,11 +251,14 @@ def test_dry_run_estimates_the_time_left_at_the_pace_of_the_recorded_units(tmp_p
     # The mock unit asks for as many images as sd's did, at sd's seconds per image; the
     # mock eraser's erasure has no eraser's time to go by yet (sd makes none).
     seconds = timings.images + timings.scoring + (0 if timings.erasure_trained else timings.erasure)
-    assert estimate == (f"  time left: about {format_duration(seconds)} on 1 process, at the "
-                        "pace of the 1 recorded unit with timings (on cpu)")
+    assert estimate == (f"  time left: about {format_duration(seconds)} on 1 process, 8 images "
+                        "to draw (those no recorded unit asked for; --check-cache looks in the "
+                        "image cache), at the pace of the 1 recorded unit with timings (on cpu)")
 
 
 def test_dry_run_counts_what_the_caches_hold(tmp_path, capsys):
+    from erasebench.run_progress import format_duration
+
     common = ["--model", "tiny", "--tasks", "mock", "--steps", "2", "--workers", "1",
               "--cache", str(tmp_path / "cache"), "--no-report"]
     planned = ["run", "--erasers", "sd,mock", "--results", str(tmp_path / "planned"), *common]
@@ -275,6 +278,25 @@ def test_dry_run_counts_what_the_caches_hold(tmp_path, capsys):
     assert main(["run", "--erasers", "mock", "--results", str(tmp_path / "other"), *common]) == 0
     assert held() == "16 of the 16 distinct images of the units to do, 1 of their 1 erasures"
     assert not (tmp_path / "planned").exists()
+
+    # sd's unit run into the planned folder reads its 8 images: no pace for drawing yet.
+    assert main([*planned[:2], "sd", *planned[3:]]) == 0
+    capsys.readouterr()
+    assert main([*planned, "--dry-run"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "  time left: 8 images to draw (those no recorded unit asked for; --check-cache looks "
+        "in the image cache), and no recorded unit with timings drew images, so no pace to "
+        "price them at; a run's progress line estimates it once one has")
+    # Looking in the caches, the mock unit has none to draw, its erasure made: its 8
+    # images are read and scored at sd's unit's pace.
+    assert main([*planned, "--dry-run", "--check-cache"]) == 0
+    (record,) = ResultStore(tmp_path / "planned").records()
+    sd = record.provenance.timings
+    assert sd.images_drawn == 0
+    seconds = sd.images + sd.scoring + (0 if sd.erasure_trained else sd.erasure)
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"  time left: about {format_duration(seconds)} on 1 process, 0 images to draw (the "
+        "rest in the image cache), at the pace of the 1 recorded unit with timings (on cpu)")
 
     assert main([*planned, "--check-cache"]) == 2
     assert "--check-cache goes with --dry-run" in capsys.readouterr().err

@@ -1,5 +1,7 @@
 from types import SimpleNamespace
 
+import pytest
+
 from erasebench.results import UnitTimings
 from erasebench.run_progress import RunProgress, format_duration
 
@@ -19,12 +21,13 @@ def records(recorded, timings=None):
         timings=timings.get(run_id))) if run_id in recorded else None)
 
 
-def timings(images, scoring, trained=None, erasure=0.5):
-    """A unit's timings: ``trained`` seconds making its erasure, else ``erasure`` reading it."""
+def timings(images, scoring, trained=None, erasure=0.5, drawn=0):
+    """A unit's timings: ``images`` seconds drawing ``drawn`` images (reading the rest),
+    ``trained`` seconds making its erasure, else ``erasure`` reading it."""
     return UnitTimings(erasure=erasure if trained is None else trained,
                        erasure_trained=trained is not None, training=trained or 3.0,
                        training_device="cuda:0", images=images, scoring=scoring,
-                       images_drawn=1)
+                       images_drawn=drawn, scoring_drawn=0)
 
 
 def test_without_timings_the_time_left_is_the_images_left_at_the_rate_so_far():
@@ -56,7 +59,7 @@ def test_the_time_left_is_the_images_left_at_their_tasks_seconds_and_the_erasure
                 "sd": None, "uce cat": uce}
     # Two processes; UCE's erasure was made by a unit recorded before the run.
     progress = RunProgress(images, tasks, erasures, made={uce}, processes=2)
-    recorded, timed = {"esd cat 1"}, {"esd cat 1": timings(300, 100, trained=400)}
+    recorded, timed = {"esd cat 1"}, {"esd cat 1": timings(300, 100, trained=400, drawn=1_000)}
     progress.update(records(recorded, timed))
     # Task A's 1,000 images in 300 + 100 s: 0.4 s each, as are task B's not timed yet, so
     # the 6,500 left take 2,600 s; erasures to make: ESD's of "dog" at ESD's 400 s, AGE's
@@ -64,7 +67,8 @@ def test_the_time_left_is_the_images_left_at_their_tasks_seconds_and_the_erasure
     # On two processes: 1,700 s.
     assert progress.line() == "1/6 units, 1,000/7,500 images, about 28 min left"
     recorded |= {"age cat", "sd", "esd cat 2"}  # sd's record has no timings (written before)
-    timed |= {"age cat": timings(500, 300, trained=1_000), "esd cat 2": timings(90, 10)}
+    timed |= {"age cat": timings(500, 300, trained=1_000, drawn=2_000),
+              "esd cat 2": timings(90, 10, drawn=1_000)}
     progress.update(records(recorded, timed))
     # Task A: 3,000 images in 400 + 800 s, 0.4 s each; task B: 1,000 in 90 + 10 + 0.5 s
     # (reading its erasure), 0.1005 s. Left: "esd dog" (A) 500 images, 200 s, "uce cat"
@@ -73,6 +77,29 @@ def test_the_time_left_is_the_images_left_at_their_tasks_seconds_and_the_erasure
     assert progress.line() == "4/6 units, 5,000/7,500 images, about 7 min left"
     progress.update(records(set(images)))
     assert progress.line() == "6/6 units, 7,500/7,500 images"
+
+
+def test_images_to_draw_read_and_score_are_priced_apart():
+    images = {"drew": 100, "read": 100, "to do": 200, "other task": 10}
+    tasks = {"drew": "A", "read": "A", "to do": "A", "other task": "B"}
+    # "to do" draws 50 of its 200 images and reads the rest from the image cache.
+    progress = RunProgress(images, tasks, draws_of={"to do": 50, "other task": 10})
+    progress.update(records({"read"}, {"read": timings(2, 10, erasure=0, drawn=0)}))
+    # Only reads and scoring timed: no pace for the 60 images to draw.
+    assert progress.seconds_left_by_timings() is None
+    assert progress.images_to_draw == 160  # "drew" draws all its 100: it is not named
+    progress.update(records({"read", "drew"}, {"read": timings(2, 10, erasure=0, drawn=0),
+                                               "drew": timings(50, 10, erasure=0, drawn=100)}))
+    # Task A draws at 0.5 s an image, reads at 0.02 and scores at 0.1: "to do" takes
+    # 50 x 0.5 + 150 x 0.02 + 200 x 0.1 = 48 s; task B, not seen, at A's rates: 10 x 0.6.
+    assert progress.images_left_seconds() == pytest.approx(48 + 6)
+    assert progress.images_to_draw == 60
+    # A record written before the images its scoring drew were counted apart: its drawn
+    # count, which holds them, is taken at most as its own images.
+    old = timings(50, 10, erasure=0, drawn=400).model_copy(update={"scoring_drawn": None})
+    progress = RunProgress({"drew": 100, "to do": 100})
+    progress.update(records({"drew"}, {"drew": old}))
+    assert progress.images_left_seconds() == pytest.approx(100 * 0.5 + 100 * 0.1)
 
 
 def test_durations_read_at_a_glance():
