@@ -43,8 +43,10 @@ def test_where_the_time_went_per_eraser_and_task(make_record):
     assert total.split() == ["all", "3", "2", "1.7", "min", "100", "40", "s", "2.5", "12.5%",
                              "2.5", "min"]
     assert "written before" not in text
-    # A record written before the images drawn in scoring were counted apart: said below.
-    records.append(make_record("uce", timings=timed(0.1, True, 8, 4.0, 1.0, None), images=8))
+    # A record written before the images drawn in scoring were counted apart, whose 20
+    # drawn hold its scoring's: taken as its own 8 at most, and said below the table.
+    records.append(make_record("uce", timings=timed(0.1, True, 20, 4.0, 1.0, None), images=8))
+    assert summarise(timings_frame(records)).set_index("eraser").loc["uce", "images_drawn"] == 8
     console = Console(width=160, record=True)
     console.print(timings_table(timings_frame(records)))
     assert "1 of the 4 records were written before" in console.export_text()
