@@ -14,8 +14,10 @@ A run's progress line prices what is left by it (``CachedWork.to_draw``, the era
 held), so that images and erasures another results folder made are not priced as still
 to make.
 
-Entries are counted, not checked (a checksum would read every PNG: a full reproduction's
-are about 140 GB); a run checks each before it uses it and makes a damaged one again.
+Entries are counted, not checked (a checksum would read every PNG: a full reproduction
+writes hundreds of thousands); a run checks each before it uses it and makes a damaged
+one again. What the images still to draw will take on disk is ``erasebench.cache_space``'s
+to say.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ class CachedWork:
     # run id -> the unit's images that neither the image cache nor a unit before it holds
     # or asks for: those it draws when the units run in order
     to_draw: dict[str, int] = field(default_factory=dict)
+    # (height, width) -> the images to draw of that size (erasebench.cache_space)
+    to_draw_by_size: dict[tuple[int, int], int] = field(default_factory=dict)
 
 
 def fingerprint_drawing(unit: Any, runner: Any) -> str | None:
@@ -67,7 +71,7 @@ def cached_work(units: Sequence[Any], runner: Any,
     prompts_of = {} if prompts_of is None else prompts_of
     # Each unit's images: image cache keys when the model drawing them is known (the base
     # model, a held edit), else what makes them (an erasure not made yet).
-    images_of: list[tuple[str, set[Hashable]]] = []
+    images_of: list[tuple[str, tuple[int, int], set[Hashable]]] = []
     for unit in units:
         spec = unit.spec
         prompts = prompts_of_unit(unit, prompts_of)
@@ -77,18 +81,18 @@ def cached_work(units: Sequence[Any], runner: Any,
             work.erasures.add(erasure)
             if fingerprint is not None:
                 work.erasures_held.add(erasure)
-        if fingerprint is None:
-            images_of.append((unit.run_id, image_identities(spec, prompts, makes_edits=True)))
-            continue
         generator = Generator(runner.model(spec.model), spec.generation, batch_size=1,
                               progress=False)
-        images_of.append((unit.run_id, set(generator.keys(prompts, fingerprint))))
-    keys = {image for _, images in images_of for image in images if isinstance(image, str)}
+        images = (image_identities(spec, prompts, makes_edits=True) if fingerprint is None
+                  else set(generator.keys(prompts, fingerprint)))
+        images_of.append((unit.run_id, generator.size, images))
+    keys = {image for *_, images in images_of for image in images if isinstance(image, str)}
     held = runner.images.present_keys(list(keys))
     seen: set[Hashable] = set()
-    for run_id, images in images_of:
+    for run_id, size, images in images_of:
         new = images - seen
         seen |= new
         work.to_draw[run_id] = len(new - held)
+        work.to_draw_by_size[size] = work.to_draw_by_size.get(size, 0) + work.to_draw[run_id]
     work.images, work.images_held = len(seen), len(held)
     return work

@@ -259,7 +259,7 @@ def run(
             from erasebench.cached_work import cached_work
 
             held = cached_work(todo, runner, prompts)
-        _print_plan(units, todo, runner.store, count, held, prompts)
+        _print_plan(units, todo, runner.store, count, held, prompts, runner.images.root)
         return
     from erasebench.run_progress import RunProgress
 
@@ -312,9 +312,16 @@ def run(
     helpers = local.start_helpers(_ARGV, count - 1, runner.device) if count > 1 else []
     try:
         if progress is not None:  # the base models load here instead of at the first unit
+            from erasebench.cache_space import cache_space
             from erasebench.cached_work import cached_work
 
-            progress.count_cached(cached_work(todo, runner, prompts))
+            cached = cached_work(todo, runner, prompts)
+            progress.count_cached(cached)
+            space = cache_space(runner.images.root, cached.to_draw_by_size)
+            if space.short_of_room():
+                errors.print(f"warning: the image cache ({runner.images.root}) may run out of "
+                             f"room: {space.line()}; a run that fills the disk stops, and "
+                             "resumes once there is room")
         summary = runner.run(units)
         if helpers:
             failed = [code for code in local.wait_for(helpers) if code != 0]
@@ -344,7 +351,7 @@ def _write_leaderboard(results: Path, leaderboard: Path | None, show_unsafe: boo
 
 
 def _print_plan(units: Any, todo: Any, store: Any, processes: int, held: Any,
-                prompts: PromptMemo) -> None:
+                prompts: PromptMemo, images_root: Path) -> None:
     """Each unit with its state and images, then the images in all (erasebench.workload),
     what of the units to do the caches hold when checked (``held``,
     erasebench.cached_work.CachedWork), and the time the units to do would take at the
@@ -370,9 +377,13 @@ def _print_plan(units: Any, todo: Any, store: Any, processes: int, held: Any,
         console.print(f"  to draw with {model}: {count:,} images, {steps} steps, {size}",
                       markup=False, soft_wrap=True)
     if held is not None:
+        from erasebench.cache_space import cache_space
+
         console.print(f"  in the caches: {held.images_held:,} of the {held.images:,} distinct "
                       f"images of the units to do, {len(held.erasures_held):,} of their "
                       f"{len(held.erasures):,} erasures", markup=False, soft_wrap=True)
+        console.print(f"  image cache: {cache_space(images_root, held.to_draw_by_size).line()}",
+                      markup=False, soft_wrap=True)
     if todo:
         console.print(_time_left_line(units, store, processes, workload, held),
                       markup=False, soft_wrap=True)

@@ -266,9 +266,12 @@ def test_dry_run_counts_what_the_caches_hold(tmp_path, capsys):
     def held() -> str:
         capsys.readouterr()
         assert main([*planned, "--dry-run", "--check-cache"]) == 0
-        (line,) = [line for line in capsys.readouterr().out.splitlines()
-                   if line.startswith("  in the caches: ")]
+        lines = capsys.readouterr().out.splitlines()
+        (line,) = [line for line in lines if line.startswith("  in the caches: ")]
+        spaces.append(lines[lines.index(line) + 1])
         return line.removeprefix("  in the caches: ")
+
+    spaces: list[str] = []  # the image cache's line after each check
 
     # Each unit asks for 8 images (4 of a cat, 4 of a dog): sd's are the tiny model's, the
     # mock eraser's its edited model's, 16 in all.
@@ -278,6 +281,11 @@ def test_dry_run_counts_what_the_caches_hold(tmp_path, capsys):
     assert main(["run", "--erasers", "mock", "--results", str(tmp_path / "other"), *common]) == 0
     assert held() == "16 of the 16 distinct images of the units to do, 1 of their 1 erasures"
     assert not (tmp_path / "planned").exists()
+    # The images to draw sized by the cached ones of their size: none cached at first.
+    assert spaces[0].startswith("  image cache: 16 images to draw (32x32: none cached yet")
+    assert spaces[1].startswith("  image cache: 8 images to draw, about ")
+    assert "(32x32: " in spaces[1] and "each, the mean of 8 cached); " in spaces[1]
+    assert spaces[2].startswith("  image cache: no images to draw; ")
 
     # sd's unit run into the planned folder reads its 8 images: no pace for drawing yet.
     assert main([*planned[:2], "sd", *planned[3:]]) == 0
@@ -300,6 +308,25 @@ def test_dry_run_counts_what_the_caches_hold(tmp_path, capsys):
 
     assert main([*planned, "--check-cache"]) == 2
     assert "--check-cache goes with --dry-run" in capsys.readouterr().err
+
+
+def test_a_run_warns_when_the_images_to_draw_may_not_fit_on_the_cache_disk(
+        tmp_path, capsys, monkeypatch):
+    from erasebench import cache_space
+
+    monkeypatch.setattr(cache_space, "free_bytes", lambda path: 100)
+    common = ["--model", "tiny", "--tasks", "mock", "--steps", "2", "--workers", "1",
+              "--results", str(tmp_path / "results"), "--cache", str(tmp_path / "cache"),
+              "--no-report"]
+    # No image of the tiny model's size cached yet: nothing to size the 8 by, no warning.
+    assert main(["run", "--erasers", "sd", *common]) == 0
+    assert "may run out of room" not in capsys.readouterr().err
+    # sd's 8 cached images size the mock eraser's 8 at more than the 100 bytes free.
+    assert main(["run", "--erasers", "mock", *common]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "may run out of room: 8 images to draw, about " in err
+    assert "100 bytes free on its disk; a run that fills the disk stops, and resumes" in err
+    assert len(ResultStore(tmp_path / "results").records()) == 2  # a warning only
 
 
 def test_run_without_arguments_plans_the_miniature_world(tmp_path, capsys, monkeypatch):

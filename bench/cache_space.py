@@ -1,0 +1,113 @@
+"""Whether the image cache's disk has room for the images a run will draw.
+
+A full reproduction writes hundreds of thousands of PNGs (``erasebench run --dry-run``
+counts them). How large one is depends on what it shows — a noisy image compresses far
+worse than a flat one — so nothing here assumes a size: the cache's own PNGs of the same
+height and width are measured (a sample of them, by their files' sizes; the image
+dimensions from each PNG's header), and images of a size the cache holds none of yet are
+left unpriced. ``--dry-run --check-cache`` prints what the images to draw would take
+against the space free on the cache's disk; a local run warns at its start when they
+would not fit. A run that does fill the disk stops with a clear error and loses nothing
+(every write is atomic), so this only spares finding out hours in.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+from rich.filesize import decimal
+
+SAMPLE = 1000  # PNGs measured: enough for a mean within a few percent, read in a second
+
+
+@dataclass
+class CacheSpace:
+    """Per image size (height, width): the images to draw, the mean bytes of the cache's
+    PNGs of that size and how many were measured; and the bytes free on its disk."""
+
+    to_draw: Mapping[tuple[int, int], int]
+    mean_bytes: dict[tuple[int, int], float] = field(default_factory=dict)
+    measured: dict[tuple[int, int], int] = field(default_factory=dict)
+    free: int = 0
+
+    @property
+    def needed(self) -> float:
+        """Bytes the images to draw of a measured size would take."""
+        return sum(count * self.mean_bytes[size] for size, count in self.to_draw.items()
+                   if size in self.mean_bytes)
+
+    @property
+    def unpriced(self) -> int:
+        """Images to draw of a size the cache holds none of."""
+        return sum(count for size, count in self.to_draw.items()
+                   if count and size not in self.mean_bytes)
+
+    def line(self) -> str:
+        """``5,000 images to draw, about 1.6 GB for 4,000 of them (512x512: 410.0 kB each,
+        the mean of 1,000 cached; 256x256: none cached yet to size them by); 120.0 GB free
+        on its disk``."""
+        drawn = sum(self.to_draw.values())
+        free = f"{decimal(self.free)} free on its disk"
+        if not drawn:
+            return f"no images to draw; {free}"
+        parts = []
+        for (height, width), count in sorted(self.to_draw.items()):
+            if not count:
+                continue
+            if (height, width) in self.mean_bytes:
+                parts.append(f"{height}x{width}: {decimal(round(self.mean_bytes[height, width]))}"
+                             f" each, the mean of {self.measured[height, width]:,} cached")
+            else:
+                parts.append(f"{height}x{width}: none cached yet to size them by")
+        text = f"{drawn:,} images to draw"
+        priced = drawn - self.unpriced
+        if priced:
+            text += f", about {decimal(round(self.needed))}"
+            if self.unpriced:
+                text += f" for {priced:,} of them"
+        return f"{text} ({'; '.join(parts)}); {free}"
+
+    def short_of_room(self) -> bool:
+        return self.needed > self.free
+
+
+def png_sizes(root: Path, sample: int = SAMPLE) -> dict[tuple[int, int], list[int]]:
+    """File sizes of up to ``sample`` PNGs under ``root`` (the image cache's folders, whose
+    names, hashes, spread any model and setting over all of them), by (height, width)."""
+    sizes: dict[tuple[int, int], list[int]] = {}
+    folders = sorted(entry.path for entry in os.scandir(root) if entry.is_dir()) \
+        if root.is_dir() else []
+    pngs = (entry for folder in folders for entry in os.scandir(folder)
+            if entry.name.endswith(".png"))
+    for entry in itertools.islice(pngs, sample):
+        try:
+            with Image.open(entry.path) as image:  # reads the header only
+                width, height = image.size
+            sizes.setdefault((height, width), []).append(entry.stat().st_size)
+        except (OSError, ValueError):  # written as we look, or damaged: not a measure
+            continue
+    return sizes
+
+
+def free_bytes(path: Path) -> int:
+    """Bytes free on the disk ``path`` is (or would be) on."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+def cache_space(images_root: Path, to_draw: Mapping[tuple[int, int], int],
+                sample: int = SAMPLE) -> CacheSpace:
+    """What ``to_draw`` (images per (height, width)) would take in the image cache at
+    ``images_root``, at the mean size of its PNGs of each size."""
+    measured = png_sizes(images_root, sample)
+    return CacheSpace(to_draw,
+                      {size: sum(files) / len(files) for size, files in measured.items()},
+                      {size: len(files) for size, files in measured.items()},
+                      free_bytes(images_root))

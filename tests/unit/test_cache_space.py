@@ -1,0 +1,46 @@
+import numpy as np
+from PIL import Image
+
+from erasebench import cache_space as space_module
+from erasebench.cache import ImageCache
+from erasebench.cache_space import cache_space, free_bytes, png_sizes
+
+
+def put(cache, key, height, width, noisy):
+    pixels = (np.random.default_rng(len(key)).integers(0, 256, (height, width, 3))
+              if noisy else np.zeros((height, width, 3)))
+    cache.put(key, Image.fromarray(pixels.astype(np.uint8)), {})
+    return cache._paths(key)[0].stat().st_size
+
+
+def test_images_to_draw_are_sized_by_the_cached_pngs_of_their_size(tmp_path, monkeypatch):
+    cache = ImageCache(tmp_path)
+    # Noisy 16x16 images compress worse than flat ones; an 8 high, 16 wide one besides.
+    noisy = [put(cache, f"{i:02x}" * 32, 16, 16, noisy=True) for i in range(3)]
+    flat = put(cache, "ab" * 32, 16, 16, noisy=False)
+    wide = put(cache, "cd" * 32, 8, 16, noisy=True)
+    assert sorted(png_sizes(cache.root)[16, 16]) == sorted([*noisy, flat])
+    assert png_sizes(cache.root)[8, 16] == [wide]
+    assert sum(map(len, png_sizes(cache.root, sample=2).values())) == 2
+
+    monkeypatch.setattr(space_module, "free_bytes", lambda path: 10_000)
+    space = cache_space(cache.root, {(16, 16): 10, (8, 16): 5, (64, 64): 3})
+    mean = (sum(noisy) + flat) / 4
+    assert space.needed == 10 * mean + 5 * wide and space.unpriced == 3
+    for free, short in ((int(space.needed) + 1, False), (int(space.needed) - 1, True)):
+        monkeypatch.setattr(space_module, "free_bytes", lambda path, free=free: free)
+        assert cache_space(cache.root, space.to_draw).short_of_room() == short
+    line = space.line()
+    assert line.startswith("18 images to draw, about ") and " for 15 of them (" in line
+    assert "16x16: " in line and "each, the mean of 4 cached" in line
+    assert line.endswith("64x64: none cached yet to size them by); 10.0 kB free on its disk")
+    assert cache_space(cache.root, {(16, 16): 0}).line().startswith("no images to draw; ")
+
+
+def test_an_empty_or_missing_cache_sizes_nothing_and_its_disk_is_found(tmp_path):
+    missing = tmp_path / "not" / "yet" / "images"
+    assert png_sizes(missing) == {}
+    assert free_bytes(missing) == free_bytes(tmp_path) > 0
+    space = cache_space(missing, {(32, 32): 7})
+    assert (space.needed, space.unpriced) == (0, 7)
+    assert space.line().startswith("7 images to draw (32x32: none cached yet to size them by); ")
