@@ -69,6 +69,13 @@ class UnitTimings(BaseModel):
     # images_drawn counts these as well.
     scoring_drawn: int | None = None
 
+    def own_images_drawn(self, images: int) -> int:
+        """Of the unit's ``images``, those it drew; a record written before the images its
+        scoring drew were counted apart counts them too, and is taken at most as its own."""
+        if self.scoring_drawn is None:
+            return min(self.images_drawn, images)
+        return self.images_drawn
+
 
 class Provenance(BaseModel):
     """Where a number came from. Not part of any hash: reruns elsewhere give equal rows."""

@@ -158,9 +158,7 @@ class RunProgress:
         _add(self.asked, task, images)
         _add(self.other_seconds, task, timings.scoring
              + (0.0 if timings.erasure_trained else timings.erasure))
-        drawn = timings.images_drawn
-        if timings.scoring_drawn is None:  # an older record, which counted those as well
-            drawn = min(drawn, images)
+        drawn = timings.own_images_drawn(images)
         if drawn:
             _add(self.drawn, task, drawn)
             _add(self.drawing_seconds, task, timings.images)

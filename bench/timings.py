@@ -22,7 +22,7 @@ from rich import box
 from rich.table import Table
 
 from erasebench.provenance import format_seconds
-from erasebench.results import RunRecord, UnitTimings
+from erasebench.results import RunRecord
 
 KEYS = ["eraser", "task", "model", "device"]
 
@@ -34,7 +34,7 @@ def timings_frame(records: list[RunRecord]) -> pd.DataFrame:
         "model": record.spec.model.id, "device": record.provenance.device,
         "made": timings.erasure_trained,
         "erasure": timings.erasure if timings.erasure_trained else 0.0,
-        "images_drawn": _own_images_drawn(timings, record.image_count),
+        "images_drawn": timings.own_images_drawn(record.image_count),
         "drawn_apart": timings.scoring_drawn is not None,
         "drawing": timings.images if timings.images_drawn else 0.0,
         "images_scored": record.image_count, "scoring": timings.scoring,
@@ -43,14 +43,6 @@ def timings_frame(records: list[RunRecord]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*KEYS, "made", "erasure", "images_drawn",
                                        "drawn_apart", "drawing", "images_scored", "scoring",
                                        "total"])
-
-
-def _own_images_drawn(timings: UnitTimings, images: int) -> int:
-    """Of a unit's own ``images``, those it drew; a record written before the images its
-    scoring drew were counted apart counts them too, and is taken at most as its own."""
-    if timings.scoring_drawn is None:
-        return min(timings.images_drawn, images)
-    return timings.images_drawn
 
 
 def summarise(frame: pd.DataFrame) -> pd.DataFrame:
