@@ -180,18 +180,19 @@ class RunProgress:
         """Seconds, on one process, for the images the unfinished units ask for: those to
         draw, read and score, each at its task's seconds per image so far (all tasks' for
         a task not yet timed); None when some are to draw and no unit has drawn any yet."""
+        left = [run_id for run_id in self.images_of if run_id not in self.finished]
+        rates = {task: (_rate(self.drawing_seconds, self.drawn, task),
+                        _rate(self.reading_seconds, self.read, task) or 0.0,
+                        _rate(self.other_seconds, self.asked, task) or 0.0)
+                 for task in {self.task_of.get(run_id, "") for run_id in left}}
         seconds = 0.0
-        for run_id, images in self.images_of.items():
-            if run_id in self.finished:
-                continue
-            task = self.task_of.get(run_id, "")
+        for run_id in left:
+            images = self.images_of[run_id]
             draws = self.draws_of.get(run_id, images)
-            drawing = _rate(self.drawing_seconds, self.drawn, task)
+            drawing, reading, other = rates[self.task_of.get(run_id, "")]
             if draws and drawing is None:
                 return None
-            seconds += (draws * (drawing or 0.0)
-                        + (images - draws) * (_rate(self.reading_seconds, self.read, task) or 0.0)
-                        + images * (_rate(self.other_seconds, self.asked, task) or 0.0))
+            seconds += draws * (drawing or 0.0) + (images - draws) * reading + images * other
         return seconds
 
     def training_left(self) -> float:
