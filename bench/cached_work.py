@@ -26,6 +26,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from erasebench.cache_space import CacheSpace, cache_space
 from erasebench.edits import EditedModel
 from erasebench.generate import Generator
 from erasebench.workload import (
@@ -50,6 +51,12 @@ class CachedWork:
     to_draw: dict[str, int] = field(default_factory=dict)
     # (height, width) -> the images to draw of that size (erasebench.cache_space)
     to_draw_by_size: dict[tuple[int, int], int] = field(default_factory=dict)
+
+    def held_line(self) -> str:
+        """``4,100 of the 15,429 distinct images of the units to do, 40 of their 88
+        erasures``."""
+        return (f"{self.images_held:,} of the {self.images:,} distinct images of the units to "
+                f"do, {len(self.erasures_held):,} of their {len(self.erasures):,} erasures")
 
 
 def fingerprint_drawing(unit: Any, runner: Any) -> str | None:
@@ -96,3 +103,13 @@ def cached_work(units: Sequence[Any], runner: Any,
         work.to_draw_by_size[size] = work.to_draw_by_size.get(size, 0) + work.to_draw[run_id]
     work.images, work.images_held = len(seen), len(held)
     return work
+
+
+def look_in_caches(units: Sequence[Any], runner: Any,
+                   prompts_of: PromptMemo | None = None) -> tuple[CachedWork, CacheSpace]:
+    """What the caches of ``runner`` hold of ``units``' work (:func:`cached_work`), and
+    what the images still to draw would take on the image cache's disk
+    (``erasebench.cache_space``): what a run looks at as it starts, in the process that
+    loads the models (the main process locally, the first actor on Ray)."""
+    work = cached_work(units, runner, prompts_of)
+    return work, cache_space(runner.images.root, work.to_draw_by_size)

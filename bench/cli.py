@@ -25,6 +25,8 @@ from erasebench.errors import CorruptFileError, PluginImportError, UnknownNameEr
 from erasebench.registry import ERASERS, TASKS
 
 if TYPE_CHECKING:
+    from erasebench.cache_space import CacheSpace
+    from erasebench.cached_work import CachedWork
     from erasebench.workload import PromptMemo
 
 app = typer.Typer(
@@ -294,6 +296,19 @@ def run(
         last = now
 
     runner.on_unit = report_unit
+
+    def start_from_caches(cached: CachedWork, space: CacheSpace) -> None:
+        """What the caches hold, counted in the time left and said; a warning when the
+        images to draw may not fit on the image cache's disk."""
+        if progress is None:
+            return
+        progress.count_cached(cached)
+        console.print(f"  in the caches: {cached.held_line()}; {progress.images_to_draw:,} "
+                      "images to draw", markup=False, soft_wrap=True)
+        if space.short_of_room():
+            errors.print(f"warning: the image cache ({runner.images.root}) may run out of "
+                         f"room: {space.line()}; a run that fills the disk stops, and "
+                         "resumes once there is room")
     if backend not in ("local", "ray"):
         raise UnknownNameError("backend", backend, ["local", "ray"])
     if backend == "ray":
@@ -302,7 +317,8 @@ def run(
         settings = {"results_dir": results, "cache_dir": runner.cache_dir,
                     "device": runner.device, "batch_size": batch_size,
                     "show_unsafe": show_unsafe, "compile": compile_unet}
-        summary = run_on_ray(todo, settings, count, ray_address, report_unit)
+        summary = run_on_ray(todo, settings, count, ray_address, report_unit,
+                             start_from_caches)
         console.print(f"done {len(summary.done)} on Ray, {len(units) - len(todo)} already "
                       f"done, busy (another run) {len(summary.busy)}; "
                       f"{time.monotonic() - started:.0f} s")
@@ -312,16 +328,9 @@ def run(
     helpers = local.start_helpers(_ARGV, count - 1, runner.device) if count > 1 else []
     try:
         if progress is not None:  # the base models load here instead of at the first unit
-            from erasebench.cache_space import cache_space
-            from erasebench.cached_work import cached_work
+            from erasebench.cached_work import look_in_caches
 
-            cached = cached_work(todo, runner, prompts)
-            progress.count_cached(cached)
-            space = cache_space(runner.images.root, cached.to_draw_by_size)
-            if space.short_of_room():
-                errors.print(f"warning: the image cache ({runner.images.root}) may run out of "
-                             f"room: {space.line()}; a run that fills the disk stops, and "
-                             "resumes once there is room")
+            start_from_caches(*look_in_caches(todo, runner, prompts))
         summary = runner.run(units)
         if helpers:
             failed = [code for code in local.wait_for(helpers) if code != 0]
@@ -379,9 +388,7 @@ def _print_plan(units: Any, todo: Any, store: Any, processes: int, held: Any,
     if held is not None:
         from erasebench.cache_space import cache_space
 
-        console.print(f"  in the caches: {held.images_held:,} of the {held.images:,} distinct "
-                      f"images of the units to do, {len(held.erasures_held):,} of their "
-                      f"{len(held.erasures):,} erasures", markup=False, soft_wrap=True)
+        console.print(f"  in the caches: {held.held_line()}", markup=False, soft_wrap=True)
         console.print(f"  image cache: {cache_space(images_root, held.to_draw_by_size).line()}",
                       markup=False, soft_wrap=True)
     if todo:

@@ -8,6 +8,12 @@ so any installed eraser or task runs there as it would locally; every unit goes 
 local backend, and therefore the same rows. The results and cache folders must be on a
 file system every worker sees (one machine, or a shared mount on a cluster).
 
+Before the first unit, the first actor looks in the caches for the driver
+(``erasebench.cached_work.look_in_caches``): it loads the base models it would load for
+its first unit anyway, on the device the units run on, whose fingerprints name the cache
+entries (the driver may have no GPU, or another precision). Until it answers the other
+actors are already at work, as a local run's helpers are while its main process looks.
+
 ``ray.init`` connects to ``RAY_ADDRESS`` (or ``--ray-address``) when set, and otherwise
 starts a local cluster with one CPU per worker.
 """
@@ -17,11 +23,15 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from erasebench.errors import UserError
 from erasebench.runner import RunSummary, WorkUnit
 from erasebench.specs import RunSpec
+
+if TYPE_CHECKING:
+    from erasebench.cache_space import CacheSpace
+    from erasebench.cached_work import CachedWork
 
 
 def unit_from_spec(payload: str) -> WorkUnit:
@@ -51,12 +61,21 @@ class UnitWorker:
         unit = unit_from_spec(payload)
         return unit.run_id, self.runner.run_unit(unit)
 
+    def look_in_caches(self, payloads: list[str]) -> tuple[CachedWork, CacheSpace]:
+        from erasebench.cached_work import look_in_caches
+
+        return look_in_caches([unit_from_spec(payload) for payload in payloads], self.runner)
+
 
 def run_on_ray(units: Sequence[WorkUnit], settings: dict[str, Any], workers: int,
                address: str | None = None,
-               on_unit: Callable[[WorkUnit, str], None] | None = None) -> RunSummary:
+               on_unit: Callable[[WorkUnit, str], None] | None = None,
+               on_cached: Callable[[CachedWork, CacheSpace], None] | None = None
+               ) -> RunSummary:
     """Runs ``units`` on ``workers`` Ray actors; ``settings`` are the Runner's fields
-    (results_dir, cache_dir, device, batch_size, show_unsafe, compile)."""
+    (results_dir, cache_dir, device, batch_size, show_unsafe, compile). ``on_unit`` hears
+    of each unit as it ends, ``on_cached`` what the caches hold of the units' work
+    before any."""
     try:
         import ray
         from ray.util import ActorPool
@@ -73,12 +92,17 @@ def run_on_ray(units: Sequence[WorkUnit], settings: dict[str, Any], workers: int
             ray.init(num_cpus=workers, num_gpus=workers if gpu else 0,
                      include_dashboard=False, log_to_driver=False)
     actor = ray.remote(num_gpus=1 if gpu else 0, num_cpus=0 if gpu else 1)(UnitWorker)
-    pool = ActorPool([actor.remote(settings) for _ in range(workers)])
+    actors: list[Any] = [actor.remote(settings) for _ in range(workers)]  # handles
+    pool = ActorPool(actors)
     by_id = {unit.run_id: unit for unit in units}
     summary = RunSummary()
-    results = pool.map_unordered(lambda worker, payload: worker.run.remote(payload),
-                                 [unit.spec.model_dump_json() for unit in units])
+    payloads = [unit.spec.model_dump_json() for unit in units]
+    # Asked first, so the first actor looks before it takes a unit; the others start theirs.
+    looked = actors[0].look_in_caches.remote(payloads) if on_cached and units else None
+    results = pool.map_unordered(lambda worker, payload: worker.run.remote(payload), payloads)
     try:
+        if looked is not None and on_cached is not None:
+            on_cached(*ray.get(looked))
         for run_id, status in results:
             getattr(summary, status).append(run_id)
             if on_unit is not None:
