@@ -6,9 +6,11 @@ worse than a flat one — so nothing here assumes a size: the cache's own PNGs o
 height and width are measured (a sample of them, by their files' sizes; the image
 dimensions from each PNG's header), and images of a size the cache holds none of yet are
 left unpriced. ``--dry-run --check-cache`` prints what the images to draw would take
-against the space free on the cache's disk; a local run warns at its start when they
-would not fit. A run that does fill the disk stops with a clear error and loses nothing
-(every write is atomic), so this only spares finding out hours in.
+against the space free on the cache's disk; a run warns when they would not fit
+(:class:`CacheRoom`): at its start, or, with a fresh cache, whose images no PNG sizes
+yet, after the first unit that drew some. A run that does fill the disk stops with a
+clear error and loses nothing (every write is atomic), so this only spares finding out
+hours in.
 """
 
 from __future__ import annotations
@@ -111,3 +113,32 @@ def cache_space(images_root: Path, to_draw: Mapping[tuple[int, int], int],
                       {size: sum(files) / len(files) for size, files in measured.items()},
                       {size: len(files) for size, files in measured.items()},
                       free_bytes(images_root))
+
+
+@dataclass
+class CacheRoom:
+    """A run's watch on the image cache's disk: one warning at most, when the images still
+    to draw may not fit. It looks as the run starts and, while some images to draw are of
+    a size the cache held none of, again after each unit: a run on a fresh cache, the one
+    most likely to fill a disk (a full reproduction draws hundreds of thousands of PNGs),
+    is sized after its first unit instead of never."""
+
+    root: Path
+    watching: bool = True
+
+    def note(self, space: CacheSpace) -> CacheSpace | None:
+        """``space`` when it says the images to draw may not fit (the watch then ends, as
+        it does once every image to draw is priced), else None."""
+        if not self.watching:
+            return None
+        if space.short_of_room() or not space.unpriced:
+            self.watching = False
+        return space if space.short_of_room() else None
+
+    def look(self, to_draw: Mapping[tuple[int, int], int]) -> CacheSpace | None:
+        """:meth:`note` of the space ``to_draw`` (images per (height, width)) would take,
+        measured now; None without a look once the watch has ended, or where this process
+        does not see the cache (a Ray driver on another file system than its actors)."""
+        if not self.watching or not self.root.is_dir():
+            return None
+        return self.note(cache_space(self.root, to_draw))

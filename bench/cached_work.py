@@ -22,7 +22,7 @@ to say.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,8 +49,20 @@ class CachedWork:
     # run id -> the unit's images that neither the image cache nor a unit before it holds
     # or asks for: those it draws when the units run in order
     to_draw: dict[str, int] = field(default_factory=dict)
-    # (height, width) -> the images to draw of that size (erasebench.cache_space)
-    to_draw_by_size: dict[tuple[int, int], int] = field(default_factory=dict)
+    # run id -> the (height, width) of the unit's images (erasebench.cache_space)
+    size_of: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def by_size(self, draws: Mapping[str, int]) -> dict[tuple[int, int], int]:
+        """Images to draw per (height, width), of ``draws`` (run id -> images to draw)."""
+        sizes: dict[tuple[int, int], int] = {}
+        for run_id, count in draws.items():
+            size = self.size_of[run_id]
+            sizes[size] = sizes.get(size, 0) + count
+        return sizes
+
+    @property
+    def to_draw_by_size(self) -> dict[tuple[int, int], int]:
+        return self.by_size(self.to_draw)
 
     def held_line(self) -> str:
         """``4,100 of the 15,429 distinct images of the units to do, 40 of their 88
@@ -100,7 +112,7 @@ def cached_work(units: Sequence[Any], runner: Any,
         new = images - seen
         seen |= new
         work.to_draw[run_id] = len(new - held)
-        work.to_draw_by_size[size] = work.to_draw_by_size.get(size, 0) + work.to_draw[run_id]
+        work.size_of[run_id] = size
     work.images, work.images_held = len(seen), len(held)
     return work
 

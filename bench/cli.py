@@ -25,8 +25,6 @@ from erasebench.errors import CorruptFileError, PluginImportError, UnknownNameEr
 from erasebench.registry import ERASERS, TASKS
 
 if TYPE_CHECKING:
-    from erasebench.cache_space import CacheSpace
-    from erasebench.cached_work import CachedWork
     from erasebench.workload import PromptMemo
 
 app = typer.Typer(
@@ -279,36 +277,12 @@ def run(
         console.print(f"{len(units)} work unit{'s' if len(units) != 1 else ''} ({len(todo)} to "
                       f"do, asking for {progress.total_images:,} images; {count} "
                       f"process{'es' if count > 1 else ''}); results in {results}/")
-    started = last = time.monotonic()
-    prefix = f"helper {helper} " if helper else ""
+    started = time.monotonic()
+    from erasebench.run_console import RunConsole
 
-    def report_unit(unit: Any, status: str) -> None:
-        nonlocal last
-        now = time.monotonic()
-        # Units another process holds ("busy") or finished ("skipped") are its to report.
-        if status == "done" or (status == "skipped" and count == 1 and not helper):
-            so_far = ""
-            if progress is not None and status == "done":
-                progress.update(runner.store.record)
-                so_far = f"; {progress.line()}"
-            console.print(f"  {prefix}[{status}] {unit.describe()}  ({unit.run_id}, "
-                          f"{now - last:.1f} s){so_far}", markup=False)
-        last = now
-
-    runner.on_unit = report_unit
-
-    def start_from_caches(cached: CachedWork, space: CacheSpace) -> None:
-        """What the caches hold, counted in the time left and said; a warning when the
-        images to draw may not fit on the image cache's disk."""
-        if progress is None:
-            return
-        progress.count_cached(cached)
-        console.print(f"  in the caches: {cached.held_line()}; {progress.images_to_draw:,} "
-                      "images to draw", markup=False, soft_wrap=True)
-        if space.short_of_room():
-            errors.print(f"warning: the image cache ({runner.images.root}) may run out of "
-                         f"room: {space.line()}; a run that fills the disk stops, and "
-                         "resumes once there is room")
+    lines = RunConsole(console, errors, runner.store.record, runner.images.root, progress,
+                       processes=count, helper=helper)
+    runner.on_unit = lines.unit_ended
     if backend not in ("local", "ray"):
         raise UnknownNameError("backend", backend, ["local", "ray"])
     if backend == "ray":
@@ -317,8 +291,8 @@ def run(
         settings = {"results_dir": results, "cache_dir": runner.cache_dir,
                     "device": runner.device, "batch_size": batch_size,
                     "show_unsafe": show_unsafe, "compile": compile_unet}
-        summary = run_on_ray(todo, settings, count, ray_address, report_unit,
-                             start_from_caches)
+        summary = run_on_ray(todo, settings, count, ray_address, lines.unit_ended,
+                             lines.start_from_caches)
         console.print(f"done {len(summary.done)} on Ray, {len(units) - len(todo)} already "
                       f"done, busy (another run) {len(summary.busy)}; "
                       f"{time.monotonic() - started:.0f} s")
@@ -330,7 +304,7 @@ def run(
         if progress is not None:  # the base models load here instead of at the first unit
             from erasebench.cached_work import look_in_caches
 
-            start_from_caches(*look_in_caches(todo, runner, prompts))
+            lines.start_from_caches(*look_in_caches(todo, runner, prompts))
         summary = runner.run(units)
         if helpers:
             failed = [code for code in local.wait_for(helpers) if code != 0]

@@ -170,11 +170,15 @@ class RunProgress:
     def total_images(self) -> int:
         return sum(self.images_of.values())
 
+    def draws_left(self) -> dict[str, int]:
+        """The unfinished units' images still to draw, by run id."""
+        return {run_id: self.draws_of.get(run_id, images)
+                for run_id, images in self.images_of.items() if run_id not in self.finished}
+
     @property
     def images_to_draw(self) -> int:
         """Of the unfinished units' images, those still to draw."""
-        return sum(self.draws_of.get(run_id, images) for run_id, images in self.images_of.items()
-                   if run_id not in self.finished)
+        return sum(self.draws_left().values())
 
     def images_left_seconds(self) -> float | None:
         """Seconds, on one process, for the images the unfinished units ask for: those to

@@ -328,6 +328,16 @@ def test_a_run_warns_when_the_images_to_draw_may_not_fit_on_the_cache_disk(
     assert "100 bytes free on its disk; a run that fills the disk stops, and resumes" in err
     assert len(ResultStore(tmp_path / "results").records()) == 2  # a warning only
 
+    # On a fresh cache nothing sizes the 16 images at the start; sd's unit draws 8, which
+    # size the mock eraser's 8 still to draw: one warning, after it.
+    fresh = [arg if arg != str(tmp_path / "cache") else str(tmp_path / "fresh") for arg in common]
+    fresh[fresh.index(str(tmp_path / "results"))] = str(tmp_path / "fresh_results")
+    assert main(["run", "--erasers", "sd,mock", *fresh]) == 0
+    out, err = capsys.readouterr()
+    assert "16 images to draw" in " ".join(out.split())
+    err = " ".join(err.split())
+    assert err.count("may run out of room") == 1 and "room: 8 images to draw, about " in err
+
 
 def test_run_without_arguments_plans_the_miniature_world(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -3,7 +3,7 @@ from PIL import Image
 
 from erasebench import cache_space as space_module
 from erasebench.cache import ImageCache
-from erasebench.cache_space import cache_space, free_bytes, png_sizes
+from erasebench.cache_space import CacheRoom, cache_space, free_bytes, png_sizes
 
 
 def put(cache, key, height, width, noisy):
@@ -44,3 +44,23 @@ def test_an_empty_or_missing_cache_sizes_nothing_and_its_disk_is_found(tmp_path)
     space = cache_space(missing, {(32, 32): 7})
     assert (space.needed, space.unpriced) == (0, 7)
     assert space.line().startswith("7 images to draw (32x32: none cached yet to size them by); ")
+
+
+def test_a_run_is_warned_once_and_a_fresh_cache_once_it_holds_an_image_of_the_size(
+        tmp_path, monkeypatch):
+    monkeypatch.setattr(space_module, "free_bytes", lambda path: 100)
+    cache = ImageCache(tmp_path)
+    room = CacheRoom(cache.root)
+    # At the start a fresh cache prices nothing: no warning, and the watch goes on.
+    assert room.note(cache_space(cache.root, {(16, 16): 10})) is None and room.watching
+    assert room.look({(16, 16): 9}) is None and room.watching  # still none of its size
+    put(cache, "ab" * 32, 16, 16, noisy=True)  # the first unit drew one: 9 more > 100 bytes
+    space = room.look({(16, 16): 9})
+    assert space is not None and space.needed > 100 and not room.watching
+    assert room.look({(16, 16): 9}) is None  # warned once
+
+    # Every image to draw priced and fitting: the watch ends without a warning.
+    monkeypatch.setattr(space_module, "free_bytes", lambda path: 10**9)
+    room = CacheRoom(cache.root)
+    assert room.look({(16, 16): 9}) is None and not room.watching
+    assert CacheRoom(tmp_path / "missing").look({(16, 16): 9}) is None  # not seen: no look

@@ -1,0 +1,81 @@
+"""What ``erasebench run`` says as it goes: a line per unit that ends, with how far the
+whole run is (``erasebench.run_progress``); as it starts, what the caches hold of its
+work; and a warning, once, when the images it still has to draw may not fit on the image
+cache's disk (``erasebench.cache_space``)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from erasebench.cache_space import CacheRoom, CacheSpace
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from erasebench.cached_work import CachedWork
+    from erasebench.results import RunRecord
+    from erasebench.run_progress import RunProgress
+
+
+@dataclass
+class RunConsole:
+    """The lines of one process of a run. ``progress`` is None in a helper process (the
+    main process tells how far the run is, its helpers' and Ray actors' units too);
+    ``record_of`` reads a unit's record from the results folder."""
+
+    out: Console
+    errors: Console
+    record_of: Callable[[str], RunRecord | None]
+    images_root: Path
+    progress: RunProgress | None
+    processes: int = 1
+    helper: int = 0
+    clock: Callable[[], float] = time.monotonic
+    last: float = field(init=False)
+    cached: CachedWork | None = field(default=None, init=False)
+    room: CacheRoom = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.last = self.clock()
+        self.room = CacheRoom(self.images_root)
+
+    def unit_ended(self, unit: Any, status: str) -> None:
+        """``runner.Runner.on_unit``: a line for a unit this process ran (``done``), or
+        found done when it runs alone (``skipped``); units another process holds
+        (``busy``) or finished are its to report."""
+        now = self.clock()
+        alone = self.processes == 1 and not self.helper
+        if status == "done" or (status == "skipped" and alone):
+            so_far = ""
+            if self.progress is not None and status == "done":
+                self.progress.update(self.record_of)
+                so_far = f"; {self.progress.line()}"
+            prefix = f"helper {self.helper} " if self.helper else ""
+            self.out.print(f"  {prefix}[{status}] {unit.describe()}  ({unit.run_id}, "
+                           f"{now - self.last:.1f} s){so_far}", markup=False)
+            if self.progress is not None and self.cached is not None and status == "done":
+                # Images of a size a fresh cache held none of are priced once it has some.
+                self._warn_of(self.room.look(self.cached.by_size(self.progress.draws_left())))
+        self.last = now
+
+    def start_from_caches(self, cached: CachedWork, space: CacheSpace) -> None:
+        """At the run's start, what the caches hold (``erasebench.cached_work``), counted
+        in the time left and said, and ``space``, what the images to draw would take."""
+        if self.progress is None:
+            return
+        self.cached = cached
+        self.progress.count_cached(cached)
+        self.out.print(f"  in the caches: {cached.held_line()}; "
+                       f"{self.progress.images_to_draw:,} images to draw",
+                       markup=False, soft_wrap=True)
+        self._warn_of(self.room.note(space))
+
+    def _warn_of(self, space: CacheSpace | None) -> None:
+        if space is not None:
+            self.errors.print(f"warning: the image cache ({self.images_root}) may run out of "
+                              f"room: {space.line()}; a run that fills the disk stops, and "
+                              "resumes once there is room")
