@@ -17,7 +17,8 @@ def test_where_the_time_went_per_eraser_and_task(make_record):
         make_record("esd", "cat", timings=timed(100.0, True, 40, 20.0, 1.0), images=40),
         # then reads the erasure and its images (all cached: 3 s drawing nothing), 2 s scoring
         make_record("esd", "cat", timings=timed(0.5, False, 0, 3.0, 2.0), images=40, steps=3),
-        make_record("sd", timings=timed(0.01, True, 60, 20.0, 2.0), images=20),
+        # sd: its scoring drew 3 reference images besides its own 60
+        make_record("sd", timings=timed(0.01, True, 60, 20.0, 2.0, 3), images=20),
         make_record("uce"),  # no timings: left out
     ]
     frame = timings_frame(records)
@@ -29,19 +30,22 @@ def test_where_the_time_went_per_eraser_and_task(make_record):
     # 80 images scored in 3 s; drawing them takes 40 s at 2 images/s: 7.5%
     assert esd.scoring_share == pytest.approx(0.075)
     assert esd.total == pytest.approx(100 + 20 + 1 + 0.5 + 3 + 2)
-    # sd: 3 images/s, 20 scored images take 6.67 s to draw, scoring 2 s of them: 30%
-    assert summary.loc["sd", "scoring_share"] == pytest.approx(0.3)
+    # sd: 3 images/s, 20 scored images take 6.67 s to draw; of its 2 s of scoring, 1 s
+    # drew its 3 reference images at that pace: 1 s of 6.67, 15%
+    assert summary.loc["sd", "scoring_drawn"] == 3
+    assert summary.loc["sd", "scoring_share"] == pytest.approx(0.15)
     console = Console(width=160, record=True)
     console.print(timings_table(frame))
     text = console.export_text()
     assert "(model tiny, device cpu)" in text  # common to every row: in the title
     row = next(line for line in text.splitlines() if line.strip().startswith("esd"))
-    assert row.split() == ["esd", "mock", "2", "1", "1.7", "min", "40", "20", "s", "2",
+    assert row.split() == ["esd", "mock", "2", "1", "1.7", "min", "40", "20", "s", "2", "0",
                            "7.5%", "2.1", "min"]
-    # over both: 100 images in 40 s, 2.5/s; 100 scored take 40 s to draw, scored in 5 s
+    # over both: 100 images in 40 s, 2.5/s; 100 scored take 40 s to draw, scored in 5 s of
+    # which 1.2 s drew the 3 reference images: 3.8 s, 9.5%
     total = next(line for line in text.splitlines() if line.strip().startswith("all"))
-    assert total.split() == ["all", "3", "2", "1.7", "min", "100", "40", "s", "2.5", "12.5%",
-                             "2.5", "min"]
+    assert total.split() == ["all", "3", "2", "1.7", "min", "100", "40", "s", "2.5", "3",
+                             "9.5%", "2.5", "min"]
     assert "written before" not in text
     # A record written before the images drawn in scoring were counted apart, whose 20
     # drawn hold its scoring's: taken as its own 8 at most, and said below the table.
