@@ -208,8 +208,9 @@ def run(
     workers: Annotated[int | None, typer.Option(
         min=1, help="Local processes sharing the work units (default: one per CPU core, at "
         "most 4, on a CPU; one per visible GPU on 'cuda', each on its own GPU; 1 on "
-        "'cuda:N'). On a CPU every process runs torch with one thread, so the results do not "
-        "depend on this number.")] = None,
+        "'cuda:N'; with --backend ray, Ray actors: one per GPU of the cluster, or per CPU of "
+        "one without GPUs, whose GPUs also make --device auto 'cuda'). On a CPU every process "
+        "runs torch with one thread, so the results do not depend on this number.")] = None,
     show_unsafe: ShowUnsafeOption = False,
     backend: Annotated[str, typer.Option(
         help="'local' (this machine's processes) or 'ray' (one Ray actor per --workers, on "
@@ -249,9 +250,17 @@ def run(
     recorded = {unit.run_id for unit in units if runner.store.is_done(unit.run_id)}
     done = [unit for unit in units if unit.run_id in recorded]
     todo = [unit for unit in units if unit.run_id not in recorded]
-    count = min(workers or local.auto_workers(runner.device), max(1, len(todo)))
+    if backend not in ("local", "ray"):
+        raise UnknownNameError("backend", backend, ["local", "ray"])
     if check_cache and not dry_run:
         raise UserError("--check-cache goes with --dry-run (a run looks in the caches itself)")
+    actor_device, count = runner.device, workers or local.auto_workers(runner.device)
+    if backend == "ray" and not dry_run and not local.helper_number():
+        from erasebench.ray_backend import connect
+
+        # The cluster's GPUs (or CPUs), not this machine's, set the default device and count.
+        actor_device, count = connect(device, workers, ray_address)
+    count = min(count, max(1, len(todo)))
     prompts: PromptMemo = {}  # each request's prompts, built once for every count and check
     if dry_run:
         held = None
@@ -283,16 +292,13 @@ def run(
     lines = RunConsole(console, errors, runner.store.record, runner.images.root, progress,
                        processes=count, helper=helper)
     runner.on_unit = lines.unit_ended
-    if backend not in ("local", "ray"):
-        raise UnknownNameError("backend", backend, ["local", "ray"])
     if backend == "ray":
         from erasebench.ray_backend import run_on_ray
 
         settings = {"results_dir": results, "cache_dir": runner.cache_dir,
-                    "device": runner.device, "batch_size": batch_size,
+                    "device": actor_device, "batch_size": batch_size,
                     "show_unsafe": show_unsafe, "compile": compile_unet}
-        summary = run_on_ray(todo, settings, count, ray_address, lines.unit_ended,
-                             lines.start_from_caches)
+        summary = run_on_ray(todo, settings, count, lines.unit_ended, lines.start_from_caches)
         console.print(f"done {len(summary.done)} on Ray, {len(units) - len(todo)} already "
                       f"done, busy (another run) {len(summary.busy)}; "
                       f"{time.monotonic() - started:.0f} s")

@@ -15,13 +15,15 @@ entries (the driver may have no GPU, or another precision). Until it answers the
 actors are already at work, as a local run's helpers are while its main process looks.
 
 ``ray.init`` connects to ``RAY_ADDRESS`` (or ``--ray-address``) when set, and otherwise
-starts a local cluster with one CPU per worker.
+starts a local cluster with one CPU per worker (and this machine's GPUs). ``--device
+auto`` and the number of actors are then the cluster's (:func:`cluster_defaults`): a
+head node without a GPU does not make a GPU cluster's units run on CPUs.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,30 +69,64 @@ class UnitWorker:
         return look_in_caches([unit_from_spec(payload) for payload in payloads], self.runner)
 
 
-def run_on_ray(units: Sequence[WorkUnit], settings: dict[str, Any], workers: int,
-               address: str | None = None,
-               on_unit: Callable[[WorkUnit, str], None] | None = None,
-               on_cached: Callable[[CachedWork, CacheSpace], None] | None = None
-               ) -> RunSummary:
-    """Runs ``units`` on ``workers`` Ray actors; ``settings`` are the Runner's fields
-    (results_dir, cache_dir, device, batch_size, show_unsafe, compile). ``on_unit`` hears
-    of each unit as it ends, ``on_cached`` what the caches hold of the units' work
-    before any."""
+def cluster_defaults(device: str, workers: int | None,
+                     resources: Mapping[str, float]) -> tuple[str, int]:
+    """The device the actors run units on and how many actors, for a cluster of
+    ``resources`` (``ray.cluster_resources()``): ``auto`` is ``cuda`` on a cluster with a
+    GPU, else ``cpu``; by default one actor per GPU on ``cuda``, per CPU on ``cpu``."""
+    gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 0))
+    if device == "auto":
+        device = "cuda" if gpus else "cpu"
+    on_gpus = device.startswith("cuda")
+    if device not in ("cuda", "cpu"):  # an actor sees the one GPU Ray gave it as cuda
+        raise UserError(f"--device {device} on Ray: each actor holds a GPU of its own, "
+                        "which it sees as 'cuda'; use --device cuda (or cpu, or auto)")
+    if on_gpus and not gpus:
+        raise UserError(f"--device {device} on a Ray cluster without a GPU (it has {cpus} "
+                        "CPUs): start its nodes on GPU machines, or run with --device cpu")
+    return device, workers or max(1, gpus if on_gpus else cpus)
+
+
+def connect(device: str, workers: int | None, address: str | None = None) -> tuple[str, int]:
+    """Connects to the Ray cluster at ``address`` (default: ``RAY_ADDRESS``), or starts a
+    local one on this machine's cores and GPUs, as many of them as the local backend would
+    use; returns :func:`cluster_defaults` for it."""
     try:
         import ray
-        from ray.util import ActorPool
     except ImportError:
         raise UserError("--backend ray needs Ray: pip install 'erasebench[ray]'") from None
-    settings = {key: str(value) if isinstance(value, Path) else value
-                for key, value in settings.items()}
-    gpu = str(settings.get("device", "cpu")).startswith("cuda")
     if not ray.is_initialized():
         address = address or os.environ.get("RAY_ADDRESS")
         if address:
             ray.init(address=address, log_to_driver=False)
         else:
-            ray.init(num_cpus=workers, num_gpus=workers if gpu else 0,
+            from erasebench import workers as local
+
+            here = device
+            if here == "auto":
+                import torch
+
+                here = "cuda" if torch.cuda.is_available() else "cpu"
+            gpus = len(local.visible_gpus()) if here.startswith("cuda") else 0
+            ray.init(num_cpus=workers or local.auto_workers(here), num_gpus=gpus,
                      include_dashboard=False, log_to_driver=False)
+    return cluster_defaults(device, workers, ray.cluster_resources())
+
+
+def run_on_ray(units: Sequence[WorkUnit], settings: dict[str, Any], workers: int,
+               on_unit: Callable[[WorkUnit, str], None] | None = None,
+               on_cached: Callable[[CachedWork, CacheSpace], None] | None = None
+               ) -> RunSummary:
+    """Runs ``units`` on ``workers`` Ray actors of the cluster :func:`connect` joined;
+    ``settings`` are the Runner's fields (results_dir, cache_dir, device, batch_size,
+    show_unsafe, compile). ``on_unit`` hears of each unit as it ends, ``on_cached`` what
+    the caches hold of the units' work before any."""
+    import ray
+    from ray.util import ActorPool
+
+    settings = {key: str(value) if isinstance(value, Path) else value
+                for key, value in settings.items()}
+    gpu = str(settings.get("device", "cpu")).startswith("cuda")
     actor = ray.remote(num_gpus=1 if gpu else 0, num_cpus=0 if gpu else 1)(UnitWorker)
     actors: list[Any] = [actor.remote(settings) for _ in range(workers)]  # handles
     pool = ActorPool(actors)

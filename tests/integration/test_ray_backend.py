@@ -1,6 +1,8 @@
 """The Ray backend on a local 2-worker Ray cluster gives exactly the rows of the local
 backend on the miniature world, and resumes like it."""
 
+import re
+
 import pandas as pd
 import pytest
 
@@ -38,12 +40,47 @@ def test_ray_gives_the_rows_of_the_local_backend_and_resumes(tmp_path, capsys):
         assert "; 4/4 units," in out  # the driver tells how far the run is, actors' units too
         assert main(argv) == 0  # everything is done: nothing runs again
         assert "done 0 on Ray, 4 already done" in " ".join(capsys.readouterr().out.split())
+        # A cluster already there (as RAY_ADDRESS joins one) of 3 CPUs: without --workers
+        # its resources, not this machine's cores, set the actors' device and number.
+        ray.shutdown()
+        ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)
+        argv, cluster_results = _run(tmp_path, "cluster", "--backend", "ray")
+        assert main(argv) == 0
+        out = " ".join(capsys.readouterr().out.split())
+        assert "(4 to do, asking for 120 images; 3 processes)" in out and "done 4 on Ray" in out
     finally:
         ray.shutdown()
     local = pd.read_parquet(local_results / "metrics.parquet")[COLUMNS]
-    remote = pd.read_parquet(ray_results / "metrics.parquet")[COLUMNS]
-    pd.testing.assert_frame_equal(local, remote)
+    for results in (ray_results, cluster_results):
+        remote = pd.read_parquet(results / "metrics.parquet")[COLUMNS]
+        pd.testing.assert_frame_equal(local, remote)
     assert len(remote) > 0 and set(remote.eraser) == {"sd", "uce"}
+
+
+@pytest.mark.parametrize(("device", "workers", "resources", "expected"), [
+    ("auto", None, {"GPU": 8.0, "CPU": 96.0}, ("cuda", 8)),  # one actor per GPU
+    ("auto", None, {"CPU": 6.0}, ("cpu", 6)),  # per CPU on a cluster without GPUs
+    ("cpu", None, {"GPU": 8.0, "CPU": 96.0}, ("cpu", 96)),
+    ("cuda", 3, {"GPU": 8.0, "CPU": 96.0}, ("cuda", 3)),  # --workers as given
+    ("auto", None, {}, ("cpu", 1)),
+])
+def test_the_clusters_resources_set_the_default_device_and_actors(
+        device, workers, resources, expected):
+    from erasebench.ray_backend import cluster_defaults
+
+    assert cluster_defaults(device, workers, resources) == expected
+
+
+@pytest.mark.parametrize(("device", "message"), [
+    ("cuda", "--device cuda on a Ray cluster without a GPU (it has 4 CPUs)"),
+    ("cuda:1", "--device cuda:1 on Ray: each actor holds a GPU of its own"),
+])
+def test_a_device_the_cluster_cannot_give_is_a_clear_error(device, message):
+    from erasebench.errors import UserError
+    from erasebench.ray_backend import cluster_defaults
+
+    with pytest.raises(UserError, match=re.escape(message)):
+        cluster_defaults(device, None, {"CPU": 4.0})
 
 
 def test_an_unknown_backend_lists_the_valid_ones(tmp_path, capsys):
