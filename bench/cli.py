@@ -255,11 +255,16 @@ def run(
     if check_cache and not dry_run:
         raise UserError("--check-cache goes with --dry-run (a run looks in the caches itself)")
     actor_device, count = runner.device, workers or local.auto_workers(runner.device)
-    if backend == "ray" and not dry_run and not local.helper_number():
-        from erasebench.ray_backend import connect
+    if backend == "ray" and not dry_run:
+        from erasebench.ray_backend import actor_slots, connect
 
         # The cluster's GPUs (or CPUs), not this machine's, set the default device and count.
         actor_device, count = connect(device, workers, ray_address)
+        count = min(count, max(1, len(todo)))
+        if count > (slots := actor_slots(actor_device)):
+            errors.print(f"warning: {count} Ray actors on {actor_device}, but the cluster has "
+                         f"room for {slots} now: the others, and the units they are handed, "
+                         "wait for nodes to join (Ctrl-C and a smaller --workers if none will)")
     count = min(count, max(1, len(todo)))
     prompts: PromptMemo = {}  # each request's prompts, built once for every count and check
     if dry_run:

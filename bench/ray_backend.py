@@ -113,6 +113,15 @@ def connect(device: str, workers: int | None, address: str | None = None) -> tup
     return cluster_defaults(device, workers, ray.cluster_resources())
 
 
+def actor_slots(device: str) -> int:
+    """How many actors on ``device`` the cluster has room for now: its GPUs on ``cuda``,
+    its CPUs on ``cpu``. An actor beyond them waits for a node to join, and so do the
+    units handed to it."""
+    import ray
+
+    return int(ray.cluster_resources().get("GPU" if device.startswith("cuda") else "CPU", 0))
+
+
 def run_on_ray(units: Sequence[WorkUnit], settings: dict[str, Any], workers: int,
                on_unit: Callable[[WorkUnit, str], None] | None = None,
                on_cached: Callable[[CachedWork, CacheSpace], None] | None = None

@@ -87,3 +87,17 @@ def test_an_unknown_backend_lists_the_valid_ones(tmp_path, capsys):
     argv, _ = _run(tmp_path, "x", "--backend", "slurm")
     assert main(argv) == 2
     assert "valid backends: local, ray" in capsys.readouterr().err
+
+
+def test_more_actors_than_the_cluster_has_room_for_is_warned_of(tmp_path, capsys, monkeypatch):
+    from erasebench import ray_backend
+    from erasebench.runner import RunSummary
+
+    # A cluster of 3 CPUs asked for 4 actors: the fourth would wait for a node to join.
+    monkeypatch.setattr(ray_backend, "connect", lambda device, workers, address: ("cpu", 4))
+    monkeypatch.setattr(ray_backend, "actor_slots", lambda device: 3)
+    monkeypatch.setattr(ray_backend, "run_on_ray", lambda units, *args: RunSummary())
+    argv, _ = _run(tmp_path, "x", "--backend", "ray", "--workers", "4", "--no-report")
+    assert main(argv) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "warning: 4 Ray actors on cpu, but the cluster has room for 3 now" in err
