@@ -10,9 +10,11 @@ file system every worker sees (one machine, or a shared mount on a cluster).
 
 Before the first unit, the first actor looks in the caches for the driver
 (``erasebench.cached_work.look_in_caches``): it loads the base models it would load for
-its first unit anyway, on the device the units run on, whose fingerprints name the cache
-entries (the driver may have no GPU, or another precision). Until it answers the other
-actors are already at work, as a local run's helpers are while its main process looks.
+its first unit anyway, on the device the units run on. The driver loads none: it may
+have no GPU nor the memory for a model, and a model built from its config with random
+weights (the tests', the benchmarks') draws other weights on a GPU than on a CPU, so
+another fingerprint, which names the cache entries. Until it answers the other actors are
+already at work, as a local run's helpers are while its main process looks.
 
 ``ray.init`` connects to ``RAY_ADDRESS`` (or ``--ray-address``) when set, and otherwise
 starts a local cluster with one CPU per worker (and this machine's GPUs). ``--device
