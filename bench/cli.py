@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -255,7 +256,8 @@ def run(
     if check_cache and not dry_run:
         raise UserError("--check-cache goes with --dry-run (a run looks in the caches itself)")
     actor_device, count = runner.device, workers or local.auto_workers(runner.device)
-    if backend == "ray" and not dry_run:
+    # A dry run joins a cluster that is there to count its actors, and starts none.
+    if backend == "ray" and (not dry_run or ray_address or os.environ.get("RAY_ADDRESS")):
         from erasebench.ray_backend import actor_slots, connect
 
         # The cluster's GPUs (or CPUs), not this machine's, set the default device and count.

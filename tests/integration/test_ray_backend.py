@@ -101,3 +101,22 @@ def test_more_actors_than_the_cluster_has_room_for_is_warned_of(tmp_path, capsys
     assert main(argv) == 0
     err = " ".join(capsys.readouterr().err.split())
     assert "warning: 4 Ray actors on cpu, but the cluster has room for 3 now" in err
+
+
+def test_a_dry_run_on_a_cluster_prices_the_units_on_its_actors(tmp_path, capsys, monkeypatch):
+    from erasebench import ray_backend
+
+    argv, _ = _run(tmp_path, "x", "--no-report")  # sd's and uce's 4 units, timed
+    assert main(argv) == 0
+    # esd_x's and ca's 4 units left, on a cluster of 3 CPUs at RAY_ADDRESS.
+    more = [*argv[:2], "sd,uce,esd_x,ca", *argv[3:], "--backend", "ray", "--dry-run"]
+    monkeypatch.setenv("RAY_ADDRESS", "head:6379")
+    monkeypatch.setattr(ray_backend, "connect",
+                        lambda device, workers, address: ("cpu", workers or 3))
+    monkeypatch.setattr(ray_backend, "actor_slots", lambda device: 3)
+    capsys.readouterr()
+    assert main(more) == 0
+    assert " on 3 processes, " in capsys.readouterr().out.splitlines()[-1]
+    monkeypatch.delenv("RAY_ADDRESS")  # no cluster to count: this machine's processes
+    assert main([*more, "--workers", "2"]) == 0
+    assert " on 2 processes, " in capsys.readouterr().out.splitlines()[-1]
