@@ -257,17 +257,18 @@ def run(
         raise UserError("--check-cache goes with --dry-run (a run looks in the caches itself)")
     actor_device, count = runner.device, workers or local.auto_workers(runner.device)
     # A dry run joins a cluster that is there to count its actors, and starts none.
-    if backend == "ray" and (not dry_run or ray_address or os.environ.get("RAY_ADDRESS")):
+    on_cluster = backend == "ray" and bool(
+        not dry_run or ray_address or os.environ.get("RAY_ADDRESS"))
+    if on_cluster:
         from erasebench.ray_backend import actor_slots, connect
 
         # The cluster's GPUs (or CPUs), not this machine's, set the default device and count.
         actor_device, count = connect(device, workers, ray_address)
-        count = min(count, max(1, len(todo)))
-        if count > (slots := actor_slots(actor_device)):
-            errors.print(f"warning: {count} Ray actors on {actor_device}, but the cluster has "
-                         f"room for {slots} now: the others, and the units they are handed, "
-                         "wait for nodes to join (Ctrl-C and a smaller --workers if none will)")
     count = min(count, max(1, len(todo)))
+    if on_cluster and count > (slots := actor_slots(actor_device)):
+        errors.print(f"warning: {count} Ray actors on {actor_device}, but the cluster has "
+                     f"room for {slots} now: the others, and the units they are handed, wait "
+                     "for nodes to join (Ctrl-C and a smaller --workers if none will)")
     prompts: PromptMemo = {}  # each request's prompts, built once for every count and check
     if dry_run:
         held = None
