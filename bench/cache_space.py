@@ -1,12 +1,16 @@
-"""Whether the image cache's disk has room for the images a run will draw.
+"""Whether the cache's disk has room for the images a run will draw and the erasures it
+will make.
 
 A full reproduction writes hundreds of thousands of PNGs (``erasebench run --dry-run``
 counts them). How large one is depends on what it shows — a noisy image compresses far
 worse than a flat one — so nothing here assumes a size: the cache's own PNGs of the same
 height and width are measured (a sample of them, by their files' sizes; the image
 dimensions from each PNG's header), and images of a size the cache holds none of yet are
-left unpriced. ``--dry-run --check-cache`` prints what the images to draw would take
-against the space free on the cache's disk; a run warns when they would not fit
+left unpriced. An edit file holds the parameters its eraser changed, sized as those it
+may change (``erasebench.cached_work.edit_size``): on SD v1.4 ESD-u's 3.3 GB, UCE's 77 MB, so
+a full reproduction's dozen ESD-u erasures take 39 GB. ``--dry-run --check-cache`` prints
+what the images to draw and the erasures to make would take against the space free on
+the cache's disk; a run warns when they would not fit
 (:class:`CacheRoom`): at its start, or, with a fresh cache, whose images no PNG sizes
 yet, after the first unit that drew some. A run that does fill the disk stops with a
 clear error and loses nothing (every write is atomic), so this only spares finding out
@@ -18,7 +22,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,18 +35,22 @@ SAMPLE = 1000  # PNGs measured: enough for a mean within a few percent, read in 
 @dataclass
 class CacheSpace:
     """Per image size (height, width): the images to draw, the mean bytes of the cache's
-    PNGs of that size and how many were measured; and the bytes free on its disk."""
+    PNGs of that size and how many were measured; about the bytes each erasure still to
+    make takes in the edit cache (beside the image cache, in the same cache folder);
+    and the bytes free on their disk."""
 
     to_draw: Mapping[tuple[int, int], int]
     mean_bytes: dict[tuple[int, int], float] = field(default_factory=dict)
     measured: dict[tuple[int, int], int] = field(default_factory=dict)
     free: int = 0
+    edit_bytes: Sequence[int] = ()
 
     @property
     def needed(self) -> float:
-        """Bytes the images to draw of a measured size would take."""
+        """Bytes the images to draw of a measured size and the erasures to make would
+        take."""
         return sum(count * self.mean_bytes[size] for size, count in self.to_draw.items()
-                   if size in self.mean_bytes)
+                   if size in self.mean_bytes) + sum(self.edit_bytes)
 
     @property
     def unpriced(self) -> int:
@@ -52,10 +60,14 @@ class CacheSpace:
 
     def line(self) -> str:
         """``5,000 images to draw, about 1.6 GB for 4,000 of them (512x512: 410.0 kB each,
-        the mean of 1,000 cached; 256x256: none cached yet to size them by); 120.0 GB free
-        on its disk``."""
-        drawn = sum(self.to_draw.values())
+        the mean of 1,000 cached; 256x256: none cached yet to size them by); 12 erasures
+        to make, about 39.0 GB; 120.0 GB free on its disk``."""
         free = f"{decimal(self.free)} free on its disk"
+        if self.edit_bytes:
+            count = len(self.edit_bytes)
+            free = (f"{count:,} erasure{'s' if count > 1 else ''} to make, about "
+                    f"{decimal(sum(self.edit_bytes))}; {free}")
+        drawn = sum(self.to_draw.values())
         if not drawn:
             return f"no images to draw; {free}"
         parts = []
@@ -70,7 +82,7 @@ class CacheSpace:
         text = f"{drawn:,} images to draw"
         priced = drawn - self.unpriced
         if priced:
-            text += f", about {decimal(round(self.needed))}"
+            text += f", about {decimal(round(self.needed - sum(self.edit_bytes)))}"
             if self.unpriced:
                 text += f" for {priced:,} of them"
         return f"{text} ({'; '.join(parts)}); {free}"
@@ -105,14 +117,15 @@ def free_bytes(path: Path) -> int:
 
 
 def cache_space(images_root: Path, to_draw: Mapping[tuple[int, int], int],
-                sample: int = SAMPLE) -> CacheSpace:
+                sample: int = SAMPLE, edit_bytes: Sequence[int] = ()) -> CacheSpace:
     """What ``to_draw`` (images per (height, width)) would take in the image cache at
-    ``images_root``, at the mean size of its PNGs of each size."""
+    ``images_root``, at the mean size of its PNGs of each size, and the erasures still to
+    make (``edit_bytes``, about each edit's) beside it."""
     measured = png_sizes(images_root, sample)
     return CacheSpace(to_draw,
                       {size: sum(files) / len(files) for size, files in measured.items()},
                       {size: len(files) for size, files in measured.items()},
-                      free_bytes(images_root))
+                      free_bytes(images_root), edit_bytes)
 
 
 @dataclass
@@ -135,10 +148,12 @@ class CacheRoom:
             self.watching = False
         return space if space.short_of_room() else None
 
-    def look(self, to_draw: Mapping[tuple[int, int], int]) -> CacheSpace | None:
-        """:meth:`note` of the space ``to_draw`` (images per (height, width)) would take,
-        measured now; None without a look once the watch has ended, or where this process
-        does not see the cache (a Ray driver on another file system than its actors)."""
+    def look(self, to_draw: Mapping[tuple[int, int], int],
+             edit_bytes: Sequence[int] = ()) -> CacheSpace | None:
+        """:meth:`note` of the space ``to_draw`` (images per (height, width)) and the
+        erasures still to make would take, measured now; None without a look once the
+        watch has ended, or where this process does not see the cache (a Ray driver on
+        another file system than its actors)."""
         if not self.watching or not self.root.is_dir():
             return None
-        return self.note(cache_space(self.root, to_draw))
+        return self.note(cache_space(self.root, to_draw, edit_bytes=edit_bytes))

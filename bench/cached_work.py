@@ -16,8 +16,9 @@ to make.
 
 Entries are counted, not checked (a checksum would read every PNG: a full reproduction
 writes hundreds of thousands); a run checks each before it uses it and makes a damaged
-one again. What the images still to draw will take on disk is ``erasebench.cache_space``'s
-to say.
+one again. What the images still to draw and the erasures still to make will take on
+disk is ``erasebench.cache_space``'s to say; an erasure is sized here, with its base model
+loaded, by the parameters its eraser may change.
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ class CachedWork:
     to_draw: dict[str, int] = field(default_factory=dict)
     # run id -> the (height, width) of the unit's images (erasebench.cache_space)
     size_of: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # erasure not held -> about the bytes its edit file takes (edit_size): ESD-u's 3.3 GB
+    # on SD v1.4, UCE's 77 MB
+    edit_bytes: dict[Erasure, int] = field(default_factory=dict)
 
     def by_size(self, draws: Mapping[str, int]) -> dict[tuple[int, int], int]:
         """Images to draw per (height, width), of ``draws`` (run id -> images to draw)."""
@@ -81,6 +85,22 @@ def fingerprint_drawing(unit: Any, runner: Any) -> str | None:
     return EditedModel.fingerprint_in(runner.edit_path(unit, model))
 
 
+# An edit file's header beyond its tensors' names: each tensor's dtype, shape and offsets
+# (at most 84 bytes in the default run's 88 edits), and the metadata: provenance and the
+# eraser's notes (at most 4.7 kB there; AP's search history is the longest).
+TENSOR_HEADER, METADATA = 96, 8192
+
+
+def edit_size(eraser: Any, model: Any) -> int:
+    """About the bytes an edit of ``model`` by ``eraser`` takes: every parameter it may
+    change (``Eraser.editable_parameters``; an eraser may change fewer) and the file's
+    header."""
+    editable = set(eraser.editable_parameters(model))
+    return METADATA + sum(parameter.numel() * parameter.element_size() + len(name)
+                          + TENSOR_HEADER
+                          for name, parameter in model.named_parameters() if name in editable)
+
+
 def cached_work(units: Sequence[Any], runner: Any,
                 prompts_of: PromptMemo | None = None) -> CachedWork:
     """What of ``units`` (``runner.WorkUnit``) the caches of ``runner`` (a ``Runner``,
@@ -100,6 +120,8 @@ def cached_work(units: Sequence[Any], runner: Any,
             work.erasures.add(erasure)
             if fingerprint is not None:
                 work.erasures_held.add(erasure)
+            elif erasure not in work.edit_bytes:
+                work.edit_bytes[erasure] = edit_size(unit.eraser, runner.model(spec.model))
         generator = Generator(runner.model(spec.model), spec.generation, batch_size=1,
                               progress=False)
         images = (image_identities(spec, prompts, makes_edits=True) if fingerprint is None
@@ -120,8 +142,9 @@ def cached_work(units: Sequence[Any], runner: Any,
 def look_in_caches(units: Sequence[Any], runner: Any,
                    prompts_of: PromptMemo | None = None) -> tuple[CachedWork, CacheSpace]:
     """What the caches of ``runner`` hold of ``units``' work (:func:`cached_work`), and
-    what the images still to draw would take on the image cache's disk
-    (``erasebench.cache_space``): what a run looks at as it starts, in the process that
+    what the images still to draw and the erasures still to make would take on the
+    cache's disk (``erasebench.cache_space``): what a run looks at as it starts, in the process that
     loads the models (the main process locally, the first actor on Ray)."""
     work = cached_work(units, runner, prompts_of)
-    return work, cache_space(runner.images.root, work.to_draw_by_size)
+    return work, cache_space(runner.images.root, work.to_draw_by_size,
+                             edit_bytes=list(work.edit_bytes.values()))

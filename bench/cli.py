@@ -377,8 +377,9 @@ def _print_plan(units: Any, todo: Any, store: Any, processes: int, held: Any,
         from erasebench.cache_space import cache_space
 
         console.print(f"  in the caches: {held.held_line()}", markup=False, soft_wrap=True)
-        console.print(f"  image cache: {cache_space(images_root, held.to_draw_by_size).line()}",
-                      markup=False, soft_wrap=True)
+        space = cache_space(images_root, held.to_draw_by_size,
+                            edit_bytes=list(held.edit_bytes.values()))
+        console.print(f"  cache space: {space.line()}", markup=False, soft_wrap=True)
     if todo:
         console.print(_time_left_line(units, store, processes, workload, held),
                       markup=False, soft_wrap=True)

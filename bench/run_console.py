@@ -59,7 +59,10 @@ class RunConsole:
                            f"{now - self.last:.1f} s){so_far}", markup=False)
             if self.progress is not None and self.cached is not None and status == "done":
                 # Images of a size a fresh cache held none of are priced once it has some.
-                self._warn_of(self.room.look(self.cached.by_size(self.progress.draws_left())))
+                self._warn_of(self.room.look(
+                    self.cached.by_size(self.progress.draws_left()),
+                    [size for erasure, size in self.cached.edit_bytes.items()
+                     if erasure not in self.progress.made]))
         self.last = now
 
     def start_from_caches(self, cached: CachedWork, space: CacheSpace) -> None:
@@ -76,6 +79,6 @@ class RunConsole:
 
     def _warn_of(self, space: CacheSpace | None) -> None:
         if space is not None:
-            self.errors.print(f"warning: the image cache ({self.images_root}) may run out of "
-                              f"room: {space.line()}; a run that fills the disk stops, and "
-                              "resumes once there is room")
+            self.errors.print(f"warning: the cache ({self.images_root.parent}) may run out "
+                              f"of room: {space.line()}; a run that fills the disk stops, "
+                              "and resumes once there is room")

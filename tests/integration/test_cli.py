@@ -281,11 +281,16 @@ def test_dry_run_counts_what_the_caches_hold(tmp_path, capsys):
     assert main(["run", "--erasers", "mock", "--results", str(tmp_path / "other"), *common]) == 0
     assert held() == "16 of the 16 distinct images of the units to do, 1 of their 1 erasures"
     assert not (tmp_path / "planned").exists()
-    # The images to draw sized by the cached ones of their size: none cached at first.
-    assert spaces[0].startswith("  image cache: 16 images to draw (32x32: none cached yet")
-    assert spaces[1].startswith("  image cache: 8 images to draw, about ")
-    assert "(32x32: " in spaces[1] and "each, the mean of 8 cached); " in spaces[1]
-    assert spaces[2].startswith("  image cache: no images to draw; ")
+    # The images to draw sized by the cached ones of their size: none cached at first; the
+    # mock erasure's edit, until it is made, by the 4 attn2.to_v weights of the tiny model
+    # it may change (32x32 floats each: 4 x 4,096 bytes), their names' header entries
+    # (4 x 96 and their lengths: 66 to 70) and 8,192 for the metadata: 25,232 bytes.
+    edit = "; 1 erasure to make, about 25.2 kB; "
+    assert spaces[0].startswith("  cache space: 16 images to draw (32x32: none cached yet to "
+                                f"size them by){edit}")
+    assert spaces[1].startswith("  cache space: 8 images to draw, about ")
+    assert "(32x32: " in spaces[1] and f"each, the mean of 8 cached){edit}" in spaces[1]
+    assert spaces[2].startswith("  cache space: no images to draw; ") and edit not in spaces[2]
 
     # sd's unit run into the planned folder reads its 8 images: no pace for drawing yet.
     assert main([*planned[:2], "sd", *planned[3:]]) == 0
@@ -328,8 +333,10 @@ def test_a_run_warns_when_the_images_to_draw_may_not_fit_on_the_cache_disk(
     assert "100 bytes free on its disk; a run that fills the disk stops, and resumes" in err
     assert len(ResultStore(tmp_path / "results").records()) == 2  # a warning only
 
-    # On a fresh cache nothing sizes the 16 images at the start; sd's unit draws 8, which
-    # size the mock eraser's 8 still to draw: one warning, after it.
+    # On a fresh cache nothing sizes the 16 images at the start, and the mock erasure's
+    # edit (about 25,232 bytes) fits in 100 bytes more; sd's unit draws 8, which size the
+    # mock eraser's 8 still to draw: one warning, after it.
+    monkeypatch.setattr(cache_space, "free_bytes", lambda path: 25_232 + 100)
     fresh = [arg if arg != str(tmp_path / "cache") else str(tmp_path / "fresh") for arg in common]
     fresh[fresh.index(str(tmp_path / "results"))] = str(tmp_path / "fresh_results")
     assert main(["run", "--erasers", "sd,mock", *fresh]) == 0

@@ -35,6 +35,13 @@ def test_images_to_draw_are_sized_by_the_cached_pngs_of_their_size(tmp_path, mon
     assert "16x16: " in line and "each, the mean of 4 cached" in line
     assert line.endswith("64x64: none cached yet to size them by); 10.0 kB free on its disk")
     assert cache_space(cache.root, {(16, 16): 0}).line().startswith("no images to draw; ")
+    # Erasures to make add their edits' bytes, beside the images'.
+    monkeypatch.setattr(space_module, "free_bytes", lambda path: 10_000)
+    with_edits = cache_space(cache.root, space.to_draw, edit_bytes=[3_000, 2_000])
+    assert with_edits.needed == space.needed + 5_000
+    assert "; 2 erasures to make, about 5.0 kB; 10.0 kB free on its disk" in with_edits.line()
+    assert cache_space(cache.root, {}, edit_bytes=[4_000]).line() == (
+        "no images to draw; 1 erasure to make, about 4.0 kB; 10.0 kB free on its disk")
 
 
 def test_an_empty_or_missing_cache_sizes_nothing_and_its_disk_is_found(tmp_path):
