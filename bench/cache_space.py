@@ -46,11 +46,16 @@ class CacheSpace:
     edit_bytes: Sequence[int] = ()
 
     @property
+    def images_needed(self) -> float:
+        """Bytes the images to draw of a measured size would take."""
+        return sum(count * self.mean_bytes[size] for size, count in self.to_draw.items()
+                   if size in self.mean_bytes)
+
+    @property
     def needed(self) -> float:
         """Bytes the images to draw of a measured size and the erasures to make would
         take."""
-        return sum(count * self.mean_bytes[size] for size, count in self.to_draw.items()
-                   if size in self.mean_bytes) + sum(self.edit_bytes)
+        return self.images_needed + sum(self.edit_bytes)
 
     @property
     def unpriced(self) -> int:
@@ -82,7 +87,7 @@ class CacheSpace:
         text = f"{drawn:,} images to draw"
         priced = drawn - self.unpriced
         if priced:
-            text += f", about {decimal(round(self.needed - sum(self.edit_bytes)))}"
+            text += f", about {decimal(round(self.images_needed))}"
             if self.unpriced:
                 text += f" for {priced:,} of them"
         return f"{text} ({'; '.join(parts)}); {free}"

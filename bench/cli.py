@@ -263,7 +263,7 @@ def run(
         from erasebench.ray_backend import actor_slots, connect
 
         # The cluster's GPUs (or CPUs), not this machine's, set the default device and count.
-        actor_device, count = connect(device, workers, ray_address)
+        actor_device, count = connect(device, workers, ray_address, here=runner.device)
     count = min(count, max(1, len(todo)))
     if on_cluster and count > (slots := actor_slots(actor_device)):
         errors.print(f"warning: {count} Ray actors on {actor_device}, but the cluster has "

@@ -89,10 +89,12 @@ def cluster_defaults(device: str, workers: int | None,
     return device, workers or max(1, gpus if on_gpus else cpus)
 
 
-def connect(device: str, workers: int | None, address: str | None = None) -> tuple[str, int]:
+def connect(device: str, workers: int | None, address: str | None = None,
+            here: str = "cpu") -> tuple[str, int]:
     """Connects to the Ray cluster at ``address`` (default: ``RAY_ADDRESS``), or starts a
     local one on this machine's cores and GPUs, as many of them as the local backend would
-    use; returns :func:`cluster_defaults` for it."""
+    use on ``here`` (``device`` as this machine resolves it: ``Runner.device``); returns
+    :func:`cluster_defaults` for the cluster."""
     try:
         import ray
     except ImportError:
@@ -104,11 +106,6 @@ def connect(device: str, workers: int | None, address: str | None = None) -> tup
         else:
             from erasebench import workers as local
 
-            here = device
-            if here == "auto":
-                import torch
-
-                here = "cuda" if torch.cuda.is_available() else "cpu"
             gpus = len(local.visible_gpus()) if here.startswith("cuda") else 0
             ray.init(num_cpus=workers or local.auto_workers(here), num_gpus=gpus,
                      include_dashboard=False, log_to_driver=False)

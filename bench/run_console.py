@@ -57,7 +57,8 @@ class RunConsole:
             prefix = f"helper {self.helper} " if self.helper else ""
             self.out.print(f"  {prefix}[{status}] {unit.describe()}  ({unit.run_id}, "
                            f"{now - self.last:.1f} s){so_far}", markup=False)
-            if self.progress is not None and self.cached is not None and status == "done":
+            if (self.progress is not None and self.cached is not None and status == "done"
+                    and self.room.watching):
                 # Images of a size a fresh cache held none of are priced once it has some.
                 self._warn_of(self.room.look(
                     self.cached.by_size(self.progress.draws_left()),
