@@ -260,12 +260,13 @@ def run(
     on_cluster = backend == "ray" and bool(
         not dry_run or ray_address or os.environ.get("RAY_ADDRESS"))
     if on_cluster:
-        from erasebench.ray_backend import actor_slots, connect
+        from erasebench.ray_backend import actor_slots, cluster_defaults, connect
 
         # The cluster's GPUs (or CPUs), not this machine's, set the default device and count.
-        actor_device, count = connect(device, workers, ray_address, here=runner.device)
+        resources = connect(ray_address, workers, here=runner.device)
+        actor_device, count = cluster_defaults(device, workers, resources)
     count = min(count, max(1, len(todo)))
-    if on_cluster and count > (slots := actor_slots(actor_device)):
+    if on_cluster and count > (slots := actor_slots(actor_device, resources)):
         errors.print(f"warning: {count} Ray actors on {actor_device}, but the cluster has "
                      f"room for {slots} now: the others, and the units they are handed, wait "
                      "for nodes to join (Ctrl-C and a smaller --workers if none will)")

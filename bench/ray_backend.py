@@ -76,25 +76,32 @@ def cluster_defaults(device: str, workers: int | None,
     """The device the actors run units on and how many actors, for a cluster of
     ``resources`` (``ray.cluster_resources()``): ``auto`` is ``cuda`` on a cluster with a
     GPU, else ``cpu``; by default one actor per GPU on ``cuda``, per CPU on ``cpu``."""
-    gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 0))
     if device == "auto":
-        device = "cuda" if gpus else "cpu"
-    on_gpus = device.startswith("cuda")
+        device = "cuda" if int(resources.get("GPU", 0)) else "cpu"
     if device not in ("cuda", "cpu"):  # an actor sees the one GPU Ray gave it as cuda
         raise UserError(f"--device {device} on Ray: each actor holds a GPU of its own, "
                         "which it sees as 'cuda'; use --device cuda (or cpu, or auto)")
-    if on_gpus and not gpus:
-        raise UserError(f"--device {device} on a Ray cluster without a GPU (it has {cpus} "
-                        "CPUs): start its nodes on GPU machines, or run with --device cpu")
-    return device, workers or max(1, gpus if on_gpus else cpus)
+    if device == "cuda" and not actor_slots(device, resources):
+        raise UserError(f"--device {device} on a Ray cluster without a GPU (it has "
+                        f"{actor_slots('cpu', resources)} CPUs): start its nodes on GPU "
+                        "machines, or run with --device cpu")
+    return device, workers or max(1, actor_slots(device, resources))
 
 
-def connect(device: str, workers: int | None, address: str | None = None,
-            here: str = "cpu") -> tuple[str, int]:
+def actor_slots(device: str, resources: Mapping[str, float]) -> int:
+    """How many actors on ``device`` a cluster of ``resources`` has room for: its GPUs on
+    ``cuda``, its CPUs on ``cpu``. An actor beyond them waits for a node to join, and so
+    do the units handed to it."""
+    return int(resources.get("GPU" if device.startswith("cuda") else "CPU", 0))
+
+
+def connect(address: str | None = None, workers: int | None = None,
+            here: str = "cpu") -> Mapping[str, float]:
     """Connects to the Ray cluster at ``address`` (default: ``RAY_ADDRESS``), or starts a
     local one on this machine's cores and GPUs, as many of them as the local backend would
-    use on ``here`` (``device`` as this machine resolves it: ``Runner.device``); returns
-    :func:`cluster_defaults` for the cluster."""
+    use on ``here`` (the device as this machine resolves it: ``Runner.device``); returns
+    the cluster's resources (``ray.cluster_resources()``), for :func:`cluster_defaults`
+    and :func:`actor_slots`."""
     try:
         import ray
     except ImportError:
@@ -109,16 +116,7 @@ def connect(device: str, workers: int | None, address: str | None = None,
             gpus = len(local.visible_gpus()) if here.startswith("cuda") else 0
             ray.init(num_cpus=workers or local.auto_workers(here), num_gpus=gpus,
                      include_dashboard=False, log_to_driver=False)
-    return cluster_defaults(device, workers, ray.cluster_resources())
-
-
-def actor_slots(device: str) -> int:
-    """How many actors on ``device`` the cluster has room for now: its GPUs on ``cuda``,
-    its CPUs on ``cpu``. An actor beyond them waits for a node to join, and so do the
-    units handed to it."""
-    import ray
-
-    return int(ray.cluster_resources().get("GPU" if device.startswith("cuda") else "CPU", 0))
+    return ray.cluster_resources()
 
 
 def run_on_ray(units: Sequence[WorkUnit], settings: dict[str, Any], workers: int,

@@ -94,8 +94,7 @@ def test_more_actors_than_the_cluster_has_room_for_is_warned_of(tmp_path, capsys
     from erasebench.runner import RunSummary
 
     # A cluster of 3 CPUs asked for 4 actors: the fourth would wait for a node to join.
-    monkeypatch.setattr(ray_backend, "connect", lambda device, workers, address, here: ("cpu", 4))
-    monkeypatch.setattr(ray_backend, "actor_slots", lambda device: 3)
+    monkeypatch.setattr(ray_backend, "connect", lambda address, workers, here: {"CPU": 3.0})
     monkeypatch.setattr(ray_backend, "run_on_ray", lambda units, *args: RunSummary())
     argv, _ = _run(tmp_path, "x", "--backend", "ray", "--workers", "4", "--no-report")
     assert main(argv) == 0
@@ -111,9 +110,7 @@ def test_a_dry_run_on_a_cluster_prices_the_units_on_its_actors(tmp_path, capsys,
     # esd_x's and ca's 4 units left, on a cluster of 3 CPUs at RAY_ADDRESS.
     more = [*argv[:2], "sd,uce,esd_x,ca", *argv[3:], "--backend", "ray", "--dry-run"]
     monkeypatch.setenv("RAY_ADDRESS", "head:6379")
-    monkeypatch.setattr(ray_backend, "connect",
-                        lambda device, workers, address, here: ("cpu", workers or 3))
-    monkeypatch.setattr(ray_backend, "actor_slots", lambda device: 3)
+    monkeypatch.setattr(ray_backend, "connect", lambda address, workers, here: {"CPU": 3.0})
     capsys.readouterr()
     assert main(more) == 0
     assert " on 3 processes, " in capsys.readouterr().out.splitlines()[-1]
