@@ -112,7 +112,7 @@ def cached_work(units: Sequence[Any], runner: Any,
     # model, a held edit), else what makes them (an erasure not made yet).
     images_of: list[tuple[str, tuple[int, int], set[Hashable]]] = []
     for unit in units:
-        spec = unit.spec
+        spec, model = unit.spec, runner.model(unit.spec.model)
         prompts = prompts_of_unit(unit, prompts_of)
         fingerprint = fingerprint_drawing(unit, runner)
         erasure = erasure_of(unit)
@@ -121,9 +121,8 @@ def cached_work(units: Sequence[Any], runner: Any,
             if fingerprint is not None:
                 work.erasures_held.add(erasure)
             elif erasure not in work.edit_bytes:
-                work.edit_bytes[erasure] = edit_size(unit.eraser, runner.model(spec.model))
-        generator = Generator(runner.model(spec.model), spec.generation, batch_size=1,
-                              progress=False)
+                work.edit_bytes[erasure] = edit_size(unit.eraser, model)
+        generator = Generator(model, spec.generation, batch_size=1, progress=False)
         images = (image_identities(spec, prompts, makes_edits=True) if fingerprint is None
                   else set(generator.keys(prompts, fingerprint)))
         images_of.append((unit.run_id, generator.size, images))
@@ -143,8 +142,9 @@ def look_in_caches(units: Sequence[Any], runner: Any,
                    prompts_of: PromptMemo | None = None) -> tuple[CachedWork, CacheSpace]:
     """What the caches of ``runner`` hold of ``units``' work (:func:`cached_work`), and
     what the images still to draw and the erasures still to make would take on the
-    cache's disk (``erasebench.cache_space``): what a run looks at as it starts, in the process that
-    loads the models (the main process locally, the first actor on Ray)."""
+    cache's disk (``erasebench.cache_space``): what a run looks at as it starts, in the
+    process that loads the models (the main process locally, the first actor on Ray), and
+    ``--dry-run --check-cache``."""
     work = cached_work(units, runner, prompts_of)
     return work, cache_space(runner.images.root, work.to_draw_by_size,
                              edit_bytes=list(work.edit_bytes.values()))

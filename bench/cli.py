@@ -272,12 +272,12 @@ def run(
                      "for nodes to join (Ctrl-C and a smaller --workers if none will)")
     prompts: PromptMemo = {}  # each request's prompts, built once for every count and check
     if dry_run:
-        held = None
+        held = space = None
         if check_cache:
-            from erasebench.cached_work import cached_work
+            from erasebench.cached_work import look_in_caches
 
-            held = cached_work(todo, runner, prompts)
-        _print_plan(units, todo, runner.store, count, held, prompts, runner.images.root)
+            held, space = look_in_caches(todo, runner, prompts)
+        _print_plan(units, todo, runner.store, count, held, space, prompts)
         return
     from erasebench.run_progress import RunProgress
 
@@ -348,12 +348,12 @@ def _write_leaderboard(results: Path, leaderboard: Path | None, show_unsafe: boo
     console.print(f"wrote {write_report(results, board, show_unsafe)}")
 
 
-def _print_plan(units: Any, todo: Any, store: Any, processes: int, held: Any,
-                prompts: PromptMemo, images_root: Path) -> None:
+def _print_plan(units: Any, todo: Any, store: Any, processes: int, held: Any, space: Any,
+                prompts: PromptMemo) -> None:
     """Each unit with its state and images, then the images in all (erasebench.workload),
-    what of the units to do the caches hold when checked (``held``,
-    erasebench.cached_work.CachedWork), and the time the units to do would take at the
-    recorded units' pace."""
+    what of the units to do the caches hold when checked (``held`` and ``space``,
+    erasebench.cached_work.look_in_caches), and the time the units to do would take at
+    the recorded units' pace."""
     from erasebench.workload import count_images
 
     todo_ids = {unit.run_id for unit in todo}
@@ -375,11 +375,7 @@ def _print_plan(units: Any, todo: Any, store: Any, processes: int, held: Any,
         console.print(f"  to draw with {model}: {count:,} images, {steps} steps, {size}",
                       markup=False, soft_wrap=True)
     if held is not None:
-        from erasebench.cache_space import cache_space
-
         console.print(f"  in the caches: {held.held_line()}", markup=False, soft_wrap=True)
-        space = cache_space(images_root, held.to_draw_by_size,
-                            edit_bytes=list(held.edit_bytes.values()))
         console.print(f"  cache space: {space.line()}", markup=False, soft_wrap=True)
     if todo:
         console.print(_time_left_line(units, store, processes, workload, held),

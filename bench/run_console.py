@@ -1,7 +1,7 @@
 """What ``erasebench run`` says as it goes: a line per unit that ends, with how far the
 whole run is (``erasebench.run_progress``); as it starts, what the caches hold of its
-work; and a warning, once, when the images it still has to draw may not fit on the image
-cache's disk (``erasebench.cache_space``)."""
+work; and a warning, once, when the images it still has to draw and the erasures it
+still has to make may not fit on the cache's disk (``erasebench.cache_space``)."""
 
 from __future__ import annotations
 
@@ -57,14 +57,19 @@ class RunConsole:
             prefix = f"helper {self.helper} " if self.helper else ""
             self.out.print(f"  {prefix}[{status}] {unit.describe()}  ({unit.run_id}, "
                            f"{now - self.last:.1f} s){so_far}", markup=False)
-            if (self.progress is not None and self.cached is not None and status == "done"
-                    and self.room.watching):
-                # Images of a size a fresh cache held none of are priced once it has some.
-                self._warn_of(self.room.look(
-                    self.cached.by_size(self.progress.draws_left()),
-                    [size for erasure, size in self.cached.edit_bytes.items()
-                     if erasure not in self.progress.made]))
+            if status == "done":
+                self._look_at_room_again()
         self.last = now
+
+    def _look_at_room_again(self) -> None:
+        """Images of a size a fresh cache held none of are priced once it has some: the
+        room for what the unfinished units still draw and make, while the watch goes on."""
+        if self.progress is None or self.cached is None or not self.room.watching:
+            return
+        edits_left = [size for erasure, size in self.cached.edit_bytes.items()
+                      if erasure not in self.progress.made]
+        self._warn_of(self.room.look(self.cached.by_size(self.progress.draws_left()),
+                                     edits_left))
 
     def start_from_caches(self, cached: CachedWork, space: CacheSpace) -> None:
         """At the run's start, what the caches hold (``erasebench.cached_work``), counted
