@@ -307,7 +307,8 @@ def run(
         settings = {"results_dir": results, "cache_dir": runner.cache_dir,
                     "device": actor_device, "batch_size": batch_size,
                     "show_unsafe": show_unsafe, "compile": compile_unet}
-        summary = run_on_ray(todo, settings, count, lines.unit_ended, lines.start_from_caches)
+        summary = run_on_ray(todo, settings, count, lines.unit_ended, lines.start_from_caches,
+                             lines.unit_lost)
         console.print(f"done {len(summary.done)} on Ray, {len(units) - len(todo)} already "
                       f"done, busy (another run) {len(summary.busy)}; "
                       f"{time.monotonic() - started:.0f} s")

@@ -6,7 +6,10 @@ travel as their specs (JSON) and are rebuilt from the plugin registries on the w
 so any installed eraser or task runs there as it would locally; every unit goes through
 ``Runner.run_unit``, with the same locks, atomic writes, caches and resumption as the
 local backend, and therefore the same rows. The results and cache folders must be on a
-file system every worker sees (one machine, or a shared mount on a cluster).
+file system every worker sees (one machine, or a shared mount on a cluster). An actor that
+dies (a node lost or preempted, a process killed) loses the unit it was running, which a
+new actor in its place runs again (:data:`TRIES_PER_UNIT`), as a killed local helper's
+unit is run again by the main process: its locks and the cache's claims end with it.
 
 Before the first unit, the first actor looks in the caches for the driver
 (``erasebench.cached_work.look_in_caches``): it loads the base models it would load for
@@ -24,7 +27,10 @@ head node without a GPU does not make a GPU cluster's units run on CPUs.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -119,38 +125,96 @@ def connect(address: str | None = None, workers: int | None = None,
     return ray.cluster_resources()
 
 
+# A unit whose actor dies (its node lost, its process killed) runs again on a new actor, up
+# to this many tries in all; one whose actors keep dying stops the run with its name.
+TRIES_PER_UNIT = 3
+
+
 def run_on_ray(units: Sequence[WorkUnit], settings: dict[str, Any], workers: int,
                on_unit: Callable[[WorkUnit, str], None] | None = None,
-               on_cached: Callable[[CachedWork, CacheSpace], None] | None = None
-               ) -> RunSummary:
+               on_cached: Callable[[CachedWork, CacheSpace], None] | None = None,
+               on_lost: Callable[[WorkUnit, str, int], None] | None = None) -> RunSummary:
     """Runs ``units`` on ``workers`` Ray actors of the cluster :func:`connect` joined;
     ``settings`` are the Runner's fields (results_dir, cache_dir, device, batch_size,
     show_unsafe, compile). ``on_unit`` hears of each unit as it ends, ``on_cached`` what
-    the caches hold of the units' work before any."""
+    the caches hold of the units' work before any, ``on_lost`` of a unit whose actor died
+    (why, and the try it goes on to), which runs again on a new actor, as a killed local
+    helper's unit does on the main process."""
     import ray
-    from ray.util import ActorPool
 
     settings = {key: str(value) if isinstance(value, Path) else value
                 for key, value in settings.items()}
     gpu = str(settings.get("device", "cpu")).startswith("cuda")
     actor = ray.remote(num_gpus=1 if gpu else 0, num_cpus=0 if gpu else 1)(UnitWorker)
-    actors: list[Any] = [actor.remote(settings) for _ in range(workers)]  # handles
-    pool = ActorPool(actors)
+    idle: list[Any] = [actor.remote(settings) for _ in range(workers)]  # actor handles
     by_id = {unit.run_id: unit for unit in units}
-    summary = RunSummary()
-    payloads = [unit.spec.model_dump_json() for unit in units]
+    payloads = {run_id: unit.spec.model_dump_json() for run_id, unit in by_id.items()}
     # Asked first, so the first actor looks before it takes a unit; the others start theirs.
-    looked = actors[0].look_in_caches.remote(payloads) if on_cached and units else None
-    results = pool.map_unordered(lambda worker, payload: worker.run.remote(payload), payloads)
+    looked = (idle[0].look_in_caches.remote(list(payloads.values()))
+              if on_cached and units else None)
+    waiting, running = deque(by_id), {}  # running: task -> (actor, run id)
+    tries: Counter[str] = Counter()
+    summary = RunSummary()
+
+    def hand_out() -> None:
+        while waiting and idle:
+            worker, run_id = idle.pop(0), waiting.popleft()
+            running[worker.run.remote(payloads[run_id])] = (worker, run_id)
+
+    hand_out()
     try:
         if looked is not None and on_cached is not None:
-            on_cached(*ray.get(looked))
-        for run_id, status in results:
+            with contextlib.suppress(ray.exceptions.RayActorError):  # its unit says why
+                on_cached(*ray.get(looked))
+        while running:
+            [task], _ = ray.wait(list(running), num_returns=1)
+            worker, run_id = running.pop(task)
+            try:
+                status = ray.get(task)[1]
+            except ray.exceptions.RayActorError as error:
+                if error.actor_init_failed:  # no new actor would start either
+                    raise
+                tries[run_id] += 1
+                why = _why_it_died(error)
+                if tries[run_id] >= TRIES_PER_UNIT:
+                    raise UserError(
+                        f"{by_id[run_id].describe()} ({run_id}): its Ray actor died "
+                        f"{tries[run_id]} times (the last: {why}). The units recorded so "
+                        "far are kept, and the same command resumes; a process killed for "
+                        "memory each time needs fewer actors per node or a smaller "
+                        "--batch-size.") from None
+                if on_lost is not None:
+                    on_lost(by_id[run_id], why, tries[run_id] + 1)
+                waiting.appendleft(run_id)
+                idle.append(actor.remote(settings))  # in the dead one's place
+                hand_out()
+                continue
             getattr(summary, status).append(run_id)
             if on_unit is not None:
                 on_unit(by_id[run_id], status)
+            idle.append(worker)
+            hand_out()
     except ray.exceptions.RayTaskError as error:
-        if isinstance(error.cause, UserError):  # bad input: the same one line as locally
-            raise error.cause from None
-        raise
+        raise as_raised_here(error) from None
     return summary
+
+
+def as_raised_here(error: Exception) -> BaseException:
+    """The error a unit raised on its actor (``error``, Ray's wrapping of it), unwrapped
+    where it is bad input or a storage error, so that ``erasebench.cli.main`` says it in
+    the one line a local run gets (a full disk: that the same command resumes)."""
+    cause = getattr(error, "cause", None)
+    return cause if isinstance(cause, (UserError, OSError)) else error
+
+
+def _why_it_died(error: Exception) -> str:
+    """Where and how an actor died, from Ray's account, for one line: ``process 14523 on
+    10.0.0.7, SYSTEM_ERROR`` (killed, crashed or its node lost), or that its node was
+    preempted."""
+    text = str(error)
+    fields = dict(re.findall(r"^\s*(pid|ip): (\S+)$", text, re.MULTILINE))
+    exit_type = re.search(r"exit type: (\w+)", text)
+    parts = [f"process {fields.get('pid', '?')} on {fields.get('ip', '?')}",
+             *([exit_type.group(1)] if exit_type else []),
+             *(["its node preempted"] if getattr(error, "preempted", False) else [])]
+    return ", ".join(parts)

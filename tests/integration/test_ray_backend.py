@@ -1,24 +1,27 @@
 """The Ray backend on a local 2-worker Ray cluster gives exactly the rows of the local
-backend on the miniature world, and resumes like it."""
+backend on the miniature world, and resumes like it; an actor killed mid-unit loses nothing."""
 
+import errno
 import re
 
 import pandas as pd
 import pytest
 
 from erasebench.cli import main
+from erasebench.faults import ENVIRONMENT_VARIABLE, MARK_VARIABLE
+from erasebench.results import load_results
 
 ray = pytest.importorskip("ray")
 
 COLUMNS = ["eraser", "request", "task", "metric", "value", "run_id"]
 
 
-def _run(tmp_path, name, *extra):
+def _run(tmp_path, name, *extra, cache="cache", erasers="sd,uce"):
     results = tmp_path / name / "results"
-    argv = ["run", "--erasers", "sd,uce", "--tasks", "shapes_objects",
+    argv = ["run", "--erasers", erasers, "--tasks", "shapes_objects",
             "--task-config", "images_per_class=3",
             "--task-config", 'splits=[["circle", "star"], ["square"]]',
-            "--results", str(results), "--cache", str(tmp_path / "cache"), *extra]
+            "--results", str(results), "--cache", str(tmp_path / cache), *extra]
     return argv, results
 
 
@@ -55,6 +58,69 @@ def test_ray_gives_the_rows_of_the_local_backend_and_resumes(tmp_path, capsys):
         remote = pd.read_parquet(results / "metrics.parquet")[COLUMNS]
         pd.testing.assert_frame_equal(local, remote)
     assert len(remote) > 0 and set(remote.eraser) == {"sd", "uce"}
+
+
+def test_a_unit_whose_actor_dies_runs_again_on_a_new_actor(tmp_path, capsys, monkeypatch):
+    one_split = ("--task-config", 'splits=[["square"]]', "--no-report")  # sd's and uce's unit
+    argv, local_results = _run(tmp_path, "local", "--workers", "1", *one_split)
+    assert main(argv) == 0
+    # One actor SIGKILLed, as on a lost node, once a unit is scored and before its record
+    # is written; the actors draw into a cache of their own.
+    monkeypatch.setenv(ENVIRONMENT_VARIABLE, "score.done:1")
+    monkeypatch.setenv(MARK_VARIABLE, str(tmp_path / "killed"))
+    argv, ray_results = _run(tmp_path, "ray", "--backend", "ray", "--workers", "2", *one_split,
+                             cache="ray-cache")
+    capsys.readouterr()
+    try:
+        assert main(argv) == 0
+    finally:
+        ray.shutdown()
+    assert (tmp_path / "killed").is_file()  # an actor did die
+    out, err = (" ".join(text.split()) for text in capsys.readouterr())
+    lost = re.findall(r"\[lost\] (?:sd|uce) x shapes_objects \[[^]]*\] \(\w+\): its Ray actor "
+                      r"died \(process \d+ on [\w.:]+, \w+\); running it again on a new "
+                      r"actor, try 2 of 3", err)
+    assert len(lost) == 1, err
+    assert "done 2 on Ray" in out
+    local, remote = (load_results(folder)[COLUMNS] for folder in (local_results, ray_results))
+    pd.testing.assert_frame_equal(local, remote)
+
+
+def test_a_unit_whose_actors_keep_dying_stops_the_run_by_name(tmp_path, capsys, monkeypatch):
+    # Every actor dies at the first erasure it comes to: uce's one unit never finishes.
+    monkeypatch.setenv(ENVIRONMENT_VARIABLE, "erase.done:1")
+    argv, results = _run(tmp_path, "ray", "--backend", "ray", "--task-config",
+                         'splits=[["square"]]', erasers="uce")
+    try:
+        assert main(argv) == 2
+    finally:
+        ray.shutdown()
+    out, err = (" ".join(text.split()) for text in capsys.readouterr())
+    stopped = re.search(r"error: (uce x shapes_objects \[[^]]*\] \(\w+\)): its Ray "
+                        r"actor died 3 times \(the last: process \d+ on [\w.:]+, \w+\)\. The "
+                        "units recorded so far are kept, and the same command resumes", err)
+    assert stopped, err
+    unit = re.escape(stopped.group(1))
+    assert re.findall(rf"\[lost\] {unit}: .*? try (\d) of 3", err) == ["2", "3"]
+    assert not list((results / "runs").glob("*.json"))  # nothing finished, nothing written
+
+
+def test_a_storage_error_on_an_actor_reaches_the_driver_as_itself():
+    from erasebench.ray_backend import as_raised_here
+
+    def fill():
+        raise OSError(errno.ENOSPC, "No space left on device", "/cache/images/x.png")
+
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        with pytest.raises(ray.exceptions.RayTaskError) as raised:
+            ray.get(ray.remote(fill).remote())
+    finally:
+        ray.shutdown()
+    error = as_raised_here(raised.value)  # as the local backend would raise it
+    assert type(error) is OSError and error.errno == errno.ENOSPC
+    assert error.filename == "/cache/images/x.png"
+    assert as_raised_here(ValueError("a bug")).args == ("a bug",)  # the rest as they come
 
 
 @pytest.mark.parametrize(("device", "workers", "resources", "expected"), [
