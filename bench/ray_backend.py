@@ -149,7 +149,8 @@ def run_on_ray(units: Sequence[WorkUnit], settings: dict[str, Any], workers: int
     idle: list[Any] = [actor.remote(settings) for _ in range(workers)]  # actor handles
     by_id = {unit.run_id: unit for unit in units}
     payloads = {run_id: unit.spec.model_dump_json() for run_id, unit in by_id.items()}
-    # Asked first, so the first actor looks before it takes a unit; the others start theirs.
+    # Asked first, so the first actor looks before it takes a unit; the others start theirs,
+    # and get more as they finish, the look awaited with the units rather than before them.
     looked = (idle[0].look_in_caches.remote(list(payloads.values()))
               if on_cached and units else None)
     waiting, running = deque(by_id), {}  # running: task -> (actor, run id)
@@ -163,11 +164,15 @@ def run_on_ray(units: Sequence[WorkUnit], settings: dict[str, Any], workers: int
 
     hand_out()
     try:
-        if looked is not None and on_cached is not None:
-            with contextlib.suppress(ray.exceptions.RayActorError):  # its unit says why
-                on_cached(*ray.get(looked))
-        while running:
-            [task], _ = ray.wait(list(running), num_returns=1)
+        while running or looked is not None:
+            # The look is waited for with the units, so that actors done meanwhile get more.
+            [task], _ = ray.wait([*running, *([] if looked is None else [looked])], num_returns=1)
+            if task == looked:
+                looked = None
+                with contextlib.suppress(ray.exceptions.RayActorError):  # its unit says why
+                    if on_cached is not None:
+                        on_cached(*ray.get(task))
+                continue
             worker, run_id = running.pop(task)
             try:
                 status = ray.get(task)[1]
