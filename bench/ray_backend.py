@@ -177,31 +177,37 @@ def run_on_ray(units: Sequence[WorkUnit], settings: dict[str, Any], workers: int
             try:
                 status = ray.get(task)[1]
             except ray.exceptions.RayActorError as error:
-                if error.actor_init_failed:  # no new actor would start either
-                    raise
                 tries[run_id] += 1
-                why = _why_it_died(error)
-                if tries[run_id] >= TRIES_PER_UNIT:
-                    raise UserError(
-                        f"{by_id[run_id].describe()} ({run_id}): its Ray actor died "
-                        f"{tries[run_id]} times (the last: {why}). The units recorded so "
-                        "far are kept, and the same command resumes; a process killed for "
-                        "memory each time needs fewer actors per node or a smaller "
-                        "--batch-size.") from None
+                why = _died_once_more(by_id[run_id], error, tries[run_id])
                 if on_lost is not None:
                     on_lost(by_id[run_id], why, tries[run_id] + 1)
                 waiting.appendleft(run_id)
-                idle.append(actor.remote(settings))  # in the dead one's place
-                hand_out()
-                continue
-            getattr(summary, status).append(run_id)
-            if on_unit is not None:
-                on_unit(by_id[run_id], status)
+                worker = actor.remote(settings)  # a new actor in the dead one's place
+            else:
+                getattr(summary, status).append(run_id)
+                if on_unit is not None:
+                    on_unit(by_id[run_id], status)
             idle.append(worker)
             hand_out()
     except ray.exceptions.RayTaskError as error:
         raise as_raised_here(error) from None
     return summary
+
+
+def _died_once_more(unit: WorkUnit, error: Exception, tries: int) -> str:
+    """Where and how the actor running ``unit`` died (:func:`_why_it_died`), when the
+    unit may go to a new actor; after :data:`TRIES_PER_UNIT` deaths, or an actor that
+    could not start (no new one would either), the error that stops the run."""
+    if getattr(error, "actor_init_failed", False):
+        raise error
+    why = _why_it_died(error)
+    if tries >= TRIES_PER_UNIT:
+        raise UserError(
+            f"{unit.describe()} ({unit.run_id}): its Ray actor died {tries} times (the "
+            f"last: {why}). The units recorded so far are kept, and the same command "
+            "resumes; a process killed for memory each time needs fewer actors per node "
+            "or a smaller --batch-size.") from None
+    return why
 
 
 def as_raised_here(error: Exception) -> BaseException:

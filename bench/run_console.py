@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from erasebench.cache_space import CacheRoom, CacheSpace
-from erasebench.ray_backend import TRIES_PER_UNIT
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -65,6 +64,8 @@ class RunConsole:
     def unit_lost(self, unit: Any, why: str, next_try: int) -> None:
         """``erasebench.ray_backend.run_on_ray``'s ``on_lost``: the actor running ``unit``
         died (``why``: where and how); the unit goes to a new actor for try ``next_try``."""
+        from erasebench.ray_backend import TRIES_PER_UNIT  # Ray's runs alone need it
+
         self.errors.print(f"  [lost] {unit.describe()}  ({unit.run_id}): its Ray actor died "
                           f"({why}); running it again on a new actor, try {next_try} of "
                           f"{TRIES_PER_UNIT}", markup=False, highlight=False)
