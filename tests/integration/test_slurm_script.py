@@ -19,6 +19,7 @@ STAND_INS = {
     # srun on one machine: its options dropped, the command run here.
     "srun": 'while [[ "$1" == -* ]]; do shift; done\nexec "$@"\n',
     "scontrol": 'echo localhost\n',  # `scontrol show hostnames`: the allocation's one node
+    "hostname": 'echo 127.0.0.1\n',  # `hostname --ip-address`, whatever this machine's says
 }
 
 
