@@ -67,14 +67,14 @@ class CacheSpace:
         """``5,000 images to draw, about 1.6 GB for 4,000 of them (512x512: 410.0 kB each,
         the mean of 1,000 cached; 256x256: none cached yet to size them by); 12 erasures
         to make, about 39.0 GB; 120.0 GB free on its disk``."""
-        free = f"{decimal(self.free)} free on its disk"
+        after_images = f"{decimal(self.free)} free on its disk"  # erasures, then the room
         if self.edit_bytes:
             count = len(self.edit_bytes)
-            free = (f"{count:,} erasure{'s' if count > 1 else ''} to make, about "
-                    f"{decimal(sum(self.edit_bytes))}; {free}")
+            after_images = (f"{count:,} erasure{'s' if count > 1 else ''} to make, about "
+                            f"{decimal(sum(self.edit_bytes))}; {after_images}")
         drawn = sum(self.to_draw.values())
         if not drawn:
-            return f"no images to draw; {free}"
+            return f"no images to draw; {after_images}"
         parts = []
         for (height, width), count in sorted(self.to_draw.items()):
             if not count:
@@ -90,7 +90,7 @@ class CacheSpace:
             text += f", about {decimal(round(self.images_needed))}"
             if self.unpriced:
                 text += f" for {priced:,} of them"
-        return f"{text} ({'; '.join(parts)}); {free}"
+        return f"{text} ({'; '.join(parts)}); {after_images}"
 
     def short_of_room(self) -> bool:
         return self.needed > self.free
