@@ -9,17 +9,26 @@ and storing it, and between writing a file and renaming it into place.
 With ``ERASEBENCH_KILL_MARK`` naming a file as well, only the first process to get there
 dies, leaving that file; the processes after it (another worker, a restarted Ray actor)
 pass, as after one lost machine.
+
+With ``ERASEBENCH_KILL_LOCKS_OUTLIVE`` set to seconds, the process's file locks outlive it
+by that long, as a lost node's locks on a network file system do until the server's lease
+on them ends: a child forked as it dies holds them (a lock belongs to the open file, which
+the child shares) and exits that much later.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import stat
 import threading
+import time
 from collections import Counter
 
 ENVIRONMENT_VARIABLE = "ERASEBENCH_KILL_AT"
 MARK_VARIABLE = "ERASEBENCH_KILL_MARK"
+LOCKS_OUTLIVE_VARIABLE = "ERASEBENCH_KILL_LOCKS_OUTLIVE"
 CHECKPOINTS = (
     "erase.done",  # an eraser finished; its edit is not saved yet
     "generate.batch",  # a batch was sampled; its images are not cached yet
@@ -42,7 +51,38 @@ def checkpoint(name: str) -> None:
         _passed[name] += 1
         reached = _passed[name] == int(nth or 1)
     if reached and _first_to_die():
+        _leave_locks_held(float(os.environ.get(LOCKS_OUTLIVE_VARIABLE) or 0))
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _leave_locks_held(seconds: float) -> None:
+    """Forks a child that holds this process's open files, and so its locks, for
+    ``seconds`` after this process dies; its own session, out of the reach of whatever
+    kills this process's group. Its sockets and pipes it closes at once, as a lost node's
+    connections drop: whoever watches this process (Ray's raylet) sees it die."""
+    if seconds <= 0:
+        return
+    files = [fd for fd, mode in _open_descriptors() if stat.S_ISREG(mode)]
+    # Copies, because filelock closes the descriptors of its locks in a forked child.
+    held = [os.dup(fd) for fd in files]
+    if os.fork():
+        return
+    os.setsid()
+    for fd, mode in _open_descriptors():
+        if fd not in held and not stat.S_ISREG(mode):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+    time.sleep(seconds)
+    os._exit(0)
+
+
+def _open_descriptors() -> list[tuple[int, int]]:
+    """This process's open file descriptors, each with its file's mode."""
+    found = []
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the listing's own, closed by now
+            found.append((int(name), os.fstat(int(name)).st_mode))
+    return found
 
 
 def _first_to_die() -> bool:

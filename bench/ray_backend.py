@@ -9,7 +9,9 @@ local backend, and therefore the same rows. The results and cache folders must b
 file system every worker sees (one machine, or a shared mount on a cluster). An actor that
 dies (a node lost or preempted, a process killed) loses the unit it was running, which a
 new actor in its place runs again (:data:`TRIES_PER_UNIT`), as a killed local helper's
-unit is run again by the main process: its locks and the cache's claims end with it.
+unit is run again by the main process: its locks and the cache's claims end with it, or,
+on a network file system, when the server's lease on them ends, which the unit's next try
+waits for (:data:`LOST_UNIT_LOCK_WAIT_SECONDS`).
 
 Before the first unit, the first actor looks in the caches for the driver
 (``erasebench.cached_work.look_in_caches``): it loads the base models it would load for
@@ -67,9 +69,9 @@ class UnitWorker:
         self.runner = Runner(progress=False, **settings)
         workers.use_cpu_threads(self.runner.device)
 
-    def run(self, payload: str) -> tuple[str, str]:
+    def run(self, payload: str, lock_wait: float = 0.0) -> tuple[str, str]:
         unit = unit_from_spec(payload)
-        return unit.run_id, self.runner.run_unit(unit)
+        return unit.run_id, self.runner.run_unit(unit, lock_wait)
 
     def look_in_caches(self, payloads: list[str]) -> tuple[CachedWork, CacheSpace]:
         from erasebench.cached_work import look_in_caches
@@ -128,6 +130,10 @@ def connect(address: str | None = None, workers: int | None = None,
 # A unit whose actor dies (its node lost, its process killed) runs again on a new actor, up
 # to this many tries in all; one whose actors keep dying stops the run with its name.
 TRIES_PER_UNIT = 3
+# How long a unit run again waits for its lock (Runner.run_unit): on a network file system
+# the lock of a node that was lost is held until the server's lease on it ends (90 s on
+# Linux's NFS server by default); at once it would come back "busy" and be left undone.
+LOST_UNIT_LOCK_WAIT_SECONDS = 150.0
 
 
 def run_on_ray(units: Sequence[WorkUnit], settings: dict[str, Any], workers: int,
@@ -160,7 +166,8 @@ def run_on_ray(units: Sequence[WorkUnit], settings: dict[str, Any], workers: int
     def hand_out() -> None:
         while waiting and idle:
             worker, run_id = idle.pop(0), waiting.popleft()
-            running[worker.run.remote(payloads[run_id])] = (worker, run_id)
+            lock_wait = LOST_UNIT_LOCK_WAIT_SECONDS if tries[run_id] else 0.0
+            running[worker.run.remote(payloads[run_id], lock_wait)] = (worker, run_id)
 
     hand_out()
     try:

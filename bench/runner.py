@@ -126,7 +126,11 @@ class Runner:
                 self.on_unit(unit, status)
         return summary
 
-    def run_unit(self, unit: WorkUnit) -> str:
+    def run_unit(self, unit: WorkUnit, lock_wait: float = 0.0) -> str:
+        """Runs ``unit`` unless it is recorded: ``done`` or ``skipped``; ``busy`` when
+        another process holds its lock, waited for up to ``lock_wait`` seconds (a unit run
+        again after its Ray actor died: a lost node's lock on a network file system can
+        outlive it by the server's lease)."""
         if self.store.is_done(unit.run_id):
             return "skipped"
         # Load the base model first: a model that cannot be loaded is a clear error before
@@ -135,7 +139,7 @@ class Runner:
         lock_path = self.results_dir / ".locks" / f"{unit.run_id}.lock"
         lock_path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            with FileLock(str(lock_path), timeout=0):
+            with FileLock(str(lock_path), timeout=lock_wait):
                 if self.store.is_done(unit.run_id):  # finished while we waited
                     return "skipped"
                 record = self._execute(unit)

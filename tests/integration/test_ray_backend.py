@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from erasebench.cli import main
-from erasebench.faults import ENVIRONMENT_VARIABLE, MARK_VARIABLE
+from erasebench.faults import ENVIRONMENT_VARIABLE, LOCKS_OUTLIVE_VARIABLE, MARK_VARIABLE
 from erasebench.results import load_results
 
 ray = pytest.importorskip("ray")
@@ -60,14 +60,17 @@ def test_ray_gives_the_rows_of_the_local_backend_and_resumes(tmp_path, capsys):
     assert len(remote) > 0 and set(remote.eraser) == {"sd", "uce"}
 
 
-def test_a_unit_whose_actor_dies_runs_again_on_a_new_actor(tmp_path, capsys, monkeypatch):
+def test_a_unit_whose_actor_dies_runs_again_on_a_new_actor_once_its_lock_is_free(
+        tmp_path, capsys, monkeypatch):
     one_split = ("--task-config", 'splits=[["square"]]', "--no-report")  # sd's and uce's unit
     argv, local_results = _run(tmp_path, "local", "--workers", "1", *one_split)
     assert main(argv) == 0
     # One actor SIGKILLed, as on a lost node, once a unit is scored and before its record
-    # is written; the actors draw into a cache of their own.
+    # is written, its lock held 5 s longer, as a lost node's is on NFS until its lease ends
+    # (the unit's next try waits for it); the actors draw into a cache of their own.
     monkeypatch.setenv(ENVIRONMENT_VARIABLE, "score.done:1")
     monkeypatch.setenv(MARK_VARIABLE, str(tmp_path / "killed"))
+    monkeypatch.setenv(LOCKS_OUTLIVE_VARIABLE, "15")
     argv, ray_results = _run(tmp_path, "ray", "--backend", "ray", "--workers", "2", *one_split,
                              cache="ray-cache")
     capsys.readouterr()
