@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -24,6 +25,7 @@ from rich.table import Table
 
 from erasebench.errors import CorruptFileError, PluginImportError, UnknownNameError, UserError
 from erasebench.registry import ERASERS, TASKS
+from erasebench.stopping import Stopped, sigterm_stops
 
 if TYPE_CHECKING:
     from erasebench.workload import PromptMemo
@@ -678,7 +680,15 @@ def main(argv: list[str] | None = None) -> int:
     global _ARGV
     _ARGV = list(sys.argv[1:] if argv is None else argv)
     try:
-        result = app(args=argv, standalone_mode=False)
+        with sigterm_stops():
+            result = app(args=argv, standalone_mode=False)
+    except Stopped:
+        from erasebench.workers import helper_number
+
+        if not helper_number():  # a helper is stopped by its main process, which says so
+            errors.print("stopped (SIGTERM): what was recorded is kept; the same command "
+                         "resumes")
+        return 128 + signal.SIGTERM
     except (UserError, CorruptFileError) as error:
         errors.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
         return 2

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 from erasebench.errors import UserError
 from erasebench.runner import RunSummary, WorkUnit
 from erasebench.specs import RunSpec
+from erasebench.stopping import Stopped, keeping_sigterm
 
 if TYPE_CHECKING:
     from erasebench.cache_space import CacheSpace
@@ -116,14 +117,15 @@ def connect(address: str | None = None, workers: int | None = None,
         raise UserError("--backend ray needs Ray: pip install 'erasebench[ray]'") from None
     if not ray.is_initialized():
         address = address or os.environ.get("RAY_ADDRESS")
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            from erasebench import workers as local
+        with keeping_sigterm():  # a time limit's SIGTERM stops the run in one line
+            if address:
+                ray.init(address=address, log_to_driver=False)
+            else:
+                from erasebench import workers as local
 
-            gpus = len(local.visible_gpus()) if here.startswith("cuda") else 0
-            ray.init(num_cpus=workers or local.auto_workers(here), num_gpus=gpus,
-                     include_dashboard=False, log_to_driver=False)
+                gpus = len(local.visible_gpus()) if here.startswith("cuda") else 0
+                ray.init(num_cpus=workers or local.auto_workers(here), num_gpus=gpus,
+                         include_dashboard=False, log_to_driver=False)
     return ray.cluster_resources()
 
 
@@ -173,7 +175,7 @@ def run_on_ray(units: Sequence[WorkUnit], settings: dict[str, Any], workers: int
     try:
         while running or looked is not None:
             # The look is waited for with the units, so that actors done meanwhile get more.
-            [task], _ = ray.wait([*running, *([] if looked is None else [looked])], num_returns=1)
+            [task] = _first_done([*running, *([] if looked is None else [looked])])
             if task == looked:
                 looked = None
                 with contextlib.suppress(ray.exceptions.RayActorError):  # its unit says why
@@ -199,6 +201,20 @@ def run_on_ray(units: Sequence[WorkUnit], settings: dict[str, Any], workers: int
     except ray.exceptions.RayTaskError as error:
         raise as_raised_here(error) from None
     return summary
+
+
+def _first_done(tasks: list[Any]) -> list[Any]:
+    """The first of ``tasks`` (Ray object refs) to finish, in a list of one (``ray.wait``).
+    SIGTERM's :class:`~erasebench.stopping.Stopped`, raised in Ray's wait by the handler,
+    comes out of it as a SystemError around it: it is raised as itself."""
+    import ray
+
+    try:
+        return ray.wait(tasks, num_returns=1)[0]
+    except SystemError as error:
+        if isinstance(error.__context__, Stopped):
+            raise error.__context__ from None
+        raise
 
 
 def _died_once_more(unit: WorkUnit, error: Exception, tries: int) -> str:

@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -175,6 +176,40 @@ def test_a_run_killed_with_sigkill_resumes_to_exactly_the_uninterrupted_rows(tmp
     assert not got.duplicated(["run_id", "metric", "split", "seed"]).any()
     leftovers = [p for p in runs.iterdir() if not p.name.endswith(".json")]
     assert not leftovers, leftovers
+
+
+def test_a_run_sent_sigterm_stops_in_one_line_with_its_helpers_and_resumes(tmp_path):
+    # SIGTERM: what Slurm sends at a time limit, and kill by default.
+    results, cache = tmp_path / "results", tmp_path / "cache"
+    stopped = _cli_run(results, cache, extra=("--workers", "2"))
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((results / "runs").glob("*.json")):
+        time.sleep(0.05)
+    stopped.send_signal(signal.SIGTERM)
+    out, err = (text.decode() for text in stopped.communicate(timeout=60))
+    assert stopped.returncode == 128 + signal.SIGTERM, err
+    # One line, from the main process; no traceback; its helper ended with it.
+    assert err.count("stopped (SIGTERM)") == 1 and "Traceback" not in err, err
+    assert "stopped (SIGTERM): what was recorded is kept; the same command resumes" in err
+    assert not [line for line in _command_lines() if str(results) in line]
+    recorded = len(list((results / "runs").glob("*.json")))
+    assert 1 <= recorded <= 2
+    resumed = _cli_run(results, cache)
+    out, err = (text.decode() for text in resumed.communicate(timeout=300))
+    assert resumed.returncode == 0, err
+    assert f"{recorded} already done" in " ".join(out.split())
+    assert set(load_results(results).eraser) == {"sd", "mock"}
+
+
+def _command_lines():
+    """The command lines of this machine's processes (Linux's /proc)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            found.append(cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:  # ended meanwhile
+            continue
+    return found
 
 
 def test_provenance_counts_the_images_each_row_rests_on(tmp_path):
