@@ -4,9 +4,11 @@ the units on it and stops Ray again."""
 
 import os
 import shutil
+import signal
 import socket
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,9 @@ SCRIPT = Path(__file__).parents[2] / "slurm" / "erasebench-ray.sbatch"
 STAND_INS = {
     # srun on one machine: its options dropped, the command run here.
     "srun": 'while [[ "$1" == -* ]]; do shift; done\nexec "$@"\n',
-    "scontrol": 'echo localhost\n',  # `scontrol show hostnames`: the allocation's one node
+    # `scontrol show hostnames`: the allocation's one node; `scontrol requeue`: noted.
+    "scontrol": '[[ $1 == requeue ]] && { echo "$@" >>"$SCONTROL_LOG"; exit 0; }\n'
+                'echo localhost\n',
     "hostname": 'echo 127.0.0.1\n',  # `hostname --ip-address`, whatever this machine's says
 }
 
@@ -31,7 +35,8 @@ def _free_port():
 
 @pytest.mark.skipif(shutil.which("ray") is None or not Path("/proc").is_dir(),
                     reason="needs Ray's command line, and Linux's /proc to look for its processes")
-def test_the_slurm_script_runs_the_units_on_a_ray_cluster_it_starts(tmp_path):
+def test_the_slurm_script_runs_the_units_on_a_ray_cluster_and_requeues_itself_near_its_limit(
+        tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for name, body in STAND_INS.items():
@@ -39,25 +44,60 @@ def test_the_slurm_script_runs_the_units_on_a_ray_cluster_it_starts(tmp_path):
         (bin_dir / name).chmod(stat.S_IRWXU)
     token = tmp_path / "auth_token"  # not this machine's ~/.ray
     token.write_text(os.urandom(32).hex())
+    requeues = tmp_path / "requeues"
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
-           "SLURM_JOB_NODELIST": "localhost", "SLURM_CPUS_PER_TASK": "2",
+           "SLURM_JOB_NODELIST": "localhost", "SLURM_JOB_ID": "4242",
+           "SLURM_CPUS_PER_TASK": "1", "SCONTROL_LOG": str(requeues),
            "ERASEBENCH_RAY_PORT": str(_free_port()), "RAY_AUTH_TOKEN_PATH": str(token)}
     env.pop("RAY_ADDRESS", None)
-    results, log = tmp_path / "results", tmp_path / "job.log"
-    with log.open("w") as output:  # a file, not a pipe, which a Ray left running would hold
-        done = subprocess.run(
-            ["bash", str(SCRIPT), "--erasers", "sd,uce", "--tasks", "shapes_objects",
-             "--task-config", "images_per_class=1", "--task-config", 'splits=[["square"]]',
-             "--results", str(results), "--cache", str(tmp_path / "cache"), "--no-report"],
-            env=env, stdout=output, stderr=subprocess.STDOUT, timeout=300)
-    out = " ".join(log.read_text().split())
-    assert done.returncode == 0, out[-3000:]
-    assert "Ray head on localhost (127.0.0.1:" in out and "1 node(s) of 0 GPU(s), 2 CPU(s)" in out
-    assert "(2 to do, asking for 20 images; 2 processes)" in out  # its 2 CPUs, 2 actors
-    assert "done 2 on Ray" in out
+    results = tmp_path / "results"
+    argv = ["bash", str(SCRIPT), "--erasers", "sd,uce", "--tasks", "shapes_objects",
+            "--task-config", "images_per_class=1",
+            "--task-config", 'splits=[["square"], ["circle"]]',
+            "--results", str(results), "--cache", str(tmp_path / "cache"), "--no-report"]
+
+    def job(log, restarts, signal_after=None):
+        """The job run once, as its restarts-th requeue; with ``signal_after``, Slurm's USR1
+        once the log shows it, as near the time limit. Its exit code and its log."""
+        with log.open("w") as output:  # a file, not a pipe, which a Ray left running would hold
+            process = subprocess.Popen(argv, stdout=output, stderr=subprocess.STDOUT,
+                                       env={**env, "SLURM_RESTART_COUNT": str(restarts)})
+            try:
+                while signal_after and signal_after not in log.read_text():
+                    assert process.poll() is None, log.read_text()[-3000:]
+                    time.sleep(0.2)
+                if signal_after:
+                    process.send_signal(signal.SIGUSR1)
+                process.wait(timeout=300)
+            finally:
+                process.kill()
+        # The job's end stopped the Ray head it started (`ray start --block` and what it ran).
+        assert not _processes_with(f"--port={env['ERASEBENCH_RAY_PORT']}")
+        return process.returncode, " ".join(log.read_text().split())
+
+    # Four units on the one actor of one CPU; near the time limit after the first, the job
+    # requeues itself, its runs stopped.
+    code, out = job(tmp_path / "job-1.log", 0, signal_after="[done]")
+    assert code == 0, out[-3000:]
+    assert "Ray head on localhost (127.0.0.1:" in out and "1 node(s) of 0 GPU(s), 1 CPU(s)" in out
+    assert "(4 to do, asking for 40 images; 1 process)" in out
+    assert "requeueing job 4242, whose next start resumes the run" in out
+    # The run, sent SIGTERM as the job ends, says so in one line, not with Ray's crash report.
+    assert "stopped (SIGTERM): what was recorded is kept" in out and "Aborted" not in out
+    assert requeues.read_text() == "requeue 4242\n"
+    finished = len(list((results / "runs").glob("*.json")))
+    assert 1 <= finished < 4 and " on Ray," not in out  # the run's last line never came
+    # Its next start resumes; near the limit once more, after the most requeues, it stops.
+    code, out = job(tmp_path / "job-2.log", 10, signal_after="units,")
+    assert code == 1 and "was requeued 10 times (ERASEBENCH_MAX_REQUEUES=10): not again" in out
+    assert requeues.read_text() == "requeue 4242\n"
+    # (a unit in flight when a job stops may yet be recorded: its actor outlives the run)
+    finished = len(list((results / "runs").glob("*.json")))
+    code, out = job(tmp_path / "job-3.log", 1)
+    assert code == 0, out[-3000:]
+    assert f"done {4 - finished} on Ray, {finished} already done" in out, out[-3000:]
+    assert len(list((results / "runs").glob("*.json"))) == 4
     assert set(load_results(results).eraser) == {"sd", "uce"}
-    # The job's end stopped the Ray head it started (`ray start --block` and what it ran).
-    assert not _processes_with(f"--port={env['ERASEBENCH_RAY_PORT']}")
 
 
 def _processes_with(argument):
