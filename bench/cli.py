@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ from rich.table import Table
 
 from erasebench.errors import CorruptFileError, PluginImportError, UnknownNameError, UserError
 from erasebench.registry import ERASERS, TASKS
-from erasebench.stopping import Stopped, sigterm_stops
+from erasebench.stopping import Stopped, signals_stop
 
 if TYPE_CHECKING:
     from erasebench.workload import PromptMemo
@@ -680,15 +679,15 @@ def main(argv: list[str] | None = None) -> int:
     global _ARGV
     _ARGV = list(sys.argv[1:] if argv is None else argv)
     try:
-        with sigterm_stops():
+        with signals_stop():
             result = app(args=argv, standalone_mode=False)
-    except Stopped:
+    except Stopped as stop:
         from erasebench.workers import helper_number
 
         if not helper_number():  # a helper is stopped by its main process, which says so
-            errors.print("stopped (SIGTERM): what was recorded is kept; the same command "
-                         "resumes")
-        return 128 + signal.SIGTERM
+            errors.print(f"stopped ({stop.name}): what was recorded is kept; the same "
+                         "command resumes")
+        return 128 + stop.signum
     except (UserError, CorruptFileError) as error:
         errors.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
         return 2

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 from erasebench.errors import UserError
 from erasebench.runner import RunSummary, WorkUnit
 from erasebench.specs import RunSpec
-from erasebench.stopping import Stopped, keeping_sigterm
+from erasebench.stopping import Stopped, keeping_signal_handlers
 
 if TYPE_CHECKING:
     from erasebench.cache_space import CacheSpace
@@ -117,7 +117,7 @@ def connect(address: str | None = None, workers: int | None = None,
         raise UserError("--backend ray needs Ray: pip install 'erasebench[ray]'") from None
     if not ray.is_initialized():
         address = address or os.environ.get("RAY_ADDRESS")
-        with keeping_sigterm():  # a time limit's SIGTERM stops the run in one line
+        with keeping_signal_handlers():  # a time limit's SIGTERM: one line, no trace
             if address:
                 ray.init(address=address, log_to_driver=False)
             else:
@@ -205,8 +205,8 @@ def run_on_ray(units: Sequence[WorkUnit], settings: dict[str, Any], workers: int
 
 def _first_done(tasks: list[Any]) -> list[Any]:
     """The first of ``tasks`` (Ray object refs) to finish, in a list of one (``ray.wait``).
-    SIGTERM's :class:`~erasebench.stopping.Stopped`, raised in Ray's wait by the handler,
-    comes out of it as a SystemError around it: it is raised as itself."""
+    :class:`~erasebench.stopping.Stopped` (SIGTERM, Ctrl-C), raised in Ray's wait by the
+    handler, comes out of it as a SystemError around it: it is raised as itself."""
     import ray
 
     try:

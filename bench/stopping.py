@@ -1,7 +1,7 @@
-"""SIGTERM as an exception. Slurm sends it at a job's time limit and on preemption, and
-``kill`` by default; ``erasebench`` then stops as on Ctrl-C: in one line, its helper
-processes stopped with it, instead of dying where it stands (on Ray, with Ray's crash
-report). Every write is atomic, so what was recorded is whole and the same command
+"""SIGTERM and Ctrl-C (SIGINT) as an exception. Slurm sends SIGTERM at a job's time limit
+and on preemption, and ``kill`` by default; ``erasebench`` then stops in one line, its
+helper processes stopped with it, instead of dying where it stands (on Ray, with Ray's
+crash report). Every write is atomic, so what was recorded is whole and the same command
 resumes."""
 
 from __future__ import annotations
@@ -9,43 +9,62 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from types import FrameType
+from typing import Any
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 class Stopped(BaseException):  # noqa: N818 - a stop asked for, as KeyboardInterrupt
-    """The process was sent SIGTERM. A BaseException, as KeyboardInterrupt is, so that no
-    ``except Exception`` on the way takes it for an error to handle."""
+    """The process was sent ``signum``. A BaseException, as KeyboardInterrupt is, so that
+    no ``except Exception`` on the way takes it for an error to handle."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+        self.name = signal.Signals(signum).name
 
 
 def _stop(signum: int, frame: FrameType | None) -> None:
-    raise Stopped
+    raise Stopped(signum)
 
 
 @contextlib.contextmanager
-def sigterm_stops() -> Iterator[None]:
-    """Within the block, SIGTERM raises :class:`Stopped` in the main thread (elsewhere,
-    where Python takes no signals, it changes nothing); the handler before comes back
-    after."""
+def signals_stop() -> Iterator[None]:
+    """Within the block, SIGTERM and SIGINT raise :class:`Stopped` in the main thread
+    (elsewhere, where Python takes no signals, nothing changes); the handlers before come
+    back after. An ignored SIGINT stays ignored: a shell's background job ignores it."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    before = signal.signal(signal.SIGTERM, _stop)
+    before = {signum: signal.getsignal(signum) for signum in SIGNALS}
+    for signum, handler in before.items():
+        if handler is not signal.SIG_IGN or signum == signal.SIGTERM:
+            signal.signal(signum, _stop)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL if before is None else before)
+        _put_back(before)
 
 
 @contextlib.contextmanager
-def keeping_sigterm() -> Iterator[None]:
-    """SIGTERM's handler as it was before the block in force again after it, whatever a
-    library put in its place meanwhile: ``ray.init`` puts two, a Python one that exits
-    with no word and its core worker's, which prints a crash report and aborts."""
-    main = threading.current_thread() is threading.main_thread()
-    before = signal.getsignal(signal.SIGTERM) if main else None
+def keeping_signal_handlers() -> Iterator[None]:
+    """SIGTERM's and SIGINT's handlers as they were before the block in force again after
+    it, whatever a library put in their place meanwhile: ``ray.init`` puts two for
+    SIGTERM, a Python one that exits with no word and its core worker's, which prints a
+    crash report and aborts."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = {signum: signal.getsignal(signum) for signum in SIGNALS}
     try:
         yield
     finally:
-        if before is not None:
-            signal.signal(signal.SIGTERM, before)
+        _put_back(before)
+
+
+def _put_back(handlers: Mapping[signal.Signals, Any]) -> None:
+    for signum, handler in handlers.items():
+        # None: a handler not set from Python, which cannot be put back; the default then
+        signal.signal(signum, signal.SIG_DFL if handler is None else handler)

@@ -3,29 +3,41 @@ import signal
 
 import pytest
 
-from erasebench.stopping import Stopped, keeping_sigterm, sigterm_stops
+from erasebench.stopping import Stopped, keeping_signal_handlers, signals_stop
 
 
-def test_sigterm_raises_stopped_within_the_block_and_the_old_handler_comes_back():
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_raises_stopped_within_the_block_and_the_old_handler_comes_back(signum):
     heard = []
-    before = signal.signal(signal.SIGTERM, lambda *_: heard.append("old"))
+    before = signal.signal(signum, lambda *_: heard.append("old"))
     try:
-        with pytest.raises(Stopped), sigterm_stops():
-            os.kill(os.getpid(), signal.SIGTERM)  # the handler runs as it returns
-            pytest.fail("SIGTERM did not stop the block")
-        os.kill(os.getpid(), signal.SIGTERM)
+        with pytest.raises(Stopped) as stopped, signals_stop():
+            os.kill(os.getpid(), signum)  # the handler runs as it returns
+            pytest.fail("the signal did not stop the block")
+        assert stopped.value.signum == signum and stopped.value.name == signum.name
+        os.kill(os.getpid(), signum)
         assert heard == ["old"]
     finally:
-        signal.signal(signal.SIGTERM, before)
+        signal.signal(signum, before)
+
+
+def test_an_ignored_sigint_stays_ignored_as_in_a_shells_background_job():
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with signals_stop():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def test_a_handler_a_library_puts_in_place_is_undone_after_the_block():
     def ours(*_):
-        raise Stopped
+        raise Stopped(signal.SIGTERM)
 
     before = signal.signal(signal.SIGTERM, ours)
     try:
-        with keeping_sigterm():
+        with keeping_signal_handlers():
             signal.signal(signal.SIGTERM, signal.SIG_IGN)  # as ray.init puts its own
         assert signal.getsignal(signal.SIGTERM) is ours
     finally:
