@@ -409,7 +409,7 @@ def _time_left_line(units: Any, store: Any, processes: int, workload: Any, held:
     return (f"  time left: about {format_duration(seconds)} on {processes} "
             f"process{'es' if processes > 1 else ''}, {to_draw}, at the pace of the "
             f"{len(timed)} recorded unit{'s' if len(timed) > 1 else ''} with timings (on "
-            f"{devices})")
+            f"{devices}){progress.untimed_note()}")
 
 
 def _preflight(units: Any, prompts: PromptMemo) -> None:

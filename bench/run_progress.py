@@ -21,8 +21,8 @@ their time went (``erasebench.results.UnitTimings``).
 - Erasures: making one can take longer than drawing a unit's images (an AGE erasure of
   SD 42 minutes on an H100, an Imagenette unit's 5,000 images 50), and only the first
   unit that needs it makes it; each erasure still to make counts at what its eraser's
-  took so far, any eraser's for one not yet seen. Erasures the edit cache holds count as
-  made where the main process looked.
+  took so far, any eraser's for one not yet seen, which the estimate then names. Erasures
+  the edit cache holds count as made where the main process looked.
 
 Both are shared among the run's processes. Records without timings (written before they
 were kept) leave only the wall time since the run began, over the images done. Still
@@ -199,6 +199,11 @@ class RunProgress:
             seconds += draws * (drawing or 0.0) + (images - draws) * reading + images * other
         return seconds
 
+    def _erasures_left(self) -> set[tuple[Hashable, ...]]:
+        left = {self.erasure_of.get(run_id)
+                for run_id in self.images_of.keys() - self.finished} - self.made
+        return {erasure for erasure in left if erasure is not None}
+
     def training_left(self) -> float:
         """Seconds, on one process, to make the erasures the unfinished units still need."""
         by_eraser: dict[Hashable, list[float]] = {}
@@ -207,19 +212,35 @@ class RunProgress:
         if not by_eraser:
             return 0.0
         anyone = fmean(self.training.values())
-        left = {self.erasure_of.get(run_id)
-                for run_id in self.images_of.keys() - self.finished} - self.made
         return sum(fmean(by_eraser.get(erasure[0], [anyone]))
-                   for erasure in left if erasure is not None)
+                   for erasure in self._erasures_left())
+
+    def untimed_erasers(self) -> list[str]:
+        """The erasers with erasures still to make and none timed yet, whose erasures the
+        time left prices at the other erasers' pace: an AGE erasure of SD takes 42
+        minutes on an H100, a UCE one a second."""
+        timed = {erasure[0] for erasure in self.training}
+        return sorted({str(erasure[0]) for erasure in self._erasures_left()} - timed)
+
+    def untimed_note(self) -> str:
+        """`` (erasures of age, mace priced at other erasers' pace)``, `` (erasures of
+        age not counted: none timed yet)`` before any erasure is, or nothing."""
+        names = ", ".join(self.untimed_erasers())
+        if not names:
+            return ""
+        if not self.training:
+            return f" (erasures of {names} not counted: none timed yet)"
+        return f" (erasures of {names} priced at other erasers' pace)"
 
     def line(self) -> str:
-        """``3/40 units, 1,200/41,018 images, about 5 h 02 min left``."""
+        """``3/40 units, 1,200/41,018 images, about 5 h 02 min left``, with
+        :meth:`untimed_note`."""
         total = self.total_images
         done = sum(self.images_of[run_id] for run_id in self.finished)
         text = f"{len(self.finished)}/{len(self.images_of)} units, {done:,}/{total:,} images"
         left = self.seconds_left(total - done, done)
         if left is not None:
-            text += f", about {format_duration(left)} left"
+            text += f", about {format_duration(left)} left{self.untimed_note()}"
         return text
 
     def seconds_left_by_timings(self) -> float | None:

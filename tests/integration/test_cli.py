@@ -249,11 +249,12 @@ def test_dry_run_estimates_the_time_left_at_the_pace_of_the_recorded_units(tmp_p
     *units, _, _, estimate = capsys.readouterr().out.splitlines()
     assert [line.split()[1] for line in units] == ["done", "todo"]
     # The mock unit asks for as many images as sd's did, at sd's seconds per image; the
-    # mock eraser's erasure has no eraser's time to go by yet (sd makes none).
+    # mock eraser's erasure has no eraser's time to go by yet (sd makes none), and says so.
     seconds = timings.images + timings.scoring + (0 if timings.erasure_trained else timings.erasure)
     assert estimate == (f"  time left: about {format_duration(seconds)} on 1 process, 8 images "
                         "to draw (those no recorded unit asked for; --check-cache looks in the "
-                        "image cache), at the pace of the 1 recorded unit with timings (on cpu)")
+                        "image cache), at the pace of the 1 recorded unit with timings (on cpu) "
+                        "(erasures of mock not counted: none timed yet)")
 
 
 def test_dry_run_counts_what_the_caches_hold(tmp_path, capsys):

@@ -64,8 +64,9 @@ def test_the_time_left_is_the_images_left_at_their_tasks_seconds_and_the_erasure
     # Task A's 1,000 images in 300 + 100 s: 0.4 s each, as are task B's not timed yet, so
     # the 6,500 left take 2,600 s; erasures to make: ESD's of "dog" at ESD's 400 s, AGE's
     # at the 400 s seen so far for any eraser (not ESD's "cat" again, nor UCE's): 800 s.
-    # On two processes: 1,700 s.
-    assert progress.line() == "1/6 units, 1,000/7,500 images, about 28 min left"
+    # On two processes: 1,700 s. AGE's erasure, priced so, is named.
+    assert progress.line() == ("1/6 units, 1,000/7,500 images, about 28 min left (erasures "
+                               "of age priced at other erasers' pace)")
     recorded |= {"age cat", "sd", "esd cat 2"}  # sd's record has no timings (written before)
     timed |= {"age cat": timings(500, 300, trained=1_000, drawn=2_000),
               "esd cat 2": timings(90, 10, drawn=1_000)}
