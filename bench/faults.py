@@ -62,14 +62,15 @@ def _leave_locks_held(seconds: float) -> None:
     connections drop: whoever watches this process (Ray's raylet) sees it die."""
     if seconds <= 0:
         return
-    files = [fd for fd, mode in _open_descriptors() if stat.S_ISREG(mode)]
     # Copies, because filelock closes the descriptors of its locks in a forked child.
-    held = [os.dup(fd) for fd in files]
+    for fd, mode in _open_descriptors():
+        if stat.S_ISREG(mode):
+            os.dup(fd)
     if os.fork():
         return
     os.setsid()
     for fd, mode in _open_descriptors():
-        if fd not in held and not stat.S_ISREG(mode):
+        if not stat.S_ISREG(mode):
             with contextlib.suppress(OSError):
                 os.close(fd)
     time.sleep(seconds)

@@ -34,13 +34,13 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 def signals_stop() -> Iterator[None]:
     """Within the block, SIGTERM and SIGINT raise :class:`Stopped` in the main thread
     (elsewhere, where Python takes no signals, nothing changes); the handlers before come
-    back after. An ignored SIGINT stays ignored: a shell's background job ignores it."""
+    back after. An ignored signal stays ignored: a shell's background job ignores SIGINT."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     before = {signum: signal.getsignal(signum) for signum in SIGNALS}
     for signum, handler in before.items():
-        if handler is not signal.SIG_IGN or signum == signal.SIGTERM:
+        if handler is not signal.SIG_IGN:
             signal.signal(signum, _stop)
     try:
         yield

@@ -194,6 +194,7 @@ def test_a_run_sent_sigterm_stops_in_one_line_with_its_helpers_and_resumes(tmp_p
     assert not [line for line in _command_lines() if str(results) in line]
     recorded = len(list((results / "runs").glob("*.json")))
     assert 1 <= recorded <= 2
+    assert not [path for path in (results / "runs").iterdir() if path.suffix != ".json"]
     resumed = _cli_run(results, cache)
     out, err = (text.decode() for text in resumed.communicate(timeout=300))
     assert resumed.returncode == 0, err

@@ -21,14 +21,15 @@ def test_a_signal_raises_stopped_within_the_block_and_the_old_handler_comes_back
         signal.signal(signum, before)
 
 
-def test_an_ignored_sigint_stays_ignored_as_in_a_shells_background_job():
-    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_an_ignored_signal_stays_ignored_as_sigint_in_a_shells_background_job(signum):
+    before = signal.signal(signum, signal.SIG_IGN)
     try:
         with signals_stop():
-            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
-            os.kill(os.getpid(), signal.SIGINT)
+            assert signal.getsignal(signum) is signal.SIG_IGN
+            os.kill(os.getpid(), signum)
     finally:
-        signal.signal(signal.SIGINT, before)
+        signal.signal(signum, before)
 
 
 def test_a_handler_a_library_puts_in_place_is_undone_after_the_block():
