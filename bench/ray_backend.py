@@ -6,12 +6,13 @@ travel as their specs (JSON) and are rebuilt from the plugin registries on the w
 so any installed eraser or task runs there as it would locally; every unit goes through
 ``Runner.run_unit``, with the same locks, atomic writes, caches and resumption as the
 local backend, and therefore the same rows. The results and cache folders must be on a
-file system every worker sees (one machine, or a shared mount on a cluster). An actor that
-dies (a node lost or preempted, a process killed) loses the unit it was running, which a
-new actor in its place runs again (:data:`TRIES_PER_UNIT`), as a killed local helper's
-unit is run again by the main process: its locks and the cache's claims end with it, or,
-on a network file system, when the server's lease on them ends, which the unit's next try
-waits for (:data:`LOST_UNIT_LOCK_WAIT_SECONDS`).
+file system every worker sees (one machine, or a shared mount on a cluster), which each
+actor checks before its first unit (:meth:`UnitWorker._see_the_drivers_results`). An
+actor that dies (a node lost or preempted, a process killed) loses the unit it was
+running, which a new actor in its place runs again (:data:`TRIES_PER_UNIT`), as a killed
+local helper's unit is run again by the main process: its locks and the cache's claims
+end with it, or, on a network file system, when the server's lease on them ends, which
+the unit's next try waits for (:data:`LOST_UNIT_LOCK_WAIT_SECONDS`).
 
 Before the first unit, the first actor looks in the caches for the driver
 (``erasebench.cached_work.look_in_caches``): it loads the base models it would load for
@@ -32,6 +33,9 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import socket
+import time
+import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -61,18 +65,40 @@ def unit_from_spec(payload: str) -> WorkUnit:
 
 
 class UnitWorker:
-    """The body of one Ray actor: a Runner kept for the actor's life."""
+    """The body of one Ray actor: a Runner kept for the actor's life. ``driver_mark``:
+    the file the driver left in the results folder's ``.locks`` (:func:`_leave_mark`),
+    which the actor must see there before it runs a unit."""
 
-    def __init__(self, settings: dict[str, Any]) -> None:
+    def __init__(self, settings: dict[str, Any], driver_mark: str | None = None) -> None:
         from erasebench import workers
         from erasebench.runner import Runner
 
         self.runner = Runner(progress=False, **settings)
         workers.use_cpu_threads(self.runner.device)
+        self.driver_mark = driver_mark
 
     def run(self, payload: str, lock_wait: float = 0.0) -> tuple[str, str]:
+        self._see_the_drivers_results()
         unit = unit_from_spec(payload)
         return unit.run_id, self.runner.run_unit(unit, lock_wait)
+
+    def _see_the_drivers_results(self) -> None:
+        """Stops the run where this actor's node does not see the driver's results folder
+        (not mounted there, or elsewhere): the records it wrote would be missing from the
+        results, with the run reporting them done."""
+        if self.driver_mark is None:
+            return
+        mark = self.runner.results_dir / ".locks" / self.driver_mark
+        for _ in range(MARK_LOOKS):  # a network file system may show a new file late
+            if mark.is_file():
+                self.driver_mark = None  # seen: once is enough
+                return
+            time.sleep(1.0)
+        raise UserError(
+            f"the results folder {self.runner.results_dir} on the Ray node "
+            f"{socket.gethostname()} is not the driver's: the records of the units run "
+            "there would be missing from the results. Put --results (and --cache) on a file "
+            "system every node sees, at the same path (a shared mount: NFS, Lustre...).")
 
     def look_in_caches(self, payloads: list[str]) -> tuple[CachedWork, CacheSpace]:
         from erasebench.cached_work import look_in_caches
@@ -132,6 +158,9 @@ def connect(address: str | None = None, workers: int | None = None,
 # A unit whose actor dies (its node lost, its process killed) runs again on a new actor, up
 # to this many tries in all; one whose actors keep dying stops the run with its name.
 TRIES_PER_UNIT = 3
+# Seconds an actor looks for the driver's mark in the results folder before it stops the
+# run (UnitWorker._see_the_drivers_results).
+MARK_LOOKS = 5
 # How long a unit run again waits for its lock (Runner.run_unit): on a network file system
 # the lock of a node that was lost is held until the server's lease on it ends (90 s on
 # Linux's NFS server by default); at once it would come back "busy" and be left undone.
@@ -150,11 +179,13 @@ def run_on_ray(units: Sequence[WorkUnit], settings: dict[str, Any], workers: int
     helper's unit does on the main process."""
     import ray
 
-    settings = {key: str(value) if isinstance(value, Path) else value
+    # Folders as absolute paths: an actor's working folder is its node's, not the driver's.
+    settings = {key: os.path.abspath(value) if key.endswith("_dir") else value
                 for key, value in settings.items()}
     gpu = str(settings.get("device", "cpu")).startswith("cuda")
     actor = ray.remote(num_gpus=1 if gpu else 0, num_cpus=0 if gpu else 1)(UnitWorker)
-    idle: list[Any] = [actor.remote(settings) for _ in range(workers)]  # actor handles
+    mark = _leave_mark(Path(settings["results_dir"]))
+    idle: list[Any] = [actor.remote(settings, mark.name) for _ in range(workers)]  # handles
     by_id = {unit.run_id: unit for unit in units}
     payloads = {run_id: unit.spec.model_dump_json() for run_id, unit in by_id.items()}
     # Asked first, so the first actor looks before it takes a unit; the others start theirs,
@@ -191,7 +222,7 @@ def run_on_ray(units: Sequence[WorkUnit], settings: dict[str, Any], workers: int
                 if on_lost is not None:
                     on_lost(by_id[run_id], why, tries[run_id] + 1)
                 waiting.appendleft(run_id)
-                worker = actor.remote(settings)  # a new actor in the dead one's place
+                worker = actor.remote(settings, mark.name)  # a new one in the dead one's place
             else:
                 getattr(summary, status).append(run_id)
                 if on_unit is not None:
@@ -200,7 +231,18 @@ def run_on_ray(units: Sequence[WorkUnit], settings: dict[str, Any], workers: int
             hand_out()
     except ray.exceptions.RayTaskError as error:
         raise as_raised_here(error) from None
+    finally:
+        mark.unlink(missing_ok=True)
     return summary
+
+
+def _leave_mark(results_dir: Path) -> Path:
+    """A file of the driver's own in ``results_dir/.locks``, which every actor must see
+    (:meth:`UnitWorker._see_the_drivers_results`)."""
+    mark = results_dir / ".locks" / f"ray-driver-{uuid.uuid4().hex}"
+    mark.parent.mkdir(parents=True, exist_ok=True)
+    mark.touch()
+    return mark
 
 
 def _first_done(tasks: list[Any]) -> list[Any]:

@@ -108,6 +108,27 @@ def test_a_unit_whose_actors_keep_dying_stops_the_run_by_name(tmp_path, capsys, 
     assert not list((results / "runs").glob("*.json"))  # nothing finished, nothing written
 
 
+def test_a_results_folder_an_actor_does_not_share_with_the_driver_stops_the_run(
+        tmp_path, capsys, monkeypatch):
+    # As on a node without the shared mount: the mark the driver leaves in the results
+    # folder is not where the actors look for it.
+    from erasebench import ray_backend
+
+    monkeypatch.setattr(ray_backend, "_leave_mark",
+                        lambda folder: folder / ".locks" / "left-on-another-file-system")
+    argv, results = _run(tmp_path, "ray", "--backend", "ray", "--workers", "1", "--task-config",
+                         'splits=[["square"]]', erasers="sd")
+    try:
+        assert main(argv) == 2
+    finally:
+        ray.shutdown()
+    err = " ".join(capsys.readouterr().err.split())
+    assert re.search(r"error: the results folder \S+ on the Ray node \S+ is not the driver's: "
+                     "the records of the units run there would be missing from the results. "
+                     r"Put --results \(and --cache\) on a file system every node sees", err), err
+    assert not list((results / "runs").glob("*.json"))
+
+
 def test_a_storage_error_on_an_actor_reaches_the_driver_as_itself():
     from erasebench.ray_backend import as_raised_here
 
