@@ -6,13 +6,14 @@ travel as their specs (JSON) and are rebuilt from the plugin registries on the w
 so any installed eraser or task runs there as it would locally; every unit goes through
 ``Runner.run_unit``, with the same locks, atomic writes, caches and resumption as the
 local backend, and therefore the same rows. The results and cache folders must be on a
-file system every worker sees (one machine, or a shared mount on a cluster), which each
-actor checks before its first unit (:meth:`UnitWorker._see_the_drivers_results`). An
-actor that dies (a node lost or preempted, a process killed) loses the unit it was
-running, which a new actor in its place runs again (:data:`TRIES_PER_UNIT`), as a killed
-local helper's unit is run again by the main process: its locks and the cache's claims
-end with it, or, on a network file system, when the server's lease on them ends, which
-the unit's next try waits for (:data:`LOST_UNIT_LOCK_WAIT_SECONDS`).
+file system every worker sees (one machine, or a shared mount on a cluster), and every
+node must run the driver's erasebench: each actor checks both before its first unit
+(:meth:`UnitWorker._check_against_the_driver`). An actor that dies (a node lost or
+preempted, a process killed) loses the unit it was running, which a new actor in its
+place runs again (:data:`TRIES_PER_UNIT`), as a killed local helper's unit is run again
+by the main process: its locks and the cache's claims end with it, or, on a network file
+system, when the server's lease on them ends, which the unit's next try waits for
+(:data:`LOST_UNIT_LOCK_WAIT_SECONDS`).
 
 Before the first unit, the first actor looks in the caches for the driver
 (``erasebench.cached_work.look_in_caches``): it loads the base models it would load for
@@ -64,28 +65,47 @@ def unit_from_spec(payload: str) -> WorkUnit:
     return unit
 
 
+def code_identity() -> str:
+    """The erasebench this process runs: ``erasebench 0.1.0 at 1a2b3c4d5e6f`` (its commit,
+    where it runs from a git checkout)."""
+    from erasebench import __version__
+    from erasebench.results import code_version
+
+    sha = code_version()
+    return f"erasebench {__version__}" + (f" at {sha[:12]}" if sha else "")
+
+
 class UnitWorker:
     """The body of one Ray actor: a Runner kept for the actor's life. ``driver_mark``:
     the file the driver left in the results folder's ``.locks`` (:func:`_leave_mark`),
-    which the actor must see there before it runs a unit."""
+    which the actor must see there, and ``driver_code`` the driver's
+    :func:`code_identity`, which must be the actor's, before it runs a unit."""
 
-    def __init__(self, settings: dict[str, Any], driver_mark: str | None = None) -> None:
+    def __init__(self, settings: dict[str, Any], driver_mark: str | None = None,
+                 driver_code: str | None = None) -> None:
         from erasebench import workers
         from erasebench.runner import Runner
 
         self.runner = Runner(progress=False, **settings)
         workers.use_cpu_threads(self.runner.device)
-        self.driver_mark = driver_mark
+        self.driver_mark, self.driver_code = driver_mark, driver_code
 
     def run(self, payload: str, lock_wait: float = 0.0) -> tuple[str, str]:
-        self._see_the_drivers_results()
+        self._check_against_the_driver()
         unit = unit_from_spec(payload)
         return unit.run_id, self.runner.run_unit(unit, lock_wait)
 
-    def _see_the_drivers_results(self) -> None:
-        """Stops the run where this actor's node does not see the driver's results folder
-        (not mounted there, or elsewhere): the records it wrote would be missing from the
-        results, with the run reporting them done."""
+    def _check_against_the_driver(self) -> None:
+        """Stops the run where this actor's node runs other code than the driver's (the
+        rows of one run would come from two versions of the benchmark), or does not see
+        the driver's results folder (not mounted there, or elsewhere: the records written
+        here would be missing from the results, with the run reporting them done)."""
+        if self.driver_code is not None and self.driver_code != code_identity():
+            raise UserError(
+                f"the Ray node {socket.gethostname()} runs {code_identity()}, the driver "
+                f"{self.driver_code}: the rows of one run would come from two versions of "
+                "the benchmark. Install the same erasebench on every node.")
+        self.driver_code = None
         if self.driver_mark is None:
             return
         mark = self.runner.results_dir / ".locks" / self.driver_mark
@@ -159,7 +179,7 @@ def connect(address: str | None = None, workers: int | None = None,
 # to this many tries in all; one whose actors keep dying stops the run with its name.
 TRIES_PER_UNIT = 3
 # Seconds an actor looks for the driver's mark in the results folder before it stops the
-# run (UnitWorker._see_the_drivers_results).
+# run (UnitWorker._check_against_the_driver).
 MARK_LOOKS = 5
 # How long a unit run again waits for its lock (Runner.run_unit): on a network file system
 # the lock of a node that was lost is held until the server's lease on it ends (90 s on
@@ -185,7 +205,8 @@ def run_on_ray(units: Sequence[WorkUnit], settings: dict[str, Any], workers: int
     gpu = str(settings.get("device", "cpu")).startswith("cuda")
     actor = ray.remote(num_gpus=1 if gpu else 0, num_cpus=0 if gpu else 1)(UnitWorker)
     mark = _leave_mark(Path(settings["results_dir"]))
-    idle: list[Any] = [actor.remote(settings, mark.name) for _ in range(workers)]  # handles
+    code = code_identity()
+    idle: list[Any] = [actor.remote(settings, mark.name, code) for _ in range(workers)]
     by_id = {unit.run_id: unit for unit in units}
     payloads = {run_id: unit.spec.model_dump_json() for run_id, unit in by_id.items()}
     # Asked first, so the first actor looks before it takes a unit; the others start theirs,
@@ -222,7 +243,7 @@ def run_on_ray(units: Sequence[WorkUnit], settings: dict[str, Any], workers: int
                 if on_lost is not None:
                     on_lost(by_id[run_id], why, tries[run_id] + 1)
                 waiting.appendleft(run_id)
-                worker = actor.remote(settings, mark.name)  # a new one in the dead one's place
+                worker = actor.remote(settings, mark.name, code)  # in the dead one's place
             else:
                 getattr(summary, status).append(run_id)
                 if on_unit is not None:
@@ -238,7 +259,7 @@ def run_on_ray(units: Sequence[WorkUnit], settings: dict[str, Any], workers: int
 
 def _leave_mark(results_dir: Path) -> Path:
     """A file of the driver's own in ``results_dir/.locks``, which every actor must see
-    (:meth:`UnitWorker._see_the_drivers_results`)."""
+    (:meth:`UnitWorker._check_against_the_driver`)."""
     mark = results_dir / ".locks" / f"ray-driver-{uuid.uuid4().hex}"
     mark.parent.mkdir(parents=True, exist_ok=True)
     mark.touch()

@@ -108,14 +108,23 @@ def test_a_unit_whose_actors_keep_dying_stops_the_run_by_name(tmp_path, capsys, 
     assert not list((results / "runs").glob("*.json"))  # nothing finished, nothing written
 
 
-def test_a_results_folder_an_actor_does_not_share_with_the_driver_stops_the_run(
-        tmp_path, capsys, monkeypatch):
-    # As on a node without the shared mount: the mark the driver leaves in the results
-    # folder is not where the actors look for it.
+@pytest.mark.parametrize("differs", ["results folder", "code"])
+def test_an_actor_that_does_not_share_the_drivers_results_folder_or_code_stops_the_run(
+        differs, tmp_path, capsys, monkeypatch):
     from erasebench import ray_backend
 
-    monkeypatch.setattr(ray_backend, "_leave_mark",
-                        lambda folder: folder / ".locks" / "left-on-another-file-system")
+    if differs == "results folder":  # as on a node without the shared mount: the mark the
+        # driver leaves in the results folder is not where the actors look for it
+        monkeypatch.setattr(ray_backend, "_leave_mark",
+                            lambda folder: folder / ".locks" / "left-on-another-file-system")
+        expected = (r"error: the results folder \S+ on the Ray node \S+ is not the driver's: "
+                    "the records of the units run there would be missing from the results. "
+                    r"Put --results \(and --cache\) on a file system every node sees")
+    else:  # as a node with another install than the driver's
+        monkeypatch.setattr(ray_backend, "code_identity", lambda: "erasebench 0.0.1 at 0123abc")
+        expected = (r"error: the Ray node \S+ runs erasebench \S+( at \w+)?, the driver "
+                    "erasebench 0.0.1 at 0123abc: the rows of one run would come from two "
+                    "versions of the benchmark. Install the same erasebench on every node.")
     argv, results = _run(tmp_path, "ray", "--backend", "ray", "--workers", "1", "--task-config",
                          'splits=[["square"]]', erasers="sd")
     try:
@@ -123,9 +132,7 @@ def test_a_results_folder_an_actor_does_not_share_with_the_driver_stops_the_run(
     finally:
         ray.shutdown()
     err = " ".join(capsys.readouterr().err.split())
-    assert re.search(r"error: the results folder \S+ on the Ray node \S+ is not the driver's: "
-                     "the records of the units run there would be missing from the results. "
-                     r"Put --results \(and --cache\) on a file system every node sees", err), err
+    assert re.search(expected, err), err
     assert not list((results / "runs").glob("*.json"))
 
 
