@@ -66,7 +66,7 @@ def test_a_unit_whose_actor_dies_runs_again_on_a_new_actor_once_its_lock_is_free
     argv, local_results = _run(tmp_path, "local", "--workers", "1", *one_split)
     assert main(argv) == 0
     # One actor SIGKILLed, as on a lost node, once a unit is scored and before its record
-    # is written, its lock held 5 s longer, as a lost node's is on NFS until its lease ends
+    # is written, its lock held 15 s longer, as a lost node's is on NFS until its lease ends
     # (the unit's next try waits for it); the actors draw into a cache of their own.
     monkeypatch.setenv(ENVIRONMENT_VARIABLE, "score.done:1")
     monkeypatch.setenv(MARK_VARIABLE, str(tmp_path / "killed"))

@@ -1,6 +1,7 @@
 """slurm/erasebench-ray.sbatch, run as Slurm would run it on a one-node allocation: with
 `srun` and `scontrol` standing in for Slurm's on this machine, it starts a Ray head, runs
-the units on it and stops Ray again."""
+the units on it and stops Ray again; signalled near its time limit, it requeues itself,
+up to a limit, and its next start resumes the run."""
 
 import os
 import shutil
