@@ -61,8 +61,9 @@ def image_key(fields: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
 
 
-class DrawingClaim:
-    """One process's claim to draw one image (:meth:`ImageCache.claim`), until released."""
+class Claim:
+    """One process's claim to make one cache entry (an image: :meth:`ImageCache.claim`; an
+    erasure: ``Runner.edit``), until released."""
 
     def __init__(self, lock: FileLock | None) -> None:
         self._lock = lock  # None: nothing to claim (a generator without a cache)
@@ -75,6 +76,26 @@ class DrawingClaim:
         with contextlib.suppress(OSError):
             Path(self._lock.lock_file).unlink()
         self._lock.release()
+
+
+def claim_file(claim_path: Path, wait: bool = False) -> Claim | None:
+    """A lock on ``claim_path``, held by one process at a time: None when another process
+    holds it; ``wait`` blocks until it is free. A lock, not the file's existence, so that
+    a killed process's claims end with it; whoever gets one checks the entry it claims
+    before making it, since the last holder may have made it."""
+    claim_path.parent.mkdir(parents=True, exist_ok=True)
+    # thread_local=False: the background writer thread releases what the caller claimed
+    lock = FileLock(str(claim_path), timeout=0, thread_local=False)
+    while True:
+        try:
+            lock.acquire()
+            return Claim(lock)
+        except Timeout:
+            if not wait:
+                return None
+        # Polled rather than a blocking acquire, which filelock refuses while another
+        # instance in this process holds the file (threads sharing a cache, as in tests).
+        time.sleep(CLAIM_POLL_SECONDS)
 
 
 class ImageCache:
@@ -129,7 +150,7 @@ class ImageCache:
             checked = pool.map(self._checked_png, keys)
             return {key for key, data in zip(keys, checked, strict=True) if data is not None}
 
-    def claim(self, key: str, wait: bool = False) -> DrawingClaim | None:
+    def claim(self, key: str, wait: bool = False) -> Claim | None:
         """The right to draw ``key``'s image, held by one process at a time, so that processes
         sharing this cache (units that ask for the same images, on Ray actors or --workers)
         split those images instead of each drawing them all. None when another process holds
@@ -137,20 +158,7 @@ class ImageCache:
         file's existence: a killed process's claims end with it. Whoever gets a claim checks
         the entry (:meth:`sound_keys`) before drawing, since the last holder may have written
         it."""
-        claim_path = self._paths(key)[0].with_suffix(".claim")
-        claim_path.parent.mkdir(parents=True, exist_ok=True)
-        # thread_local=False: the background writer thread releases what the caller claimed
-        lock = FileLock(str(claim_path), timeout=0, thread_local=False)
-        while True:
-            try:
-                lock.acquire()
-                return DrawingClaim(lock)
-            except Timeout:
-                if not wait:
-                    return None
-            # Polled rather than a blocking acquire, which filelock refuses while another
-            # instance in this process holds the file (threads sharing a cache, as in tests).
-            time.sleep(CLAIM_POLL_SECONDS)
+        return claim_file(self._paths(key)[0].with_suffix(".claim"), wait)
 
     def put(self, key: str, image: Image.Image, meta: dict[str, Any]) -> None:
         png, sidecar = self._paths(key)

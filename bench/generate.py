@@ -52,7 +52,7 @@ from PIL import Image
 from rich.progress import Progress
 
 from erasebench import memory
-from erasebench.cache import DrawingClaim, ImageCache, image_key
+from erasebench.cache import Claim, ImageCache, image_key
 from erasebench.errors import UserError
 from erasebench.faults import checkpoint
 from erasebench.image_sequences import CachedImages
@@ -220,7 +220,7 @@ class Generator:
         cached = self.cache.sound_keys(list(first)) if self.cache is not None else set()
         missing = [key for key in first if key not in cached]
         drawn: dict[str, Image.Image] = {}  # only without a cache
-        claims: dict[str, DrawingClaim] = {}  # the batch's, each released once it is written
+        claims: dict[str, Claim] = {}  # the batch's, each released once it is written
         try:
             with self._progress(len(missing)) as advance, self._cache_writer() as cache_put:
                 while missing:
@@ -259,7 +259,7 @@ class Generator:
             return CachedImages(self.cache, keys)
         return [drawn[key] for key in keys]
 
-    def _claim_batch(self, missing: list[str]) -> tuple[dict[str, DrawingClaim], set[str]]:
+    def _claim_batch(self, missing: list[str]) -> tuple[dict[str, Claim], set[str]]:
         """Up to a batch of ``missing``, in order, claimed to be drawn here
         (:meth:`ImageCache.claim`), and those another process has drawn meanwhile. Images
         another process is drawing are passed over, to be found drawn later; when it is
@@ -267,8 +267,8 @@ class Generator:
         ask for the same images at the same time split them; an image never depends on its
         batch, so how they split them changes nothing."""
         if self.cache is None:
-            return {key: DrawingClaim(None) for key in missing[: self.batch_size]}, set()
-        claims: dict[str, DrawingClaim] = {}
+            return {key: Claim(None) for key in missing[: self.batch_size]}, set()
+        claims: dict[str, Claim] = {}
         for key in missing:
             if len(claims) == self.batch_size:
                 break

@@ -22,7 +22,7 @@ from filelock import FileLock, Timeout
 from pydantic import ValidationError
 
 from erasebench import thumbnails
-from erasebench.cache import ImageCache, default_cache_dir
+from erasebench.cache import ImageCache, claim_file, default_cache_dir
 from erasebench.edits import EditedModel
 from erasebench.errors import CorruptFileError, UserError
 from erasebench.faults import checkpoint
@@ -85,6 +85,18 @@ def timed_erase(eraser: Eraser, model: DiffusionModel, request: Any) -> EditedMo
     edit = eraser.erase(model, request)
     edit.seconds, edit.device = time.perf_counter() - started, str(model.device)
     return edit
+
+
+def _cached_edit(path: Path) -> EditedModel | None:
+    """The edit saved at ``path``; None when there is none, or when it is damaged (then
+    removed, to be made again)."""
+    if not path.is_file():
+        return None
+    try:
+        return EditedModel.load(path)
+    except CorruptFileError:
+        path.unlink(missing_ok=True)
+        return None
 
 
 @dataclass
@@ -165,17 +177,28 @@ class Runner:
 
     def edit(self, unit: WorkUnit, model: DiffusionModel) -> tuple[EditedModel, bool]:
         """The eraser's edit, from the cache when an identical one was made before, and
-        whether it was made here (timed: :attr:`EditedModel.seconds`)."""
+        whether it was made here (timed: :attr:`EditedModel.seconds`).
+
+        Processes that need the same erasure at once (units of one request, on --workers
+        or Ray actors) make it once: the first claims it (:func:`erasebench.cache.
+        claim_file`), the others wait and read it, which has them go on sooner than making
+        it again would (an AGE erasure of SD takes 42 minutes on an H100)."""
         path = self.edit_path(unit, model)
-        if path.is_file():
-            try:
-                return EditedModel.load(path), False
-            except CorruptFileError:
-                path.unlink(missing_ok=True)  # half-written or damaged: make it again
-        edit = timed_erase(unit.eraser, model, unit.spec.request)
-        checkpoint("erase.done")
-        edit.save(path)
-        return edit, True
+        cached = _cached_edit(path)
+        if cached is not None:
+            return cached, False
+        claim = claim_file(path.with_suffix(".claim"), wait=True)
+        try:
+            cached = _cached_edit(path)  # made while this process waited
+            if cached is not None:
+                return cached, False
+            edit = timed_erase(unit.eraser, model, unit.spec.request)
+            checkpoint("erase.done")
+            edit.save(path)
+            return edit, True
+        finally:
+            if claim is not None:
+                claim.release()
 
     def _execute(self, unit: WorkUnit) -> RunRecord:
         model = self.model(unit.spec.model)

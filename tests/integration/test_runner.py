@@ -1,14 +1,17 @@
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from erasebench.cache import claim_file
 from erasebench.registry import ERASERS, TASKS
 from erasebench.results import load_results
 from erasebench.runner import Runner, plan
@@ -97,6 +100,27 @@ def test_records_name_the_commit_their_process_started_with(tmp_path, monkeypatc
         assert {r.provenance.git_sha for r in runner.store.records()} == {"started-with"}
     finally:  # the next test reads the real sha again
         results.code_version.cache_clear()
+
+
+def test_a_unit_whose_erasure_another_process_is_making_waits_for_it_and_reads_it(tmp_path):
+    unit = next(unit for unit in _units() if unit.eraser.name == "mock")
+    maker = Runner(tmp_path / "made", tmp_path / "maker_cache", progress=False)
+    maker.run([unit])
+    made = maker.edit_path(unit, maker.model(unit.spec.model))
+    runner = Runner(tmp_path / "results", tmp_path / "cache", progress=False)
+    path = runner.edit_path(unit, runner.model(unit.spec.model))
+    # Another process has claimed the erasure and saves it half a second from now.
+    making = claim_file(path.with_suffix(".claim"))
+
+    def finish_making():
+        time.sleep(0.5)
+        shutil.copy(made, path)
+        making.release()
+
+    threading.Thread(target=finish_making).start()
+    assert runner.run_unit(unit) == "done"
+    timings = runner.store.record(unit.run_id).provenance.timings
+    assert timings.erasure_trained is False and timings.erasure >= 0.4  # waited, then read
 
 
 def test_the_original_models_images_are_drawn_once_for_all_units_that_ask_for_them(
