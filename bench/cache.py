@@ -151,13 +151,10 @@ class ImageCache:
             return {key for key, data in zip(keys, checked, strict=True) if data is not None}
 
     def claim(self, key: str, wait: bool = False) -> Claim | None:
-        """The right to draw ``key``'s image, held by one process at a time, so that processes
-        sharing this cache (units that ask for the same images, on Ray actors or --workers)
-        split those images instead of each drawing them all. None when another process holds
-        it; ``wait`` blocks until it is free. A lock on a file beside the entry, not the
-        file's existence: a killed process's claims end with it. Whoever gets a claim checks
-        the entry (:meth:`sound_keys`) before drawing, since the last holder may have written
-        it."""
+        """The right to draw ``key``'s image (:func:`claim_file`, on a file beside the
+        entry), so that processes sharing this cache (units that ask for the same images, on
+        Ray actors or --workers) split those images instead of each drawing them all. Whoever
+        gets a claim checks the entry (:meth:`sound_keys`) before drawing."""
         return claim_file(self._paths(key)[0].with_suffix(".claim"), wait)
 
     def put(self, key: str, image: Image.Image, meta: dict[str, Any]) -> None:
