@@ -89,6 +89,7 @@ class UnitWorker:
         self.runner = Runner(progress=False, **settings)
         workers.use_cpu_threads(self.runner.device)
         self.driver_mark, self.driver_code = driver_mark, driver_code
+        self.checked = False  # against the driver, before the first unit
 
     def run(self, payload: str, lock_wait: float = 0.0) -> tuple[str, str]:
         self._check_against_the_driver()
@@ -100,25 +101,30 @@ class UnitWorker:
         rows of one run would come from two versions of the benchmark), or does not see
         the driver's results folder (not mounted there, or elsewhere: the records written
         here would be missing from the results, with the run reporting them done)."""
-        if self.driver_code is not None and self.driver_code != code_identity():
+        if self.checked:
+            return
+        here = code_identity()
+        if self.driver_code is not None and self.driver_code != here:
             raise UserError(
-                f"the Ray node {socket.gethostname()} runs {code_identity()}, the driver "
+                f"the Ray node {socket.gethostname()} runs {here}, the driver "
                 f"{self.driver_code}: the rows of one run would come from two versions of "
                 "the benchmark. Install the same erasebench on every node.")
-        self.driver_code = None
-        if self.driver_mark is None:
-            return
-        mark = self.runner.results_dir / ".locks" / self.driver_mark
+        if self.driver_mark is not None and not self._sees(self.driver_mark):
+            raise UserError(
+                f"the results folder {self.runner.results_dir} on the Ray node "
+                f"{socket.gethostname()} is not the driver's: the records of the units run "
+                "there would be missing from the results. Put --results (and --cache) on a "
+                "file system every node sees, at the same path (a shared mount: NFS, "
+                "Lustre...).")
+        self.checked = True
+
+    def _sees(self, driver_mark: str) -> bool:
+        mark = self.runner.results_dir / ".locks" / driver_mark
         for _ in range(MARK_LOOKS):  # a network file system may show a new file late
             if mark.is_file():
-                self.driver_mark = None  # seen: once is enough
-                return
+                return True
             time.sleep(1.0)
-        raise UserError(
-            f"the results folder {self.runner.results_dir} on the Ray node "
-            f"{socket.gethostname()} is not the driver's: the records of the units run "
-            "there would be missing from the results. Put --results (and --cache) on a file "
-            "system every node sees, at the same path (a shared mount: NFS, Lustre...).")
+        return False
 
     def look_in_caches(self, payloads: list[str]) -> tuple[CachedWork, CacheSpace]:
         from erasebench.cached_work import look_in_caches
@@ -200,7 +206,7 @@ def run_on_ray(units: Sequence[WorkUnit], settings: dict[str, Any], workers: int
     import ray
 
     # Folders as absolute paths: an actor's working folder is its node's, not the driver's.
-    settings = {key: os.path.abspath(value) if key.endswith("_dir") else value
+    settings = {key: os.path.abspath(value) if key in ("results_dir", "cache_dir") else value
                 for key, value in settings.items()}
     gpu = str(settings.get("device", "cpu")).startswith("cuda")
     actor = ray.remote(num_gpus=1 if gpu else 0, num_cpus=0 if gpu else 1)(UnitWorker)
