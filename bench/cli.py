@@ -296,6 +296,7 @@ def run(
         console.print(f"{len(units)} work unit{'s' if len(units) != 1 else ''} ({len(todo)} to "
                       f"do, asking for {progress.total_images:,} images; {count} "
                       f"process{'es' if count > 1 else ''}); results in {results}/")
+        _warn_of_uncommitted_changes()
     started = time.monotonic()
     from erasebench.run_console import RunConsole
 
@@ -341,6 +342,19 @@ def run(
                   f"{len(summary.busy)}; {time.monotonic() - started:.0f} s")
     if report_after:
         _write_leaderboard(results, leaderboard, show_unsafe)
+
+
+def _warn_of_uncommitted_changes() -> None:
+    """Rows from a patched eraser or task would otherwise pass for the commit's: they name
+    the changes, and the leaderboard's code column shows them."""
+    from erasebench.code_version import code_version
+
+    code = code_version()
+    if code.changes:
+        errors.print(f"warning: erasebench's source has uncommitted changes: the records "
+                     f"name them (code {code.short()}), as the leaderboard will; commit "
+                     "them to give the rows a commit of their own", markup=False,
+                     soft_wrap=True)
 
 
 def _write_leaderboard(results: Path, leaderboard: Path | None, show_unsafe: bool) -> None:

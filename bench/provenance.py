@@ -1,7 +1,7 @@
 """Where each leaderboard row comes from: per (task, model, eraser), the eraser's config
 hash, the base model and revision, the scorers (version and weight hash), how many
 requests and images the numbers rest on, how long making one of its erasures took, the
-code (git sha) and the dates."""
+code (git sha, and a digest of uncommitted changes where there were any) and the dates."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from erasebench.code_version import CodeVersion
 from erasebench.results import ResultStore, RunRecord
 from erasebench.variants import find_variants
 
@@ -35,7 +36,8 @@ def records_provenance(records: list[RunRecord], labels: dict[str, str] | None =
         "images": record.image_count,
         "edit": record.edit_digest,
         **_erasure_time(record),
-        "git_sha": (record.provenance.git_sha or "")[:10],
+        "git_sha": CodeVersion(record.provenance.git_sha,
+                               record.provenance.code_changes).short(),
         "date": (record.provenance.created_at or "")[:10],
     } for record in records]
     if not rows:

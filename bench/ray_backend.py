@@ -67,12 +67,13 @@ def unit_from_spec(payload: str) -> WorkUnit:
 
 def code_identity() -> str:
     """The erasebench this process runs: ``erasebench 0.1.0 at 1a2b3c4d5e6f`` (its commit,
-    where it runs from a git checkout)."""
+    where it runs from a git checkout), ``… with changes 9f8e7d6c`` where its source has
+    uncommitted changes (:mod:`erasebench.code_version`)."""
     from erasebench import __version__
-    from erasebench.results import code_version
+    from erasebench.code_version import code_version
 
-    sha = code_version()
-    return f"erasebench {__version__}" + (f" at {sha[:12]}" if sha else "")
+    code = code_version().short(12)
+    return f"erasebench {__version__}" + (f" at {code}" if code else "")
 
 
 class UnitWorker:

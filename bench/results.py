@@ -9,12 +9,10 @@ records into one long pandas table.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
 import json
 import platform
-import subprocess
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from importlib import metadata
@@ -24,6 +22,7 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from erasebench.code_version import code_version
 from erasebench.errors import CorruptFileError, UserError
 from erasebench.io import atomic_write_bytes, atomic_write_json, canonical_json
 from erasebench.specs import RunSpec
@@ -82,6 +81,9 @@ class Provenance(BaseModel):
 
     packages: dict[str, str] = Field(default_factory=dict)
     git_sha: str = ""
+    # A digest of the source's uncommitted changes (erasebench.code_version); "" for none,
+    # and left out of the stored record then, as in records written before it was kept.
+    code_changes: str = ""
     python: str = ""
     device: str = ""
     created_at: str = ""
@@ -111,8 +113,11 @@ class RunRecord(BaseModel):
     def stored(self) -> dict[str, Any]:
         """The record as its JSON file holds it; one written before timings were kept has
         none, one written before the images its scoring drew were kept apart has no
-        ``scoring_drawn``, and each keeps its checksum."""
+        ``scoring_drawn``, one from code without uncommitted changes (or written before
+        they were kept) no ``code_changes``, and each keeps its checksum."""
         body = self.model_dump(mode="json")
+        if not body["provenance"]["code_changes"]:
+            del body["provenance"]["code_changes"]
         timings = body["provenance"]["timings"]
         if timings is None:
             del body["provenance"]["timings"]
@@ -129,26 +134,10 @@ def provenance(device: str, timings: UnitTimings | None = None) -> Provenance:
         except metadata.PackageNotFoundError:
             continue
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    return Provenance(packages=packages, git_sha=code_version(),
+    code = code_version()
+    return Provenance(packages=packages, git_sha=code.sha, code_changes=code.changes,
                       python=platform.python_version(), device=device, created_at=now,
                       timings=timings)
-
-
-@functools.cache
-def code_version() -> str:
-    """The git sha of erasebench's source, read once per process (``Runner`` reads it as it
-    starts): a record names the code its process started with, not a commit made while
-    the run went on. Empty outside a git checkout."""
-    return _git_sha()
-
-
-def _git_sha() -> str:
-    try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).parent, timeout=5, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return result.stdout.strip()
 
 
 class ResultStore:

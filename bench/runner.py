@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from erasebench import thumbnails
 from erasebench.cache import ImageCache, claim_file, default_cache_dir
+from erasebench.code_version import code_version
 from erasebench.edits import EditedModel
 from erasebench.errors import CorruptFileError, UserError
 from erasebench.faults import checkpoint
@@ -35,7 +36,6 @@ from erasebench.results import (
     ResultStore,
     RunRecord,
     UnitTimings,
-    code_version,
     provenance,
 )
 from erasebench.specs import GenerationSpec, ModelSpec, RunSpec
@@ -122,7 +122,7 @@ class Runner:
     def __post_init__(self) -> None:
         self.results_dir, self.cache_dir = Path(self.results_dir), Path(self.cache_dir)
         self.store = ResultStore(self.results_dir)
-        code_version()  # the commit this process started with names its records
+        code_version()  # the code this process started with names its records
         self.images = ImageCache(self.cache_dir)
         if self.device == "auto":
             import torch

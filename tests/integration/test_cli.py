@@ -102,6 +102,29 @@ def test_run_end_to_end_then_report(tmp_path, capsys):
     assert len(pd.read_parquet(results / "metrics.parquet")) == 2
 
 
+@pytest.mark.parametrize("changes", ["", "9f8e7d6c" * 2])
+def test_a_run_from_uncommitted_changes_warns_and_its_rows_name_them(
+        changes, tmp_path, capsys, monkeypatch):
+    from erasebench import code_version as code
+
+    code.code_version.cache_clear()
+    try:
+        monkeypatch.setattr(code, "read_code_version",
+                            lambda folders: code.CodeVersion("1a" * 20, changes))
+        board = tmp_path / "leaderboard.md"
+        assert main(["run", "--model", "tiny", "--erasers", "sd", "--tasks", "mock",
+                     "--steps", "2", "--results", str(tmp_path / "results"),
+                     "--cache", str(tmp_path / "cache"), "--leaderboard", str(board)]) == 0
+    finally:
+        code.code_version.cache_clear()
+    err = " ".join(capsys.readouterr().err.split())
+    warned = ("warning: erasebench's source has uncommitted changes: the records name them "
+              "(code 1a1a1a1a1a with changes 9f8e7d6c)")
+    assert (warned in err) == bool(changes)
+    named = "| 1a1a1a1a1a with changes 9f8e7d6c |" if changes else "| 1a1a1a1a1a |"
+    assert named in board.read_text()
+
+
 def test_run_with_compile_samples_through_the_compiled_unet_and_gives_the_same_rows(
         tmp_path, capsys, monkeypatch):
     backend = TracingCompileBackend()

@@ -88,18 +88,22 @@ def test_records_say_how_long_each_step_took_and_whether_the_edit_was_made_there
     assert (fresh.images_drawn, fresh.scoring_drawn) == (4, 4)
 
 
-def test_records_name_the_commit_their_process_started_with(tmp_path, monkeypatch):
-    from erasebench import results
+def test_records_name_the_code_their_process_started_with(tmp_path, monkeypatch):
+    from erasebench import code_version as code
+    from erasebench.code_version import CodeVersion
 
-    results.code_version.cache_clear()
+    code.code_version.cache_clear()
     try:
-        monkeypatch.setattr(results, "_git_sha", lambda: "started-with")
+        started_with = CodeVersion("started-with", "9f8e7d6c" * 2)
+        monkeypatch.setattr(code, "read_code_version", lambda folders: started_with)
         runner = Runner(tmp_path / "results", tmp_path / "cache", progress=False)
-        monkeypatch.setattr(results, "_git_sha", lambda: "committed-meanwhile")
+        monkeypatch.setattr(code, "read_code_version",
+                            lambda folders: CodeVersion("committed-meanwhile"))
         runner.run(_units())
-        assert {r.provenance.git_sha for r in runner.store.records()} == {"started-with"}
-    finally:  # the next test reads the real sha again
-        results.code_version.cache_clear()
+        assert {(r.provenance.git_sha, r.provenance.code_changes)
+                for r in runner.store.records()} == {("started-with", "9f8e7d6c" * 2)}
+    finally:  # the next test reads the real code again
+        code.code_version.cache_clear()
 
 
 def test_a_unit_whose_erasure_another_process_is_making_waits_for_it_and_reads_it(tmp_path):

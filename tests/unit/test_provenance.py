@@ -33,6 +33,18 @@ def test_erasure_time_is_the_median_over_distinct_erasures_and_absent_where_not_
     assert all(" | 4 | – | " in line for line in text.splitlines()[3:5])
 
 
+def test_the_code_column_names_each_commit_and_the_uncommitted_changes_beside_it(
+        make_record):
+    codes = [("1a" * 20, ""), ("1a" * 20, "9f8e7d6c" * 2), ("2b" * 20, "")]
+    records = [make_record("mock", concept) for concept in ("cat", "dog", "cow")]
+    for record, (sha, changes) in zip(records, codes, strict=True):
+        record.provenance.git_sha, record.provenance.code_changes = sha, changes
+    [row] = records_provenance(records).itertuples()
+    assert row.git_sha == "1a1a1a1a1a, 1a1a1a1a1a with changes 9f8e7d6c, 2b2b2b2b2b"
+    assert "| 1a1a1a1a1a, 1a1a1a1a1a with changes 9f8e7d6c, 2b2b2b2b2b |" in \
+        provenance_table(records_provenance(records))
+
+
 @pytest.mark.parametrize(("seconds", "text"), [
     (0.153, "0.15 s"), (3.24, "3.2 s"), (42.4, "42 s"), (444, "7.4 min"),
     (2526, "42 min"), (7560, "2.1 h"), (40_000, "11 h")])

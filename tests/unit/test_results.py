@@ -92,6 +92,25 @@ def test_timings_are_stored_and_checked_and_older_records_keep_their_checksum(
     assert read.provenance.timings.scoring_drawn is None
 
 
+def test_a_record_keeps_the_uncommitted_changes_it_came_from_and_one_without_has_no_key(
+        tmp_path, record):
+    store = ResultStore(tmp_path)
+    patched = record()
+    patched.provenance.git_sha, patched.provenance.code_changes = "1a" * 20, "9f8e7d6c" * 2
+    path = store.write(patched)
+    assert store.read(path).provenance.code_changes == "9f8e7d6c" * 2
+    raw = json.loads(path.read_text())
+    raw["provenance"]["code_changes"] = ""  # rows from patched code passed off as clean
+    path.write_text(json.dumps(raw))
+    with pytest.raises(CorruptFileError, match="checksum"):
+        store.read(path)
+    clean = record("mock")
+    clean.provenance.code_changes = ""
+    path = store.write(clean)  # as a record written before changes were kept
+    assert "code_changes" not in json.loads(path.read_text())["provenance"]
+    assert store.read(path).provenance.code_changes == ""
+
+
 def test_a_newer_schema_is_refused_with_advice(tmp_path, record):
     store = ResultStore(tmp_path)
     path = store.write(record())
