@@ -292,6 +292,7 @@ def run(
         # The main process tells how far the whole run is (helpers' and actors' units too).
         progress = RunProgress.of_units(todo, done, processes=count,
                                         workload=count_images([*done, *todo], prompts))
+        progress.learn_pace(done, runner.store.record)
     if progress is not None:
         console.print(f"{len(units)} work unit{'s' if len(units) != 1 else ''} ({len(todo)} to "
                       f"do, asking for {progress.total_images:,} images; {count} "

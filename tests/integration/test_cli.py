@@ -1,5 +1,7 @@
 """The CLI as a user runs it: in-process through ``main`` (fast), output and exit codes."""
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -100,6 +102,18 @@ def test_run_end_to_end_then_report(tmp_path, capsys):
     assert main(["report", "--results", str(results), "--out", str(board)]) == 0
     assert board.read_bytes() == first
     assert len(pd.read_parquet(results / "metrics.parquet")) == 2
+
+
+def test_a_resumed_run_says_the_time_left_as_it_starts(tmp_path, capsys):
+    argv = ["run", "--model", "tiny", "--tasks", "mock", "--steps", "2",
+            "--results", str(tmp_path / "results"), "--cache", str(tmp_path / "cache")]
+    assert main([*argv, "--erasers", "sd"]) == 0
+    assert "recorded before" not in capsys.readouterr().out  # a fresh run: no pace yet
+    assert main([*argv, "--erasers", "sd,mock"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert re.search(r"in the caches: .*; 8 images to draw; about \d+ s left at the pace of "
+                     r"the 1 unit recorded before \(erasures of mock not counted: none timed "
+                     r"yet\)", out)
 
 
 @pytest.mark.parametrize("changes", ["", "9f8e7d6c" * 2])

@@ -108,3 +108,37 @@ def test_durations_read_at_a_glance():
     assert format_duration(7 * 60 + 20) == "7 min"
     assert format_duration(3 * 3600 + 5 * 60) == "3 h 05 min"
     assert format_duration(59 * 60 + 50) == "1 h 00 min"
+
+
+def test_a_resumed_run_prices_what_is_left_at_the_pace_of_the_units_recorded_before():
+    from erasebench.registry import ERASERS, TASKS
+    from erasebench.runner import plan
+    from erasebench.specs import ModelSpec
+
+    def units(strength, images_per_concept):
+        erasers = [ERASERS.get("sd")(), ERASERS.get("mock")({"strength": strength})]
+        task = TASKS.get("mock")({"images_per_concept": images_per_concept})
+        return plan(erasers, [task], ModelSpec(id="tiny"), {"steps": 3})
+
+    # Recorded before the run: sd's unit and a mock erasure's, of 8 images each. To do: the
+    # same with 12 images, sd's drawing the 4 the recorded one did not, and another mock
+    # erasure to make and its 12 images to draw.
+    done, todo = units(1.0, 4), units(0.5, 6)
+    before = {done[0].run_id: timings(4.0, 2.0, erasure=0.0, drawn=8),
+              done[1].run_id: timings(4.0, 2.0, trained=30.0, drawn=8)}
+
+    def record_of(run_id):
+        record = records(set(before), before)(run_id)
+        if record is not None:
+            record.image_count = 8
+        return record
+
+    progress = RunProgress.of_units(todo, done, processes=1)
+    assert progress.start_line() == ""  # no pace yet: the first finished unit gives one
+    assert progress.learn_pace(done, record_of) == 2
+    # Drawing at 0.5 s per image and scoring at 0.25 s per image asked for: 16 images to
+    # draw and 24 to score, 14 s; the mock erasure at the 30 s the recorded one took.
+    assert progress.images_left_seconds() == pytest.approx(16 * 0.5 + 24 * 0.25)
+    assert progress.training_left() == 30.0
+    assert progress.start_line() == "about 44 s left at the pace of the 2 units recorded before"
+    assert progress.untimed_note() == ""  # mock's erasures are timed by the recorded one
