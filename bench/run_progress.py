@@ -36,6 +36,7 @@ there first.
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +48,11 @@ from erasebench.workload import Workload, count_images, erasure_of
 
 if TYPE_CHECKING:  # the cache check loads the generator, which a progress line needs not
     from erasebench.cached_work import CachedWork
+
+
+# The task and request that stand for a pace assumed rather than timed (assume_pace): no
+# unit's, so every task's images are priced at it.
+ASSUMED = "(assumed)"
 
 
 def format_duration(seconds: float) -> str:
@@ -189,6 +195,17 @@ class RunProgress:
         return (f"about {format_duration(seconds)} left at the pace of the {units} "
                 f"unit{'s' if units > 1 else ''} recorded before{self.untimed_note()}")
 
+    def assume_pace(self, seconds_per_image: float,
+                    erasure_seconds: Mapping[str, float]) -> None:
+        """Prices the units at a pace measured elsewhere, as if units had run at it: each
+        image drawn in ``seconds_per_image`` (reading and scoring at no cost), each
+        erasure of an eraser named in ``erasure_seconds`` in its seconds (others at their
+        mean). ``benchmarks/reproduction_hours.py`` prices a full reproduction so."""
+        _add(self.drawn, ASSUMED, 1)
+        _add(self.drawing_seconds, ASSUMED, seconds_per_image)
+        for name, seconds in erasure_seconds.items():
+            self.training[(name, ASSUMED)] = seconds
+
     def _note_timings(self, run_id: str, timings: UnitTimings) -> None:
         self._note(self.task_of.get(run_id, ""), self.images_of[run_id], timings)
 
@@ -222,19 +239,26 @@ class RunProgress:
         """Seconds, on one process, for the images the unfinished units ask for: those to
         draw, read and score, each at its task's seconds per image so far (all tasks' for
         a task not yet timed); None when some are to draw and no unit has drawn any yet."""
+        seconds = self._unit_seconds()
+        return None if seconds is None else sum(seconds.values())
+
+    def _unit_seconds(self) -> dict[str, float] | None:
+        """Each unfinished unit's images priced as :meth:`images_left_seconds` says, in the
+        units' order; None as there."""
         left = [run_id for run_id in self.images_of if run_id not in self.finished]
         rates = {task: (_rate(self.drawing_seconds, self.drawn, task),
                         _rate(self.reading_seconds, self.read, task) or 0.0,
                         _rate(self.other_seconds, self.asked, task) or 0.0)
                  for task in {self.task_of.get(run_id, "") for run_id in left}}
-        seconds = 0.0
+        seconds = {}
         for run_id in left:
             images = self.images_of[run_id]
             draws = self.draws_of.get(run_id, images)
             drawing, reading, other = rates[self.task_of.get(run_id, "")]
             if draws and drawing is None:
                 return None
-            seconds += draws * (drawing or 0.0) + (images - draws) * reading + images * other
+            seconds[run_id] = (draws * (drawing or 0.0) + (images - draws) * reading
+                               + images * other)
         return seconds
 
     def _erasures_left(self) -> set[tuple[Hashable, ...]]:
@@ -242,16 +266,43 @@ class RunProgress:
                 for run_id in self.images_of.keys() - self.finished} - self.made
         return {erasure for erasure in left if erasure is not None}
 
-    def training_left(self) -> float:
-        """Seconds, on one process, to make the erasures the unfinished units still need."""
+    def _training_price(self) -> Callable[[tuple[Hashable, ...]], float]:
+        """Seconds to make an erasure: what its eraser's took so far, any eraser's for one
+        not yet timed, 0 before any was."""
         by_eraser: dict[Hashable, list[float]] = {}
         for erasure, seconds in self.training.items():
             by_eraser.setdefault(erasure[0], []).append(seconds)
         if not by_eraser:
-            return 0.0
+            return lambda erasure: 0.0
         anyone = fmean(self.training.values())
-        return sum(fmean(by_eraser.get(erasure[0], [anyone]))
-                   for erasure in self._erasures_left())
+        return lambda erasure: fmean(by_eraser.get(erasure[0], [anyone]))
+
+    def training_left(self) -> float:
+        """Seconds, on one process, to make the erasures the unfinished units still need."""
+        price = self._training_price()
+        return sum(price(erasure) for erasure in self._erasures_left())
+
+    def _schedule(self, unit_seconds: Mapping[str, float]) -> float:
+        """Seconds until the last of the units ends, taken in order by the run's processes,
+        each the next as it ends one (the local processes' locks, the Ray driver's
+        hand-out): the first unit needing an erasure not made makes it, and a unit needing
+        one another process is making waits for it (``Runner.edit``). Unlike the total
+        over the processes, this holds the largest unit's length: 128 units on 64 GPUs take
+        about twice the time their total over 64 says (``README.md``)."""
+        price = self._training_price()
+        free = [0.0] * max(1, self.processes)  # when each process is free (a heap)
+        made_at: dict[tuple[Hashable, ...], float] = {}
+        last = 0.0
+        for run_id, seconds in unit_seconds.items():
+            start = heapq.heappop(free)
+            erasure = self.erasure_of.get(run_id)
+            if erasure is not None and erasure not in self.made:
+                if erasure not in made_at:
+                    made_at[erasure] = start + price(erasure)
+                start = max(start, made_at[erasure])
+            heapq.heappush(free, start + seconds)
+            last = max(last, start + seconds)
+        return last
 
     def untimed_erasers(self) -> list[str]:
         """The erasers with erasures still to make and none timed yet, whose erasures the
@@ -282,13 +333,11 @@ class RunProgress:
         return text
 
     def seconds_left_by_timings(self) -> float | None:
-        """The unfinished units' images and erasures at the recorded timings' pace, shared
-        among the processes; 0 before any record with timings, None while images are to
-        draw and no recorded unit drew any."""
-        images = self.images_left_seconds()
-        if images is None:
-            return None
-        return (images + self.training_left()) / self.processes
+        """The unfinished units' images and erasures at the recorded timings' pace, the
+        units spread over the processes in order (:meth:`_schedule`); 0 before any record
+        with timings, None while images are to draw and no recorded unit drew any."""
+        seconds = self._unit_seconds()
+        return None if seconds is None else self._schedule(seconds)
 
     def seconds_left(self, images_left: int, images_done: int) -> float | None:
         """None before the first unit is recorded and after the last."""

@@ -89,6 +89,19 @@ def test_erasers_reports_every_eraser_asked_for(monkeypatch, capsys):
     assert float(memory) > 0
 
 
+def test_reproduction_hours_prices_the_plan_in_order_on_each_gpu_count(monkeypatch, capsys):
+    # sd's and the mock eraser's unit of the mock task, 8 images each at 1 image/s, the
+    # mock erasure 1 minute: 76 s on one GPU; on two the mock unit alone, 68 s.
+    output = run_script("reproduction_hours.py", [
+        "--tasks", "mock", "--erasers", "sd,mock", "--images-per-second", "1",
+        "--erasure-minutes", "mock=1", "--gpus", "1,2,100"], monkeypatch, capsys)
+    assert output.startswith("2 units, 16 images to draw, 1 erasures")
+    rows = table_rows(output)
+    assert rows["1"] == [f"{76 / 3600:.3g}", f"{76 / 3600:.3g}", "1.00"]
+    assert rows["2"] == [f"{68 / 3600:.3g}", f"{38 / 3600:.3g}", f"{68 / 38:.2f}"]
+    assert rows["100"][0] == f"{68 / 3600:.3g}"
+
+
 def test_image_cache_measures_each_way_of_writing_and_reading(monkeypatch, capsys):
     output = run_script("image_cache.py", ["--rate", "400", "--images", "8", "--batch-size",
                                            "4", "--size", "64"], monkeypatch, capsys)

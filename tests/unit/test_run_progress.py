@@ -61,23 +61,52 @@ def test_the_time_left_is_the_images_left_at_their_tasks_seconds_and_the_erasure
     progress = RunProgress(images, tasks, erasures, made={uce}, processes=2)
     recorded, timed = {"esd cat 1"}, {"esd cat 1": timings(300, 100, trained=400, drawn=1_000)}
     progress.update(records(recorded, timed))
-    # Task A's 1,000 images in 300 + 100 s: 0.4 s each, as are task B's not timed yet, so
-    # the 6,500 left take 2,600 s; erasures to make: ESD's of "dog" at ESD's 400 s, AGE's
-    # at the 400 s seen so far for any eraser (not ESD's "cat" again, nor UCE's): 800 s.
-    # On two processes: 1,700 s. AGE's erasure, priced so, is named.
-    assert progress.line() == ("1/6 units, 1,000/7,500 images, about 28 min left (erasures "
+    # Task A's 1,000 images in 300 + 100 s: 0.4 s each, as are task B's not timed yet: the
+    # units left take 400 ("esd cat 2"), 200, 800, 400 and 800 s. Erasures to make: ESD's
+    # of "dog" at ESD's 400 s, AGE's at the 400 s seen so far for any eraser (not ESD's
+    # "cat" again, nor UCE's). On two processes in order: "esd cat 2" 0-400 s; "esd dog"
+    # makes its erasure and ends at 600; "age cat" from 400, erasure and images, to 1,600;
+    # "sd" 600-1,000; "uce cat" 1,000-1,800 s. AGE's erasure, priced so, is named.
+    assert progress.line() == ("1/6 units, 1,000/7,500 images, about 30 min left (erasures "
                                "of age priced at other erasers' pace)")
     recorded |= {"age cat", "sd", "esd cat 2"}  # sd's record has no timings (written before)
     timed |= {"age cat": timings(500, 300, trained=1_000, drawn=2_000),
               "esd cat 2": timings(90, 10, drawn=1_000)}
     progress.update(records(recorded, timed))
     # Task A: 3,000 images in 400 + 800 s, 0.4 s each; task B: 1,000 in 90 + 10 + 0.5 s
-    # (reading its erasure), 0.1005 s. Left: "esd dog" (A) 500 images, 200 s, "uce cat"
-    # (B) 2,000, 201 s; ESD's "dog" erasure at ESD's 400 s (not the 700 s of all erasers):
-    # 801 s on two processes, 400.5 s (at one rate for all tasks it would be 606 s).
-    assert progress.line() == "4/6 units, 5,000/7,500 images, about 7 min left"
+    # (reading its erasure), 0.1005 s. Left: "esd dog" (A) 500 images, 200 s, after ESD's
+    # "dog" erasure at ESD's 400 s (not the 700 s of all erasers), and "uce cat" (B) 2,000
+    # images, 201 s, on the other process: 600 s (at one rate for all tasks, 0.325 s an
+    # image, it would be 2,000 x 0.325 = 650 s).
+    assert progress.line() == "4/6 units, 5,000/7,500 images, about 10 min left"
     progress.update(records(set(images)))
     assert progress.line() == "6/6 units, 7,500/7,500 images"
+
+
+def test_on_many_processes_the_time_left_is_held_by_the_largest_unit_and_erasures_made():
+    # A finished unit gives the pace: 1 s per image, erasures 100 s. Left, in order: a
+    # large unit with its erasure to make, and three small ones.
+    images = {"done": 10, "large": 500, "small 1": 50, "small 2": 50, "small 3": 50}
+    erasures = {"done": ("esd", "a"), "large": ("esd", "b")}
+    timed = {"done": timings(8, 2, trained=100, drawn=10)}
+    progress = RunProgress(images, {}, erasures, processes=4)
+    progress.update(records({"done"}, timed))
+    # On one process all of it: 650 images and the one erasure, 750 s. On four the large
+    # unit holds it, its erasure and images: 600 s, not the 188 s a share of the total
+    # would say; so on more processes than units.
+    assert progress.seconds_left_by_timings() == 600
+    progress.processes = 1
+    assert progress.seconds_left_by_timings() == 750
+    progress.processes = 100
+    assert progress.seconds_left_by_timings() == 600
+    # A unit whose erasure another process is making waits for it: "maker" makes it in
+    # 100 s and draws 10 images; "shares", on the other process, waits until 100 s, then
+    # draws its 300 images, to 400 s.
+    images = {"done": 10, "maker": 10, "shares": 300}
+    erasures = {"done": ("esd", "a"), "maker": ("esd", "b"), "shares": ("esd", "b")}
+    progress = RunProgress(images, {}, erasures, processes=2)
+    progress.update(records({"done"}, timed))
+    assert progress.seconds_left_by_timings() == 400
 
 
 def test_images_to_draw_read_and_score_are_priced_apart():
