@@ -122,7 +122,8 @@ def test_an_actor_that_does_not_share_the_drivers_results_folder_or_code_stops_t
                     r"Put --results \(and --cache\) on a file system every node sees")
     else:  # as a node with another install than the driver's
         monkeypatch.setattr(ray_backend, "code_identity", lambda: "erasebench 0.0.1 at 0123abc")
-        expected = (r"error: the Ray node \S+ runs erasebench \S+( at \w+)?, the driver "
+        expected = (r"error: the Ray node \S+ runs erasebench \S+( at \w+( with changes "
+                    r"\w+)?)?, the driver "
                     "erasebench 0.0.1 at 0123abc: the rows of one run would come from two "
                     "versions of the benchmark. Install the same erasebench on every node.")
     argv, results = _run(tmp_path, "ray", "--backend", "ray", "--workers", "1", "--task-config",
