@@ -281,18 +281,21 @@ def run(
         _print_plan(units, todo, runner.store, count, held, space, prompts)
         return
     from erasebench.run_progress import RunProgress
+    from erasebench.workload import count_images
 
     local.use_cpu_threads(runner.device)
     helper = local.helper_number()
-    progress = None
     if not helper:
-        from erasebench.workload import count_images
-
         _preflight(todo, prompts)
-        # The main process tells how far the whole run is (helpers' and actors' units too).
-        progress = RunProgress.of_units(todo, done, processes=count,
-                                        workload=count_images([*done, *todo], prompts))
-        progress.learn_pace(done, runner.store.record)
+    pace = RunProgress.of_units(todo, done, processes=count,
+                                workload=count_images([*done, *todo], prompts))
+    pace.learn_pace(done, runner.store.record)
+    # Every process (helpers too, from the same records) takes the units longest first.
+    rank = {run_id: place for place, run_id in enumerate(pace.take_longest_first())}
+    todo.sort(key=lambda unit: rank[unit.run_id])
+    units = [*done, *todo]
+    # The main process tells how far the whole run is (helpers' and actors' units too).
+    progress = None if helper else pace
     if progress is not None:
         console.print(f"{len(units)} work unit{'s' if len(units) != 1 else ''} ({len(todo)} to "
                       f"do, asking for {progress.total_images:,} images; {count} "
@@ -409,6 +412,7 @@ def _time_left_line(units: Any, store: Any, processes: int, workload: Any, held:
     records = {unit.run_id: record for unit in units
                if (record := store.record(unit.run_id)) is not None}
     progress = RunProgress.of_records(units, records.get, processes, workload, held)
+    progress.take_longest_first()  # as the run takes them
     timed = [record for record in records.values() if record.provenance.timings is not None]
     if not timed:
         return ("  time left: no recorded unit has timings yet, so no pace to estimate it "

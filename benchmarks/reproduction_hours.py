@@ -4,7 +4,9 @@ options), their images counted as the image cache draws them (``erasebench.workl
 the original model's images once for every task that prompts alike, each erasure once
 for the units that share it), and priced as a run's progress line prices them
 (``erasebench.run_progress``): the units taken in order by the GPUs' processes, each the
-next as it ends one, a unit that needs an erasure another is making waiting for it.
+next as it ends one, a unit that needs an erasure another is making waiting for it. The
+order is the plan's (task by task), or longest first as a run takes them: a fresh run by
+the images each unit draws, a resumed one (its pace known) by images and erasures.
 
     python benchmarks/reproduction_hours.py                          # the H100's rates
     python benchmarks/reproduction_hours.py --images-per-second 2.21 # with --compile
@@ -60,20 +62,29 @@ def main() -> None:
           f"erasures; {args.images_per_second} images/s per GPU; erasures (minutes): "
           + ", ".join(f"{name} {seconds / 60:g}" for name, seconds in erasure_seconds.items()
                       if name in args.erasers.split(",")))
-    print("\n| GPUs | hours, units in order | hours, the total shared evenly | ratio |\n"
-          "|---|---|---|---|")
+    print("\n| GPUs | hours, the plan's order | longest first, fresh run | longest first, "
+          "pace known | an even share of the total | plan's order / fresh run's | fresh "
+          "run's / even share |\n|---|---|---|---|---|---|---|")
 
-    def seconds_on(gpus: int) -> float:
+    def seconds_on(gpus: int, order: str) -> float:
         progress = RunProgress.of_units(units, [], processes=gpus, workload=workload)
+        if order == "fresh":  # before any pace: by the images each unit draws
+            progress.take_longest_first()
         progress.assume_pace(1 / args.images_per_second, erasure_seconds)
+        if order == "paced":  # a resumed run's: images and erasures at the pace
+            progress.take_longest_first()
         seconds = progress.seconds_left_by_timings()
         assert seconds is not None  # a pace is assumed for every image
         return seconds
 
-    total = seconds_on(1)
+    total = seconds_on(1, "plan")
     for gpus in map(int, args.gpus.split(",")):
-        seconds, even = seconds_on(gpus), total / gpus
-        print(f"| {gpus} | {seconds / 3600:.3g} | {even / 3600:.3g} | {seconds / even:.2f} |")
+        plan_order, fresh, paced = (seconds_on(gpus, order) for order in
+                                    ("plan", "fresh", "paced"))
+        even = total / gpus
+        print(f"| {gpus} | " + " | ".join(f"{seconds / 3600:#.3g}" for seconds in
+                                          (plan_order, fresh, paced, even))
+              + f" | {plan_order / fresh:.2f} | {fresh / even:.2f} |")
 
 if __name__ == "__main__":
     main()

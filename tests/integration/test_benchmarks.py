@@ -97,9 +97,11 @@ def test_reproduction_hours_prices_the_plan_in_order_on_each_gpu_count(monkeypat
         "--erasure-minutes", "mock=1", "--gpus", "1,2,100"], monkeypatch, capsys)
     assert output.startswith("2 units, 16 images to draw, 1 erasures")
     rows = table_rows(output)
-    assert rows["1"] == [f"{76 / 3600:.3g}", f"{76 / 3600:.3g}", "1.00"]
-    assert rows["2"] == [f"{68 / 3600:.3g}", f"{38 / 3600:.3g}", f"{68 / 38:.2f}"]
-    assert rows["100"][0] == f"{68 / 3600:.3g}"
+    one, two = f"{76 / 3600:#.3g}", f"{68 / 3600:#.3g}"
+    assert rows["1"] == [one, one, one, one, "1.00", "1.00"]
+    # plan's order, longest first before and with a pace, an even share, two ratios
+    assert rows["2"] == [two, two, two, f"{38 / 3600:#.3g}", "1.00", f"{68 / 38:.2f}"]
+    assert rows["100"][:3] == [two, two, two]
 
 
 def test_image_cache_measures_each_way_of_writing_and_reading(monkeypatch, capsys):

@@ -171,3 +171,25 @@ def test_a_resumed_run_prices_what_is_left_at_the_pace_of_the_units_recorded_bef
     assert progress.training_left() == 30.0
     assert progress.start_line() == "about 44 s left at the pace of the 2 units recorded before"
     assert progress.untimed_note() == ""  # mock's erasures are timed by the recorded one
+
+
+def test_units_are_taken_longest_first_by_their_images_and_the_erasures_they_make():
+    images = {"done": 10, "small": 50, "shares": 200, "large": 300, "maker": 100,
+              "drawn by others": 400}
+    erasures = {"done": ("age", "a"), "maker": ("age", "b"), "shares": ("age", "b")}
+    # Before any pace: the images each draws ("drawn by others" reads all of its 400).
+    progress = RunProgress(images, {}, erasures, processes=2,
+                           draws_of={"drawn by others": 0})
+    assert progress.take_longest_first() == ["large", "shares", "maker", "small", "done",
+                                             "drawn by others"]
+    # With a pace (1 s an image drawn and scored, 0.2 s of it scoring, reading free; AGE's
+    # erasures 250 s): "shares", the longer of the two units needing AGE's "b", makes it,
+    # 450 s; "maker" reads it, 100 s; "drawn by others" scores its 400 images, 80 s.
+    progress.update(records({"done"}, {"done": timings(8, 2, trained=250, drawn=10)}))
+    assert progress.take_longest_first() == ["shares", "large", "maker", "drawn by others",
+                                             "small"]
+    # The time left follows that order on the two processes: "shares" 0-450 s, "large"
+    # 0-300, "maker" 300-400 (its erasure made at 250), "drawn by others" 400-480,
+    # "small" 450-500.
+    assert progress.seconds_left_by_timings() == 500
+    assert list(progress.images_of)[-1] == "done"  # the finished kept, last
