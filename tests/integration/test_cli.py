@@ -104,6 +104,19 @@ def test_run_end_to_end_then_report(tmp_path, capsys):
     assert len(pd.read_parquet(results / "metrics.parquet")) == 2
 
 
+def test_a_run_takes_its_units_longest_first(tmp_path, capsys):
+    # Listed first, the style task's units draw under 100 images between them; the first
+    # objects split draws 300, and the other three read those (the original model's
+    # images, which the splits prompt alike).
+    assert main(["run", "--erasers", "sd", "--tasks", "shapes_style,shapes_objects",
+                 "--workers", "1", "--steps", "2", "--no-report", "--results",
+                 str(tmp_path / "results"), "--cache", str(tmp_path / "cache")]) == 0
+    ran = re.findall(r"\[done\] sd x (\w+ \[[^]]+\])", capsys.readouterr().out)
+    assert ran == ["shapes_objects [split 1]", "shapes_style [striped]",
+                   "shapes_style [dotted]", "shapes_objects [split 2]",
+                   "shapes_objects [split 3]", "shapes_objects [split 4]"]
+
+
 def test_a_resumed_run_says_the_time_left_as_it_starts(tmp_path, capsys):
     argv = ["run", "--model", "tiny", "--tasks", "mock", "--steps", "2",
             "--results", str(tmp_path / "results"), "--cache", str(tmp_path / "cache")]
