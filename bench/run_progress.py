@@ -28,10 +28,11 @@ A resumed run (stopped and started again, a Slurm job requeued) also takes the p
 the units recorded before it (``RunProgress.learn_pace``), and so says the time left as
 it starts rather than after its first unit, which on SD can take an hour.
 
-Both are shared among the run's processes. Records without timings (written before they
-were kept) leave only the wall time since the run began, over the images done. Still
-rough: which unit draws an image two units to do ask for depends on which process gets
-there first.
+Both are spread over the run's processes as they take the units, longest first
+(``RunProgress.take_longest_first``, ``RunProgress._schedule``). Records without timings
+(written before they were kept) leave only the wall time since the run began, over the
+images done. Still rough: which unit draws an image two units to do ask for depends on
+which process gets there first.
 """
 
 from __future__ import annotations
@@ -50,8 +51,8 @@ if TYPE_CHECKING:  # the cache check loads the generator, which a progress line 
     from erasebench.cached_work import CachedWork
 
 
-# The task and request that stand for a pace assumed rather than timed (assume_pace): no
-# unit's, so every task's images are priced at it.
+# The task (and the erasures) that stand for a pace assumed rather than timed
+# (RunProgress.assume_pace): no unit's task, so every task's images are priced at it.
 ASSUMED = "(assumed)"
 
 
@@ -288,12 +289,13 @@ class RunProgress:
 
     def take_longest_first(self) -> list[str]:
         """Puts the unfinished units in the order the run hands them out, the longest first,
-        and returns it: on many processes a long unit started late is the run's tail (an
-        AGE unit of Imagenette, its 42-minute erasure and 4,852 images, ends a run on 64
-        GPUs 0.4 hours after the others, ``benchmarks/reproduction_hours.py``). A unit's
-        length is its images at the pace so far, and its erasure's making where it is the
-        first to need one; with no pace yet, the images it draws (the erasures' length is
-        not known before one was made). Units as long keep the plan's order."""
+        and returns it: on many processes a long unit started late is the run's tail
+        (longest first makes a full reproduction on 16 to 64 GPUs 1.08-1.24x shorter than
+        the plan's order, ``benchmarks/reproduction_hours.py``). A unit's length is its
+        images at the pace so far, and the making of its erasure where it is the longest
+        of the units needing one (which, first, makes it; the others read it); with no
+        pace yet, the images it draws (the erasures' length is not known before one was
+        made). Units as long keep the plan's order."""
         left = [run_id for run_id in self.images_of if run_id not in self.finished]
         seconds = self._unit_seconds()
         price = self._training_price()
@@ -320,8 +322,8 @@ class RunProgress:
         each the next as it ends one (the local processes' locks, the Ray driver's
         hand-out): the first unit needing an erasure not made makes it, and a unit needing
         one another process is making waits for it (``Runner.edit``). Unlike the total
-        over the processes, this holds the largest unit's length: 128 units on 64 GPUs take
-        about twice the time their total over 64 says (``README.md``)."""
+        over the processes, this holds the longest unit's length: a full reproduction's 128
+        units on 64 GPUs take 1.4x their total over 64 (``benchmarks/README.md``)."""
         price = self._training_price()
         free = [0.0] * max(1, self.processes)  # when each process is free (a heap)
         made_at: dict[tuple[Hashable, ...], float] = {}
