@@ -249,9 +249,11 @@ def run(
     runner.store.check_schema()
     from erasebench import workers as local
 
-    recorded = {unit.run_id for unit in units if runner.store.is_done(unit.run_id)}
-    done = [unit for unit in units if unit.run_id in recorded]
-    todo = [unit for unit in units if unit.run_id not in recorded]
+    # Each unit's record read once: for what is done, and for the pace of a resumed run.
+    records = {unit.run_id: record for unit in units
+               if (record := runner.store.record(unit.run_id)) is not None}
+    done = [unit for unit in units if unit.run_id in records]
+    todo = [unit for unit in units if unit.run_id not in records]
     if backend not in ("local", "ray"):
         raise UnknownNameError("backend", backend, ["local", "ray"])
     if check_cache and not dry_run:
@@ -278,7 +280,7 @@ def run(
             from erasebench.cached_work import look_in_caches
 
             held, space = look_in_caches(todo, runner, prompts)
-        _print_plan(units, todo, runner.store, count, held, space, prompts)
+        _print_plan(units, todo, records, count, held, space, prompts)
         return
     from erasebench.run_progress import RunProgress
     from erasebench.workload import count_images
@@ -289,7 +291,7 @@ def run(
         _preflight(todo, prompts)
     pace = RunProgress.of_units(todo, done, processes=count,
                                 workload=count_images([*done, *todo], prompts))
-    pace.learn_pace(done, runner.store.record)
+    pace.learn_pace(done, records.get)
     # Every process (helpers too, from the same records) takes the units longest first.
     rank = {run_id: place for place, run_id in enumerate(pace.take_longest_first())}
     todo.sort(key=lambda unit: rank[unit.run_id])
@@ -368,7 +370,7 @@ def _write_leaderboard(results: Path, leaderboard: Path | None, show_unsafe: boo
     console.print(f"wrote {write_report(results, board, show_unsafe)}")
 
 
-def _print_plan(units: Any, todo: Any, store: Any, processes: int, held: Any, space: Any,
+def _print_plan(units: Any, todo: Any, records: Any, processes: int, held: Any, space: Any,
                 prompts: PromptMemo) -> None:
     """Each unit with its state and images, then the images in all (erasebench.workload),
     what of the units to do the caches hold when checked (``held`` and ``space``,
@@ -398,19 +400,17 @@ def _print_plan(units: Any, todo: Any, store: Any, processes: int, held: Any, sp
         console.print(f"  in the caches: {held.held_line()}", markup=False, soft_wrap=True)
         console.print(f"  cache space: {space.line()}", markup=False, soft_wrap=True)
     if todo:
-        console.print(_time_left_line(units, store, processes, workload, held),
+        console.print(_time_left_line(units, records, processes, workload, held),
                       markup=False, soft_wrap=True)
 
 
-def _time_left_line(units: Any, store: Any, processes: int, workload: Any, held: Any) -> str:
+def _time_left_line(units: Any, records: Any, processes: int, workload: Any, held: Any) -> str:
     """What the progress line of a run started now would say first: the units to do at
     the seconds per image drawn, read and scored and per erasure of the units recorded,
     what the caches hold (``held``, erasebench.cached_work.CachedWork) counted when
-    checked (erasebench.run_progress)."""
+    checked (erasebench.run_progress); ``records``: the units' records, by run id."""
     from erasebench.run_progress import RunProgress, format_duration
 
-    records = {unit.run_id: record for unit in units
-               if (record := store.record(unit.run_id)) is not None}
     progress = RunProgress.of_records(units, records.get, processes, workload, held)
     progress.take_longest_first()  # as the run takes them
     timed = [record for record in records.values() if record.provenance.timings is not None]
