@@ -213,19 +213,55 @@ class Generator:
 
         Prompts that would give the same image (same key) are generated once. With a cache
         the images come back as :class:`CachedImages`, read from the cache when used, so
-        that none is held here: thousands of 512 px images would not fit in memory.
+        that none is held here: thousands of 512 px images would not fit in memory. Images
+        another process is drawing (:meth:`_claim_batch`) are waited for.
         """
         keys = self.keys(prompts)
-        first = {key: prompts[index] for index, key in reversed(list(enumerate(keys)))}
+        first = self._first_prompts(prompts, keys)
         cached = self.cache.sound_keys(list(first)) if self.cache is not None else set()
-        missing = [key for key in first if key not in cached]
+        drawn = self._draw(first, [key for key in first if key not in cached], wait=True)
+        if self.cache is not None:  # every write has finished: _draw waited for them
+            return CachedImages(self.cache, keys)
+        return [drawn[key] for key in keys]
+
+    def draw_unclaimed(self, prompts: Sequence[PromptSpec]) -> int:
+        """Draws into the cache those of ``prompts``' images that no process has drawn or
+        is drawing, and returns how many it drew: how a process with no unit left helps
+        one another process is running (``Runner.help``). Unlike :meth:`images` it waits
+        for no other process's images, and takes an entry that is there as sound (the
+        unit's own process checks each before it uses it, and draws a damaged one again):
+        checking would read every PNG of a unit mostly drawn."""
+        if self.cache is None:
+            raise ValueError("only a generator with an image cache can draw for another "
+                             "process")
+        keys = self.keys(prompts)
+        first = self._first_prompts(prompts, keys)
+        present = self.cache.present_keys(list(first))
+        before = self.drawn
+        self._draw(first, [key for key in first if key not in present], wait=False)
+        return self.drawn - before
+
+    @staticmethod
+    def _first_prompts(prompts: Sequence[PromptSpec],
+                       keys: Sequence[str]) -> dict[str, PromptSpec]:
+        """Each distinct key's first prompt, in the prompts' order."""
+        return {key: prompts[index] for index, key in reversed(list(enumerate(keys)))}
+
+    def _draw(self, first: dict[str, PromptSpec], missing: list[str],
+              wait: bool) -> dict[str, Image.Image]:
+        """Draws the images of ``missing`` (keys of ``first``) in batches, into the cache
+        when there is one (then returns nothing, else the images by key), each batch's
+        images claimed first (:meth:`_claim_batch`): those another process draws are left
+        to it, and waited for with ``wait``, else passed over."""
         drawn: dict[str, Image.Image] = {}  # only without a cache
         claims: dict[str, Claim] = {}  # the batch's, each released once it is written
         try:
             with self._progress(len(missing)) as advance, self._cache_writer() as cache_put:
                 while missing:
-                    claims, elsewhere = self._claim_batch(missing)
+                    claims, elsewhere = self._claim_batch(missing, wait)
                     batch = list(claims)
+                    if not batch and not elsewhere:  # not waiting: the rest are others'
+                        break
                     missing = [key for key in missing
                                if key not in claims and key not in elsewhere]
                     advance(len(elsewhere))
@@ -255,17 +291,17 @@ class Generator:
         finally:  # every write has finished (leaving the block waited): only the claims of a
             for claim in claims.values():  # batch that failed can be left to release
                 claim.release()
-        if self.cache is not None:  # every write has finished: leaving the block waited
-            return CachedImages(self.cache, keys)
-        return [drawn[key] for key in keys]
+        return drawn
 
-    def _claim_batch(self, missing: list[str]) -> tuple[dict[str, Claim], set[str]]:
+    def _claim_batch(self, missing: list[str],
+                     wait: bool = True) -> tuple[dict[str, Claim], set[str]]:
         """Up to a batch of ``missing``, in order, claimed to be drawn here
         (:meth:`ImageCache.claim`), and those another process has drawn meanwhile. Images
         another process is drawing are passed over, to be found drawn later; when it is
-        drawing all of them, this waits for the first. So processes that share a cache and
-        ask for the same images at the same time split them; an image never depends on its
-        batch, so how they split them changes nothing."""
+        drawing all of them, this waits for the first, or, without ``wait``, claims
+        nothing. So processes that share a cache and ask for the same images at the same
+        time split them; an image never depends on its batch, so how they split them
+        changes nothing."""
         if self.cache is None:
             return {key: Claim(None) for key in missing[: self.batch_size]}, set()
         claims: dict[str, Claim] = {}
@@ -276,6 +312,8 @@ class Generator:
             if claim is not None:
                 claims[key] = claim
         if not claims:
+            if not wait:
+                return {}, set()
             claims[missing[0]] = self.cache.claim(missing[0], wait=True)  # type: ignore[assignment]
         elsewhere = self.cache.sound_keys(list(claims))
         for key in elsewhere:

@@ -544,3 +544,32 @@ def test_generators_sharing_a_cache_split_the_images_they_both_need(tiny, tmp_pa
     reference = _arrays(Generator(tiny, GenerationSpec(steps=2), progress=False).images(prompts))
     assert np.array_equal(results["a"], reference) and np.array_equal(results["b"], reference)
     assert not list(tmp_path.rglob("*.claim"))
+
+
+def test_drawing_for_another_process_leaves_its_claimed_images_and_waits_for_none(tiny,
+                                                                                 tmp_path):
+    # A process with no unit left helps one another process runs (Runner.help): it draws
+    # only what nobody has drawn or claimed, returns at once, and the owner then draws the
+    # rest and gets the same images as drawing all of them alone.
+    prompts = [PromptSpec(text=f"shape {index % 3}", seed=index) for index in range(10)]
+    cache = ImageCache(tmp_path)
+    owner = Generator(tiny, GenerationSpec(steps=2), cache, batch_size=4, progress=False)
+    keys = owner.keys(prompts)
+    owner.images(prompts[:2])  # drawn before the helper came
+    claimed = [cache.claim(key) for key in keys[2:5]]  # the owner's batch in flight
+    helper = Generator(tiny, GenerationSpec(steps=2), cache, batch_size=4, progress=False)
+    started = time.monotonic()
+    assert helper.draw_unclaimed(prompts) == 5  # images 5 to 9, in batches of 4 and 1
+    assert time.monotonic() - started < 30  # it did not wait for the claimed three
+    assert cache.present_keys(keys) == set(keys[:2]) | set(keys[5:])
+    for claim in claimed:
+        claim.release()
+    assert helper.draw_unclaimed(prompts) == 3  # released unwritten: now the helper's
+    assert owner.drawn == 2
+    images = _arrays(owner.images(prompts))
+    assert owner.drawn == 2  # everything else was drawn by the helper
+    reference = _arrays(Generator(tiny, GenerationSpec(steps=2), progress=False).images(prompts))
+    assert np.array_equal(images, reference)
+    assert not list(tmp_path.rglob("*.claim"))
+    with pytest.raises(ValueError, match="image cache"):
+        Generator(tiny, GenerationSpec(steps=2), progress=False).draw_unclaimed(prompts)
