@@ -308,7 +308,7 @@ def run(
 
     lines = RunConsole(console, errors, runner.store.record, runner.images.root, progress,
                        processes=count, helper=helper)
-    runner.on_unit = lines.unit_ended
+    runner.on_unit, runner.on_help = lines.unit_ended, lines.unit_helped
     if backend == "ray":
         from erasebench.ray_backend import run_on_ray
 
@@ -316,9 +316,9 @@ def run(
                     "device": actor_device, "batch_size": batch_size,
                     "show_unsafe": show_unsafe, "compile": compile_unet}
         summary = run_on_ray(todo, settings, count, lines.unit_ended, lines.start_from_caches,
-                             lines.unit_lost)
+                             lines.unit_lost, lines.unit_helped)
         console.print(f"done {len(summary.done)} on Ray, {len(units) - len(todo)} already "
-                      f"done, busy (another run) {len(summary.busy)}; "
+                      f"done, busy (another run) {len(summary.busy)}{_helped(summary)}; "
                       f"{time.monotonic() - started:.0f} s")
         if report_after:
             _write_leaderboard(results, leaderboard, show_unsafe)
@@ -345,9 +345,17 @@ def run(
     by_others = len(todo) - len(summary.done) - len(summary.busy)
     console.print(f"done {len(summary.done)} here, {max(0, by_others)} by helper or other "
                   f"processes, {len(units) - len(todo)} already done, busy (another run) "
-                  f"{len(summary.busy)}; {time.monotonic() - started:.0f} s")
+                  f"{len(summary.busy)}{_helped(summary)}; {time.monotonic() - started:.0f} s")
     if report_after:
         _write_leaderboard(results, leaderboard, show_unsafe)
+
+
+def _helped(summary: Any) -> str:
+    """``, 1,204 images drawn for 3 units run elsewhere`` (``Runner.help``), or ""."""
+    drawn = sum(summary.helped.values())
+    units = sum(1 for count in summary.helped.values() if count)
+    return (f", {drawn:,} images drawn for {units} unit{'s' if units > 1 else ''} run "
+            "elsewhere" if drawn else "")
 
 
 def _warn_of_uncommitted_changes() -> None:

@@ -5,9 +5,11 @@ model once for all the units it runs) and one GPU, or one CPU on a machine witho
 travel as their specs (JSON) and are rebuilt from the plugin registries on the worker,
 so any installed eraser or task runs there as it would locally; every unit goes through
 ``Runner.run_unit``, with the same locks, atomic writes, caches and resumption as the
-local backend, and therefore the same rows. The results and cache folders must be on a
-file system every worker sees (one machine, or a shared mount on a cluster), and every
-node must run the driver's erasebench: each actor checks both before its first unit
+local backend, and therefore the same rows; once no unit is left to hand out, the actors
+that end theirs help draw the images of those still running (``Runner.help``). The
+results and cache folders must be on a file system every worker sees (one machine, or a
+shared mount on a cluster), and every node must run the driver's erasebench: each actor
+checks both before its first unit
 (:meth:`UnitWorker._check_against_the_driver`). An actor that dies (a node lost or
 preempted, a process killed) loses the unit it was running, which a new actor in its
 place runs again (:data:`TRIES_PER_UNIT`), as a killed local helper's unit is run again
@@ -96,6 +98,12 @@ class UnitWorker:
         self._check_against_the_driver()
         unit = unit_from_spec(payload)
         return unit.run_id, self.runner.run_unit(unit, lock_wait)
+
+    def help(self, payloads: list[str]) -> dict[str, int]:
+        """Draws images of the units other actors are running (``Runner.help``): what an
+        actor does once the driver has no unit left to hand it."""
+        self._check_against_the_driver()
+        return self.runner.help([unit_from_spec(payload) for payload in payloads])
 
     def _check_against_the_driver(self) -> None:
         """Stops the run where this actor's node runs other code than the driver's (the
@@ -197,13 +205,17 @@ LOST_UNIT_LOCK_WAIT_SECONDS = 150.0
 def run_on_ray(units: Sequence[WorkUnit], settings: dict[str, Any], workers: int,
                on_unit: Callable[[WorkUnit, str], None] | None = None,
                on_cached: Callable[[CachedWork, CacheSpace], None] | None = None,
-               on_lost: Callable[[WorkUnit, str, int], None] | None = None) -> RunSummary:
+               on_lost: Callable[[WorkUnit, str, int], None] | None = None,
+               on_help: Callable[[WorkUnit, int], None] | None = None,
+               help_others: bool = True) -> RunSummary:
     """Runs ``units`` on ``workers`` Ray actors of the cluster :func:`connect` joined;
     ``settings`` are the Runner's fields (results_dir, cache_dir, device, batch_size,
     show_unsafe, compile). ``on_unit`` hears of each unit as it ends, ``on_cached`` what
     the caches hold of the units' work before any, ``on_lost`` of a unit whose actor died
     (why, and the try it goes on to), which runs again on a new actor, as a killed local
-    helper's unit does on the main process."""
+    helper's unit does on the main process. With ``help_others``, actors left without a
+    unit draw images of those running (``Runner.help``; the summary's ``helped``), and
+    ``on_help`` hears how many, per unit, as each actor ends."""
     import ray
 
     # Folders as absolute paths: an actor's working folder is its node's, not the driver's.
@@ -221,25 +233,48 @@ def run_on_ray(units: Sequence[WorkUnit], settings: dict[str, Any], workers: int
     looked = (idle[0].look_in_caches.remote(list(payloads.values()))
               if on_cached and units else None)
     waiting, running = deque(by_id), {}  # running: task -> (actor, run id)
+    helping: dict[Any, Any] = {}  # task -> actor, drawing images of the units running
+    rested: list[Any] = []  # idle actors that helped since their last unit
     tries: Counter[str] = Counter()
     summary = RunSummary()
 
     def hand_out() -> None:
-        while waiting and idle:
-            worker, run_id = idle.pop(0), waiting.popleft()
+        while waiting and (idle or rested):
+            worker, run_id = (idle or rested).pop(0), waiting.popleft()
             lock_wait = LOST_UNIT_LOCK_WAIT_SECONDS if tries[run_id] else 0.0
             running[worker.run.remote(payloads[run_id], lock_wait)] = (worker, run_id)
+        # With no unit left to start, an actor that ends its unit helps those running, the
+        # longest first (Runner.help); once: after that they have nothing left to draw.
+        if help_others and not waiting and idle and running:
+            in_flight = {run_id for _, run_id in running.values()}
+            running_now = [payloads[run_id] for run_id in by_id if run_id in in_flight]
+            for worker in idle:
+                helping[worker.help.remote(running_now)] = worker
+            idle.clear()
 
     hand_out()
     try:
-        while running or looked is not None:
+        while running or helping or looked is not None:
             # The look is waited for with the units, so that actors done meanwhile get more.
-            [task] = _first_done([*running, *([] if looked is None else [looked])])
+            [task] = _first_done([*running, *helping,
+                                  *([] if looked is None else [looked])])
             if task == looked:
                 looked = None
                 with contextlib.suppress(ray.exceptions.RayActorError):  # its unit says why
                     if on_cached is not None:
                         on_cached(*ray.get(task))
+                continue
+            if task in helping:
+                worker = helping.pop(task)
+                try:
+                    for run_id, drawn in ray.get(task).items():
+                        summary.helped[run_id] = summary.helped.get(run_id, 0) + drawn
+                        if on_help is not None:
+                            on_help(by_id[run_id], drawn)
+                except ray.exceptions.RayActorError:  # its images are drawn by the others
+                    worker = actor.remote(settings, mark.name, code)
+                rested.append(worker)
+                hand_out()
                 continue
             worker, run_id = running.pop(task)
             try:

@@ -61,6 +61,17 @@ class RunConsole:
                 self._look_at_room_again()
         self.last = now
 
+    def unit_helped(self, unit: Any, drawn: int) -> None:
+        """``runner.Runner.on_help``: this process, with no unit left to start, drew
+        ``drawn`` of the images of ``unit``, which another process runs and will record."""
+        now = self.clock()
+        if drawn:
+            prefix = f"helper {self.helper} " if self.helper else ""
+            self.out.print(f"  {prefix}[helped] {unit.describe()}  ({unit.run_id}, "
+                           f"{now - self.last:.1f} s): drew {drawn:,} of its images",
+                           markup=False)
+        self.last = now
+
     def unit_lost(self, unit: Any, why: str, next_try: int) -> None:
         """``erasebench.ray_backend.run_on_ray``'s ``on_lost``: the actor running ``unit``
         died (``why``: where and how); the unit goes to a new actor for try ``next_try``."""

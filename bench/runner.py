@@ -6,7 +6,8 @@ request and base fingerprint), generate the task's images through the image cach
 score them, and write the record atomically, with how long each step took
 (:class:`erasebench.results.UnitTimings`). A unit with a valid record is skipped, so
 an interrupted run that is started again does only what is missing, and a unit being
-run by another process (its lock is held) is left to that process.
+run by another process (its lock is held) is left to that process, which this one, once
+it has no unit left to start, helps draw its images (:meth:`Runner.help`).
 """
 
 from __future__ import annotations
@@ -104,6 +105,8 @@ class RunSummary:
     done: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     busy: list[str] = field(default_factory=list)  # locked by another process
+    # run id -> images drawn here for a unit another process ran (Runner.help)
+    helped: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -117,6 +120,9 @@ class Runner:
     # Keep thumbnails of unsafe prompts' images in results/ too (never by default).
     show_unsafe: bool = False
     compile: bool = False  # sample with torch.compile's UNet (erasebench.generate)
+    # With no unit left to start, draw images of those other processes run (Runner.help).
+    help_others: bool = True
+    on_help: Callable[[WorkUnit, int], None] | None = None  # (unit, images drawn for it)
     _models: dict[ModelSpec, DiffusionModel] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -130,13 +136,57 @@ class Runner:
             self.device = "cuda" if torch.cuda.is_available() else "cpu"
 
     def run(self, units: Sequence[WorkUnit]) -> RunSummary:
+        """Runs each unit in turn (:meth:`run_unit`); then, with ``help_others``, helps
+        those another process was running (:meth:`help`)."""
         summary = RunSummary()
         for unit in units:
             status = self.run_unit(unit)
             getattr(summary, status).append(unit.run_id)
             if self.on_unit is not None:
                 self.on_unit(unit, status)
+        if self.help_others and summary.busy:
+            busy = set(summary.busy)
+            summary.helped = self.help([unit for unit in units if unit.run_id in busy])
         return summary
+
+    def help(self, units: Sequence[WorkUnit]) -> dict[str, int]:
+        """Draws into the image cache the images of ``units`` (run by other processes, in
+        the order they were handed out) that no process has drawn or is drawing, one unit
+        after another until none is left to draw; returns the images drawn per run id.
+
+        Why: units are handed out whole, so once none is left to start, the processes that
+        end theirs first would sit idle while the longest ones run; an AGE unit of
+        Imagenette (a 42-minute erasure, then 5,000 images) held a full reproduction on 64
+        GPUs or more, and one eraser's units on 16 (``benchmarks/reproduction_hours.py``).
+        Helpers split a unit's images with its process through the cache's claims, as
+        processes asking for the same images always have, and an image never depends on who
+        draws it, so the rows are the same. The unit's process still scores them and writes
+        its record. A unit whose erasure is being made waits for it (``Runner.edit``), so
+        units already drawing are helped first."""
+        helped: dict[str, int] = {}
+        left = list(units)
+        while left:
+            ready = [unit for unit in left if self._edit_ready(unit)]
+            unit = (ready or left)[0]
+            left.remove(unit)
+            if self.store.is_done(unit.run_id):
+                continue
+            model = self.model(unit.spec.model)
+            edit, _ = self.edit(unit, model)
+            with edit.applied(model):
+                drawn = self._generator(unit, model).draw_unclaimed(
+                    unit.task.prompts(unit.spec.request))
+            helped[unit.run_id] = drawn
+            if self.on_help is not None:
+                self.on_help(unit, drawn)
+        return helped
+
+    def _edit_ready(self, unit: WorkUnit) -> bool:
+        """Whether ``unit``'s images can be drawn now: its eraser makes no edit, or the
+        edit cache holds its edit."""
+        if not unit.eraser.makes_edits:
+            return True
+        return self.edit_path(unit, self.model(unit.spec.model)).is_file()
 
     def run_unit(self, unit: WorkUnit, lock_wait: float = 0.0) -> str:
         """Runs ``unit`` unless it is recorded: ``done`` or ``skipped``; ``busy`` when
@@ -200,13 +250,16 @@ class Runner:
             if claim is not None:
                 claim.release()
 
+    def _generator(self, unit: WorkUnit, model: DiffusionModel) -> Generator:
+        return Generator(model, unit.spec.generation, self.images, self.batch_size,
+                         self.progress, compile=self.compile)
+
     def _execute(self, unit: WorkUnit) -> RunRecord:
         model = self.model(unit.spec.model)
         began = time.perf_counter()
         edit, trained = self.edit(unit, model)
         erased_at = time.perf_counter()
-        generator = Generator(model, unit.spec.generation, self.images, self.batch_size,
-                              self.progress, compile=self.compile)
+        generator = self._generator(unit, model)
         prompts = unit.task.prompts(unit.spec.request)
         with edit.applied(model):
             images = generator.images(prompts)

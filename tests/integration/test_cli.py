@@ -129,6 +129,35 @@ def test_a_resumed_run_says_the_time_left_as_it_starts(tmp_path, capsys):
                      r"yet\)", out)
 
 
+def test_a_run_left_without_units_draws_the_images_of_one_another_run_holds(tmp_path,
+                                                                             capsys):
+    # Another run holds mock's unit: this one runs sd's, then draws mock's images for it
+    # (and its erasure), says so, and the other run, started after, only reads them.
+    from filelock import FileLock
+
+    from erasebench.registry import TASKS
+    from erasebench.runner import plan
+    from erasebench.specs import ModelSpec
+
+    argv = ["run", "--model", "tiny", "--erasers", "sd,mock", "--tasks", "mock", "--steps",
+            "2", "--workers", "1", "--results", str(tmp_path / "results"), "--cache",
+            str(tmp_path / "cache"), "--no-report"]
+    [unit] = plan([ERASERS.get("mock")()], [TASKS.get("mock")({})], ModelSpec(id="tiny"),
+                  {"steps": 2})
+    locks = tmp_path / "results" / ".locks"
+    locks.mkdir(parents=True)
+    with FileLock(str(locks / f"{unit.run_id}.lock")):
+        assert main(argv) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert re.search(rf"\[helped\] mock x mock \[cat\] \({unit.run_id}, [\d.]+ s\): drew 8 "
+                     "of its images", out), out
+    assert ("done 1 here, 0 by helper or other processes, 0 already done, busy (another run) "
+            "1, 8 images drawn for 1 unit run elsewhere;") in out
+    assert main(argv) == 0
+    record = ResultStore(tmp_path / "results").record(unit.run_id)
+    assert record.provenance.timings.images_drawn == 0
+
+
 @pytest.mark.parametrize("changes", ["", "9f8e7d6c" * 2])
 def test_a_run_from_uncommitted_changes_warns_and_its_rows_name_them(
         changes, tmp_path, capsys, monkeypatch):

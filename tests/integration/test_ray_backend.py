@@ -137,6 +137,37 @@ def test_an_actor_that_does_not_share_the_drivers_results_folder_or_code_stops_t
     assert not list((results / "runs").glob("*.json"))
 
 
+def test_an_actor_left_without_a_unit_draws_the_images_of_one_running(tmp_path):
+    # Another run holds the one unit's lock: the actor handed it finds it busy, and the
+    # other actor, with no unit left to hand it, draws all the unit's images (making the
+    # erasure nobody had claimed); the unit's own run then only reads them.
+    from filelock import FileLock
+
+    from erasebench.ray_backend import run_on_ray
+    from erasebench.registry import ERASERS, TASKS
+    from erasebench.runner import Runner, plan
+    from erasebench.specs import ModelSpec
+
+    [unit] = plan([ERASERS.get("mock")()], [TASKS.get("mock")({"images_per_concept": 3})],
+                  ModelSpec(id="tiny"), {"steps": 3})
+    results, cache = tmp_path / "results", tmp_path / "cache"
+    (results / ".locks").mkdir(parents=True)
+    settings = {"results_dir": results, "cache_dir": cache, "device": "cpu"}
+    heard = []
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        with FileLock(str(results / ".locks" / f"{unit.run_id}.lock")):
+            summary = run_on_ray([unit], settings, 2,
+                                 on_help=lambda unit, drawn: heard.append((unit.run_id, drawn)))
+    finally:
+        ray.shutdown()
+    assert summary.busy == [unit.run_id]
+    assert summary.helped == {unit.run_id: 6} and heard == [(unit.run_id, 6)]
+    owner = Runner(results, cache, progress=False)
+    assert owner.run_unit(unit) == "done"
+    assert owner.store.record(unit.run_id).provenance.timings.images_drawn == 0
+
+
 def test_a_storage_error_on_an_actor_reaches_the_driver_as_itself():
     from erasebench.ray_backend import as_raised_here
 

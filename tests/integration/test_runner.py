@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from filelock import FileLock
 
 from erasebench.cache import claim_file
 from erasebench.registry import ERASERS, TASKS
@@ -125,6 +126,40 @@ def test_a_unit_whose_erasure_another_process_is_making_waits_for_it_and_reads_i
     assert runner.run_unit(unit) == "done"
     timings = runner.store.record(unit.run_id).provenance.timings
     assert timings.erasure_trained is False and timings.erasure >= 0.4  # waited, then read
+
+
+def test_a_process_with_no_unit_left_draws_the_images_of_one_another_process_runs(
+        tmp_path):
+    # Another process holds the mock unit's lock (it is running it): this runner, with no
+    # unit of its own left, makes the erasure (not claimed yet) and draws all the unit's
+    # images; the unit's process then only reads them and writes the rows a lone run does.
+    units = _units(images_per_concept=3)
+    unit = next(unit for unit in units if unit.eraser.name == "mock")
+    lone = Runner(tmp_path / "lone", tmp_path / "lone_cache", progress=False)
+    lone.run([unit])
+    results, cache = tmp_path / "results", tmp_path / "cache"
+    lock = FileLock(str(results / ".locks" / f"{unit.run_id}.lock"))
+    (results / ".locks").mkdir(parents=True)
+    helped_lines = []
+    with lock:
+        helper = Runner(results, cache, progress=False,
+                        on_help=lambda unit, drawn: helped_lines.append((unit.run_id, drawn)))
+        summary = helper.run([unit])
+    assert summary.busy == [unit.run_id] and summary.helped == {unit.run_id: 6}
+    assert helped_lines == [(unit.run_id, 6)]  # 2 concepts x 3 images
+    owner = Runner(results, cache, progress=False)
+    assert owner.run_unit(unit) == "done"
+    timings = owner.store.record(unit.run_id).provenance.timings
+    assert timings.images_drawn == 0 and timings.erasure_trained is False
+    pd.testing.assert_frame_equal(load_results(tmp_path / "lone")[STABLE],
+                                  load_results(results)[STABLE])
+    # A recorded unit is not helped, and a runner told not to help does not.
+    assert helper.help([unit]) == {}
+    other = next(u for u in _units(images_per_concept=4) if u.eraser.name == "mock")
+    with FileLock(str(results / ".locks" / f"{other.run_id}.lock")):
+        quiet = Runner(results, cache, progress=False, help_others=False)
+        assert quiet.run([other]).helped == {}
+    assert not list((cache / "edits").glob("*.claim"))
 
 
 def test_the_original_models_images_are_drawn_once_for_all_units_that_ask_for_them(
