@@ -37,7 +37,6 @@ which process gets there first.
 
 from __future__ import annotations
 
-import heapq
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -82,6 +81,46 @@ def _add(totals: dict[str, Any], task: str, amount: float) -> None:
     totals[task] = totals.get(task, 0) + amount
 
 
+@dataclass(eq=False)
+class _Running:
+    """A unit being run in :meth:`RunProgress._schedule`: its drawing begins at
+    ``begins`` (after an erasure it waits for), takes ``drawing`` seconds of one process,
+    shared by ``drawers`` processes (its own and helpers), then its own process's ``rest``
+    (reading, scoring) ends it at ``ends``."""
+
+    begins: float
+    drawing: float
+    rest: float
+    drawers: int = 1
+    ends: float | None = None
+
+    def next_event(self, now: float) -> float:
+        """When this unit next changes: its drawing begins or ends, or it ends."""
+        if self.ends is not None:
+            return self.ends
+        if self.begins > now:
+            return self.begins
+        return now + self.drawing / self.drawers
+
+    def advance(self, now: float, until: float) -> int:
+        """Goes on from ``now`` to ``until`` (no later than :meth:`next_event`); returns
+        the processes it frees: its helpers once its drawing is done, its own once it
+        ends (at ``until``, exactly: it is the earliest of the units' next events)."""
+        freed = 0
+        if self.ends is None and self.begins <= until:
+            self.drawing -= (until - max(now, self.begins)) * self.drawers
+            if self.drawing <= DONE_WITHIN * self.drawers:  # done, but for rounding
+                self.drawing, self.ends = 0.0, until + self.rest
+                freed, self.drawers = self.drawers - 1, 1
+        if self.ends is not None and self.ends <= until:
+            freed += 1
+        return freed
+
+
+# Seconds of drawing left that _Running counts as none: float rounding of shared drawing.
+DONE_WITHIN = 1e-6
+
+
 @dataclass
 class RunProgress:
     """The units to do (run id -> images each asks for) and which of them are recorded.
@@ -99,6 +138,7 @@ class RunProgress:
     made: set[tuple[Hashable, ...]] = field(default_factory=set)
     processes: int = 1
     draws_of: dict[str, int] = field(default_factory=dict)
+    helping: bool = True  # processes left without a unit help draw (Runner.help)
     clock: Callable[[], float] = time.monotonic
     started: float = field(init=False)
     finished: set[str] = field(default_factory=set, init=False)
@@ -250,21 +290,29 @@ class RunProgress:
     def _unit_seconds(self) -> dict[str, float] | None:
         """Each unfinished unit's images priced as :meth:`images_left_seconds` says, in the
         units' order; None as there."""
+        parts = self._unit_parts()
+        return None if parts is None else {run_id: drawing + rest
+                                           for run_id, (drawing, rest) in parts.items()}
+
+    def _unit_parts(self) -> dict[str, tuple[float, float]] | None:
+        """Each unfinished unit's seconds for the images it draws, which idle processes
+        may share (``Runner.help``), and for the rest, reading and scoring, which its own
+        process does; in the units' order, None as :meth:`images_left_seconds` says."""
         left = [run_id for run_id in self.images_of if run_id not in self.finished]
         rates = {task: (_rate(self.drawing_seconds, self.drawn, task),
                         _rate(self.reading_seconds, self.read, task) or 0.0,
                         _rate(self.other_seconds, self.asked, task) or 0.0)
                  for task in {self.task_of.get(run_id, "") for run_id in left}}
-        seconds = {}
+        parts = {}
         for run_id in left:
             images = self.images_of[run_id]
             draws = self.draws_of.get(run_id, images)
             drawing, reading, other = rates[self.task_of.get(run_id, "")]
             if draws and drawing is None:
                 return None
-            seconds[run_id] = (draws * (drawing or 0.0) + (images - draws) * reading
-                               + images * other)
-        return seconds
+            parts[run_id] = (draws * (drawing or 0.0),
+                             (images - draws) * reading + images * other)
+        return parts
 
     def _erasures_left(self) -> set[tuple[Hashable, ...]]:
         left = {self.erasure_of.get(run_id)
@@ -317,27 +365,48 @@ class RunProgress:
         self.images_of = {run_id: self.images_of[run_id] for run_id in [*order, *finished]}
         return order
 
-    def _schedule(self, unit_seconds: Mapping[str, float]) -> float:
-        """Seconds until the last of the units ends, taken in order by the run's processes,
-        each the next as it ends one (the local processes' locks, the Ray driver's
-        hand-out): the first unit needing an erasure not made makes it, and a unit needing
-        one another process is making waits for it (``Runner.edit``). Unlike the total
-        over the processes, this holds the longest unit's length: a full reproduction's 128
+    def _schedule(self, parts: Mapping[str, tuple[float, float]]) -> float:
+        """Seconds until the last of the units ends (``parts``: each unit's drawing and
+        rest, :meth:`_unit_parts`), taken in order by the run's processes, each the next
+        as it ends one (the local processes' locks, the Ray driver's hand-out): the first
+        unit needing an erasure not made makes it, and a unit needing one another process
+        is making waits for it (``Runner.edit``). Once no unit is left to start, with
+        ``helping``, a process that ends its unit joins the first unit still drawing (one
+        whose drawing has begun before one waiting for its erasure) and shares its drawing
+        until that is done (``Runner.help``). Unlike the total over the processes, this
+        holds a long unit's erasure and its rest: without helping a full reproduction's 128
         units on 64 GPUs take 1.4x their total over 64 (``benchmarks/README.md``)."""
         price = self._training_price()
-        free = [0.0] * max(1, self.processes)  # when each process is free (a heap)
+        waiting = list(parts)[::-1]  # popped from the end: the first unit first
         made_at: dict[tuple[Hashable, ...], float] = {}
-        last = 0.0
-        for run_id, seconds in unit_seconds.items():
-            start = heapq.heappop(free)
-            erasure = self.erasure_of.get(run_id)
-            if erasure is not None and erasure not in self.made:
-                if erasure not in made_at:
-                    made_at[erasure] = start + price(erasure)
-                start = max(start, made_at[erasure])
-            heapq.heappush(free, start + seconds)
-            last = max(last, start + seconds)
-        return last
+        running: list[_Running] = []
+        now = last = 0.0
+        free = max(1, self.processes)
+        while True:
+            while free and waiting:
+                run_id = waiting.pop()
+                drawing, rest = parts[run_id]
+                begins = now
+                erasure = self.erasure_of.get(run_id)
+                if erasure is not None and erasure not in self.made:
+                    made_at.setdefault(erasure, now + price(erasure))
+                    begins = max(now, made_at[erasure])
+                running.append(_Running(begins, drawing, rest))
+                free -= 1
+            drawing_left = [unit for unit in running if unit.ends is None and unit.drawing]
+            if free and not waiting and self.helping and drawing_left:
+                begun = [unit for unit in drawing_left if unit.begins <= now]
+                (begun or drawing_left)[0].drawers += free
+                free = 0
+            if not running:
+                return last
+            until = min(unit.next_event(now) for unit in running)
+            for unit in running:
+                free += unit.advance(now, until)
+            ended = [unit for unit in running if unit.ends is not None and unit.ends <= until]
+            if ended:
+                last = until
+            now, running = until, [unit for unit in running if unit not in ended]
 
     def untimed_erasers(self) -> list[str]:
         """The erasers with erasures still to make and none timed yet, whose erasures the
@@ -371,8 +440,8 @@ class RunProgress:
         """The unfinished units' images and erasures at the recorded timings' pace, the
         units spread over the processes in order (:meth:`_schedule`); 0 before any record
         with timings, None while images are to draw and no recorded unit drew any."""
-        seconds = self._unit_seconds()
-        return None if seconds is None else self._schedule(seconds)
+        parts = self._unit_parts()
+        return None if parts is None else self._schedule(parts)
 
     def seconds_left(self, images_left: int, images_done: int) -> float | None:
         """None before the first unit is recorded and after the last."""

@@ -6,7 +6,9 @@ for the units that share it), and priced as a run's progress line prices them
 (``erasebench.run_progress``): the units taken in order by the GPUs' processes, each the
 next as it ends one, a unit that needs an erasure another is making waiting for it. The
 order is the plan's (task by task), or longest first as a run takes them: a fresh run by
-the images each unit draws, a resumed one (its pace known) by images and erasures.
+the images each unit draws, a resumed one (its pace known) by images and erasures. Once
+no unit is left to start, the GPUs that end theirs help draw the images of those still
+running, as a run's processes do (``Runner.help``), or, for comparison, sit idle.
 
     python benchmarks/reproduction_hours.py                          # the H100's rates
     python benchmarks/reproduction_hours.py --images-per-second 2.21 # with --compile
@@ -62,12 +64,14 @@ def main() -> None:
           f"erasures; {args.images_per_second} images/s per GPU; erasures (minutes): "
           + ", ".join(f"{name} {seconds / 60:g}" for name, seconds in erasure_seconds.items()
                       if name in args.erasers.split(",")))
-    print("\n| GPUs | hours, the plan's order | longest first, fresh run | longest first, "
-          "pace known | an even share of the total | plan's order / fresh run's | fresh "
-          "run's / even share |\n|---|---|---|---|---|---|---|")
+    print("\n| GPUs | hours, the plan's order, idle GPUs idle | longest first, idle GPUs "
+          "idle | longest first, idle GPUs helping (a fresh run) | the same, pace known (a "
+          "resumed run) | an even share of the total | helping's gain | fresh run's / even "
+          "share |\n|---|---|---|---|---|---|---|---|")
 
-    def seconds_on(gpus: int, order: str) -> float:
+    def seconds_on(gpus: int, order: str, helping: bool) -> float:
         progress = RunProgress.of_units(units, [], processes=gpus, workload=workload)
+        progress.helping = helping
         if order == "fresh":  # before any pace: by the images each unit draws
             progress.take_longest_first()
         progress.assume_pace(1 / args.images_per_second, erasure_seconds)
@@ -77,14 +81,16 @@ def main() -> None:
         assert seconds is not None  # a pace is assumed for every image
         return seconds
 
-    total = seconds_on(1, "plan")
+    total = seconds_on(1, "plan", helping=False)
     for gpus in map(int, args.gpus.split(",")):
-        plan_order, fresh, paced = (seconds_on(gpus, order) for order in
-                                    ("plan", "fresh", "paced"))
+        plan_order, idle = (seconds_on(gpus, order, helping=False)
+                            for order in ("plan", "fresh"))
+        fresh, paced = (seconds_on(gpus, order, helping=True) for order in ("fresh", "paced"))
         even = total / gpus
         print(f"| {gpus} | " + " | ".join(f"{seconds / 3600:#.3g}" for seconds in
-                                          (plan_order, fresh, paced, even))
-              + f" | {plan_order / fresh:.2f} | {fresh / even:.2f} |")
+                                          (plan_order, idle, fresh, paced, even))
+              + f" | {idle / fresh:.2f} | {fresh / even:.2f} |")
+
 
 if __name__ == "__main__":
     main()

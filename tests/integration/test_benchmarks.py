@@ -91,17 +91,24 @@ def test_erasers_reports_every_eraser_asked_for(monkeypatch, capsys):
 
 def test_reproduction_hours_prices_the_plan_in_order_on_each_gpu_count(monkeypatch, capsys):
     # sd's and the mock eraser's unit of the mock task, 8 images each at 1 image/s, the
-    # mock erasure 1 minute: 76 s on one GPU; on two the mock unit alone, 68 s.
+    # mock erasure 1 minute: 76 s on one GPU. On two the mock unit alone, 68 s, with the
+    # other GPU idle; with it helping draw the mock unit's images once its erasure is
+    # made, 64 s.
     output = run_script("reproduction_hours.py", [
         "--tasks", "mock", "--erasers", "sd,mock", "--images-per-second", "1",
         "--erasure-minutes", "mock=1", "--gpus", "1,2,100"], monkeypatch, capsys)
     assert output.startswith("2 units, 16 images to draw, 1 erasures")
     rows = table_rows(output)
-    one, two = f"{76 / 3600:#.3g}", f"{68 / 3600:#.3g}"
-    assert rows["1"] == [one, one, one, one, "1.00", "1.00"]
-    # plan's order, longest first before and with a pace, an even share, two ratios
-    assert rows["2"] == [two, two, two, f"{38 / 3600:#.3g}", "1.00", f"{68 / 38:.2f}"]
-    assert rows["100"][:3] == [two, two, two]
+    one, two, helped = (f"{seconds / 3600:#.3g}" for seconds in (76, 68, 64))
+    assert rows["1"] == [one] * 5 + ["1.00", "1.00"]
+    # plan's order and longest first with idle GPUs idle, then helping, before and with a
+    # pace, an even share, helping's gain and the fresh run against an even share
+    assert rows["2"] == [two, two, helped, helped, f"{38 / 3600:#.3g}", f"{68 / 64:.2f}",
+                         f"{64 / 38:.2f}"]
+    # On 100 the 98 GPUs left draw sd's images with it, then wait with the mock unit's for
+    # its erasure, and all 100 draw its 8 images: 60.08 s.
+    hundred = f"{60.08 / 3600:#.3g}"
+    assert rows["100"][:4] == [two, two, hundred, hundred]
 
 
 def test_image_cache_measures_each_way_of_writing_and_reading(monkeypatch, capsys):

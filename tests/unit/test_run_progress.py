@@ -73,23 +73,27 @@ def test_the_time_left_is_the_images_left_at_their_tasks_seconds_and_the_erasure
     timed |= {"age cat": timings(500, 300, trained=1_000, drawn=2_000),
               "esd cat 2": timings(90, 10, drawn=1_000)}
     progress.update(records(recorded, timed))
-    # Task A: 3,000 images in 400 + 800 s, 0.4 s each; task B: 1,000 in 90 + 10 + 0.5 s
-    # (reading its erasure), 0.1005 s. Left: "esd dog" (A) 500 images, 200 s, after ESD's
-    # "dog" erasure at ESD's 400 s (not the 700 s of all erasers), and "uce cat" (B) 2,000
-    # images, 201 s, on the other process: 600 s (at one rate for all tasks, 0.325 s an
-    # image, it would be 2,000 x 0.325 = 650 s).
+    # Task A: 3,000 images drawn in 800 s and scored in 400, 0.4 s each; task B: 1,000
+    # drawn in 90 s, scored in 10 and its erasure read in 0.5. Left: "esd dog" (A), after
+    # ESD's "dog" erasure at ESD's 400 s (not the 700 s of all erasers), 133.3 s drawing its
+    # 500 images and 66.7 scoring them; "uce cat" (B) on the other process, 180 s drawing
+    # its 2,000 images and 21 scoring them (at one rate for all tasks, 0.325 s an image,
+    # 650 s). That process, free at 201 s, helps draw "esd dog" once its erasure is made
+    # (Runner.help): 400 + 133.3 / 2 + 66.7 = 533 s, 9 min (600 s drawn alone).
+    assert progress.line() == "4/6 units, 5,000/7,500 images, about 9 min left"
+    progress.helping = False
     assert progress.line() == "4/6 units, 5,000/7,500 images, about 10 min left"
     progress.update(records(set(images)))
     assert progress.line() == "6/6 units, 7,500/7,500 images"
 
 
 def test_on_many_processes_the_time_left_is_held_by_the_largest_unit_and_erasures_made():
-    # A finished unit gives the pace: 1 s per image, erasures 100 s. Left, in order: a
-    # large unit with its erasure to make, and three small ones.
+    # A finished unit gives the pace: 0.8 s drawing and 0.2 s scoring per image, erasures
+    # 100 s. Left, in order: a large unit with its erasure to make, and three small ones.
     images = {"done": 10, "large": 500, "small 1": 50, "small 2": 50, "small 3": 50}
     erasures = {"done": ("esd", "a"), "large": ("esd", "b")}
     timed = {"done": timings(8, 2, trained=100, drawn=10)}
-    progress = RunProgress(images, {}, erasures, processes=4)
+    progress = RunProgress(images, {}, erasures, processes=4, helping=False)
     progress.update(records({"done"}, timed))
     # On one process all of it: 650 images and the one erasure, 750 s. On four the large
     # unit holds it, its erasure and images: 600 s, not the 188 s a share of the total
@@ -99,14 +103,28 @@ def test_on_many_processes_the_time_left_is_held_by_the_largest_unit_and_erasure
     assert progress.seconds_left_by_timings() == 750
     progress.processes = 100
     assert progress.seconds_left_by_timings() == 600
+    # With the processes that end their units helping (Runner.help): on four the small
+    # units end at 50 s and their three processes wait with the large one's for its
+    # erasure; from 100 s four draw its 400 s of images, to 200 s, and it scores them
+    # alone for 100 s: 300 s. On 100 the smalls end sooner, and from 100 s all 100 draw:
+    # 104 s, and 100 s scoring. On one nobody is left to help.
+    progress.helping = True
+    assert progress.seconds_left_by_timings() == pytest.approx(204)
+    progress.processes = 4
+    assert progress.seconds_left_by_timings() == 300
+    progress.processes = 1
+    assert progress.seconds_left_by_timings() == 750
     # A unit whose erasure another process is making waits for it: "maker" makes it in
     # 100 s and draws 10 images; "shares", on the other process, waits until 100 s, then
-    # draws its 300 images, to 400 s.
+    # draws its 300 images, to 400 s. Helping: "maker" ends at 110 s, and its process
+    # helps draw the 230 s of drawing "shares" has left, to 225 s, then it scores: 285 s.
     images = {"done": 10, "maker": 10, "shares": 300}
     erasures = {"done": ("esd", "a"), "maker": ("esd", "b"), "shares": ("esd", "b")}
-    progress = RunProgress(images, {}, erasures, processes=2)
+    progress = RunProgress(images, {}, erasures, processes=2, helping=False)
     progress.update(records({"done"}, timed))
     assert progress.seconds_left_by_timings() == 400
+    progress.helping = True
+    assert progress.seconds_left_by_timings() == pytest.approx(285)
 
 
 def test_images_to_draw_read_and_score_are_priced_apart():
@@ -190,6 +208,9 @@ def test_units_are_taken_longest_first_by_their_images_and_the_erasures_they_mak
                                              "small"]
     # The time left follows that order on the two processes: "shares" 0-450 s, "large"
     # 0-300, "maker" 300-400 (its erasure made at 250), "drawn by others" 400-480,
-    # "small" 450-500.
+    # "small" 450-500; from 480 s the process that ran "drawn by others" helps draw the
+    # 10 s left of "small": 495 s.
+    assert progress.seconds_left_by_timings() == 495
+    progress.helping = False
     assert progress.seconds_left_by_timings() == 500
     assert list(progress.images_of)[-1] == "done"  # the finished kept, last
