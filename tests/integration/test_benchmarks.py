@@ -111,6 +111,26 @@ def test_reproduction_hours_prices_the_plan_in_order_on_each_gpu_count(monkeypat
     assert rows["100"][:4] == [two, two, hundred, hundred]
 
 
+def test_helping_times_the_same_units_with_idle_processes_idle_and_helping(tmp_path):
+    # In a process of its own: its processes are spawned, and find their function by the
+    # script's module, which runpy's __main__ in this process is not.
+    import json
+    import subprocess
+
+    run = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "helping.py"), "--erasers", "sd,mock,uce",
+         "--tasks", "mock", "--task-options", json.dumps({"images_per_concept": 6})],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("3 units on 2 processes (cpu); 36 images asked for")
+    rows = table_rows(run.stdout)
+    assert rows["idle"][2:] == ["3", "0"]  # every unit run once, nothing drawn for others
+    assert rows["help"][2] == "3"
+    for mode in ("idle", "help"):
+        assert 0 < float(rows[mode][1]) <= float(rows[mode][0])  # units' time within all
+    assert "rows equal" in run.stdout
+
+
 def test_image_cache_measures_each_way_of_writing_and_reading(monkeypatch, capsys):
     output = run_script("image_cache.py", ["--rate", "400", "--images", "8", "--batch-size",
                                            "4", "--size", "64"], monkeypatch, capsys)
