@@ -8,8 +8,9 @@ and caches, timed in one run; the two runs' rows must be equal.
 
 The default is the case helping is for: fewer units left than processes to run them (3
 units on 2 processes: the third unit runs alone unless the first process to finish helps
-it). Each process is an ``erasebench run --workers`` process would be (one torch thread
-on a CPU, the units in the same order, shared through the results folder's locks).
+it). Each process is as an ``erasebench run --workers`` process would be (one torch
+thread on a CPU, one GPU of its own on ``cuda``, every process taking the units in the
+plan's order, shared through the results folder's locks).
 """
 
 from __future__ import annotations
@@ -44,8 +45,12 @@ def units_of(erasers: str, tasks: str, task_options: dict[str, Any]) -> list[Any
     return units
 
 
-def one_process(args: argparse.Namespace, folder: str, helping: bool,
+def one_process(args: argparse.Namespace, folder: str, helping: bool, gpu: str | None,
                 answers: Any) -> None:
+    import os
+
+    if gpu is not None:  # before CUDA starts: this process sees one GPU, as cuda
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     from erasebench import workers
     from erasebench.runner import Runner
 
@@ -64,10 +69,16 @@ def timed_run(args: argparse.Namespace, folder: str,
     """Seconds for the units on ``args.processes`` processes, from the start and from the
     first process's first unit (the start-up left out), units run and images drawn for
     other processes' units."""
+    from erasebench import workers
+
     context = multiprocessing.get_context("spawn")
     answers = context.Queue()
-    processes = [context.Process(target=one_process, args=(args, folder, helping, answers))
-                 for _ in range(args.processes)]
+    # One GPU each, as `erasebench run --device cuda` gives its processes (in turn when
+    # there are fewer GPUs than processes).
+    gpus = workers.visible_gpus() if args.device == "cuda" else []
+    processes = [context.Process(target=one_process, args=(
+        args, folder, helping, gpus[number % len(gpus)] if gpus else None, answers))
+        for number in range(args.processes)]
     started = time.time()
     for process in processes:
         process.start()
