@@ -15,7 +15,10 @@ them (``scoring_drawn``, since schema 3) but not the seconds they took, so the s
 leaves out their drawing priced at the row's images/s (the same model architecture and
 settings draw them), lest a task that drew references read as a slow scorer. The
 robustness task's scoring is still mostly its attacks (an optimisation per class and
-radius), far more than its drawing.
+radius), far more than its drawing. A unit other processes helped draw
+(``Runner.help``) counts only the images its own process drew, over seconds that include
+waiting for the helpers' last batches, so its images/s reads somewhat slow; the helpers'
+drawing is in no record.
 """
 
 from __future__ import annotations
