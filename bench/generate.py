@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -176,6 +177,8 @@ class Generator:
     fit_batch: bool | None = None
     compile: bool = False  # sample with the compiled UNet (module docstring)
     drawn: int = field(default=0, init=False)  # images sampled here (not read from the cache)
+    # Seconds spent waiting for images another process was drawing (_claim_batch).
+    awaited: float = field(default=0.0, init=False)
 
     def __post_init__(self) -> None:
         if self.compile:  # refused now, not after the first, eager batch
@@ -314,7 +317,9 @@ class Generator:
         if not claims:
             if not wait:
                 return {}, set()
+            began = time.perf_counter()
             claims[missing[0]] = self.cache.claim(missing[0], wait=True)  # type: ignore[assignment]
+            self.awaited += time.perf_counter() - began
         elsewhere = self.cache.sound_keys(list(claims))
         for key in elsewhere:
             claims.pop(key).release()

@@ -29,7 +29,8 @@ from erasebench.specs import RunSpec
 
 # 2: provenance.timings (records of version 1, without them, are read as they are)
 # 3: timings.scoring_drawn (an erasebench of version 2 would call such records malformed)
-SCHEMA_VERSION = 3
+# 4: timings.images_awaited
+SCHEMA_VERSION = 4
 COLUMNS = [
     "eraser", "config_hash", "request", "task", "task_version", "metric", "split", "seed",
     "value", "higher_is_better", "headline", "model", "run_id",
@@ -67,6 +68,15 @@ class UnitTimings(BaseModel):
     # robustness task's attacked images). None: a record written before 2026-11-30, whose
     # images_drawn counts these as well.
     scoring_drawn: int | None = None
+    # Of ``images``, the seconds spent waiting for images other processes were drawing (the
+    # processes helping this unit, Runner.help, or running a unit that asks for the same
+    # images). None: a record written before 2026-12-02, whose ``images`` holds them.
+    images_awaited: float | None = None
+
+    def images_less_waiting(self) -> float:
+        """``images`` less :attr:`images_awaited`: the seconds this process took to draw or
+        read the unit's images, its own pace, which waiting for others' would slow."""
+        return self.images - (self.images_awaited or 0.0)
 
     def own_images_drawn(self, images: int) -> int:
         """Of the unit's ``images``, those it drew; a record written before the images its
@@ -113,7 +123,8 @@ class RunRecord(BaseModel):
     def stored(self) -> dict[str, Any]:
         """The record as its JSON file holds it; one written before timings were kept has
         none, one written before the images its scoring drew were kept apart has no
-        ``scoring_drawn``, one from code without uncommitted changes (or written before
+        ``scoring_drawn``, one written before waiting for others' images was no
+        ``images_awaited``, one from code without uncommitted changes (or written before
         they were kept) no ``code_changes``, and each keeps its checksum."""
         body = self.model_dump(mode="json")
         if not body["provenance"]["code_changes"]:
@@ -121,8 +132,10 @@ class RunRecord(BaseModel):
         timings = body["provenance"]["timings"]
         if timings is None:
             del body["provenance"]["timings"]
-        elif timings["scoring_drawn"] is None:
-            del timings["scoring_drawn"]
+        else:
+            for added in ("scoring_drawn", "images_awaited"):  # in schema 3 and 4
+                if timings[added] is None:
+                    del timings[added]
         return body
 
 

@@ -12,8 +12,10 @@ their time went (``erasebench.results.UnitTimings``).
 - Images: a unit's images cost what drawing, reading and scoring them took per image in
   the finished units of its task (all tasks' for a task not seen yet): drawing by the
   images drawn (a concept-graph image of the miniature world took half as long again as
-  an object image), reading by the images of units that drew none, scoring (COCO's FID
-  and I2P's NudeNet score differently) by the images asked for. The images a unit to do
+  an object image), reading by the images of units that drew none, both over their
+  seconds less any spent waiting for images other processes drew (the schedule prices
+  helping itself), scoring (COCO's FID and I2P's NudeNet score differently) by the
+  images asked for. The images a unit to do
   will draw are those no unit before it asks for (``Workload.new_per_unit``), or, where
   the run's main process looked in the image cache (``erasebench.cached_work``: the
   local backend, ``--dry-run --check-cache``), those the cache does not hold either; the
@@ -261,10 +263,10 @@ class RunProgress:
         drawn = timings.own_images_drawn(images)
         if drawn:
             _add(self.drawn, task, drawn)
-            _add(self.drawing_seconds, task, timings.images)
+            _add(self.drawing_seconds, task, timings.images_less_waiting())
         else:
             _add(self.read, task, images)
-            _add(self.reading_seconds, task, timings.images)
+            _add(self.reading_seconds, task, timings.images_less_waiting())
 
     @property
     def total_images(self) -> int:

@@ -263,7 +263,7 @@ class Runner:
         prompts = unit.task.prompts(unit.spec.request)
         with edit.applied(model):
             images = generator.images(prompts)
-        drawn_at, drawn = time.perf_counter(), generator.drawn
+        drawn_at, drawn, awaited = time.perf_counter(), generator.drawn, generator.awaited
         thumbnails.save(self.results_dir, unit.run_id, images, prompts, self.show_unsafe)
         # After the edit is removed, the same generator draws the base model's images.
         context = ScoringContext(device=self.device, reference_images=generator.images,
@@ -273,7 +273,8 @@ class Runner:
         timings = UnitTimings(erasure=erased_at - began, erasure_trained=trained,
                               training=edit.seconds, training_device=edit.device,
                               images=drawn_at - erased_at, scoring=time.perf_counter() - drawn_at,
-                              images_drawn=drawn, scoring_drawn=generator.drawn - drawn)
+                              images_drawn=drawn, scoring_drawn=generator.drawn - drawn,
+                              images_awaited=awaited)
         metrics, samples = [], {}
         for value in values:
             info = unit.task.metrics.get(value.metric)

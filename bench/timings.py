@@ -16,9 +16,10 @@ leaves out their drawing priced at the row's images/s (the same model architectu
 settings draw them), lest a task that drew references read as a slow scorer. The
 robustness task's scoring is still mostly its attacks (an optimisation per class and
 radius), far more than its drawing. A unit other processes helped draw
-(``Runner.help``) counts only the images its own process drew, over seconds that include
-waiting for the helpers' last batches, so its images/s reads somewhat slow; the helpers'
-drawing is in no record.
+(``Runner.help``), or drew images with another unit asking for the same ones, counts the
+images its own process drew over its seconds less those spent waiting for the others'
+(``UnitTimings.images_awaited``, since schema 4), so its images/s is its process's pace;
+the unit's total keeps the waiting, and the helpers' drawing is in no record.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def timings_frame(records: list[RunRecord]) -> pd.DataFrame:
         "images_drawn": timings.own_images_drawn(record.image_count),
         "scoring_drawn": timings.scoring_drawn or 0,
         "drawn_apart": timings.scoring_drawn is not None,
-        "drawing": timings.images if timings.images_drawn else 0.0,
+        "drawing": timings.images_less_waiting() if timings.images_drawn else 0.0,
         "images_scored": record.image_count, "scoring": timings.scoring,
         "total": timings.erasure + timings.images + timings.scoring,
     } for record in records if (timings := record.provenance.timings) is not None]

@@ -151,6 +151,7 @@ def test_a_process_with_no_unit_left_draws_the_images_of_one_another_process_run
     assert owner.run_unit(unit) == "done"
     timings = owner.store.record(unit.run_id).provenance.timings
     assert timings.images_drawn == 0 and timings.erasure_trained is False
+    assert timings.images_awaited == 0.0  # all drawn before it came: no waiting recorded
     pd.testing.assert_frame_equal(load_results(tmp_path / "lone")[STABLE],
                                   load_results(results)[STABLE])
     # A recorded unit is not helped, and a runner told not to help does not.

@@ -573,3 +573,21 @@ def test_drawing_for_another_process_leaves_its_claimed_images_and_waits_for_non
     assert not list(tmp_path.rglob("*.claim"))
     with pytest.raises(ValueError, match="image cache"):
         Generator(tiny, GenerationSpec(steps=2), progress=False).draw_unclaimed(prompts)
+
+
+def test_the_seconds_spent_waiting_for_images_another_process_draws_are_counted(tiny,
+                                                                                tmp_path):
+    # Kept apart in a unit's timings (UnitTimings.images_awaited), so that its images/s is
+    # its own process's pace when helpers (Runner.help) drew some of its images.
+    prompts = [PromptSpec(text="a cat", seed=seed) for seed in range(2)]
+    cache = ImageCache(tmp_path)
+    owner = Generator(tiny, GenerationSpec(steps=2), cache, batch_size=4, progress=False)
+    claimed = [cache.claim(key) for key in owner.keys(prompts)]  # another process draws both
+    releasing = threading.Timer(1.0, lambda: [claim.release() for claim in claimed])
+    releasing.start()
+    owner.images(prompts)  # waits for the first, then draws both: released unwritten
+    releasing.join()
+    assert owner.drawn == 2 and 0.9 <= owner.awaited < 30
+    waited = owner.awaited
+    owner.images(prompts)  # in the cache now: nothing to wait for
+    assert (owner.drawn, owner.awaited) == (2, waited)

@@ -56,7 +56,8 @@ def test_timings_are_stored_and_checked_and_older_records_keep_their_checksum(
         tmp_path, record):
     store = ResultStore(tmp_path)
     timings = UnitTimings(erasure=0.5, erasure_trained=True, training=0.5,
-                          training_device="cpu", images=2.0, scoring=0.25, images_drawn=8)
+                          training_device="cpu", images=2.0, scoring=0.25, images_drawn=8,
+                          images_awaited=0.75)
     timed = record()
     timed.provenance = provenance("cpu", timings)
     path = store.write(timed)
@@ -79,17 +80,22 @@ def test_timings_are_stored_and_checked_and_older_records_keep_their_checksum(
     path.write_text(json.dumps({**body, "checksum": old.checksum}))
     read = store.read(path)
     assert (read.schema_version, read.provenance.timings) == (1, None)
-    # Version 2: timings without scoring_drawn, the checksum over them as they were.
-    old = record("mock")
-    old.schema_version = 2
-    old.provenance = provenance("cpu", timings)
-    body = old.model_dump(mode="json", exclude={"checksum"})
-    del body["provenance"]["timings"]["scoring_drawn"]
-    old.checksum = RunRecord.model_validate(body).content_checksum()
-    path.write_text(json.dumps({**body, "checksum": old.checksum}))
-    read = store.read(path)
-    assert (read.schema_version, read.provenance.timings) == (2, timings)
-    assert read.provenance.timings.scoring_drawn is None
+    # Versions 2 and 3: timings without scoring_drawn and images_awaited, or without the
+    # latter, the checksum over them as they were.
+    for version, added in ((2, ["scoring_drawn", "images_awaited"]), (3, ["images_awaited"])):
+        old = record("mock")
+        old.schema_version = version
+        old.provenance = provenance("cpu", timings)
+        body = old.model_dump(mode="json", exclude={"checksum"})
+        for key in added:
+            del body["provenance"]["timings"][key]
+        old.checksum = RunRecord.model_validate(body).content_checksum()
+        path.write_text(json.dumps({**body, "checksum": old.checksum}))
+        read = store.read(path)
+        assert read.schema_version == version
+        assert read.provenance.timings == timings.model_copy(
+            update=dict.fromkeys(added))
+        assert read.provenance.timings.images_less_waiting() == 2.0  # no waiting known
 
 
 def test_a_record_keeps_the_uncommitted_changes_it_came_from_and_one_without_has_no_key(

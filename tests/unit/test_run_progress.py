@@ -21,13 +21,14 @@ def records(recorded, timings=None):
         timings=timings.get(run_id))) if run_id in recorded else None)
 
 
-def timings(images, scoring, trained=None, erasure=0.5, drawn=0):
+def timings(images, scoring, trained=None, erasure=0.5, drawn=0, awaited=0.0):
     """A unit's timings: ``images`` seconds drawing ``drawn`` images (reading the rest),
-    ``trained`` seconds making its erasure, else ``erasure`` reading it."""
+    ``awaited`` of them waiting for other processes' images, ``trained`` seconds making
+    its erasure, else ``erasure`` reading it."""
     return UnitTimings(erasure=erasure if trained is None else trained,
                        erasure_trained=trained is not None, training=trained or 3.0,
                        training_device="cuda:0", images=images, scoring=scoring,
-                       images_drawn=drawn, scoring_drawn=0)
+                       images_drawn=drawn, scoring_drawn=0, images_awaited=awaited)
 
 
 def test_without_timings_the_time_left_is_the_images_left_at_the_rate_so_far():
@@ -136,8 +137,11 @@ def test_images_to_draw_read_and_score_are_priced_apart():
     # Only reads and scoring timed: no pace for the 60 images to draw.
     assert progress.seconds_left_by_timings() is None
     assert progress.images_to_draw == 160  # "drew" draws all its 100: it is not named
-    progress.update(records({"read", "drew"}, {"read": timings(2, 10, erasure=0, drawn=0),
-                                               "drew": timings(50, 10, erasure=0, drawn=100)}))
+    # "drew" spent 30 of its 80 s waiting for images other processes drew (helpers, or a
+    # unit asking for the same ones): not its pace, which the schedule's helping prices.
+    progress.update(records({"read", "drew"}, {
+        "read": timings(2, 10, erasure=0, drawn=0),
+        "drew": timings(80, 10, erasure=0, drawn=100, awaited=30)}))
     # Task A draws at 0.5 s an image, reads at 0.02 and scores at 0.1: "to do" takes
     # 50 x 0.5 + 150 x 0.02 + 200 x 0.1 = 48 s; task B, not seen, at A's rates: 10 x 0.6.
     assert progress.images_left_seconds() == pytest.approx(48 + 6)

@@ -5,10 +5,11 @@ from erasebench.results import UnitTimings
 from erasebench.timings import summarise, timings_frame, timings_table
 
 
-def timed(erasure, made, drawn, images, scoring, scoring_drawn=0):
+def timed(erasure, made, drawn, images, scoring, scoring_drawn=0, awaited=None):
     return UnitTimings(erasure=erasure, erasure_trained=made, training=100.0,
                        training_device="cpu", images=images, scoring=scoring,
-                       images_drawn=drawn, scoring_drawn=scoring_drawn)
+                       images_drawn=drawn, scoring_drawn=scoring_drawn,
+                       images_awaited=awaited)
 
 
 def test_where_the_time_went_per_eraser_and_task(make_record):
@@ -54,3 +55,15 @@ def test_where_the_time_went_per_eraser_and_task(make_record):
     console = Console(width=160, record=True)
     console.print(timings_table(timings_frame(records)))
     assert "1 of the 4 records were written before" in console.export_text()
+
+
+def test_a_units_pace_leaves_out_its_waiting_for_images_other_processes_drew(make_record):
+    # The last unit of a run, helped (Runner.help): its process drew 30 of its 50 images in
+    # 10 s and waited 5 s more for the helpers' last batch; the other 20 are in no record.
+    records = [make_record("mace", timings=timed(1.0, True, 30, 15.0, 1.0, awaited=5.0),
+                           images=50)]
+    row = summarise(timings_frame(records)).iloc[0]
+    assert (row.images_drawn, row.drawing, row.images_per_second) == (30, 10.0, 3.0)
+    # 50 scored images take 16.7 s to draw at 3 images/s: 1 s of scoring is 6% of it
+    assert row.scoring_share == pytest.approx(0.06)
+    assert row.total == pytest.approx(1 + 15 + 1)  # the waiting is still the unit's time
