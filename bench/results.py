@@ -123,9 +123,9 @@ class RunRecord(BaseModel):
     def stored(self) -> dict[str, Any]:
         """The record as its JSON file holds it; one written before timings were kept has
         none, one written before the images its scoring drew were kept apart has no
-        ``scoring_drawn``, one written before waiting for others' images was no
-        ``images_awaited``, one from code without uncommitted changes (or written before
-        they were kept) no ``code_changes``, and each keeps its checksum."""
+        ``scoring_drawn``, one written before waiting for others' images was kept
+        apart has no ``images_awaited``, one from code without uncommitted changes (or
+        written before they were kept) no ``code_changes``, and each keeps its checksum."""
         body = self.model_dump(mode="json")
         if not body["provenance"]["code_changes"]:
             del body["provenance"]["code_changes"]

@@ -15,11 +15,10 @@ their time went (``erasebench.results.UnitTimings``).
   an object image), reading by the images of units that drew none, both over their
   seconds less any spent waiting for images other processes drew (the schedule prices
   helping itself), scoring (COCO's FID and I2P's NudeNet score differently) by the
-  images asked for. The images a unit to do
-  will draw are those no unit before it asks for (``Workload.new_per_unit``), or, where
-  the run's main process looked in the image cache (``erasebench.cached_work``: the
-  local backend, ``--dry-run --check-cache``), those the cache does not hold either; the
-  rest are read.
+  images asked for. The images a unit to do will draw are those no unit before it asks
+  for (``Workload.new_per_unit``), or, where the run's main process looked in the image
+  cache (``erasebench.cached_work``: the local backend, ``--dry-run --check-cache``),
+  those the cache does not hold either; the rest are read.
 - Erasures: making one can take longer than drawing a unit's images (an AGE erasure of
   SD 42 minutes on an H100, an Imagenette unit's 5,000 images 50), and only the first
   unit that needs it makes it; each erasure still to make counts at what its eraser's
