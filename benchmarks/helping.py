@@ -73,12 +73,11 @@ def timed_run(args: argparse.Namespace, folder: str,
 
     context = multiprocessing.get_context("spawn")
     answers = context.Queue()
-    # One GPU each, as `erasebench run --device cuda` gives its processes (in turn when
-    # there are fewer GPUs than processes).
-    gpus = workers.visible_gpus() if args.device == "cuda" else []
-    processes = [context.Process(target=one_process, args=(
-        args, folder, helping, gpus[number % len(gpus)] if gpus else None, answers))
-        for number in range(args.processes)]
+    # The GPUs `erasebench run --device cuda` gives its processes: the first keeps the
+    # first visible one, the others are given theirs as its helpers are.
+    gpus = [None, *workers.helper_gpus(args.device, args.processes - 1)]
+    processes = [context.Process(target=one_process, args=(args, folder, helping, gpu,
+                                                           answers)) for gpu in gpus]
     started = time.time()
     for process in processes:
         process.start()
