@@ -221,6 +221,12 @@ def run(
     ray_address: Annotated[str | None, typer.Option(
         help="Ray cluster address (default: $RAY_ADDRESS; none: start a local cluster).")
     ] = None,
+    help_others: Annotated[bool, typer.Option(
+        "--help-others/--no-help-others", help="Once no unit is left to start, a process or "
+        "Ray actor that ends its unit draws the images of the units still running, which "
+        "their own processes then read and score (the rows are the same either way). "
+        "--no-help-others leaves it idle: each unit's images drawn by its own process, as "
+        "when timing units one by one, and the time left priced so.")] = True,
 ) -> None:
     """Run erasers x tasks; completed units are skipped, so an interrupted run resumes."""
     from erasebench.runner import Runner, plan
@@ -245,7 +251,7 @@ def run(
         units += plan(eraser_objects, model_tasks, model_spec, overrides)
     runner = Runner(results_dir=results, cache_dir=_cache_dir(cache), device=device,
                     batch_size=batch_size, progress=sys.stderr.isatty(),
-                    show_unsafe=show_unsafe, compile=compile_unet)
+                    show_unsafe=show_unsafe, compile=compile_unet, help_others=help_others)
     runner.store.check_schema()
     from erasebench import workers as local
 
@@ -280,7 +286,7 @@ def run(
             from erasebench.cached_work import look_in_caches
 
             held, space = look_in_caches(todo, runner, prompts)
-        _print_plan(units, todo, records, count, held, space, prompts)
+        _print_plan(units, todo, records, count, held, space, prompts, help_others)
         return
     from erasebench.run_progress import RunProgress
     from erasebench.workload import count_images
@@ -291,6 +297,7 @@ def run(
         _preflight(todo, prompts)
     pace = RunProgress.of_units(todo, done, processes=count,
                                 workload=count_images([*done, *todo], prompts))
+    pace.helping = help_others
     pace.learn_pace(done, records.get)
     # Every process (helpers too, from the same records) takes the units longest first.
     rank = {run_id: place for place, run_id in enumerate(pace.take_longest_first())}
@@ -316,7 +323,7 @@ def run(
                     "device": actor_device, "batch_size": batch_size,
                     "show_unsafe": show_unsafe, "compile": compile_unet}
         summary = run_on_ray(todo, settings, count, lines.unit_ended, lines.start_from_caches,
-                             lines.unit_lost, lines.unit_helped)
+                             lines.unit_lost, lines.unit_helped, help_others)
         console.print(f"done {len(summary.done)} on Ray, {len(units) - len(todo)} already "
                       f"done, busy (another run) {len(summary.busy)}{_helped(summary)}; "
                       f"{time.monotonic() - started:.0f} s")
@@ -379,7 +386,7 @@ def _write_leaderboard(results: Path, leaderboard: Path | None, show_unsafe: boo
 
 
 def _print_plan(units: Any, todo: Any, records: Any, processes: int, held: Any, space: Any,
-                prompts: PromptMemo) -> None:
+                prompts: PromptMemo, helping: bool) -> None:
     """Each unit with its state and images, then the images in all (erasebench.workload),
     what of the units to do the caches hold when checked (``held`` and ``space``,
     erasebench.cached_work.look_in_caches), and the time the units to do would take at
@@ -408,11 +415,12 @@ def _print_plan(units: Any, todo: Any, records: Any, processes: int, held: Any, 
         console.print(f"  in the caches: {held.held_line()}", markup=False, soft_wrap=True)
         console.print(f"  cache space: {space.line()}", markup=False, soft_wrap=True)
     if todo:
-        console.print(_time_left_line(units, records, processes, workload, held),
+        console.print(_time_left_line(units, records, processes, workload, held, helping),
                       markup=False, soft_wrap=True)
 
 
-def _time_left_line(units: Any, records: Any, processes: int, workload: Any, held: Any) -> str:
+def _time_left_line(units: Any, records: Any, processes: int, workload: Any, held: Any,
+                    helping: bool) -> str:
     """What the progress line of a run started now would say first: the units to do at
     the seconds per image drawn, read and scored and per erasure of the units recorded,
     what the caches hold (``held``, erasebench.cached_work.CachedWork) counted when
@@ -420,6 +428,7 @@ def _time_left_line(units: Any, records: Any, processes: int, workload: Any, hel
     from erasebench.run_progress import RunProgress, format_duration
 
     progress = RunProgress.of_records(units, records.get, processes, workload, held)
+    progress.helping = helping
     progress.take_longest_first()  # as the run takes them
     timed = [record for record in records.values() if record.provenance.timings is not None]
     if not timed:

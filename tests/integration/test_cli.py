@@ -158,6 +158,34 @@ def test_a_run_left_without_units_draws_the_images_of_one_another_run_holds(tmp_
     assert record.provenance.timings.images_drawn == 0
 
 
+def test_no_help_others_leaves_the_images_of_a_unit_another_run_holds_to_it(tmp_path,
+                                                                             capsys):
+    # As above, but the run is told not to help: it draws nothing for mock's unit, whose
+    # own run, started after, draws its 8 images itself.
+    from filelock import FileLock
+
+    from erasebench.registry import TASKS
+    from erasebench.runner import plan
+    from erasebench.specs import ModelSpec
+
+    argv = ["run", "--model", "tiny", "--erasers", "sd,mock", "--tasks", "mock", "--steps",
+            "2", "--workers", "1", "--results", str(tmp_path / "results"), "--cache",
+            str(tmp_path / "cache"), "--no-report"]
+    [unit] = plan([ERASERS.get("mock")()], [TASKS.get("mock")({})], ModelSpec(id="tiny"),
+                  {"steps": 2})
+    locks = tmp_path / "results" / ".locks"
+    locks.mkdir(parents=True)
+    with FileLock(str(locks / f"{unit.run_id}.lock")):
+        assert main([*argv, "--no-help-others"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "[helped]" not in out
+    assert ("done 1 here, 0 by helper or other processes, 0 already done, busy (another run) "
+            "1;") in out
+    assert main(argv) == 0
+    record = ResultStore(tmp_path / "results").record(unit.run_id)
+    assert record.provenance.timings.images_drawn == 8
+
+
 @pytest.mark.parametrize("changes", ["", "9f8e7d6c" * 2])
 def test_a_run_from_uncommitted_changes_warns_and_its_rows_name_them(
         changes, tmp_path, capsys, monkeypatch):
