@@ -602,6 +602,7 @@ def timings(
     """Where a results folder's time went: per eraser, task, model and device, the units,
     erasures made and their time, images drawn and images/s, scoring's time against
     drawing the images it scored (issue 8 asks at most 10%), and the units' seconds."""
+    from erasebench.help_records import help_records
     from erasebench.results import ResultStore
     from erasebench.timings import timings_frame, timings_table
 
@@ -609,16 +610,17 @@ def timings(
         raise UserError(f"results folder {str(results)!r} does not exist; pass the folder "
                         "`erasebench run` wrote (--results)")
     records = ResultStore(results).records()
-    frame = timings_frame(records)
-    if frame.empty:
+    frame = timings_frame(records, help_records(results))
+    timed = int(frame["unit"].sum())
+    if not timed:
         raise UserError(f"no record in {str(results)!r} has timings: they are kept since "
                         "erasebench wrote schema version 2; run units again to have them")
     # Piped or redirected, wider than rich's 80 columns: long lines read better than
     # squeezed ones.
     out = console if console.is_terminal else Console(width=160)
     out.print(timings_table(frame))
-    if len(frame) < len(records):
-        console.print(f"{len(records) - len(frame)} of {len(records)} records have no timings "
+    if timed < len(records):
+        console.print(f"{len(records) - timed} of {len(records)} records have no timings "
                       "(written before they were kept) and are left out.")
 
 

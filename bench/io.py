@@ -7,6 +7,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -65,3 +66,8 @@ def canonical_json(value: Any) -> str:
 def atomic_write_json(path: str | os.PathLike[str], value: Any) -> Path:
     text = json.dumps(value, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
     return atomic_write_bytes(path, text.encode())
+
+
+def utc_timestamp() -> str:
+    """Now, in UTC, to the second, as the files erasebench writes date themselves."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

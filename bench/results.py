@@ -14,7 +14,6 @@ import io
 import json
 import platform
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from erasebench.code_version import code_version
 from erasebench.errors import CorruptFileError, UserError
-from erasebench.io import atomic_write_bytes, atomic_write_json, canonical_json
+from erasebench.io import atomic_write_bytes, atomic_write_json, canonical_json, utc_timestamp
 from erasebench.specs import RunSpec
 
 # 2: provenance.timings (records of version 1, without them, are read as they are)
@@ -146,11 +145,10 @@ def provenance(device: str, timings: UnitTimings | None = None) -> Provenance:
             packages[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             continue
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     code = code_version()
     return Provenance(packages=packages, git_sha=code.sha, code_changes=code.changes,
-                      python=platform.python_version(), device=device, created_at=now,
-                      timings=timings)
+                      python=platform.python_version(), device=device,
+                      created_at=utc_timestamp(), timings=timings)
 
 
 class ResultStore:

@@ -29,6 +29,7 @@ from erasebench.edits import EditedModel
 from erasebench.errors import CorruptFileError, UserError
 from erasebench.faults import checkpoint
 from erasebench.generate import Generator
+from erasebench.help_records import HelpRecord, write_help_record
 from erasebench.models import DiffusionModel, load_model
 from erasebench.plugins import Eraser, ScoringContext, Task
 from erasebench.probe import ModelProbe
@@ -162,7 +163,8 @@ class Runner:
         processes asking for the same images always have, and an image never depends on who
         draws it, so the rows are the same. The unit's process still scores them and writes
         its record. A unit whose erasure is being made waits for it (``Runner.edit``), so
-        units already drawing are helped first."""
+        units already drawing are helped first. What this process drew (and an erasure it
+        made) goes in a help record (``erasebench.help_records``) for the timings."""
         helped: dict[str, int] = {}
         left = list(units)
         while left:
@@ -172,11 +174,19 @@ class Runner:
             if self.store.is_done(unit.run_id):
                 continue
             model = self.model(unit.spec.model)
-            edit, _ = self.edit(unit, model)
+            began = time.perf_counter()
+            edit, made = self.edit(unit, model)
+            erased_at = time.perf_counter()
             with edit.applied(model):
                 drawn = self._generator(unit, model).draw_unclaimed(
                     unit.task.prompts(unit.spec.request))
             helped[unit.run_id] = drawn
+            if drawn or made:  # the helper's work, for erasebench timings
+                write_help_record(self.results_dir, HelpRecord(
+                    run_id=unit.run_id, eraser=unit.spec.eraser.name,
+                    task=unit.spec.task.name, model=unit.spec.model.id, device=self.device,
+                    images_drawn=drawn, drawing=time.perf_counter() - erased_at,
+                    erasure=erased_at - began if made else 0.0, erasure_made=made))
             if self.on_help is not None:
                 self.on_help(unit, drawn)
         return helped

@@ -19,26 +19,33 @@ radius), far more than its drawing. A unit other processes helped draw
 (``Runner.help``), or drew images with another unit asking for the same ones, counts the
 images its own process drew over its seconds less those spent waiting for the others'
 (``UnitTimings.images_awaited``, since schema 4), so its images/s is its process's pace;
-the unit's total keeps the waiting, and the helpers' drawing is in no record.
+the unit's total keeps the waiting. The helpers' drawing (and an erasure a helper made)
+is in their help records (``erasebench.help_records``, since 2026-12-02), which add it to
+the unit's eraser and task: its images drawn, its seconds and images/s, and the total.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import pandas as pd
 from rich import box
 from rich.table import Table
 
+from erasebench.help_records import HelpRecord
 from erasebench.provenance import format_seconds
 from erasebench.results import RunRecord
 
 KEYS = ["eraser", "task", "model", "device"]
 
 
-def timings_frame(records: list[RunRecord]) -> pd.DataFrame:
-    """One row per record that has timings."""
+def timings_frame(records: list[RunRecord], helped: Sequence[HelpRecord] = ()
+                  ) -> pd.DataFrame:
+    """One row per record that has timings (``unit`` 1), then one per help record
+    (``unit`` 0: a process's work for a unit it did not run)."""
     rows = [{
         "eraser": record.spec.eraser.name, "task": record.spec.task.name,
-        "model": record.spec.model.id, "device": record.provenance.device,
+        "model": record.spec.model.id, "device": record.provenance.device, "unit": 1,
         "made": timings.erasure_trained,
         "erasure": timings.erasure if timings.erasure_trained else 0.0,
         "images_drawn": timings.own_images_drawn(record.image_count),
@@ -48,7 +55,14 @@ def timings_frame(records: list[RunRecord]) -> pd.DataFrame:
         "images_scored": record.image_count, "scoring": timings.scoring,
         "total": timings.erasure + timings.images + timings.scoring,
     } for record in records if (timings := record.provenance.timings) is not None]
-    return pd.DataFrame(rows, columns=[*KEYS, "made", "erasure", "images_drawn",
+    rows += [{
+        "eraser": help.eraser, "task": help.task, "model": help.model, "device": help.device,
+        "unit": 0, "made": help.erasure_made, "erasure": help.erasure,
+        "images_drawn": help.images_drawn, "scoring_drawn": 0, "drawn_apart": True,
+        "drawing": help.drawing, "images_scored": 0, "scoring": 0.0,
+        "total": help.erasure + help.drawing,
+    } for help in helped]
+    return pd.DataFrame(rows, columns=[*KEYS, "unit", "made", "erasure", "images_drawn",
                                        "scoring_drawn", "drawn_apart", "drawing",
                                        "images_scored", "scoring", "total"])
 
@@ -59,7 +73,7 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     less their drawing (at the images/s) as a share of the time drawing the scored images
     took, and all the units' seconds."""
     table = frame.groupby(KEYS, sort=True).agg(
-        units=("made", "size"), erasures=("made", "sum"), erasure=("erasure", "sum"),
+        units=("unit", "sum"), erasures=("made", "sum"), erasure=("erasure", "sum"),
         images_drawn=("images_drawn", "sum"), drawing=("drawing", "sum"),
         scoring_drawn=("scoring_drawn", "sum"), images_scored=("images_scored", "sum"),
         scoring=("scoring", "sum"), total=("total", "sum")).reset_index()
@@ -86,13 +100,18 @@ def timings_table(frame: pd.DataFrame) -> Table:
                "images the scoring drew (reference images, attacked images); scoring share: "
                "scoring, less drawing those at the images/s, against the time drawing the "
                "images it scored took; all: every unit's seconds")
+    helps = int((frame["unit"] == 0).sum())
+    if helps:
+        caption += (f". Erasing, drawing and all include the work of {helps} help "
+                    f"record{'s' if helps > 1 else ''}: processes that drew images of units "
+                    "others ran, at a run's end")
     mixed = int((~frame["drawn_apart"].astype(bool)).sum())
     if mixed:
-        caption += (f". {mixed} of the {len(frame)} records were written before erasebench "
-                    "kept the images a unit's scoring draws apart from its own; theirs count "
-                    "both as drawn, taken here at most as the unit's own images, so where "
-                    "their scoring drew images (reference images, the robustness task's "
-                    "attacks) images/s may read high")
+        caption += (f". {mixed} of the {int(frame['unit'].sum())} records were written "
+                    "before erasebench kept the images a unit's scoring draws apart from its "
+                    "own; theirs count both as drawn, taken here at most as the unit's own "
+                    "images, so where their scoring drew images (reference images, the "
+                    "robustness task's attacks) images/s may read high")
     table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, padding=(0, 1))
     for key in keys:
         table.add_column(key, no_wrap=True, min_width=int(summary[key].str.len().max()))

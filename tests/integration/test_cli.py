@@ -156,6 +156,17 @@ def test_a_run_left_without_units_draws_the_images_of_one_another_run_holds(tmp_
     assert main(argv) == 0
     record = ResultStore(tmp_path / "results").record(unit.run_id)
     assert record.provenance.timings.images_drawn == 0
+    # The timings count the 8 images where they were drawn: sd's own 8 and, from the help
+    # record, mock's 8, which its unit's record does not hold.
+    capsys.readouterr()
+    assert main(["timings", "--results", str(tmp_path / "results")]) == 0
+    text = capsys.readouterr().out
+    rows = {line.split()[0]: line.split() for line in text.splitlines()
+            if line.strip().startswith(("sd ", "mock ", "all "))}
+    # eraser, task, units, erasures, their seconds (a number and its unit), images drawn
+    assert rows["mock"][2:4] == ["1", "1"] and rows["mock"][6] == "8"
+    assert rows["all"][1:3] == ["2", "2"] and rows["all"][5] == "16"
+    assert "include the work of 1 help record" in " ".join(text.split())
 
 
 def test_no_help_others_leaves_the_images_of_a_unit_another_run_holds_to_it(tmp_path,

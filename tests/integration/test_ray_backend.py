@@ -143,6 +143,7 @@ def test_an_actor_left_without_a_unit_draws_the_images_of_one_running(tmp_path):
     # erasure nobody had claimed); the unit's own run then only reads them.
     from filelock import FileLock
 
+    from erasebench.help_records import help_records
     from erasebench.ray_backend import run_on_ray
     from erasebench.registry import ERASERS, TASKS
     from erasebench.runner import Runner, plan
@@ -163,6 +164,9 @@ def test_an_actor_left_without_a_unit_draws_the_images_of_one_running(tmp_path):
         ray.shutdown()
     assert summary.busy == [unit.run_id]
     assert summary.helped == {unit.run_id: 6} and heard == [(unit.run_id, 6)]
+    # The actor wrote its help record into the results folder, as a local helper does.
+    [help] = help_records(results)
+    assert (help.run_id, help.images_drawn, help.erasure_made) == (unit.run_id, 6, True)
     owner = Runner(results, cache, progress=False)
     assert owner.run_unit(unit) == "done"
     assert owner.store.record(unit.run_id).provenance.timings.images_drawn == 0

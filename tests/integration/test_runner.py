@@ -13,6 +13,7 @@ import pytest
 from filelock import FileLock
 
 from erasebench.cache import claim_file
+from erasebench.help_records import help_records
 from erasebench.registry import ERASERS, TASKS
 from erasebench.results import load_results
 from erasebench.runner import Runner, plan
@@ -147,6 +148,11 @@ def test_a_process_with_no_unit_left_draws_the_images_of_one_another_process_run
         summary = helper.run([unit])
     assert summary.busy == [unit.run_id] and summary.helped == {unit.run_id: 6}
     assert helped_lines == [(unit.run_id, 6)]  # 2 concepts x 3 images
+    # The helper's work, which the unit's record will not hold, is in its help record.
+    [help] = help_records(results)
+    assert (help.run_id, help.eraser, help.device, help.images_drawn) == (
+        unit.run_id, "mock", "cpu", 6)
+    assert help.erasure_made and help.erasure > 0 and help.drawing > 0
     owner = Runner(results, cache, progress=False)
     assert owner.run_unit(unit) == "done"
     timings = owner.store.record(unit.run_id).provenance.timings
@@ -160,6 +166,7 @@ def test_a_process_with_no_unit_left_draws_the_images_of_one_another_process_run
     with FileLock(str(results / ".locks" / f"{other.run_id}.lock")):
         quiet = Runner(results, cache, progress=False, help_others=False)
         assert quiet.run([other]).helped == {}
+    assert len(help_records(results)) == 1
     assert not list((cache / "edits").glob("*.claim"))
 
 

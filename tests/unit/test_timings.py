@@ -1,6 +1,7 @@
 import pytest
 from rich.console import Console
 
+from erasebench.help_records import HelpRecord
 from erasebench.results import UnitTimings
 from erasebench.timings import summarise, timings_frame, timings_table
 
@@ -67,3 +68,33 @@ def test_a_units_pace_leaves_out_its_waiting_for_images_other_processes_drew(mak
     # 50 scored images take 16.7 s to draw at 3 images/s: 1 s of scoring is 6% of it
     assert row.scoring_share == pytest.approx(0.06)
     assert row.total == pytest.approx(1 + 15 + 1)  # the waiting is still the unit's time
+
+
+def test_the_helpers_work_is_added_from_their_help_records(make_record):
+    # As above, with the helper's record of the other 20 images, drawn in 10 s: the unit's
+    # 50 images took 20 s of drawing, 2.5 images/s; 50 scored images take 20 s to draw at
+    # that pace, 1 s of scoring is 5% of it; the total has the helper's 10 s.
+    records = [make_record("mace", timings=timed(1.0, True, 30, 15.0, 1.0, awaited=5.0),
+                           images=50)]
+    helped = [HelpRecord(run_id=records[0].run_id, eraser="mace", task="mock", model="tiny",
+                         device="cpu", images_drawn=20, drawing=10.0)]
+    frame = timings_frame(records, helped)
+    row = summarise(frame).iloc[0]
+    assert (row.units, row.erasures, row.erasure) == (1, 1, 1.0)  # a help is no unit
+    assert (row.images_drawn, row.drawing, row.images_per_second) == (50, 20.0, 2.5)
+    assert row.scoring_share == pytest.approx(0.05)
+    assert row.total == pytest.approx(17 + 10)
+    # A helper that claimed the unit's erasure first made it (30 s) and drew 4 images in
+    # 2 s; the unit's process read it (0.5 s): one erasure, 30 s, counted once.
+    records = [make_record("ca", timings=timed(0.5, False, 10, 5.0, 1.0, awaited=0.0),
+                           images=14)]
+    helped = [HelpRecord(run_id=records[0].run_id, eraser="ca", task="mock", model="tiny",
+                         device="cpu", images_drawn=4, drawing=2.0, erasure=30.0,
+                         erasure_made=True)]
+    row = summarise(timings_frame(records, helped)).iloc[0]
+    assert (row.units, row.erasures, row.erasure) == (1, 1, 30.0)
+    assert (row.images_drawn, row.drawing, row.images_per_second) == (14, 7.0, 2.0)
+    assert row.total == pytest.approx(6.5 + 32)
+    console = Console(width=160, record=True)
+    console.print(timings_table(timings_frame(records, helped)))
+    assert "include the work of 1 help record:" in " ".join(console.export_text().split())
