@@ -288,6 +288,7 @@ def run(
             held, space = look_in_caches(todo, runner, prompts)
         _print_plan(units, todo, records, count, held, space, prompts, help_others)
         return
+    from erasebench.hardware import describe_device
     from erasebench.run_progress import RunProgress
     from erasebench.workload import count_images
 
@@ -298,7 +299,10 @@ def run(
     pace = RunProgress.of_units(todo, done, processes=count,
                                 workload=count_images([*done, *todo], prompts))
     pace.helping = help_others
-    pace.learn_pace(done, records.get)
+    # Locally, the pace of units recorded on this kind of device; a Ray driver does not
+    # know what its actors run on.
+    pace.learn_pace(done, records.get,
+                    device=None if backend == "ray" else describe_device(runner.device))
     # Every process (helpers too, from the same records) takes the units longest first.
     rank = {run_id: place for place, run_id in enumerate(pace.take_longest_first())}
     todo.sort(key=lambda unit: rank[unit.run_id])
@@ -444,8 +448,8 @@ def _time_left_line(units: Any, records: Any, processes: int, workload: Any, hel
     devices = ", ".join(sorted({record.provenance.device for record in timed}))
     return (f"  time left: about {format_duration(seconds)} on {processes} "
             f"process{'es' if processes > 1 else ''}, {to_draw}, at the pace of the "
-            f"{len(timed)} recorded unit{'s' if len(timed) > 1 else ''} with timings (on "
-            f"{devices}){progress.untimed_note()}")
+            f"{len(timed)} recorded unit{'s' if len(timed) > 1 else ''} with timings, made "
+            f"on {devices}{progress.untimed_note()}")
 
 
 def _preflight(units: Any, prompts: PromptMemo) -> None:

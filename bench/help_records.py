@@ -33,7 +33,7 @@ class HelpRecord(BaseModel):
     eraser: str
     task: str
     model: str
-    device: str  # the helping process's ("cpu", "cuda"), as a unit's record names its own
+    device: str  # the helping process's, as a unit's record names its own (hardware.py)
     images_drawn: int
     drawing: float  # drawing them (its model loaded, its edit at hand)
     # Making the unit's erasure, where the helper claimed it first (0.0: it read or

@@ -94,6 +94,8 @@ class Provenance(BaseModel):
     # and left out of the stored record then, as in records written before it was kept.
     code_changes: str = ""
     python: str = ""
+    # The device and its model, 'cuda (NVIDIA H100 80GB HBM3)' (erasebench.hardware);
+    # just 'cuda' or 'cpu' in records written before 2026-12-02.
     device: str = ""
     created_at: str = ""
     timings: UnitTimings | None = None  # None in records written before they were kept

@@ -154,6 +154,7 @@ class RunProgress:
     read: dict[str, int] = field(default_factory=dict, init=False)
     reading_seconds: dict[str, float] = field(default_factory=dict, init=False)
     paced_by_earlier: int = field(default=0, init=False)  # records learnt from (learn_pace)
+    paced_elsewhere: int = field(default=0, init=False)  # records of other devices left out
 
     def __post_init__(self) -> None:
         self.started = self.clock()
@@ -210,21 +211,26 @@ class RunProgress:
             if timings is not None and timings.erasure_trained:
                 self.training[erasure] = timings.erasure
 
-    def learn_pace(self, done: Sequence[Any],
-                   record_of: Callable[[str], RunRecord | None]) -> int:
+    def learn_pace(self, done: Sequence[Any], record_of: Callable[[str], RunRecord | None],
+                   device: str | None = None) -> int:
         """Takes the pace of the units recorded before the run (``done``,
         ``runner.WorkUnit``; their records read by ``record_of``) as that of its own
         finished units: a resumed run (a Slurm job requeued, a run stopped and started
         again) knows the time left from its start, not after its first unit, which can
         take an hour. Their erasures are priced at what making them took wherever it was
-        made. Returns how many records had timings."""
-        for unit in done:
-            record = record_of(unit.run_id)
-            if record is None or record.provenance.timings is None:
-                continue
-            timings = record.provenance.timings
+        made. With ``device`` (the run's, as ``erasebench.hardware.describe_device`` names
+        it), where some records were made on it only those are taken: a job requeued onto
+        an A100 would otherwise be priced at the H100's pace (:attr:`paced_elsewhere`
+        counts those left out). Returns how many records were taken."""
+        timed = [(unit, record.image_count, timings, record.provenance.device)
+                 for unit in done if (record := record_of(unit.run_id)) is not None
+                 and (timings := record.provenance.timings) is not None]
+        if device is not None and any(made_on == device for *_, made_on in timed):
+            here = [entry for entry in timed if entry[3] == device]
+            self.paced_elsewhere, timed = len(timed) - len(here), here
+        for unit, image_count, timings, _ in timed:
             self.paced_by_earlier += 1
-            self._note(unit.spec.task.name, record.image_count, timings)
+            self._note(unit.spec.task.name, image_count, timings)
             erasure = erasure_of(unit)
             if erasure is not None and timings.training is not None:
                 self.training.setdefault(erasure, timings.training)
@@ -237,9 +243,11 @@ class RunProgress:
         seconds = self.seconds_left_by_timings() if self.paced_by_earlier else None
         if not seconds:
             return ""
-        units = self.paced_by_earlier
+        units, elsewhere = self.paced_by_earlier, self.paced_elsewhere
+        where = (f" on this device ({elsewhere} recorded on others left out)" if elsewhere
+                 else "")
         return (f"about {format_duration(seconds)} left at the pace of the {units} "
-                f"unit{'s' if units > 1 else ''} recorded before{self.untimed_note()}")
+                f"unit{'s' if units > 1 else ''} recorded before{where}{self.untimed_note()}")
 
     def assume_pace(self, seconds_per_image: float,
                     erasure_seconds: Mapping[str, float]) -> None:

@@ -29,6 +29,7 @@ from erasebench.edits import EditedModel
 from erasebench.errors import CorruptFileError, UserError
 from erasebench.faults import checkpoint
 from erasebench.generate import Generator
+from erasebench.hardware import describe_device
 from erasebench.help_records import HelpRecord, write_help_record
 from erasebench.models import DiffusionModel, load_model
 from erasebench.plugins import Eraser, ScoringContext, Task
@@ -82,10 +83,12 @@ def plan(erasers: Sequence[Eraser], tasks: Sequence[Task], model: ModelSpec | No
 
 def timed_erase(eraser: Eraser, model: DiffusionModel, request: Any) -> EditedModel:
     """``eraser.erase(model, request)``, the edit noting how long it took and on what
-    device (:attr:`EditedModel.seconds`, kept in its file)."""
+    device (:attr:`EditedModel.seconds`, kept in its file; the device as
+    :func:`erasebench.hardware.describe_device` names it)."""
     started = time.perf_counter()
     edit = eraser.erase(model, request)
-    edit.seconds, edit.device = time.perf_counter() - started, str(model.device)
+    edit.seconds = time.perf_counter() - started
+    edit.device = describe_device(str(model.device))
     return edit
 
 
@@ -184,8 +187,9 @@ class Runner:
             if drawn or made:  # the helper's work, for erasebench timings
                 write_help_record(self.results_dir, HelpRecord(
                     run_id=unit.run_id, eraser=unit.spec.eraser.name,
-                    task=unit.spec.task.name, model=unit.spec.model.id, device=self.device,
-                    images_drawn=drawn, drawing=time.perf_counter() - erased_at,
+                    task=unit.spec.task.name, model=unit.spec.model.id,
+                    device=describe_device(self.device), images_drawn=drawn,
+                    drawing=time.perf_counter() - erased_at,
                     erasure=erased_at - began if made else 0.0, erasure_made=made))
             if self.on_help is not None:
                 self.on_help(unit, drawn)
@@ -301,5 +305,5 @@ class Runner:
             run_id=unit.run_id, spec=unit.spec, task_version=unit.task.version,
             model_fingerprint=model.fingerprint, edit_digest=edit.digest,
             image_count=len(images), scorers=unit.task.scorer_versions(), metrics=metrics,
-            provenance=provenance(self.device, timings),
+            provenance=provenance(describe_device(self.device), timings),
         )

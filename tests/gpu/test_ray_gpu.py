@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from erasebench.cli import main
+from erasebench.hardware import describe_device
 from erasebench.results import ResultStore, load_results
 
 pytestmark = pytest.mark.gpu
@@ -37,6 +38,7 @@ def test_ray_on_a_gpu_machine_gives_the_rows_of_a_local_gpu_run(tmp_path, capsys
     assert f"(2 to do, asking for 40 images; {min(gpus, 2)} process" in out
     assert "done 2 on Ray" in out
     devices = {record.provenance.device for record in ResultStore(tmp_path / "ray").records()}
-    assert devices == {"cuda"}  # the actors', as the cluster's GPU made 'auto' resolve
+    # The actors', as the cluster's GPU made 'auto' resolve, with its model.
+    assert devices == {describe_device("cuda")}
     # The same GPU and batches: equal up to the last bits its kernels may choose.
     pd.testing.assert_frame_equal(local, remote, check_exact=False, rtol=1e-4)

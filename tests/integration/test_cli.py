@@ -12,6 +12,7 @@ from safetensors import safe_open
 from erasebench import generate
 from erasebench.cli import main
 from erasebench.edits import EditedModel
+from erasebench.hardware import describe_device
 from erasebench.registry import ERASERS
 from erasebench.results import ResultStore, records_to_frame
 from erasebench.testing import TracingCompileBackend
@@ -248,8 +249,10 @@ def test_erase_generate_score_export(tmp_path, capsys):
     with safe_open(str(edit), framework="pt") as handle:
         assert all("attn2.to_v" in key for key in handle.keys())  # noqa: SIM118
     made = EditedModel.load(edit)
-    assert made.seconds > 0 and made.device == "cpu"
-    assert f"made in {made.seconds:.1f} s on cpu" in " ".join(capsys.readouterr().out.split())
+    # The device with its model, as the records and the leaderboard name it.
+    assert made.seconds > 0 and made.device == describe_device("cpu")
+    assert (f"made in {made.seconds:.1f} s on {made.device}"
+            in " ".join(capsys.readouterr().out.split()))
     common = ["--steps", "3", "--seeds", "0-3", "--prompt", "a photo of a cat",
               "--prompt", "a photo of a dog"]
     assert main(["generate", "--out", str(tmp_path / "erased"), "--edit", str(edit), *common]) == 0
@@ -371,8 +374,9 @@ def test_dry_run_estimates_the_time_left_at_the_pace_of_the_recorded_units(tmp_p
     seconds = timings.images + timings.scoring + (0 if timings.erasure_trained else timings.erasure)
     assert estimate == (f"  time left: about {format_duration(seconds)} on 1 process, 8 images "
                         "to draw (those no recorded unit asked for; --check-cache looks in the "
-                        "image cache), at the pace of the 1 recorded unit with timings (on cpu) "
-                        "(erasures of mock not counted: none timed yet)")
+                        "image cache), at the pace of the 1 recorded unit with timings, made on "
+                        f"{describe_device('cpu')} (erasures of mock not counted: none timed "
+                        "yet)")
 
 
 def test_dry_run_counts_what_the_caches_hold(tmp_path, capsys):
@@ -428,7 +432,8 @@ def test_dry_run_counts_what_the_caches_hold(tmp_path, capsys):
     seconds = sd.images + sd.scoring + (0 if sd.erasure_trained else sd.erasure)
     assert capsys.readouterr().out.splitlines()[-1] == (
         f"  time left: about {format_duration(seconds)} on 1 process, 0 images to draw (the "
-        "rest in the image cache), at the pace of the 1 recorded unit with timings (on cpu)")
+        "rest in the image cache), at the pace of the 1 recorded unit with timings, made on "
+        f"{describe_device('cpu')}")
 
     assert main([*planned, "--check-cache"]) == 2
     assert "--check-cache goes with --dry-run" in capsys.readouterr().err

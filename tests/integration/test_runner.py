@@ -13,6 +13,7 @@ import pytest
 from filelock import FileLock
 
 from erasebench.cache import claim_file
+from erasebench.hardware import describe_device
 from erasebench.help_records import help_records
 from erasebench.registry import ERASERS, TASKS
 from erasebench.results import load_results
@@ -74,7 +75,7 @@ def test_records_say_how_long_each_step_took_and_whether_the_edit_was_made_there
     assert first.erasure_trained and not second.erasure_trained
     # the erasure's time is its training's and the edit file's writing
     assert first.training == second.training and 0 < first.training < first.erasure
-    assert first.training_device == "cpu"
+    assert first.training_device == describe_device("cpu")
     # The mock task scores against the original model's images: the sd units drew them.
     assert [timings["sd", n].images_drawn for n in (2, 3)] == [4, 2]
     assert [timings["mock", n].images_drawn for n in (2, 3)] == [4, 2]
@@ -151,7 +152,7 @@ def test_a_process_with_no_unit_left_draws_the_images_of_one_another_process_run
     # The helper's work, which the unit's record will not hold, is in its help record.
     [help] = help_records(results)
     assert (help.run_id, help.eraser, help.device, help.images_drawn) == (
-        unit.run_id, "mock", "cpu", 6)
+        unit.run_id, "mock", describe_device("cpu"), 6)
     assert help.erasure_made and help.erasure > 0 and help.drawing > 0
     owner = Runner(results, cache, progress=False)
     assert owner.run_unit(unit) == "done"

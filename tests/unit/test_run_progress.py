@@ -181,18 +181,58 @@ def test_a_resumed_run_prices_what_is_left_at_the_pace_of_the_units_recorded_bef
     def record_of(run_id):
         record = records(set(before), before)(run_id)
         if record is not None:
-            record.image_count = 8
+            record.image_count, record.provenance.device = 8, "cuda (A)"
         return record
 
     progress = RunProgress.of_units(todo, done, processes=1)
     assert progress.start_line() == ""  # no pace yet: the first finished unit gives one
-    assert progress.learn_pace(done, record_of) == 2
+    assert progress.learn_pace(done, record_of, device="cuda (A)") == 2
     # Drawing at 0.5 s per image and scoring at 0.25 s per image asked for: 16 images to
     # draw and 24 to score, 14 s; the mock erasure at the 30 s the recorded one took.
     assert progress.images_left_seconds() == pytest.approx(16 * 0.5 + 24 * 0.25)
     assert progress.training_left() == 30.0
     assert progress.start_line() == "about 44 s left at the pace of the 2 units recorded before"
     assert progress.untimed_note() == ""  # mock's erasures are timed by the recorded one
+
+
+def test_a_resumed_run_takes_the_pace_of_the_units_recorded_on_its_own_kind_of_device():
+    from erasebench.registry import ERASERS, TASKS
+    from erasebench.runner import plan
+    from erasebench.specs import ModelSpec
+
+    def units(strength, images_per_concept):
+        erasers = [ERASERS.get("sd")(), ERASERS.get("mock")({"strength": strength})]
+        task = TASKS.get("mock")({"images_per_concept": images_per_concept})
+        return plan(erasers, [task], ModelSpec(id="tiny"), {"steps": 3})
+
+    # As above, but the mock unit was recorded on a slower GPU, B: 8 images in 12 s.
+    done, todo = units(1.0, 4), units(0.5, 6)
+    before = {done[0].run_id: timings(4.0, 2.0, erasure=0.0, drawn=8),
+              done[1].run_id: timings(12.0, 2.0, trained=30.0, drawn=8)}
+    device = {done[0].run_id: "cuda (A)", done[1].run_id: "cuda (B)"}
+
+    def record_of(run_id):
+        record = records(set(before), before)(run_id)
+        if record is not None:
+            record.image_count, record.provenance.device = 8, device[run_id]
+        return record
+
+    # On A: sd's unit alone, 0.5 s per image drawn, 0.25 scoring: 16 x 0.5 + 24 x 0.25.
+    on_a = RunProgress.of_units(todo, done, processes=1)
+    assert on_a.learn_pace(done, record_of, device="cuda (A)") == 1
+    assert on_a.paced_elsewhere == 1
+    assert on_a.images_left_seconds() == pytest.approx(14.0)
+    assert on_a.start_line().startswith(
+        "about 14 s left at the pace of the 1 unit recorded before on this device (1 "
+        "recorded on others left out) (erasures of mock")
+    # On a device none was recorded on, or not told (a Ray driver): both, 16 images in
+    # 16 s, 1 s per image drawn: 16 + 6.
+    for elsewhere in ("cuda (C)", None):
+        both = RunProgress.of_units(todo, done, processes=1)
+        assert both.learn_pace(done, record_of, device=elsewhere) == 2
+        assert both.paced_elsewhere == 0
+        assert both.images_left_seconds() == pytest.approx(22.0)
+        assert both.start_line() == "about 52 s left at the pace of the 2 units recorded before"
 
 
 def test_units_are_taken_longest_first_by_their_images_and_the_erasures_they_make():

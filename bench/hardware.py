@@ -1,0 +1,45 @@
+"""What a device is, in words a reader of the records can compare: ``cuda (NVIDIA H100
+80GB HBM3)``, ``cpu (AMD EPYC 7763 64-Core Processor)``.
+
+Why: ``cuda`` alone says nothing of the pace. Records, edits and help records name the
+device their seconds were spent on, so ``erasebench timings`` shows an H100's rows apart
+from an A100's, the leaderboard says where an erasure was made, and a resumed run prices
+the units left at the pace of the units recorded on its own kind of device
+(``erasebench.run_progress``). The index of a GPU (``cuda:1``) is left out: it says
+nothing of the pace, and another machine numbers its GPUs its own way.
+"""
+
+from __future__ import annotations
+
+import functools
+import platform
+from pathlib import Path
+
+
+@functools.cache
+def describe_device(device: str) -> str:
+    """``device`` ('cpu', 'cuda', 'cuda:N', 'mps') as its type and, where it can be
+    found, its model: the GPU's name as CUDA gives it, the CPU's as Linux does."""
+    kind = device.split(":")[0]
+    if kind == "cuda":
+        import torch
+
+        index = int(device.split(":")[1]) if ":" in device else torch.cuda.current_device()
+        return f"cuda ({torch.cuda.get_device_name(index)})"
+    if kind == "cpu":
+        name = cpu_name()
+        return f"cpu ({name})" if name else "cpu"
+    return kind
+
+
+def cpu_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's model name ('' where it cannot be told): Linux's ``cpuinfo``, else what
+    Python's platform module knows."""
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                return " ".join(value.split())
+    except OSError:
+        pass
+    return platform.processor()
