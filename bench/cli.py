@@ -280,15 +280,20 @@ def run(
                      f"room for {slots} now: the others, and the units they are handed, wait "
                      "for nodes to join (Ctrl-C and a smaller --workers if none will)")
     prompts: PromptMemo = {}  # each request's prompts, built once for every count and check
+    from erasebench.hardware import describe_device
+
+    # Locally, the pace of units recorded on this kind of device sets the time left; a Ray
+    # driver does not know what its actors run on.
+    device_kind = None if backend == "ray" else describe_device(runner.device)
     if dry_run:
         held = space = None
         if check_cache:
             from erasebench.cached_work import look_in_caches
 
             held, space = look_in_caches(todo, runner, prompts)
-        _print_plan(units, todo, records, count, held, space, prompts, help_others)
+        _print_plan(units, todo, records, count, held, space, prompts, help_others,
+                    device_kind)
         return
-    from erasebench.hardware import describe_device
     from erasebench.run_progress import RunProgress
     from erasebench.workload import count_images
 
@@ -299,10 +304,7 @@ def run(
     pace = RunProgress.of_units(todo, done, processes=count,
                                 workload=count_images([*done, *todo], prompts))
     pace.helping = help_others
-    # Locally, the pace of units recorded on this kind of device; a Ray driver does not
-    # know what its actors run on.
-    pace.learn_pace(done, records.get,
-                    device=None if backend == "ray" else describe_device(runner.device))
+    pace.learn_pace(done, records.get, device_kind)
     # Every process (helpers too, from the same records) takes the units longest first.
     rank = {run_id: place for place, run_id in enumerate(pace.take_longest_first())}
     todo.sort(key=lambda unit: rank[unit.run_id])
@@ -390,7 +392,7 @@ def _write_leaderboard(results: Path, leaderboard: Path | None, show_unsafe: boo
 
 
 def _print_plan(units: Any, todo: Any, records: Any, processes: int, held: Any, space: Any,
-                prompts: PromptMemo, helping: bool) -> None:
+                prompts: PromptMemo, helping: bool, device: str | None) -> None:
     """Each unit with its state and images, then the images in all (erasebench.workload),
     what of the units to do the caches hold when checked (``held`` and ``space``,
     erasebench.cached_work.look_in_caches), and the time the units to do would take at
@@ -419,19 +421,21 @@ def _print_plan(units: Any, todo: Any, records: Any, processes: int, held: Any, 
         console.print(f"  in the caches: {held.held_line()}", markup=False, soft_wrap=True)
         console.print(f"  cache space: {space.line()}", markup=False, soft_wrap=True)
     if todo:
-        console.print(_time_left_line(units, records, processes, workload, held, helping),
-                      markup=False, soft_wrap=True)
+        console.print(_time_left_line(units, records, processes, workload, held, helping,
+                                      device), markup=False, soft_wrap=True)
 
 
 def _time_left_line(units: Any, records: Any, processes: int, workload: Any, held: Any,
-                    helping: bool) -> str:
+                    helping: bool, device: str | None) -> str:
     """What the progress line of a run started now would say first: the units to do at
     the seconds per image drawn, read and scored and per erasure of the units recorded,
     what the caches hold (``held``, erasebench.cached_work.CachedWork) counted when
-    checked (erasebench.run_progress); ``records``: the units' records, by run id."""
+    checked (erasebench.run_progress); ``records``: the units' records, by run id;
+    ``device``: the run's (erasebench.hardware), whose records set the pace where some
+    were made on it (None: all, as on Ray)."""
     from erasebench.run_progress import RunProgress, format_duration
 
-    progress = RunProgress.of_records(units, records.get, processes, workload, held)
+    progress = RunProgress.of_records(units, records.get, processes, workload, held, device)
     progress.helping = helping
     progress.take_longest_first()  # as the run takes them
     timed = [record for record in records.values() if record.provenance.timings is not None]
@@ -445,11 +449,14 @@ def _time_left_line(units: Any, records: Any, processes: int, workload: Any, hel
     if seconds is None:
         return (f"  time left: {to_draw}, and no recorded unit with timings drew images, so "
                 "no pace to price them at; a run's progress line estimates it once one has")
-    devices = ", ".join(sorted({record.provenance.device for record in timed}))
+    units_paced, elsewhere = progress.paced_by_earlier, progress.paced_elsewhere
+    devices = (device if elsewhere else
+               ", ".join(sorted({record.provenance.device for record in timed})))
+    left_out = f" ({elsewhere} made on other devices left out)" if elsewhere else ""
     return (f"  time left: about {format_duration(seconds)} on {processes} "
             f"process{'es' if processes > 1 else ''}, {to_draw}, at the pace of the "
-            f"{len(timed)} recorded unit{'s' if len(timed) > 1 else ''} with timings, made "
-            f"on {devices}{progress.untimed_note()}")
+            f"{units_paced} recorded unit{'s' if units_paced > 1 else ''} with timings, made "
+            f"on {devices}{left_out}{progress.untimed_note()}")
 
 
 def _preflight(units: Any, prompts: PromptMemo) -> None:

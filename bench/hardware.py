@@ -24,8 +24,11 @@ def describe_device(device: str) -> str:
     if kind == "cuda":
         import torch
 
-        index = int(device.split(":")[1]) if ":" in device else torch.cuda.current_device()
-        return f"cuda ({torch.cuda.get_device_name(index)})"
+        try:
+            index = int(device.split(":")[1]) if ":" in device else torch.cuda.current_device()
+            return f"cuda ({torch.cuda.get_device_name(index)})"
+        except (AssertionError, RuntimeError, ValueError):  # no such GPU here (a dry run's)
+            return "cuda"
     if kind == "cpu":
         name = cpu_name()
         return f"cpu ({name})" if name else "cpu"

@@ -178,14 +178,19 @@ class RunProgress:
     @classmethod
     def of_records(cls, units: Sequence[Any], record_of: Callable[[str], RunRecord | None],
                    processes: int, workload: Workload | None = None,
-                   cached: CachedWork | None = None) -> RunProgress:
-        """Where a run of ``units`` would start from: those recorded (``record_of``)
-        finished, with their timings, and what the caches hold (``cached``,
-        ``erasebench.cached_work``) counted."""
-        progress = cls.of_units(units, [], processes, workload)
+                   cached: CachedWork | None = None, device: str | None = None
+                   ) -> RunProgress:
+        """Where a run of ``units`` would start from, as the run itself sets out: those
+        recorded (``record_of``) done, their pace learnt (:meth:`learn_pace`, on
+        ``device`` where some were made on it), and what the caches hold (``cached``,
+        ``erasebench.cached_work``) counted; ``workload`` as :meth:`of_units` takes it."""
+        records = {unit.run_id: record_of(unit.run_id) for unit in units}
+        done = [unit for unit in units if records[unit.run_id] is not None]
+        todo = [unit for unit in units if records[unit.run_id] is None]
+        progress = cls.of_units(todo, done, processes, workload)
         if cached is not None:
             progress.count_cached(cached)
-        progress.update(record_of)
+        progress.learn_pace(done, records.__getitem__, device)
         return progress
 
     def count_cached(self, cached: CachedWork) -> None:
@@ -232,8 +237,11 @@ class RunProgress:
             self.paced_by_earlier += 1
             self._note(unit.spec.task.name, image_count, timings)
             erasure = erasure_of(unit)
-            if erasure is not None and timings.training is not None:
-                self.training.setdefault(erasure, timings.training)
+            # Made here: the unit's seconds for it, its file's writing too; else what
+            # making it took where it was made, as its file keeps it.
+            made = timings.erasure if timings.erasure_trained else timings.training
+            if erasure is not None and made is not None:
+                self.training.setdefault(erasure, made)
         return self.paced_by_earlier
 
     def start_line(self) -> str:

@@ -20,13 +20,20 @@ def test_a_device_is_named_with_its_model_and_without_a_gpus_index(monkeypatch):
     describe_device.cache_clear()
     monkeypatch.setattr(hardware, "cpu_name", lambda: "Some CPU")
     names = {0: "NVIDIA H100 80GB HBM3", 1: "NVIDIA A100-SXM4-80GB"}
-    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index: names[index])
+
+    def device_name(index):
+        if index not in names:
+            raise RuntimeError("CUDA error: invalid device ordinal")  # as torch says it
+        return names[index]
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", device_name)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
     try:
         assert describe_device("cpu") == "cpu (Some CPU)"
         assert describe_device("cuda:0") == "cuda (NVIDIA H100 80GB HBM3)"
         assert describe_device("cuda") == "cuda (NVIDIA A100-SXM4-80GB)"  # the current GPU
         assert describe_device("mps") == "mps"
+        assert describe_device("cuda:7") == "cuda"  # no such GPU here (a dry run's)
         describe_device.cache_clear()
         monkeypatch.setattr(hardware, "cpu_name", lambda: "")
         assert describe_device("cpu") == "cpu"  # a CPU that cannot be told is just that

@@ -233,6 +233,11 @@ def test_a_resumed_run_takes_the_pace_of_the_units_recorded_on_its_own_kind_of_d
         assert both.paced_elsewhere == 0
         assert both.images_left_seconds() == pytest.approx(22.0)
         assert both.start_line() == "about 52 s left at the pace of the 2 units recorded before"
+    # A dry run (of_records, from the plan's units and their records) sets out alike.
+    planned = RunProgress.of_records([*done, *todo], record_of, processes=1, device="cuda (A)")
+    assert (planned.paced_by_earlier, planned.paced_elsewhere) == (1, 1)
+    assert planned.images_left_seconds() == pytest.approx(14.0)
+    assert planned.seconds_left_by_timings() == on_a.seconds_left_by_timings()
 
 
 def test_units_are_taken_longest_first_by_their_images_and_the_erasures_they_make():
