@@ -130,10 +130,9 @@ def test_a_resumed_run_says_the_time_left_as_it_starts(tmp_path, capsys):
                      r"yet\)", out)
 
 
-def test_a_run_left_without_units_draws_the_images_of_one_another_run_holds(tmp_path,
-                                                                             capsys):
-    # Another run holds mock's unit: this one runs sd's, then draws mock's images for it
-    # (and its erasure), says so, and the other run, started after, only reads them.
+def _run_while_another_run_holds_mocks_unit(tmp_path, *options):
+    """``erasebench run`` of sd's and mock's units of the mock task while another run holds
+    mock's unit (its lock); returns the command line (without ``options``) and the unit."""
     from filelock import FileLock
 
     from erasebench.registry import TASKS
@@ -148,7 +147,15 @@ def test_a_run_left_without_units_draws_the_images_of_one_another_run_holds(tmp_
     locks = tmp_path / "results" / ".locks"
     locks.mkdir(parents=True)
     with FileLock(str(locks / f"{unit.run_id}.lock")):
-        assert main(argv) == 0
+        assert main([*argv, *options]) == 0
+    return argv, unit
+
+
+def test_a_run_left_without_units_draws_the_images_of_one_another_run_holds(tmp_path,
+                                                                             capsys):
+    # Another run holds mock's unit: this one runs sd's, then draws mock's images for it
+    # (and its erasure), says so, and the other run, started after, only reads them.
+    argv, unit = _run_while_another_run_holds_mocks_unit(tmp_path)
     out = " ".join(capsys.readouterr().out.split())
     assert re.search(rf"\[helped\] mock x mock \[cat\] \({unit.run_id}, [\d.]+ s\): drew 8 "
                      "of its images", out), out
@@ -174,21 +181,7 @@ def test_no_help_others_leaves_the_images_of_a_unit_another_run_holds_to_it(tmp_
                                                                              capsys):
     # As above, but the run is told not to help: it draws nothing for mock's unit, whose
     # own run, started after, draws its 8 images itself.
-    from filelock import FileLock
-
-    from erasebench.registry import TASKS
-    from erasebench.runner import plan
-    from erasebench.specs import ModelSpec
-
-    argv = ["run", "--model", "tiny", "--erasers", "sd,mock", "--tasks", "mock", "--steps",
-            "2", "--workers", "1", "--results", str(tmp_path / "results"), "--cache",
-            str(tmp_path / "cache"), "--no-report"]
-    [unit] = plan([ERASERS.get("mock")()], [TASKS.get("mock")({})], ModelSpec(id="tiny"),
-                  {"steps": 2})
-    locks = tmp_path / "results" / ".locks"
-    locks.mkdir(parents=True)
-    with FileLock(str(locks / f"{unit.run_id}.lock")):
-        assert main([*argv, "--no-help-others"]) == 0
+    argv, unit = _run_while_another_run_holds_mocks_unit(tmp_path, "--no-help-others")
     out = " ".join(capsys.readouterr().out.split())
     assert "[helped]" not in out
     assert ("done 1 here, 0 by helper or other processes, 0 already done, busy (another run) "

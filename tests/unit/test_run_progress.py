@@ -161,7 +161,12 @@ def test_durations_read_at_a_glance():
     assert format_duration(59 * 60 + 50) == "1 h 00 min"
 
 
-def test_a_resumed_run_prices_what_is_left_at_the_pace_of_the_units_recorded_before():
+def resumed(mock_drawing, mock_device):
+    """A run resumed with two units recorded, sd's and a mock erasure's, of 8 images each,
+    sd's drawn in 4 s on "cuda (A)" and mock's in ``mock_drawing`` s on ``mock_device``
+    (both scored in 2 s; mock's erasure made in 30 s); to do, the same with 12 images,
+    sd's drawing the 4 the recorded one did not, and another mock erasure to make and
+    its 12 images to draw. Returns the units done and to do, and their records."""
     from erasebench.registry import ERASERS, TASKS
     from erasebench.runner import plan
     from erasebench.specs import ModelSpec
@@ -171,19 +176,22 @@ def test_a_resumed_run_prices_what_is_left_at_the_pace_of_the_units_recorded_bef
         task = TASKS.get("mock")({"images_per_concept": images_per_concept})
         return plan(erasers, [task], ModelSpec(id="tiny"), {"steps": 3})
 
-    # Recorded before the run: sd's unit and a mock erasure's, of 8 images each. To do: the
-    # same with 12 images, sd's drawing the 4 the recorded one did not, and another mock
-    # erasure to make and its 12 images to draw.
     done, todo = units(1.0, 4), units(0.5, 6)
     before = {done[0].run_id: timings(4.0, 2.0, erasure=0.0, drawn=8),
-              done[1].run_id: timings(4.0, 2.0, trained=30.0, drawn=8)}
+              done[1].run_id: timings(mock_drawing, 2.0, trained=30.0, drawn=8)}
+    device = {done[0].run_id: "cuda (A)", done[1].run_id: mock_device}
 
     def record_of(run_id):
         record = records(set(before), before)(run_id)
         if record is not None:
-            record.image_count, record.provenance.device = 8, "cuda (A)"
+            record.image_count, record.provenance.device = 8, device[run_id]
         return record
 
+    return done, todo, record_of
+
+
+def test_a_resumed_run_prices_what_is_left_at_the_pace_of_the_units_recorded_before():
+    done, todo, record_of = resumed(4.0, "cuda (A)")
     progress = RunProgress.of_units(todo, done, processes=1)
     assert progress.start_line() == ""  # no pace yet: the first finished unit gives one
     assert progress.learn_pace(done, record_of, device="cuda (A)") == 2
@@ -196,27 +204,8 @@ def test_a_resumed_run_prices_what_is_left_at_the_pace_of_the_units_recorded_bef
 
 
 def test_a_resumed_run_takes_the_pace_of_the_units_recorded_on_its_own_kind_of_device():
-    from erasebench.registry import ERASERS, TASKS
-    from erasebench.runner import plan
-    from erasebench.specs import ModelSpec
-
-    def units(strength, images_per_concept):
-        erasers = [ERASERS.get("sd")(), ERASERS.get("mock")({"strength": strength})]
-        task = TASKS.get("mock")({"images_per_concept": images_per_concept})
-        return plan(erasers, [task], ModelSpec(id="tiny"), {"steps": 3})
-
     # As above, but the mock unit was recorded on a slower GPU, B: 8 images in 12 s.
-    done, todo = units(1.0, 4), units(0.5, 6)
-    before = {done[0].run_id: timings(4.0, 2.0, erasure=0.0, drawn=8),
-              done[1].run_id: timings(12.0, 2.0, trained=30.0, drawn=8)}
-    device = {done[0].run_id: "cuda (A)", done[1].run_id: "cuda (B)"}
-
-    def record_of(run_id):
-        record = records(set(before), before)(run_id)
-        if record is not None:
-            record.image_count, record.provenance.device = 8, device[run_id]
-        return record
-
+    done, todo, record_of = resumed(12.0, "cuda (B)")
     # On A: sd's unit alone, 0.5 s per image drawn, 0.25 scoring: 16 x 0.5 + 24 x 0.25.
     on_a = RunProgress.of_units(todo, done, processes=1)
     assert on_a.learn_pace(done, record_of, device="cuda (A)") == 1
