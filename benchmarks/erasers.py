@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 from measure import model_parser, peak_memory_gb, timed
 
+from erasebench.hardware import describe_device
 from erasebench.models import load_model
 from erasebench.registry import ERASERS
 from erasebench.specs import ErasureRequest, ModelSpec
@@ -47,8 +48,7 @@ def main() -> None:
     device = torch.device(args.device)
     model = load_model(ModelSpec(id=args.model), device=device)
     request = ErasureRequest(concepts=("church",))
-    card = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(f"model {args.model} on {device} ({card})")
+    print(f"model {args.model} on {describe_device(str(device))}")
     print("| eraser | seconds per step | fixed seconds | at the paper's steps (minutes) | "
           "peak memory (GB) |")
     print("|---|---|---|---|---|")

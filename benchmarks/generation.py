@@ -58,6 +58,7 @@ from measure import cudnn_attention_first, model_parser, peak_memory_gb, timed
 from erasebench import generate
 from erasebench.cache import ImageCache
 from erasebench.generate import Generator
+from erasebench.hardware import describe_device
 from erasebench.models import load_model
 from erasebench.specs import GenerationSpec, ModelSpec, PromptSpec
 
@@ -291,8 +292,8 @@ def main() -> None:
     variants = [Variant.parse(name) for name in filter(None, args.variants.split(","))]
     device = torch.device(args.device)
     model = load_model(ModelSpec(id=args.model), device=device)
-    card = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(f"model {args.model} on {device} ({card}), {args.steps} steps, guidance 7.5")
+    print(f"model {args.model} on {describe_device(str(device))}, {args.steps} steps, "
+          "guidance 7.5")
 
     settings = GenerationSpec(steps=args.steps, precision=args.precision)
     generator = Generator(model, settings, batch_size=args.batch_size, progress=False)

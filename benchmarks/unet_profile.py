@@ -33,6 +33,7 @@ from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from erasebench import generate
+from erasebench.hardware import describe_device
 from erasebench.models import load_model
 from erasebench.specs import ModelSpec
 
@@ -159,9 +160,8 @@ def main() -> None:
     context = torch.randn(rows, model.tokenizer.model_max_length,
                           unet.config.cross_attention_dim, device=device, dtype=dtype)
     timestep = torch.tensor(500, device=device)
-    card = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(f"model {args.model} on {device} ({card}), UNet rows {rows} ({args.batch} images "
-          f"guided), {dtype}, torch {torch.__version__}")
+    print(f"model {args.model} on {describe_device(str(device))}, UNet rows {rows} "
+          f"({args.batch} images guided), {dtype}, torch {torch.__version__}")
 
     attention = cudnn_attention_first() if args.cudnn_attention else contextlib.nullcontext()
     with torch.no_grad(), generate.weights_cast([unet], dtype), attention:
