@@ -452,7 +452,7 @@ def _time_left_line(units: Any, records: Any, processes: int, workload: Any, hel
     units_paced, elsewhere = progress.paced_by_earlier, progress.paced_elsewhere
     devices = (device if elsewhere else
                ", ".join(sorted({record.provenance.device for record in timed})))
-    left_out = f" ({elsewhere} made on other devices left out)" if elsewhere else ""
+    left_out = f" ({elsewhere} recorded on other devices left out)" if elsewhere else ""
     return (f"  time left: about {format_duration(seconds)} on {processes} "
             f"process{'es' if processes > 1 else ''}, {to_draw}, at the pace of the "
             f"{units_paced} recorded unit{'s' if units_paced > 1 else ''} with timings, made "

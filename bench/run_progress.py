@@ -252,8 +252,8 @@ class RunProgress:
         if not seconds:
             return ""
         units, elsewhere = self.paced_by_earlier, self.paced_elsewhere
-        where = (f" on this device ({elsewhere} recorded on others left out)" if elsewhere
-                 else "")
+        where = (f" on this device ({elsewhere} recorded on other devices left out)"
+                 if elsewhere else "")
         return (f"about {format_duration(seconds)} left at the pace of the {units} "
                 f"unit{'s' if units > 1 else ''} recorded before{where}{self.untimed_note()}")
 

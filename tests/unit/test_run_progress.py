@@ -213,7 +213,7 @@ def test_a_resumed_run_takes_the_pace_of_the_units_recorded_on_its_own_kind_of_d
     assert on_a.images_left_seconds() == pytest.approx(14.0)
     assert on_a.start_line().startswith(
         "about 14 s left at the pace of the 1 unit recorded before on this device (1 "
-        "recorded on others left out) (erasures of mock")
+        "recorded on other devices left out) (erasures of mock")
     # On a device none was recorded on, or not told (a Ray driver): both, 16 images in
     # 16 s, 1 s per image drawn: 16 + 6.
     for elsewhere in ("cuda (C)", None):
