@@ -372,6 +372,28 @@ def test_dry_run_estimates_the_time_left_at_the_pace_of_the_recorded_units(tmp_p
                         "yet)")
 
 
+def test_dry_run_and_run_take_the_pace_of_the_units_recorded_on_their_own_device(tmp_path,
+                                                                                 capsys):
+    # sd's and mock's units recorded, mock's as if on a GPU: a run of them and uce's prices
+    # uce's unit at sd's unit's pace alone, and says the other was left out.
+    common = ["--model", "tiny", "--tasks", "mock", "--steps", "2", "--workers", "1",
+              "--results", str(tmp_path / "results"), "--cache", str(tmp_path / "cache"),
+              "--no-report"]
+    assert main(["run", "--erasers", "sd,mock", *common]) == 0
+    store = ResultStore(tmp_path / "results")
+    [mock] = [record for record in store.records() if record.spec.eraser.name == "mock"]
+    mock.provenance.device = "cuda (NVIDIA H100 80GB HBM3)"
+    store.write(mock)
+    capsys.readouterr()
+    assert main(["run", "--erasers", "sd,mock,uce", "--dry-run", *common]) == 0
+    estimate = " ".join(capsys.readouterr().out.split())
+    assert (f"at the pace of the 1 recorded unit with timings, made on {describe_device('cpu')} "
+            "(1 recorded on other devices left out)") in estimate
+    assert main(["run", "--erasers", "sd,mock,uce", *common]) == 0
+    assert ("left at the pace of the 1 unit recorded before on this device (1 recorded on "
+            "other devices left out)") in " ".join(capsys.readouterr().out.split())
+
+
 def test_dry_run_counts_what_the_caches_hold(tmp_path, capsys):
     from erasebench.run_progress import format_duration
 
