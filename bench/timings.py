@@ -56,12 +56,12 @@ def timings_frame(records: list[RunRecord], helped: Sequence[HelpRecord] = ()
         "total": timings.erasure + timings.images + timings.scoring,
     } for record in records if (timings := record.provenance.timings) is not None]
     rows += [{
-        "eraser": help.eraser, "task": help.task, "model": help.model, "device": help.device,
-        "unit": 0, "made": help.erasure_made, "erasure": help.erasure,
-        "images_drawn": help.images_drawn, "scoring_drawn": 0, "drawn_apart": True,
-        "drawing": help.drawing, "images_scored": 0, "scoring": 0.0,
-        "total": help.erasure + help.drawing,
-    } for help in helped]
+        "eraser": work.eraser, "task": work.task, "model": work.model, "device": work.device,
+        "unit": 0, "made": work.erasure_made, "erasure": work.erasure,
+        "images_drawn": work.images_drawn, "scoring_drawn": 0, "drawn_apart": True,
+        "drawing": work.drawing, "images_scored": 0, "scoring": 0.0,
+        "total": work.erasure + work.drawing,
+    } for work in helped]
     return pd.DataFrame(rows, columns=[*KEYS, "unit", "made", "erasure", "images_drawn",
                                        "scoring_drawn", "drawn_apart", "drawing",
                                        "images_scored", "scoring", "total"])

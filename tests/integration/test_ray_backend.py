@@ -165,8 +165,8 @@ def test_an_actor_left_without_a_unit_draws_the_images_of_one_running(tmp_path):
     assert summary.busy == [unit.run_id]
     assert summary.helped == {unit.run_id: 6} and heard == [(unit.run_id, 6)]
     # The actor wrote its help record into the results folder, as a local helper does.
-    [help] = help_records(results)
-    assert (help.run_id, help.images_drawn, help.erasure_made) == (unit.run_id, 6, True)
+    [helping] = help_records(results)
+    assert (helping.run_id, helping.images_drawn, helping.erasure_made) == (unit.run_id, 6, True)
     owner = Runner(results, cache, progress=False)
     assert owner.run_unit(unit) == "done"
     assert owner.store.record(unit.run_id).provenance.timings.images_drawn == 0

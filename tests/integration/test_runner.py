@@ -150,10 +150,10 @@ def test_a_process_with_no_unit_left_draws_the_images_of_one_another_process_run
     assert summary.busy == [unit.run_id] and summary.helped == {unit.run_id: 6}
     assert helped_lines == [(unit.run_id, 6)]  # 2 concepts x 3 images
     # The helper's work, which the unit's record will not hold, is in its help record.
-    [help] = help_records(results)
-    assert (help.run_id, help.eraser, help.device, help.images_drawn) == (
+    [helping] = help_records(results)
+    assert (helping.run_id, helping.eraser, helping.device, helping.images_drawn) == (
         unit.run_id, "mock", describe_device("cpu"), 6)
-    assert help.erasure_made and help.erasure > 0 and help.drawing > 0
+    assert helping.erasure_made and helping.erasure > 0 and helping.drawing > 0
     owner = Runner(results, cache, progress=False)
     assert owner.run_unit(unit) == "done"
     timings = owner.store.record(unit.run_id).provenance.timings
