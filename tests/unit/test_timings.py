@@ -60,7 +60,8 @@ def test_where_the_time_went_per_eraser_and_task(make_record):
 
 def test_a_units_pace_leaves_out_its_waiting_for_images_other_processes_drew(make_record):
     # The last unit of a run, helped (Runner.help): its process drew 30 of its 50 images in
-    # 10 s and waited 5 s more for the helpers' last batch; the other 20 are in no record.
+    # 10 s and waited 5 s more for the helpers' last batch; the other 20 are in the
+    # helpers' records (below).
     records = [make_record("mace", timings=timed(1.0, True, 30, 15.0, 1.0, awaited=5.0),
                            images=50)]
     row = summarise(timings_frame(records)).iloc[0]
