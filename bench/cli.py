@@ -283,7 +283,7 @@ def run(
     from erasebench.hardware import describe_device
 
     # Locally, the pace of units recorded on this kind of device sets the time left; a Ray
-    # driver does not know what its actors run on.
+    # driver learns its actors' device from the first (RunConsole.start_from_caches).
     device_kind = None if backend == "ray" else describe_device(runner.device)
     if dry_run:
         held = space = None

@@ -23,7 +23,10 @@ its first unit anyway, on the device the units run on. The driver loads none: it
 have no GPU nor the memory for a model, and a model built from its config with random
 weights (the tests', the benchmarks') draws other weights on a GPU than on a CPU, so
 another fingerprint, which names the cache entries. Until it answers the other actors are
-already at work, as a local run's helpers are while its main process looks.
+already at work, as a local run's helpers are while its main process looks. It names its
+device too (``erasebench.hardware.describe_device``), which the driver's time left takes
+the pace of earlier runs on (``RunProgress.learn_pace_on``): the driver's own device says
+nothing of the actors'.
 
 ``ray.init`` connects to ``RAY_ADDRESS`` (or ``--ray-address``) when set, and otherwise
 starts a local cluster with one CPU per worker (and this machine's GPUs). ``--device
@@ -135,10 +138,14 @@ class UnitWorker:
             time.sleep(1.0)
         return False
 
-    def look_in_caches(self, payloads: list[str]) -> tuple[CachedWork, CacheSpace]:
+    def look_in_caches(self, payloads: list[str]) -> tuple[CachedWork, CacheSpace, str]:
+        """What the caches hold of the units' work, what drawing the rest would take, and
+        the device this actor runs them on (``erasebench.hardware.describe_device``)."""
         from erasebench.cached_work import look_in_caches
+        from erasebench.hardware import describe_device
 
-        return look_in_caches([unit_from_spec(payload) for payload in payloads], self.runner)
+        units = [unit_from_spec(payload) for payload in payloads]
+        return (*look_in_caches(units, self.runner), describe_device(self.runner.device))
 
 
 def cluster_defaults(device: str, workers: int | None,
@@ -204,14 +211,15 @@ LOST_UNIT_LOCK_WAIT_SECONDS = 150.0
 
 def run_on_ray(units: Sequence[WorkUnit], settings: dict[str, Any], workers: int,
                on_unit: Callable[[WorkUnit, str], None] | None = None,
-               on_cached: Callable[[CachedWork, CacheSpace], None] | None = None,
+               on_cached: Callable[[CachedWork, CacheSpace, str], None] | None = None,
                on_lost: Callable[[WorkUnit, str, int], None] | None = None,
                on_help: Callable[[WorkUnit, int], None] | None = None,
                help_others: bool = True) -> RunSummary:
     """Runs ``units`` on ``workers`` Ray actors of the cluster :func:`connect` joined;
     ``settings`` are the Runner's fields (results_dir, cache_dir, device, batch_size,
     show_unsafe, compile). ``on_unit`` hears of each unit as it ends, ``on_cached`` what
-    the caches hold of the units' work before any, ``on_lost`` of a unit whose actor died
+    the caches hold of the units' work before any (and the device of the actor that
+    looked: :meth:`UnitWorker.look_in_caches`), ``on_lost`` of a unit whose actor died
     (why, and the try it goes on to), which runs again on a new actor, as a killed local
     helper's unit does on the main process. With ``help_others``, actors left without a
     unit draw images of those running (``Runner.help``; the summary's ``helped``), and

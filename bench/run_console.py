@@ -91,13 +91,18 @@ class RunConsole:
         self._warn_of(self.room.look(self.cached.by_size(self.progress.draws_left()),
                                      edits_left))
 
-    def start_from_caches(self, cached: CachedWork, space: CacheSpace) -> None:
+    def start_from_caches(self, cached: CachedWork, space: CacheSpace,
+                          device: str | None = None) -> None:
         """At the run's start, what the caches hold (``erasebench.cached_work``), counted
-        in the time left and said, and ``space``, what the images to draw would take."""
+        in the time left and said, and ``space``, what the images to draw would take. On
+        Ray, ``device`` is the one the actor that looked runs units on: the pace of the
+        units recorded on it before (``RunProgress.learn_pace_on``) sets the time left."""
         if self.progress is None:
             return
         self.cached = cached
         self.progress.count_cached(cached)
+        if device is not None:
+            self.progress.learn_pace_on(device, self.record_of)
         pace = self.progress.start_line()
         self.out.print(f"  in the caches: {cached.held_line()}; "
                        f"{self.progress.images_to_draw:,} images to draw"

@@ -155,6 +155,8 @@ class RunProgress:
     reading_seconds: dict[str, float] = field(default_factory=dict, init=False)
     paced_by_earlier: int = field(default=0, init=False)  # records learnt from (learn_pace)
     paced_elsewhere: int = field(default=0, init=False)  # records of other devices left out
+    paced_on: str | None = field(default=None, init=False)  # the device they were made on
+    earlier: list[Any] = field(default_factory=list, init=False)  # units recorded before
 
     def __post_init__(self) -> None:
         self.started = self.clock()
@@ -203,18 +205,20 @@ class RunProgress:
         (``record_of``: :meth:`ResultStore.record`), noting the erasures they made."""
         for run_id in self.images_of.keys() - self.finished:
             record = record_of(run_id)
-            if record is None:
-                continue
-            self.finished.add(run_id)
-            timings = record.provenance.timings
-            if timings is not None:
-                self._note_timings(run_id, timings)
-            erasure = self.erasure_of.get(run_id)
-            if erasure is None:
-                continue
-            self.made.add(erasure)
-            if timings is not None and timings.erasure_trained:
-                self.training[erasure] = timings.erasure
+            if record is not None:
+                self.finished.add(run_id)
+                self._note_finished(run_id, record)
+
+    def _note_finished(self, run_id: str, record: RunRecord) -> None:
+        timings = record.provenance.timings
+        if timings is not None:
+            self._note_timings(run_id, timings)
+        erasure = self.erasure_of.get(run_id)
+        if erasure is None:
+            return
+        self.made.add(erasure)
+        if timings is not None and timings.erasure_trained:
+            self.training[erasure] = timings.erasure
 
     def learn_pace(self, done: Sequence[Any], record_of: Callable[[str], RunRecord | None],
                    device: str | None = None) -> int:
@@ -227,12 +231,14 @@ class RunProgress:
         it), where some records were made on it only those are taken: a job requeued onto
         an A100 would otherwise be priced at the H100's pace (:attr:`paced_elsewhere`
         counts those left out). Returns how many records were taken."""
+        self.earlier = list(done)
         timed = [(unit, record.image_count, timings, record.provenance.device)
                  for unit in done if (record := record_of(unit.run_id)) is not None
                  and (timings := record.provenance.timings) is not None]
         if device is not None and any(made_on == device for *_, made_on in timed):
             here = [entry for entry in timed if entry[3] == device]
             self.paced_elsewhere, timed = len(timed) - len(here), here
+            self.paced_on = device
         for unit, image_count, timings, _ in timed:
             self.paced_by_earlier += 1
             self._note(unit.spec.task.name, image_count, timings)
@@ -244,6 +250,23 @@ class RunProgress:
                 self.training.setdefault(erasure, made)
         return self.paced_by_earlier
 
+    def learn_pace_on(self, device: str,
+                      record_of: Callable[[str], RunRecord | None]) -> None:
+        """Takes the pace again, of the units recorded before the run (those
+        :meth:`learn_pace` took) on ``device`` only, where some were made on it: a Ray
+        run's driver learns the device its actors run on from the first of them, once it
+        has started, when some of the run's units may have finished; what they took is
+        noted again (from their records, ``record_of``)."""
+        if self.paced_on == device:
+            return
+        self.asked, self.other_seconds, self.drawn, self.drawing_seconds = {}, {}, {}, {}
+        self.read, self.reading_seconds, self.training = {}, {}, {}
+        self.paced_by_earlier = self.paced_elsewhere = 0
+        self.learn_pace(self.earlier, record_of, device)
+        for run_id in sorted(self.finished):
+            if (record := record_of(run_id)) is not None:
+                self._note_finished(run_id, record)
+
     def start_line(self) -> str:
         """At a resumed run's start: ``about 3 h 05 min left at the pace of the 85 units
         recorded before`` (with :meth:`untimed_note`); "" before any unit was recorded
@@ -252,7 +275,7 @@ class RunProgress:
         if not seconds:
             return ""
         units, elsewhere = self.paced_by_earlier, self.paced_elsewhere
-        where = (f" on this device ({elsewhere} recorded on other devices left out)"
+        where = (f" on {self.paced_on} ({elsewhere} recorded on other devices left out)"
                  if elsewhere else "")
         return (f"about {format_duration(seconds)} left at the pace of the {units} "
                 f"unit{'s' if units > 1 else ''} recorded before{where}{self.untimed_note()}")

@@ -390,8 +390,8 @@ def test_dry_run_and_run_take_the_pace_of_the_units_recorded_on_their_own_device
     assert (f"at the pace of the 1 recorded unit with timings, made on {describe_device('cpu')} "
             "(1 recorded on other devices left out)") in estimate
     assert main(["run", "--erasers", "sd,mock,uce", *common]) == 0
-    assert ("left at the pace of the 1 unit recorded before on this device (1 recorded on "
-            "other devices left out)") in " ".join(capsys.readouterr().out.split())
+    assert (f"left at the pace of the 1 unit recorded before on {describe_device('cpu')} (1 "
+            "recorded on other devices left out)") in " ".join(capsys.readouterr().out.split())
 
 
 def test_dry_run_counts_what_the_caches_hold(tmp_path, capsys):

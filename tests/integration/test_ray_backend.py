@@ -172,6 +172,30 @@ def test_an_actor_left_without_a_unit_draws_the_images_of_one_running(tmp_path):
     assert owner.store.record(unit.run_id).provenance.timings.images_drawn == 0
 
 
+def test_the_time_left_of_a_ray_run_takes_the_pace_of_its_actors_device(tmp_path, capsys):
+    # sd's and mock's units recorded, mock's as if on a GPU; the driver, which does not know
+    # the actors' device, prices uce's unit at sd's pace alone once the first actor names
+    # its device (this machine's CPU, which sd's was recorded on).
+    from erasebench.hardware import describe_device
+    from erasebench.results import ResultStore
+
+    common = ["--model", "tiny", "--tasks", "mock", "--steps", "2",
+              "--results", str(tmp_path / "results"), "--cache", str(tmp_path / "cache"),
+              "--no-report"]
+    assert main(["run", "--erasers", "sd,mock", "--workers", "1", *common]) == 0
+    store = ResultStore(tmp_path / "results")
+    [mock] = [record for record in store.records() if record.spec.eraser.name == "mock"]
+    mock.provenance.device = "cuda (NVIDIA H100 80GB HBM3)"
+    store.write(mock)
+    capsys.readouterr()
+    try:
+        assert main(["run", "--erasers", "sd,mock,uce", "--backend", "ray", *common]) == 0
+    finally:
+        ray.shutdown()
+    assert (f"left at the pace of the 1 unit recorded before on {describe_device('cpu')} (1 "
+            "recorded on other devices left out)") in " ".join(capsys.readouterr().out.split())
+
+
 def test_a_storage_error_on_an_actor_reaches_the_driver_as_itself():
     from erasebench.ray_backend import as_raised_here
 

@@ -212,7 +212,7 @@ def test_a_resumed_run_takes_the_pace_of_the_units_recorded_on_its_own_kind_of_d
     assert on_a.paced_elsewhere == 1
     assert on_a.images_left_seconds() == pytest.approx(14.0)
     assert on_a.start_line().startswith(
-        "about 14 s left at the pace of the 1 unit recorded before on this device (1 "
+        "about 14 s left at the pace of the 1 unit recorded before on cuda (A) (1 "
         "recorded on other devices left out) (erasures of mock")
     # On a device none was recorded on, or not told (a Ray driver): both, 16 images in
     # 16 s, 1 s per image drawn: 16 + 6.
@@ -227,6 +227,45 @@ def test_a_resumed_run_takes_the_pace_of_the_units_recorded_on_its_own_kind_of_d
     assert (planned.paced_by_earlier, planned.paced_elsewhere) == (1, 1)
     assert planned.images_left_seconds() == pytest.approx(14.0)
     assert planned.seconds_left_by_timings() == on_a.seconds_left_by_timings()
+
+
+def test_a_ray_run_takes_the_pace_of_its_actors_device_once_the_first_actor_names_it():
+    # The mock unit recorded before on B; the driver, not told its actors' device, takes both.
+    done, todo, record_of = resumed(12.0, "cuda (B)")
+    driver = RunProgress.of_units(todo, done, processes=1)
+    assert driver.learn_pace(done, record_of) == 2
+    assert driver.images_left_seconds() == pytest.approx(22.0)
+    # sd's unit of the run ends on A (4 images drawn in 2 s, 12 scored in 3 s) before the
+    # first actor names A: the pace is then sd's two units', as it is where A was known.
+    sd = todo[0].run_id
+    ended = timings(2.0, 3.0, erasure=0.0, drawn=4)
+
+    def and_the_run(run_id):
+        if run_id != sd:
+            return record_of(run_id)
+        return SimpleNamespace(image_count=12, provenance=SimpleNamespace(
+            timings=ended, device="cuda (A)"))
+
+    driver.update(and_the_run)
+    known = RunProgress.of_units(todo, done, processes=1)
+    known.learn_pace(done, record_of, device="cuda (A)")
+    known.update(and_the_run)
+    driver.learn_pace_on("cuda (A)", and_the_run)
+    # 12 images drawn in 6 s, 20 scored in 5 s: mock's 12 to draw and score, 6 + 3.
+    assert driver.images_left_seconds() == pytest.approx(9.0)
+    assert driver.seconds_left_by_timings() == known.seconds_left_by_timings()
+    assert (driver.paced_by_earlier, driver.paced_elsewhere) == (1, 1)
+    assert driver.start_line().startswith(
+        "about 9 s left at the pace of the 1 unit recorded before on cuda (A) (1 recorded on "
+        "other devices left out)")
+    driver.learn_pace_on("cuda (A)", and_the_run)  # told again: nothing changes
+    assert driver.images_left_seconds() == pytest.approx(9.0)
+    # Actors on a device none was recorded on take all the records, as before.
+    elsewhere = RunProgress.of_units(todo, done, processes=1)
+    elsewhere.learn_pace(done, record_of)
+    elsewhere.learn_pace_on("cuda (C)", record_of)
+    assert elsewhere.images_left_seconds() == pytest.approx(22.0)
+    assert (elsewhere.paced_by_earlier, elsewhere.paced_elsewhere) == (2, 0)
 
 
 def test_units_are_taken_longest_first_by_their_images_and_the_erasures_they_make():
