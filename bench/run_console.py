@@ -102,7 +102,7 @@ class RunConsole:
         self.cached = cached
         self.progress.count_cached(cached)
         if device is not None:
-            self.progress.learn_pace_on(device, self.record_of)
+            self.progress.learn_pace_on(device)
         pace = self.progress.start_line()
         self.out.print(f"  in the caches: {cached.held_line()}; "
                        f"{self.progress.images_to_draw:,} images to draw"

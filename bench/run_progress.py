@@ -156,7 +156,11 @@ class RunProgress:
     paced_by_earlier: int = field(default=0, init=False)  # records learnt from (learn_pace)
     paced_elsewhere: int = field(default=0, init=False)  # records of other devices left out
     paced_on: str | None = field(default=None, init=False)  # the device they were made on
-    earlier: list[Any] = field(default_factory=list, init=False)  # units recorded before
+    # What learn_pace and update read, kept to take the pace again (learn_pace_on): per
+    # unit recorded before the run, (unit, images, timings, device); per finished unit of
+    # the run, its timings.
+    earlier: list[tuple[Any, int, UnitTimings, str]] = field(default_factory=list, init=False)
+    finished_timings: dict[str, UnitTimings] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         self.started = self.clock()
@@ -207,10 +211,12 @@ class RunProgress:
             record = record_of(run_id)
             if record is not None:
                 self.finished.add(run_id)
-                self._note_finished(run_id, record)
+                timings = record.provenance.timings
+                if timings is not None:
+                    self.finished_timings[run_id] = timings
+                self._note_finished(run_id, timings)
 
-    def _note_finished(self, run_id: str, record: RunRecord) -> None:
-        timings = record.provenance.timings
+    def _note_finished(self, run_id: str, timings: UnitTimings | None) -> None:
         if timings is not None:
             self._note_timings(run_id, timings)
         erasure = self.erasure_of.get(run_id)
@@ -231,10 +237,13 @@ class RunProgress:
         it), where some records were made on it only those are taken: a job requeued onto
         an A100 would otherwise be priced at the H100's pace (:attr:`paced_elsewhere`
         counts those left out). Returns how many records were taken."""
-        self.earlier = list(done)
-        timed = [(unit, record.image_count, timings, record.provenance.device)
-                 for unit in done if (record := record_of(unit.run_id)) is not None
-                 and (timings := record.provenance.timings) is not None]
+        self.earlier = [(unit, record.image_count, timings, record.provenance.device)
+                        for unit in done if (record := record_of(unit.run_id)) is not None
+                        and (timings := record.provenance.timings) is not None]
+        return self._take_earlier(device)
+
+    def _take_earlier(self, device: str | None) -> int:
+        timed = self.earlier
         if device is not None and any(made_on == device for *_, made_on in timed):
             here = [entry for entry in timed if entry[3] == device]
             self.paced_elsewhere, timed = len(timed) - len(here), here
@@ -250,22 +259,20 @@ class RunProgress:
                 self.training.setdefault(erasure, made)
         return self.paced_by_earlier
 
-    def learn_pace_on(self, device: str,
-                      record_of: Callable[[str], RunRecord | None]) -> None:
+    def learn_pace_on(self, device: str) -> None:
         """Takes the pace again, of the units recorded before the run (those
         :meth:`learn_pace` took) on ``device`` only, where some were made on it: a Ray
         run's driver learns the device its actors run on from the first of them, once it
         has started, when some of the run's units may have finished; what they took is
-        noted again (from their records, ``record_of``)."""
+        noted again. No record is read again."""
         if self.paced_on == device:
             return
         self.asked, self.other_seconds, self.drawn, self.drawing_seconds = {}, {}, {}, {}
         self.read, self.reading_seconds, self.training = {}, {}, {}
         self.paced_by_earlier = self.paced_elsewhere = 0
-        self.learn_pace(self.earlier, record_of, device)
-        for run_id in sorted(self.finished):
-            if (record := record_of(run_id)) is not None:
-                self._note_finished(run_id, record)
+        self._take_earlier(device)
+        for run_id, timings in self.finished_timings.items():
+            self._note_finished(run_id, timings)
 
     def start_line(self) -> str:
         """At a resumed run's start: ``about 3 h 05 min left at the pace of the 85 units

@@ -250,7 +250,7 @@ def test_a_ray_run_takes_the_pace_of_its_actors_device_once_the_first_actor_name
     known = RunProgress.of_units(todo, done, processes=1)
     known.learn_pace(done, record_of, device="cuda (A)")
     known.update(and_the_run)
-    driver.learn_pace_on("cuda (A)", and_the_run)
+    driver.learn_pace_on("cuda (A)")
     # 12 images drawn in 6 s, 20 scored in 5 s: mock's 12 to draw and score, 6 + 3.
     assert driver.images_left_seconds() == pytest.approx(9.0)
     assert driver.seconds_left_by_timings() == known.seconds_left_by_timings()
@@ -258,12 +258,12 @@ def test_a_ray_run_takes_the_pace_of_its_actors_device_once_the_first_actor_name
     assert driver.start_line().startswith(
         "about 9 s left at the pace of the 1 unit recorded before on cuda (A) (1 recorded on "
         "other devices left out)")
-    driver.learn_pace_on("cuda (A)", and_the_run)  # told again: nothing changes
+    driver.learn_pace_on("cuda (A)")  # told again: nothing changes
     assert driver.images_left_seconds() == pytest.approx(9.0)
     # Actors on a device none was recorded on take all the records, as before.
     elsewhere = RunProgress.of_units(todo, done, processes=1)
     elsewhere.learn_pace(done, record_of)
-    elsewhere.learn_pace_on("cuda (C)", record_of)
+    elsewhere.learn_pace_on("cuda (C)")
     assert elsewhere.images_left_seconds() == pytest.approx(22.0)
     assert (elsewhere.paced_by_earlier, elsewhere.paced_elsewhere) == (2, 0)
 
