@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from statistics import fmean
 from typing import TYPE_CHECKING, Any
 
@@ -122,6 +122,11 @@ class _Running:
 DONE_WITHIN = 1e-6
 
 
+# Marks the fields of RunProgress that hold the pace learnt from timings, which
+# RunProgress.learn_pace_on sets back to their defaults before learning it again.
+PACE = {"pace": True}
+
+
 @dataclass
 class RunProgress:
     """The units to do (run id -> images each asks for) and which of them are recorded.
@@ -143,18 +148,20 @@ class RunProgress:
     clock: Callable[[], float] = time.monotonic
     started: float = field(init=False)
     finished: set[str] = field(default_factory=set, init=False)
-    training: dict[tuple[Hashable, ...], float] = field(default_factory=dict, init=False)
+    training: dict[tuple[Hashable, ...], float] = field(default_factory=dict, init=False,
+                                                        metadata=PACE)
     # Per task, over the finished units whose records have timings: images asked for,
     # drawn, and read by units that drew none, and the seconds each took; "other" is
     # scoring and reading an erasure another unit made.
-    asked: dict[str, int] = field(default_factory=dict, init=False)
-    other_seconds: dict[str, float] = field(default_factory=dict, init=False)
-    drawn: dict[str, int] = field(default_factory=dict, init=False)
-    drawing_seconds: dict[str, float] = field(default_factory=dict, init=False)
-    read: dict[str, int] = field(default_factory=dict, init=False)
-    reading_seconds: dict[str, float] = field(default_factory=dict, init=False)
-    paced_by_earlier: int = field(default=0, init=False)  # records learnt from (learn_pace)
-    paced_elsewhere: int = field(default=0, init=False)  # records of other devices left out
+    asked: dict[str, int] = field(default_factory=dict, init=False, metadata=PACE)
+    other_seconds: dict[str, float] = field(default_factory=dict, init=False, metadata=PACE)
+    drawn: dict[str, int] = field(default_factory=dict, init=False, metadata=PACE)
+    drawing_seconds: dict[str, float] = field(default_factory=dict, init=False, metadata=PACE)
+    read: dict[str, int] = field(default_factory=dict, init=False, metadata=PACE)
+    reading_seconds: dict[str, float] = field(default_factory=dict, init=False, metadata=PACE)
+    # The records learnt from (learn_pace), and those of other devices left out.
+    paced_by_earlier: int = field(default=0, init=False, metadata=PACE)
+    paced_elsewhere: int = field(default=0, init=False, metadata=PACE)
     paced_on: str | None = field(default=None, init=False)  # the device they were made on
     # What learn_pace and update read, kept to take the pace again (learn_pace_on): per
     # unit recorded before the run, (unit, images, timings, device); per finished unit of
@@ -267,9 +274,10 @@ class RunProgress:
         noted again. No record is read again."""
         if self.paced_on == device:
             return
-        self.asked, self.other_seconds, self.drawn, self.drawing_seconds = {}, {}, {}, {}
-        self.read, self.reading_seconds, self.training = {}, {}, {}
-        self.paced_by_earlier = self.paced_elsewhere = 0
+        for spec in fields(self):
+            if spec.metadata.get("pace"):
+                fresh = spec.default if spec.default_factory is MISSING else spec.default_factory()
+                setattr(self, spec.name, fresh)
         self._take_earlier(device)
         for run_id, timings in self.finished_timings.items():
             self._note_finished(run_id, timings)
