@@ -33,8 +33,10 @@ app = typer.Typer(
     help="Benchmark concept erasure in text-to-image diffusion models.",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
 )
-console = Console()
-errors = Console(stderr=True)
+# Lines are never broken at the console's width: in a log file (a Slurm job's, a Ray
+# driver's) a unit's line, its progress with it, stays one line that a grep finds whole.
+console = Console(soft_wrap=True)
+errors = Console(stderr=True, soft_wrap=True)
 
 # The miniature world's model: draws real shapes on a CPU (`run` uses each task's own).
 DEFAULT_MODEL = "shapes"
@@ -380,8 +382,7 @@ def _warn_of_uncommitted_changes() -> None:
     if code.changes:
         errors.print(f"warning: erasebench's source has uncommitted changes: the records "
                      f"name them (code {code.short()}), as the leaderboard will; commit "
-                     "them to give the rows a commit of their own", markup=False,
-                     soft_wrap=True)
+                     "them to give the rows a commit of their own", markup=False)
 
 
 def _write_leaderboard(results: Path, leaderboard: Path | None, show_unsafe: bool) -> None:
@@ -406,23 +407,23 @@ def _print_plan(units: Any, todo: Any, records: Any, processes: int, held: Any, 
     for unit in units:
         state = "todo" if unit.run_id in todo_ids else "done"
         console.print(f"{unit.run_id}  {state:4}  {unit.describe()}  "
-                      f"{workload.per_unit[unit.run_id]:,} images", markup=False, soft_wrap=True)
+                      f"{workload.per_unit[unit.run_id]:,} images", markup=False)
     left = count_images(todo, prompts)
     console.print(f"{len(units)} work units, {len(todo)} to do: {workload.asked:,} images asked "
                   f"for, {workload.distinct:,} distinct ({left.distinct:,} for the units to "
                   "do), an image that several units ask for being drawn once, and "
                   f"{workload.edits:,} erasures ({left.edits:,} for the units to do); the caches "
-                  "may hold some already.", markup=False, soft_wrap=True)
+                  "may hold some already.", markup=False)
     for (model, steps, height, width), count in left.by_setting.items():
         size = f"{height}x{width} px" if height or width else "native size"
         console.print(f"  to draw with {model}: {count:,} images, {steps} steps, {size}",
-                      markup=False, soft_wrap=True)
+                      markup=False)
     if held is not None:
-        console.print(f"  in the caches: {held.held_line()}", markup=False, soft_wrap=True)
-        console.print(f"  cache space: {space.line()}", markup=False, soft_wrap=True)
+        console.print(f"  in the caches: {held.held_line()}", markup=False)
+        console.print(f"  cache space: {space.line()}", markup=False)
     if todo:
         console.print(_time_left_line(units, records, processes, workload, held, helping,
-                                      device), markup=False, soft_wrap=True)
+                                      device), markup=False)
 
 
 def _time_left_line(units: Any, records: Any, processes: int, workload: Any, held: Any,
@@ -738,7 +739,7 @@ def main(argv: list[str] | None = None) -> int:
                          "command resumes")
         return 128 + stop.signum
     except (UserError, CorruptFileError) as error:
-        errors.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
+        errors.print(f"error: {error}", markup=False, highlight=False)
         return 2
     except (typer.Exit, click.exceptions.Exit) as done:
         return int(done.exit_code)
@@ -752,7 +753,7 @@ def main(argv: list[str] | None = None) -> int:
         where = f" ({error.filename})" if error.filename else ""
         errors.print(f"error: the storage refused{where}: {error.strerror}. Nothing written "
                      "before is lost; free the space or fix the permissions and run the same "
-                     "command again to resume.", markup=False, highlight=False, soft_wrap=True)
+                     "command again to resume.", markup=False, highlight=False)
         return 1
     except Exception as error:
         # Usage errors (bad option value, missing option). Newer typer vendors click, so

@@ -106,7 +106,7 @@ class RunConsole:
         pace = self.progress.start_line()
         self.out.print(f"  in the caches: {cached.held_line()}; "
                        f"{self.progress.images_to_draw:,} images to draw"
-                       + (f"; {pace}" if pace else ""), markup=False, soft_wrap=True)
+                       + (f"; {pace}" if pace else ""), markup=False)
         self._warn_of(self.room.note(space))
 
     def _warn_of(self, space: CacheSpace | None) -> None:

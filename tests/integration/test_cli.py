@@ -112,10 +112,16 @@ def test_a_run_takes_its_units_longest_first(tmp_path, capsys):
     assert main(["run", "--erasers", "sd", "--tasks", "shapes_style,shapes_objects",
                  "--workers", "1", "--steps", "2", "--no-report", "--results",
                  str(tmp_path / "results"), "--cache", str(tmp_path / "cache")]) == 0
-    ran = re.findall(r"\[done\] sd x (\w+ \[[^]]+\])", capsys.readouterr().out)
+    out = capsys.readouterr().out
+    ran = re.findall(r"\[done\] sd x (\w+ \[[^]]+\])", out)
     assert ran == ["shapes_objects [split 1]", "shapes_style [striped]",
                    "shapes_style [dotted]", "shapes_objects [split 2]",
                    "shapes_objects [split 3]", "shapes_objects [split 4]"]
+    # Not a terminal (a log file, a Slurm job's output): each unit's line stays whole,
+    # however long, so that a grep for a unit finds its progress too.
+    done_lines = [line for line in out.splitlines() if "[done]" in line]
+    assert len(done_lines) == 6 and all(re.search(r"\d/6 units, [\d,]+/[\d,]+ images", line)
+                                        for line in done_lines)
 
 
 def test_a_resumed_run_says_the_time_left_as_it_starts(tmp_path, capsys):
