@@ -1,0 +1,81 @@
+"""``erasebench run --dry-run``: the plan of a run, said without loading a model or
+writing anything: each unit with its state and images, the images and erasures in all, and
+the time the units to do would take at the pace of the units recorded before."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from erasebench.workload import PromptMemo
+
+
+def print_plan(console: Console, units: Any, todo: Any, records: Any, processes: int,
+               held: Any, space: Any, prompts: PromptMemo, helping: bool,
+               device: str | None) -> None:
+    """Each unit with its state and images, then the images in all (erasebench.workload),
+    what of the units to do the caches hold when checked (``held`` and ``space``,
+    erasebench.cached_work.look_in_caches), and the time the units to do would take at
+    the recorded units' pace."""
+    from erasebench.workload import count_images
+
+    todo_ids = {unit.run_id for unit in todo}
+    # The units done first: an image they asked for is one the units to do need not draw.
+    workload = count_images([unit for unit in units if unit.run_id not in todo_ids] + list(todo),
+                            prompts)
+    for unit in units:
+        state = "todo" if unit.run_id in todo_ids else "done"
+        console.print(f"{unit.run_id}  {state:4}  {unit.describe()}  "
+                      f"{workload.per_unit[unit.run_id]:,} images", markup=False)
+    left = count_images(todo, prompts)
+    console.print(f"{len(units)} work units, {len(todo)} to do: {workload.asked:,} images asked "
+                  f"for, {workload.distinct:,} distinct ({left.distinct:,} for the units to "
+                  "do), an image that several units ask for being drawn once, and "
+                  f"{workload.edits:,} erasures ({left.edits:,} for the units to do); the caches "
+                  "may hold some already.", markup=False)
+    for (model, steps, height, width), count in left.by_setting.items():
+        size = f"{height}x{width} px" if height or width else "native size"
+        console.print(f"  to draw with {model}: {count:,} images, {steps} steps, {size}",
+                      markup=False)
+    if held is not None:
+        console.print(f"  in the caches: {held.held_line()}", markup=False)
+        console.print(f"  cache space: {space.line()}", markup=False)
+    if todo:
+        console.print(time_left_line(units, records, processes, workload, held, helping,
+                                     device), markup=False)
+
+
+def time_left_line(units: Any, records: Any, processes: int, workload: Any, held: Any,
+                   helping: bool, device: str | None) -> str:
+    """What the progress line of a run started now would say first: the units to do at
+    the seconds per image drawn, read and scored and per erasure of the units recorded,
+    what the caches hold (``held``, erasebench.cached_work.CachedWork) counted when
+    checked (erasebench.run_progress); ``records``: the units' records, by run id;
+    ``device``: the run's (erasebench.hardware), whose records set the pace where some
+    were made on it (None: all, as on Ray)."""
+    from erasebench.run_progress import RunProgress, format_duration
+
+    progress = RunProgress.of_records(units, records.get, processes, workload, held, device)
+    progress.helping = helping
+    progress.take_longest_first()  # as the run takes them
+    timed = [record for record in records.values() if record.provenance.timings is not None]
+    if not timed:
+        return ("  time left: no recorded unit has timings yet, so no pace to estimate it "
+                "from; a run's progress line estimates it from its first finished unit on")
+    seconds = progress.seconds_left_by_timings()
+    to_draw = (f"{progress.images_to_draw:,} images to draw"
+               + (" (the rest in the image cache)" if held is not None else
+                  " (those no recorded unit asked for; --check-cache looks in the image cache)"))
+    if seconds is None:
+        return (f"  time left: {to_draw}, and no recorded unit with timings drew images, so "
+                "no pace to price them at; a run's progress line estimates it once one has")
+    units_paced, elsewhere = progress.paced_by_earlier, progress.paced_elsewhere
+    devices = (device if elsewhere else
+               ", ".join(sorted({record.provenance.device for record in timed})))
+    left_out = f" ({elsewhere} recorded on other devices left out)" if elsewhere else ""
+    return (f"  time left: about {format_duration(seconds)} on {processes} "
+            f"process{'es' if processes > 1 else ''}, {to_draw}, at the pace of the "
+            f"{units_paced} recorded unit{'s' if units_paced > 1 else ''} with timings, made "
+            f"on {devices}{left_out}{progress.untimed_note()}")
