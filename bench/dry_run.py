@@ -1,6 +1,7 @@
-"""``erasebench run --dry-run``: the plan of a run, said without loading a model or
-writing anything: each unit with its state and images, the images and erasures in all, and
-the time the units to do would take at the pace of the units recorded before."""
+"""``erasebench run --dry-run``: the plan of a run, said without writing anything (or,
+without ``--check-cache``, loading a model): each unit with its state and images, the
+images and erasures in all, and the time the units to do would take at the pace of the
+units recorded before."""
 
 from __future__ import annotations
 
