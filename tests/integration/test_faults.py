@@ -7,11 +7,10 @@ interrupted — nothing lost, nothing doubled, nothing damaged read as valid.
 import errno
 import os
 import random
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
+from cli_processes import start_cli
 
 from erasebench.cli import main
 from erasebench.faults import CHECKPOINTS, ENVIRONMENT_VARIABLE
@@ -57,9 +56,10 @@ def reference(tmp_path_factory):
 def test_sigkill_at_a_checkpoint_then_resume_gives_the_uninterrupted_rows(
         checkpoint, nth, reference, tmp_path):
     env = {**os.environ, ENVIRONMENT_VARIABLE: f"{checkpoint}:{nth}"}
-    killed = subprocess.run([sys.executable, "-m", "erasebench.cli", *_args(tmp_path)], env=env,
-                            capture_output=True, text=True, timeout=300)
-    assert killed.returncode == -9, f"never reached {checkpoint}:{nth}\n{killed.stderr[-2000:]}"
+    log = tmp_path / "killed.log"
+    killed = start_cli(_args(tmp_path), log, env)
+    killed.join(timeout=300)
+    assert killed.exitcode == -9, f"never reached {checkpoint}:{nth}\n{log.read_text()[-2000:]}"
     assert main(_args(tmp_path)) == 0
     rows = load_results(tmp_path / "results")[STABLE]
     pd.testing.assert_frame_equal(rows, reference)
@@ -107,9 +107,9 @@ def test_a_run_whose_result_write_fails_can_be_resumed(tmp_path, monkeypatch, re
 
 
 def test_two_runs_on_one_results_folder_at_once(tmp_path, reference):
-    command = [sys.executable, "-m", "erasebench.cli", *_args(tmp_path)]
-    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    second = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    outputs = [p.communicate(timeout=300) for p in (first, second)]
-    assert first.returncode == 0 and second.returncode == 0, outputs
+    logs = [tmp_path / "first.log", tmp_path / "second.log"]
+    runs = [start_cli(_args(tmp_path), log) for log in logs]
+    for run in runs:
+        run.join(timeout=300)
+    assert [run.exitcode for run in runs] == [0, 0], [log.read_text() for log in logs]
     pd.testing.assert_frame_equal(load_results(tmp_path / "results")[STABLE], reference)

@@ -1,18 +1,17 @@
-import os
 import re
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from cli_processes import start_cli
 from filelock import FileLock
 
 from erasebench.cache import claim_file
+from erasebench.cli import main
 from erasebench.hardware import describe_device
 from erasebench.help_records import help_records
 from erasebench.registry import ERASERS, TASKS
@@ -197,80 +196,83 @@ def test_the_original_models_images_are_drawn_once_for_all_units_that_ask_for_th
     assert sorted(second) == [("a photo of a cat", 2), ("a photo of a dog", 2)]
 
 
-def _cli_run(results, cache, extra=()):
-    command = [sys.executable, "-m", "erasebench.cli", "run", "--model", "tiny",
-               "--erasers", "sd,mock", "--tasks", "mock", "--steps", "10", "--batch-size", "2",
-               "--task-config", "images_per_concept=24",
-               "--results", str(results), "--cache", str(cache), "--workers", "1", *extra]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+def _cli_args(results, cache, workers=1):
+    return ["run", "--model", "tiny", "--erasers", "sd,mock", "--tasks", "mock", "--steps", "10",
+            "--batch-size", "2", "--task-config", "images_per_concept=24",
+            "--results", str(results), "--cache", str(cache), "--workers", str(workers)]
 
 
-def test_two_local_workers_share_the_units_and_give_the_same_rows(tmp_path):
-    one = _cli_run(tmp_path / "one", tmp_path / "cache_one")
-    assert one.wait(timeout=300) == 0
-    command = [*one.args[:-2], "--workers", "2"]  # same run, two processes
-    command[command.index(str(tmp_path / "one"))] = str(tmp_path / "two")
-    command[command.index(str(tmp_path / "cache_one"))] = str(tmp_path / "cache_two")
-    two = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert two.returncode == 0, two.stderr
-    assert "2 processes" in two.stdout
-    done_here = int(re.search(r"done (\d+) here", " ".join(two.stdout.split())).group(1))
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The rows of ``_cli_args``'s run in one process, never interrupted."""
+    root = tmp_path_factory.mktemp("uninterrupted")
+    assert main(_cli_args(root / "results", root / "cache")) == 0
+    return load_results(root / "results")[STABLE]
+
+
+def _wait_for_a_record(results, process, log):
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((results / "runs").glob("*.json")):
+        assert process.is_alive(), log.read_text()[-3000:]
+        time.sleep(0.05)
+
+
+def test_two_local_workers_share_the_units_and_give_the_same_rows(tmp_path, uninterrupted):
+    log = tmp_path / "two.log"
+    two = start_cli(_cli_args(tmp_path / "results", tmp_path / "cache", workers=2), log)
+    two.join(timeout=300)
+    out = " ".join(log.read_text().split())
+    assert two.exitcode == 0, out[-3000:]
+    assert "2 processes" in out
+    done_here = int(re.search(r"done (\d+) here", out).group(1))
     assert done_here < 2, "the helper did part of the work"  # 2 units in all
-    assert "helper 1 [done]" in two.stdout
-    pd.testing.assert_frame_equal(load_results(tmp_path / "one")[STABLE],
-                                  load_results(tmp_path / "two")[STABLE])
+    assert "helper 1 [done]" in out
+    pd.testing.assert_frame_equal(uninterrupted, load_results(tmp_path / "results")[STABLE])
 
 
 @pytest.mark.parametrize("delay", [0.5, 1.0])
-def test_a_run_killed_with_sigkill_resumes_to_exactly_the_uninterrupted_rows(tmp_path, delay):
-    reference = _cli_run(tmp_path / "reference", tmp_path / "cache_ref")
-    assert reference.wait(timeout=300) == 0
+def test_a_run_killed_with_sigkill_resumes_to_exactly_the_uninterrupted_rows(
+        tmp_path, delay, uninterrupted):
     # Kill as soon as the first unit is recorded, plus a little: mid-way through the second.
-    victim = _cli_run(tmp_path / "results", tmp_path / "cache")
-    runs = tmp_path / "results" / "runs"
-    deadline = time.time() + 120
-    while time.time() < deadline and not list(runs.glob("*.json")):
-        time.sleep(0.05)
+    results, cache, log = tmp_path / "results", tmp_path / "cache", tmp_path / "victim.log"
+    victim = start_cli(_cli_args(results, cache), log)
+    _wait_for_a_record(results, victim, log)
     time.sleep(delay)
-    victim.send_signal(signal.SIGKILL)
-    victim.wait()
+    victim.kill()
+    victim.join()
     # The kill really fell mid-run: one unit recorded, the other's images half made.
+    runs = results / "runs"
     assert len(list(runs.glob("*.json"))) == 1
-    made = len(list((tmp_path / "cache" / "images").rglob("*.png")))
+    made = len(list((cache / "images").rglob("*.png")))
     assert 48 <= made < 96  # sd's 48 images, then part of the edited model's 48
-    resumed = _cli_run(tmp_path / "results", tmp_path / "cache")
-    out, err = resumed.communicate(timeout=300)
-    assert resumed.returncode == 0, err.decode()
-    expected = load_results(tmp_path / "reference")[STABLE]
-    got = load_results(tmp_path / "results")[STABLE]
-    pd.testing.assert_frame_equal(expected, got)
+    assert main(_cli_args(results, cache)) == 0
+    got = load_results(results)[STABLE]
+    pd.testing.assert_frame_equal(uninterrupted, got)
     assert not got.duplicated(["run_id", "metric", "split", "seed"]).any()
     leftovers = [p for p in runs.iterdir() if not p.name.endswith(".json")]
     assert not leftovers, leftovers
 
 
-def test_a_run_sent_sigterm_stops_in_one_line_with_its_helpers_and_resumes(tmp_path):
+def test_a_run_sent_sigterm_stops_in_one_line_with_its_helpers_and_resumes(tmp_path, capsys):
     # SIGTERM: what Slurm sends at a time limit, and kill by default.
-    results, cache = tmp_path / "results", tmp_path / "cache"
-    stopped = _cli_run(results, cache, extra=("--workers", "2"))
-    deadline = time.time() + 120
-    while time.time() < deadline and not list((results / "runs").glob("*.json")):
-        time.sleep(0.05)
-    stopped.send_signal(signal.SIGTERM)
-    out, err = (text.decode() for text in stopped.communicate(timeout=60))
-    assert stopped.returncode == 128 + signal.SIGTERM, err
-    # One line, from the main process; no traceback; its helper ended with it.
-    assert err.count("stopped (SIGTERM)") == 1 and "Traceback" not in err, err
-    assert "stopped (SIGTERM): what was recorded is kept; the same command resumes" in err
+    results, cache, log = tmp_path / "results", tmp_path / "cache", tmp_path / "stopped.log"
+    stopped = start_cli(_cli_args(results, cache, workers=2), log)
+    _wait_for_a_record(results, stopped, log)
+    stopped.terminate()
+    stopped.join(timeout=60)
+    said = log.read_text()
+    assert stopped.exitcode == 128 + signal.SIGTERM, said[-3000:]
+    # One line, from the main process (its helper writes to the same log); no traceback;
+    # its helper ended with it.
+    assert said.count("stopped (SIGTERM)") == 1 and "Traceback" not in said, said[-3000:]
+    assert "stopped (SIGTERM): what was recorded is kept; the same command resumes" in said
     assert not [line for line in _command_lines() if str(results) in line]
     recorded = len(list((results / "runs").glob("*.json")))
     assert 1 <= recorded <= 2
     assert not [path for path in (results / "runs").iterdir() if path.suffix != ".json"]
-    resumed = _cli_run(results, cache)
-    out, err = (text.decode() for text in resumed.communicate(timeout=300))
-    assert resumed.returncode == 0, err
-    assert f"{recorded} already done" in " ".join(out.split())
+    capsys.readouterr()
+    assert main(_cli_args(results, cache)) == 0
+    assert f"{recorded} already done" in " ".join(capsys.readouterr().out.split())
     assert set(load_results(results).eraser) == {"sd", "mock"}
 
 
