@@ -53,3 +53,14 @@ def _run_cli(args: list[str], env: dict[str, str], cwd: str, output: str) -> Non
     sys.stdout.flush()
     sys.stderr.flush()
     sys.exit(code)
+
+
+def exit_code(process: BaseProcess, timeout: float = 300) -> int:
+    """``process``'s exit code once it ends; killed, and an error, past ``timeout`` seconds
+    (as ``subprocess.run``'s timeout, so that a hung run does not outlive its test)."""
+    process.join(timeout)
+    if process.exitcode is None:
+        process.kill()
+        process.join()
+        raise TimeoutError(f"the CLI run was still going after {timeout} s: killed")
+    return process.exitcode

@@ -10,7 +10,7 @@ import random
 
 import pandas as pd
 import pytest
-from cli_processes import start_cli
+from cli_processes import exit_code, start_cli
 
 from erasebench.cli import main
 from erasebench.faults import CHECKPOINTS, ENVIRONMENT_VARIABLE
@@ -58,8 +58,7 @@ def test_sigkill_at_a_checkpoint_then_resume_gives_the_uninterrupted_rows(
     env = {**os.environ, ENVIRONMENT_VARIABLE: f"{checkpoint}:{nth}"}
     log = tmp_path / "killed.log"
     killed = start_cli(_args(tmp_path), log, env)
-    killed.join(timeout=300)
-    assert killed.exitcode == -9, f"never reached {checkpoint}:{nth}\n{log.read_text()[-2000:]}"
+    assert exit_code(killed) == -9, f"never reached {checkpoint}:{nth}\n{log.read_text()[-2000:]}"
     assert main(_args(tmp_path)) == 0
     rows = load_results(tmp_path / "results")[STABLE]
     pd.testing.assert_frame_equal(rows, reference)
@@ -109,7 +108,5 @@ def test_a_run_whose_result_write_fails_can_be_resumed(tmp_path, monkeypatch, re
 def test_two_runs_on_one_results_folder_at_once(tmp_path, reference):
     logs = [tmp_path / "first.log", tmp_path / "second.log"]
     runs = [start_cli(_args(tmp_path), log) for log in logs]
-    for run in runs:
-        run.join(timeout=300)
-    assert [run.exitcode for run in runs] == [0, 0], [log.read_text() for log in logs]
+    assert [exit_code(run) for run in runs] == [0, 0], [log.read_text() for log in logs]
     pd.testing.assert_frame_equal(load_results(tmp_path / "results")[STABLE], reference)

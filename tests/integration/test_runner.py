@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from cli_processes import start_cli
+from cli_processes import exit_code, start_cli
 from filelock import FileLock
 
 from erasebench.cache import claim_file
@@ -220,9 +220,9 @@ def _wait_for_a_record(results, process, log):
 def test_two_local_workers_share_the_units_and_give_the_same_rows(tmp_path, uninterrupted):
     log = tmp_path / "two.log"
     two = start_cli(_cli_args(tmp_path / "results", tmp_path / "cache", workers=2), log)
-    two.join(timeout=300)
+    code = exit_code(two)
     out = " ".join(log.read_text().split())
-    assert two.exitcode == 0, out[-3000:]
+    assert code == 0, out[-3000:]
     assert "2 processes" in out
     done_here = int(re.search(r"done (\d+) here", out).group(1))
     assert done_here < 2, "the helper did part of the work"  # 2 units in all
@@ -259,9 +259,9 @@ def test_a_run_sent_sigterm_stops_in_one_line_with_its_helpers_and_resumes(tmp_p
     stopped = start_cli(_cli_args(results, cache, workers=2), log)
     _wait_for_a_record(results, stopped, log)
     stopped.terminate()
-    stopped.join(timeout=60)
+    code = exit_code(stopped, timeout=60)
     said = log.read_text()
-    assert stopped.exitcode == 128 + signal.SIGTERM, said[-3000:]
+    assert code == 128 + signal.SIGTERM, said[-3000:]
     # One line, from the main process (its helper writes to the same log); no traceback;
     # its helper ended with it.
     assert said.count("stopped (SIGTERM)") == 1 and "Traceback" not in said, said[-3000:]
