@@ -1,4 +1,4 @@
-"""The CLI in a process of its own, started in about a second instead of six.
+"""The CLI in a process of its own, started in half a second instead of five.
 
 `python -m erasebench.cli` spends five seconds importing torch, diffusers and transformers
 before it does anything, and the tests that kill a run and resume it start dozens of
