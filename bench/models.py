@@ -35,6 +35,9 @@ SD_V1_SCHEDULER = {
 }
 SHAPES_MODEL_ID = "shapes"  # the miniature world's model, shipped in tasks/shapes/weights
 SD_RANDOM_MODEL_ID = "sd-v1-random"  # SD v1.4's architecture, random weights
+# The message dynamo's tracing of diffusers' version checks warns with (compiled_unet).
+_DIFFUSERS_VERSION_CHECK_WARNING = (r"(?s)Dynamo detected a call to a `functools\.lru_cache`"
+                                    r"-wrapped function.*diffusers.*is_torch_version\(")
 
 
 @dataclass
@@ -235,6 +238,11 @@ class DiffusionModel:
         if not inlined:
             raise UserError("compiling the UNet needs torch >= 2.5 (dynamo's "
                             f"inline_inbuilt_nn_modules); this is torch {torch.__version__}")
+        # diffusers asks `is_torch_version` (an lru_cache'd function) inside the UNet's
+        # upsampling, which dynamo traces through with a warning of "potential silent
+        # incorrectness". Exact here: the answer depends on the installed torch only.
+        warnings.filterwarnings("ignore", message=_DIFFUSERS_VERSION_CHECK_WARNING,
+                                category=UserWarning)
         made_for = (backend, sorted((options or {}).items()))
         if self._compiled_unet is None or self._compiled_unet[1]._orig_mod is not self.unet \
                 or self._compiled_unet[0] != made_for:
