@@ -271,7 +271,12 @@ def run(
     on_cluster = backend == "ray" and bool(
         not dry_run or ray_address or os.environ.get("RAY_ADDRESS"))
     if on_cluster:
-        from erasebench.ray_backend import actor_slots, cluster_defaults, connect
+        from erasebench.ray_backend import (
+            actor_slots,
+            cluster_defaults,
+            connect,
+            mixed_gpus_warning,
+        )
 
         # The cluster's GPUs (or CPUs), not this machine's, set the default device and count.
         resources = connect(ray_address, workers, here=runner.device)
@@ -281,6 +286,8 @@ def run(
         errors.print(f"warning: {count} Ray actors on {actor_device}, but the cluster has "
                      f"room for {slots} now: the others, and the units they are handed, wait "
                      "for nodes to join (Ctrl-C and a smaller --workers if none will)")
+    if on_cluster and (mixed := mixed_gpus_warning(actor_device, resources)):
+        errors.print(mixed)
     prompts: PromptMemo = {}  # each request's prompts, built once for every count and check
     from erasebench.hardware import describe_device
 

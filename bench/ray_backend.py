@@ -172,6 +172,27 @@ def actor_slots(device: str, resources: Mapping[str, float]) -> int:
     return int(resources.get("GPU" if device.startswith("cuda") else "CPU", 0))
 
 
+# Ray's resource naming a node's kind of GPU ("accelerator_type:H100"), one per such node.
+GPU_KIND_RESOURCE_PREFIX = "accelerator_type:"
+
+
+def mixed_gpus_warning(device: str, resources: Mapping[str, float]) -> str | None:
+    """A warning where the actors on ``device`` would run on more than one kind of GPU
+    (``resources``: ``ray.cluster_resources()``), else None. A network's output, and so an
+    image or an erasure, differs in its last bits from one kind of GPU to another, and an
+    eraser's training can carry that into its numbers; each record names its device."""
+    kinds = sorted(key.removeprefix(GPU_KIND_RESOURCE_PREFIX) for key in resources
+                   if key.startswith(GPU_KIND_RESOURCE_PREFIX))
+    if not device.startswith("cuda") or len(kinds) < 2:
+        return None
+    return (f"warning: the cluster's GPUs are of {len(kinds)} kinds ({', '.join(kinds)}): a "
+            "unit's images and erasures depend in their last bits on the kind it runs on, "
+            "and an eraser's training can carry that into its numbers (AP's erasures made on "
+            "two kinds of CPU moved a unit's headline metric by up to 10 points: README, "
+            "Guarantees); each record names its device. For rows that a run on one kind "
+            "reproduces, start the cluster's nodes on one kind of GPU")
+
+
 def connect(address: str | None = None, workers: int | None = None,
             here: str = "cpu") -> Mapping[str, float]:
     """Connects to the Ray cluster at ``address`` (default: ``RAY_ADDRESS``), or starts a

@@ -240,6 +240,25 @@ def test_a_device_the_cluster_cannot_give_is_a_clear_error(device, message):
         cluster_defaults(device, None, {"CPU": 4.0})
 
 
+@pytest.mark.parametrize(("device", "resources", "kinds"), [
+    ("cuda", {"GPU": 16.0, "accelerator_type:H100": 1.0, "accelerator_type:A100": 1.0},
+     "2 kinds (A100, H100)"),
+    ("cuda", {"GPU": 16.0, "accelerator_type:H100": 2.0}, None),  # two nodes, one kind
+    ("cpu", {"CPU": 96.0, "GPU": 16.0, "accelerator_type:H100": 1.0,
+             "accelerator_type:A100": 1.0}, None),  # the units run on the CPUs
+    ("cuda", {"GPU": 8.0}, None),  # a kind Ray does not name
+])
+def test_a_cluster_mixing_kinds_of_gpu_is_warned_of(device, resources, kinds):
+    from erasebench.ray_backend import mixed_gpus_warning
+
+    warning = mixed_gpus_warning(device, resources)
+    if kinds is None:
+        assert warning is None
+    else:
+        assert f"the cluster's GPUs are of {kinds}" in warning
+        assert "start the cluster's nodes on one kind of GPU" in warning
+
+
 def test_an_unknown_backend_lists_the_valid_ones(tmp_path, capsys):
     argv, _ = _run(tmp_path, "x", "--backend", "slurm")
     assert main(argv) == 2
