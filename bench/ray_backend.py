@@ -5,7 +5,8 @@ model once for all the units it runs) and one GPU, or one CPU on a machine witho
 travel as their specs (JSON) and are rebuilt from the plugin registries on the worker,
 so any installed eraser or task runs there as it would locally; every unit goes through
 ``Runner.run_unit``, with the same locks, atomic writes, caches and resumption as the
-local backend, and therefore the same rows; once no unit is left to hand out, the actors
+local backend, and therefore the same rows on the same kind of device (a cluster mixing
+kinds of GPU is warned of: :func:`mixed_gpus_warning`); once no unit is left to hand out, the actors
 that end theirs help draw the images of those still running (``Runner.help``). The
 results and cache folders must be on a file system every worker sees (one machine, or a
 shared mount on a cluster), and every node must run the driver's erasebench: each actor
