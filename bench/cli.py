@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import sys
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import click
 import typer
@@ -25,9 +23,6 @@ from rich.table import Table
 from erasebench.errors import CorruptFileError, PluginImportError, UnknownNameError, UserError
 from erasebench.registry import ERASERS, TASKS
 from erasebench.stopping import Stopped, signals_stop
-
-if TYPE_CHECKING:
-    from erasebench.workload import PromptMemo
 
 app = typer.Typer(
     help="Benchmark concept erasure in text-to-image diffusion models.",
@@ -254,167 +249,13 @@ def run(
     runner = Runner(results_dir=results, cache_dir=_cache_dir(cache), device=device,
                     batch_size=batch_size, progress=sys.stderr.isatty(),
                     show_unsafe=show_unsafe, compile=compile_unet, help_others=help_others)
-    runner.store.check_schema()
-    from erasebench import workers as local
+    from erasebench.run_command import RunSettings, run_units
 
-    # Each unit's record read once: for what is done, and for the pace of a resumed run.
-    records = {unit.run_id: record for unit in units
-               if (record := runner.store.record(unit.run_id)) is not None}
-    done = [unit for unit in units if unit.run_id in records]
-    todo = [unit for unit in units if unit.run_id not in records]
-    if backend not in ("local", "ray"):
-        raise UnknownNameError("backend", backend, ["local", "ray"])
-    if check_cache and not dry_run:
-        raise UserError("--check-cache goes with --dry-run (a run looks in the caches itself)")
-    actor_device, count = runner.device, workers or local.auto_workers(runner.device)
-    # A dry run joins a cluster that is there to count its actors, and starts none.
-    on_cluster = backend == "ray" and bool(
-        not dry_run or ray_address or os.environ.get("RAY_ADDRESS"))
-    if on_cluster:
-        from erasebench.ray_backend import (
-            actor_slots,
-            cluster_defaults,
-            connect,
-            mixed_gpus_warning,
-        )
-
-        # The cluster's GPUs (or CPUs), not this machine's, set the default device and count.
-        resources = connect(ray_address, workers, here=runner.device)
-        actor_device, count = cluster_defaults(device, workers, resources)
-    count = min(count, max(1, len(todo)))
-    if on_cluster and count > (slots := actor_slots(actor_device, resources)):
-        errors.print(f"warning: {count} Ray actors on {actor_device}, but the cluster has "
-                     f"room for {slots} now: the others, and the units they are handed, wait "
-                     "for nodes to join (Ctrl-C and a smaller --workers if none will)")
-    if on_cluster and (mixed := mixed_gpus_warning(actor_device, resources)):
-        errors.print(mixed)
-    prompts: PromptMemo = {}  # each request's prompts, built once for every count and check
-    from erasebench.hardware import describe_device
-
-    # Locally, the pace of units recorded on this kind of device sets the time left; a Ray
-    # driver learns its actors' device from the first (RunConsole.start_from_caches).
-    device_kind = None if backend == "ray" else describe_device(runner.device)
-    if dry_run:
-        held = space = None
-        if check_cache:
-            from erasebench.cached_work import look_in_caches
-
-            held, space = look_in_caches(todo, runner, prompts)
-        from erasebench.dry_run import print_plan
-
-        print_plan(console, units, todo, records, count, held, space, prompts, help_others,
-                   device_kind)
-        return
-    from erasebench.run_progress import RunProgress
-    from erasebench.workload import count_images
-
-    local.use_cpu_threads(runner.device)
-    helper = local.helper_number()
-    if not helper:
-        _preflight(todo, prompts)
-    pace = RunProgress.of_units(todo, done, processes=count,
-                                workload=count_images([*done, *todo], prompts))
-    pace.helping = help_others
-    pace.learn_pace(done, records.get, device_kind)
-    # Every process (helpers too, from the same records) takes the units longest first.
-    rank = {run_id: place for place, run_id in enumerate(pace.take_longest_first())}
-    todo.sort(key=lambda unit: rank[unit.run_id])
-    units = [*done, *todo]
-    # The main process tells how far the whole run is (helpers' and actors' units too).
-    progress = None if helper else pace
-    if progress is not None:
-        console.print(f"{len(units)} work unit{'s' if len(units) != 1 else ''} ({len(todo)} to "
-                      f"do, asking for {progress.total_images:,} images; {count} "
-                      f"process{'es' if count > 1 else ''}); results in {results}/")
-        _warn_of_uncommitted_changes()
-    started = time.monotonic()
-    from erasebench.run_console import RunConsole
-
-    lines = RunConsole(console, errors, runner.store.record, runner.images.root, progress,
-                       processes=count, helper=helper)
-    runner.on_unit, runner.on_help = lines.unit_ended, lines.unit_helped
-    if backend == "ray":
-        from erasebench.ray_backend import run_on_ray
-
-        settings = {"results_dir": results, "cache_dir": runner.cache_dir,
-                    "device": actor_device, "batch_size": batch_size,
-                    "show_unsafe": show_unsafe, "compile": compile_unet}
-        summary = run_on_ray(todo, settings, count, lines.unit_ended, lines.start_from_caches,
-                             lines.unit_lost, lines.unit_helped, help_others)
-        console.print(f"done {len(summary.done)} on Ray, {len(units) - len(todo)} already "
-                      f"done, busy (another run) {len(summary.busy)}{_helped(summary)}; "
-                      f"{time.monotonic() - started:.0f} s")
-        if report_after:
-            _write_leaderboard(results, leaderboard, show_unsafe)
-        return
-    helpers = local.start_helpers(_ARGV, count - 1, runner.device) if count > 1 else []
-    try:
-        if progress is not None:  # the base models load here instead of at the first unit
-            from erasebench.cached_work import look_in_caches
-
-            lines.start_from_caches(*look_in_caches(todo, runner, prompts))
-        summary = runner.run(units)
-        if helpers:
-            failed = [code for code in local.wait_for(helpers) if code != 0]
-            if failed:
-                errors.print(f"{len(failed)} helper process(es) failed (exit codes "
-                             f"{failed}); running what they left here")
-            left = runner.run([unit for unit in units if unit.run_id in set(summary.busy)])
-            summary.done += left.done
-            summary.busy = left.busy
-    finally:
-        local.stop(helpers)
-    if helper:
-        return
-    by_others = len(todo) - len(summary.done) - len(summary.busy)
-    console.print(f"done {len(summary.done)} here, {max(0, by_others)} by helper or other "
-                  f"processes, {len(units) - len(todo)} already done, busy (another run) "
-                  f"{len(summary.busy)}{_helped(summary)}; {time.monotonic() - started:.0f} s")
-    if report_after:
-        _write_leaderboard(results, leaderboard, show_unsafe)
-
-
-def _helped(summary: Any) -> str:
-    """``, 1,204 images drawn for 3 units run elsewhere`` (``Runner.help``), or ""."""
-    drawn = sum(summary.helped.values())
-    units = sum(1 for count in summary.helped.values() if count)
-    return (f", {drawn:,} images drawn for {units} unit{'s' if units > 1 else ''} run "
-            "elsewhere" if drawn else "")
-
-
-def _warn_of_uncommitted_changes() -> None:
-    """Rows from a patched eraser or task would otherwise pass for the commit's: they name
-    the changes, and the leaderboard's code column shows them."""
-    from erasebench.code_version import code_version
-
-    code = code_version()
-    if code.changes:
-        errors.print(f"warning: erasebench's source has uncommitted changes: the records "
-                     f"name them (code {code.short()}), as the leaderboard will; commit "
-                     "them to give the rows a commit of their own", markup=False)
-
-
-def _write_leaderboard(results: Path, leaderboard: Path | None, show_unsafe: bool) -> None:
-    from erasebench.report import write_report
-
-    board = leaderboard or Path(results).parent / "leaderboard.md"
-    console.print(f"wrote {write_report(results, board, show_unsafe)}")
-
-
-def _preflight(units: Any, prompts: PromptMemo) -> None:
-    """Before hours of generation: every unit's prompts can be built (prompt files read
-    and checked; kept in ``prompts`` for the run's count) and every scorer weight file is
-    there (downloaded if it can be)."""
-    from erasebench.workload import prompts_of_unit
-
-    for unit in units:
-        prompts_of_unit(unit, prompts)
-    seen = set()
-    for task in {unit.task.name: unit.task for unit in units}.values():
-        for file in task.weight_files():
-            if file.path not in seen:
-                seen.add(file.path)
-                file.ensure()
+    settings = RunSettings(
+        backend=backend, ray_address=ray_address, workers=workers, device=device,
+        dry_run=dry_run, check_cache=check_cache, report_after=report_after,
+        leaderboard=leaderboard, argv=tuple(_ARGV))
+    run_units(units, runner, settings, console, errors)
 
 
 def _default_names(registry: Any) -> list[str]:

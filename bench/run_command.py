@@ -1,0 +1,247 @@
+"""The body of ``erasebench run`` once its work units are planned: which are done (each
+record read once), where the units to do run (this machine's processes, or a Ray
+cluster's actors) and how many at a time, the dry run's plan, the order the units are
+taken in, the run with its lines, its closing line and the leaderboard."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from erasebench.errors import UnknownNameError, UserError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from erasebench.run_console import RunConsole
+    from erasebench.runner import Runner, RunSummary, WorkUnit
+    from erasebench.workload import PromptMemo
+
+BACKENDS = ["local", "ray"]
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """The options of ``erasebench run`` that say how its units run, beyond those its
+    :class:`~erasebench.runner.Runner` holds (``erasebench run --help`` documents each)."""
+
+    backend: str = "local"
+    ray_address: str | None = None
+    workers: int | None = None
+    device: str = "auto"  # as asked for; ``Runner.device`` is this machine's resolution
+    dry_run: bool = False
+    check_cache: bool = False
+    report_after: bool = True
+    leaderboard: Path | None = None
+    # This invocation's arguments, which `--workers` helpers are started with.
+    argv: tuple[str, ...] = ()
+
+
+@dataclass
+class Placement:
+    """Where the units to do run: on ``device`` (each actor's, on Ray), ``count``
+    processes or actors at a time, on a Ray cluster of ``resources`` or not."""
+
+    device: str
+    count: int
+    on_cluster: bool
+    resources: Any = None
+
+
+def run_units(units: list[WorkUnit], runner: Runner, settings: RunSettings,
+              console: Console, errors: Console) -> None:
+    """Runs the units not yet recorded in ``runner``'s results folder (or, with
+    ``settings.dry_run``, says what a run would do), on ``console`` and ``errors``."""
+    runner.store.check_schema()
+    # Each unit's record read once: for what is done, and for the pace of a resumed run.
+    records = {unit.run_id: record for unit in units
+               if (record := runner.store.record(unit.run_id)) is not None}
+    done = [unit for unit in units if unit.run_id in records]
+    todo = [unit for unit in units if unit.run_id not in records]
+    if settings.backend not in BACKENDS:
+        raise UnknownNameError("backend", settings.backend, BACKENDS)
+    if settings.check_cache and not settings.dry_run:
+        raise UserError("--check-cache goes with --dry-run (a run looks in the caches itself)")
+    where = place_units(runner, todo, settings, errors)
+    prompts: PromptMemo = {}  # each request's prompts, built once for every count and check
+    from erasebench.hardware import describe_device
+
+    # Locally, the pace of units recorded on this kind of device sets the time left; a Ray
+    # driver learns its actors' device from the first (RunConsole.start_from_caches).
+    device_kind = None if settings.backend == "ray" else describe_device(runner.device)
+    if settings.dry_run:
+        held = space = None
+        if settings.check_cache:
+            from erasebench.cached_work import look_in_caches
+
+            held, space = look_in_caches(todo, runner, prompts)
+        from erasebench.dry_run import print_plan
+
+        print_plan(console, units, todo, records, where.count, held, space, prompts,
+                   runner.help_others, device_kind)
+        return
+    from erasebench import workers as local
+    from erasebench.run_progress import RunProgress
+    from erasebench.workload import count_images
+
+    local.use_cpu_threads(runner.device)
+    helper = local.helper_number()
+    if not helper:
+        _preflight(todo, prompts)
+    pace = RunProgress.of_units(todo, done, processes=where.count,
+                                workload=count_images([*done, *todo], prompts))
+    pace.helping = runner.help_others
+    pace.learn_pace(done, records.get, device_kind)
+    # Every process (helpers too, from the same records) takes the units longest first.
+    rank = {run_id: place for place, run_id in enumerate(pace.take_longest_first())}
+    todo.sort(key=lambda unit: rank[unit.run_id])
+    units = [*done, *todo]
+    # The main process tells how far the whole run is (helpers' and actors' units too).
+    progress = None if helper else pace
+    if progress is not None:
+        console.print(f"{len(units)} work unit{'s' if len(units) != 1 else ''} ({len(todo)} to "
+                      f"do, asking for {progress.total_images:,} images; {where.count} "
+                      f"process{'es' if where.count > 1 else ''}); results in "
+                      f"{runner.results_dir}/")
+        _warn_of_uncommitted_changes(errors)
+    started = time.monotonic()
+    from erasebench.run_console import RunConsole
+
+    lines = RunConsole(console, errors, runner.store.record, runner.images.root, progress,
+                       processes=where.count, helper=helper)
+    runner.on_unit, runner.on_help = lines.unit_ended, lines.unit_helped
+    if settings.backend == "ray":
+        summary = _run_on_ray(todo, runner, settings, where, lines)
+        console.print(f"done {len(summary.done)} on Ray, {len(units) - len(todo)} already "
+                      f"done, busy (another run) {len(summary.busy)}{_helped(summary)}; "
+                      f"{time.monotonic() - started:.0f} s")
+    else:
+        summary = _run_here(units, todo, runner, settings, where, lines, prompts, errors)
+        if helper:
+            return
+        by_others = len(todo) - len(summary.done) - len(summary.busy)
+        console.print(f"done {len(summary.done)} here, {max(0, by_others)} by helper or other "
+                      f"processes, {len(units) - len(todo)} already done, busy (another run) "
+                      f"{len(summary.busy)}{_helped(summary)}; "
+                      f"{time.monotonic() - started:.0f} s")
+    if settings.report_after:
+        from erasebench.report import write_report
+
+        board = settings.leaderboard or Path(runner.results_dir).parent / "leaderboard.md"
+        console.print(f"wrote {write_report(runner.results_dir, board, runner.show_unsafe)}")
+
+
+def place_units(runner: Runner, todo: list[WorkUnit], settings: RunSettings,
+                errors: Console) -> Placement:
+    """Where the units to do run and how many at a time (:class:`Placement`); on a Ray
+    cluster, warned of when the cluster has no room for every actor yet, or mixes kinds
+    of GPU."""
+    from erasebench import workers as local
+
+    where = Placement(runner.device, settings.workers or local.auto_workers(runner.device),
+                      on_cluster=False)
+    # A dry run joins a cluster that is there to count its actors, and starts none.
+    where.on_cluster = settings.backend == "ray" and bool(
+        not settings.dry_run or settings.ray_address or os.environ.get("RAY_ADDRESS"))
+    if where.on_cluster:
+        from erasebench.ray_backend import (
+            actor_slots,
+            cluster_defaults,
+            connect,
+            mixed_gpus_warning,
+        )
+
+        # The cluster's GPUs (or CPUs), not this machine's, set the default device and count.
+        where.resources = connect(settings.ray_address, settings.workers, here=runner.device)
+        where.device, where.count = cluster_defaults(settings.device, settings.workers,
+                                                     where.resources)
+    where.count = min(where.count, max(1, len(todo)))
+    if where.on_cluster:
+        if where.count > (slots := actor_slots(where.device, where.resources)):
+            errors.print(f"warning: {where.count} Ray actors on {where.device}, but the "
+                         f"cluster has room for {slots} now: the others, and the units they "
+                         "are handed, wait for nodes to join (Ctrl-C and a smaller --workers "
+                         "if none will)")
+        if mixed := mixed_gpus_warning(where.device, where.resources):
+            errors.print(mixed)
+    return where
+
+
+def _run_on_ray(todo: list[WorkUnit], runner: Runner, settings: RunSettings,
+                where: Placement, lines: RunConsole) -> RunSummary:
+    """The units to do on ``where.count`` Ray actors (erasebench.ray_backend)."""
+    from erasebench.ray_backend import run_on_ray
+
+    actor_settings = {"results_dir": runner.results_dir, "cache_dir": runner.cache_dir,
+                      "device": where.device, "batch_size": runner.batch_size,
+                      "show_unsafe": runner.show_unsafe, "compile": runner.compile}
+    return run_on_ray(todo, actor_settings, where.count, lines.unit_ended,
+                      lines.start_from_caches, lines.unit_lost, lines.unit_helped,
+                      runner.help_others)
+
+
+def _run_here(units: list[WorkUnit], todo: list[WorkUnit], runner: Runner,
+              settings: RunSettings, where: Placement, lines: RunConsole,
+              prompts: PromptMemo, errors: Console) -> RunSummary:
+    """The units on this process and ``where.count - 1`` helper processes sharing them
+    through their locks (erasebench.workers); what a failed helper left is run here."""
+    from erasebench import workers as local
+
+    helpers = (local.start_helpers(list(settings.argv), where.count - 1, runner.device)
+               if where.count > 1 else [])
+    try:
+        if not local.helper_number():  # the base models load here, not at the first unit
+            from erasebench.cached_work import look_in_caches
+
+            lines.start_from_caches(*look_in_caches(todo, runner, prompts))
+        summary = runner.run(units)
+        if helpers:
+            failed = [code for code in local.wait_for(helpers) if code != 0]
+            if failed:
+                errors.print(f"{len(failed)} helper process(es) failed (exit codes "
+                             f"{failed}); running what they left here")
+            left = runner.run([unit for unit in units if unit.run_id in set(summary.busy)])
+            summary.done += left.done
+            summary.busy = left.busy
+    finally:
+        local.stop(helpers)
+    return summary
+
+
+def _helped(summary: RunSummary) -> str:
+    """``, 1,204 images drawn for 3 units run elsewhere`` (``Runner.help``), or ""."""
+    drawn = sum(summary.helped.values())
+    units = sum(1 for count in summary.helped.values() if count)
+    return (f", {drawn:,} images drawn for {units} unit{'s' if units > 1 else ''} run "
+            "elsewhere" if drawn else "")
+
+
+def _warn_of_uncommitted_changes(errors: Console) -> None:
+    """Rows from a patched eraser or task would otherwise pass for the commit's: they name
+    the changes, and the leaderboard's code column shows them."""
+    from erasebench.code_version import code_version
+
+    code = code_version()
+    if code.changes:
+        errors.print(f"warning: erasebench's source has uncommitted changes: the records "
+                     f"name them (code {code.short()}), as the leaderboard will; commit "
+                     "them to give the rows a commit of their own", markup=False)
+
+
+def _preflight(units: list[WorkUnit], prompts: PromptMemo) -> None:
+    """Before hours of generation: every unit's prompts can be built (prompt files read
+    and checked; kept in ``prompts`` for the run's count) and every scorer weight file is
+    there (downloaded if it can be)."""
+    from erasebench.workload import prompts_of_unit
+
+    for unit in units:
+        prompts_of_unit(unit, prompts)
+    seen = set()
+    for task in {unit.task.name: unit.task for unit in units}.values():
+        for file in task.weight_files():
+            if file.path not in seen:
+                seen.add(file.path)
+                file.ensure()
