@@ -9,7 +9,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from erasebench.errors import UnknownNameError, UserError
 
@@ -40,15 +40,13 @@ class RunSettings:
     argv: tuple[str, ...] = ()
 
 
-@dataclass
+@dataclass(frozen=True)
 class Placement:
     """Where the units to do run: on ``device`` (each actor's, on Ray), ``count``
-    processes or actors at a time, on a Ray cluster of ``resources`` or not."""
+    processes or actors at a time."""
 
     device: str
     count: int
-    on_cluster: bool
-    resources: Any = None
 
 
 def run_units(units: list[WorkUnit], runner: Runner, settings: RunSettings,
@@ -141,33 +139,30 @@ def place_units(runner: Runner, todo: list[WorkUnit], settings: RunSettings,
     of GPU."""
     from erasebench import workers as local
 
-    where = Placement(runner.device, settings.workers or local.auto_workers(runner.device),
-                      on_cluster=False)
+    device, count = runner.device, settings.workers or local.auto_workers(runner.device)
     # A dry run joins a cluster that is there to count its actors, and starts none.
-    where.on_cluster = settings.backend == "ray" and bool(
+    on_cluster = settings.backend == "ray" and bool(
         not settings.dry_run or settings.ray_address or os.environ.get("RAY_ADDRESS"))
-    if where.on_cluster:
-        from erasebench.ray_backend import (
-            actor_slots,
-            cluster_defaults,
-            connect,
-            mixed_gpus_warning,
-        )
+    if not on_cluster:
+        return Placement(device, min(count, max(1, len(todo))))
+    from erasebench.ray_backend import (
+        actor_slots,
+        cluster_defaults,
+        connect,
+        mixed_gpus_warning,
+    )
 
-        # The cluster's GPUs (or CPUs), not this machine's, set the default device and count.
-        where.resources = connect(settings.ray_address, settings.workers, here=runner.device)
-        where.device, where.count = cluster_defaults(settings.device, settings.workers,
-                                                     where.resources)
-    where.count = min(where.count, max(1, len(todo)))
-    if where.on_cluster:
-        if where.count > (slots := actor_slots(where.device, where.resources)):
-            errors.print(f"warning: {where.count} Ray actors on {where.device}, but the "
-                         f"cluster has room for {slots} now: the others, and the units they "
-                         "are handed, wait for nodes to join (Ctrl-C and a smaller --workers "
-                         "if none will)")
-        if mixed := mixed_gpus_warning(where.device, where.resources):
-            errors.print(mixed)
-    return where
+    # The cluster's GPUs (or CPUs), not this machine's, set the default device and count.
+    resources = connect(settings.ray_address, settings.workers, here=runner.device)
+    device, count = cluster_defaults(settings.device, settings.workers, resources)
+    count = min(count, max(1, len(todo)))
+    if count > (slots := actor_slots(device, resources)):
+        errors.print(f"warning: {count} Ray actors on {device}, but the cluster has room for "
+                     f"{slots} now: the others, and the units they are handed, wait for nodes "
+                     "to join (Ctrl-C and a smaller --workers if none will)")
+    if mixed := mixed_gpus_warning(device, resources):
+        errors.print(mixed)
+    return Placement(device, count)
 
 
 def _run_on_ray(todo: list[WorkUnit], runner: Runner, settings: RunSettings,
