@@ -53,16 +53,17 @@ def run_units(units: list[WorkUnit], runner: Runner, settings: RunSettings,
               console: Console, errors: Console) -> None:
     """Runs the units not yet recorded in ``runner``'s results folder (or, with
     ``settings.dry_run``, says what a run would do), on ``console`` and ``errors``."""
+    # Bad options are refused before the results folder is read.
+    if settings.backend not in BACKENDS:
+        raise UnknownNameError("backend", settings.backend, BACKENDS)
+    if settings.check_cache and not settings.dry_run:
+        raise UserError("--check-cache goes with --dry-run (a run looks in the caches itself)")
     runner.store.check_schema()
     # Each unit's record read once: for what is done, and for the pace of a resumed run.
     records = {unit.run_id: record for unit in units
                if (record := runner.store.record(unit.run_id)) is not None}
     done = [unit for unit in units if unit.run_id in records]
     todo = [unit for unit in units if unit.run_id not in records]
-    if settings.backend not in BACKENDS:
-        raise UnknownNameError("backend", settings.backend, BACKENDS)
-    if settings.check_cache and not settings.dry_run:
-        raise UserError("--check-cache goes with --dry-run (a run looks in the caches itself)")
     where = place_units(runner, todo, settings, errors)
     prompts: PromptMemo = {}  # each request's prompts, built once for every count and check
     from erasebench.hardware import describe_device
