@@ -32,6 +32,16 @@ app = typer.Typer(
 # driver's) a unit's line, its progress with it, stays one line that a grep finds whole.
 console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)
+# The width tables are printed at when the output is not a terminal: rich would fold them
+# at 80 columns, breaking a path (`weights`) or a description (`list -v`) over lines that a
+# script or a user copying it gets in pieces; a table is as wide as its content needs.
+PIPED_TABLE_WIDTH = 10_000
+
+
+def table_console() -> Console:
+    """Where the commands print their tables: the console on a terminal, else one whose
+    width folds no cell (:data:`PIPED_TABLE_WIDTH`)."""
+    return console if console.is_terminal else Console(width=PIPED_TABLE_WIDTH)
 
 # The miniature world's model: draws real shapes on a CPU (`run` uses each task's own).
 DEFAULT_MODEL = "shapes"
@@ -156,7 +166,7 @@ def list_plugins(
                 table.add_row(name, f"[red]failed to import:[/red] {escape(str(error))}")
                 continue
             table.add_row(name, escape(doc[0]) if doc else "")
-        console.print(table)
+        table_console().print(table)
 
 
 @app.command()
@@ -371,7 +381,7 @@ def score(
     table = Table("request", "metric", "split", "value")
     for request, value in score_folder(TASKS.get(task)(), images, reference, device):
         table.add_row(request, value.metric, value.split, f"{value.value:.6g}")
-    console.print(table)
+    table_console().print(table)
 
 
 @app.command()
@@ -409,10 +419,7 @@ def timings(
     if not timed:
         raise UserError(f"no record in {str(results)!r} has timings: they are kept since "
                         "erasebench wrote schema version 2; run units again to have them")
-    # Piped or redirected, wider than rich's 80 columns: long lines read better than
-    # squeezed ones.
-    out = console if console.is_terminal else Console(width=160)
-    out.print(timings_table(frame))
+    table_console().print(timings_table(frame))
     if timed < len(records):
         console.print(f"{len(records) - timed} of {len(records)} records have no timings "
                       "(written before they were kept) and are left out.")
@@ -436,7 +443,7 @@ def search_history(
     loaded = EditedModel.load(edit)
     search_notes(loaded)  # a clear error before anything is loaded
     for table in history_tables(loaded):
-        console.print(table)
+        table_console().print(table)
     if strip is not None:
         from erasebench.io import atomic_write
         from erasebench.models import load_model
@@ -467,6 +474,7 @@ def weights(
     there; exits 1 if any is missing."""
     names = _split_names(tasks) or TASKS.names()
     options = _parse_overrides(task_config, "--task-config")
+    # On a terminal too narrow for them, paths fold rather than lose their middle.
     table = Table("task", "scorer", "present")
     table.add_column("path", overflow="fold")
     table.add_column("source", overflow="fold")
@@ -482,7 +490,7 @@ def weights(
             missing += not present
             table.add_row(name, file.scorer, "yes" if present else "[red]no[/red]",
                           escape(str(file.path)), escape(file.source))
-    console.print(table)
+    table_console().print(table)
     if missing:
         console.print(f"{missing} file(s) missing: `erasebench weights --download` fetches "
                       "them where there is network, or put them at the paths shown "
