@@ -26,6 +26,7 @@ from erasebench.baselines.common import (
     autocast,
     concepts_and_targets,
     editing,
+    frozen_weights_cast,
     train_loop,
 )
 from erasebench.baselines.esd import ESDX, ESDConfig
@@ -64,7 +65,7 @@ class AllButOne(ESDX):
         alternative = setup.texts[1 + len(concepts):]
         batch = config.batch_size
         with editing(model, setup.names, self.name, config.model_dump(mode="json"),
-                     request) as edit:
+                     request) as edit, frozen_weights_cast(model, config.precision):
             parameters = setup.parameters(model)
 
             def step(index: int) -> torch.Tensor:

@@ -33,6 +33,7 @@ from erasebench.baselines.common import (
     concepts_and_targets,
     cross_attention_parameters,
     editing,
+    frozen_weights_cast,
     non_cross_attention_parameters,
     train_loop,
 )
@@ -168,7 +169,7 @@ class AdversarialPreservation(ESD):
                 return gap(z, alpha_bar, predicted, original)
 
         with editing(model, setup.names, self.name, config.model_dump(mode="json"),
-                     request) as edit:
+                     request) as edit, frozen_weights_cast(model, config.precision):
             parameters = setup.parameters(model)
 
             def step(index: int) -> torch.Tensor:

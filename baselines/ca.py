@@ -32,6 +32,7 @@ from erasebench.baselines.common import (
     cross_attention_parameters,
     drawn_latents,
     editing,
+    frozen_weights_cast,
     seeded,
     train_loop,
 )
@@ -103,7 +104,8 @@ class ConceptAblation(Eraser):
         scheduler = DDPMScheduler.from_config(model.scheduler_config)
         generator = seeded(config.seed)
         names = self.editable_parameters(model)
-        with editing(model, names, self.name, config.model_dump(mode="json"), request) as edit:
+        with (editing(model, names, self.name, config.model_dump(mode="json"), request) as edit,
+              frozen_weights_cast(model, config.precision)):
             wanted = set(names)
             parameters = [p for n, p in model.named_parameters() if n in wanted]
 

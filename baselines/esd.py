@@ -36,6 +36,7 @@ from erasebench.baselines.common import (
     ddim_scheduler,
     editing,
     frozen_unet,
+    frozen_weights_cast,
     latent_shape,
     non_cross_attention_parameters,
     partial_ddim_sample,
@@ -99,7 +100,7 @@ class ESD(Eraser):
         empty, concepts = setup.texts[:1], setup.texts[1:]
         batch = config.batch_size
         with editing(model, setup.names, self.name, config.model_dump(mode="json"),
-                     request) as edit:
+                     request) as edit, frozen_weights_cast(model, config.precision):
             parameters = setup.parameters(model)
 
             def step(index: int) -> torch.Tensor:
@@ -123,7 +124,7 @@ class ESD(Eraser):
         config: ESDConfig = self.config  # type: ignore[assignment]
         with torch.no_grad():
             encoded = model.encode_text(texts).to(model.device).detach()
-        return Training(self.editable_parameters(model), frozen_unet(model),
+        return Training(self.editable_parameters(model), frozen_unet(model, config.precision),
                         ddim_scheduler(model, config.ddim_steps), seeded(config.seed), encoded)
 
     def noisy_latents(self, model: DiffusionModel, frozen: torch.nn.Module, scheduler: Any,

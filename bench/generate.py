@@ -43,7 +43,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,22 +145,29 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
 
 
 @contextlib.contextmanager
-def weights_cast(modules: Sequence[torch.nn.Module], dtype: torch.dtype) -> Iterator[None]:
-    """The modules' floating-point parameters and buffers in ``dtype`` within the block; their
-    own tensors back afterwards, bit for bit, whatever happens inside. The fp32 weights are
-    the masters that edits are added to and erasers train, so they are swapped out for a
-    cast copy, never cast in place (a round trip through half precision would change them)."""
+def tensors_cast(tensors: Iterable[torch.Tensor], dtype: torch.dtype) -> Iterator[None]:
+    """The floating-point ``tensors`` (parameters, buffers) in ``dtype`` within the block;
+    their own data back afterwards, bit for bit, whatever happens inside. Each is swapped
+    for a cast copy, never cast in place: the fp32 weights are the masters that edits are
+    added to and erasers train, and a round trip through half precision would change them."""
     swapped: list[tuple[torch.Tensor, torch.Tensor]] = []
     try:
-        for module in modules:
-            for tensor in itertools.chain(module.parameters(), module.buffers()):
-                if tensor.is_floating_point() and tensor.dtype != dtype:
-                    swapped.append((tensor, tensor.data))
-                    tensor.data = tensor.data.to(dtype)
+        for tensor in tensors:
+            if tensor.is_floating_point() and tensor.dtype != dtype:
+                swapped.append((tensor, tensor.data))
+                tensor.data = tensor.data.to(dtype)
         yield
     finally:
         for tensor, original in swapped:
             tensor.data = original
+
+
+def weights_cast(modules: Sequence[torch.nn.Module],
+                 dtype: torch.dtype) -> contextlib.AbstractContextManager[None]:
+    """The modules' floating-point parameters and buffers in ``dtype`` within the block
+    (:func:`tensors_cast`)."""
+    return tensors_cast(itertools.chain.from_iterable(
+        itertools.chain(module.parameters(), module.buffers()) for module in modules), dtype)
 
 
 @dataclass

@@ -16,6 +16,9 @@
 #               as they are) and compile with channels_last weights and cuDNN's
 #               convolution benchmarking, against its default (fp16, weights cast), and
 #               the VAE decode eager and compiled (issue 8)
+#   frozen      benchmarks/frozen_weights.py: the erasers' frozen weights held in bf16 while
+#               they train against autocast casting them at every call: operations and ms
+#               per UNet call, seconds per ESD-x and AP step, the same edit (issue 8)
 # One log per step lands in $OUT. Here, first: bash benchmarks/device/fetch_wheels.sh; then
 # the device tool's run, carry [".whl"], in calls of at most 10 minutes on the warm machine
 # (benchmarks/README.md says which steps are still open and how to split them).
@@ -30,7 +33,7 @@ OUT=${OUT:-/tmp/erasebench-device}
 MODEL=${MODEL:-sd-v1-random}
 DEVICE=${DEVICE:-cuda}
 SITE=${SITE:-/tmp/erasebench-site}
-STEPS=${STEPS:-env,generation,erasers,gpu_tests,profile,variants}
+STEPS=${STEPS:-env,generation,erasers,gpu_tests,profile,variants,frozen}
 mkdir -p "$OUT"
 export PYTHONPATH="$SITE" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
@@ -80,10 +83,12 @@ step variants "${LIMIT_VARIANTS:-360}" "$PYTHON" benchmarks/generation.py --mode
     --compile-decode \
     --variants ${VARIANTS:-fp16+compile,fp16+channels_last+cudnn_benchmark+compile} \
     ${VARIANTS_ARGS:-}
+step frozen "${LIMIT_FROZEN:-150}" "$PYTHON" benchmarks/frozen_weights.py --model "$MODEL" \
+    --device "$DEVICE" ${FROZEN_ARGS:-}
 # The reply shows only the output's tail: repeat what matters where it will be seen.
 echo "=== summary, $((SECONDS - start)) s in all"
 printf '%s\n' "${summary[@]}"
-for name in generation erasers profile variants; do
+for name in generation erasers profile variants frozen; do
     [[ -f "$OUT/$name.log" ]] && { echo "--- $name"; grep -E '^(model |FLOPs |\|)|: one guided' "$OUT/$name.log"; }
 done
 [[ -f "$OUT/gpu_tests.log" ]] && grep -E '^(FAILED|ERROR) |^=+ .* in [0-9.]+s' "$OUT/gpu_tests.log" | tail -20

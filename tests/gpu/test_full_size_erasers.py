@@ -33,3 +33,21 @@ def test_runs_on_full_size_sd_and_changes_only_what_it_declares(sd_random, name)
     assert all(torch.isfinite(w).all() for w in edit.weights.values())
     moved = [n for n, p in sd_random.named_parameters() if not torch.equal(p, before[n])]
     assert not moved, f"erase() must leave the model as it was; it moved {moved[:3]}"
+
+
+@pytest.mark.parametrize("name", ["esd_x", "ap"])
+def test_frozen_weights_held_in_bf16_make_the_same_edit_on_the_gpu(sd_random, monkeypatch,
+                                                                   name):
+    """``frozen_weights_cast`` under CUDA's bf16 autocast: the edit is the one autocast
+    casting every frozen weight at every call makes, bit for bit."""
+    from erasebench.baselines import common
+
+    def erase():
+        eraser = ERASERS.get(name)(FEW_STEPS[name])
+        return eraser.erase(sd_random, ErasureRequest(concepts=("church",))).weights
+
+    held = erase()
+    monkeypatch.setattr(common, "_frozen_layer_weights", lambda module: [])
+    as_autocast_casts = erase()
+    assert held and held.keys() == as_autocast_casts.keys()
+    assert all(torch.equal(held[key], as_autocast_casts[key]) for key in held)

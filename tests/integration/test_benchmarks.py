@@ -89,6 +89,28 @@ def test_erasers_reports_every_eraser_asked_for(monkeypatch, capsys):
     assert float(memory) > 0
 
 
+def test_frozen_weights_counts_times_and_compares_both_ways(monkeypatch, capsys):
+    from erasebench.baselines import common
+
+    # The script turns bf16 autocast on for a CPU; set back after the test.
+    monkeypatch.setattr(common, "autocast_dtype", common.autocast_dtype)
+    selected = common._frozen_layer_weights
+    output = run_script("frozen_weights.py", [
+        "--model", "tiny", "--device", "cpu", "--sets", "esd_x,esd_u", "--erasers", "esd_x",
+        "--calls", "1"], monkeypatch, capsys)
+    assert common._frozen_layer_weights is selected  # "before" set back after each erasure
+    per_call, per_step = (table_rows(table) for table in output.split("\n\n"))
+    frozen, before, now, _, _, speed_up, difference = per_call["esd_x"]
+    assert frozen.startswith("122 (")  # the tiny UNet's layer weights outside attn2
+    assert per_call["esd_u"][0].startswith("26 (")  # attn2's, time embedding's, conv_out's
+    operations = [int(text.split()[0]) for text in (before, now)]
+    casts = [int(text.split("(")[1].split()[0]) for text in (before, now)]
+    assert operations[0] - operations[1] == casts[0] - casts[1] > 0  # only casts left out
+    assert difference == "0" and speed_up.endswith("x")
+    seconds_before, seconds_now, _, _, _, same = per_step["esd_x"]
+    assert float(seconds_before) != 0 and float(seconds_now) != 0 and same == "yes"
+
+
 def test_reproduction_hours_prices_the_plan_in_order_on_each_gpu_count(monkeypatch, capsys):
     # sd's and the mock eraser's unit of the mock task, 8 images each at 1 image/s, the
     # mock erasure 1 minute: 76 s on one GPU. On two the mock unit alone, 68 s, with the
