@@ -158,9 +158,10 @@ def main() -> None:
     parser.add_argument("--time-size", type=int,
                         help="latent size timed at (default: the model's own on a GPU, "
                         "--count-size on a CPU)")
-    parser.add_argument("--calls", type=int, default=10)
-    parser.add_argument("--short", type=int, default=1)
-    parser.add_argument("--long", type=int, default=3)
+    parser.add_argument("--calls", type=int, default=10,
+                        help="timed UNet calls each way (the best is printed)")
+    parser.add_argument("--short", type=int, default=1, help="steps of the shorter erasure")
+    parser.add_argument("--long", type=int, default=3, help="steps of the longer erasure")
     args = parser.parse_args()
     device = torch.device(args.device)
     if device.type != "cuda":  # the erasers' fp32 on a CPU; bf16 autocast to compare
