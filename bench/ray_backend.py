@@ -44,7 +44,7 @@ import socket
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -177,13 +177,33 @@ def actor_slots(device: str, resources: Mapping[str, float]) -> int:
 GPU_KIND_RESOURCE_PREFIX = "accelerator_type:"
 
 
+def gpu_kinds(resources: Mapping[str, float]) -> list[str]:
+    """The kinds of GPU in a cluster (``resources``: ``ray.cluster_resources()``), as Ray
+    names them from the cards' names ("H100", "A100", "RTX-PRO-6000"), sorted."""
+    return sorted(key.removeprefix(GPU_KIND_RESOURCE_PREFIX) for key in resources
+                  if key.startswith(GPU_KIND_RESOURCE_PREFIX))
+
+
+def recorded_device_of_kind(devices: Iterable[str], kind: str) -> str | None:
+    """Of the devices records name (``erasebench.hardware.describe_device``: "cuda (NVIDIA
+    H100 80GB HBM3)"), the one of Ray's GPU ``kind``, whose name holds each of the kind's
+    parts ("H100"; "RTX", "PRO", "6000") as a word; the most recorded where several do
+    (an H100 PCIe and an H100 SXM are both Ray's "H100"); None where none does."""
+    parts = {part.lower() for part in kind.split("-") if part}
+
+    def words(device: str) -> set[str]:
+        return {word.lower() for word in re.split(r"[^0-9A-Za-z]+", device) if word}
+
+    matching = Counter(device for device in devices if parts and parts <= words(device))
+    return matching.most_common(1)[0][0] if matching else None
+
+
 def mixed_gpus_warning(device: str, resources: Mapping[str, float]) -> str | None:
     """A warning where the actors on ``device`` would run on more than one kind of GPU
     (``resources``: ``ray.cluster_resources()``), else None. A network's output, and so an
     image or an erasure, differs in its last bits from one kind of GPU to another, and an
     eraser's training can carry that into its numbers; each record names its device."""
-    kinds = sorted(key.removeprefix(GPU_KIND_RESOURCE_PREFIX) for key in resources
-                   if key.startswith(GPU_KIND_RESOURCE_PREFIX))
+    kinds = gpu_kinds(resources)
     if not device.startswith("cuda") or len(kinds) < 2:
         return None
     return (f"warning: the cluster's GPUs are of {len(kinds)} kinds ({', '.join(kinds)}): a "

@@ -43,10 +43,12 @@ class RunSettings:
 @dataclass(frozen=True)
 class Placement:
     """Where the units to do run: on ``device`` (each actor's, on Ray), ``count``
-    processes or actors at a time."""
+    processes or actors at a time; on a Ray cluster whose GPUs the actors hold are of one
+    kind, that kind as Ray names it (``gpu_kind``: "H100")."""
 
     device: str
     count: int
+    gpu_kind: str | None = None
 
 
 def run_units(units: list[WorkUnit], runner: Runner, settings: RunSettings,
@@ -68,9 +70,18 @@ def run_units(units: list[WorkUnit], runner: Runner, settings: RunSettings,
     prompts: PromptMemo = {}  # each request's prompts, built once for every count and check
     from erasebench.hardware import describe_device
 
-    # Locally, the pace of units recorded on this kind of device sets the time left; a Ray
-    # driver learns its actors' device from the first (RunConsole.start_from_caches).
-    device_kind = None if settings.backend == "ray" else describe_device(runner.device)
+    # The pace of units recorded on the run's kind of device sets the time left: this
+    # machine's, or on Ray the cluster's kind of GPU where it has one, until the driver
+    # learns its actors' device from the first (RunConsole.start_from_caches).
+    if settings.backend != "ray":
+        device_kind = describe_device(runner.device)
+    elif where.gpu_kind is not None:
+        from erasebench.ray_backend import recorded_device_of_kind
+
+        device_kind = recorded_device_of_kind(
+            (record.provenance.device for record in records.values()), where.gpu_kind)
+    else:
+        device_kind = None
     if settings.dry_run:
         held = space = None
         if settings.check_cache:
@@ -135,9 +146,9 @@ def run_units(units: list[WorkUnit], runner: Runner, settings: RunSettings,
 
 def place_units(runner: Runner, todo: list[WorkUnit], settings: RunSettings,
                 errors: Console) -> Placement:
-    """Where the units to do run and how many at a time (:class:`Placement`); on a Ray
-    cluster, warned of when the cluster has no room for every actor yet, or mixes kinds
-    of GPU."""
+    """Where the units to do run and how many at a time, and on a Ray cluster of one kind
+    of GPU, that kind (:class:`Placement`); on a Ray cluster, warned of when the cluster
+    has no room for every actor yet, or mixes kinds of GPU."""
     from erasebench import workers as local
 
     device, count = runner.device, settings.workers or local.auto_workers(runner.device)
@@ -150,6 +161,7 @@ def place_units(runner: Runner, todo: list[WorkUnit], settings: RunSettings,
         actor_slots,
         cluster_defaults,
         connect,
+        gpu_kinds,
         mixed_gpus_warning,
     )
 
@@ -163,7 +175,8 @@ def place_units(runner: Runner, todo: list[WorkUnit], settings: RunSettings,
                      "to join (Ctrl-C and a smaller --workers if none will)")
     if mixed := mixed_gpus_warning(device, resources):
         errors.print(mixed)
-    return Placement(device, count)
+    kinds = gpu_kinds(resources)
+    return Placement(device, count, kinds[0] if device == "cuda" and len(kinds) == 1 else None)
 
 
 def _run_on_ray(todo: list[WorkUnit], runner: Runner, settings: RunSettings,

@@ -259,6 +259,53 @@ def test_a_cluster_mixing_kinds_of_gpu_is_warned_of(device, resources, kinds):
         assert "start the cluster's nodes on one kind of GPU" in warning
 
 
+@pytest.mark.parametrize(("kind", "expected"), [
+    ("H100", "cuda (NVIDIA H100 80GB HBM3)"),  # the most recorded of the two H100s
+    ("A100", "cuda (NVIDIA A100-SXM4-80GB)"),
+    ("RTX-PRO-6000", "cuda (NVIDIA RTX PRO 6000 Blackwell Server Edition)"),
+    ("V100", None),  # none recorded
+    ("H10", None),  # a part of a word is not the word
+])
+def test_records_are_matched_to_the_kind_of_gpu_ray_names(kind, expected):
+    from erasebench.ray_backend import recorded_device_of_kind
+
+    recorded = ["cpu (AMD EPYC 7763 64-Core Processor)", "cuda (NVIDIA H100 PCIe)",
+                "cuda (NVIDIA H100 80GB HBM3)", "cuda (NVIDIA H100 80GB HBM3)",
+                "cuda (NVIDIA A100-SXM4-80GB)",
+                "cuda (NVIDIA RTX PRO 6000 Blackwell Server Edition)"]
+    assert recorded_device_of_kind(recorded, kind) == expected
+
+
+def test_a_dry_run_on_a_cluster_of_one_kind_of_gpu_prices_at_that_kinds_records(
+        tmp_path, capsys, monkeypatch):
+    # sd's and mock's units recorded, mock's as if on an H100; on a cluster of H100s the
+    # dry run prices uce's unit at mock's unit's pace alone, and says the other was left out.
+    from erasebench import ray_backend
+    from erasebench.results import ResultStore
+
+    common = ["--model", "tiny", "--tasks", "mock", "--steps", "2",
+              "--results", str(tmp_path / "results"), "--cache", str(tmp_path / "cache"),
+              "--no-report"]
+    assert main(["run", "--erasers", "sd,mock", "--workers", "1", *common]) == 0
+    store = ResultStore(tmp_path / "results")
+    [mock] = [record for record in store.records() if record.spec.eraser.name == "mock"]
+    mock.provenance.device = "cuda (NVIDIA H100 80GB HBM3)"
+    store.write(mock)
+    monkeypatch.setenv("RAY_ADDRESS", "head:6379")
+    cluster = {"CPU": 32.0, "GPU": 2.0, "accelerator_type:H100": 1.0}
+    monkeypatch.setattr(ray_backend, "connect", lambda address, workers, here: cluster)
+    capsys.readouterr()
+    dry_run = ["run", "--erasers", "sd,mock,uce", "--backend", "ray", "--dry-run", *common]
+    assert main(dry_run) == 0
+    assert ("on 1 process, 8 images to draw (those no recorded unit asked for; --check-cache "
+            "looks in the image cache), at the pace of the 1 recorded unit with timings, made "
+            "on cuda (NVIDIA H100 80GB HBM3) (1 recorded on other devices left out)"
+            ) in " ".join(capsys.readouterr().out.split())
+    cluster["accelerator_type:A100"] = 1.0  # two kinds: every record's pace, as before
+    assert main(dry_run) == 0
+    assert "recorded on other devices left out" not in capsys.readouterr().out
+
+
 def test_an_unknown_backend_lists_the_valid_ones(tmp_path, capsys):
     argv, _ = _run(tmp_path, "x", "--backend", "slurm")
     assert main(argv) == 2
