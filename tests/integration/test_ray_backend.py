@@ -172,21 +172,26 @@ def test_an_actor_left_without_a_unit_draws_the_images_of_one_running(tmp_path):
     assert owner.store.record(unit.run_id).provenance.timings.images_drawn == 0
 
 
-def test_the_time_left_of_a_ray_run_takes_the_pace_of_its_actors_device(tmp_path, capsys):
-    # sd's and mock's units recorded, mock's as if on a GPU; the driver, which does not know
-    # the actors' device, prices uce's unit at sd's pace alone once the first actor names
-    # its device (this machine's CPU, which sd's was recorded on).
-    from erasebench.hardware import describe_device
+def _record_sd_and_mock_with_mock_on_an_h100(common, tmp_path):
     from erasebench.results import ResultStore
 
-    common = ["--model", "tiny", "--tasks", "mock", "--steps", "2",
-              "--results", str(tmp_path / "results"), "--cache", str(tmp_path / "cache"),
-              "--no-report"]
     assert main(["run", "--erasers", "sd,mock", "--workers", "1", *common]) == 0
     store = ResultStore(tmp_path / "results")
     [mock] = [record for record in store.records() if record.spec.eraser.name == "mock"]
     mock.provenance.device = "cuda (NVIDIA H100 80GB HBM3)"
     store.write(mock)
+
+
+def test_the_time_left_of_a_ray_run_takes_the_pace_of_its_actors_device(tmp_path, capsys):
+    # sd's and mock's units recorded, mock's as if on a GPU; the driver, which does not know
+    # the actors' device, prices uce's unit at sd's pace alone once the first actor names
+    # its device (this machine's CPU, which sd's was recorded on).
+    from erasebench.hardware import describe_device
+
+    common = ["--model", "tiny", "--tasks", "mock", "--steps", "2",
+              "--results", str(tmp_path / "results"), "--cache", str(tmp_path / "cache"),
+              "--no-report"]
+    _record_sd_and_mock_with_mock_on_an_h100(common, tmp_path)
     capsys.readouterr()
     try:
         assert main(["run", "--erasers", "sd,mock,uce", "--backend", "ray", *common]) == 0
@@ -281,16 +286,11 @@ def test_a_dry_run_on_a_cluster_of_one_kind_of_gpu_prices_at_that_kinds_records(
     # sd's and mock's units recorded, mock's as if on an H100; on a cluster of H100s the
     # dry run prices uce's unit at mock's unit's pace alone, and says the other was left out.
     from erasebench import ray_backend
-    from erasebench.results import ResultStore
 
     common = ["--model", "tiny", "--tasks", "mock", "--steps", "2",
               "--results", str(tmp_path / "results"), "--cache", str(tmp_path / "cache"),
               "--no-report"]
-    assert main(["run", "--erasers", "sd,mock", "--workers", "1", *common]) == 0
-    store = ResultStore(tmp_path / "results")
-    [mock] = [record for record in store.records() if record.spec.eraser.name == "mock"]
-    mock.provenance.device = "cuda (NVIDIA H100 80GB HBM3)"
-    store.write(mock)
+    _record_sd_and_mock_with_mock_on_an_h100(common, tmp_path)
     monkeypatch.setenv("RAY_ADDRESS", "head:6379")
     cluster = {"CPU": 32.0, "GPU": 2.0, "accelerator_type:H100": 1.0}
     monkeypatch.setattr(ray_backend, "connect", lambda address, workers, here: cluster)
