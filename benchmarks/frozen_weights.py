@@ -58,20 +58,6 @@ class DispatchCount(TorchDispatchMode):
 
 
 @contextlib.contextmanager
-def trained(model: DiffusionModel, names: list[str]) -> Iterator[None]:
-    """Only ``names`` require a gradient within the block, as ``common.editing`` sets them."""
-    wanted = set(names)
-    flags = {name: p.requires_grad for name, p in model.named_parameters()}
-    try:
-        for name, parameter in model.named_parameters():
-            parameter.requires_grad_(name in wanted)
-        yield
-    finally:
-        for name, parameter in model.named_parameters():
-            parameter.requires_grad_(flags[name])
-
-
-@contextlib.contextmanager
 def frozen_weights(held: bool, model: DiffusionModel) -> Iterator[None]:
     """The frozen weights held cast (now), or left to autocast (before)."""
     with common.frozen_weights_cast(model, PRECISION) if held else contextlib.nullcontext():
@@ -90,7 +76,10 @@ def unet_call(model: DiffusionModel, size: int):
 
 def per_call(model: DiffusionModel, name: str, count_size: int, time_size: int,
              calls: int) -> None:
-    with trained(model, ERASERS.get(name)().editable_parameters(model)), torch.no_grad():
+    # Only the eraser's parameters require a gradient, as in its training (nothing changes)
+    trained = ERASERS.get(name)().editable_parameters(model)
+    with common.editing(model, trained, name, {}, ErasureRequest(concepts=("church",))), \
+            torch.no_grad():
         frozen = common._frozen_layer_weights(model.unet)
         elements = sum(weight.numel() for weight in frozen)
         read, written = elements * 4 / 1e9, elements * 2 / 1e9  # fp32 in, half out
