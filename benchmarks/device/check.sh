@@ -24,8 +24,12 @@
 # (benchmarks/README.md says which steps are still open and how to split them).
 # Rehearsal on a CPU (the same script, the tiny model, GPU tests skipped):
 #   PYTHON=/path/to/python3.12 MODEL=tiny DEVICE=cpu OUT=/tmp/out bash benchmarks/device/check.sh
-# Step limits (seconds) can be set: LIMIT_GENERATION=... etc.; STEPS=name,name runs a subset;
-# GPU_TESTS="path::test ..." a subset of the GPU tests; *_ARGS add to a script's arguments.
+# Step limits (seconds) can be set: LIMIT_GENERATION=... etc.; STEPS=name,name runs those
+# steps in that order; GPU_TESTS="path::test ..." a subset of the GPU tests; *_ARGS add to a
+# script's arguments. BUDGET=seconds bounds the whole call (install included): each step's
+# limit is cut to what is left of it less RESERVE (15 s, for the summary), and a step with
+# less than MIN_STEP (30 s) left is skipped, so that the summary comes back before the
+# device tool's own time limit ends the call (set BUDGET a little under its timeout_s).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 PYTHON=${PYTHON:-python3}
@@ -33,22 +37,41 @@ OUT=${OUT:-/tmp/erasebench-device}
 MODEL=${MODEL:-sd-v1-random}
 DEVICE=${DEVICE:-cuda}
 SITE=${SITE:-/tmp/erasebench-site}
-STEPS=${STEPS:-env,generation,erasers,gpu_tests,profile,variants,frozen}
+WHEELS=${WHEELS:-.whl}
+ALL_STEPS=env,generation,erasers,gpu_tests,profile,variants,frozen
+STEPS=${STEPS:-$ALL_STEPS}
+BUDGET=${BUDGET:-}
+RESERVE=${RESERVE:-15}
+MIN_STEP=${MIN_STEP:-30}
+for name in ${STEPS//,/ }; do  # a misspelt step would otherwise be left out unseen
+    [[ ",$ALL_STEPS," == *",$name,"* ]] ||
+        { echo "no step '$name' (STEPS=$STEPS); the steps: $ALL_STEPS"; exit 3; }
+done
+[[ -z $BUDGET || $BUDGET =~ ^[0-9]+$ ]] || { echo "BUDGET=$BUDGET: seconds, a whole number"; exit 3; }
 mkdir -p "$OUT"
 export PYTHONPATH="$SITE" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
 install() {
     # --no-deps: the image's own torch, transformers, numpy... stay; only what it lacks is added.
     "$PYTHON" -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir \
-        --upgrade --target "$SITE" .whl/*.whl &&
+        --upgrade --target "$SITE" "$WHEELS"/*.whl &&
     "$PYTHON" -m pip install --quiet --no-index --no-deps --no-build-isolation --no-compile \
         --no-cache-dir --upgrade --target "$SITE" .
 }
 
-step() {  # step NAME LIMIT COMMAND...: runs unless STEPS leaves it out; log in $OUT/NAME.log
-    local name=$1 limit=$2 began status
+step() {  # step NAME LIMIT COMMAND...: runs it, within what is left of BUDGET; log in $OUT/NAME.log
+    local name=$1 limit=$2 began status left
     shift 2
-    [[ ",$STEPS," == *",$name,"* ]] || return 0
+    if [[ -n $BUDGET ]]; then
+        left=$((BUDGET - SECONDS - RESERVE))
+        if (( left < MIN_STEP )); then
+            summary+=("$name: skipped, ${left} s of the budget left")
+            failed=1
+            echo "=== ${summary[-1]}"
+            return 0
+        fi
+        (( limit <= left )) || limit=$left
+    fi
     echo "=== $name (at most ${limit} s)"
     began=$SECONDS
     timeout --kill-after=10 "$limit" "$@" 2>&1 | tee "$OUT/$name.log"
@@ -57,34 +80,41 @@ step() {  # step NAME LIMIT COMMAND...: runs unless STEPS leaves it out; log in 
     summary+=("$name: exit $status after $((SECONDS - began)) s$([[ $status == 124 ]] && echo ', cut at its limit')")
     echo "=== ${summary[-1]}"
 }
+run_step() {  # the step NAME's command, under its limit
+    case $1 in
+    env) step env "${LIMIT_ENV:-40}" bash -c "nvidia-smi 2>&1 | head -20; \
+        '$PYTHON' benchmarks/device/environment.py" ;;
+    generation) step generation "${LIMIT_GENERATION:-180}" "$PYTHON" benchmarks/generation.py \
+        --model "$MODEL" --device "$DEVICE" ${GENERATION_ARGS:-} ;;
+    erasers) step erasers "${LIMIT_ERASERS:-170}" "$PYTHON" benchmarks/erasers.py \
+        --model "$MODEL" --device "$DEVICE" --short 1 --long 3 ${ERASERS_ARGS:-} ;;
+    gpu_tests) step gpu_tests "${LIMIT_GPU_TESTS:-200}" "$PYTHON" -m pytest -m gpu -v \
+        --durations=0 -p no:cacheprovider ${GPU_TESTS:-tests} ;;
+    profile) step profile "${LIMIT_PROFILE:-200}" "$PYTHON" benchmarks/unet_profile.py \
+        --model "$MODEL" --device "$DEVICE" ${PROFILE_ARGS:-} ;;
+    variants) step variants "${LIMIT_VARIANTS:-360}" "$PYTHON" benchmarks/generation.py \
+        --model "$MODEL" --device "$DEVICE" --no-peers --no-scorers --no-cache --images 64 \
+        --batch-size 64 --compile-decode \
+        --variants ${VARIANTS:-fp16+compile,fp16+channels_last+cudnn_benchmark+compile} \
+        ${VARIANTS_ARGS:-} ;;
+    frozen) step frozen "${LIMIT_FROZEN:-150}" "$PYTHON" benchmarks/frozen_weights.py \
+        --model "$MODEL" --device "$DEVICE" ${FROZEN_ARGS:-} ;;
+    esac
+}
 summary=()
 failed=0  # the script's exit status: 1 when any step failed or was cut
 
-compgen -G ".whl/*.whl" >/dev/null || {
-    echo "no wheels in .whl/: run benchmarks/device/fetch_wheels.sh first and carry [\".whl\"]"
+compgen -G "$WHEELS/*.whl" >/dev/null || {
+    echo "no wheels in $WHEELS/: run benchmarks/device/fetch_wheels.sh first and carry [\".whl\"]"
     exit 3
 }
 start=$SECONDS
 install 2>&1 | tee "$OUT/install.log"
 [[ ${PIPESTATUS[0]} == 0 ]] || { echo "install failed: see install.log"; exit 3; }
 echo "=== installed in $((SECONDS - start)) s"
-step env "${LIMIT_ENV:-40}" bash -c "nvidia-smi 2>&1 | head -20; \
-    '$PYTHON' benchmarks/device/environment.py"
-step generation "${LIMIT_GENERATION:-180}" "$PYTHON" benchmarks/generation.py --model "$MODEL" \
-    --device "$DEVICE" ${GENERATION_ARGS:-}
-step erasers "${LIMIT_ERASERS:-170}" "$PYTHON" benchmarks/erasers.py --model "$MODEL" \
-    --device "$DEVICE" --short 1 --long 3 ${ERASERS_ARGS:-}
-step gpu_tests "${LIMIT_GPU_TESTS:-200}" "$PYTHON" -m pytest -m gpu -v --durations=0 \
-    -p no:cacheprovider ${GPU_TESTS:-tests}
-step profile "${LIMIT_PROFILE:-200}" "$PYTHON" benchmarks/unet_profile.py --model "$MODEL" \
-    --device "$DEVICE" ${PROFILE_ARGS:-}
-step variants "${LIMIT_VARIANTS:-360}" "$PYTHON" benchmarks/generation.py --model "$MODEL" \
-    --device "$DEVICE" --no-peers --no-scorers --no-cache --images 64 --batch-size 64 \
-    --compile-decode \
-    --variants ${VARIANTS:-fp16+compile,fp16+channels_last+cudnn_benchmark+compile} \
-    ${VARIANTS_ARGS:-}
-step frozen "${LIMIT_FROZEN:-150}" "$PYTHON" benchmarks/frozen_weights.py --model "$MODEL" \
-    --device "$DEVICE" ${FROZEN_ARGS:-}
+for name in ${STEPS//,/ }; do
+    run_step "$name"
+done
 # The reply shows only the output's tail: repeat what matters where it will be seen.
 echo "=== summary, $((SECONDS - start)) s in all"
 printf '%s\n' "${summary[@]}"
