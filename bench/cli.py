@@ -223,7 +223,8 @@ def run(
     show_unsafe: ShowUnsafeOption = False,
     backend: Annotated[str, typer.Option(
         help="'local' (this machine's processes) or 'ray' (one Ray actor per --workers, on "
-        "the cluster at RAY_ADDRESS or a local one; pip install 'erasebench[ray]').")
+        # typer reads help as rich markup, where an unescaped [ray] is a style and vanishes
+        "the cluster at RAY_ADDRESS or a local one; pip install 'erasebench\\[ray]').")
     ] = "local",
     ray_address: Annotated[str | None, typer.Option(
         help="Ray cluster address (default: $RAY_ADDRESS; none: start a local cluster).")

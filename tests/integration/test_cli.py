@@ -309,6 +309,24 @@ def test_help_documents_every_option(capsys):
         assert "--" in text
 
 
+def test_no_help_text_loses_words_to_rich_markup(capsys):
+    # typer renders help as rich markup: an unescaped "[ray]" (in "erasebench[ray]") is read
+    # as a style and vanishes from what the user sees.
+    import typer
+    from rich.text import Text
+
+    from erasebench.cli import app
+
+    commands = typer.main.get_command(app).commands
+    texts = {f"{name} {getattr(param, 'name', '')}": getattr(param, "help", None) or ""
+             for name, command in commands.items() for param in [command, *command.params]}
+    eaten = {where: text for where, text in texts.items()
+             if Text.from_markup(text).plain != text.replace("\\[", "[")}
+    assert not eaten
+    assert main(["run", "--help"]) == 0
+    assert "erasebench[ray]" in re.sub(r"[\s│]+", "", capsys.readouterr().out)
+
+
 def test_report_on_a_damaged_result_file_names_it(tmp_path, capsys):
     runs = tmp_path / "results" / "runs"
     runs.mkdir(parents=True)
