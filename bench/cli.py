@@ -331,7 +331,7 @@ def erase(
     edit.save(out)
     console.print(f"wrote {out}: {len(edit.weights)} changed tensors, "
                   f"{sum(t.numel() for t in edit.weights.values()):,} values, made in "
-                  f"{edit.seconds:.1f} s on {edit.device}")
+                  f"{edit.seconds:.1f} s on {edit.device}", markup=False)
 
 
 @app.command()
@@ -381,7 +381,7 @@ def score(
 
     table = Table("request", "metric", "split", "value")
     for request, value in score_folder(TASKS.get(task)(), images, reference, device):
-        table.add_row(request, value.metric, value.split, f"{value.value:.6g}")
+        table.add_row(escape(request), value.metric, value.split, f"{value.value:.6g}")
     table_console().print(table)
 
 
@@ -397,7 +397,7 @@ def report(
     if not results.is_dir():  # a mistyped folder must not overwrite a leaderboard with nothing
         raise UserError(f"results folder {str(results)!r} does not exist; pass the folder "
                         "`erasebench run` wrote (--results)")
-    console.print(f"wrote {write_report(results, out, show_unsafe)}")
+    console.print(f"wrote {write_report(results, out, show_unsafe)}", markup=False)
 
 
 @app.command()
@@ -457,7 +457,7 @@ def search_history(
         settings = SHAPES_GENERATION if model == "shapes" else GenerationSpec()
         image = search_strip(loaded, base, settings, columns)
         atomic_write(strip, lambda tmp: image.save(tmp, format="PNG"))
-        console.print(f"wrote {strip}")
+        console.print(f"wrote {strip}", markup=False)
 
 
 @app.command()
@@ -512,7 +512,7 @@ def export(
 
     loaded = EditedModel.load(edit)
     loaded.export(load_model(_model_spec(model, revision)), out)
-    console.print(f"wrote {out}")
+    console.print(f"wrote {out}", markup=False)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -327,6 +327,20 @@ def test_no_help_text_loses_words_to_rich_markup(capsys):
     assert "erasebench[ray]" in re.sub(r"[\s│]+", "", capsys.readouterr().out)
 
 
+def test_paths_with_brackets_are_printed_whole(tmp_path, capsys):
+    # rich reads "[b]" as a style: printed as markup, "runs[b]" would read "runs".
+    runs = tmp_path / "runs[b]"
+    assert main(["run", "--model", "tiny", "--erasers", "sd", "--tasks", "mock", "--steps",
+                 "2", "--workers", "1", "--results", str(runs / "results"), "--cache",
+                 str(runs / "cache"), "--leaderboard", str(runs / "leaderboard.md")]) == 0
+    out = capsys.readouterr().out
+    assert f"results in {runs / 'results'}/" in out
+    assert f"wrote {runs / 'leaderboard.md'}" in out
+    assert main(["report", "--results", str(runs / "results"), "--out",
+                 str(runs / "board.md")]) == 0
+    assert f"wrote {runs / 'board.md'}" in capsys.readouterr().out
+
+
 def test_report_on_a_damaged_result_file_names_it(tmp_path, capsys):
     runs = tmp_path / "results" / "runs"
     runs.mkdir(parents=True)
