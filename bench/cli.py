@@ -21,6 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from erasebench.errors import CorruptFileError, PluginImportError, UnknownNameError, UserError
+from erasebench.hardware import DEVICES, checked_device
 from erasebench.registry import ERASERS, TASKS
 from erasebench.stopping import Stopped, signals_stop
 
@@ -60,7 +61,7 @@ RevisionOption = Annotated[str | None, typer.Option(help="Hub revision (branch, 
 CacheOption = Annotated[Path | None, typer.Option(
     "--cache", help="Cache folder for images and edits (default: $ERASEBENCH_CACHE or "
     "~/.cache/erasebench).")]
-DeviceOption = Annotated[str, typer.Option(help="'auto' (cuda if present), 'cpu' or 'cuda[:N]'.")]
+DeviceOption = Annotated[str, typer.Option(help=f"{DEVICES}.")]
 BatchOption = Annotated[int | None, typer.Option("--batch-size", min=1, help="Images per batch "
     "(default: 64 for 32-px models such as the miniature world's; for larger models on a GPU, "
     "fitted to the memory a first batch of 2 takes, at most 64; 8 otherwise). Out of "
@@ -239,6 +240,9 @@ def run(
     """Run erasers x tasks; completed units are skipped, so an interrupted run resumes."""
     from erasebench.runner import Runner, plan
 
+    # A Ray cluster's GPUs, or those of the machine a dry run prices a run for, are not
+    # this machine's.
+    checked_device(device, here=backend == "local" and not dry_run)
     eraser_names = _split_names(erasers) or _default_names(ERASERS)
     task_names = _split_names(tasks) or _default_names(TASKS)
     for name in eraser_names:
@@ -323,7 +327,7 @@ def erase(
     plugin = cls(_parse_overrides(config), preset=preset)
     request = ErasureRequest(concepts=tuple(concept), anchors=tuple(anchor or ()),
                              preserve=tuple(preserve or ()))
-    target_device = Runner(device=device).device
+    target_device = Runner(device=checked_device(device)).device
     # One CPU thread, as in `run`: the same edit whatever the core count or command.
     use_cpu_threads(target_device)
     base = load_model(_model_spec(model, revision), device=target_device)
@@ -359,6 +363,7 @@ def generate(
     """Generate images for prompts and seeds (through the image cache)."""
     from erasebench.commands import generate_images
 
+    checked_device(device)
     generate_images(
         out=out, texts=prompt or [], prompt_file=prompts, seeds=seeds, edit_path=edit,
         model=_model_spec(model, revision), cache_dir=_cache_dir(cache), device=device,
@@ -380,7 +385,8 @@ def score(
     from erasebench.commands import score_folder
 
     table = Table("request", "metric", "split", "value")
-    for request, value in score_folder(TASKS.get(task)(), images, reference, device):
+    for request, value in score_folder(TASKS.get(task)(), images, reference,
+                                       checked_device(device)):
         table.add_row(escape(request), value.metric, value.split, f"{value.value:.6g}")
     table_console().print(table)
 
@@ -453,7 +459,8 @@ def search_history(
         from erasebench.specs import GenerationSpec
         from erasebench.tasks.shapes.scoring import SHAPES_GENERATION
 
-        base = load_model(_model_spec(model, revision), device=Runner(device=device).device)
+        base = load_model(_model_spec(model, revision),
+                          device=Runner(device=checked_device(device)).device)
         settings = SHAPES_GENERATION if model == "shapes" else GenerationSpec()
         image = search_strip(loaded, base, settings, columns)
         atomic_write(strip, lambda tmp: image.save(tmp, format="PNG"))

@@ -12,8 +12,13 @@ nothing of the pace, and another machine numbers its GPUs its own way.
 from __future__ import annotations
 
 import functools
+import os
 import platform
 from pathlib import Path
+
+from erasebench.errors import UserError
+
+DEVICES = "'auto' (cuda if present), 'cpu', 'cuda' or 'cuda:N'"  # what --device takes
 
 
 @functools.cache
@@ -46,3 +51,32 @@ def cpu_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     except OSError:
         pass
     return platform.processor()
+
+
+def checked_device(device: str, here: bool = True) -> str:
+    """``device`` as given, once it is one erasebench runs on (:data:`DEVICES`) and, with
+    ``here``, one this machine has. Why: else a mistyped device, or a GPU asked of a
+    machine without one, fails deep in loading a model with torch's traceback; this says
+    what the machine has before any work. ``here`` is False where the device is another
+    machine's: a Ray cluster's, or a dry run pricing a run meant for a GPU machine."""
+    kind, colon, index = device.partition(":")
+    if device in ("auto", "cpu"):
+        return device
+    if kind != "cuda" or (colon and not index.isdigit()):
+        raise UserError(f"--device {device!r} is not a device erasebench runs on: {DEVICES}")
+    if not here:
+        return device
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if not count:
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        why = ("this torch is built without CUDA" if torch.version.cuda is None else
+               f"CUDA_VISIBLE_DEVICES={visible!r} hides them" if visible is not None else
+               "no NVIDIA driver or GPU found")
+        raise UserError(f"--device {device}: torch sees no GPU on this machine ({why}); use "
+                        "--device cpu, or auto")
+    if colon and int(index) >= count:
+        seen = "1 GPU, cuda:0" if count == 1 else f"{count} GPUs, cuda:0 to cuda:{count - 1}"
+        raise UserError(f"--device {device}: torch sees {seen}, on this machine")
+    return device

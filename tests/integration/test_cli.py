@@ -341,6 +341,23 @@ def test_paths_with_brackets_are_printed_whole(tmp_path, capsys):
     assert f"wrote {runs / 'board.md'}" in capsys.readouterr().out
 
 
+def test_a_gpu_asked_of_a_machine_without_one_stops_before_any_work(tmp_path, capsys,
+                                                                  monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    common = ["--model", "tiny", "--tasks", "mock", "--steps", "2", "--results",
+              str(tmp_path / "results"), "--cache", str(tmp_path / "cache")]
+    assert main(["run", "--erasers", "sd", "--device", "cuda", *common]) == 2
+    assert "error: --device cuda: torch sees no GPU on this machine" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()
+    assert main(["erase", "--eraser", "uce", "--concept", "cat", "--model", "tiny", "--out",
+                 str(tmp_path / "uce.safetensors"), "--device", "cuda:0"]) == 2
+    assert "error: --device cuda:0: torch sees no GPU" in capsys.readouterr().err
+    # A dry run may price a run meant for a GPU machine.
+    assert main(["run", "--erasers", "sd", "--device", "cuda", "--dry-run", *common]) == 0
+    assert main(["run", "--erasers", "sd", "--device", "gpu", "--dry-run", *common]) == 2
+    assert "--device 'gpu' is not a device erasebench runs on" in capsys.readouterr().err
+
+
 def test_report_on_a_damaged_result_file_names_it(tmp_path, capsys):
     runs = tmp_path / "results" / "runs"
     runs.mkdir(parents=True)

@@ -1,7 +1,9 @@
+import pytest
 import torch
 
 from erasebench import hardware
-from erasebench.hardware import cpu_name, describe_device
+from erasebench.errors import UserError
+from erasebench.hardware import checked_device, cpu_name, describe_device
 
 
 def test_the_cpus_model_name_is_read_from_cpuinfo(tmp_path):
@@ -39,3 +41,51 @@ def test_a_device_is_named_with_its_model_and_without_a_gpus_index(monkeypatch):
         assert describe_device("cpu") == "cpu"  # a CPU that cannot be told is just that
     finally:
         describe_device.cache_clear()
+
+
+def _gpus(monkeypatch, count, built_for="12.8"):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: count > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+    monkeypatch.setattr(torch.version, "cuda", built_for)
+
+
+def test_a_device_this_machine_has_is_taken_as_given(monkeypatch):
+    _gpus(monkeypatch, 2)
+    for device in ["auto", "cpu", "cuda", "cuda:0", "cuda:1"]:
+        assert checked_device(device) == device
+
+
+@pytest.mark.parametrize("device", ["cdua", "nvidia", "cuda:x", "cuda:", "mps", "CPU", "cuda:-1"])
+def test_a_mistyped_device_is_refused_naming_the_devices_taken(monkeypatch, device):
+    _gpus(monkeypatch, 2)
+    for here in (True, False):
+        with pytest.raises(UserError, match=f"--device '{device}' is not a device erasebench "
+                           "runs on: 'auto' \\(cuda if present\\), 'cpu', 'cuda' or 'cuda:N'"):
+            checked_device(device, here=here)
+
+
+def test_a_gpu_this_machine_lacks_is_refused_saying_why(monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    _gpus(monkeypatch, 0)
+    with pytest.raises(UserError, match=r"--device cuda: torch sees no GPU on this machine "
+                       r"\(no NVIDIA driver or GPU found\); use --device cpu, or auto"):
+        checked_device("cuda")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    with pytest.raises(UserError, match="CUDA_VISIBLE_DEVICES='' hides them"):
+        checked_device("cuda:0")
+    _gpus(monkeypatch, 0, built_for=None)
+    with pytest.raises(UserError, match="this torch is built without CUDA"):
+        checked_device("cuda")
+    _gpus(monkeypatch, 2)
+    with pytest.raises(UserError, match="--device cuda:2: torch sees 2 GPUs, cuda:0 to cuda:1"):
+        checked_device("cuda:2")
+    _gpus(monkeypatch, 1)
+    with pytest.raises(UserError, match="--device cuda:1: torch sees 1 GPU, cuda:0, on"):
+        checked_device("cuda:1")
+
+
+def test_another_machines_gpu_is_taken_where_the_device_is_not_this_machines(monkeypatch):
+    # A Ray cluster's, or the GPU machine a dry run prices a run for.
+    _gpus(monkeypatch, 0)
+    assert checked_device("cuda", here=False) == "cuda"
+    assert checked_device("cuda:3", here=False) == "cuda:3"
