@@ -56,6 +56,7 @@ def time_left_line(units: Any, records: Any, processes: int, workload: Any, held
     checked (erasebench.run_progress); ``records``: the units' records, by run id;
     ``device``: the run's (erasebench.hardware), whose records set the pace where some
     were made on it (None: all, as on Ray)."""
+    from erasebench.hardware import made_on
     from erasebench.run_progress import RunProgress, format_duration
 
     progress = RunProgress.of_records(units, records.get, processes, workload, held, device)
@@ -73,8 +74,8 @@ def time_left_line(units: Any, records: Any, processes: int, workload: Any, held
         return (f"  time left: {to_draw}, and no recorded unit with timings drew images, so "
                 "no pace to price them at; a run's progress line estimates it once one has")
     units_paced, elsewhere = progress.paced_by_earlier, progress.paced_elsewhere
-    devices = (device if elsewhere else
-               ", ".join(sorted({record.provenance.device for record in timed})))
+    devices = ", ".join(sorted({record.provenance.device for record in timed
+                                if not elsewhere or made_on(record.provenance.device, device)}))
     left_out = f" ({elsewhere} recorded on other devices left out)" if elsewhere else ""
     return (f"  time left: about {format_duration(seconds)} on {processes} "
             f"process{'es' if processes > 1 else ''}, {to_draw}, at the pace of the "

@@ -40,6 +40,14 @@ def describe_device(device: str) -> str:
     return kind
 
 
+def made_on(recorded: str, device: str) -> bool:
+    """Whether a record's device (``recorded``, as :func:`describe_device` named it where
+    the record was made) is ``device``: the same words, or, for a device named by its kind
+    alone ("cuda": a dry run on a machine without the GPU it prices a run for), any of
+    that kind ("cuda (NVIDIA H100 80GB HBM3)")."""
+    return recorded == device or ("(" not in device and recorded.split(" (")[0] == device)
+
+
 def cpu_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     """The CPU's model name ('' where it cannot be told): Linux's ``cpuinfo``, else what
     Python's platform module knows."""

@@ -44,6 +44,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from statistics import fmean
 from typing import TYPE_CHECKING, Any
 
+from erasebench.hardware import made_on
 from erasebench.results import RunRecord, UnitTimings
 from erasebench.workload import Workload, count_images, erasure_of
 
@@ -251,8 +252,8 @@ class RunProgress:
 
     def _take_earlier(self, device: str | None) -> int:
         timed = self.earlier
-        if device is not None and any(made_on == device for *_, made_on in timed):
-            here = [entry for entry in timed if entry[3] == device]
+        if device is not None and any(made_on(recorded, device) for *_, recorded in timed):
+            here = [entry for entry in timed if made_on(entry[3], device)]
             self.paced_elsewhere, timed = len(timed) - len(here), here
             self.paced_on = device
         for unit, image_count, timings, _ in timed:

@@ -444,6 +444,13 @@ def test_dry_run_and_run_take_the_pace_of_the_units_recorded_on_their_own_device
     estimate = " ".join(capsys.readouterr().out.split())
     assert (f"at the pace of the 1 recorded unit with timings, made on {describe_device('cpu')} "
             "(1 recorded on other devices left out)") in estimate
+    # Priced for a GPU run from a machine without one, which names its device "cuda": at
+    # the pace of the units recorded on a GPU, whatever its kind.
+    assert main(["run", "--erasers", "sd,mock,uce", "--dry-run", "--device", "cuda",
+                 *common]) == 0
+    estimate = " ".join(capsys.readouterr().out.split())
+    assert ("at the pace of the 1 recorded unit with timings, made on cuda (NVIDIA H100 80GB "
+            "HBM3) (1 recorded on other devices left out)") in estimate
     assert main(["run", "--erasers", "sd,mock,uce", *common]) == 0
     assert (f"left at the pace of the 1 unit recorded before on {describe_device('cpu')} (1 "
             "recorded on other devices left out)") in " ".join(capsys.readouterr().out.split())

@@ -89,3 +89,13 @@ def test_another_machines_gpu_is_taken_where_the_device_is_not_this_machines(mon
     _gpus(monkeypatch, 0)
     assert checked_device("cuda", here=False) == "cuda"
     assert checked_device("cuda:3", here=False) == "cuda:3"
+
+
+def test_a_record_is_made_on_its_own_device_or_on_any_of_a_kind_named_alone():
+    from erasebench.hardware import made_on
+
+    h100, a100 = "cuda (NVIDIA H100 80GB HBM3)", "cuda (NVIDIA A100-SXM4-80GB)"
+    assert made_on(h100, h100) and not made_on(a100, h100)
+    assert made_on(h100, "cuda") and made_on(a100, "cuda")  # a machine without the GPU
+    assert not made_on("cpu (Some CPU)", "cuda") and not made_on(h100, "cpu")
+    assert made_on("cuda", "cuda") and not made_on("cuda", h100)
