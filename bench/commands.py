@@ -79,12 +79,13 @@ def generate_images(*, out: Path, texts: list[str], prompt_file: Path | None, se
 
     if bool(texts) == bool(prompt_file):
         raise UserError("give either --prompt (one or more) or --prompts FILE")
+    settings = GenerationSpec.checked(overrides)  # before the model is loaded
     prompts = (read_prompt_file(prompt_file) if prompt_file
                else [PromptSpec(text=t, seed=s) for t in texts for s in parse_seeds(seeds)])
     edit = EditedModel.load(edit_path) if edit_path else None
     base = load_model(model, device=Runner(device=device).device)
     cache = ImageCache(cache_dir)
-    generator = Generator(base, GenerationSpec.model_validate(overrides), cache,
+    generator = Generator(base, settings, cache,
                           batch_size=batch_size, compile=compile_unet)
     if edit is not None:
         edit.apply(base)

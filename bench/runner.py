@@ -20,13 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
-from pydantic import ValidationError
 
 from erasebench import thumbnails
 from erasebench.cache import ImageCache, claim_file, default_cache_dir
 from erasebench.code_version import code_version
 from erasebench.edits import EditedModel
-from erasebench.errors import CorruptFileError, UserError
+from erasebench.errors import CorruptFileError
 from erasebench.faults import checkpoint
 from erasebench.generate import Generator
 from erasebench.hardware import describe_device
@@ -68,11 +67,8 @@ def plan(erasers: Sequence[Eraser], tasks: Sequence[Task], model: ModelSpec | No
     units = []
     for task in tasks:
         task_model = model or ModelSpec(id=task.default_model)
-        try:
-            generation = GenerationSpec.model_validate(
-                {**task.generation().model_dump(), **(generation_overrides or {})})
-        except ValidationError as error:
-            raise UserError(f"bad generation setting: {error.errors()[0]['msg']}") from None
+        generation = GenerationSpec.checked(
+            {**task.generation().model_dump(), **(generation_overrides or {})})
         for request in task.requests():
             for eraser in erasers:
                 spec = RunSpec(eraser=eraser.spec(), request=request, task=task.spec(),

@@ -7,10 +7,12 @@ run directories, and it is how an interrupted run knows what it has already done
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from erasebench.errors import UserError
 from erasebench.io import canonical_json
 
 DEFAULT_MODEL_ID = "CompVis/stable-diffusion-v1-4"
@@ -65,6 +67,19 @@ class GenerationSpec(Spec):
     height: int | None = Field(None, ge=8, multiple_of=8)
     width: int | None = Field(None, ge=8, multiple_of=8)
     precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
+
+    @classmethod
+    def checked(cls, values: Mapping[str, Any]) -> GenerationSpec:
+        """The settings of ``values`` (a task's own with a command's options over them); a
+        bad value is a UserError naming the setting and the value, not pydantic's
+        traceback."""
+        try:
+            return cls.model_validate(dict(values))
+        except ValidationError as error:
+            first = error.errors()[0]
+            setting = ".".join(str(part) for part in first["loc"]) or "settings"
+            raise UserError(f"bad generation setting {setting} {first.get('input')!r}: "
+                            f"{first['msg']}") from None
 
 
 class EraserSpec(Spec):
