@@ -247,6 +247,11 @@ def run(
     task_names = _split_names(tasks) or _default_names(TASKS)
     for name in eraser_names:
         ERASERS.get(name)  # unknown names fail before any work, listing the valid ones
+    # A preset applies to the erasers that have it; one none of them has is a typo, which
+    # would otherwise run every eraser at its paper defaults unsaid.
+    presets = {name for eraser in eraser_names for name in ERASERS.get(eraser).presets}
+    if preset is not None and preset not in presets:
+        raise UnknownNameError("preset", preset, presets)
     if not task_names:
         raise UserError(f"no task selected; registered tasks: {', '.join(TASKS.names())}")
     task_options = _parse_overrides(task_config, "--task-config")

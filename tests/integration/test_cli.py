@@ -37,6 +37,8 @@ def test_unknown_eraser_exits_2_with_one_line_listing_the_valid_names(capsys):
     (["generate", "--out", "x", "--prompt", "a", "--size", "33"],
      "bad generation setting height 33: Input should be a multiple of 8"),
     (["run", "--tasks", "mock", "--scheduler", "euler"], "bad generation setting scheduler"),
+    (["run", "--erasers", "esd_x,uce", "--tasks", "mock", "--preset", "shape"],
+     "unknown preset 'shape'; valid presets: shapes, tiny"),
     (["erase", "--eraser", "mock", "--concept", "c", "--out", "e.safetensors",
       "--config", "strength=strong"], "bad eraser config"),
     (["erase", "--eraser", "mock", "--concept", "c", "--out", "e.safetensors",
