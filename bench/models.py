@@ -77,6 +77,11 @@ class DiffusionModel:
                     " pass a folder written by save_pretrained or a hub id"
                 )
             source: str = str(local.resolve())
+        elif local.is_absolute() or model_id.startswith((".", "~")) or model_id.count("/") > 1:
+            # A path, not a hub id ("namespace/name"): the hub's own error would say only
+            # that the id is malformed.
+            raise UserError(f"model folder {model_id!r} does not exist; pass a diffusers "
+                            "folder or a hub id (e.g. CompVis/stable-diffusion-v1-4)")
         else:
             source = model_id
         # Read at call time (huggingface_hub reads it once, at import).

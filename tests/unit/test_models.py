@@ -57,6 +57,13 @@ def test_a_folder_that_is_not_a_diffusers_model_is_a_user_error(tmp_path):
         DiffusionModel.load(str(tmp_path))
 
 
+@pytest.mark.parametrize("path", ["/no/such/model", "./no_such_model", "runs/a/model"])
+def test_a_path_that_does_not_exist_is_named_as_a_missing_folder(path):
+    with pytest.raises(UserError, match=f"model folder '{path}' does not exist; pass a "
+                       "diffusers folder or a hub id"):
+        DiffusionModel.load(path)
+
+
 def test_an_unreachable_hub_id_is_a_user_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(UserError, match="could not load model"):
