@@ -19,7 +19,7 @@ Peak memory is CUDA's max allocated on a GPU and the process's peak RSS on CPU.
 from __future__ import annotations
 
 import torch
-from measure import model_parser, peak_memory_gb, timed
+from measure import checked_arguments, model_parser, peak_memory_gb, timed
 
 from erasebench.hardware import describe_device
 from erasebench.models import load_model
@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument("--erasers", default=",".join(["uce", *STEP_KEYS]))
     parser.add_argument("--short", type=int, default=2)
     parser.add_argument("--long", type=int, default=6)
-    args = parser.parse_args()
+    args = checked_arguments(parser, ("erasers",))
     device = torch.device(args.device)
     model = load_model(ModelSpec(id=args.model), device=device)
     request = ErasureRequest(concepts=("church",))

@@ -30,7 +30,7 @@ import contextlib
 from collections.abc import Iterator
 
 import torch
-from measure import model_parser, peak_memory_gb, timed
+from measure import checked_arguments, model_parser, peak_memory_gb, timed
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from erasebench.baselines import common
@@ -151,7 +151,7 @@ def main() -> None:
                         help="timed UNet calls each way (the best is printed)")
     parser.add_argument("--short", type=int, default=1, help="steps of the shorter erasure")
     parser.add_argument("--long", type=int, default=3, help="steps of the longer erasure")
-    args = parser.parse_args()
+    args = checked_arguments(parser, ("sets", "erasers"))
     device = torch.device(args.device)
     if device.type != "cuda":  # the erasers' fp32 on a CPU; bf16 autocast to compare
         common.autocast_dtype = lambda device, precision: torch.bfloat16

@@ -53,7 +53,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
-from measure import cudnn_attention_first, model_parser, peak_memory_gb, timed
+from measure import (
+    checked_arguments,
+    cudnn_attention_first,
+    model_parser,
+    peak_memory_gb,
+    timed,
+)
 
 from erasebench import generate
 from erasebench.cache import ImageCache
@@ -287,7 +293,7 @@ def main() -> None:
                         help="comma-separated variants to measure after ours (see above)")
     parser.add_argument("--variant-batches", type=int, default=1,
                         help="timed batches per variant, after one warm-up batch")
-    args = parser.parse_args()
+    args = checked_arguments(parser)
     # parsed first, so that a bad name fails before the model is built
     variants = [Variant.parse(name) for name in filter(None, args.variants.split(","))]
     device = torch.device(args.device)

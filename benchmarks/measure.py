@@ -11,6 +11,10 @@ from collections.abc import Callable, Iterator
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from erasebench.errors import UserError
+from erasebench.hardware import checked_device
+from erasebench.registry import ERASERS
+
 
 def model_parser(description: str | None) -> argparse.ArgumentParser:
     """The arguments every script that builds a model takes: ``--model`` (SD v1.4's
@@ -20,6 +24,26 @@ def model_parser(description: str | None) -> argparse.ArgumentParser:
     parser.add_argument("--model", default="sd-v1-random")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     return parser
+
+
+def checked_arguments(parser: argparse.ArgumentParser,
+                      eraser_lists: tuple[str, ...] = ()) -> argparse.Namespace:
+    """``parser``'s arguments, checked before anything is built: ``--device`` one this
+    machine has and each comma-separated list of erasers named by ``eraser_lists`` (the
+    options' names) registered. A typo is then argparse's one line at once, not a
+    traceback minutes in, after the model was built and other rows timed (a lent GPU's
+    minutes are few)."""
+    args = parser.parse_args()
+    try:
+        checked_device(args.device)
+        if args.device == "auto":  # as erasebench's commands take it
+            args.device = "cuda" if torch.cuda.is_available() else "cpu"
+        for option in eraser_lists:
+            for name in filter(None, getattr(args, option).split(",")):
+                ERASERS.get(name)
+    except UserError as error:
+        parser.error(str(error))
+    return args
 
 
 def timed(function: Callable[[], object], device: torch.device) -> float:

@@ -28,7 +28,7 @@ from collections import defaultdict
 from collections.abc import Callable
 
 import torch
-from measure import cudnn_attention_first, model_parser, timed
+from measure import checked_arguments, cudnn_attention_first, model_parser, timed
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
@@ -146,7 +146,7 @@ def main() -> None:
     parser.add_argument("--cudnn-attention", action="store_true",
                         help="attention tries cuDNN's fused kernels first (generation.py's "
                              "cudnn_attention variant)")
-    args = parser.parse_args()
+    args = checked_arguments(parser)
     modes = [mode for mode in args.modes.split(",") if mode]
     if not modes or set(modes) - {"eager", "compiled"}:
         raise SystemExit(f"--modes {args.modes!r}: a comma-separated list of eager, compiled")

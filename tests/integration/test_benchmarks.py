@@ -243,3 +243,23 @@ def test_unet_profile_reads_the_kind_of_work_off_a_kernel_name(kernel, kind, mon
     from unet_profile import kind_of
 
     assert kind_of(kernel) == kind
+
+
+@pytest.mark.parametrize("name, argv, message", [
+    ("frozen_weights.py", ["--erasers", "esd_x,nope"], "unknown eraser 'nope'; valid erasers:"),
+    ("frozen_weights.py", ["--sets", "esdx"], "unknown eraser 'esdx'"),
+    ("erasers.py", ["--erasers", "uce,esd"], "unknown eraser 'esd'"),
+    ("generation.py", ["--device", "gpu"], "--device 'gpu' is not a device"),
+    ("unet_profile.py", ["--device", "cuda:1"], "--device cuda:1: torch sees no GPU"),
+])
+def test_a_bad_argument_stops_a_script_before_it_builds_anything(name, argv, message,
+                                                                  monkeypatch, capsys):
+    # On a lent GPU a typo found minutes in, after rows were timed, costs those minutes.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    built = []
+    monkeypatch.setattr("erasebench.models.load_model", lambda *a, **k: built.append(a))
+    with pytest.raises(SystemExit) as stopped:
+        run_script(name, ["--model", "tiny", *argv], monkeypatch, capsys)
+    assert stopped.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not built
