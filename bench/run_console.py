@@ -55,11 +55,22 @@ class RunConsole:
                 self.progress.update(self.record_of)
                 so_far = f"; {self.progress.line()}"
             prefix = f"helper {self.helper} " if self.helper else ""
+            seconds = self._unit_seconds(unit) if status == "done" else None
             self.out.print(f"  {prefix}[{status}] {unit.describe()}  ({unit.run_id}, "
-                           f"{now - self.last:.1f} s){so_far}", markup=False)
+                           f"{now - self.last if seconds is None else seconds:.1f} s){so_far}",
+                           markup=False)
             if status == "done":
                 self._look_at_room_again()
         self.last = now
+
+    def _unit_seconds(self, unit: Any) -> float | None:
+        """The seconds a finished unit took, as its record has them (making or reading its
+        erasure, drawing, scoring), None without: not the time since this process's last
+        line, which on Ray, where the driver tells of every actor's units, is only how long
+        after the one before it this unit ended (0.0 s for units ending together)."""
+        record = self.record_of(unit.run_id)
+        timings = record.provenance.timings if record is not None else None
+        return None if timings is None else timings.erasure + timings.images + timings.scoring
 
     def unit_helped(self, unit: Any, drawn: int) -> None:
         """``runner.Runner.on_help``: this process, with no unit left to start, drew

@@ -1,0 +1,39 @@
+"""The line ``erasebench run`` prints as a unit ends."""
+
+from __future__ import annotations
+
+import io
+from types import SimpleNamespace
+
+from rich.console import Console
+
+from erasebench.run_console import RunConsole
+
+
+def _console(records: dict, times: list[float], tmp_path) -> tuple[RunConsole, io.StringIO]:
+    out = io.StringIO()
+    clock = iter(times)
+    lines = RunConsole(Console(file=out, width=200), Console(file=io.StringIO()), records.get,
+                       tmp_path / "images", progress=None, clock=lambda: next(clock))
+    return lines, out
+
+
+def _unit(run_id: str) -> SimpleNamespace:
+    return SimpleNamespace(run_id=run_id, describe=lambda: f"sd x mock [{run_id}]")
+
+
+def test_a_finished_unit_is_told_with_the_seconds_its_record_has(tmp_path):
+    # On Ray the driver tells of every actor's units: two ending together are 0.0 s apart,
+    # but each took what its record says.
+    timed = SimpleNamespace(provenance=SimpleNamespace(
+        timings=SimpleNamespace(erasure=2.0, images=10.25, scoring=0.5)))
+    untimed = SimpleNamespace(provenance=SimpleNamespace(timings=None))
+    lines, out = _console({"a": timed, "b": untimed}, [100.0, 112.0, 112.0, 115.0, 117.5],
+                          tmp_path)
+    lines.unit_ended(_unit("a"), "done")  # 12 s after the start; its record: 12.75
+    lines.unit_ended(_unit("a"), "done")  # 0 s after the line before
+    lines.unit_ended(_unit("b"), "done")  # no timings in its record: the 3 s since
+    lines.unit_ended(_unit("b"), "skipped")  # found done: the 2.5 s since
+    assert out.getvalue().splitlines() == [
+        "  [done] sd x mock [a]  (a, 12.8 s)", "  [done] sd x mock [a]  (a, 12.8 s)",
+        "  [done] sd x mock [b]  (b, 3.0 s)", "  [skipped] sd x mock [b]  (b, 2.5 s)"]
