@@ -17,8 +17,8 @@ from typing import Annotated, Any
 import click
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from erasebench.errors import CorruptFileError, PluginImportError, UnknownNameError, UserError
 from erasebench.hardware import DEVICES, checked_device
@@ -31,8 +31,10 @@ app = typer.Typer(
 )
 # Lines are never broken at the console's width: in a log file (a Slurm job's, a Ray
 # driver's) a unit's line, its progress with it, stays one line that a grep finds whole.
-console = Console(soft_wrap=True)
-errors = Console(stderr=True, soft_wrap=True)
+# No rich markup: what is printed holds paths, prompts and names, whose "[...]" rich would
+# take for a style and drop ("runs[b]" read "runs"); colour is asked for with Text styles.
+console = Console(soft_wrap=True, markup=False)
+errors = Console(stderr=True, soft_wrap=True, markup=False)
 # The width tables are printed at when the output is not a terminal: rich would fold them
 # at 80 columns, breaking a path (`weights`) or a description (`list -v`) over lines that a
 # script or a user copying it gets in pieces; a table is as wide as its content needs.
@@ -42,7 +44,7 @@ PIPED_TABLE_WIDTH = 10_000
 def table_console() -> Console:
     """Where the commands print their tables: the console on a terminal, else one whose
     width folds no cell (:data:`PIPED_TABLE_WIDTH`)."""
-    return console if console.is_terminal else Console(width=PIPED_TABLE_WIDTH)
+    return console if console.is_terminal else Console(width=PIPED_TABLE_WIDTH, markup=False)
 
 # The miniature world's model: draws real shapes on a CPU (`run` uses each task's own).
 DEFAULT_MODEL = "shapes"
@@ -164,9 +166,9 @@ def list_plugins(
             try:
                 doc = (registry.get(name).__doc__ or "").strip().splitlines()
             except PluginImportError as error:  # one broken plugin must not hide the others
-                table.add_row(name, f"[red]failed to import:[/red] {escape(str(error))}")
+                table.add_row(name, Text.assemble(("failed to import:", "red"), f" {error}"))
                 continue
-            table.add_row(name, escape(doc[0]) if doc else "")
+            table.add_row(name, doc[0] if doc else "")
         table_console().print(table)
 
 
@@ -340,7 +342,7 @@ def erase(
     edit.save(out)
     console.print(f"wrote {out}: {len(edit.weights)} changed tensors, "
                   f"{sum(t.numel() for t in edit.weights.values()):,} values, made in "
-                  f"{edit.seconds:.1f} s on {edit.device}", markup=False)
+                  f"{edit.seconds:.1f} s on {edit.device}")
 
 
 @app.command()
@@ -392,7 +394,7 @@ def score(
     table = Table("request", "metric", "split", "value")
     for request, value in score_folder(TASKS.get(task)(), images, reference,
                                        checked_device(device)):
-        table.add_row(escape(request), value.metric, value.split, f"{value.value:.6g}")
+        table.add_row(request, value.metric, value.split, f"{value.value:.6g}")
     table_console().print(table)
 
 
@@ -408,7 +410,7 @@ def report(
     if not results.is_dir():  # a mistyped folder must not overwrite a leaderboard with nothing
         raise UserError(f"results folder {str(results)!r} does not exist; pass the folder "
                         "`erasebench run` wrote (--results)")
-    console.print(f"wrote {write_report(results, out, show_unsafe)}", markup=False)
+    console.print(f"wrote {write_report(results, out, show_unsafe)}")
 
 
 @app.command()
@@ -469,7 +471,7 @@ def search_history(
         settings = SHAPES_GENERATION if model == "shapes" else GenerationSpec()
         image = search_strip(loaded, base, settings, columns)
         atomic_write(strip, lambda tmp: image.save(tmp, format="PNG"))
-        console.print(f"wrote {strip}", markup=False)
+        console.print(f"wrote {strip}")
 
 
 @app.command()
@@ -501,8 +503,8 @@ def weights(
                 file.ensure()
             present = file.present()
             missing += not present
-            table.add_row(name, file.scorer, "yes" if present else "[red]no[/red]",
-                          escape(str(file.path)), escape(file.source))
+            table.add_row(name, file.scorer, "yes" if present else Text("no", style="red"),
+                          str(file.path), file.source)
     table_console().print(table)
     if missing:
         console.print(f"{missing} file(s) missing: `erasebench weights --download` fetches "
@@ -524,7 +526,7 @@ def export(
 
     loaded = EditedModel.load(edit)
     loaded.export(load_model(_model_spec(model, revision)), out)
-    console.print(f"wrote {out}", markup=False)
+    console.print(f"wrote {out}")
 
 
 def main(argv: list[str] | None = None) -> int:

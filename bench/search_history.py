@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any
 
 from PIL import Image, ImageDraw
-from rich.markup import escape
 from rich.table import Table
 
 from erasebench.edits import EditedModel
@@ -39,12 +38,12 @@ def history_tables(edit: EditedModel) -> list[Table]:
     tables = []
     for concept, summary in search_notes(edit).items():
         table = Table("step", "drawn", "likeliest (probability)",
-                      title=escape(f"{edit.eraser}: search while erasing {concept!r}"),
-                      caption="drawn most: " + escape(", ".join(
-                          f"{word} ({count})" for word, count in by_count(summary)[:8])))
+                      title=f"{edit.eraser}: search while erasing {concept!r}",
+                      caption="drawn most: " + ", ".join(
+                          f"{word} ({count})" for word, count in by_count(summary)[:8]))
         for entry in summary["history"]:
             top = ", ".join(f"{word} ({p:.2f})" for word, p in entry.get("top", []))
-            table.add_row(str(entry["step"]), escape(", ".join(entry["drawn"])), escape(top) or "—")
+            table.add_row(str(entry["step"]), ", ".join(entry["drawn"]), top or "—")
         tables.append(table)
     return tables
 

@@ -30,7 +30,6 @@ from collections.abc import Sequence
 
 import pandas as pd
 from rich import box
-from rich.markup import escape
 from rich.table import Table
 
 from erasebench.help_records import HelpRecord
@@ -130,7 +129,7 @@ def _add_rows(table: Table, summary: pd.DataFrame, keys: list[str]) -> None:
     for row in summary.itertuples(index=False):
         rate = "–" if pd.isna(row.images_per_second) else f"{row.images_per_second:.3g}"
         share = "–" if pd.isna(row.scoring_share) else f"{row.scoring_share:.1%}"
-        table.add_row(*(escape(str(getattr(row, key))) for key in keys), str(row.units),
+        table.add_row(*(str(getattr(row, key)) for key in keys), str(row.units),
                       str(row.erasures), format_seconds(row.erasure) if row.erasures else "–",
                       f"{row.images_drawn:,}",
                       format_seconds(row.drawing) if row.images_drawn else "–", rate,
