@@ -12,7 +12,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from erasebench.errors import UserError
-from erasebench.hardware import checked_device
+from erasebench.hardware import DEVICES, checked_device
 from erasebench.registry import ERASERS
 
 
@@ -22,7 +22,7 @@ def model_parser(description: str | None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="sd-v1-random")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="auto", help=DEVICES)
     return parser
 
 
@@ -36,7 +36,7 @@ def checked_arguments(parser: argparse.ArgumentParser,
     args = parser.parse_args()
     try:
         checked_device(args.device)
-        if args.device == "auto":  # as erasebench's commands take it
+        if args.device == "auto":  # cuda if present, as erasebench's commands take it
             args.device = "cuda" if torch.cuda.is_available() else "cpu"
         for option in eraser_lists:
             for name in filter(None, getattr(args, option).split(",")):
