@@ -68,8 +68,11 @@ class RunConsole:
         erasure, drawing, scoring), None without: not the time since this process's last
         line, which on Ray, where the driver tells of every actor's units, is only how long
         after the one before it this unit ended (0.0 s for units ending together)."""
-        record = self.record_of(unit.run_id)
-        timings = record.provenance.timings if record is not None else None
+        if self.progress is not None:  # its update() has just read the record
+            timings = self.progress.finished_timings.get(unit.run_id)
+        else:
+            record = self.record_of(unit.run_id)
+            timings = record.provenance.timings if record is not None else None
         return None if timings is None else timings.erasure + timings.images + timings.scoring
 
     def unit_helped(self, unit: Any, drawn: int) -> None:
