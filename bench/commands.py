@@ -101,7 +101,7 @@ def generate_images(*, out: Path, texts: list[str], prompt_file: Path | None, se
                      "guidance": guidance})
     frame = pd.DataFrame(rows)
     atomic_write(out / MANIFEST, lambda tmp: frame.to_csv(tmp, index=False))
-    console.print(f"wrote {len(rows)} images and {MANIFEST} to {out}", markup=False)
+    console.print(f"wrote {len(rows)} images and {MANIFEST} to {out}")
 
 
 def read_image_folder(folder: Path) -> dict[tuple[str, int], Path]:

@@ -115,7 +115,7 @@ def run_units(units: list[WorkUnit], runner: Runner, settings: RunSettings,
         console.print(f"{len(units)} work unit{'s' if len(units) != 1 else ''} ({len(todo)} to "
                       f"do, asking for {progress.total_images:,} images; {where.count} "
                       f"process{'es' if where.count > 1 else ''}); results in "
-                      f"{runner.results_dir}/", markup=False)
+                      f"{runner.results_dir}/")
         _warn_of_uncommitted_changes(errors)
     started = time.monotonic()
     from erasebench.run_console import RunConsole
@@ -141,8 +141,7 @@ def run_units(units: list[WorkUnit], runner: Runner, settings: RunSettings,
         from erasebench.report import write_report
 
         board = settings.leaderboard or Path(runner.results_dir).parent / "leaderboard.md"
-        console.print(f"wrote {write_report(runner.results_dir, board, runner.show_unsafe)}",
-                      markup=False)
+        console.print(f"wrote {write_report(runner.results_dir, board, runner.show_unsafe)}")
 
 
 def place_units(runner: Runner, todo: list[WorkUnit], settings: RunSettings,

@@ -127,4 +127,4 @@ class RunConsole:
         if space is not None:
             self.errors.print(f"warning: the cache ({self.images_root.parent}) may run out "
                               f"of room: {space.line()}; a run that fills the disk stops, "
-                              "and resumes once there is room", markup=False)
+                              "and resumes once there is room")
