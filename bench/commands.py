@@ -29,6 +29,9 @@ def parse_seeds(text: str) -> list[int]:
         try:
             if "-" in part[1:]:
                 low, high = (int(x) for x in part.split("-", 1))
+                if high < low:
+                    raise UserError(f"seed range {part!r} runs backwards: write the lower "
+                                    f"seed first ('{high}-{low}')")
                 seeds.extend(range(low, high + 1))
             elif part:
                 seeds.append(int(part))

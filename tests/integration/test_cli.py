@@ -32,6 +32,8 @@ def test_unknown_eraser_exits_2_with_one_line_listing_the_valid_names(capsys):
     (["run", "--tasks", "mock", "--steps", "0"], None),  # click's own range check
     (["generate", "--out", "x", "--prompt", "a", "--seeds", "3-x"], "bad seed list"),
     (["generate", "--out", "x", "--prompt", "a", "--seeds", "-5"], "seeds must be"),
+    (["generate", "--out", "x", "--prompt", "a", "--seeds", "0,9-2"],
+     "seed range '9-2' runs backwards: write the lower seed first ('2-9')"),
     (["generate", "--out", "x", "--prompt", "a", "--precision", "fp8"],
      "bad generation setting precision 'fp8': Input should be 'auto', 'fp32', 'fp16' or 'bf16'"),
     (["generate", "--out", "x", "--prompt", "a", "--size", "33"],
