@@ -145,7 +145,31 @@ def _model_spec(model: str, revision: str | None):  # -> ModelSpec
 def _cache_dir(cache: Path | None) -> Path:
     from erasebench.cache import default_cache_dir
 
-    return cache or default_cache_dir()
+    if cache is not None:
+        return _writable(cache, "--cache", folder=True)
+    return _writable(default_cache_dir(), "the cache folder ($ERASEBENCH_CACHE)", folder=True)
+
+
+def _writable(path: Path, option: str, *, folder: bool) -> Path:
+    """``path``, unless what stands there or above it keeps a folder (``folder``) or a file
+    from being made there: said before any work, as the first write would fail minutes in
+    with a traceback (``--results run.log`` or ``--out`` naming an existing file)."""
+    kind, other = ("a folder", "a file") if folder else ("a file", "a folder")
+    if path.exists() and path.is_dir() != folder:
+        raise UserError(f"{option} {str(path)!r} is {other}, not {kind}")
+    above = next((place for place in path.parents if place.exists()), None)
+    if above is not None and not above.is_dir():
+        raise UserError(f"{option} {str(path)!r} cannot be made: {str(above)!r} is a file, "
+                        "not a folder")
+    return path
+
+
+def _existing_results(results: Path) -> Path:
+    """``results`` if it is a folder: a mistyped one is an error, not an empty report."""
+    if not results.is_dir():
+        raise UserError(f"results folder {str(results)!r} does not exist; pass the folder "
+                        "`erasebench run` wrote (--results)")
+    return results
 
 
 @app.command("list")
@@ -245,6 +269,11 @@ def run(
     # A Ray cluster's GPUs, or those of the machine a dry run prices a run for, are not
     # this machine's.
     checked_device(device, here=backend == "local" and not dry_run)
+    _writable(results, "--results", folder=True)
+    cache_dir = _cache_dir(cache)
+    if report_after and not dry_run:
+        _writable(leaderboard or results.parent / "leaderboard.md", "--leaderboard",
+                  folder=False)
     eraser_names = _split_names(erasers) or _default_names(ERASERS)
     task_names = _split_names(tasks) or _default_names(TASKS)
     for name in eraser_names:
@@ -268,7 +297,7 @@ def run(
                          _scoped_options("eraser", ERASERS, name, eraser_options))
             for name in eraser_names]
         units += plan(eraser_objects, model_tasks, model_spec, overrides)
-    runner = Runner(results_dir=results, cache_dir=_cache_dir(cache), device=device,
+    runner = Runner(results_dir=results, cache_dir=cache_dir, device=device,
                     batch_size=batch_size, progress=sys.stderr.isatty(),
                     show_unsafe=show_unsafe, compile=compile_unet, help_others=help_others)
     from erasebench.run_command import RunSettings, run_units
@@ -328,6 +357,7 @@ def erase(
     if out.suffix != ".safetensors":
         raise UserError(f"--out {str(out)!r}: edits are written as safetensors only; name the "
                         "file *.safetensors")
+    _writable(out, "--out", folder=False)
     cls = ERASERS.get(eraser)
     if preset is None and MODEL_PRESETS.get(model) in cls.presets:
         preset = MODEL_PRESETS[model]  # e.g. the miniature world's scaled-down settings
@@ -371,6 +401,7 @@ def generate(
     from erasebench.commands import generate_images
 
     checked_device(device)
+    _writable(out, "--out", folder=True)
     generate_images(
         out=out, texts=prompt or [], prompt_file=prompts, seeds=seeds, edit_path=edit,
         model=_model_spec(model, revision), cache_dir=_cache_dir(cache), device=device,
@@ -407,9 +438,8 @@ def report(
     """Regenerate leaderboard.md (and results/metrics.parquet) from stored results only."""
     from erasebench.report import write_report
 
-    if not results.is_dir():  # a mistyped folder must not overwrite a leaderboard with nothing
-        raise UserError(f"results folder {str(results)!r} does not exist; pass the folder "
-                        "`erasebench run` wrote (--results)")
+    _existing_results(results)  # a mistyped folder must not overwrite a leaderboard with nothing
+    _writable(out, "--out", folder=False)
     console.print(f"wrote {write_report(results, out, show_unsafe)}")
 
 
@@ -424,10 +454,7 @@ def timings(
     from erasebench.results import ResultStore
     from erasebench.timings import timings_frame, timings_table
 
-    if not results.is_dir():
-        raise UserError(f"results folder {str(results)!r} does not exist; pass the folder "
-                        "`erasebench run` wrote (--results)")
-    records = ResultStore(results).records()
+    records = ResultStore(_existing_results(results)).records()
     frame = timings_frame(records, help_records(results))
     timed = int(frame["unit"].sum())
     if not timed:
@@ -454,6 +481,8 @@ def search_history(
     from erasebench.edits import EditedModel
     from erasebench.search_history import history_tables, search_notes
 
+    if strip is not None:
+        _writable(strip, "--strip", folder=False)
     loaded = EditedModel.load(edit)
     search_notes(loaded)  # a clear error before anything is loaded
     for table in history_tables(loaded):
@@ -524,6 +553,7 @@ def export(
     from erasebench.edits import EditedModel
     from erasebench.models import load_model
 
+    _writable(out, "--out", folder=True)
     loaded = EditedModel.load(edit)
     loaded.export(load_model(_model_spec(model, revision)), out)
     console.print(f"wrote {out}")

@@ -89,6 +89,42 @@ def test_a_model_path_that_is_not_a_diffusers_folder(tmp_path, capsys):
     assert not (tmp_path / "results").exists()  # not even a lock file
 
 
+@pytest.mark.parametrize("argv, env, message", [
+    (["run", "--tasks", "mock", "--results", "log.txt"], {},
+     "--results 'log.txt' is a file, not a folder"),
+    (["run", "--tasks", "mock", "--results", "log.txt/results"], {},
+     "--results 'log.txt/results' cannot be made: 'log.txt' is a file, not a folder"),
+    (["run", "--tasks", "mock", "--cache", "log.txt"], {}, "--cache 'log.txt' is a file"),
+    (["run", "--tasks", "mock"], {"ERASEBENCH_CACHE": "log.txt/cache"},
+     "the cache folder ($ERASEBENCH_CACHE) 'log.txt/cache' cannot be made"),
+    (["run", "--tasks", "mock", "--leaderboard", "folder"], {},
+     "--leaderboard 'folder' is a folder, not a file"),
+    (["generate", "--out", "log.txt", "--prompt", "a"], {}, "--out 'log.txt' is a file"),
+    (["erase", "--eraser", "mock", "--concept", "c", "--out", "log.txt/e.safetensors"], {},
+     "--out 'log.txt/e.safetensors' cannot be made: 'log.txt' is a file"),
+    (["export", "--edit", "e.safetensors", "--out", "log.txt"], {}, "--out 'log.txt' is a file"),
+    (["search-history", "e.safetensors", "--strip", "folder"], {},
+     "--strip 'folder' is a folder, not a file"),
+    (["report", "--results", "folder", "--out", "folder"], {},
+     "--out 'folder' is a folder, not a file"),
+], ids=lambda v: " ".join(v)[:40] if isinstance(v, list) else None)
+def test_a_file_where_an_output_folder_goes_or_the_reverse_stops_before_any_work(
+        argv, env, message, capsys, tmp_path, monkeypatch):
+    # The first write would fail there minutes in (a model loaded, an eraser trained) with
+    # a traceback; the user mistyped a path, which one line can say.
+    monkeypatch.chdir(tmp_path)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    (tmp_path / "log.txt").write_text("kept")
+    (tmp_path / "folder").mkdir()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["folder", "log.txt"]
+    assert (tmp_path / "log.txt").read_text() == "kept"
+    assert not list((tmp_path / "folder").iterdir())
+
+
 def test_run_end_to_end_then_report(tmp_path, capsys):
     results, cache = tmp_path / "results", tmp_path / "cache"
     argv = ["run", "--model", "tiny", "--erasers", "sd", "--tasks", "mock", "--steps", "2",
