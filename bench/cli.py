@@ -447,9 +447,11 @@ def report(
 def timings(
     results: Annotated[Path, typer.Option(help="Results folder to read.")] = Path("results"),
 ) -> None:
-    """Where a results folder's time went: per eraser, task, model and device, the units,
-    erasures made and their time, images drawn and images/s, scoring's time against
-    drawing the images it scored (issue 8 asks at most 10%), and the units' seconds."""
+    """Where a results folder's time went, per eraser, task, model and device.
+
+    The units, erasures made and their time, images drawn and images/s, scoring's time
+    against drawing the images it scored (erasebench aims at 10% at most), and the units'
+    seconds."""
     from erasebench.help_records import help_records
     from erasebench.results import ResultStore
     from erasebench.timings import timings_frame, timings_table
@@ -514,8 +516,9 @@ def weights(
     download: Annotated[bool, typer.Option(
         help="Download the missing files (needs network).")] = False,
 ) -> None:
-    """List the weight files each task's scorers read, where they go and whether they are
-    there; exits 1 if any is missing."""
+    """List the weight files each task's scorers read and whether they are there.
+
+    Each file's path and source are shown; the command exits 1 if any is missing."""
     names = _split_names(tasks) or TASKS.names()
     options = _parse_overrides(task_config, "--task-config")
     # On a terminal too narrow for them, paths fold rather than lose their middle.

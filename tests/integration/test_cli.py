@@ -372,6 +372,20 @@ def test_no_help_text_loses_words_to_rich_markup(capsys):
     assert "erasebench[ray]" in re.sub(r"[\s│]+", "", capsys.readouterr().out)
 
 
+def test_each_command_is_summed_up_in_one_line_of_its_docstring():
+    # `erasebench --help` lists a command by its docstring's first paragraph, line breaks
+    # kept (typer's rich mode): one broken over two lines read "the units,| erasures made".
+    import typer
+
+    from erasebench.cli import app
+
+    commands = typer.main.get_command(app).commands
+    summaries = {name: (command.help or "").strip().split("\n\n")[0]
+                 for name, command in commands.items()}
+    assert all(summaries.values())
+    assert {name: text for name, text in summaries.items() if "\n" in text} == {}
+
+
 def test_paths_with_brackets_are_printed_whole(tmp_path, capsys):
     # rich reads "[b]" as a style: printed as markup, "runs[b]" would read "runs".
     runs = tmp_path / "runs[b]"
