@@ -146,11 +146,11 @@ def _cache_dir(cache: Path | None) -> Path:
     from erasebench.cache import default_cache_dir
 
     if cache is not None:
-        return _writable(cache, "--cache", folder=True)
-    return _writable(default_cache_dir(), "the cache folder ($ERASEBENCH_CACHE)", folder=True)
+        return _checked_output(cache, "--cache", folder=True)
+    return _checked_output(default_cache_dir(), "the cache folder ($ERASEBENCH_CACHE)", folder=True)
 
 
-def _writable(path: Path, option: str, *, folder: bool) -> Path:
+def _checked_output(path: Path, option: str, *, folder: bool) -> Path:
     """``path``, unless what stands there or above it keeps a folder (``folder``) or a file
     from being made there: said before any work, as the first write would fail minutes in
     with a traceback (``--results run.log`` or ``--out`` naming an existing file)."""
@@ -269,10 +269,10 @@ def run(
     # A Ray cluster's GPUs, or those of the machine a dry run prices a run for, are not
     # this machine's.
     checked_device(device, here=backend == "local" and not dry_run)
-    _writable(results, "--results", folder=True)
+    _checked_output(results, "--results", folder=True)
     cache_dir = _cache_dir(cache)
     if report_after and not dry_run:
-        _writable(leaderboard or results.parent / "leaderboard.md", "--leaderboard",
+        _checked_output(leaderboard or results.parent / "leaderboard.md", "--leaderboard",
                   folder=False)
     eraser_names = _split_names(erasers) or _default_names(ERASERS)
     task_names = _split_names(tasks) or _default_names(TASKS)
@@ -357,7 +357,7 @@ def erase(
     if out.suffix != ".safetensors":
         raise UserError(f"--out {str(out)!r}: edits are written as safetensors only; name the "
                         "file *.safetensors")
-    _writable(out, "--out", folder=False)
+    _checked_output(out, "--out", folder=False)
     cls = ERASERS.get(eraser)
     if preset is None and MODEL_PRESETS.get(model) in cls.presets:
         preset = MODEL_PRESETS[model]  # e.g. the miniature world's scaled-down settings
@@ -401,7 +401,7 @@ def generate(
     from erasebench.commands import generate_images
 
     checked_device(device)
-    _writable(out, "--out", folder=True)
+    _checked_output(out, "--out", folder=True)
     generate_images(
         out=out, texts=prompt or [], prompt_file=prompts, seeds=seeds, edit_path=edit,
         model=_model_spec(model, revision), cache_dir=_cache_dir(cache), device=device,
@@ -439,7 +439,7 @@ def report(
     from erasebench.report import write_report
 
     _existing_results(results)  # a mistyped folder must not overwrite a leaderboard with nothing
-    _writable(out, "--out", folder=False)
+    _checked_output(out, "--out", folder=False)
     console.print(f"wrote {write_report(results, out, show_unsafe)}")
 
 
@@ -484,7 +484,7 @@ def search_history(
     from erasebench.search_history import history_tables, search_notes
 
     if strip is not None:
-        _writable(strip, "--strip", folder=False)
+        _checked_output(strip, "--strip", folder=False)
     loaded = EditedModel.load(edit)
     search_notes(loaded)  # a clear error before anything is loaded
     for table in history_tables(loaded):
@@ -556,7 +556,7 @@ def export(
     from erasebench.edits import EditedModel
     from erasebench.models import load_model
 
-    _writable(out, "--out", folder=True)
+    _checked_output(out, "--out", folder=True)
     loaded = EditedModel.load(edit)
     loaded.export(load_model(_model_spec(model, revision)), out)
     console.print(f"wrote {out}")
