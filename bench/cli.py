@@ -273,7 +273,7 @@ def run(
     cache_dir = _cache_dir(cache)
     if report_after and not dry_run:
         _checked_output(leaderboard or results.parent / "leaderboard.md", "--leaderboard",
-                  folder=False)
+                        folder=False)
     eraser_names = _split_names(erasers) or _default_names(ERASERS)
     task_names = _split_names(tasks) or _default_names(TASKS)
     for name in eraser_names:
