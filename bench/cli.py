@@ -264,16 +264,20 @@ def run(
         "when timing units one by one, and the time left priced so.")] = True,
 ) -> None:
     """Run erasers x tasks; completed units are skipped, so an interrupted run resumes."""
+    from erasebench.run_command import RunSettings, run_units
     from erasebench.runner import Runner, plan
 
     # A Ray cluster's GPUs, or those of the machine a dry run prices a run for, are not
     # this machine's.
     checked_device(device, here=backend == "local" and not dry_run)
+    settings = RunSettings(
+        backend=backend, ray_address=ray_address, workers=workers, device=device,
+        dry_run=dry_run, check_cache=check_cache, report_after=report_after,
+        leaderboard=leaderboard, argv=tuple(_ARGV))
     _checked_output(results, "--results", folder=True)
     cache_dir = _cache_dir(cache)
     if report_after and not dry_run:
-        _checked_output(leaderboard or results.parent / "leaderboard.md", "--leaderboard",
-                        folder=False)
+        _checked_output(settings.leaderboard_path(results), "--leaderboard", folder=False)
     eraser_names = _split_names(erasers) or _default_names(ERASERS)
     task_names = _split_names(tasks) or _default_names(TASKS)
     for name in eraser_names:
@@ -300,12 +304,6 @@ def run(
     runner = Runner(results_dir=results, cache_dir=cache_dir, device=device,
                     batch_size=batch_size, progress=sys.stderr.isatty(),
                     show_unsafe=show_unsafe, compile=compile_unet, help_others=help_others)
-    from erasebench.run_command import RunSettings, run_units
-
-    settings = RunSettings(
-        backend=backend, ray_address=ray_address, workers=workers, device=device,
-        dry_run=dry_run, check_cache=check_cache, report_after=report_after,
-        leaderboard=leaderboard, argv=tuple(_ARGV))
     run_units(units, runner, settings, console, errors)
 
 

@@ -39,6 +39,11 @@ class RunSettings:
     # This invocation's arguments, which `--workers` helpers are started with.
     argv: tuple[str, ...] = ()
 
+    def leaderboard_path(self, results_dir: str | os.PathLike[str]) -> Path:
+        """Where the leaderboard is written after the run: ``leaderboard``, else
+        ``leaderboard.md`` beside the results folder."""
+        return self.leaderboard or Path(results_dir).parent / "leaderboard.md"
+
 
 @dataclass(frozen=True)
 class Placement:
@@ -140,7 +145,7 @@ def run_units(units: list[WorkUnit], runner: Runner, settings: RunSettings,
     if settings.report_after:
         from erasebench.report import write_report
 
-        board = settings.leaderboard or Path(runner.results_dir).parent / "leaderboard.md"
+        board = settings.leaderboard_path(runner.results_dir)
         console.print(f"wrote {write_report(runner.results_dir, board, runner.show_unsafe)}")
 
 
