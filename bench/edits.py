@@ -1,9 +1,9 @@
 """EditedModel: what an eraser changed, as new values of the parameters it touched.
 
 It stores only those parameters (safetensors), plus the eraser's name, config and the
-request, and the fingerprint of the base model it was computed on. It can be applied to
-and removed from a model in place, saved, loaded (integrity-checked) and exported as a
-plain diffusers folder.
+request, and the fingerprint of the base model it was computed on (with its name, to say
+which model to load where it meets another). It can be applied to and removed from a
+model in place, saved, loaded (integrity-checked) and exported as a plain diffusers folder.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torch
 from erasebench.errors import CorruptFileError, UserError
 from erasebench.io import atomic_write
 from erasebench.models import DiffusionModel, tensor_bytes
-from erasebench.specs import ErasureRequest
+from erasebench.specs import ErasureRequest, ModelSpec
 
 FORMAT = "erasebench.edit/1"
 
@@ -32,6 +32,16 @@ def fingerprint_with_edit(base_fingerprint: str, digest: str | None) -> str:
     if digest is None:
         return base_fingerprint
     return hashlib.sha256(f"{base_fingerprint}+{digest}".encode()).hexdigest()
+
+
+def _model_named(spec: ModelSpec | None, fingerprint: str) -> str:
+    """A model as an error names it: ``'CompVis/stable-diffusion-v1-4' (1a2b3c4d5e6f)``,
+    the fingerprint alone where the name is not known."""
+    short = fingerprint[:12]
+    if spec is None:
+        return short
+    revision = f" at {spec.revision}" if spec.revision else ""
+    return f"{spec.id!r}{revision} ({short})"
 
 
 @dataclass
@@ -49,6 +59,11 @@ class EditedModel:
     # them; None and "" for an edit saved before erasebench kept them). Not in the digest.
     seconds: float | None = None
     device: str = ""
+    # The base model as it was asked for (hub id or folder, revision; ``timed_erase`` sets
+    # it, None for an edit saved before erasebench kept it), to name it where the edit
+    # meets another model; the fingerprint, not this, says which model it fits. Not in
+    # the digest.
+    base_model: ModelSpec | None = None
     _originals: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -82,10 +97,10 @@ class EditedModel:
         if self._originals:
             raise RuntimeError("this edit is already applied; remove() it first")
         if model.fingerprint != self.base_fingerprint:
-            raise UserError(
-                f"edit by {self.eraser!r} was made on model {self.base_fingerprint[:12]}, "
-                f"not on this one ({model.fingerprint[:12]}); load the base model it was made on"
-            )
+            made_on = _model_named(self.base_model, self.base_fingerprint)
+            raise UserError(f"edit by {self.eraser!r} was made on model {made_on}, not on this "
+                            f"one, {_model_named(model.spec, model.fingerprint)}; load the "
+                            f"model it was made on{self._base_options()}")
         with torch.no_grad():
             for name, value in self.weights.items():
                 parameter = model.parameter(name)
@@ -110,6 +125,12 @@ class EditedModel:
         finally:
             self.remove(model)
 
+    def _base_options(self) -> str:
+        if self.base_model is None:
+            return ""
+        revision = f" --revision {self.base_model.revision}" if self.base_model.revision else ""
+        return f" (--model {self.base_model.id}{revision})"
+
     # -- files -----------------------------------------------------------------------------
     def metadata(self) -> dict[str, str]:
         return {
@@ -122,6 +143,7 @@ class EditedModel:
             "notes": json.dumps(self.notes, sort_keys=True),
             "seconds": "" if self.seconds is None else repr(self.seconds),
             "device": self.device,
+            "base_model": "" if self.base_model is None else self.base_model.canonical(),
         }
 
     def save(self, path: str | Path) -> Path:
@@ -174,6 +196,8 @@ class EditedModel:
             notes=json.loads(metadata.get("notes", "{}")),
             seconds=float(metadata["seconds"]) if metadata.get("seconds") else None,
             device=metadata.get("device", ""),
+            base_model=(ModelSpec.model_validate_json(metadata["base_model"])
+                        if metadata.get("base_model") else None),
         )
         if edit.digest != metadata["digest"]:
             raise CorruptFileError(f"edit file {str(path)!r} fails its checksum")

@@ -78,13 +78,14 @@ def plan(erasers: Sequence[Eraser], tasks: Sequence[Task], model: ModelSpec | No
 
 
 def timed_erase(eraser: Eraser, model: DiffusionModel, request: Any) -> EditedModel:
-    """``eraser.erase(model, request)``, the edit noting how long it took and on what
-    device (:attr:`EditedModel.seconds`, kept in its file; the device as
-    :func:`erasebench.hardware.describe_device` names it)."""
+    """``eraser.erase(model, request)``, the edit noting how long it took, on what device
+    (:attr:`EditedModel.seconds`, kept in its file; the device as
+    :func:`erasebench.hardware.describe_device` names it) and on what base model."""
     started = time.perf_counter()
     edit = eraser.erase(model, request)
     edit.seconds = time.perf_counter() - started
     edit.device = describe_device(str(model.device))
+    edit.base_model = model.spec
     return edit
 
 

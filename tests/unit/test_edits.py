@@ -6,7 +6,8 @@ from erasebench.edits import EditedModel
 from erasebench.errors import CorruptFileError, UserError
 from erasebench.generate import Generator
 from erasebench.models import DiffusionModel
-from erasebench.specs import ErasureRequest, GenerationSpec, PromptSpec
+from erasebench.runner import timed_erase
+from erasebench.specs import ErasureRequest, GenerationSpec, ModelSpec, PromptSpec
 from erasebench.testing import MockEraser
 
 REQUEST = ErasureRequest(concepts=("cat",), preserve=("dog",))
@@ -81,6 +82,26 @@ def test_apply_changes_images_and_remove_restores_them(tiny, edit):
 def test_an_edit_refuses_another_base_model(edit):
     with pytest.raises(UserError, match="made on model"):
         edit.apply(DiffusionModel.tiny(seed=7))
+
+
+def test_an_edit_made_in_a_run_names_its_base_model_where_it_meets_another(tiny, tmp_path):
+    # `generate --edit` without the --model the edit was made on said only two hashes.
+    made = timed_erase(MockEraser(), tiny, REQUEST)
+    loaded = EditedModel.load(made.save(tmp_path / "edit.safetensors"))
+    assert loaded.base_model == tiny.spec == ModelSpec(id="tiny", revision="seed0")
+    assert loaded.digest == MockEraser().erase(tiny, REQUEST).digest  # not in the digest
+    other = DiffusionModel.tiny(seed=7)
+    with pytest.raises(UserError) as refused:
+        loaded.apply(other)
+    assert str(refused.value) == (
+        f"edit by 'mock' was made on model 'tiny' at seed0 ({tiny.fingerprint[:12]}), not on "
+        f"this one, 'tiny' at seed7 ({other.fingerprint[:12]}); load the model it was made on "
+        "(--model tiny --revision seed0)")
+    # An edit saved before the base model was kept (or made outside a run) names none.
+    unnamed = MockEraser().erase(tiny, REQUEST)
+    assert EditedModel.load(unnamed.save(tmp_path / "old.safetensors")).base_model is None
+    with pytest.raises(UserError, match=r"made on model \w{12}, not on this one, 'tiny'"):
+        unnamed.apply(other)
 
 
 def test_exported_folder_loads_in_stable_diffusion_pipeline(tiny, edit, tmp_path):
