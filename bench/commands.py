@@ -139,17 +139,27 @@ def score_folder(task: Task, folder: Path, reference: Path | None,
 
     context = ScoringContext(device=device, reference_images=reference_images)
     scored = 0
+    closest: tuple[int, str, int, PromptSpec] | None = None  # held, request, of, first missing
     for request in task.requests():
         prompts = task.prompts(request)
-        if not all((p.text, p.seed) in images for p in prompts):
+        missing = [p for p in prompts if (p.text, p.seed) not in images]
+        if missing:
+            held = len(prompts) - len(missing)
+            if closest is None or held > closest[0]:
+                closest = (held, request.display(), len(prompts), missing[0])
             continue
         scored += 1
         chosen = ImageFiles([images[(p.text, p.seed)] for p in prompts])
         for value in task.score(chosen, prompts, request, context):
             yield request.display(), value
     if not scored:
+        nearest = ""
+        if closest is not None:  # what to draw, for a folder made from the task's prompts
+            held, request_name, of, first = closest
+            nearest = (f"; the nearest, request {request_name!r}, has {held} of its {of} "
+                       f"images, lacking e.g. {first.text!r} seed {first.seed}")
         raise UserError(f"{str(folder)!r} does not hold all the prompts and seeds of any request"
-                        f" of task {task.name!r}")
+                        f" of task {task.name!r}{nearest}")
 
 
 def _lookup(images: dict[tuple[str, int], Path], prompt: PromptSpec,

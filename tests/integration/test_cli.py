@@ -326,6 +326,21 @@ def test_erase_generate_score_export(tmp_path, capsys):
     assert (tmp_path / "exported" / "model_index.json").is_file()
 
 
+def test_scoring_a_folder_short_of_every_request_says_what_the_nearest_lacks(tmp_path,
+                                                                              capsys):
+    # Images drawn outside erasebench, or with a prompt left out, were refused with no word
+    # of which request came close or which image it lacks.
+    out = tmp_path / "cats"
+    assert main(["generate", "--out", str(out), "--steps", "2", "--seeds", "0-3",
+                 "--prompt", "a photo of a cat"]) == 0
+    capsys.readouterr()
+    assert main(["score", "--task", "mock", "--images", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {str(out)!r} does not hold all the prompts and seeds of any request of task "
+        "'mock'; the nearest, request 'cat', has 4 of its 8 images, lacking e.g. 'a photo of "
+        "a dog' seed 0")
+
+
 def test_search_history_shows_the_search_and_draws_its_strip(tmp_path, capsys):
     edit = tmp_path / "ap.safetensors"
     assert main(["erase", "--eraser", "ap", "--concept", "circle", "--out", str(edit),
