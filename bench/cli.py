@@ -94,22 +94,41 @@ PrecisionOption = Annotated[str | None, typer.Option(
          "and VAE's weights for sampling (no autocast), the fp32 weights kept.")]
 
 
-def _scoped_options(kind: str, registry: Any, name: str,
-                    options: dict[str, Any]) -> dict[str, Any]:
-    """The ``--task-config``/``--eraser-config`` entries for plugin ``name``: ``KEY``
-    applies to every selected one, ``NAME.KEY`` to that one only (and wins over ``KEY``)."""
-    mine = {key: value for key, value in options.items() if "." not in key}
+def _plugin_options(kind: str, registry: Any, names: list[str], pairs: list[str] | None,
+                    flag: str) -> dict[str, dict[str, Any]]:
+    """Each selected plugin's options from ``--task-config``/``--eraser-config`` entries:
+    ``NAME.KEY`` for plugin NAME only (winning over ``KEY``), ``KEY`` for every selected
+    plugin that has the option: ``sd`` has none of ESD's, and a run of both takes ``lr=``
+    for ESD. A NAME not registered, or a KEY none of them has (a typo), is refused."""
+    options = _parse_overrides(pairs, flag)
+    chosen: dict[str, dict[str, Any]] = {name: {} for name in names}
+    keys = {name: _option_keys(registry.get(name), kind) for name in chosen}
+    for key, value in options.items():
+        if "." in key:
+            continue
+        takers = [name for name, known in keys.items() if known is None or key in known]
+        if not takers:
+            theirs = "; ".join(f"{name}: {', '.join(sorted(known or [])) or '(none)'}"
+                               for name, known in keys.items())
+            raise UserError(f"{flag} {key}=...: no selected {kind} has the option {key!r} "
+                            f"(their options: {theirs})")
+        for name in takers:
+            chosen[name][key] = value
     for key, value in options.items():
         scope, _, option = key.partition(".")
         if option and scope not in registry:
             raise UnknownNameError(kind, scope, registry.names())
-        if option and scope == name:
-            mine[option] = value
-    return mine
+        if option and scope in chosen:
+            chosen[scope][option] = value
+    return chosen
 
 
-def _task_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
-    return _scoped_options("task", TASKS, name, options)
+def _option_keys(plugin: Any, kind: str) -> set[str] | None:
+    """The option names a task or eraser class takes; None where its schema takes any."""
+    schema = plugin.Options if kind == "task" else plugin.Config
+    if schema.model_config.get("extra") != "forbid":
+        return None
+    return set(schema.model_fields)
 
 
 def _split_names(values: list[str] | None) -> list[str]:
@@ -210,12 +229,13 @@ def run(
         help="Eraser preset applied to every eraser that has it (default: the model's, "
         "'shapes' on the miniature world, 'tiny' on the test model).")] = None,
     task_config: Annotated[list[str] | None, typer.Option(
-        "--task-config", help="Task option KEY=VALUE for every selected task, or "
-        "TASK.KEY=VALUE for one (VALUE parsed as JSON if it can be); repeatable.")] = None,
+        "--task-config", help="Task option KEY=VALUE for every selected task that has the "
+        "option (one none has is refused), or TASK.KEY=VALUE for one (VALUE parsed as JSON if "
+        "it can be); repeatable.")] = None,
     eraser_config: Annotated[list[str] | None, typer.Option(
         "--eraser-config", help="Eraser setting ERASER.KEY=VALUE for one eraser, or "
-        "KEY=VALUE for every selected one, over its preset (VALUE parsed as JSON if it can "
-        "be); repeatable. A changed setting is a new configuration: its own units, and its "
+        "KEY=VALUE for every selected one that has the setting (one none has is refused), "
+        "over its preset (VALUE parsed as JSON if it can be); repeatable. A changed setting is a new configuration: its own units, and its "
         "own leaderboard row.")] = None,
     results: Annotated[Path, typer.Option(help="Results folder.")] = Path("results"),
     cache: CacheOption = None,
@@ -289,17 +309,16 @@ def run(
         raise UnknownNameError("preset", preset, presets)
     if not task_names:
         raise UserError(f"no task selected; registered tasks: {', '.join(TASKS.names())}")
-    task_options = _parse_overrides(task_config, "--task-config")
-    eraser_options = _parse_overrides(eraser_config, "--eraser-config")
-    task_objects = [TASKS.get(name)(_task_options(name, task_options)) for name in task_names]
+    task_options = _plugin_options("task", TASKS, task_names, task_config, "--task-config")
+    eraser_options = _plugin_options("eraser", ERASERS, eraser_names, eraser_config,
+                                     "--eraser-config")
+    task_objects = [TASKS.get(name)(task_options[name]) for name in task_names]
     overrides = _generation_overrides(steps, guidance, scheduler, size, precision)
     units = []
     for model_spec, model_tasks in _tasks_by_model(task_objects, model, revision):
         model_preset = preset or MODEL_PRESETS.get(model_spec.id)
         eraser_objects = [
-            _make_eraser(name, model_preset,
-                         _scoped_options("eraser", ERASERS, name, eraser_options))
-            for name in eraser_names]
+            _make_eraser(name, model_preset, eraser_options[name]) for name in eraser_names]
         units += plan(eraser_objects, model_tasks, model_spec, overrides)
     runner = Runner(results_dir=results, cache_dir=cache_dir, device=device,
                     batch_size=batch_size, progress=sys.stderr.isatty(),
@@ -509,8 +528,8 @@ def weights(
         "--tasks", "-t", help="Task names, comma-separated (default: every registered task).")
     ] = None,
     task_config: Annotated[list[str] | None, typer.Option(
-        "--task-config", help="Task option KEY=VALUE (e.g. graph=netfive, clip_weights=PATH); "
-        "repeatable.")] = None,
+        "--task-config", help="Task option KEY=VALUE for the listed tasks that have it (e.g. "
+        "graph=netfive, clip_weights=PATH), or TASK.KEY=VALUE for one; repeatable.")] = None,
     download: Annotated[bool, typer.Option(
         help="Download the missing files (needs network).")] = False,
 ) -> None:
@@ -518,7 +537,7 @@ def weights(
 
     Each file's path and source are shown; the command exits 1 if any is missing."""
     names = _split_names(tasks) or TASKS.names()
-    options = _parse_overrides(task_config, "--task-config")
+    options = _plugin_options("task", TASKS, names, task_config, "--task-config")
     # On a terminal too narrow for them, paths fold rather than lose their middle.
     table = Table("task", "scorer", "present")
     table.add_column("path", overflow="fold")
@@ -526,8 +545,7 @@ def weights(
     missing = 0
     for name in names:
         cls = TASKS.get(name)
-        task = cls({k: v for k, v in _task_options(name, options).items()
-                    if k in cls.Options.model_fields})
+        task = cls(options[name])
         for file in task.weight_files():
             if download and not file.present():
                 file.ensure()

@@ -27,7 +27,8 @@ def test_unknown_eraser_exits_2_with_one_line_listing_the_valid_names(capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["run", "--tasks", "nope"], "unknown task 'nope'"),
-    (["run", "--tasks", "mock", "--task-config", "colour=3"], "bad task config"),
+    (["run", "--tasks", "mock", "--task-config", "colour=3"],
+     "no selected task has the option 'colour'"),
     (["run", "--tasks", "mock", "--task-config", "images_per_concept=many"], "images_per_concept"),
     (["run", "--tasks", "mock", "--steps", "0"], None),  # click's own range check
     (["generate", "--out", "x", "--prompt", "a", "--seeds", "3-x"], "bad seed list"),

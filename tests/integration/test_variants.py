@@ -4,7 +4,7 @@ are reported apart, never averaged into a number nobody ran."""
 import pandas as pd
 
 from erasebench.cli import main
-from erasebench.results import load_results
+from erasebench.results import ResultStore, load_results
 from erasebench.variants import differing
 
 
@@ -58,3 +58,21 @@ def test_eraser_config_errors_are_clear(tmp_path, capsys):
     assert _run(tmp_path, "--erasers", "mock", "--eraser-config", "mock.bogus=1") == 2
     assert "bogus" in capsys.readouterr().err
     assert not (tmp_path / "results").exists()
+
+
+def test_an_unscoped_setting_goes_to_the_selected_erasers_that_have_it(tmp_path, capsys):
+    # `-e sd,mock --eraser-config strength=...` was refused: sd, the original model that
+    # every default run has, takes no setting, so a KEY for "every selected eraser" could
+    # not be given in a run with it.
+    assert _run(tmp_path, "--erasers", "sd,mock", "--eraser-config", "strength=0.25") == 0
+    configs = {record.spec.eraser.name: record.spec.eraser.config
+               for record in ResultStore(tmp_path / "results").records()}
+    assert configs["sd"] == {} and configs["mock"]["strength"] == 0.25
+    # A key none of them has is still a typo, refused before any work.
+    other = tmp_path / "other"
+    other.mkdir()
+    assert _run(other, "--erasers", "sd,mock", "--eraser-config", "strenght=1") == 2
+    err = capsys.readouterr().err
+    assert "--eraser-config strenght=...: no selected eraser has the option 'strenght'" in err
+    assert "sd: (none); mock: strength" in err
+    assert not (other / "results").exists()
