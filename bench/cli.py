@@ -235,8 +235,8 @@ def run(
     eraser_config: Annotated[list[str] | None, typer.Option(
         "--eraser-config", help="Eraser setting ERASER.KEY=VALUE for one eraser, or "
         "KEY=VALUE for every selected one that has the setting (one none has is refused), "
-        "over its preset (VALUE parsed as JSON if it can be); repeatable. A changed setting is a new configuration: its own units, and its "
-        "own leaderboard row.")] = None,
+        "over its preset (VALUE parsed as JSON if it can be); repeatable. A changed "
+        "setting is a new configuration: its own units, and its own leaderboard row.")] = None,
     results: Annotated[Path, typer.Option(help="Results folder.")] = Path("results"),
     cache: CacheOption = None,
     device: DeviceOption = "auto",
