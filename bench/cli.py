@@ -125,10 +125,9 @@ def _plugin_options(kind: str, registry: Any, names: list[str], pairs: list[str]
 
 def _option_keys(plugin: Any, kind: str) -> set[str] | None:
     """The option names a task or eraser class takes; None where its schema takes any."""
-    schema = plugin.Options if kind == "task" else plugin.Config
-    if schema.model_config.get("extra") != "forbid":
-        return None
-    return set(schema.model_fields)
+    from erasebench.plugins import option_keys
+
+    return option_keys(plugin.Options if kind == "task" else plugin.Config)
 
 
 def _split_names(values: list[str] | None) -> list[str]:

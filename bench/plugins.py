@@ -40,6 +40,14 @@ class PluginConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def option_keys(schema: type[PluginConfig]) -> set[str] | None:
+    """The keys a config or options schema takes; None for one that takes any (a plugin's
+    own schema may allow extra keys, where PluginConfig forbids them)."""
+    if schema.model_config.get("extra") != "forbid":
+        return None
+    return set(schema.model_fields)
+
+
 def parse_config(kind: str, name: str, schema: type[PluginConfig],
                  values: dict[str, Any] | PluginConfig | None) -> PluginConfig:
     if isinstance(values, schema):
