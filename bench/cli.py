@@ -160,18 +160,20 @@ def _model_spec(model: str, revision: str | None):  # -> ModelSpec
     return ModelSpec(id=model, revision=revision)
 
 
-def _cache_dir(cache: Path | None) -> Path:
+def _cache_dir(cache: Path | None, *, writing: bool = True) -> Path:
     from erasebench.cache import default_cache_dir
 
     if cache is not None:
-        return _checked_output(cache, "--cache", folder=True)
-    return _checked_output(default_cache_dir(), "the cache folder ($ERASEBENCH_CACHE)", folder=True)
+        return _checked_output(cache, "--cache", folder=True, writing=writing)
+    return _checked_output(default_cache_dir(), "the cache folder ($ERASEBENCH_CACHE)",
+                           folder=True, writing=writing)
 
 
-def _checked_output(path: Path, option: str, *, folder: bool) -> Path:
+def _checked_output(path: Path, option: str, *, folder: bool, writing: bool = True) -> Path:
     """``path``, unless what stands there or above it keeps a folder (``folder``) or a file
-    from being made there: said before any work, as the first write would fail minutes in
-    with a traceback (``--results run.log`` or ``--out`` naming an existing file)."""
+    from being made there, or (``writing``) the folder it goes in takes no new file: said
+    before any work, as the first write would fail minutes in (``--results run.log``,
+    ``--out`` naming an existing file, a cache folder on a read-only share)."""
     kind, other = ("a folder", "a file") if folder else ("a file", "a folder")
     if path.exists() and path.is_dir() != folder:
         raise UserError(f"{option} {str(path)!r} is {other}, not {kind}")
@@ -179,7 +181,27 @@ def _checked_output(path: Path, option: str, *, folder: bool) -> Path:
     if above is not None and not above.is_dir():
         raise UserError(f"{option} {str(path)!r} cannot be made: {str(above)!r} is a file, "
                         "not a folder")
+    place = path if path.is_dir() else above
+    refusal = _write_refusal(place) if writing and place is not None else None
+    if refusal:
+        raise UserError(f"{option} {str(path)!r} cannot be written: {str(place)!r} takes no "
+                        f"new file ({refusal})")
     return path
+
+
+def _write_refusal(folder: Path) -> str | None:
+    """Why a file cannot be made in ``folder``, or None if one can: a file is made and
+    removed, as permission bits say nothing of a read-only mount, and root passes them."""
+    import os
+    import tempfile
+
+    try:
+        handle, name = tempfile.mkstemp(dir=folder, prefix=".erasebench-write-check-")
+    except OSError as error:
+        return error.strerror or type(error).__name__
+    os.close(handle)
+    os.unlink(name)
+    return None
 
 
 def _existing_results(results: Path) -> Path:
@@ -293,8 +315,9 @@ def run(
         backend=backend, ray_address=ray_address, workers=workers, device=device,
         dry_run=dry_run, check_cache=check_cache, report_after=report_after,
         leaderboard=leaderboard, argv=tuple(_ARGV))
-    _checked_output(results, "--results", folder=True)
-    cache_dir = _cache_dir(cache)
+    # A dry run writes nothing, so it may price a run from where it could not write.
+    _checked_output(results, "--results", folder=True, writing=not dry_run)
+    cache_dir = _cache_dir(cache, writing=not dry_run)
     if report_after and not dry_run:
         _checked_output(settings.leaderboard_path(results), "--leaderboard", folder=False)
     eraser_names = _split_names(erasers) or _default_names(ERASERS)

@@ -1,6 +1,7 @@
 """The CLI as a user runs it: in-process through ``main`` (fast), output and exit codes."""
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -90,6 +91,11 @@ def test_a_model_path_that_is_not_a_diffusers_folder(tmp_path, capsys):
     assert not (tmp_path / "results").exists()  # not even a lock file
 
 
+NEEDS_PROC_AND_SYS = pytest.mark.skipif(
+    not (Path("/proc/self").is_dir() and Path("/sys/kernel").is_dir()),
+    reason="needs Linux's /proc and /sys")
+
+
 @pytest.mark.parametrize("argv, env, message", [
     (["run", "--tasks", "mock", "--results", "log.txt"], {},
      "--results 'log.txt' is a file, not a folder"),
@@ -108,8 +114,24 @@ def test_a_model_path_that_is_not_a_diffusers_folder(tmp_path, capsys):
      "--strip 'folder' is a folder, not a file"),
     (["report", "--results", "folder", "--out", "folder"], {},
      "--out 'folder' is a folder, not a file"),
+    # Places that take no new file, even for root: /proc (ENOENT) and /sys (EACCES), as a
+    # read-only share or another user's folder would refuse it at the first write.
+    pytest.param(["run", "--tasks", "mock", "--results", "/proc/erasebench-results"], {},
+                 "--results '/proc/erasebench-results' cannot be written: '/proc' takes no "
+                 "new file (No such file or directory)", marks=NEEDS_PROC_AND_SYS),
+    pytest.param(["run", "--tasks", "mock", "--cache", "/sys"], {},
+                 "--cache '/sys' cannot be written: '/sys' takes no new file (Permission "
+                 "denied)", marks=NEEDS_PROC_AND_SYS),
+    pytest.param(["run", "--tasks", "mock"], {"ERASEBENCH_CACHE": "/sys/erasebench"},
+                 "the cache folder ($ERASEBENCH_CACHE) '/sys/erasebench' cannot be written",
+                 marks=NEEDS_PROC_AND_SYS),
+    pytest.param(["generate", "--out", "/sys/images", "--prompt", "a"], {},
+                 "--out '/sys/images' cannot be written: '/sys' takes no new file",
+                 marks=NEEDS_PROC_AND_SYS),
+    pytest.param(["report", "--results", "folder", "--out", "/proc/leaderboard.md"], {},
+                 "--out '/proc/leaderboard.md' cannot be written", marks=NEEDS_PROC_AND_SYS),
 ], ids=lambda v: " ".join(v)[:40] if isinstance(v, list) else None)
-def test_a_file_where_an_output_folder_goes_or_the_reverse_stops_before_any_work(
+def test_an_output_place_that_cannot_be_made_or_written_stops_before_any_work(
         argv, env, message, capsys, tmp_path, monkeypatch):
     # The first write would fail there minutes in (a model loaded, an eraser trained) with
     # a traceback; the user mistyped a path, which one line can say.
