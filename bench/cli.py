@@ -1,5 +1,5 @@
-"""The ``erasebench`` command line: list, erase, generate, score, run, report, export,
-search-history.
+"""The ``erasebench`` command line: list, run, erase, prompts, generate, score, report,
+timings, search-history, weights, export.
 
 Heavy imports (torch, diffusers) happen inside the commands that need them, so that
 ``erasebench list`` and ``--help`` stay instant. A user error prints one line and exits
@@ -21,7 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from erasebench.errors import CorruptFileError, PluginImportError, UnknownNameError, UserError
-from erasebench.hardware import DEVICES, checked_device
+from erasebench.hardware import DEVICES, checked_device, resolved_device
 from erasebench.registry import ERASERS, TASKS
 from erasebench.stopping import Stopped, signals_stop
 
@@ -89,6 +89,12 @@ CompileOption = Annotated[bool, typer.Option(
     "last, smaller batch runs eager); images may differ in the last bits, so cached ones "
     "are reused. Needs torch >= 2.5 "
     "(and a C compiler for inductor on a CPU).")]
+RequestOption = Annotated[list[str] | None, typer.Option(
+    "--request", help="Only this request of the task, as its tables name it (e.g. 'split 1', "
+    "or the erased concepts); repeatable.")]
+OneTaskConfigOption = Annotated[list[str] | None, typer.Option(
+    "--task-config", help="Task option KEY=VALUE (VALUE parsed as JSON if it can be), as "
+    "given to `run`; repeatable.")]
 PrecisionOption = Annotated[str | None, typer.Option(
     help="auto (fp16 on GPU, fp32 on CPU), fp32, fp16 or bf16; fp16/bf16 cast the UNet's "
          "and VAE's weights for sampling (no autocast), the fp32 weights kept.")]
@@ -389,7 +395,7 @@ def erase(
 ) -> None:
     """Erase concepts from a model and save the edit (only the changed weights)."""
     from erasebench.models import load_model
-    from erasebench.runner import Runner, timed_erase
+    from erasebench.runner import timed_erase
     from erasebench.specs import ErasureRequest
     from erasebench.workers import use_cpu_threads
 
@@ -403,7 +409,7 @@ def erase(
     plugin = cls(_parse_overrides(config), preset=preset)
     request = ErasureRequest(concepts=tuple(concept), anchors=tuple(anchor or ()),
                              preserve=tuple(preserve or ()))
-    target_device = Runner(device=checked_device(device)).device
+    target_device = resolved_device(checked_device(device))
     # One CPU thread, as in `run`: the same edit whatever the core count or command.
     use_cpu_threads(target_device)
     base = load_model(_model_spec(model, revision), device=target_device)
@@ -450,22 +456,60 @@ def generate(
     )
 
 
+@app.command("prompts")
+def task_prompts(
+    task: Annotated[str, typer.Option(help="Task name.")],
+    out: Annotated[Path, typer.Option(help="CSV to write: prompt, seed, guidance, label.")],
+    request: RequestOption = None,
+    task_config: OneTaskConfigOption = None,
+) -> None:
+    """Write the prompts and seeds of a task's images to a CSV, for `generate --prompts`."""
+    from erasebench.commands import chosen_requests, generate_command, task_prompt_table
+    from erasebench.io import atomic_write
+
+    _checked_output(out, "--out", folder=False)
+    chosen = _task(task, task_config)
+    requests = chosen_requests(chosen, request or [], None)
+    table = task_prompt_table(chosen, requests)
+    atomic_write(out, lambda tmp: table.to_csv(tmp, index=False))
+    names = ", ".join(repr(r.display()) for r in requests)
+    console.print(f"wrote the {len(table):,} prompts and seeds of task {task!r} (requests "
+                  f"{names}) to {out}. To draw them as the task does:\n  "
+                  f"{generate_command(chosen, out)}\nthen: erasebench score --task {task} "
+                  "--images IMAGES (images drawn elsewhere need a manifest.csv with file, "
+                  "prompt and seed columns)")
+
+
 @app.command()
 def score(
     task: Annotated[str, typer.Option(help="Task name.")],
-    images: Annotated[Path, typer.Option(help="A folder written by `erasebench generate`.")],
+    images: Annotated[Path, typer.Option(
+        help="A folder written by `erasebench generate`, or any folder with a manifest.csv "
+        "naming each image's file, prompt and seed.")],
     reference: Annotated[Path | None, typer.Option(
         help="Folder of the original model's images, for tasks that compare against it.")] = None,
+    request: RequestOption = None,
+    task_config: OneTaskConfigOption = None,
     device: DeviceOption = "auto",
 ) -> None:
-    """Score a folder of generated images with a task's scorer, for each of its requests."""
+    """Score a folder of generated images with a task's scorer, for the requests it answers.
+
+    A folder `generate --edit` wrote answers the requests that erase what its edit erased;
+    one of the original model's, or whose manifest does not say, every request whose
+    prompts and seeds it holds."""
     from erasebench.commands import score_folder
 
     table = Table("request", "metric", "split", "value")
-    for request, value in score_folder(TASKS.get(task)(), images, reference,
-                                       checked_device(device)):
-        table.add_row(request, value.metric, value.split, f"{value.value:.6g}")
+    for name, value in score_folder(_task(task, task_config), images, reference,
+                                    resolved_device(checked_device(device)),
+                                    request or []):
+        table.add_row(name, value.metric, value.split, f"{value.value:.6g}")
     table_console().print(table)
+
+
+def _task(name: str, pairs: list[str] | None):  # -> Task
+    """Task ``name`` with its ``--task-config`` options."""
+    return TASKS.get(name)(_plugin_options("task", TASKS, [name], pairs, "--task-config")[name])
 
 
 @app.command()
@@ -531,13 +575,12 @@ def search_history(
     if strip is not None:
         from erasebench.io import atomic_write
         from erasebench.models import load_model
-        from erasebench.runner import Runner
         from erasebench.search_history import search_strip
         from erasebench.specs import GenerationSpec
         from erasebench.tasks.shapes.scoring import SHAPES_GENERATION
 
         base = load_model(_model_spec(model, revision),
-                          device=Runner(device=checked_device(device)).device)
+                          device=resolved_device(checked_device(device)))
         settings = SHAPES_GENERATION if model == "shapes" else GenerationSpec()
         image = search_strip(loaded, base, settings, columns)
         atomic_write(strip, lambda tmp: image.save(tmp, format="PNG"))

@@ -1,22 +1,30 @@
-"""The bodies of ``erasebench generate`` and ``erasebench score``: prompt files, seed
-ranges, and folders of images with a ``manifest.csv`` (prompt, seed, guidance, file)."""
+"""The bodies of ``erasebench prompts``, ``generate`` and ``score``: prompt files, seed
+ranges, and folders of images with a ``manifest.csv`` (file, prompt, seed, guidance and,
+from ``generate``, the concepts the images' edit erased)."""
 
 from __future__ import annotations
 
+import json
+import shlex
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from erasebench.errors import UserError
+from erasebench.hardware import resolved_device
 from erasebench.image_sequences import ImageFiles
 from erasebench.io import atomic_write
 from erasebench.plugins import MetricValue, ScoringContext, Task
-from erasebench.specs import MAX_SEED, GenerationSpec, ModelSpec, PromptSpec
+from erasebench.specs import MAX_SEED, ErasureRequest, GenerationSpec, ModelSpec, PromptSpec
 
 MANIFEST = "manifest.csv"
+# The manifest's column of the concepts the images' edit erased, as a JSON list: [] for
+# the original model's images. A manifest written elsewhere may lack it.
+ERASED = "erased"
 _SEED_COLUMNS = ("seed", "evaluation_seed", "sd_seed")
 _GUIDANCE_COLUMNS = ("guidance", "evaluation_guidance", "sd_guidance_scale")
 
@@ -70,6 +78,38 @@ def read_prompt_file(path: Path) -> list[PromptSpec]:
     return prompts
 
 
+def task_prompt_table(task: Task, requests: Sequence[ErasureRequest]) -> pd.DataFrame:
+    """One row per image ``requests`` of ``task`` ask for, each once (a classification
+    task's splits prompt alike): prompt, seed, guidance (the prompt's own, else the
+    task's) and label, the columns `generate --prompts` reads."""
+    guidance = task.generation().guidance
+    rows: dict[tuple[str, int], dict[str, Any]] = {}
+    for request in requests:
+        for prompt in task.prompts(request):
+            rows.setdefault((prompt.text, prompt.seed), {
+                "prompt": prompt.text, "seed": prompt.seed, "label": prompt.label,
+                "guidance": guidance if prompt.guidance is None else prompt.guidance})
+    return pd.DataFrame(list(rows.values()), columns=["prompt", "seed", "guidance", "label"])
+
+
+def generate_command(task: Task, prompt_file: Path) -> str:
+    """The `generate` command that draws ``prompt_file``'s images as ``task`` has them
+    drawn (its model, scheduler, steps and size), with an edit's and a folder's places
+    left to fill in."""
+    from erasebench.specs import DEFAULT_MODEL_ID
+
+    settings = task.generation()
+    words = ["erasebench generate", "--prompts", shlex.quote(str(prompt_file))]
+    if task.default_model != DEFAULT_MODEL_ID:
+        words += ["--model", shlex.quote(task.default_model)]
+    words += ["--scheduler", settings.scheduler, "--steps", str(settings.steps)]
+    if settings.height is not None and settings.height == settings.width:
+        words += ["--size", str(settings.height)]
+    if settings.precision != "auto":
+        words += ["--precision", settings.precision]
+    return " ".join([*words, "--edit", "EDIT.safetensors", "--out", "IMAGES"])
+
+
 def generate_images(*, out: Path, texts: list[str], prompt_file: Path | None, seeds: str,
                     edit_path: Path | None, model: ModelSpec, cache_dir: Path, device: str,
                     batch_size: int | None, overrides: dict[str, Any], console: Any,
@@ -78,7 +118,6 @@ def generate_images(*, out: Path, texts: list[str], prompt_file: Path | None, se
     from erasebench.edits import EditedModel
     from erasebench.generate import Generator
     from erasebench.models import load_model
-    from erasebench.runner import Runner
 
     if bool(texts) == bool(prompt_file):
         raise UserError("give either --prompt (one or more) or --prompts FILE")
@@ -86,7 +125,7 @@ def generate_images(*, out: Path, texts: list[str], prompt_file: Path | None, se
     prompts = (read_prompt_file(prompt_file) if prompt_file
                else [PromptSpec(text=t, seed=s) for t in texts for s in parse_seeds(seeds)])
     edit = EditedModel.load(edit_path) if edit_path else None
-    base = load_model(model, device=Runner(device=device).device)
+    base = load_model(model, device=resolved_device(device))
     cache = ImageCache(cache_dir)
     generator = Generator(base, settings, cache,
                           batch_size=batch_size, compile=compile_unet)
@@ -103,12 +142,25 @@ def generate_images(*, out: Path, texts: list[str], prompt_file: Path | None, se
         rows.append({"file": name, "prompt": prompt.text, "seed": prompt.seed,
                      "guidance": guidance})
     frame = pd.DataFrame(rows)
+    # Which of a task's requests the images answer, for `score` to pick (the splits of a
+    # classification task prompt alike).
+    frame[ERASED] = json.dumps(list(edit.request.concepts) if edit else [])
     atomic_write(out / MANIFEST, lambda tmp: frame.to_csv(tmp, index=False))
     console.print(f"wrote {len(rows)} images and {MANIFEST} to {out}")
 
 
-def read_image_folder(folder: Path) -> dict[tuple[str, int], Path]:
-    """The image file of each (prompt, seed) in ``folder``'s manifest (read when scored)."""
+@dataclass(frozen=True)
+class ImageFolder:
+    """A folder of images with its manifest: each (prompt, seed)'s file, and the concepts
+    the images' edit erased (() for the original model's; None where the manifest does
+    not say, as one written outside erasebench)."""
+
+    files: dict[tuple[str, int], Path]
+    erased: tuple[str, ...] | None
+
+
+def read_image_folder(folder: Path) -> ImageFolder:
+    """The manifest of ``folder`` (the images are read when scored)."""
     manifest = folder / MANIFEST
     if not manifest.is_file():
         raise UserError(f"{str(folder)!r} has no {MANIFEST}; make it with `erasebench generate`")
@@ -122,14 +174,63 @@ def read_image_folder(folder: Path) -> dict[tuple[str, int], Path]:
     if absent:
         raise UserError(f"{manifest} names {len(absent)} file(s) that {str(folder)!r} lacks: "
                         f"{', '.join(absent[:5])}")
-    return files
+    return ImageFolder(files, _erased(frame, manifest))
 
 
-def score_folder(task: Task, folder: Path, reference: Path | None,
-                 device: str) -> Iterator[tuple[str, MetricValue]]:
-    """Scores the images of ``folder`` for every request of ``task`` whose prompts it holds."""
-    images = read_image_folder(folder)
-    references = read_image_folder(reference) if reference else None
+def _erased(frame: pd.DataFrame, manifest: Path) -> tuple[str, ...] | None:
+    if ERASED not in frame.columns:
+        return None
+    lists = set(frame[ERASED].astype(str))
+    try:
+        erased = {tuple(str(c) for c in json.loads(text)) for text in lists}
+    except (ValueError, TypeError):
+        raise UserError(f"{manifest}: the {ERASED!r} column holds {sorted(lists)[0]!r}, not a "
+                        'JSON list of concepts (e.g. ["cat"], or [] for the original model)'
+                        ) from None
+    if len(erased) > 1:
+        raise UserError(f"{manifest} holds images of edits that erased different concepts "
+                        f"({', '.join(map(_concepts, sorted(erased)))}); score one edit's "
+                        "images at a time")
+    return erased.pop() if erased else ()
+
+
+def _concepts(concepts: Sequence[str]) -> str:
+    return ", ".join(concepts) or "nothing"
+
+
+def chosen_requests(task: Task, names: Sequence[str],
+                    erased: tuple[str, ...] | None) -> list[ErasureRequest]:
+    """The requests of ``task`` named (as tables name them: ``split 1``, or the erased
+    concepts), else those erasing exactly ``erased`` (a classification task's splits
+    prompt alike, and an edit answers only the one it was made for), else all."""
+    requests = task.requests()
+    if names:
+        by_name = {request.display(): request for request in requests}
+        for name in names:
+            if name not in by_name:
+                raise UserError(f"task {task.name!r} has no request {name!r}; its requests: "
+                                f"{', '.join(map(repr, by_name))}")
+        return [by_name[name] for name in dict.fromkeys(names)]
+    if not erased:  # the original model's images, or a manifest that does not say
+        return requests
+    matching = [r for r in requests if set(r.concepts) == set(erased)]
+    if not matching:
+        theirs = "; ".join(f"{r.display()!r}: {_concepts(r.concepts)}" for r in requests[:6])
+        more = f"; and {len(requests) - 6} more" if len(requests) > 6 else ""
+        raise UserError(f"the images were drawn with an edit that erased {_concepts(erased)}, "
+                        f"and no request of task {task.name!r} erases just that (its "
+                        f"requests: {theirs}{more}); pass --request NAME to score them as "
+                        "one of these anyway")
+    return matching
+
+
+def score_folder(task: Task, folder: Path, reference: Path | None, device: str,
+                 request_names: Sequence[str] = ()) -> Iterator[tuple[str, MetricValue]]:
+    """Scores the images of ``folder`` for the requests :func:`chosen_requests` picks that
+    it holds every prompt of."""
+    held = read_image_folder(folder)
+    images = held.files
+    references = read_image_folder(reference).files if reference else None
 
     def reference_images(prompts: Any) -> ImageFiles:
         if references is None:
@@ -140,13 +241,13 @@ def score_folder(task: Task, folder: Path, reference: Path | None,
     context = ScoringContext(device=device, reference_images=reference_images)
     scored = 0
     closest: tuple[int, str, int, PromptSpec] | None = None  # held, request, of, first missing
-    for request in task.requests():
+    for request in chosen_requests(task, request_names, held.erased):
         prompts = task.prompts(request)
         missing = [p for p in prompts if (p.text, p.seed) not in images]
         if missing:
-            held = len(prompts) - len(missing)
-            if closest is None or held > closest[0]:
-                closest = (held, request.display(), len(prompts), missing[0])
+            count = len(prompts) - len(missing)
+            if closest is None or count > closest[0]:
+                closest = (count, request.display(), len(prompts), missing[0])
             continue
         scored += 1
         chosen = ImageFiles([images[(p.text, p.seed)] for p in prompts])
@@ -155,8 +256,8 @@ def score_folder(task: Task, folder: Path, reference: Path | None,
     if not scored:
         nearest = ""
         if closest is not None:  # what to draw, for a folder made from the task's prompts
-            held, request_name, of, first = closest
-            nearest = (f"; the nearest, request {request_name!r}, has {held} of its {of} "
+            count, request_name, of, first = closest
+            nearest = (f"; the nearest, request {request_name!r}, has {count} of its {of} "
                        f"images, lacking e.g. {first.text!r} seed {first.seed}")
         raise UserError(f"{str(folder)!r} does not hold all the prompts and seeds of any request"
                         f" of task {task.name!r}{nearest}")

@@ -88,3 +88,13 @@ def checked_device(device: str, here: bool = True) -> str:
         seen = "1 GPU, cuda:0" if count == 1 else f"{count} GPUs, cuda:0 to cuda:{count - 1}"
         raise UserError(f"--device {device}: torch sees {seen}, on this machine")
     return device
+
+
+def resolved_device(device: str) -> str:
+    """``device`` with ``auto`` made what it stands for here: ``cuda`` if torch sees a
+    GPU, else ``cpu``; the scorers and models are given a device torch takes."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

@@ -28,7 +28,7 @@ from erasebench.edits import EditedModel
 from erasebench.errors import CorruptFileError
 from erasebench.faults import checkpoint
 from erasebench.generate import Generator
-from erasebench.hardware import describe_device
+from erasebench.hardware import describe_device, resolved_device
 from erasebench.help_records import HelpRecord, write_help_record
 from erasebench.models import DiffusionModel, load_model
 from erasebench.plugins import Eraser, ScoringContext, Task
@@ -131,10 +131,7 @@ class Runner:
         self.store = ResultStore(self.results_dir)
         code_version()  # the code this process started with names its records
         self.images = ImageCache(self.cache_dir)
-        if self.device == "auto":
-            import torch
-
-            self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = resolved_device(self.device)
 
     def run(self, units: Sequence[WorkUnit]) -> RunSummary:
         """Runs each unit in turn (:meth:`run_unit`); then, with ``help_others``, helps

@@ -364,6 +364,70 @@ def test_scoring_a_folder_short_of_every_request_says_what_the_nearest_lacks(tmp
         "a dog' seed 0")
 
 
+def _scored(capsys) -> dict[tuple[str, str], float]:
+    """(request, metric) -> value from the table `score` printed."""
+    rows = [[cell.strip() for cell in line.split("│")[1:-1]]
+            for line in capsys.readouterr().out.splitlines() if line.startswith("│")]
+    return {(row[0], row[1]): float(row[3]) for row in rows if row[0] != "request"}
+
+
+def test_a_tasks_prompts_drawn_with_an_edit_are_scored_for_the_request_it_was_made_for(
+        tmp_path, capsys):
+    # The four splits of shapes_objects prompt alike, so a folder of one edit's images held
+    # every split's prompts and was scored as all four (three of them for classes the edit
+    # never erased); and `score` gave its scorer the device 'auto', which torch refuses.
+    prompts, cache = tmp_path / "prompts.csv", ["--cache", str(tmp_path / "cache")]
+    options = ["--task", "shapes_objects", "--task-config", "images_per_class=2"]
+    assert main(["prompts", *options, "--out", str(prompts)]) == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    table = pd.read_csv(prompts)
+    assert list(table.columns) == ["prompt", "seed", "guidance", "label"]
+    assert len(table) == 20 and table.label.value_counts().eq(2).all()  # 10 classes, once
+    command = re.search(r"erasebench (generate .*?) --edit EDIT.safetensors --out IMAGES",
+                        printed)
+    assert command and "--model shapes --scheduler dpm --steps 6" in command.group(1)
+    draw = [*command.group(1).split(), *cache]
+    split_1 = ["triangle", "cross", "heart", "diamond", "ring"]
+    edit = tmp_path / "uce.safetensors"
+    assert main(["erase", "--eraser", "uce", "--model", "shapes", "--out", str(edit),
+                 *[word for concept in split_1 for word in ("--concept", concept)]]) == 0
+    assert main([*draw, "--out", str(tmp_path / "base")]) == 0
+    assert main([*draw, "--edit", str(edit), "--out", str(tmp_path / "erased")]) == 0
+    capsys.readouterr()
+
+    assert main(["score", *options, "--images", str(tmp_path / "base")]) == 0
+    base = _scored(capsys)  # the original model's images answer every split
+    assert {request for request, _ in base} == {"split 1", "split 2", "split 3", "split 4"}
+    assert main(["score", *options, "--images", str(tmp_path / "erased")]) == 0
+    erased = _scored(capsys)
+    assert {request for request, _ in erased} == {"split 1"}
+    assert erased["split 1", "ESR-1"] >= base["split 1", "ESR-1"] + 50  # the classes are gone
+    assert main(["score", *options, "--images", str(tmp_path / "erased"),
+                 "--request", "split 2"]) == 0
+    assert {request for request, _ in _scored(capsys)} == {"split 2"}
+    assert main(["score", *options, "--images", str(tmp_path / "erased"),
+                 "--request", "split 9"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: task 'shapes_objects' has no request 'split 9'; its requests: 'split 1', "
+        "'split 2', 'split 3', 'split 4'")
+
+    manifest = tmp_path / "erased" / "manifest.csv"
+    frame = pd.read_csv(manifest)
+    frame.assign(erased='["circle"]').to_csv(manifest, index=False)
+    assert main(["score", *options, "--images", str(tmp_path / "erased")]) == 2
+    assert ("an edit that erased circle, and no request of task 'shapes_objects' erases just "
+            "that (its requests: 'split 1': triangle, cross, heart, diamond, ring;"
+            in capsys.readouterr().err)
+    frame.assign(erased=['["circle"]'] + ['["ring"]'] * (len(frame) - 1)).to_csv(manifest,
+                                                                               index=False)
+    assert main(["score", *options, "--images", str(tmp_path / "erased")]) == 2
+    assert "edits that erased different concepts (circle, ring)" in capsys.readouterr().err
+    # Images drawn elsewhere: a manifest that does not say, scored for every request
+    frame.drop(columns="erased").to_csv(manifest, index=False)
+    assert main(["score", *options, "--images", str(tmp_path / "erased")]) == 0
+    assert len({request for request, _ in _scored(capsys)}) == 4
+
+
 def test_search_history_shows_the_search_and_draws_its_strip(tmp_path, capsys):
     edit = tmp_path / "ap.safetensors"
     assert main(["erase", "--eraser", "ap", "--concept", "circle", "--out", str(edit),
@@ -386,7 +450,7 @@ def test_search_history_shows_the_search_and_draws_its_strip(tmp_path, capsys):
 
 def test_help_documents_every_option(capsys):
     for command in ["run", "erase", "generate", "score", "report", "export", "list",
-                    "search-history"]:
+                    "search-history", "prompts", "timings", "weights"]:
         assert main([command, "--help"]) == 0
         text = capsys.readouterr().out
         assert "--" in text

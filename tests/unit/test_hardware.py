@@ -99,3 +99,13 @@ def test_a_record_is_made_on_its_own_device_or_on_any_of_a_kind_named_alone():
     assert made_on(h100, "cuda") and made_on(a100, "cuda")  # a machine without the GPU
     assert not made_on("cpu (Some CPU)", "cuda") and not made_on(h100, "cpu")
     assert made_on("cuda", "cuda") and not made_on("cuda", h100)
+
+
+def test_auto_is_resolved_to_the_device_torch_sees_and_others_kept(monkeypatch):
+    # Scorers and models are handed the device: torch takes 'cuda' or 'cpu', not 'auto'.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert hardware.resolved_device("auto") == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert hardware.resolved_device("auto") == "cuda"
+    assert hardware.resolved_device("cuda:1") == "cuda:1"
+    assert hardware.resolved_device("cpu") == "cpu"
