@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -473,11 +474,14 @@ def task_prompts(
     table = task_prompt_table(chosen, requests)
     atomic_write(out, lambda tmp: table.to_csv(tmp, index=False))
     names = ", ".join(repr(r.display()) for r in requests)
+    options = "".join(f" --task-config {shlex.quote(pair)}" for pair in task_config or [])
     console.print(f"wrote the {len(table):,} prompts and seeds of task {task!r} (requests "
                   f"{names}) to {out}. To draw them as the task does:\n  "
-                  f"{generate_command(chosen, out)}\nthen: erasebench score --task {task} "
-                  "--images IMAGES (images drawn elsewhere need a manifest.csv with file, "
-                  "prompt and seed columns)")
+                  f"{generate_command(chosen, out)}\nand score them:\n  erasebench score "
+                  f"--task {task}{options} --images IMAGES\nwith --reference BASE, the same "
+                  "drawn without --edit, for a task that compares with the original model's "
+                  "images; images drawn elsewhere need a manifest.csv with file, prompt and "
+                  "seed columns")
 
 
 @app.command()

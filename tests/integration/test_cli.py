@@ -386,6 +386,8 @@ def test_a_tasks_prompts_drawn_with_an_edit_are_scored_for_the_request_it_was_ma
     command = re.search(r"erasebench (generate .*?) --edit EDIT.safetensors --out IMAGES",
                         printed)
     assert command and "--model shapes --scheduler dpm --steps 6" in command.group(1)
+    assert ("erasebench score --task shapes_objects --task-config images_per_class=2 --images "
+            "IMAGES" in printed)
     draw = [*command.group(1).split(), *cache]
     split_1 = ["triangle", "cross", "heart", "diamond", "ring"]
     edit = tmp_path / "uce.safetensors"
