@@ -117,8 +117,9 @@ def run_units(units: list[WorkUnit], runner: Runner, settings: RunSettings,
     # The main process tells how far the whole run is (helpers' and actors' units too).
     progress = None if helper else pace
     if progress is not None:
+        recorded = f", {len(done)} recorded before" if done else ""
         console.print(f"{len(units)} work unit{'s' if len(units) != 1 else ''} ({len(todo)} to "
-                      f"do, asking for {progress.total_images:,} images; {where.count} "
+                      f"do{recorded}, asking for {progress.total_images:,} images; {where.count} "
                       f"process{'es' if where.count > 1 else ''}); results in "
                       f"{runner.results_dir}/")
         _warn_of_uncommitted_changes(errors)
@@ -126,7 +127,8 @@ def run_units(units: list[WorkUnit], runner: Runner, settings: RunSettings,
     from erasebench.run_console import RunConsole
 
     lines = RunConsole(console, errors, runner.store.record, runner.images.root, progress,
-                       processes=where.count, helper=helper)
+                       processes=where.count, helper=helper,
+                       recorded_before=frozenset(unit.run_id for unit in done))
     runner.on_unit, runner.on_help = lines.unit_ended, lines.unit_helped
     if settings.backend == "ray":
         summary = _run_on_ray(todo, runner, settings, where, lines)

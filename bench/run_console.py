@@ -34,6 +34,9 @@ class RunConsole:
     progress: RunProgress | None
     processes: int = 1
     helper: int = 0
+    # Units recorded before the run started: the start line counts them, and each found
+    # done again is not told (a rerun of 99 recorded units said 99 lines of "0.0 s").
+    recorded_before: frozenset[str] = frozenset()
     clock: Callable[[], float] = time.monotonic
     last: float = field(init=False)
     cached: CachedWork | None = field(default=None, init=False)
@@ -44,23 +47,25 @@ class RunConsole:
         self.room = CacheRoom(self.images_root)
 
     def unit_ended(self, unit: Any, status: str) -> None:
-        """``runner.Runner.on_unit``: a line for a unit this process ran (``done``), or
-        found done when it runs alone (``skipped``); units another process holds
-        (``busy``) or finished are its to report."""
+        """``runner.Runner.on_unit``: a line for a unit this process ran (``done``), or,
+        when it runs alone, found recorded by another run since the start (``skipped``);
+        units another process holds (``busy``) or finished are its to report."""
         now = self.clock()
         alone = self.processes == 1 and not self.helper
-        if status == "done" or (status == "skipped" and alone):
+        prefix = f"helper {self.helper} " if self.helper else ""
+        if status == "done":
             so_far = ""
-            if self.progress is not None and status == "done":
+            if self.progress is not None:
                 self.progress.update(self.record_of)
                 so_far = f"; {self.progress.line()}"
-            prefix = f"helper {self.helper} " if self.helper else ""
-            seconds = self._unit_seconds(unit) if status == "done" else None
-            self.out.print(f"  {prefix}[{status}] {unit.describe()}  ({unit.run_id}, "
+            seconds = self._unit_seconds(unit)
+            self.out.print(f"  {prefix}[done] {unit.describe()}  ({unit.run_id}, "
                            f"{now - self.last if seconds is None else seconds:.1f} s){so_far}",
                            markup=False)
-            if status == "done":
-                self._look_at_room_again()
+            self._look_at_room_again()
+        elif status == "skipped" and alone and unit.run_id not in self.recorded_before:
+            self.out.print(f"  [skipped] {unit.describe()}  ({unit.run_id}): recorded by "
+                           "another run since this one started", markup=False)
         self.last = now
 
     def _unit_seconds(self, unit: Any) -> float | None:

@@ -158,7 +158,9 @@ def test_run_end_to_end_then_report(tmp_path, capsys):
     assert "1 work unit (1 to do, asking for 8 images; 1 process)" in out
     assert "; 1/1 units, 8/8 images" in out  # the mock task's 4 images of cat and of dog
     assert main(argv) == 0
-    assert "1 already done" in " ".join(capsys.readouterr().out.split())
+    out = " ".join(capsys.readouterr().out.split())
+    assert "1 work unit (0 to do, 1 recorded before, asking for 0 images" in out
+    assert "1 already done" in out and "[skipped]" not in out  # counted, not told one by one
     assert main(["timings", "--results", str(results)]) == 0
     row = next(line.split() for line in capsys.readouterr().out.splitlines()
                if line.strip().startswith("sd "))

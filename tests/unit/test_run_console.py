@@ -28,12 +28,21 @@ def test_a_finished_unit_is_told_with_the_seconds_its_record_has(tmp_path):
     timed = SimpleNamespace(provenance=SimpleNamespace(
         timings=SimpleNamespace(erasure=2.0, images=10.25, scoring=0.5)))
     untimed = SimpleNamespace(provenance=SimpleNamespace(timings=None))
-    lines, out = _console({"a": timed, "b": untimed}, [100.0, 112.0, 112.0, 115.0, 117.5],
-                          tmp_path)
+    lines, out = _console({"a": timed, "b": untimed}, [100.0, 112.0, 112.0, 115.0], tmp_path)
     lines.unit_ended(_unit("a"), "done")  # 12 s after the start; its record: 12.75
     lines.unit_ended(_unit("a"), "done")  # 0 s after the line before
     lines.unit_ended(_unit("b"), "done")  # no timings in its record: the 3 s since
-    lines.unit_ended(_unit("b"), "skipped")  # found done: the 2.5 s since
     assert out.getvalue().splitlines() == [
         "  [done] sd x mock [a]  (a, 12.8 s)", "  [done] sd x mock [a]  (a, 12.8 s)",
-        "  [done] sd x mock [b]  (b, 3.0 s)", "  [skipped] sd x mock [b]  (b, 2.5 s)"]
+        "  [done] sd x mock [b]  (b, 3.0 s)"]
+
+
+def test_a_unit_recorded_before_the_run_is_not_told_one_recorded_since_is(tmp_path):
+    # A rerun of 99 recorded units printed 99 "[skipped] … (0.0 s)" lines (the seconds
+    # since the line before); the start line counts them instead.
+    lines, out = _console({}, [100.0, 100.5, 101.0, 101.5], tmp_path)
+    lines.recorded_before = frozenset({"a"})
+    lines.unit_ended(_unit("a"), "skipped")
+    lines.unit_ended(_unit("b"), "skipped")  # another `erasebench run` recorded it meanwhile
+    assert out.getvalue().splitlines() == [
+        "  [skipped] sd x mock [b]  (b): recorded by another run since this one started"]
