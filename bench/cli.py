@@ -9,6 +9,7 @@ with code 2.
 from __future__ import annotations
 
 import errno
+import inspect
 import json
 import shlex
 import sys
@@ -30,6 +31,19 @@ app = typer.Typer(
     help="Benchmark concept erasure in text-to-image diffusion models.",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
 )
+
+
+def command(name: str | None = None) -> Any:
+    """``app.command`` with help from the docstring, each paragraph on one line: typer's
+    rich help keeps a docstring's line breaks, so a paragraph wrapped for the source read
+    ragged at every terminal width ("scoring's time|against")."""
+    def register(function: Any) -> Any:
+        paragraphs = inspect.cleandoc(function.__doc__ or "").split("\n\n")
+        text = "\n\n".join(" ".join(paragraph.split()) for paragraph in paragraphs)
+        return app.command(name, help=text)(function)
+    return register
+
+
 # Lines are never broken at the console's width: in a log file (a Slurm job's, a Ray
 # driver's) a unit's line, its progress with it, stays one line that a grep finds whole.
 # No rich markup: what is printed holds paths, prompts and names, whose "[...]" rich would
@@ -219,7 +233,7 @@ def _existing_results(results: Path) -> Path:
     return results
 
 
-@app.command("list")
+@command("list")
 def list_plugins(
     verbose: Annotated[bool, typer.Option(
         "--verbose", "-v", help="Import each plugin and show its description.")] = False,
@@ -243,7 +257,7 @@ def list_plugins(
         table_console().print(table)
 
 
-@app.command()
+@command()
 def run(
     erasers: Annotated[list[str] | None, typer.Option(
         "--erasers", "-e", help="Eraser names, comma-separated (default: all registered).")] = None,
@@ -379,9 +393,10 @@ def _make_eraser(name: str, preset: str | None,
     return cls(config or None, preset=preset if preset in cls.presets else None)
 
 
-@app.command()
+@command()
 def erase(
-    eraser: Annotated[str, typer.Option(help="Eraser name (see `erasebench list`).")],
+    eraser: Annotated[str, typer.Option(
+        "--eraser", "-e", help="Eraser name (see `erasebench list`).")],
     concept: Annotated[list[str], typer.Option(help="Concept to erase; repeatable.")],
     out: Annotated[Path, typer.Option(help="Where to write the edit (.safetensors).")],
     anchor: Annotated[list[str] | None, typer.Option(
@@ -421,7 +436,7 @@ def erase(
                   f"{edit.seconds:.1f} s on {edit.device}")
 
 
-@app.command()
+@command()
 def generate(
     out: Annotated[Path, typer.Option(help="Folder for the PNGs and manifest.csv.")],
     prompt: Annotated[list[str] | None, typer.Option(help="A prompt; repeatable.")] = None,
@@ -457,9 +472,9 @@ def generate(
     )
 
 
-@app.command("prompts")
+@command("prompts")
 def task_prompts(
-    task: Annotated[str, typer.Option(help="Task name.")],
+    task: Annotated[str, typer.Option("--task", "-t", help="Task name (see `erasebench list`).")],
     out: Annotated[Path, typer.Option(help="CSV to write: prompt, seed, guidance, label.")],
     request: RequestOption = None,
     task_config: OneTaskConfigOption = None,
@@ -484,9 +499,9 @@ def task_prompts(
                   "seed columns")
 
 
-@app.command()
+@command()
 def score(
-    task: Annotated[str, typer.Option(help="Task name.")],
+    task: Annotated[str, typer.Option("--task", "-t", help="Task name (see `erasebench list`).")],
     images: Annotated[Path, typer.Option(
         help="A folder written by `erasebench generate`, or any folder with a manifest.csv "
         "naming each image's file, prompt and seed.")],
@@ -516,7 +531,7 @@ def _task(name: str, pairs: list[str] | None):  # -> Task
     return TASKS.get(name)(_plugin_options("task", TASKS, [name], pairs, "--task-config")[name])
 
 
-@app.command()
+@command()
 def report(
     results: Annotated[Path, typer.Option(help="Results folder to read.")] = Path("results"),
     out: Annotated[Path, typer.Option(help="Leaderboard file to write.")] = Path("leaderboard.md"),
@@ -530,7 +545,7 @@ def report(
     console.print(f"wrote {write_report(results, out, show_unsafe)}")
 
 
-@app.command()
+@command()
 def timings(
     results: Annotated[Path, typer.Option(help="Results folder to read.")] = Path("results"),
 ) -> None:
@@ -555,7 +570,7 @@ def timings(
                       "(written before they were kept) and are left out.")
 
 
-@app.command("search-history")
+@command("search-history")
 def search_history(
     edit: Annotated[Path, typer.Argument(help="An edit by ap or age (from `erase`).")],
     strip: Annotated[Path | None, typer.Option(
@@ -591,7 +606,7 @@ def search_history(
         console.print(f"wrote {strip}")
 
 
-@app.command()
+@command()
 def weights(
     tasks: Annotated[list[str] | None, typer.Option(
         "--tasks", "-t", help="Task names, comma-separated (default: every registered task).")
@@ -630,7 +645,7 @@ def weights(
         raise typer.Exit(1)
 
 
-@app.command()
+@command()
 def export(
     edit: Annotated[Path, typer.Option(help="An edit file written by `erase` or `run`.")],
     out: Annotated[Path, typer.Option(help="Folder for the diffusers pipeline.")],

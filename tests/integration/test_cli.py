@@ -314,7 +314,7 @@ def test_run_with_compile_samples_through_the_compiled_unet_and_gives_the_same_r
 
 def test_erase_generate_score_export(tmp_path, capsys):
     edit = tmp_path / "cat.safetensors"
-    assert main(["erase", "--eraser", "mock", "--concept", "cat", "--out", str(edit)]) == 0
+    assert main(["erase", "-e", "mock", "--concept", "cat", "--out", str(edit)]) == 0
     with safe_open(str(edit), framework="pt") as handle:
         assert all("attn2.to_v" in key for key in handle.keys())  # noqa: SIM118
     made = EditedModel.load(edit)
@@ -333,8 +333,8 @@ def test_erase_generate_score_export(tmp_path, capsys):
     assert all(image.shape == erased[0].shape for image in erased + base)
     assert not np.array_equal(erased[0], base[0])  # the edit's image, not the base model's
     capsys.readouterr()
-    assert main(["score", "--task", "mock", "--images", str(tmp_path / "erased"),
-                 "--reference", str(tmp_path / "base")]) == 0
+    assert main(["score", "-t", "mock", "--images", str(tmp_path / "erased"),
+                 "--reference", str(tmp_path / "base")]) == 0  # -t and -e as in `run`
     out = capsys.readouterr().out
     assert "change_erase" in out and "change_preserve" in out
     assert main(["score", "--task", "mock", "--images", str(tmp_path / "base")]) == 2
@@ -478,18 +478,21 @@ def test_no_help_text_loses_words_to_rich_markup(capsys):
     assert "erasebench[ray]" in re.sub(r"[\s│]+", "", capsys.readouterr().out)
 
 
-def test_each_command_is_summed_up_in_one_line_of_its_docstring():
+def test_each_command_is_summed_up_in_one_line_and_its_help_has_no_source_line_breaks():
     # `erasebench --help` lists a command by its docstring's first paragraph, line breaks
-    # kept (typer's rich mode): one broken over two lines read "the units,| erasures made".
+    # kept (typer's rich mode): one broken over two lines read "the units,| erasures made";
+    # `timings --help` read "scoring's|time|against", its paragraph's lines wrapped again.
     import typer
 
     from erasebench.cli import app
 
     commands = typer.main.get_command(app).commands
-    summaries = {name: (command.help or "").strip().split("\n\n")[0]
-                 for name, command in commands.items()}
-    assert all(summaries.values())
-    assert {name: text for name, text in summaries.items() if "\n" in text} == {}
+    paragraphs = {name: (command.help or "").strip().split("\n\n")
+                  for name, command in commands.items()}
+    assert all(texts[0] for texts in paragraphs.values())
+    assert {name: texts for name, texts in paragraphs.items()
+            if any("\n" in text for text in texts)} == {}
+    assert len(paragraphs["timings"]) == 2 and "scoring's time against" in paragraphs["timings"][1]
 
 
 def test_paths_with_brackets_are_printed_whole(tmp_path, capsys):
