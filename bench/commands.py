@@ -19,7 +19,14 @@ from erasebench.hardware import resolved_device
 from erasebench.image_sequences import ImageFiles
 from erasebench.io import atomic_write
 from erasebench.plugins import MetricValue, ScoringContext, Task
-from erasebench.specs import MAX_SEED, ErasureRequest, GenerationSpec, ModelSpec, PromptSpec
+from erasebench.specs import (
+    DEFAULT_MODEL_ID,
+    MAX_SEED,
+    ErasureRequest,
+    GenerationSpec,
+    ModelSpec,
+    PromptSpec,
+)
 
 MANIFEST = "manifest.csv"
 # The manifest's column of the concepts the images' edit erased, as a JSON list: [] for
@@ -96,8 +103,6 @@ def generate_command(task: Task, prompt_file: Path) -> str:
     """The `generate` command that draws ``prompt_file``'s images as ``task`` has them
     drawn (its model, scheduler, steps and size), with an edit's and a folder's places
     left to fill in."""
-    from erasebench.specs import DEFAULT_MODEL_ID
-
     settings = task.generation()
     words = ["erasebench generate", "--prompts", shlex.quote(str(prompt_file))]
     if task.default_model != DEFAULT_MODEL_ID:
