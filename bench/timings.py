@@ -112,7 +112,9 @@ def timings_table(frame: pd.DataFrame) -> Table:
                     "own; theirs count both as drawn, taken here at most as the unit's own "
                     "images, so where their scoring drew images (reference images, the "
                     "robustness task's attacks) images/s may read high")
-    table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, padding=(0, 1))
+    # A caption of several lines reads as a paragraph left-aligned, ragged when centred.
+    table = Table(title=title, caption=caption, caption_justify="left", box=box.SIMPLE_HEAD,
+                  padding=(0, 1))
     for key in keys:
         table.add_column(key, no_wrap=True, min_width=int(summary[key].str.len().max()))
     for column in ("units", "erasures", "erasing", "images drawn", "drawing", "images/s",

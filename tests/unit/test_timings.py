@@ -49,6 +49,9 @@ def test_where_the_time_went_per_eraser_and_task(make_record):
     assert total.split() == ["all", "3", "2", "1.7", "min", "100", "40", "s", "2.5", "3",
                              "9.5%", "2.5", "min"]
     assert "written before" not in text
+    lines = text.splitlines()  # the caption, a paragraph, left-aligned as the table
+    caption = lines[next(i for i, line in enumerate(lines) if "erasing: making" in line):]
+    assert len(caption) > 1 and all(line[0] != " " for line in caption if line.strip())
     # A record written before the images drawn in scoring were counted apart, whose 20
     # drawn hold its scoring's: taken as its own 8 at most, and said below the table.
     records.append(make_record("uce", timings=timed(0.1, True, 20, 4.0, 1.0, None), images=8))
