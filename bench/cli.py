@@ -485,7 +485,7 @@ def task_prompts(
 
     _checked_output(out, "--out", folder=False)
     chosen = _task(task, task_config)
-    requests = chosen_requests(chosen, request or [], None)
+    requests = chosen_requests(chosen, request or [])
     table = task_prompt_table(chosen, requests)
     atomic_write(out, lambda tmp: table.to_csv(tmp, index=False))
     names = ", ".join(repr(r.display()) for r in requests)
@@ -513,9 +513,10 @@ def score(
 ) -> None:
     """Score a folder of generated images with a task's scorer, for the requests it answers.
 
-    A folder `generate --edit` wrote answers the requests that erase what its edit erased;
-    one of the original model's, or whose manifest does not say, every request whose
-    prompts and seeds it holds."""
+    A folder answers the requests whose prompts and seeds it holds; where several do (the
+    splits of a classification task prompt alike), a folder `generate --edit` wrote answers
+    those that erase what its edit erased, one of the original model's images, or whose
+    manifest does not say, all of them."""
     from erasebench.commands import score_folder
 
     table = Table("request", "metric", "split", "value")

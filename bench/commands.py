@@ -203,22 +203,29 @@ def _concepts(concepts: Sequence[str]) -> str:
     return ", ".join(concepts) or "nothing"
 
 
-def chosen_requests(task: Task, names: Sequence[str],
-                    erased: tuple[str, ...] | None) -> list[ErasureRequest]:
-    """The requests of ``task`` named (as tables name them: ``split 1``, or the erased
-    concepts), else those erasing exactly ``erased`` (a classification task's splits
-    prompt alike, and an edit answers only the one it was made for), else all."""
+def chosen_requests(task: Task, names: Sequence[str]) -> list[ErasureRequest]:
+    """The requests of ``task`` named as its tables name them (``split 1``, or the erased
+    concepts), all of them when none is."""
     requests = task.requests()
-    if names:
-        by_name = {request.display(): request for request in requests}
-        for name in names:
-            if name not in by_name:
-                raise UserError(f"task {task.name!r} has no request {name!r}; its requests: "
-                                f"{', '.join(map(repr, by_name))}")
-        return [by_name[name] for name in dict.fromkeys(names)]
-    if not erased:  # the original model's images, or a manifest that does not say
+    if not names:
         return requests
-    matching = [r for r in requests if set(r.concepts) == set(erased)]
+    by_name = {request.display(): request for request in requests}
+    for name in names:
+        if name not in by_name:
+            raise UserError(f"task {task.name!r} has no request {name!r}; its requests: "
+                            f"{', '.join(map(repr, by_name))}")
+    return [by_name[name] for name in dict.fromkeys(names)]
+
+
+def answered_requests(task: Task, requests: list[ErasureRequest],
+                      erased: tuple[str, ...]) -> list[ErasureRequest]:
+    """Of ``requests`` (more than one, whose prompts a folder all holds), those erasing
+    what the folder's edit erased (``erased``; names compared in any case): the splits of
+    a classification task prompt alike, and an edit answers only the one it was made for."""
+    def key(concepts: Sequence[str]) -> set[str]:
+        return {" ".join(concept.split()).casefold() for concept in concepts}
+
+    matching = [r for r in requests if key(r.concepts) == key(erased)]
     if not matching:
         theirs = "; ".join(f"{r.display()!r}: {_concepts(r.concepts)}" for r in requests[:6])
         more = f"; and {len(requests) - 6} more" if len(requests) > 6 else ""
@@ -231,8 +238,9 @@ def chosen_requests(task: Task, names: Sequence[str],
 
 def score_folder(task: Task, folder: Path, reference: Path | None, device: str,
                  request_names: Sequence[str] = ()) -> Iterator[tuple[str, MetricValue]]:
-    """Scores the images of ``folder`` for the requests :func:`chosen_requests` picks that
-    it holds every prompt of."""
+    """Scores the images of ``folder`` for the requests (:func:`chosen_requests`) it holds
+    every prompt of; of several, those its edit answers (:func:`answered_requests`)
+    unless they were named."""
     held = read_image_folder(folder)
     images = held.files
     references = read_image_folder(reference).files if reference else None
@@ -243,22 +251,16 @@ def score_folder(task: Task, folder: Path, reference: Path | None, device: str,
                             " pass --reference FOLDER (generated from the base model)")
         return ImageFiles([_lookup(references, p, reference) for p in prompts])
 
-    context = ScoringContext(device=device, reference_images=reference_images)
-    scored = 0
+    complete: dict[ErasureRequest, list[PromptSpec]] = {}
     closest: tuple[int, str, int, PromptSpec] | None = None  # held, request, of, first missing
-    for request in chosen_requests(task, request_names, held.erased):
+    for request in chosen_requests(task, request_names):
         prompts = task.prompts(request)
         missing = [p for p in prompts if (p.text, p.seed) not in images]
-        if missing:
-            count = len(prompts) - len(missing)
-            if closest is None or count > closest[0]:
-                closest = (count, request.display(), len(prompts), missing[0])
-            continue
-        scored += 1
-        chosen = ImageFiles([images[(p.text, p.seed)] for p in prompts])
-        for value in task.score(chosen, prompts, request, context):
-            yield request.display(), value
-    if not scored:
+        if not missing:
+            complete[request] = prompts
+        elif closest is None or len(prompts) - len(missing) > closest[0]:
+            closest = (len(prompts) - len(missing), request.display(), len(prompts), missing[0])
+    if not complete:
         nearest = ""
         if closest is not None:  # what to draw, for a folder made from the task's prompts
             count, request_name, of, first = closest
@@ -266,6 +268,15 @@ def score_folder(task: Task, folder: Path, reference: Path | None, device: str,
                        f"images, lacking e.g. {first.text!r} seed {first.seed}")
         raise UserError(f"{str(folder)!r} does not hold all the prompts and seeds of any request"
                         f" of task {task.name!r}{nearest}")
+    chosen = list(complete)
+    if not request_names and held.erased and len(chosen) > 1:
+        chosen = answered_requests(task, chosen, held.erased)
+    context = ScoringContext(device=device, reference_images=reference_images)
+    for request in chosen:
+        prompts = complete[request]
+        files = ImageFiles([images[(p.text, p.seed)] for p in prompts])
+        for value in task.score(files, prompts, request, context):
+            yield request.display(), value
 
 
 def _lookup(images: dict[tuple[str, int], Path], prompt: PromptSpec,

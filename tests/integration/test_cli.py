@@ -1,5 +1,6 @@
 """The CLI as a user runs it: in-process through ``main`` (fast), output and exit codes."""
 
+import json
 import re
 from pathlib import Path
 
@@ -337,6 +338,12 @@ def test_erase_generate_score_export(tmp_path, capsys):
                  "--reference", str(tmp_path / "base")]) == 0  # -t and -e as in `run`
     out = capsys.readouterr().out
     assert "change_erase" in out and "change_preserve" in out
+    # The task's one request is scored whatever the edit erased: there is no other to pick.
+    manifest = tmp_path / "erased" / "manifest.csv"
+    pd.read_csv(manifest).assign(erased='["a dog"]').to_csv(manifest, index=False)
+    assert main(["score", "-t", "mock", "--images", str(tmp_path / "erased"),
+                 "--reference", str(tmp_path / "base")]) == 0
+    assert "change_erase" in capsys.readouterr().out
     assert main(["score", "--task", "mock", "--images", str(tmp_path / "base")]) == 2
     assert "--reference" in capsys.readouterr().err
     (tmp_path / "base" / "00003.png").unlink()
@@ -417,6 +424,9 @@ def test_a_tasks_prompts_drawn_with_an_edit_are_scored_for_the_request_it_was_ma
 
     manifest = tmp_path / "erased" / "manifest.csv"
     frame = pd.read_csv(manifest)
+    frame.assign(erased=json.dumps([c.upper() for c in split_1])).to_csv(manifest, index=False)
+    assert main(["score", *options, "--images", str(tmp_path / "erased")]) == 0
+    assert {request for request, _ in _scored(capsys)} == {"split 1"}  # names in any case
     frame.assign(erased='["circle"]').to_csv(manifest, index=False)
     assert main(["score", *options, "--images", str(tmp_path / "erased")]) == 2
     assert ("an edit that erased circle, and no request of task 'shapes_objects' erases just "
