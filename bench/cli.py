@@ -112,7 +112,8 @@ OneTaskConfigOption = Annotated[list[str] | None, typer.Option(
     "given to `run`; repeatable.")]
 PrecisionOption = Annotated[str | None, typer.Option(
     help="auto (fp16 on GPU, fp32 on CPU), fp32, fp16 or bf16; fp16/bf16 cast the UNet's "
-         "and VAE's weights for sampling (no autocast), the fp32 weights kept.")]
+         "and VAE's weights for sampling (no autocast), the fp32 weights kept. The "
+         "robustness task's attack runs under autocast in it (auto: bf16 on GPU).")]
 
 
 def _plugin_options(kind: str, registry: Any, names: list[str], pairs: list[str] | None,

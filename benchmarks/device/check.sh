@@ -19,6 +19,9 @@
 #   frozen      benchmarks/frozen_weights.py: the erasers' frozen weights held in bf16 while
 #               they train against autocast casting them at every call: operations and ms
 #               per UNet call, seconds per ESD-x and AP step, the same edit (issue 8)
+#   attack      benchmarks/recovery_attack.py: the robustness task's recovery attack, seconds
+#               per Adam step in fp32 (as before) and in the erasers' bf16, and the task's
+#               default attack per eraser projected from it (issue 8)
 # One log per step lands in $OUT. Here, first: bash benchmarks/device/fetch_wheels.sh; then
 # the device tool's run, carry [".whl"], in calls of at most 10 minutes on the warm machine
 # (benchmarks/README.md says which steps are still open and how to split them).
@@ -38,7 +41,7 @@ MODEL=${MODEL:-sd-v1-random}
 DEVICE=${DEVICE:-cuda}
 SITE=${SITE:-/tmp/erasebench-site}
 WHEELS=${WHEELS:-.whl}
-ALL_STEPS=env,generation,erasers,gpu_tests,profile,variants,frozen
+ALL_STEPS=env,generation,erasers,gpu_tests,profile,variants,frozen,attack
 STEPS=${STEPS:-$ALL_STEPS}
 BUDGET=${BUDGET:-}
 RESERVE=${RESERVE:-15}
@@ -99,6 +102,8 @@ run_step() {  # the step NAME's command, under its limit
         ${VARIANTS_ARGS:-} ;;
     frozen) step frozen "${LIMIT_FROZEN:-150}" "$PYTHON" benchmarks/frozen_weights.py \
         --model "$MODEL" --device "$DEVICE" ${FROZEN_ARGS:-} ;;
+    attack) step attack "${LIMIT_ATTACK:-120}" "$PYTHON" benchmarks/recovery_attack.py \
+        --model "$MODEL" --device "$DEVICE" ${ATTACK_ARGS:-} ;;
     esac
 }
 summary=()
@@ -118,8 +123,8 @@ done
 # The reply shows only the output's tail: repeat what matters where it will be seen.
 echo "=== summary, $((SECONDS - start)) s in all"
 printf '%s\n' "${summary[@]}"
-for name in generation erasers profile variants frozen; do
-    [[ -f "$OUT/$name.log" ]] && { echo "--- $name"; grep -E '^(model |FLOPs |\|)|: one guided' "$OUT/$name.log"; }
+for name in generation erasers profile variants frozen attack; do
+    [[ -f "$OUT/$name.log" ]] && { echo "--- $name"; grep -E '^(model |FLOPs |\||speed-up)|: one guided' "$OUT/$name.log"; }
 done
 [[ -f "$OUT/gpu_tests.log" ]] && grep -E '^(FAILED|ERROR) |^=+ .* in [0-9.]+s' "$OUT/gpu_tests.log" | tail -20
 exit $failed

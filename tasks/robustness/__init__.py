@@ -23,6 +23,7 @@ fully; one that removed the knowledge stays low as ρ grows.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from PIL import Image
@@ -173,6 +174,8 @@ class Robustness(Task):
             raise UserError("the robustness task attacks the edited model itself: run it "
                             "through `erasebench run`, not on a folder of images")
         references = context.reference_images(erased)
+        # The attack runs in the run's precision: bf16 autocast on a GPU unless it asks fp32.
+        settings = replace(self.settings, precision=context.probe.generator.settings.precision)
         # One attack per class and radius; the attacked images come class by class.
         by_class = [[i for i, p in enumerate(erased) if p.label == label]
                     for label in dict.fromkeys(p.label for p in erased)]
@@ -181,7 +184,7 @@ class Robustness(Task):
             attacked: list[Image.Image] = []
             for mine in by_class:
                 recovery, _ = recover(context.probe, [erased[i].text for i in mine],
-                                      [references[i] for i in mine], radius, self.settings)
+                                      [references[i] for i in mine], radius, settings)
                 attacked += recovered_images(context.probe, [erased[i] for i in mine], recovery)
             values += self._rates(attacked, order, request, context, f"RSR-{{k}}@{name}")
         return values

@@ -15,6 +15,12 @@ k learnt vectors, shared by the concept's prompts and unbounded — the textual-
 attacker, who may write a new "word" for the concept rather than only nudge its name.
 They start from the prompts' mean encoding at those positions, so the attack starts from
 the plain prompt.
+
+The attack's UNet passes run under autocast as the erasers train (``precision``, the
+run's: ``auto`` is bf16 on a GPU, the frozen weights held cast, as
+``erasebench.baselines.common`` does for the erasers, and fp32 on a CPU): each class and
+radius takes ``steps`` forward and backward passes over ``samples`` latents, more work on
+SD than drawing the attacked images, and fp32 runs off the GPU's tensor cores.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import torch
 from diffusers import DDPMScheduler
 from PIL import Image
 
+from erasebench.baselines.common import autocast, frozen_weights_cast
 from erasebench.probe import ModelProbe
 from erasebench.specs import PromptSpec
 
@@ -37,6 +44,9 @@ class AttackSettings:
     samples: int = 32  # noisy latents the loss is averaged over (fixed for all steps)
     seed: int = 0
     soft_tokens: int = 0  # free, unbounded vectors in the conditioning's last positions
+    # Of the UNet passes (the task gives the run's): auto = bf16 autocast on a GPU, fp32 on
+    # a CPU; fp32, bf16, fp16.
+    precision: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -87,11 +97,13 @@ def recover(probe: ModelProbe, texts: Sequence[str], references: Sequence[Image.
     """The attack on prompts ``texts`` whose original images are ``references`` (one per
     text), and the loss at every step. δ's positions that soft tokens replace get no
     gradient and stay 0, so δ's whole budget goes to the prompt's own positions."""
-    model = probe.model
+    model, precision = probe.model, settings.precision
     x_t, steps, chosen = _noisy_samples(probe, texts, references, settings)
     with torch.no_grad():
-        target = model.unet(x_t, steps, encoder_hidden_states=model.encode_text(chosen)).sample
-    with probe.edited() as edited:
+        encodings = model.encode_text(chosen)
+        with frozen_weights_cast(model, precision), autocast(model.device, precision):
+            target = model.unet(x_t, steps, encoder_hidden_states=encodings).sample
+    with probe.edited() as edited, frozen_weights_cast(edited, precision):
         start = edited.encode_text(chosen).detach()
         bound = radius * float(start.flatten(1).norm(dim=1).mean())
         delta = torch.zeros_like(start[0], requires_grad=True)
@@ -104,7 +116,8 @@ def recover(probe: ModelProbe, texts: Sequence[str], references: Sequence[Image.
         optimiser = torch.optim.Adam(learnt, lr=settings.lr * float(start.std()))
         for _ in range(settings.steps):
             attacked = conditioning(start, delta, soft)
-            prediction = edited.unet(x_t, steps, encoder_hidden_states=attacked).sample
+            with autocast(edited.device, precision):
+                prediction = edited.unet(x_t, steps, encoder_hidden_states=attacked).sample
             loss = torch.nn.functional.mse_loss(prediction.float(), target.float())
             optimiser.zero_grad()
             loss.backward()

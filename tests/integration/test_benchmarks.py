@@ -245,12 +245,33 @@ def test_unet_profile_reads_the_kind_of_work_off_a_kernel_name(kernel, kind, mon
     assert kind_of(kernel) == kind
 
 
+def test_recovery_attack_times_a_step_in_fp32_and_in_the_erasers_precision(monkeypatch,
+                                                                           capsys):
+    from erasebench.baselines import common
+
+    # The script turns bf16 autocast on for a CPU; set back after the test.
+    monkeypatch.setattr(common, "autocast_dtype", common.autocast_dtype)
+    output = run_script("recovery_attack.py", [
+        "--model", "tiny", "--device", "cpu", "--samples", "4", "--prompts", "2",
+        "--short", "1", "--long", "2"], monkeypatch, capsys)
+    rows = table_rows(output)
+    assert list(rows) == ["precision", "fp32", "auto"]
+    for precision in ("fp32", "auto"):
+        step, fixed, peak, loss, task = rows[precision]
+        assert float(step) >= 0 and float(fixed) >= 0 and float(peak) > 0
+        assert float(loss) > 0  # the nudged keys move the edited model's predictions
+        assert task.endswith(" min")
+    assert "autocast to torch.bfloat16" in output
+
+
 @pytest.mark.parametrize("name, argv, message", [
     ("frozen_weights.py", ["--erasers", "esd_x,nope"], "unknown eraser 'nope'; valid erasers:"),
     ("frozen_weights.py", ["--sets", "esdx"], "unknown eraser 'esdx'"),
     ("erasers.py", ["--erasers", "uce,esd"], "unknown eraser 'esd'"),
     ("generation.py", ["--device", "gpu"], "--device 'gpu' is not a device"),
     ("unet_profile.py", ["--device", "cuda:1"], "--device cuda:1: torch sees no GPU"),
+    ("recovery_attack.py", ["--short", "2", "--long", "2"],
+     "--long (2) must be more steps than --short (2)"),
 ])
 def test_a_bad_argument_stops_a_script_before_it_builds_anything(name, argv, message,
                                                                   monkeypatch, capsys):

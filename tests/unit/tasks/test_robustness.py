@@ -1,6 +1,8 @@
 """The recovery attack: the projection keeps δ in its ball, the optimisation lowers its
 loss, and on the miniature world a word filter is recovered while the plain prompt is not."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -74,6 +76,69 @@ def test_the_attack_lowers_its_loss_and_stays_in_its_ball(shapes_world):
     assert recovery.soft.shape[0] == 0
     none, no_steps = recover(probe, texts, references, 0.0, AttackSettings(steps=30))
     assert no_steps == [] and float(none.delta.abs().max()) == 0.0
+
+
+def test_the_attack_runs_in_the_erasers_precision_and_leaves_the_weights_as_they_were(
+        shapes_world, monkeypatch):
+    # On a GPU the attack's UNet passes run under bf16 autocast with the frozen weights held
+    # cast, as the erasers train (in fp32 they ran off the tensor cores); a CPU runs them in
+    # fp32, so bf16 is turned on here as the erasers' own tests do.
+    from erasebench.baselines import common
+
+    probe, texts, references = _filtered_circles(*shapes_world)
+    unet = probe.model.unet
+    before = {name: p.detach().clone() for name, p in unet.named_parameters()}
+    seen: list[tuple[torch.dtype, torch.dtype]] = []
+    layer = unet.time_embedding.linear_1  # every UNet pass goes through it
+    hook = layer.register_forward_hook(
+        lambda module, inputs, output: seen.append((module.weight.dtype, output.dtype)))
+    settings = AttackSettings(steps=12, samples=8)
+    try:
+        _, fp32_losses = recover(probe, texts, references, 0.2, settings)
+        assert set(seen) == {(torch.float32, torch.float32)}  # a CPU: fp32 throughout
+        seen.clear()
+        monkeypatch.setattr(common, "autocast_dtype", lambda device, precision:
+                            None if precision == "fp32" else torch.bfloat16)
+        bf16, bf16_losses = recover(probe, texts, references, 0.2, settings)
+        assert set(seen) == {(torch.bfloat16, torch.bfloat16)}  # held cast, run in bf16
+        assert len(seen) == 1 + settings.steps  # the original's target, then each step
+        seen.clear()
+        recover(probe, texts, references, 0.2, AttackSettings(steps=1, samples=8,
+                                                              precision="fp32"))
+        assert set(seen) == {(torch.float32, torch.float32)}
+    finally:
+        hook.remove()
+    assert bf16_losses[-1] < 0.9 * bf16_losses[0]
+    assert bf16_losses[0] == pytest.approx(fp32_losses[0], rel=0.05)  # the same attack
+    assert bf16.delta.dtype == torch.float32  # what is learnt stays fp32
+    for name, parameter in unet.named_parameters():  # the fp32 weights back, bit for bit
+        assert parameter.dtype == torch.float32 and torch.equal(parameter, before[name]), name
+
+
+@pytest.mark.parametrize("precision", ["auto", "fp32"])
+def test_the_task_attacks_in_the_runs_precision(shapes_world, monkeypatch, precision):
+    # `erasebench run --precision fp32` keeps the attack in fp32 on a GPU too; by default
+    # ("auto") it runs in bf16 there, as the erasers train.
+    import erasebench.tasks.robustness as robustness
+
+    model, task = shapes_world
+    request = task.requests()[0]
+    prompts = task.prompts(request)
+    edit = ERASERS.get("token_filter")().erase(model, request)
+    settings = task.generation().model_copy(update={"precision": precision})
+    probe = ModelProbe(model, edit, Generator(model, settings, batch_size=64, progress=False))
+    asked = []
+
+    def one_step(probe, texts, references, radius, settings):
+        asked.append(settings.precision)
+        return recover(probe, texts, references, radius, replace(settings, steps=1))
+
+    monkeypatch.setattr(robustness, "recover", one_step)
+    with probe.edited():
+        images = probe.generator.images(prompts)
+    context = ScoringContext("cpu", probe.generator.images, model.encode_text, probe)
+    task.score(images, prompts, request, context)
+    assert asked == [precision]  # one class, one radius
 
 
 def test_soft_tokens_replace_the_last_positions_for_every_prompt():
