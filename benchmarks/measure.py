@@ -12,7 +12,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from erasebench.errors import UserError
-from erasebench.hardware import DEVICES, checked_device
+from erasebench.hardware import DEVICES, checked_device, resolved_device
 from erasebench.registry import ERASERS
 
 
@@ -35,9 +35,7 @@ def checked_arguments(parser: argparse.ArgumentParser,
     minutes are few)."""
     args = parser.parse_args()
     try:
-        checked_device(args.device)
-        if args.device == "auto":  # cuda if present, as erasebench's commands take it
-            args.device = "cuda" if torch.cuda.is_available() else "cpu"
+        args.device = resolved_device(checked_device(args.device))  # as the commands take it
         for option in eraser_lists:
             for name in filter(None, getattr(args, option).split(",")):
                 ERASERS.get(name)
