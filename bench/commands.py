@@ -185,18 +185,24 @@ def read_image_folder(folder: Path) -> ImageFolder:
 def _erased(frame: pd.DataFrame, manifest: Path) -> tuple[str, ...] | None:
     if ERASED not in frame.columns:
         return None
-    lists = set(frame[ERASED].astype(str))
-    try:
-        erased = {tuple(str(c) for c in json.loads(text)) for text in lists}
-    except (ValueError, TypeError):
-        raise UserError(f"{manifest}: the {ERASED!r} column holds {sorted(lists)[0]!r}, not a "
-                        'JSON list of concepts (e.g. ["cat"], or [] for the original model)'
-                        ) from None
+    erased = {_concept_list(text, manifest) for text in set(frame[ERASED].astype(str))}
     if len(erased) > 1:
         raise UserError(f"{manifest} holds images of edits that erased different concepts "
                         f"({', '.join(map(_concepts, sorted(erased)))}); score one edit's "
                         "images at a time")
     return erased.pop() if erased else ()
+
+
+def _concept_list(text: str, manifest: Path) -> tuple[str, ...]:
+    """The concepts of a JSON list in the manifest's ``erased`` column."""
+    try:
+        concepts = json.loads(text)
+    except ValueError:
+        concepts = None
+    if not isinstance(concepts, list) or not all(isinstance(c, str) for c in concepts):
+        raise UserError(f"{manifest}: the {ERASED!r} column holds {text!r}, not a JSON list of "
+                        'concepts (e.g. ["cat"], or [] for the original model\'s images)')
+    return tuple(concepts)
 
 
 def _concepts(concepts: Sequence[str]) -> str:

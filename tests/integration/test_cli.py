@@ -436,6 +436,10 @@ def test_a_tasks_prompts_drawn_with_an_edit_are_scored_for_the_request_it_was_ma
                                                                                index=False)
     assert main(["score", *options, "--images", str(tmp_path / "erased")]) == 2
     assert "edits that erased different concepts (circle, ring)" in capsys.readouterr().err
+    frame.assign(erased='"circle"').to_csv(manifest, index=False)  # a string, not a list
+    assert main(["score", *options, "--images", str(tmp_path / "erased")]) == 2
+    assert ("""the 'erased' column holds '"circle"', not a JSON list of concepts"""
+            in capsys.readouterr().err)
     # Images drawn elsewhere: a manifest that does not say, scored for every request
     frame.drop(columns="erased").to_csv(manifest, index=False)
     assert main(["score", *options, "--images", str(tmp_path / "erased")]) == 0
