@@ -40,9 +40,10 @@ def shapes_world():
     return model, task
 
 
-def _probe(model, task, eraser, request):
+def _probe(model, task, eraser, request, settings=None):
+    """``eraser``'s probe, drawing with ``settings`` (default: the task's)."""
     edit = ERASERS.get(eraser)().erase(model, request)
-    generator = Generator(model, task.generation(), batch_size=64, progress=False)
+    generator = Generator(model, settings or task.generation(), batch_size=64, progress=False)
     return ModelProbe(model, edit, generator)
 
 
@@ -124,9 +125,8 @@ def test_the_task_attacks_in_the_runs_precision(shapes_world, monkeypatch, preci
     model, task = shapes_world
     request = task.requests()[0]
     prompts = task.prompts(request)
-    edit = ERASERS.get("token_filter")().erase(model, request)
     settings = task.generation().model_copy(update={"precision": precision})
-    probe = ModelProbe(model, edit, Generator(model, settings, batch_size=64, progress=False))
+    probe = _probe(model, task, "token_filter", request, settings)
     asked = []
 
     def one_step(probe, texts, references, radius, settings):
