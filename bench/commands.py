@@ -20,7 +20,6 @@ from erasebench.image_sequences import ImageFiles
 from erasebench.io import atomic_write
 from erasebench.plugins import MetricValue, ScoringContext, Task
 from erasebench.specs import (
-    DEFAULT_MODEL_ID,
     MAX_SEED,
     ErasureRequest,
     GenerationSpec,
@@ -102,12 +101,12 @@ def task_prompt_table(task: Task, requests: Sequence[ErasureRequest]) -> pd.Data
 def generate_command(task: Task, prompt_file: Path) -> str:
     """The `generate` command that draws ``prompt_file``'s images as ``task`` has them
     drawn (its model, scheduler, steps and size), with an edit's and a folder's places
-    left to fill in."""
+    left to fill in. The model is always named: `generate`'s own default is the miniature
+    world's, which would draw an SD task's prompts."""
     settings = task.generation()
-    words = ["erasebench generate", "--prompts", shlex.quote(str(prompt_file))]
-    if task.default_model != DEFAULT_MODEL_ID:
-        words += ["--model", shlex.quote(task.default_model)]
-    words += ["--scheduler", settings.scheduler, "--steps", str(settings.steps)]
+    words = ["erasebench generate", "--prompts", shlex.quote(str(prompt_file)),
+             "--model", shlex.quote(task.default_model),
+             "--scheduler", settings.scheduler, "--steps", str(settings.steps)]
     if settings.height is not None and settings.height == settings.width:
         words += ["--size", str(settings.height)]
     if settings.precision != "auto":
