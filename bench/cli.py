@@ -522,8 +522,8 @@ def score(
 
     table = Table("request", "metric", "split", "value")
     for name, value in score_folder(_task(task, task_config), images, reference,
-                                    resolved_device(checked_device(device)),
-                                    request or []):
+                                    resolved_device(checked_device(device)), request or [],
+                                    warn=lambda text: errors.print(f"warning: {text}")):
         table.add_row(name, value.metric, value.split, f"{value.value:.6g}")
     table_console().print(table)
 

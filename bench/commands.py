@@ -1,13 +1,15 @@
 """The bodies of ``erasebench prompts``, ``generate`` and ``score``: prompt files, seed
 ranges, and folders of images with a ``manifest.csv`` (file, prompt, seed, guidance and,
-from ``generate``, the concepts the images' edit erased)."""
+from ``generate``, the concepts the images' edit erased and the model, scheduler and steps
+that drew them)."""
 
 from __future__ import annotations
 
 import json
+import math
 import shlex
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,9 @@ MANIFEST = "manifest.csv"
 # The manifest's column of the concepts the images' edit erased, as a JSON list: [] for
 # the original model's images. A manifest written elsewhere may lack it.
 ERASED = "erased"
+# The manifest's columns of how `generate` drew the images, which `score` compares with how
+# the task draws its own (with the guidance column, per image).
+DRAWN_WITH = ("model", "scheduler", "steps")
 _SEED_COLUMNS = ("seed", "evaluation_seed", "sd_seed")
 _GUIDANCE_COLUMNS = ("guidance", "evaluation_guidance", "sd_guidance_scale")
 
@@ -149,6 +154,8 @@ def generate_images(*, out: Path, texts: list[str], prompt_file: Path | None, se
     # Which of a task's requests the images answer, for `score` to pick (the splits of a
     # classification task prompt alike).
     frame[ERASED] = json.dumps(list(edit.request.concepts) if edit else [])
+    drawn_with = {"model": model.id, "scheduler": settings.scheduler, "steps": settings.steps}
+    frame = frame.assign(**{column: drawn_with[column] for column in DRAWN_WITH})
     atomic_write(out / MANIFEST, lambda tmp: frame.to_csv(tmp, index=False))
     console.print(f"wrote {len(rows)} images and {MANIFEST} to {out}")
 
@@ -157,10 +164,13 @@ def generate_images(*, out: Path, texts: list[str], prompt_file: Path | None, se
 class ImageFolder:
     """A folder of images with its manifest: each (prompt, seed)'s file, and the concepts
     the images' edit erased (() for the original model's; None where the manifest does
-    not say, as one written outside erasebench)."""
+    not say, as one written outside erasebench), each (prompt, seed)'s guidance and the
+    values of the :data:`DRAWN_WITH` columns, where the manifest has them."""
 
     files: dict[tuple[str, int], Path]
     erased: tuple[str, ...] | None
+    guidance: dict[tuple[str, int], float]
+    drawn_with: dict[str, list[str]]
 
 
 def read_image_folder(folder: Path) -> ImageFolder:
@@ -172,13 +182,45 @@ def read_image_folder(folder: Path) -> ImageFolder:
     missing = {"file", "prompt", "seed"} - set(frame.columns)
     if missing:
         raise UserError(f"{manifest} lacks the columns {sorted(missing)}")
-    files = {(str(row.prompt), int(row.seed)): folder / str(row.file)
-             for row in frame.itertuples(index=False)}
+    keys = [(str(prompt), int(seed)) for prompt, seed in zip(frame.prompt, frame.seed, strict=True)]
+    files = {key: folder / str(name) for key, name in zip(keys, frame.file, strict=True)}
+    guidance = (pd.to_numeric(frame.guidance, errors="coerce") if "guidance" in frame.columns
+                else pd.Series(math.nan, index=frame.index))
     absent = [path.name for path in files.values() if not path.is_file()]
     if absent:
         raise UserError(f"{manifest} names {len(absent)} file(s) that {str(folder)!r} lacks: "
                         f"{', '.join(absent[:5])}")
-    return ImageFolder(files, _erased(frame, manifest))
+    return ImageFolder(
+        files, _erased(frame, manifest),
+        {key: float(value) for key, value in zip(keys, guidance, strict=True)
+         if not math.isnan(value)},
+        {column: sorted(set(frame[column].astype(str)))
+         for column in DRAWN_WITH if column in frame.columns})
+
+
+def drawn_otherwise(task: Task, held: ImageFolder, prompts: Sequence[PromptSpec]) -> list[str]:
+    """How ``held``'s images of ``prompts`` were drawn otherwise than ``task`` draws its
+    own, as far as the manifest says ("steps 50 (the task's 100)"); nothing where they were
+    drawn alike. A local folder given as the model is taken at its word: it may well hold
+    the task's model (no network, SD v1.4 copied in)."""
+    settings = task.generation()
+    expected = {"model": task.default_model, "scheduler": settings.scheduler,
+                "steps": str(settings.steps)}
+    found = []
+    for column, values in held.drawn_with.items():
+        if column == "model" and any(Path(v).is_absolute() or Path(v).is_dir() for v in values):
+            continue
+        if values != [expected[column]]:
+            found.append(f"{column} {', '.join(values)} (the task's {expected[column]})")
+    wanted = {(p.text, p.seed): settings.guidance if p.guidance is None else p.guidance
+              for p in prompts}
+    off = [(key, value) for key, value in wanted.items()
+           if key in held.guidance and not math.isclose(held.guidance[key], value)]
+    if off:
+        (text, seed), value = off[0]
+        found.append(f"guidance {held.guidance[text, seed]:g} for {len(off)} of {len(wanted)} "
+                     f"images (the task's {value:g} for e.g. {text!r} seed {seed})")
+    return found
 
 
 def _erased(frame: pd.DataFrame, manifest: Path) -> tuple[str, ...] | None:
@@ -242,10 +284,13 @@ def answered_requests(task: Task, requests: list[ErasureRequest],
 
 
 def score_folder(task: Task, folder: Path, reference: Path | None, device: str,
-                 request_names: Sequence[str] = ()) -> Iterator[tuple[str, MetricValue]]:
+                 request_names: Sequence[str] = (),
+                 warn: Callable[[str], None] = lambda _: None,
+                 ) -> Iterator[tuple[str, MetricValue]]:
     """Scores the images of ``folder`` for the requests (:func:`chosen_requests`) it holds
     every prompt of; of several, those its edit answers (:func:`answered_requests`)
-    unless they were named."""
+    unless they were named. Images drawn otherwise than the task draws its own
+    (:func:`drawn_otherwise`) are scored with a warning first."""
     held = read_image_folder(folder)
     images = held.files
     references = read_image_folder(reference).files if reference else None
@@ -276,6 +321,12 @@ def score_folder(task: Task, folder: Path, reference: Path | None, device: str,
     chosen = list(complete)
     if not request_names and held.erased and len(chosen) > 1:
         chosen = answered_requests(task, chosen, held.erased)
+    otherwise = drawn_otherwise(task, held, [p for r in chosen for p in complete[r]])
+    if otherwise:
+        warn(f"the images in {str(folder)!r} were drawn otherwise than task {task.name!r} "
+             f"draws its own: {'; '.join(otherwise)}. Their numbers do not compare with the "
+             f"task's in a run or on the leaderboard; `erasebench prompts --task {task.name}` "
+             "prints the command that draws them as the task does.")
     context = ScoringContext(device=device, reference_images=reference_images)
     for request in chosen:
         prompts = complete[request]

@@ -446,6 +446,54 @@ def test_a_tasks_prompts_drawn_with_an_edit_are_scored_for_the_request_it_was_ma
     assert len({request for request, _ in _scored(capsys)}) == 4
 
 
+def test_images_drawn_otherwise_than_the_task_draws_are_scored_with_a_warning_naming_how(
+        tmp_path, capsys):
+    # Images drawn with another model, sampler, steps or guidance than the task's were
+    # scored without a word, their numbers read as if they were the task's.
+    prompts, cache = tmp_path / "prompts.csv", ["--cache", str(tmp_path / "cache")]
+    options = ["--task", "shapes_objects", "--task-config", "images_per_class=1"]
+    assert main(["prompts", *options, "--out", str(prompts)]) == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    command = re.search(r"erasebench (generate .*?) --edit EDIT.safetensors", printed)
+    assert command
+    alike, otherwise = tmp_path / "alike", tmp_path / "otherwise"
+    assert main([*command.group(1).split(), *cache, "--out", str(alike)]) == 0
+    capsys.readouterr()
+    assert main(["score", *options, "--images", str(alike)]) == 0
+    assert capsys.readouterr().err == ""  # drawn as the task draws: nothing to say
+
+    own_guidance = tmp_path / "own-guidance.csv"
+    pd.read_csv(prompts).drop(columns="guidance").to_csv(own_guidance, index=False)
+    assert main(["generate", "--prompts", str(own_guidance), "--model", "shapes", "--steps",
+                 "2", "--guidance", "3", *cache, "--out", str(otherwise)]) == 0
+    capsys.readouterr()
+    assert main(["score", *options, "--images", str(otherwise)]) == 0
+    scored = capsys.readouterr()
+    assert "ESR-1" in scored.out  # scored all the same
+    warning = " ".join(scored.err.split())
+    assert warning.startswith(f"warning: the images in {str(otherwise)!r} were drawn otherwise "
+                              "than task 'shapes_objects' draws its own: scheduler ddim (the "
+                              "task's dpm); steps 2 (the task's 6); guidance 3 for 10 of 10 "
+                              "images (the task's 4 for e.g. 'a red circle' seed ")
+    assert "`erasebench prompts --task shapes_objects` prints the command" in warning
+
+    manifest = alike / "manifest.csv"
+    frame = pd.read_csv(manifest)
+    frame.assign(model="tiny").to_csv(manifest, index=False)
+    assert main(["score", *options, "--images", str(alike)]) == 0
+    assert "drawn otherwise than task 'shapes_objects' draws its own: model tiny (the task's " \
+        "shapes). Their numbers" in " ".join(capsys.readouterr().err.split())
+    # A folder of the model's own, perhaps a copy of it: taken at its word.
+    frame.assign(model=str(tmp_path / "copy-of-shapes")).to_csv(manifest, index=False)
+    assert main(["score", *options, "--images", str(alike)]) == 0
+    assert capsys.readouterr().err == ""
+    # Drawn elsewhere, with no word of how: nothing to compare.
+    manifest = otherwise / "manifest.csv"
+    pd.read_csv(manifest)[["file", "prompt", "seed"]].to_csv(manifest, index=False)
+    assert main(["score", *options, "--images", str(otherwise)]) == 0
+    assert capsys.readouterr().err == ""
+
+
 def test_search_history_shows_the_search_and_draws_its_strip(tmp_path, capsys):
     edit = tmp_path / "ap.safetensors"
     assert main(["erase", "--eraser", "ap", "--concept", "circle", "--out", str(edit),
