@@ -511,6 +511,9 @@ def score(
     request: RequestOption = None,
     task_config: OneTaskConfigOption = None,
     device: DeviceOption = "auto",
+    out: Annotated[Path | None, typer.Option(
+        help="Also write the scores to this CSV, one row per value (task, request, metric, "
+        "split, value, images), at full precision.")] = None,
 ) -> None:
     """Score a folder of generated images with a task's scorer, for the requests it answers.
 
@@ -518,14 +521,25 @@ def score(
     splits of a classification task prompt alike), a folder `generate --edit` wrote answers
     those that erase what its edit erased, one of the original model's images, or whose
     manifest does not say, all of them."""
-    from erasebench.commands import score_folder
+    import pandas as pd
 
+    from erasebench.commands import score_folder
+    from erasebench.io import atomic_write
+
+    if out is not None:
+        _checked_output(out, "--out", folder=False)  # before the scorer's minutes
     table = Table("request", "metric", "split", "value")
+    rows = []
     for name, value in score_folder(_task(task, task_config), images, reference,
                                     resolved_device(checked_device(device)), request or [],
                                     warn=lambda text: errors.print(f"warning: {text}")):
         table.add_row(name, value.metric, value.split, f"{value.value:.6g}")
+        rows.append({"task": task, "request": name, "metric": value.metric,
+                     "split": value.split, "value": value.value, "images": str(images)})
     table_console().print(table)
+    if out is not None:
+        atomic_write(out, lambda tmp: pd.DataFrame(rows).to_csv(tmp, index=False))
+        console.print(f"wrote {len(rows)} scores to {out}")
 
 
 def _task(name: str, pairs: list[str] | None):  # -> Task

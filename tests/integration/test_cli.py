@@ -338,6 +338,18 @@ def test_erase_generate_score_export(tmp_path, capsys):
                  "--reference", str(tmp_path / "base")]) == 0  # -t and -e as in `run`
     out = capsys.readouterr().out
     assert "change_erase" in out and "change_preserve" in out
+    scores = tmp_path / "scores.csv"  # the printed values, kept for a script to read
+    assert main(["score", "-t", "mock", "--images", str(tmp_path / "erased"),
+                 "--reference", str(tmp_path / "base"), "--out", str(scores)]) == 0
+    printed = _scored(capsys)
+    kept = pd.read_csv(scores, keep_default_na=False)
+    assert list(kept.columns) == ["task", "request", "metric", "split", "value", "images"]
+    assert set(kept.task) == {"mock"} and set(kept.images) == {str(tmp_path / "erased")}
+    assert {(r.request, r.metric): float(f"{r.value:.6g}") for r in kept.itertuples()} == printed
+    assert main(["score", "-t", "mock", "--images", str(tmp_path / "erased"), "--reference",
+                 str(tmp_path / "base"), "--out", str(tmp_path)]) == 2  # a folder
+    assert capsys.readouterr().err.strip() == (
+        f"error: --out {str(tmp_path)!r} is a folder, not a file")
     # The task's one request is scored whatever the edit erased: there is no other to pick.
     manifest = tmp_path / "erased" / "manifest.csv"
     pd.read_csv(manifest).assign(erased='["a dog"]').to_csv(manifest, index=False)
