@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ import torch
 from torch import nn
 
 from erasebench.errors import UserError
+from erasebench.hub import hub_unreachable
 from erasebench.specs import ModelSpec
 from erasebench.tokenizer import sd_tokenizer
 
@@ -84,8 +84,10 @@ class DiffusionModel:
                             "folder or a hub id (e.g. CompVis/stable-diffusion-v1-4)")
         else:
             source = model_id
-        # Read at call time (huggingface_hub reads it once, at import).
-        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+        # A folder needs no hub; a hub id is read from the cache alone where the hub does
+        # not answer (HF_HUB_OFFLINE read at call time: huggingface_hub reads it at import).
+        unreachable = None if local.exists() else hub_unreachable()
+        offline = local.exists() or unreachable is not None
         kwargs: dict[str, Any] = {"revision": revision, "local_files_only": offline}
         try:
             with _quiet_loading():
@@ -100,9 +102,13 @@ class DiffusionModel:
                 vae = vae_class.from_pretrained(source, subfolder="vae", **weights)
                 scheduler_config = _read_scheduler_config(source, revision, offline)
         except (OSError, ValueError) as error:
+            cache_only = (f" Only the Hugging Face cache was read ({unreachable}), and it "
+                          "lacks files of it." if unreachable else "")
             raise UserError(
-                f"could not load model {model_id!r} (revision {revision}): {error}. Without "
-                "network, download the diffusers folder elsewhere and pass its path as --model"
+                f"could not load model {model_id!r} (revision {revision}): "
+                f"{' '.join(str(error).split()).rstrip('.')}.{cache_only}"
+                " Without network, download the diffusers folder elsewhere and pass its path "
+                "as --model"
             ) from error
         model = cls(tokenizer, text_encoder, unet, vae, scheduler_config,
                     ModelSpec(id=model_id, revision=revision))

@@ -1,9 +1,15 @@
+import socket
+import threading
+from pathlib import Path
+
+import huggingface_hub.constants
 import numpy as np
 import pytest
 import torch
 
 from erasebench.errors import UserError
 from erasebench.generate import Generator
+from erasebench.hub import hub_unreachable
 from erasebench.models import DiffusionModel, load_model
 from erasebench.specs import GenerationSpec, ModelSpec, PromptSpec
 
@@ -68,6 +74,64 @@ def test_an_unreachable_hub_id_is_a_user_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(UserError, match="could not load model"):
         DiffusionModel.load("nobody/no-such-model-erasebench")
+
+
+@pytest.fixture
+def silent_hub(monkeypatch, tmp_path):
+    """The hub's endpoint a local socket that takes each request and hangs up (a network
+    that answers nothing), its cache an empty folder; yields the request lines it took."""
+    server = socket.create_server(("127.0.0.1", 0))
+    requests: list[str] = []
+
+    def hang_up() -> None:
+        while True:
+            connection, _ = server.accept()
+            with connection:
+                requests.append(connection.recv(300).decode(errors="replace").split("\r\n")[0])
+
+    threading.Thread(target=hang_up, daemon=True).start()
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT",
+                        f"http://127.0.0.1:{server.getsockname()[1]}")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    yield requests
+    server.close()
+
+
+def _in_hub_cache(model, repo: str, cache: str) -> None:
+    """``model`` saved where huggingface_hub keeps ``repo``'s main revision."""
+    folder = Path(cache) / f"models--{repo.replace('/', '--')}"
+    commit = "0" * 40
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text(commit)
+    model.save_pretrained(folder / "snapshots" / commit)
+
+
+def test_a_hub_id_in_the_cache_loads_without_asking_a_hub_that_does_not_answer(tiny,
+                                                                               silent_hub):
+    # Without network, huggingface_hub asked for every file five times with back-off: SD
+    # v1.4 by its hub id took minutes to fail, or to be read from the cache that held it.
+    _in_hub_cache(tiny, "nobody/erasebench-tiny", huggingface_hub.constants.HF_HUB_CACHE)
+    loaded = DiffusionModel.load("nobody/erasebench-tiny")
+    assert loaded.fingerprint == tiny.fingerprint
+    assert silent_hub and not [line for line in silent_hub if "erasebench-tiny" in line]
+
+
+def test_a_hub_id_not_in_the_cache_of_a_hub_that_does_not_answer_says_so(silent_hub):
+    endpoint = huggingface_hub.constants.ENDPOINT
+    with pytest.raises(UserError, match=f"Only the Hugging Face cache was read \\({endpoint} "
+                       "did not answer within 5 s: .*\\), and it lacks files of it. Without "
+                       "network, download the diffusers folder elsewhere"):
+        DiffusionModel.load("nobody/not-cached-erasebench")
+    assert not [line for line in silent_hub if "not-cached-erasebench" in line]
+
+
+def test_with_hf_hub_offline_set_the_hub_is_not_asked(silent_hub, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert hub_unreachable() == "HF_HUB_OFFLINE is set"
+    with pytest.raises(UserError, match="could not load model"):
+        DiffusionModel.load("nobody/not-cached-erasebench")
+    assert silent_hub == []
 
 
 def test_load_model_resolves_tiny_seeds():
