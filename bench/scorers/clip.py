@@ -44,6 +44,15 @@ def hub_repo(architecture: str) -> str:
     return str(get_pretrained_cfg(architecture, "openai")["hf_hub"]).rstrip("/")
 
 
+def hub_download_command() -> str:
+    """The installed huggingface_hub's download command: `hf` since 0.34; 1.0 removed
+    `huggingface-cli`, which the advice named before."""
+    import huggingface_hub
+
+    major, minor = (int(part) for part in huggingface_hub.__version__.split(".")[:2])
+    return "hf download" if (major, minor) >= (0, 34) else "huggingface-cli download"
+
+
 def _fetch_from_hub(repo: str) -> Callable[[Path], Path]:
     def fetch(path: Path) -> Path:
         from huggingface_hub import hf_hub_download
@@ -80,7 +89,7 @@ def clip_weight_file(architecture: str, weights_path: str | Path | None = None) 
     return WeightFile(
         scorer=f"CLIP {architecture}", path=path,
         source=f"https://huggingface.co/{repo}/blob/main/{SAFETENSORS_NAME}",
-        where=f"the Hugging Face cache, {folder}; `huggingface-cli download {repo} "
+        where=f"the Hugging Face cache, {folder}; `{hub_download_command()} {repo} "
               f"{SAFETENSORS_NAME}` puts it there", option="clip_weights",
         fetch=_fetch_from_hub(repo))
 

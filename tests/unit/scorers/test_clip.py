@@ -15,6 +15,7 @@ from erasebench.scorers.clip import (
     TINY_ARCHITECTURE,
     ClipScorer,
     clip_weight_file,
+    hub_download_command,
 )
 
 clip_score_module = importlib.import_module("torchmetrics.functional.multimodal.clip_score")
@@ -97,6 +98,11 @@ def test_missing_weights_say_where_to_put_them(tmp_path, monkeypatch):
     message = str(caught.value)
     assert "timm/vit_large_patch14_clip_224.openai" in message and SAFETENSORS_NAME in message
     assert str(tmp_path) in message and "clip_weights" in message
+    # The command the installed huggingface_hub has: 1.0 removed `huggingface-cli`.
+    assert (f"`hf download timm/vit_large_patch14_clip_224.openai {SAFETENSORS_NAME}` puts it "
+            "there" in message)
+    monkeypatch.setattr(huggingface_hub, "__version__", "0.33.4")
+    assert hub_download_command() == "huggingface-cli download"
 
 
 def test_an_explicit_path_and_an_unknown_architecture():
