@@ -443,8 +443,11 @@ def generate(
     prompt: Annotated[list[str] | None, typer.Option(help="A prompt; repeatable.")] = None,
     prompts: Annotated[Path | None, typer.Option(
         help="CSV with a 'prompt' column and optional 'seed'/'evaluation_seed', 'guidance' "
-        "columns.")] = None,
+        "and 'negative'/'negative_prompt' columns.")] = None,
     seeds: Annotated[str, typer.Option(help="Seeds for --prompt, e.g. '0-3' or '1,5,9'.")] = "0",
+    negative: Annotated[str, typer.Option(
+        help="Negative prompt for --prompt's images (what guidance steers away from; a "
+        "--prompts file has a column for it).")] = "",
     edit: Annotated[Path | None, typer.Option(help="Apply this edit (from `erase`).")] = None,
     model: ModelOption = DEFAULT_MODEL,
     revision: RevisionOption = None,
@@ -465,7 +468,8 @@ def generate(
     checked_device(device)
     _checked_output(out, "--out", folder=True)
     generate_images(
-        out=out, texts=prompt or [], prompt_file=prompts, seeds=seeds, edit_path=edit,
+        out=out, texts=prompt or [], prompt_file=prompts, seeds=seeds, negative=negative,
+        edit_path=edit,
         model=_model_spec(model, revision), cache_dir=_cache_dir(cache), device=device,
         batch_size=batch_size, compile_unet=compile_unet,
         overrides=_generation_overrides(steps, guidance, scheduler, size, precision),

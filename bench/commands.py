@@ -38,6 +38,7 @@ ERASED = "erased"
 DRAWN_WITH = ("model", "scheduler", "steps")
 _SEED_COLUMNS = ("seed", "evaluation_seed", "sd_seed")
 _GUIDANCE_COLUMNS = ("guidance", "evaluation_guidance", "sd_guidance_scale")
+_NEGATIVE_COLUMNS = ("negative", "negative_prompt")
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -63,7 +64,8 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def read_prompt_file(path: Path) -> list[PromptSpec]:
-    """A CSV with a ``prompt`` column; seeds and guidance from the usual column names."""
+    """A CSV with a ``prompt`` column; seeds, guidance and negative prompts from the usual
+    column names (an empty negative cell: none)."""
     try:
         frame = pd.read_csv(path)
     except FileNotFoundError:
@@ -77,13 +79,16 @@ def read_prompt_file(path: Path) -> list[PromptSpec]:
         raise UserError(f"prompt file {str(path)!r} has no rows")
     seed_column = next((c for c in _SEED_COLUMNS if c in frame.columns), None)
     guidance_column = next((c for c in _GUIDANCE_COLUMNS if c in frame.columns), None)
+    negative_column = next((c for c in _NEGATIVE_COLUMNS if c in frame.columns), None)
     prompts = []
     for line, row in enumerate(frame.itertuples(index=False), start=2):
         values = row._asdict()
         try:
             seed = int(values[seed_column]) if seed_column else 0
             guidance = float(values[guidance_column]) if guidance_column else None
-            prompts.append(PromptSpec(text=str(values["prompt"]), seed=seed, guidance=guidance))
+            negative = values[negative_column] if negative_column else ""
+            prompts.append(PromptSpec(text=str(values["prompt"]), seed=seed, guidance=guidance,
+                                      negative="" if pd.isna(negative) else str(negative)))
         except (ValueError, TypeError) as error:
             raise UserError(f"{path}:{line}: bad row: {error}".splitlines()[0]) from None
     return prompts
@@ -120,7 +125,8 @@ def generate_command(task: Task, prompt_file: Path) -> str:
 
 
 def generate_images(*, out: Path, texts: list[str], prompt_file: Path | None, seeds: str,
-                    edit_path: Path | None, model: ModelSpec, cache_dir: Path, device: str,
+                    negative: str = "", edit_path: Path | None, model: ModelSpec,
+                    cache_dir: Path, device: str,
                     batch_size: int | None, overrides: dict[str, Any], console: Any,
                     compile_unet: bool = False) -> None:
     from erasebench.cache import ImageCache
@@ -130,9 +136,13 @@ def generate_images(*, out: Path, texts: list[str], prompt_file: Path | None, se
 
     if bool(texts) == bool(prompt_file):
         raise UserError("give either --prompt (one or more) or --prompts FILE")
+    if negative and prompt_file:
+        raise UserError("--negative is for --prompt; a --prompts file gives its images' "
+                        "negative prompts in a 'negative' column")
     settings = GenerationSpec.checked(overrides)  # before the model is loaded
     prompts = (read_prompt_file(prompt_file) if prompt_file
-               else [PromptSpec(text=t, seed=s) for t in texts for s in parse_seeds(seeds)])
+               else [PromptSpec(text=t, seed=s, negative=negative)
+                     for t in texts for s in parse_seeds(seeds)])
     edit = EditedModel.load(edit_path) if edit_path else None
     base = load_model(model, device=resolved_device(device))
     cache = ImageCache(cache_dir)
@@ -149,7 +159,7 @@ def generate_images(*, out: Path, texts: list[str], prompt_file: Path | None, se
         atomic_write(out / name, lambda tmp, key=key: shutil.copyfile(cache.path_of(key), tmp))
         guidance = generator.settings.guidance if prompt.guidance is None else prompt.guidance
         rows.append({"file": name, "prompt": prompt.text, "seed": prompt.seed,
-                     "guidance": guidance})
+                     "guidance": guidance, "negative": prompt.negative})
     frame = pd.DataFrame(rows)
     # Which of a task's requests the images answer, for `score` to pick (the splits of a
     # classification task prompt alike).
@@ -164,12 +174,14 @@ def generate_images(*, out: Path, texts: list[str], prompt_file: Path | None, se
 class ImageFolder:
     """A folder of images with its manifest: each (prompt, seed)'s file, and the concepts
     the images' edit erased (() for the original model's; None where the manifest does
-    not say, as one written outside erasebench), each (prompt, seed)'s guidance and the
-    values of the :data:`DRAWN_WITH` columns, where the manifest has them."""
+    not say, as one written outside erasebench), each (prompt, seed)'s guidance and
+    negative prompt and the values of the :data:`DRAWN_WITH` columns, where the manifest
+    has them."""
 
     files: dict[tuple[str, int], Path]
     erased: tuple[str, ...] | None
     guidance: dict[tuple[str, int], float]
+    negative: dict[tuple[str, int], str]
     drawn_with: dict[str, list[str]]
 
 
@@ -194,6 +206,8 @@ def read_image_folder(folder: Path) -> ImageFolder:
         files, _erased(frame, manifest),
         {key: float(value) for key, value in zip(keys, guidance, strict=True)
          if not math.isnan(value)},
+        (dict(zip(keys, frame.negative.astype(str), strict=True))
+         if "negative" in frame.columns else {}),
         {column: sorted(set(frame[column].astype(str)))
          for column in DRAWN_WITH if column in frame.columns})
 
@@ -220,6 +234,14 @@ def drawn_otherwise(task: Task, held: ImageFolder, prompts: Sequence[PromptSpec]
         (text, seed), value = off[0]
         found.append(f"guidance {held.guidance[text, seed]:g} for {len(off)} of {len(wanted)} "
                      f"images (the task's {value:g} for e.g. {text!r} seed {seed})")
+    negatives = {(p.text, p.seed): p.negative for p in prompts}
+    other = [(key, value) for key, value in negatives.items()
+             if key in held.negative and held.negative[key] != value]
+    if other:
+        (text, seed), value = other[0]
+        found.append(f"negative prompt {held.negative[text, seed]!r} for {len(other)} of "
+                     f"{len(negatives)} images (the task's {value!r} for e.g. {text!r} seed "
+                     f"{seed})")
     return found
 
 

@@ -370,6 +370,37 @@ def test_erase_generate_score_export(tmp_path, capsys):
     assert (tmp_path / "exported" / "model_index.json").is_file()
 
 
+def test_generate_draws_with_a_negative_prompt_given_or_read_from_the_prompt_file(tmp_path,
+                                                                                 capsys):
+    # A prompt file's negative prompts were dropped without a word, and `--prompt` had none.
+    common = ["--steps", "2", "--cache", str(tmp_path / "cache")]
+    drawn = {}
+    for name, extra in [("plain", []), ("negative", ["--negative", "a blue square"])]:
+        assert main(["generate", "--prompt", "a red circle", "--seeds", "0-1", *common,
+                     *extra, "--out", str(tmp_path / name)]) == 0
+        manifest = pd.read_csv(tmp_path / name / "manifest.csv", keep_default_na=False)
+        assert set(manifest.negative) == {extra[1] if extra else ""}
+        drawn[name] = [np.asarray(Image.open(tmp_path / name / f)) for f in manifest.file]
+    assert not np.array_equal(drawn["plain"][0], drawn["negative"][0])  # guidance steered
+    for column in ("negative", "negative_prompt"):
+        prompts = tmp_path / f"{column}.csv"
+        pd.DataFrame({"prompt": ["a red circle"] * 2, "seed": [0, 1],
+                      column: ["a blue square", ""]}).to_csv(prompts, index=False)
+        assert main(["generate", "--prompts", str(prompts), *common,
+                     "--out", str(tmp_path / column)]) == 0
+        manifest = pd.read_csv(tmp_path / column / "manifest.csv", keep_default_na=False)
+        assert list(manifest.negative) == ["a blue square", ""]
+        from_file = [np.asarray(Image.open(tmp_path / column / f)) for f in manifest.file]
+        assert np.array_equal(from_file[0], drawn["negative"][0])  # as --negative drew it
+        assert np.array_equal(from_file[1], drawn["plain"][1])  # an empty cell: none
+    capsys.readouterr()
+    assert main(["generate", "--prompts", str(prompts), "--negative", "x", *common,
+                 "--out", str(tmp_path / "both")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: --negative is for --prompt; a --prompts file gives its images' negative "
+        "prompts in a 'negative' column")
+
+
 def test_scoring_a_folder_short_of_every_request_says_what_the_nearest_lacks(tmp_path,
                                                                               capsys):
     # Images drawn outside erasebench, or with a prompt left out, were refused with no word
@@ -495,6 +526,10 @@ def test_images_drawn_otherwise_than_the_task_draws_are_scored_with_a_warning_na
     assert main(["score", *options, "--images", str(alike)]) == 0
     assert "drawn otherwise than task 'shapes_objects' draws its own: model tiny (the task's " \
         "shapes). Their numbers" in " ".join(capsys.readouterr().err.split())
+    frame.assign(negative="blurry").to_csv(manifest, index=False)
+    assert main(["score", *options, "--images", str(alike)]) == 0
+    assert ("draws its own: negative prompt 'blurry' for 10 of 10 images (the task's '' for "
+            "e.g. 'a red circle' seed ") in " ".join(capsys.readouterr().err.split())
     # A folder of the model's own, perhaps a copy of it: taken at its word.
     frame.assign(model=str(tmp_path / "copy-of-shapes")).to_csv(manifest, index=False)
     assert main(["score", *options, "--images", str(alike)]) == 0
