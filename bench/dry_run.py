@@ -1,25 +1,29 @@
 """``erasebench run --dry-run``: the plan of a run, said without writing anything (or,
 without ``--check-cache``, loading a model): each unit with its state and images, the
 images and erasures in all, and the time the units to do would take at the pace of the
-units recorded before."""
+units recorded before (or, none of them yet, of the folder's units of the same tasks)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from erasebench.results import RunRecord
     from erasebench.workload import PromptMemo
 
 
 def print_plan(console: Console, units: Any, todo: Any, records: Any, processes: int,
                held: Any, space: Any, prompts: PromptMemo, helping: bool,
-               device: str | None) -> None:
+               device: str | None, others: Sequence[RunRecord] = ()) -> None:
     """Each unit with its state and images, then the images in all (erasebench.workload),
     what of the units to do the caches hold when checked (``held`` and ``space``,
     erasebench.cached_work.look_in_caches), and the time the units to do would take at
-    the recorded units' pace."""
+    the recorded units' pace (``others``, the results folder's records, where none of
+    them is: :func:`units_like`)."""
     from erasebench.workload import count_images
 
     todo_ids = {unit.run_id for unit in todo}
@@ -45,11 +49,36 @@ def print_plan(console: Console, units: Any, todo: Any, records: Any, processes:
         console.print(f"  cache space: {space.line()}", markup=False)
     if todo:
         console.print(time_left_line(units, records, processes, workload, held, helping,
-                                     device), markup=False)
+                                     device, others), markup=False)
+
+
+def units_like(units: Any, others: Sequence[RunRecord]) -> list[tuple[Any, RunRecord]]:
+    """Of ``others``, the records with timings of units of the plan's tasks, models and
+    generation settings but other eraser settings or task options (a new eraser, an
+    eraser's setting changed), each with the unit :meth:`RunProgress.learn_pace` takes
+    (its run id and spec, and whether its eraser makes edits): their seconds per image
+    are those of the plan's images, their erasures' those of the same eraser."""
+    from erasebench.registry import ERASERS
+
+    def kind(spec: Any) -> tuple[str, str, str]:
+        return spec.task.name, spec.model.canonical(), spec.generation.canonical()
+
+    wanted = {kind(unit.spec) for unit in units}
+    planned = {unit.run_id for unit in units}
+    like = []
+    for record in others:
+        spec = record.spec
+        if (record.run_id in planned or record.provenance.timings is None
+                or kind(spec) not in wanted):
+            continue
+        makes_edits = spec.eraser.name not in ERASERS or ERASERS.get(spec.eraser.name).makes_edits
+        eraser = SimpleNamespace(makes_edits=makes_edits)
+        like.append((SimpleNamespace(run_id=record.run_id, spec=spec, eraser=eraser), record))
+    return like
 
 
 def time_left_line(units: Any, records: Any, processes: int, workload: Any, held: Any,
-                   helping: bool, device: str | None) -> str:
+                   helping: bool, device: str | None, others: Sequence[RunRecord] = ()) -> str:
     """What the progress line of a run started now would say first: the units to do at
     the seconds per image drawn, read and scored and per erasure of the units recorded,
     what the caches hold (``held``, erasebench.cached_work.CachedWork) counted when
@@ -60,9 +89,16 @@ def time_left_line(units: Any, records: Any, processes: int, workload: Any, held
     from erasebench.run_progress import RunProgress, format_duration
 
     progress = RunProgress.of_records(units, records.get, processes, workload, held, device)
+    timed = [record for record in records.values() if record.provenance.timings is not None]
+    paced_by = "recorded unit{s} with timings"
+    like = units_like(units, others) if not timed else []
+    if like:  # none of the plan's units timed yet: the folder's of its tasks set the pace
+        progress.learn_pace([unit for unit, _ in like], dict(
+            (unit.run_id, record) for unit, record in like).get, device)
+        timed = [record for _, record in like]
+        paced_by = "unit{s} of these tasks recorded with other settings"
     progress.helping = helping
     progress.take_longest_first()  # as the run takes them
-    timed = [record for record in records.values() if record.provenance.timings is not None]
     if not timed:
         return ("  time left: no recorded unit has timings yet, so no pace to estimate it "
                 "from; a run's progress line estimates it from its first finished unit on")
@@ -79,5 +115,5 @@ def time_left_line(units: Any, records: Any, processes: int, workload: Any, held
     left_out = f" ({elsewhere} recorded on other devices left out)" if elsewhere else ""
     return (f"  time left: about {format_duration(seconds)} on {processes} "
             f"process{'es' if processes > 1 else ''}, {to_draw}, at the pace of the "
-            f"{units_paced} recorded unit{'s' if units_paced > 1 else ''} with timings, made "
+            f"{units_paced} {paced_by.format(s='s' if units_paced > 1 else '')}, made "
             f"on {devices}{left_out}{progress.untimed_note()}")

@@ -704,6 +704,37 @@ def test_dry_run_estimates_the_time_left_at_the_pace_of_the_recorded_units(tmp_p
                         "yet)")
 
 
+def test_a_dry_run_of_units_none_recorded_takes_the_pace_of_the_folders_units_of_its_tasks(
+        tmp_path, capsys):
+    # A new eraser setting's (or a new eraser's) units were priced at nothing, "no recorded
+    # unit has timings yet", in a folder of units of the same tasks that had.
+    from erasebench.run_progress import format_duration
+
+    common = ["--model", "tiny", "--tasks", "mock", "--steps", "2", "--workers", "1",
+              "--results", str(tmp_path / "results"), "--cache", str(tmp_path / "cache"),
+              "--no-report"]
+    assert main(["run", "--erasers", "mock", *common]) == 0
+    (record,) = ResultStore(tmp_path / "results").records()
+    timings = record.provenance.timings
+    assert timings.erasure_trained and timings.own_images_drawn(record.image_count)
+    capsys.readouterr()
+    assert main(["run", "--erasers", "mock", "--eraser-config", "mock.strength=0.5",
+                 "--dry-run", *common]) == 0
+    *_, estimate = capsys.readouterr().out.splitlines()
+    # As many images as the recorded unit drew, at its seconds per image; its erasure at
+    # what the same eraser's took.
+    seconds = timings.images_less_waiting() + timings.scoring + timings.erasure
+    assert estimate == (f"  time left: about {format_duration(seconds)} on 1 process, 8 images "
+                        "to draw (those no recorded unit asked for; --check-cache looks in the "
+                        "image cache), at the pace of the 1 unit of these tasks recorded with "
+                        f"other settings, made on {describe_device('cpu')}")
+    # Units drawn otherwise (other steps) set no pace for these.
+    assert main(["run", "--erasers", "mock", "--eraser-config", "mock.strength=0.5",
+                 "--dry-run", *common, "--steps", "3"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith(
+        "  time left: no recorded unit has timings yet")
+
+
 def test_dry_run_and_run_take_the_pace_of_the_units_recorded_on_their_own_device(tmp_path,
                                                                                  capsys):
     # sd's and mock's units recorded, mock's as if on a GPU: a run of them and uce's prices
