@@ -423,24 +423,33 @@ def _scored(capsys) -> dict[tuple[str, str], float]:
     return {(row[0], row[1]): float(row[3]) for row in rows if row[0] != "request"}
 
 
+def _task_prompts(tmp_path, capsys, options):
+    """`prompts` with ``options`` into tmp_path/prompts.csv: the file, what it printed
+    (spaces folded) and the generate command it printed, up to its --edit."""
+    prompts = tmp_path / "prompts.csv"
+    assert main(["prompts", *options, "--out", str(prompts)]) == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    command = re.search(r"erasebench (generate .*?) --edit EDIT.safetensors --out IMAGES",
+                        printed)
+    assert command
+    return prompts, printed, command.group(1)
+
+
 def test_a_tasks_prompts_drawn_with_an_edit_are_scored_for_the_request_it_was_made_for(
         tmp_path, capsys):
     # The four splits of shapes_objects prompt alike, so a folder of one edit's images held
     # every split's prompts and was scored as all four (three of them for classes the edit
     # never erased); and `score` gave its scorer the device 'auto', which torch refuses.
-    prompts, cache = tmp_path / "prompts.csv", ["--cache", str(tmp_path / "cache")]
+    cache = ["--cache", str(tmp_path / "cache")]
     options = ["--task", "shapes_objects", "--task-config", "images_per_class=2"]
-    assert main(["prompts", *options, "--out", str(prompts)]) == 0
-    printed = " ".join(capsys.readouterr().out.split())
+    prompts, printed, command = _task_prompts(tmp_path, capsys, options)
     table = pd.read_csv(prompts)
     assert list(table.columns) == ["prompt", "seed", "guidance", "label"]
     assert len(table) == 20 and table.label.value_counts().eq(2).all()  # 10 classes, once
-    command = re.search(r"erasebench (generate .*?) --edit EDIT.safetensors --out IMAGES",
-                        printed)
-    assert command and "--model shapes --scheduler dpm --steps 6" in command.group(1)
+    assert "--model shapes --scheduler dpm --steps 6" in command
     assert ("erasebench score --task shapes_objects --task-config images_per_class=2 --images "
             "IMAGES" in printed)
-    draw = [*command.group(1).split(), *cache]
+    draw = [*command.split(), *cache]
     split_1 = ["triangle", "cross", "heart", "diamond", "ring"]
     edit = tmp_path / "uce.safetensors"
     assert main(["erase", "--eraser", "uce", "--model", "shapes", "--out", str(edit),
@@ -493,14 +502,11 @@ def test_images_drawn_otherwise_than_the_task_draws_are_scored_with_a_warning_na
         tmp_path, capsys):
     # Images drawn with another model, sampler, steps or guidance than the task's were
     # scored without a word, their numbers read as if they were the task's.
-    prompts, cache = tmp_path / "prompts.csv", ["--cache", str(tmp_path / "cache")]
+    cache = ["--cache", str(tmp_path / "cache")]
     options = ["--task", "shapes_objects", "--task-config", "images_per_class=1"]
-    assert main(["prompts", *options, "--out", str(prompts)]) == 0
-    printed = " ".join(capsys.readouterr().out.split())
-    command = re.search(r"erasebench (generate .*?) --edit EDIT.safetensors", printed)
-    assert command
+    prompts, _, command = _task_prompts(tmp_path, capsys, options)
     alike, otherwise = tmp_path / "alike", tmp_path / "otherwise"
-    assert main([*command.group(1).split(), *cache, "--out", str(alike)]) == 0
+    assert main([*command.split(), *cache, "--out", str(alike)]) == 0
     capsys.readouterr()
     assert main(["score", *options, "--images", str(alike)]) == 0
     assert capsys.readouterr().err == ""  # drawn as the task draws: nothing to say
