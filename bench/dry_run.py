@@ -6,7 +6,6 @@ units recorded before (or, none of them yet, of the folder's units of the same t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -23,7 +22,7 @@ def print_plan(console: Console, units: Any, todo: Any, records: Any, processes:
     what of the units to do the caches hold when checked (``held`` and ``space``,
     erasebench.cached_work.look_in_caches), and the time the units to do would take at
     the recorded units' pace (``others``, the results folder's records, where none of
-    them is: :func:`units_like`)."""
+    them is: erasebench.run_progress.units_like)."""
     from erasebench.workload import count_images
 
     todo_ids = {unit.run_id for unit in todo}
@@ -52,31 +51,6 @@ def print_plan(console: Console, units: Any, todo: Any, records: Any, processes:
                                      device, others), markup=False)
 
 
-def units_like(units: Any, others: Sequence[RunRecord]) -> list[tuple[Any, RunRecord]]:
-    """Of ``others``, the records with timings of units of the plan's tasks, models and
-    generation settings but other eraser settings or task options (a new eraser, an
-    eraser's setting changed), each with the unit :meth:`RunProgress.learn_pace` takes
-    (its run id and spec, and whether its eraser makes edits): their seconds per image
-    are those of the plan's images, their erasures' those of the same eraser."""
-    from erasebench.registry import ERASERS
-
-    def kind(spec: Any) -> tuple[str, str, str]:
-        return spec.task.name, spec.model.canonical(), spec.generation.canonical()
-
-    wanted = {kind(unit.spec) for unit in units}
-    planned = {unit.run_id for unit in units}
-    like = []
-    for record in others:
-        spec = record.spec
-        if (record.run_id in planned or record.provenance.timings is None
-                or kind(spec) not in wanted):
-            continue
-        makes_edits = spec.eraser.name not in ERASERS or ERASERS.get(spec.eraser.name).makes_edits
-        eraser = SimpleNamespace(makes_edits=makes_edits)
-        like.append((SimpleNamespace(run_id=record.run_id, spec=spec, eraser=eraser), record))
-    return like
-
-
 def time_left_line(units: Any, records: Any, processes: int, workload: Any, held: Any,
                    helping: bool, device: str | None, others: Sequence[RunRecord] = ()) -> str:
     """What the progress line of a run started now would say first: the units to do at
@@ -91,11 +65,8 @@ def time_left_line(units: Any, records: Any, processes: int, workload: Any, held
     progress = RunProgress.of_records(units, records.get, processes, workload, held, device)
     timed = [record for record in records.values() if record.provenance.timings is not None]
     paced_by = "recorded unit{s} with timings"
-    like = units_like(units, others) if not timed else []
-    if like:  # none of the plan's units timed yet: the folder's of its tasks set the pace
-        progress.learn_pace([unit for unit, _ in like], dict(
-            (unit.run_id, record) for unit, record in like).get, device)
-        timed = [record for _, record in like]
+    if not timed:  # none of the plan's units timed yet: the folder's of its tasks set the pace
+        timed = progress.learn_pace_of_like(units, others, device)
         paced_by = "unit{s} of these tasks recorded with other settings"
     progress.helping = helping
     progress.take_longest_first()  # as the run takes them

@@ -109,7 +109,8 @@ def run_units(units: list[WorkUnit], runner: Runner, settings: RunSettings,
     pace = RunProgress.of_units(todo, done, processes=where.count,
                                 workload=count_images([*done, *todo], prompts))
     pace.helping = runner.help_others
-    pace.learn_pace(done, records.get, device_kind)
+    if not pace.learn_pace(done, records.get, device_kind):
+        pace.learn_pace_of_like([*done, *todo], runner.store.records(), device_kind)
     # Every process (helpers too, from the same records) takes the units longest first.
     rank = {run_id: place for place, run_id in enumerate(pace.take_longest_first())}
     todo.sort(key=lambda unit: rank[unit.run_id])

@@ -42,6 +42,7 @@ import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from statistics import fmean
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from erasebench.hardware import made_on
@@ -164,6 +165,8 @@ class RunProgress:
     paced_by_earlier: int = field(default=0, init=False, metadata=PACE)
     paced_elsewhere: int = field(default=0, init=False, metadata=PACE)
     paced_on: str | None = field(default=None, init=False)  # the device they were made on
+    # Whether they are units of the plan's tasks with other settings (learn_pace_of_like).
+    paced_by_like: bool = field(default=False, init=False)
     # What learn_pace and update read, kept to take the pace again (learn_pace_on): per
     # unit recorded before the run, (unit, images, timings, device); per finished unit of
     # the run, its timings.
@@ -250,6 +253,19 @@ class RunProgress:
                         and (timings := record.provenance.timings) is not None]
         return self._take_earlier(device)
 
+    def learn_pace_of_like(self, units: Sequence[Any], others: Sequence[RunRecord],
+                           device: str | None = None) -> list[RunRecord]:
+        """Where none of the plan's ``units`` was recorded with timings: the pace of the
+        results folder's records (``others``) of units like them (:func:`units_like`), as
+        :meth:`learn_pace` takes it; a new eraser's or a changed setting's run is priced
+        from its start, and its units taken longest first. Returns the records taken."""
+        like = units_like(units, others)
+        records = {unit.run_id: record for unit, record in like}
+        if not self.learn_pace([unit for unit, _ in like], records.get, device):
+            return []
+        self.paced_by_like = True
+        return list(records.values())
+
     def _take_earlier(self, device: str | None) -> int:
         timed = self.earlier
         if device is not None and any(made_on(recorded, device) for *_, recorded in timed):
@@ -293,8 +309,11 @@ class RunProgress:
         units, elsewhere = self.paced_by_earlier, self.paced_elsewhere
         where = (f" on {self.paced_on} ({elsewhere} recorded on other devices left out)"
                  if elsewhere else "")
+        like = " of these tasks" if self.paced_by_like else ""
+        settings = " with other settings" if self.paced_by_like else ""
         return (f"about {format_duration(seconds)} left at the pace of the {units} "
-                f"unit{'s' if units > 1 else ''} recorded before{where}{self.untimed_note()}")
+                f"unit{'s' if units > 1 else ''}{like} recorded before{settings}{where}"
+                f"{self.untimed_note()}")
 
     def assume_pace(self, seconds_per_image: float,
                     erasure_seconds: Mapping[str, float]) -> None:
@@ -507,3 +526,28 @@ class RunProgress:
             return self.seconds_left_by_timings()
         elapsed = self.clock() - self.started
         return elapsed * images_left / images_done if elapsed > 0 else None
+
+
+def units_like(units: Any, others: Sequence[RunRecord]) -> list[tuple[Any, RunRecord]]:
+    """Of ``others``, the records with timings of units of the plan's tasks, models and
+    generation settings but other eraser settings or task options (a new eraser, an
+    eraser's setting changed), each with the unit :meth:`RunProgress.learn_pace` takes
+    (its run id and spec, and whether its eraser makes edits): their seconds per image
+    are those of the plan's images, their erasures' those of the same eraser."""
+    from erasebench.registry import ERASERS
+
+    def kind(spec: Any) -> tuple[str, str, str]:
+        return spec.task.name, spec.model.canonical(), spec.generation.canonical()
+
+    wanted = {kind(unit.spec) for unit in units}
+    planned = {unit.run_id for unit in units}
+    like = []
+    for record in others:
+        spec = record.spec
+        if (record.run_id in planned or record.provenance.timings is None
+                or kind(spec) not in wanted):
+            continue
+        makes_edits = spec.eraser.name not in ERASERS or ERASERS.get(spec.eraser.name).makes_edits
+        eraser = SimpleNamespace(makes_edits=makes_edits)
+        like.append((SimpleNamespace(run_id=record.run_id, spec=spec, eraser=eraser), record))
+    return like

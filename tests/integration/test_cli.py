@@ -710,7 +710,7 @@ def test_dry_run_estimates_the_time_left_at_the_pace_of_the_recorded_units(tmp_p
                         "yet)")
 
 
-def test_a_dry_run_of_units_none_recorded_takes_the_pace_of_the_folders_units_of_its_tasks(
+def test_units_none_recorded_yet_take_the_pace_of_the_folders_units_of_their_tasks(
         tmp_path, capsys):
     # A new eraser setting's (or a new eraser's) units were priced at nothing, "no recorded
     # unit has timings yet", in a folder of units of the same tasks that had.
@@ -739,6 +739,11 @@ def test_a_dry_run_of_units_none_recorded_takes_the_pace_of_the_folders_units_of
                  "--dry-run", *common, "--steps", "3"]) == 0
     assert capsys.readouterr().out.splitlines()[-1].startswith(
         "  time left: no recorded unit has timings yet")
+    # The run itself says the time left from its start, as the dry run did.
+    assert main(["run", "--erasers", "mock", "--eraser-config", "mock.strength=0.5",
+                 *common]) == 0
+    assert (f"about {format_duration(seconds)} left at the pace of the 1 unit of these tasks "
+            "recorded before with other settings") in " ".join(capsys.readouterr().out.split())
 
 
 def test_dry_run_and_run_take_the_pace_of_the_units_recorded_on_their_own_device(tmp_path,
