@@ -32,6 +32,12 @@ def interval(groups: Sequence[np.ndarray], seed: int, resamples: int = RESAMPLES
     return float(low), float(high)
 
 
+def samples_interval(samples: Sequence[float], *names: str) -> tuple[float, float]:
+    """The interval of the mean of one request's per-image ``samples`` (a metric's, as
+    ``erasebench score`` prints it), seeded from ``names`` so that it reprints alike."""
+    return interval([np.asarray(samples, dtype=float)], _seed(*names))
+
+
 def _seed(*names: str) -> int:
     return int.from_bytes(hashlib.sha256("|".join(names).encode()).digest()[:8], "little")
 

@@ -517,32 +517,43 @@ def score(
     device: DeviceOption = "auto",
     out: Annotated[Path | None, typer.Option(
         help="Also write the scores to this CSV, one row per value (task, request, metric, "
-        "split, value, images), at full precision.")] = None,
+        "split, value, low and high of its 95% interval, images scored, images folder), at "
+        "full precision.")] = None,
 ) -> None:
     """Score a folder of generated images with a task's scorer, for the requests it answers.
 
     A folder answers the requests whose prompts and seeds it holds; where several do (the
     splits of a classification task prompt alike), a folder `generate --edit` wrote answers
     those that erase what its edit erased, one of the original model's images, or whose
-    manifest does not say, all of them."""
+    manifest does not say, all of them.
+
+    A value that averages over images (ESR, PSR, NER, CLIP score…) comes with its 95%
+    bootstrap interval over them, as the leaderboard's."""
     import pandas as pd
 
+    from erasebench.bootstrap import samples_interval
     from erasebench.commands import score_folder
     from erasebench.io import atomic_write
 
     if out is not None:
         _checked_output(out, "--out", folder=False)  # before the scorer's minutes
-    table = Table("request", "metric", "split", "value")
+    table = Table("request", "metric", "split", "value", "95% interval", "images")
     rows = []
     for name, value in score_folder(_task(task, task_config), images, reference,
                                     resolved_device(checked_device(device)), request or [],
                                     warn=lambda text: errors.print(f"warning: {text}")):
-        table.add_row(name, value.metric, value.split, f"{value.value:.6g}")
+        low, high = (samples_interval(value.samples, task, name, value.metric, value.split)
+                     if value.samples else (None, None))
+        table.add_row(name, value.metric, value.split, f"{value.value:.6g}",
+                      "" if low is None else f"{low:.4g} to {high:.4g}",
+                      f"{len(value.samples):,}" if value.samples else "")
         rows.append({"task": task, "request": name, "metric": value.metric,
-                     "split": value.split, "value": value.value, "images": str(images)})
+                     "split": value.split, "value": value.value, "low": low, "high": high,
+                     "images_scored": len(value.samples) or None, "images": str(images)})
     table_console().print(table)
     if out is not None:
-        atomic_write(out, lambda tmp: pd.DataFrame(rows).to_csv(tmp, index=False))
+        frame = pd.DataFrame(rows).astype({"images_scored": "Int64"})
+        atomic_write(out, lambda tmp: frame.to_csv(tmp, index=False))
         console.print(f"wrote {len(rows)} scores to {out}")
 
 

@@ -343,7 +343,8 @@ def test_erase_generate_score_export(tmp_path, capsys):
                  "--reference", str(tmp_path / "base"), "--out", str(scores)]) == 0
     printed = _scored(capsys)
     kept = pd.read_csv(scores, keep_default_na=False)
-    assert list(kept.columns) == ["task", "request", "metric", "split", "value", "images"]
+    assert list(kept.columns) == ["task", "request", "metric", "split", "value", "low", "high",
+                                  "images_scored", "images"]
     assert set(kept.task) == {"mock"} and set(kept.images) == {str(tmp_path / "erased")}
     assert {(r.request, r.metric): float(f"{r.value:.6g}") for r in kept.itertuples()} == printed
     assert main(["score", "-t", "mock", "--images", str(tmp_path / "erased"), "--reference",
@@ -461,10 +462,21 @@ def test_a_tasks_prompts_drawn_with_an_edit_are_scored_for_the_request_it_was_ma
     assert main(["score", *options, "--images", str(tmp_path / "base")]) == 0
     base = _scored(capsys)  # the original model's images answer every split
     assert {request for request, _ in base} == {"split 1", "split 2", "split 3", "split 4"}
-    assert main(["score", *options, "--images", str(tmp_path / "erased")]) == 0
+    scores = tmp_path / "scores.csv"
+    assert main(["score", *options, "--images", str(tmp_path / "erased"),
+                 "--out", str(scores)]) == 0
     erased = _scored(capsys)
     assert {request for request, _ in erased} == {"split 1"}
     assert erased["split 1", "ESR-1"] >= base["split 1", "ESR-1"] + 50  # the classes are gone
+    # Each rate over images comes with its bootstrap interval: 5 classes x 2 images erased,
+    # as many preserved; a rate of 0 or 100 has every image alike, nothing to resample.
+    rates = pd.read_csv(scores).query("metric in ['ESR-1', 'ESR-5', 'PSR-1', 'PSR-5']")
+    assert len(rates) == 4 and (rates.images_scored == 10).all()
+    assert ((rates.low >= 0) & (rates.low <= rates.value) & (rates.value <= rates.high)
+            & (rates.high <= 100)).all()
+    alike = rates.value.isin([0, 100])
+    assert ((rates.low == rates.value) & (rates.high == rates.value))[alike].all()
+    assert (rates.low < rates.high)[~alike].all()
     assert main(["score", *options, "--images", str(tmp_path / "erased"),
                  "--request", "split 2"]) == 0
     assert {request for request, _ in _scored(capsys)} == {"split 2"}
