@@ -342,7 +342,9 @@ def small_text_encoder(tokenizer: Any, width: int, layers: int, heads: int,
 @contextlib.contextmanager
 def _quiet_loading() -> Iterator[None]:
     """Silences the libraries' per-load chatter (the 'install accelerate' advice, weight
-    loading bars) that would otherwise repeat in every run's output; errors still raise."""
+    loading bars, huggingface_hub's warning of an argument diffusers still passes it when
+    loading a hub id) that would otherwise repeat in every run's output; errors still
+    raise."""
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
@@ -352,7 +354,10 @@ def _quiet_loading() -> Iterator[None]:
     transformers_logging.set_verbosity_error()
     transformers_logging.disable_progress_bar()
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "The `local_dir_use_symlinks` argument is "
+                                    "deprecated", UserWarning)
+            yield
     finally:
         diffusers_logging.set_verbosity(levels[0])
         transformers_logging.set_verbosity(levels[1])
