@@ -322,7 +322,8 @@ class DiffusionModel:
             unet=self.unet, scheduler=DDIMScheduler.from_config(self.scheduler_config),
             safety_checker=None, feature_extractor=None, requires_safety_checker=False,
         )
-        pipeline.save_pretrained(str(folder), safe_serialization=True)  # type: ignore[attr-defined]
+        with _quiet_loading():  # transformers' bar of one shard, in `export`'s output
+            pipeline.save_pretrained(str(folder), safe_serialization=True)  # type: ignore[attr-defined]
         return Path(folder)
 
 

@@ -22,8 +22,9 @@ def _images(model):
     return np.stack([np.asarray(image) for image in generator.images(PROMPTS)])
 
 
-def test_saved_model_loads_back_by_path_and_draws_the_same(tiny, tmp_path):
+def test_saved_model_loads_back_by_path_and_draws_the_same(tiny, tmp_path, capfd):
     tiny.save_pretrained(tmp_path / "model")
+    assert "shards" not in capfd.readouterr().err  # no progress bar of transformers' in `export`
     assert (tmp_path / "model" / "unet" / "diffusion_pytorch_model.safetensors").is_file()
     assert not list((tmp_path / "model").rglob("*.bin"))  # safetensors only
     loaded = DiffusionModel.load(str(tmp_path / "model"))
