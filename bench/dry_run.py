@@ -5,7 +5,7 @@ units recorded before (or, none of them yet, of the folder's units of the same t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -17,12 +17,13 @@ if TYPE_CHECKING:
 
 def print_plan(console: Console, units: Any, todo: Any, records: Any, processes: int,
                held: Any, space: Any, prompts: PromptMemo, helping: bool,
-               device: str | None, others: Sequence[RunRecord] = ()) -> None:
+               device: str | None,
+               others: Callable[[], Sequence[RunRecord]] = tuple) -> None:
     """Each unit with its state and images, then the images in all (erasebench.workload),
     what of the units to do the caches hold when checked (``held`` and ``space``,
     erasebench.cached_work.look_in_caches), and the time the units to do would take at
-    the recorded units' pace (``others``, the results folder's records, where none of
-    them is: erasebench.run_progress.units_like)."""
+    the recorded units' pace (``others`` reads the results folder's records, where none
+    of them is: erasebench.run_progress.units_like)."""
     from erasebench.workload import count_images
 
     todo_ids = {unit.run_id for unit in todo}
@@ -52,7 +53,8 @@ def print_plan(console: Console, units: Any, todo: Any, records: Any, processes:
 
 
 def time_left_line(units: Any, records: Any, processes: int, workload: Any, held: Any,
-                   helping: bool, device: str | None, others: Sequence[RunRecord] = ()) -> str:
+                   helping: bool, device: str | None,
+                   others: Callable[[], Sequence[RunRecord]] = tuple) -> str:
     """What the progress line of a run started now would say first: the units to do at
     the seconds per image drawn, read and scored and per erasure of the units recorded,
     what the caches hold (``held``, erasebench.cached_work.CachedWork) counted when
@@ -66,7 +68,7 @@ def time_left_line(units: Any, records: Any, processes: int, workload: Any, held
     timed = [record for record in records.values() if record.provenance.timings is not None]
     paced_by = "recorded unit{s} with timings"
     if not timed:  # none of the plan's units timed yet: the folder's of its tasks set the pace
-        timed = progress.learn_pace_of_like(units, others, device)
+        timed = progress.learn_pace_of_like(units, others(), device)
         paced_by = "unit{s} of these tasks recorded with other settings"
     progress.helping = helping
     progress.take_longest_first()  # as the run takes them

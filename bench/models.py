@@ -70,7 +70,8 @@ class DiffusionModel:
         from transformers import CLIPTextModel, CLIPTokenizer
 
         local = Path(model_id).expanduser()
-        if local.exists():
+        folder = local.exists()
+        if folder:
             if not (local / "model_index.json").is_file():
                 raise UserError(
                     f"model path {str(local)!r} is not a diffusers folder (no model_index.json);"
@@ -86,8 +87,8 @@ class DiffusionModel:
             source = model_id
         # A folder needs no hub; a hub id is read from the cache alone where the hub does
         # not answer (HF_HUB_OFFLINE read at call time: huggingface_hub reads it at import).
-        unreachable = None if local.exists() else hub_unreachable()
-        offline = local.exists() or unreachable is not None
+        unreachable = None if folder else hub_unreachable()
+        offline = folder or unreachable is not None
         kwargs: dict[str, Any] = {"revision": revision, "local_files_only": offline}
         try:
             with _quiet_loading():

@@ -96,7 +96,7 @@ def run_units(units: list[WorkUnit], runner: Runner, settings: RunSettings,
         from erasebench.dry_run import print_plan
 
         print_plan(console, units, todo, records, where.count, held, space, prompts,
-                   runner.help_others, device_kind, others=runner.store.records())
+                   runner.help_others, device_kind, others=runner.store.records)
         return
     from erasebench import workers as local
     from erasebench.run_progress import RunProgress
