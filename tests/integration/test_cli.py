@@ -2,6 +2,7 @@
 
 import json
 import re
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -400,6 +401,26 @@ def test_generate_draws_with_a_negative_prompt_given_or_read_from_the_prompt_fil
     assert capsys.readouterr().err.strip() == (
         "error: --negative is for --prompt; a --prompts file gives its images' negative "
         "prompts in a 'negative' column")
+
+
+def test_the_readmes_tour_of_erase_generate_score_export_runs_as_written(tmp_path, capsys,
+                                                                        monkeypatch):
+    # The tour drew only the cat's images, which `score --task mock` refused (it scores the
+    # dog's too), and on the miniature world's model, not the mock task's.
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    lines = [line.split("  #")[0] for line in readme.splitlines()
+             if line.startswith("erasebench ") and ("cat" in line or "--task mock" in line)]
+    assert [shlex.split(line)[1] for line in lines] == ["erase", "generate", "generate",
+                                                        "score", "export"]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ERASEBENCH_CACHE", str(tmp_path / "cache"))
+    for line in lines:
+        assert main(shlex.split(line)[1:]) == 0, line
+        if "score" in line:
+            scored = capsys.readouterr()
+            assert scored.err == ""  # drawn as the mock task draws: no warning
+            assert "change_erase" in scored.out and "change_preserve" in scored.out
+    assert (tmp_path / "cat-erased" / "model_index.json").is_file()
 
 
 def test_scoring_a_folder_short_of_every_request_says_what_the_nearest_lacks(tmp_path,
