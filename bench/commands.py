@@ -196,16 +196,16 @@ def read_image_folder(folder: Path) -> ImageFolder:
         raise UserError(f"{manifest} lacks the columns {sorted(missing)}")
     keys = [(str(prompt), int(seed)) for prompt, seed in zip(frame.prompt, frame.seed, strict=True)]
     files = {key: folder / str(name) for key, name in zip(keys, frame.file, strict=True)}
-    guidance = (pd.to_numeric(frame.guidance, errors="coerce") if "guidance" in frame.columns
-                else pd.Series(math.nan, index=frame.index))
+    guidance = ({key: float(value) for key, value in zip(
+                    keys, pd.to_numeric(frame.guidance, errors="coerce"), strict=True)
+                 if not math.isnan(value)} if "guidance" in frame.columns else {})
     absent = [path.name for path in files.values() if not path.is_file()]
     if absent:
         raise UserError(f"{manifest} names {len(absent)} file(s) that {str(folder)!r} lacks: "
                         f"{', '.join(absent[:5])}")
     return ImageFolder(
         files, _erased(frame, manifest),
-        {key: float(value) for key, value in zip(keys, guidance, strict=True)
-         if not math.isnan(value)},
+        guidance,
         (dict(zip(keys, frame.negative.astype(str), strict=True))
          if "negative" in frame.columns else {}),
         {column: sorted(set(frame[column].astype(str)))
@@ -226,23 +226,28 @@ def drawn_otherwise(task: Task, held: ImageFolder, prompts: Sequence[PromptSpec]
             continue
         if values != [expected[column]]:
             found.append(f"{column} {', '.join(values)} (the task's {expected[column]})")
-    wanted = {(p.text, p.seed): settings.guidance if p.guidance is None else p.guidance
-              for p in prompts}
-    off = [(key, value) for key, value in wanted.items()
-           if key in held.guidance and not math.isclose(held.guidance[key], value)]
-    if off:
-        (text, seed), value = off[0]
-        found.append(f"guidance {held.guidance[text, seed]:g} for {len(off)} of {len(wanted)} "
-                     f"images (the task's {value:g} for e.g. {text!r} seed {seed})")
+    guidance = {(p.text, p.seed): settings.guidance if p.guidance is None else p.guidance
+                for p in prompts}
+    found += _differing_images("guidance", held.guidance, guidance,
+                               lambda a, b: not math.isclose(a, b), lambda v: f"{v:g}")
     negatives = {(p.text, p.seed): p.negative for p in prompts}
-    other = [(key, value) for key, value in negatives.items()
-             if key in held.negative and held.negative[key] != value]
-    if other:
-        (text, seed), value = other[0]
-        found.append(f"negative prompt {held.negative[text, seed]!r} for {len(other)} of "
-                     f"{len(negatives)} images (the task's {value!r} for e.g. {text!r} seed "
-                     f"{seed})")
+    found += _differing_images("negative prompt", held.negative, negatives,
+                               lambda a, b: a != b, repr)
     return found
+
+
+def _differing_images(setting: str, held: dict[tuple[str, int], Any],
+                      wanted: dict[tuple[str, int], Any], differ: Callable[[Any, Any], bool],
+                      show: Callable[[Any], str]) -> list[str]:
+    """A per-image ``setting`` of the manifest (``held``) against the task's (``wanted``):
+    "guidance 3 for 10 of 10 images (the task's 4 for e.g. …)", or nothing."""
+    off = [(key, value) for key, value in wanted.items()
+           if key in held and differ(held[key], value)]
+    if not off:
+        return []
+    (text, seed), value = off[0]
+    return [f"{setting} {show(held[text, seed])} for {len(off)} of {len(wanted)} images (the "
+            f"task's {show(value)} for e.g. {text!r} seed {seed})"]
 
 
 def _erased(frame: pd.DataFrame, manifest: Path) -> tuple[str, ...] | None:
