@@ -14,7 +14,7 @@ import json
 import shlex
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import click
 import typer
@@ -26,6 +26,9 @@ from erasebench.errors import CorruptFileError, PluginImportError, UnknownNameEr
 from erasebench.hardware import DEVICES, checked_device, resolved_device
 from erasebench.registry import ERASERS, TASKS
 from erasebench.stopping import Stopped, signals_stop
+
+if TYPE_CHECKING:
+    from erasebench.scorers.weights import WeightFile
 
 app = typer.Typer(
     help="Benchmark concept erasure in text-to-image diffusion models.",
@@ -650,7 +653,9 @@ def weights(
 ) -> None:
     """List the weight files each task's scorers read and whether they are there.
 
-    Each file's path and source are shown; the command exits 1 if any is missing."""
+    Each file's path and source are shown; the command exits 1 if any is missing. With
+    --download, every missing file is tried, and each that could not be fetched is named
+    with the reason below the table."""
     names = _split_names(tasks) or TASKS.names()
     options = _plugin_options("task", TASKS, names, task_config, "--task-config")
     # On a terminal too narrow for them, paths fold rather than lose their middle.
@@ -658,22 +663,43 @@ def weights(
     table.add_column("path", overflow="fold")
     table.add_column("source", overflow="fold")
     missing = 0
+    # Each download's outcome, where it landed or why not: tasks share files (CLIP), and
+    # each is tried once.
+    fetched: dict[Path, Path | str] = {}
     for name in names:
         cls = TASKS.get(name)
         task = cls(options[name])
         for file in task.weight_files():
+            path = file.path
             if download and not file.present():
-                file.ensure()
-            present = file.present()
+                if file.path not in fetched:
+                    fetched[file.path] = _downloaded(file)
+                landed = fetched[file.path]
+                # Where the hub's cache put it: the snapshot of a commit unknown before.
+                path = landed if isinstance(landed, Path) else path
+            present = path.is_file()
             missing += not present
             table.add_row(name, file.scorer, "yes" if present else Text("no", style="red"),
-                          str(file.path), file.source)
+                          str(path), file.source)
     table_console().print(table)
+    for path, landed in fetched.items():
+        if isinstance(landed, str):
+            console.print(f"not downloaded: {path} ({landed})")
     if missing:
         console.print(f"{missing} file(s) missing: `erasebench weights --download` fetches "
                       "them where there is network, or put them at the paths shown "
                       "(TORCH_HOME and HF_HOME move the caches).")
         raise typer.Exit(1)
+
+
+def _downloaded(file: WeightFile) -> Path | str:
+    """Where ``file`` landed, or why it could not be downloaded."""
+    from erasebench.scorers.weights import MissingWeightsError
+
+    try:
+        return file.ensure()
+    except MissingWeightsError as error:
+        return error.failure
 
 
 @command()

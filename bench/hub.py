@@ -20,10 +20,12 @@ _TRUE = ("1", "true", "yes", "on")
 def hub_unreachable() -> str | None:
     """Why only the hub's cache is to be read (``HF_HUB_OFFLINE`` set, or the hub did not
     answer one request), or None where the hub answered."""
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE:
-        return "HF_HUB_OFFLINE is set"
     from huggingface_hub import constants
 
+    # The variable as it is now, and huggingface_hub's reading of it at import (or a
+    # program's setting of it since).
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE or constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set"
     return _probe(constants.ENDPOINT)
 
 

@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 
 from erasebench.errors import UnknownNameError
+from erasebench.hub import hub_unreachable
 from erasebench.scorers.weights import WeightFile, file_digest, torch_hub_file
 
 SAFETENSORS_NAME = "open_clip_model.safetensors"
@@ -57,6 +58,10 @@ def _fetch_from_hub(repo: str) -> Callable[[Path], Path]:
     def fetch(path: Path) -> Path:
         from huggingface_hub import hf_hub_download
 
+        # Asked without network, huggingface_hub retries with back-off for ~25 s.
+        unreachable = hub_unreachable()
+        if unreachable:
+            raise ConnectionError(unreachable)
         return Path(hf_hub_download(repo, SAFETENSORS_NAME))
 
     return fetch

@@ -4,8 +4,8 @@ A :class:`WeightFile` names one file a scorer reads, the folder convention it fo
 (torch hub's ``$TORCH_HOME/hub/checkpoints``, the Hugging Face cache, a package's own
 data) and where it comes from. ``erasebench weights`` lists them per task; a scorer calls
 :meth:`WeightFile.ensure` on first use, which downloads when there is network and otherwise
-raises a :class:`~erasebench.errors.UserError` naming the file, the folder and the option
-that takes an explicit path.
+raises a :class:`MissingWeightsError` naming the file, the folder and the option that
+takes an explicit path.
 """
 
 from __future__ import annotations
@@ -21,6 +21,18 @@ from erasebench.errors import UserError
 from erasebench.io import sha256_file
 
 _DIGESTS: dict[tuple[str, int, int], str] = {}
+# An error's own words are shown up to this length (a DNS failure, "the hub did not answer");
+# longer ones (huggingface_hub's paragraphs of advice) by their type alone.
+_SHORT_REASON = 200
+
+
+class MissingWeightsError(UserError):
+    """A weight file is not there and could not be fetched; ``failure`` says why in a few
+    words ("download failed: URLError: ..."), the message also what to do."""
+
+    def __init__(self, message: str, failure: str) -> None:
+        super().__init__(message)
+        self.failure = failure
 
 
 def file_digest(path: str | os.PathLike[str], length: int = 16) -> str:
@@ -87,14 +99,20 @@ class WeightFile:
                     return fetched
                 failure = f"the download left no file at {fetched}"
             except Exception as error:  # no network, proxy, DNS: all mean "put the file there"
-                failure = f"download failed: {type(error).__name__}"
+                failure = f"download failed: {_reason(error)}"
         explicit = f", or give its path with the task option {self.option!r}" if self.option \
             else ""
-        raise UserError(
+        raise MissingWeightsError(
             f"{self.scorer} weights not found at {self.path} ({failure}). Get {self.source} "
             f"and put it there ({self.where}){explicit}. `erasebench weights` lists every "
-            "file a task needs")
+            "file a task needs", failure)
 
     def version(self) -> str:
         """``sha256:<prefix>`` of the file, or ``missing``."""
         return f"sha256:{file_digest(self.path)}" if self.present() else "missing"
+
+
+def _reason(error: Exception) -> str:
+    words = " ".join(str(error).split())
+    return f"{type(error).__name__}: {words}" if words and len(words) <= _SHORT_REASON \
+        else type(error).__name__

@@ -1,9 +1,12 @@
 """The Stable Diffusion tasks as users run them: `erasebench weights`, then `erasebench run`
 on the tiny model with every scorer reading its (random) weight files offline."""
 
+from pathlib import Path
+
 import pandas as pd
 
 from erasebench.cli import main
+from erasebench.scorers.clip import SAFETENSORS_NAME
 
 
 def test_weights_lists_missing_and_present_files(tmp_path, monkeypatch, capsys):
@@ -69,3 +72,64 @@ def test_missing_scorer_weights_stop_the_run_before_anything_is_generated(tmp_pa
     error = capsys.readouterr().err
     assert "resnet50-11ad3fa6.pth" in error and "classifier_weights" in error
     assert not results.exists() and not (tmp_path / "cache" / "images").exists()
+
+
+def test_weights_download_tries_every_missing_file_and_says_why_each_failed(tmp_path,
+                                                                            monkeypatch,
+                                                                            capsys):
+    from urllib.error import URLError
+
+    import huggingface_hub.constants
+    import torch
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    tried = []
+
+    def offline(url, path, **_):
+        tried.append(url)
+        raise URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    assert main(["weights", "--download", "--tasks", "imagenette,artist,coco_quality"]) == 1
+    out = capsys.readouterr().out
+    # Every file tried once (artist's and coco_quality's CLIP is one file), each failure named
+    assert sorted(Path(url).name for url in tried) == [
+        "alexnet-owt-7be5be79.pth", "resnet50-11ad3fa6.pth",
+        "weights-inception-2015-12-05-6726825d.pth"]
+    failed = [line for line in out.splitlines() if line.startswith("not downloaded: ")]
+    assert len(failed) == 4 and "5 file(s) missing" in out
+    assert sum("Name or service not known" in line for line in failed) == 3
+    # The hub is not asked at all offline (huggingface_hub retried for ~25 s a file)
+    assert any(line.endswith(f"{SAFETENSORS_NAME} (download failed: ConnectionError: "
+                             "HF_HUB_OFFLINE is set)") for line in failed)
+
+
+def test_weights_download_shows_the_file_where_the_hub_put_it(tmp_path, monkeypatch, capsys):
+    import huggingface_hub
+    import torch
+
+    import erasebench.scorers.clip
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(erasebench.scorers.clip, "hub_unreachable", lambda: None)
+    # The hub's cache keeps a file under the commit it came from, unknown before the download
+    snapshot = (tmp_path / "hub" / "models--timm--vit_base_patch32_clip_224.openai" /
+                "snapshots" / "abc123")
+
+    def hub_download(repo, filename):
+        snapshot.mkdir(parents=True)
+        (snapshot / filename).write_bytes(b"weights")
+        return str(snapshot / filename)
+
+    def url_download(url, path, **_):
+        Path(path).write_bytes(b"weights")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hub_download)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", url_download)
+    assert main(["weights", "--download", "--tasks", "artist"]) == 0
+    out = capsys.readouterr().out
+    assert out.count(" yes ") == 2 and " no " not in out and "not downloaded" not in out
+    assert str(snapshot / SAFETENSORS_NAME) in out

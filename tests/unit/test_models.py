@@ -135,6 +135,9 @@ def test_a_hub_id_not_in_the_cache_of_a_hub_that_does_not_answer_says_so(silent_
 def test_with_hf_hub_offline_set_the_hub_is_not_asked(silent_hub, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert hub_unreachable() == "HF_HUB_OFFLINE is set"
+    monkeypatch.delenv("HF_HUB_OFFLINE")  # as huggingface_hub read it at import
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    assert hub_unreachable() == "HF_HUB_OFFLINE is set"
     with pytest.raises(UserError, match="could not load model"):
         DiffusionModel.load("nobody/not-cached-erasebench")
     assert silent_hub == []
