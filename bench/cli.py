@@ -686,9 +686,10 @@ def weights(
         if isinstance(landed, str):
             console.print(f"not downloaded: {path} ({landed})")
     if missing:
-        console.print(f"{missing} file(s) missing: `erasebench weights --download` fetches "
-                      "them where there is network, or put them at the paths shown "
-                      "(TORCH_HOME and HF_HOME move the caches).")
+        fetch = "" if download else ("`erasebench weights --download` fetches them where "
+                                     "there is network, or ")
+        console.print(f"{missing} file(s) missing: {fetch}put them at the paths shown "
+                      "(TORCH_HOME and HF_HOME move the caches), from the sources shown.")
         raise typer.Exit(1)
 
 
