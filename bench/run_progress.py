@@ -331,8 +331,6 @@ class RunProgress:
 
     def _note(self, task: str, images: int, timings: UnitTimings) -> None:
         _add(self.asked, task, images)
-        _add(self.other_seconds, task, timings.scoring
-             + (0.0 if timings.erasure_trained else timings.erasure))
         drawn = timings.own_images_drawn(images)
         if drawn:
             _add(self.drawn, task, drawn)
@@ -340,6 +338,17 @@ class RunProgress:
         else:
             _add(self.read, task, images)
             _add(self.reading_seconds, task, timings.images_less_waiting())
+        # The images the scoring drew are mostly the original model's reference images,
+        # drawn once by the first unit of the task that scores against them: counted in
+        # every unit's scoring pace, the task's other units were priced as drawing them too
+        # (artist's 1,000 at 4 images/s: 250 s a unit on top of ~10 s of scoring). They
+        # are priced at the drawing pace (the same model and settings draw them) and left
+        # out, as `erasebench timings` leaves them out of the scoring's share; the
+        # robustness task's attacked images, drawn by every unit, are a few % of its attacks.
+        pace = _rate(self.drawing_seconds, self.drawn, task) or 0.0
+        scoring = max(0.0, timings.scoring - (timings.scoring_drawn or 0) * pace)
+        _add(self.other_seconds, task, scoring
+             + (0.0 if timings.erasure_trained else timings.erasure))
 
     @property
     def total_images(self) -> int:

@@ -154,6 +154,26 @@ def test_images_to_draw_read_and_score_are_priced_apart():
     assert progress.images_left_seconds() == pytest.approx(100 * 0.5 + 100 * 0.1)
 
 
+def test_reference_images_the_scoring_drew_once_are_not_priced_into_every_unit():
+    images = {"first": 1_000, "second": 1_000, "third": 1_000}
+    progress = RunProgress(images, dict.fromkeys(images, "artist"))
+    # The first unit drew its 1,000 images at 0.25 s each, then its scoring drew the
+    # original model's 1,000 reference images (250 s) and scored for 10 s.
+    first = timings(250, 260, erasure=0, drawn=1_000).model_copy(
+        update={"scoring_drawn": 1_000})
+    progress.update(records({"first"}, {"first": first}))
+    # The others read the references from the image cache: 250 + 10 s each, not 250 + 260
+    assert progress.images_left_seconds() == pytest.approx(2 * 260)
+    # A unit that drew none of its own images prices what its scoring drew at the
+    # task's drawing pace so far
+    progress = RunProgress({**images, "other task": 100},
+                           {**dict.fromkeys(images, "artist"), "other task": "graph"})
+    read_all = timings(20, 260, erasure=0).model_copy(update={"scoring_drawn": 1_000})
+    progress.update(records({"first", "second"}, {"first": first, "second": read_all}))
+    # artist: draws at 0.25 s, reads at 0.02, scores at 0.01: "third" 250 + 10
+    assert progress.images_left_seconds() == pytest.approx(260 + 100 * 0.26)
+
+
 def test_durations_read_at_a_glance():
     assert format_duration(42.4) == "42 s"
     assert format_duration(7 * 60 + 20) == "7 min"
