@@ -1,7 +1,7 @@
 """The bodies of ``erasebench prompts``, ``generate`` and ``score``: prompt files, seed
 ranges, and folders of images with a ``manifest.csv`` (file, prompt, seed, guidance and,
 from ``generate``, the concepts the images' edit erased and the model, scheduler and steps
-that drew them)."""
+that drew them, and the size they were drawn at)."""
 
 from __future__ import annotations
 
@@ -34,8 +34,11 @@ MANIFEST = "manifest.csv"
 # the original model's images. A manifest written elsewhere may lack it.
 ERASED = "erased"
 # The manifest's columns of how `generate` drew the images, which `score` compares with how
-# the task draws its own (with the guidance column, per image).
-DRAWN_WITH = ("model", "scheduler", "steps")
+# the task draws its own (with the guidance column, per image). The size is the one drawn
+# ("512x512"), and NATIVE_SIZE the model's own side ("512"), which a task draws at where it
+# asks for no size.
+DRAWN_WITH = ("model", "scheduler", "steps", "size")
+NATIVE_SIZE = "native_size"
 _SEED_COLUMNS = ("seed", "evaluation_seed", "sd_seed")
 _GUIDANCE_COLUMNS = ("guidance", "evaluation_guidance", "sd_guidance_scale")
 _NEGATIVE_COLUMNS = ("negative", "negative_prompt")
@@ -164,8 +167,9 @@ def generate_images(*, out: Path, texts: list[str], prompt_file: Path | None, se
     # Which of a task's requests the images answer, for `score` to pick (the splits of a
     # classification task prompt alike).
     frame[ERASED] = json.dumps(list(edit.request.concepts) if edit else [])
-    drawn_with = {"model": model.id, "scheduler": settings.scheduler, "steps": settings.steps}
-    frame = frame.assign(**{column: drawn_with[column] for column in DRAWN_WITH})
+    drawn_with = {"model": model.id, "scheduler": settings.scheduler, "steps": settings.steps,
+                  "size": _size_words(*generator.size), NATIVE_SIZE: base.native_size}
+    frame = frame.assign(**drawn_with)
     atomic_write(out / MANIFEST, lambda tmp: frame.to_csv(tmp, index=False))
     console.print(f"wrote {len(rows)} images and {MANIFEST} to {out}")
 
@@ -175,8 +179,8 @@ class ImageFolder:
     """A folder of images with its manifest: each (prompt, seed)'s file, and the concepts
     the images' edit erased (() for the original model's; None where the manifest does
     not say, as one written outside erasebench), each (prompt, seed)'s guidance and
-    negative prompt and the values of the :data:`DRAWN_WITH` columns, where the manifest
-    has them."""
+    negative prompt and the values of the :data:`DRAWN_WITH` and :data:`NATIVE_SIZE`
+    columns, where the manifest has them."""
 
     files: dict[tuple[str, int], Path]
     erased: tuple[str, ...] | None
@@ -209,7 +213,7 @@ def read_image_folder(folder: Path) -> ImageFolder:
         (dict(zip(keys, frame.negative.astype(str), strict=True))
          if "negative" in frame.columns else {}),
         {column: sorted(set(frame[column].astype(str)))
-         for column in DRAWN_WITH if column in frame.columns})
+         for column in (*DRAWN_WITH, NATIVE_SIZE) if column in frame.columns})
 
 
 def drawn_otherwise(task: Task, held: ImageFolder, prompts: Sequence[PromptSpec]) -> list[str]:
@@ -220,11 +224,17 @@ def drawn_otherwise(task: Task, held: ImageFolder, prompts: Sequence[PromptSpec]
     settings = task.generation()
     expected = {"model": task.default_model, "scheduler": settings.scheduler,
                 "steps": str(settings.steps)}
+    sides = [settings.height, settings.width]
+    native = held.drawn_with.get(NATIVE_SIZE, [])
+    if len(native) == 1:  # the model that drew them: the task's, or a warning says not
+        sides = [side or int(native[0]) for side in sides]
+    if all(sides):
+        expected["size"] = _size_words(*sides)
     found = []
     for column, values in held.drawn_with.items():
         if column == "model" and any(Path(v).is_absolute() or Path(v).is_dir() for v in values):
             continue
-        if values != [expected[column]]:
+        if column in expected and values != [expected[column]]:
             found.append(f"{column} {', '.join(values)} (the task's {expected[column]})")
     guidance = {(p.text, p.seed): settings.guidance if p.guidance is None else p.guidance
                 for p in prompts}
@@ -234,6 +244,10 @@ def drawn_otherwise(task: Task, held: ImageFolder, prompts: Sequence[PromptSpec]
     found += _differing_images("negative prompt", held.negative, negatives,
                                lambda a, b: a != b, repr)
     return found
+
+
+def _size_words(height: int | None, width: int | None) -> str:
+    return f"{height}x{width}"
 
 
 def _differing_images(setting: str, held: dict[tuple[str, int], Any],

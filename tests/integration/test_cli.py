@@ -580,6 +580,27 @@ def test_images_drawn_otherwise_than_the_task_draws_are_scored_with_a_warning_na
     assert capsys.readouterr().err == ""
 
 
+def test_images_drawn_at_another_size_than_the_tasks_are_scored_with_a_warning(tmp_path,
+                                                                             capsys):
+    # The scorers resize what they are given: a folder drawn at 256 px for an SD task was
+    # scored without a word, its numbers read as the task's 512 px ones.
+    cache = ["--cache", str(tmp_path / "cache")]
+    _, _, command = _task_prompts(tmp_path, capsys, ["--task", "mock"])
+    named, larger = tmp_path / "named", tmp_path / "larger"
+    # The tiny model's own size (the mock task asks for none) asked for by name
+    assert main([*command.split(), *cache, "--size", "32", "--out", str(named)]) == 0
+    assert main([*command.split(), *cache, "--size", "64", "--out", str(larger)]) == 0
+    capsys.readouterr()
+    # (the mock task compares each image with the original model's, pixel by pixel)
+    assert main(["score", "--task", "mock", "--images", str(named), "--reference",
+                 str(named)]) == 0
+    assert capsys.readouterr().err == ""
+    assert main(["score", "--task", "mock", "--images", str(larger), "--reference",
+                 str(larger)]) == 0
+    assert "draws its own: size 64x64 (the task's 32x32). Their numbers" in \
+        " ".join(capsys.readouterr().err.split())
+
+
 def test_search_history_shows_the_search_and_draws_its_strip(tmp_path, capsys):
     edit = tmp_path / "ap.safetensors"
     assert main(["erase", "--eraser", "ap", "--concept", "circle", "--out", str(edit),
