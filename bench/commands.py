@@ -331,10 +331,12 @@ def score_folder(task: Task, folder: Path, reference: Path | None, device: str,
     """Scores the images of ``folder`` for the requests (:func:`chosen_requests`) it holds
     every prompt of; of several, those its edit answers (:func:`answered_requests`)
     unless they were named. Images drawn otherwise than the task draws its own
-    (:func:`drawn_otherwise`) are scored with a warning first."""
+    (:func:`drawn_otherwise`), and reference images drawn so or with an edit, are scored
+    with a warning first."""
     held = read_image_folder(folder)
     images = held.files
-    references = read_image_folder(reference).files if reference else None
+    reference_held = read_image_folder(reference) if reference else None
+    references = reference_held.files if reference_held else None
 
     def reference_images(prompts: Any) -> ImageFiles:
         if references is None:
@@ -362,18 +364,30 @@ def score_folder(task: Task, folder: Path, reference: Path | None, device: str,
     chosen = list(complete)
     if not request_names and held.erased and len(chosen) > 1:
         chosen = answered_requests(task, chosen, held.erased)
-    otherwise = drawn_otherwise(task, held, [p for r in chosen for p in complete[r]])
-    if otherwise:
-        warn(f"the images in {str(folder)!r} were drawn otherwise than task {task.name!r} "
-             f"draws its own: {'; '.join(otherwise)}. Their numbers do not compare with the "
-             f"task's in a run or on the leaderboard; `erasebench prompts --task {task.name}` "
-             "prints the command that draws them as the task does.")
+    scored = [p for r in chosen for p in complete[r]]
+    _warn_unlike(warn, task, f"the images in {str(folder)!r}",
+                 drawn_otherwise(task, held, scored), "Their numbers")
+    if reference_held is not None:  # LPIPS, FID and the like measure against them
+        edited = ([f"with an edit that erased {_concepts(reference_held.erased)} (the "
+                   "original model's have none)"] if reference_held.erased else [])
+        _warn_unlike(warn, task, f"the reference images in {str(reference)!r}",
+                     edited + drawn_otherwise(task, reference_held, scored),
+                     "The numbers measured against them")
     context = ScoringContext(device=device, reference_images=reference_images)
     for request in chosen:
         prompts = complete[request]
         files = ImageFiles([images[(p.text, p.seed)] for p in prompts])
         for value in task.score(files, prompts, request, context):
             yield request.display(), value
+
+
+def _warn_unlike(warn: Callable[[str], None], task: Task, images: str,
+                 otherwise: list[str], numbers: str) -> None:
+    if otherwise:
+        warn(f"{images} were drawn otherwise than task {task.name!r} draws its own: "
+             f"{'; '.join(otherwise)}. {numbers} do not compare with the task's in a run "
+             f"or on the leaderboard; `erasebench prompts --task {task.name}` prints the "
+             "command that draws them as the task does.")
 
 
 def _lookup(images: dict[tuple[str, int], Path], prompt: PromptSpec,

@@ -601,6 +601,37 @@ def test_images_drawn_at_another_size_than_the_tasks_are_scored_with_a_warning(t
         " ".join(capsys.readouterr().err.split())
 
 
+def test_reference_images_drawn_with_an_edit_or_otherwise_are_named_in_a_warning(tmp_path,
+                                                                                capsys):
+    # LPIPS, FID and the mock task's change measure against the --reference folder, which
+    # was taken as the original model's drawn as the task draws without a look.
+    cache = ["--cache", str(tmp_path / "cache")]
+    _, _, command = _task_prompts(tmp_path, capsys, ["--task", "mock"])
+    edit = tmp_path / "edit.safetensors"
+    assert main(["erase", "--eraser", "mock", "--concept", "cat", "--model", "tiny", "--out",
+                 str(edit)]) == 0
+    base, edited, fewer = tmp_path / "base", tmp_path / "edited", tmp_path / "fewer"
+    assert main([*command.split(), *cache, "--out", str(base)]) == 0
+    assert main([*command.split(), *cache, "--edit", str(edit), "--out", str(edited)]) == 0
+    assert main([*command.split(), "--steps", "2", *cache, "--out", str(fewer)]) == 0
+    capsys.readouterr()
+
+    def warning(reference):
+        assert main(["score", "--task", "mock", "--images", str(edited), "--reference",
+                     str(reference)]) == 0
+        return " ".join(capsys.readouterr().err.split())
+
+    assert warning(base) == ""
+    assert warning(edited) == (
+        f"warning: the reference images in {str(edited)!r} were drawn otherwise than task "
+        "'mock' draws its own: with an edit that erased cat (the original model's have none). "
+        "The numbers measured against them do not compare with the task's in a run or on the "
+        "leaderboard; `erasebench prompts --task mock` prints the command that draws them as "
+        "the task does.")
+    assert "the reference images in" in warning(fewer)
+    assert "draws its own: steps 2 (the task's 4). The numbers measured" in warning(fewer)
+
+
 def test_search_history_shows_the_search_and_draws_its_strip(tmp_path, capsys):
     edit = tmp_path / "ap.safetensors"
     assert main(["erase", "--eraser", "ap", "--concept", "circle", "--out", str(edit),
