@@ -154,9 +154,11 @@ class RunProgress:
                                                         metadata=PACE)
     # Per task, over the finished units whose records have timings: images asked for,
     # drawn, and read by units that drew none, and the seconds each took; "other" is
-    # scoring and reading an erasure another unit made.
+    # scoring and reading an erasure another unit made, and scoring_drawn the images the
+    # scoring drew (:meth:`_other_rate`).
     asked: dict[str, int] = field(default_factory=dict, init=False, metadata=PACE)
     other_seconds: dict[str, float] = field(default_factory=dict, init=False, metadata=PACE)
+    scoring_drawn: dict[str, int] = field(default_factory=dict, init=False, metadata=PACE)
     drawn: dict[str, int] = field(default_factory=dict, init=False, metadata=PACE)
     drawing_seconds: dict[str, float] = field(default_factory=dict, init=False, metadata=PACE)
     read: dict[str, int] = field(default_factory=dict, init=False, metadata=PACE)
@@ -338,17 +340,26 @@ class RunProgress:
         else:
             _add(self.read, task, images)
             _add(self.reading_seconds, task, timings.images_less_waiting())
-        # The images the scoring drew are mostly the original model's reference images,
-        # drawn once by the first unit of the task that scores against them: counted in
-        # every unit's scoring pace, the task's other units were priced as drawing them too
-        # (artist's 1,000 at 4 images/s: 250 s a unit on top of ~10 s of scoring). They
-        # are priced at the drawing pace (the same model and settings draw them) and left
-        # out, as `erasebench timings` leaves them out of the scoring's share; the
-        # robustness task's attacked images, drawn by every unit, are a few % of its attacks.
-        pace = _rate(self.drawing_seconds, self.drawn, task) or 0.0
-        scoring = max(0.0, timings.scoring - (timings.scoring_drawn or 0) * pace)
-        _add(self.other_seconds, task, scoring
+        _add(self.other_seconds, task, timings.scoring
              + (0.0 if timings.erasure_trained else timings.erasure))
+        _add(self.scoring_drawn, task, timings.scoring_drawn or 0)
+
+    def _other_rate(self, task: str) -> float:
+        """Seconds per image asked of ``task``'s scoring and reading erasures (of all tasks
+        together for one not timed yet), less the images the scoring drew priced at their
+        task's drawing pace (the same model and settings draw them). Those are mostly the
+        original model's reference images, drawn once by the first unit of a task that
+        scores against them: counted in the scoring pace, its other units were priced as
+        drawing them too (artist's 1,000 at 4 images/s: 250 s a unit on top of ~10 s of
+        scoring). `erasebench timings` leaves them out of the scoring's share alike; the
+        robustness task's attacked images, drawn by every unit, are a few % of its attacks."""
+        tasks = [task] if self.asked.get(task) else list(self.asked)
+        if not tasks:
+            return 0.0
+        seconds = sum(max(0.0, self.other_seconds[name] - self.scoring_drawn.get(name, 0)
+                          * (_rate(self.drawing_seconds, self.drawn, name) or 0.0))
+                      for name in tasks)
+        return seconds / sum(self.asked[name] for name in tasks)
 
     @property
     def total_images(self) -> int:
@@ -385,7 +396,7 @@ class RunProgress:
         left = [run_id for run_id in self.images_of if run_id not in self.finished]
         rates = {task: (_rate(self.drawing_seconds, self.drawn, task),
                         _rate(self.reading_seconds, self.read, task) or 0.0,
-                        _rate(self.other_seconds, self.asked, task) or 0.0)
+                        self._other_rate(task))
                  for task in {self.task_of.get(run_id, "") for run_id in left}}
         parts = {}
         for run_id in left:
