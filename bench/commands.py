@@ -331,18 +331,27 @@ def score_folder(task: Task, folder: Path, reference: Path | None, device: str,
     """Scores the images of ``folder`` for the requests (:func:`chosen_requests`) it holds
     every prompt of; of several, those its edit answers (:func:`answered_requests`)
     unless they were named. Images drawn otherwise than the task draws its own
-    (:func:`drawn_otherwise`), and reference images drawn so or with an edit, are scored
-    with a warning first."""
+    (:func:`drawn_otherwise`) are scored with a warning first; so are reference images
+    drawn so or with an edit, once the task asks for them (a task that does not, reads
+    none)."""
     held = read_image_folder(folder)
     images = held.files
     reference_held = read_image_folder(reference) if reference else None
-    references = reference_held.files if reference_held else None
+    looked_at_references = False
 
     def reference_images(prompts: Any) -> ImageFiles:
-        if references is None:
+        nonlocal looked_at_references
+        if reference_held is None:
             raise UserError(f"task {task.name!r} compares against the original model's images;"
                             " pass --reference FOLDER (generated from the base model)")
-        return ImageFiles([_lookup(references, p, reference) for p in prompts])
+        if not looked_at_references:  # LPIPS, FID and the like measure against them
+            looked_at_references = True
+            edited = ([f"with an edit that erased {_concepts(reference_held.erased)} (the "
+                       "original model's have none)"] if reference_held.erased else [])
+            _warn_unlike(warn, task, f"the reference images in {str(reference)!r}",
+                         edited + drawn_otherwise(task, reference_held, prompts),
+                         "The numbers measured against them")
+        return ImageFiles([_lookup(reference_held.files, p, reference) for p in prompts])
 
     complete: dict[ErasureRequest, list[PromptSpec]] = {}
     closest: tuple[int, str, int, PromptSpec] | None = None  # held, request, of, first missing
@@ -364,15 +373,9 @@ def score_folder(task: Task, folder: Path, reference: Path | None, device: str,
     chosen = list(complete)
     if not request_names and held.erased and len(chosen) > 1:
         chosen = answered_requests(task, chosen, held.erased)
-    scored = [p for r in chosen for p in complete[r]]
     _warn_unlike(warn, task, f"the images in {str(folder)!r}",
-                 drawn_otherwise(task, held, scored), "Their numbers")
-    if reference_held is not None:  # LPIPS, FID and the like measure against them
-        edited = ([f"with an edit that erased {_concepts(reference_held.erased)} (the "
-                   "original model's have none)"] if reference_held.erased else [])
-        _warn_unlike(warn, task, f"the reference images in {str(reference)!r}",
-                     edited + drawn_otherwise(task, reference_held, scored),
-                     "The numbers measured against them")
+                 drawn_otherwise(task, held, [p for r in chosen for p in complete[r]]),
+                 "Their numbers")
     context = ScoringContext(device=device, reference_images=reference_images)
     for request in chosen:
         prompts = complete[request]

@@ -630,6 +630,14 @@ def test_reference_images_drawn_with_an_edit_or_otherwise_are_named_in_a_warning
         "the task does.")
     assert "the reference images in" in warning(fewer)
     assert "draws its own: steps 2 (the task's 4). The numbers measured" in warning(fewer)
+    # A task that compares with none reads none: nothing to say of the folder given
+    options = ["--task", "shapes_objects", "--task-config", "images_per_class=1"]
+    _, _, command = _task_prompts(tmp_path, capsys, options)
+    shapes = tmp_path / "shapes"
+    assert main([*command.split(), *cache, "--out", str(shapes)]) == 0
+    capsys.readouterr()
+    assert main(["score", *options, "--images", str(shapes), "--reference", str(edited)]) == 0
+    assert capsys.readouterr().err == ""
 
 
 def test_search_history_shows_the_search_and_draws_its_strip(tmp_path, capsys):
