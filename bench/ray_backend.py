@@ -214,6 +214,32 @@ def mixed_gpus_warning(device: str, resources: Mapping[str, float]) -> str | Non
             "reproduces, start the cluster's nodes on one kind of GPU")
 
 
+# Seconds a cluster's head has to accept a connection before the run says that none
+# answers: ray.init itself tries for minutes, its log lines the only word of it.
+HEAD_PROBE_SECONDS = 10.0
+
+
+def check_head_answers(address: str, given_as: str) -> None:
+    """A UserError where nothing accepts a connection at ``address`` (``host:port``, or
+    ``ray://host:port`` for Ray Client; ``auto`` and ``local`` are Ray's to resolve),
+    which ``given_as`` names (``RAY_ADDRESS``, ``--ray-address``)."""
+    found = re.fullmatch(r"(?:ray://)?\[?([^\]]+?)\]?:(\d+)", address.strip())
+    if found is None:
+        return
+    host, port = found.group(1), int(found.group(2))
+    start = (f"ray start --head --ray-client-server-port {port}"
+             if address.strip().startswith("ray://") else f"ray start --head --port {port}")
+    without = "unset RAY_ADDRESS" if given_as == "RAY_ADDRESS" else f"leave out {given_as}"
+    try:
+        with socket.create_connection((host, port), timeout=HEAD_PROBE_SECONDS):
+            pass
+    except OSError as error:
+        raise UserError(f"no Ray cluster answers at {address} ({given_as}): "
+                        f"{error.strerror or error or type(error).__name__}. Start its head "
+                        f"there (`{start}`: README, More than one GPU), or {without} to "
+                        "start a cluster on this machine") from None
+
+
 def connect(address: str | None = None, workers: int | None = None,
             here: str = "cpu") -> Mapping[str, float]:
     """Connects to the Ray cluster at ``address`` (default: ``RAY_ADDRESS``), or starts a
@@ -226,9 +252,11 @@ def connect(address: str | None = None, workers: int | None = None,
     except ImportError:
         raise UserError("--backend ray needs Ray: pip install 'erasebench[ray]'") from None
     if not ray.is_initialized():
+        given_as = "--ray-address" if address else "RAY_ADDRESS"
         address = address or os.environ.get("RAY_ADDRESS")
         with keeping_signal_handlers():  # a time limit's SIGTERM: one line, no trace
             if address:
+                check_head_answers(address, given_as)
                 ray.init(address=address, log_to_driver=False)
             else:
                 from erasebench import workers as local

@@ -306,6 +306,34 @@ def test_a_dry_run_on_a_cluster_of_one_kind_of_gpu_prices_at_that_kinds_records(
     assert "recorded on other devices left out" not in capsys.readouterr().out
 
 
+def test_an_address_where_no_cluster_answers_is_a_clear_error_at_once(tmp_path, capsys,
+                                                                      monkeypatch):
+    # ray.init tried for minutes (over 5 on a closed port), its log lines the only word.
+    import socket
+
+    from erasebench.ray_backend import check_head_answers
+
+    closed = socket.create_server(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    argv, results = _run(tmp_path, "x", "--backend", "ray", "--no-report")
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+    assert main(argv) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert err.startswith(f"error: no Ray cluster answers at 127.0.0.1:{port} (RAY_ADDRESS): "
+                          "Connection refused. Start its head there (`ray start --head --port "
+                          f"{port}`: README, More than one GPU), or unset RAY_ADDRESS")
+    monkeypatch.delenv("RAY_ADDRESS")
+    assert main([*argv, "--ray-address", f"ray://127.0.0.1:{port}"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"`ray start --head --ray-client-server-port {port}`" in err
+    assert "or leave out --ray-address" in err
+    assert not results.exists()
+    with socket.create_server(("127.0.0.1", 0)) as head:  # one that answers, as a head's
+        check_head_answers(f"127.0.0.1:{head.getsockname()[1]}", "RAY_ADDRESS")
+    check_head_answers("auto", "RAY_ADDRESS")  # Ray's own to find
+
+
 def test_an_unknown_backend_lists_the_valid_ones(tmp_path, capsys):
     argv, _ = _run(tmp_path, "x", "--backend", "slurm")
     assert main(argv) == 2
