@@ -235,7 +235,7 @@ def check_head_answers(address: str, given_as: str) -> None:
             pass
     except OSError as error:
         raise UserError(f"no Ray cluster answers at {address} ({given_as}): "
-                        f"{error.strerror or error or type(error).__name__}. Start its head "
+                        f"{error.strerror or str(error) or type(error).__name__}. Start its head "
                         f"there (`{start}`: README, More than one GPU), or {without} to "
                         "start a cluster on this machine") from None
 
