@@ -685,12 +685,36 @@ def weights(
     for path, landed in fetched.items():
         if isinstance(landed, str):
             console.print(f"not downloaded: {path} ({landed})")
+    _print_base_models(names)
     if missing:
         fetch = "" if download else ("`erasebench weights --download` fetches them where "
                                      "there is network, or ")
         console.print(f"{missing} file(s) missing: {fetch}put them at the paths shown "
                       "(TORCH_HOME and HF_HOME move the caches), from the sources shown.")
         raise typer.Exit(1)
+
+
+def _print_base_models(names: list[str]) -> None:
+    """Whether the Hugging Face cache holds the files of each hub model the tasks
+    ``names`` draw with (a run reads only the cache where there is no network)."""
+    from erasebench.hub import hub_download_command, missing_from_cache
+    from erasebench.models import BUILT_IN_MODEL_IDS, HUB_MODEL_FILES
+
+    users: dict[str, list[str]] = {}
+    for name in names:
+        model_id = TASKS.get(name).default_model
+        if model_id not in BUILT_IN_MODEL_IDS and not Path(model_id).expanduser().exists():
+            users.setdefault(model_id, []).append(name)
+    for model_id, tasks in users.items():
+        lacking = missing_from_cache(model_id, HUB_MODEL_FILES)
+        drawn_by = f"base model {model_id} (tasks {', '.join(tasks)}):"
+        if not lacking:
+            console.print(f"{drawn_by} in the Hugging Face cache", markup=False)
+            continue
+        console.print(f"{drawn_by} {len(lacking)} of its {len(HUB_MODEL_FILES)} files not in "
+                      "the Hugging Face cache; a run downloads them where there is network, "
+                      f"and `{hub_download_command()} {model_id} {' '.join(lacking)}` fetches "
+                      "them ahead (or pass a diffusers folder as --model)", markup=False)
 
 
 def _downloaded(file: WeightFile) -> Path | str:

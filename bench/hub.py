@@ -1,4 +1,5 @@
-"""Whether the Hugging Face hub is to be asked for a model's files, or only its cache read.
+"""Whether the Hugging Face hub is to be asked for a model's files, or only its cache read;
+which files the cache lacks, and the command that downloads them.
 
 Without network (a cluster's compute node, a firewalled machine) huggingface_hub retries
 every file it checks five times with back-off, about 23 s a file: loading SD v1.4 by its
@@ -10,6 +11,7 @@ reads the cache only, at once.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from functools import cache
 
 # Long enough for a slow link to answer, short against the minutes the retries take.
@@ -40,3 +42,21 @@ def _probe(endpoint: str) -> str | None:
         reason = str(error).strip() or "no answer"
         return f"{endpoint} did not answer within {PROBE_SECONDS:g} s: {reason}"
     return None  # any answer, an error status included: the network is there
+
+
+def hub_download_command() -> str:
+    """The installed huggingface_hub's download command: `hf` since 0.34; 1.0 removed
+    `huggingface-cli`, which the advice named before."""
+    import huggingface_hub
+
+    major, minor = (int(part) for part in huggingface_hub.__version__.split(".")[:2])
+    return "hf download" if (major, minor) >= (0, 34) else "huggingface-cli download"
+
+
+def missing_from_cache(repo: str, files: Sequence[str]) -> list[str]:
+    """Of ``files`` of the hub repository ``repo`` (at main), those the Hugging Face
+    cache lacks."""
+    from huggingface_hub import try_to_load_from_cache
+
+    return [name for name in files
+            if not isinstance(try_to_load_from_cache(repo, name), str)]

@@ -35,6 +35,16 @@ SD_V1_SCHEDULER = {
 }
 SHAPES_MODEL_ID = "shapes"  # the miniature world's model, shipped in tasks/shapes/weights
 SD_RANDOM_MODEL_ID = "sd-v1-random"  # SD v1.4's architecture, random weights
+BUILT_IN_MODEL_IDS = (TINY_MODEL_ID, SD_RANDOM_MODEL_ID, SHAPES_MODEL_ID)
+# The files DiffusionModel.load reads of a hub id (safetensors only): `erasebench weights`
+# looks for them in the Hugging Face cache and names them to download ahead.
+HUB_MODEL_FILES = (
+    "model_index.json", "scheduler/scheduler_config.json", "tokenizer/vocab.json",
+    "tokenizer/merges.txt", "tokenizer/special_tokens_map.json",
+    "tokenizer/tokenizer_config.json", "text_encoder/config.json",
+    "text_encoder/model.safetensors", "unet/config.json",
+    "unet/diffusion_pytorch_model.safetensors", "vae/config.json",
+    "vae/diffusion_pytorch_model.safetensors")
 # The message dynamo's tracing of diffusers' version checks warns with (compiled_unet).
 _DIFFUSERS_VERSION_CHECK_WARNING = (r"(?s)Dynamo detected a call to a `functools\.lru_cache`"
                                     r"-wrapped function.*diffusers.*is_torch_version\(")

@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from erasebench.errors import UnknownNameError
-from erasebench.hub import hub_unreachable
+from erasebench.hub import hub_download_command, hub_unreachable
 from erasebench.scorers.weights import WeightFile, file_digest, torch_hub_file
 
 SAFETENSORS_NAME = "open_clip_model.safetensors"
@@ -43,15 +43,6 @@ def hub_repo(architecture: str) -> str:
     from open_clip.pretrained import get_pretrained_cfg
 
     return str(get_pretrained_cfg(architecture, "openai")["hf_hub"]).rstrip("/")
-
-
-def hub_download_command() -> str:
-    """The installed huggingface_hub's download command: `hf` since 0.34; 1.0 removed
-    `huggingface-cli`, which the advice named before."""
-    import huggingface_hub
-
-    major, minor = (int(part) for part in huggingface_hub.__version__.split(".")[:2])
-    return "hf download" if (major, minor) >= (0, 34) else "huggingface-cli download"
 
 
 def _fetch_from_hub(repo: str) -> Callable[[Path], Path]:

@@ -134,3 +134,35 @@ def test_weights_download_shows_the_file_where_the_hub_put_it(tmp_path, monkeypa
     out = capsys.readouterr().out
     assert out.count(" yes ") == 2 and " no " not in out and "not downloaded" not in out
     assert str(snapshot / SAFETENSORS_NAME) in out
+
+
+def test_weights_says_whether_the_base_model_is_in_the_hub_cache(tmp_path, monkeypatch,
+                                                                  capsys):
+    import huggingface_hub.constants
+
+    from erasebench.models import HUB_MODEL_FILES
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    main(["weights", "--tasks", "imagenette,artist,shapes_objects"])
+    out = " ".join(capsys.readouterr().out.split())
+    # The SD tasks' model, once for both; the miniature world's ships in the package
+    assert out.count("base model ") == 1
+    assert ("base model CompVis/stable-diffusion-v1-4 (tasks imagenette, artist): 12 of its "
+            "12 files not in the Hugging Face cache; a run downloads them where there is "
+            "network, and `hf download CompVis/stable-diffusion-v1-4 model_index.json "
+            "scheduler/scheduler_config.json ") in out
+    repo = tmp_path / "hub" / "models--CompVis--stable-diffusion-v1-4"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("a" * 40)
+    for name in HUB_MODEL_FILES[1:]:
+        (repo / "snapshots" / ("a" * 40) / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / "snapshots" / ("a" * 40) / name).write_text("{}")
+    main(["weights", "--tasks", "imagenette"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "1 of its 12 files not in the Hugging Face cache" in out
+    assert "stable-diffusion-v1-4 model_index.json` fetches them ahead" in out
+    (repo / "snapshots" / ("a" * 40) / HUB_MODEL_FILES[0]).write_text("{}")
+    main(["weights", "--tasks", "imagenette"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "base model CompVis/stable-diffusion-v1-4 (tasks imagenette): in the Hugging Face " \
+        "cache" in out

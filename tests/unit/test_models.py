@@ -123,6 +123,32 @@ def test_a_hub_id_in_the_cache_loads_without_asking_a_hub_that_does_not_answer(t
     assert silent_hub and not [line for line in silent_hub if "erasebench-tiny" in line]
 
 
+def test_the_hub_model_files_weights_names_are_all_a_load_reads(tiny, silent_hub, tmp_path):
+    # `erasebench weights` names these files to download ahead for a node without network:
+    # a cache holding no others loads. The tokenizer in SD v1.4's hub layout (vocab.json and
+    # merges.txt, which save_pretrained no longer writes).
+    import shutil
+
+    from erasebench.models import HUB_MODEL_FILES
+    from erasebench.tokenizer import write_clip_tokenizer_files
+
+    saved = tmp_path / "saved"
+    tiny.save_pretrained(saved)
+    shutil.rmtree(saved / "tokenizer")
+    write_clip_tokenizer_files(saved / "tokenizer")
+    snapshot = (Path(huggingface_hub.constants.HF_HUB_CACHE) / "models--nobody--listed" /
+                "snapshots" / ("0" * 40))
+    for name in HUB_MODEL_FILES:
+        if (saved / name).is_file():
+            (snapshot / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(saved / name, snapshot / name)
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("0" * 40)
+    loaded = DiffusionModel.load("nobody/listed")
+    assert loaded.fingerprint == tiny.fingerprint
+    assert loaded.tokenizer("a cat").input_ids == tiny.tokenizer("a cat").input_ids
+
+
 def test_a_hub_id_not_in_the_cache_of_a_hub_that_does_not_answer_says_so(silent_hub):
     endpoint = huggingface_hub.constants.ENDPOINT
     with pytest.raises(UserError, match=f"Only the Hugging Face cache was read \\({endpoint} "
