@@ -223,12 +223,12 @@ def check_head_answers(address: str, given_as: str) -> None:
     """A UserError where nothing accepts a connection at ``address`` (``host:port``, or
     ``ray://host:port`` for Ray Client; ``auto`` and ``local`` are Ray's to resolve),
     which ``given_as`` names (``RAY_ADDRESS``, ``--ray-address``)."""
-    found = re.fullmatch(r"(?:ray://)?\[?([^\]]+?)\]?:(\d+)", address.strip())
+    found = re.fullmatch(r"(ray://)?\[?([^\]]+?)\]?:(\d+)", address.strip())
     if found is None:
         return
-    host, port = found.group(1), int(found.group(2))
-    start = (f"ray start --head --ray-client-server-port {port}"
-             if address.strip().startswith("ray://") else f"ray start --head --port {port}")
+    client, host, port = found.group(1), found.group(2), int(found.group(3))
+    start = (f"ray start --head --ray-client-server-port {port}" if client
+             else f"ray start --head --port {port}")
     without = "unset RAY_ADDRESS" if given_as == "RAY_ADDRESS" else f"leave out {given_as}"
     try:
         with socket.create_connection((host, port), timeout=HEAD_PROBE_SECONDS):

@@ -353,13 +353,10 @@ class RunProgress:
         drawing them too (artist's 1,000 at 4 images/s: 250 s a unit on top of ~10 s of
         scoring). `erasebench timings` leaves them out of the scoring's share alike; the
         robustness task's attacked images, drawn by every unit, are a few % of its attacks."""
-        tasks = [task] if self.asked.get(task) else list(self.asked)
-        if not tasks:
-            return 0.0
-        seconds = sum(max(0.0, self.other_seconds[name] - self.scoring_drawn.get(name, 0)
-                          * (_rate(self.drawing_seconds, self.drawn, name) or 0.0))
-                      for name in tasks)
-        return seconds / sum(self.asked[name] for name in tasks)
+        itself = {name: max(0.0, seconds - self.scoring_drawn.get(name, 0)
+                            * (_rate(self.drawing_seconds, self.drawn, name) or 0.0))
+                  for name, seconds in self.other_seconds.items()}
+        return _rate(itself, self.asked, task) or 0.0
 
     @property
     def total_images(self) -> int:
