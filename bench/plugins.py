@@ -130,7 +130,8 @@ class ScoringContext:
     """What a task may use while scoring besides its images."""
 
     device: str
-    # Images of the *unedited* base model for the same prompts (e.g. LPIPS vs `sd`).
+    # Images of the *unedited* base model for the same prompts (e.g. LPIPS vs `sd`); the
+    # prompts are those the task declares (Task.reference_prompts).
     reference_images: Callable[[Sequence[PromptSpec]], Sequence[Image.Image]]
     # The base model's text embeddings (n, tokens, dim), e.g. for concept distances.
     encode_text: Callable[[list[str]], torch.Tensor] | None = None
@@ -173,6 +174,15 @@ class Task:
 
     def prompts(self, request: ErasureRequest) -> list[PromptSpec]:
         raise NotImplementedError
+
+    def reference_prompts(self, request: ErasureRequest) -> list[PromptSpec]:
+        """The prompts whose original-model images :meth:`score` compares with
+        (``context.reference_images``); none by default. A run draws them with the base
+        model at the unit's generation settings, once for every unit that asks alike, and
+        the dry run and the progress line count them as images to draw (an artist unit's
+        1,000 where ``sd`` is not among the erasers). The contract suite checks that a
+        run draws no more and no fewer."""
+        return []
 
     def score(self, images: Sequence[Image.Image], prompts: Sequence[PromptSpec],
               request: ErasureRequest, context: ScoringContext) -> list[MetricValue]:

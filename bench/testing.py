@@ -109,6 +109,9 @@ class MockTask(Task):
             for group, concepts in groups for concept in concepts for seed in range(count)
         ]
 
+    def reference_prompts(self, request: ErasureRequest) -> list[PromptSpec]:
+        return self.prompts(request)  # each image's pixel change from the original's
+
     def score(self, images: Sequence[Image.Image], prompts: Sequence[PromptSpec],
               request: ErasureRequest, context: ScoringContext) -> list[MetricValue]:
         references = context.reference_images(prompts)

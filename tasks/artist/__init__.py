@@ -132,6 +132,9 @@ class ArtistStyle(Task):
     def lpips(self, device: str = "cpu") -> PerceptualDistance:
         return shared(PerceptualDistance, device, self.options.lpips_weights)  # type: ignore[attr-defined]
 
+    def reference_prompts(self, request: ErasureRequest) -> list[PromptSpec]:
+        return self.prompts(request)  # LPIPS of each image to the original's
+
     def score(self, images: Sequence[Image.Image], prompts: Sequence[PromptSpec],
               request: ErasureRequest, context: ScoringContext) -> list[MetricValue]:
         clip = self.clip(context.device).scores(images, [p.text for p in prompts]).numpy()

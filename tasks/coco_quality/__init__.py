@@ -93,6 +93,11 @@ class CocoQuality(Task):
     def fid(self, device: str = "cpu") -> FrechetDistance:
         return shared(FrechetDistance, device, self.options.fid_weights)  # type: ignore[attr-defined]
 
+    def reference_prompts(self, request: ErasureRequest) -> list[PromptSpec]:
+        # FID against the original model's images of the same captions, unless against a
+        # folder of real images (``reference``).
+        return self.prompts(request) if self.options.reference is None else []  # type: ignore[attr-defined]
+
     def score(self, images: Sequence[Image.Image], prompts: Sequence[PromptSpec],
               request: ErasureRequest, context: ScoringContext) -> list[MetricValue]:
         fid = self.fid(context.device)

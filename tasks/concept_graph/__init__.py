@@ -146,6 +146,9 @@ class ConceptGraph(Task):
             values = 100.0 * (top1 == np.array(truth))
         return pd.Series(values).groupby(pd.Series(labels)).mean()
 
+    def reference_prompts(self, request: ErasureRequest) -> list[PromptSpec]:
+        return self.prompts(request)  # each concept's strength before the erasure
+
     def score(self, images: Sequence[Image.Image], prompts: Sequence[PromptSpec],
               request: ErasureRequest, context: ScoringContext) -> list[MetricValue]:
         order = [c for c in self.concepts() if c in {p.label for p in prompts}]

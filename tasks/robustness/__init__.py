@@ -160,6 +160,10 @@ class Robustness(Task):
                             samples=tuple(100.0 - s for s in values[f"ESR-{k}"].samples))
                 for k in KS]
 
+    def reference_prompts(self, request: ErasureRequest) -> list[PromptSpec]:
+        # The attacks recover the original model's images of the erased class's prompts.
+        return [p for p in self.prompts(request) if p.group != ATTACK_GROUP]
+
     def score(self, images: Sequence[Image.Image], prompts: Sequence[PromptSpec],
               request: ErasureRequest, context: ScoringContext) -> list[MetricValue]:
         plain = [i for i, p in enumerate(prompts) if p.group != ATTACK_GROUP]

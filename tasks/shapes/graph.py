@@ -96,6 +96,9 @@ class ShapesGraph(ShapePromptsTask):
         return [ErasureRequest(concepts=(shape,), label=shape)
                 for shape in self.options.erase]  # type: ignore[attr-defined]
 
+    def reference_prompts(self, request: ErasureRequest) -> list[PromptSpec]:
+        return self.prompts(request)  # each shape's detection rate before the erasure
+
     def score(self, images: Sequence[Image.Image], prompts: Sequence[PromptSpec],
               request: ErasureRequest, context: ScoringContext) -> list[MetricValue]:
         labels = [prompt.label for prompt in prompts]

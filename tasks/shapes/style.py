@@ -77,6 +77,9 @@ class ShapesStyle(ShapesTask):
                     group="erase" if texture in request.concepts else "preserve"))
         return prompts
 
+    def reference_prompts(self, request: ErasureRequest) -> list[PromptSpec]:
+        return self.prompts(request)  # each image's pixel change from the original's
+
     def score(self, images: Sequence[Image.Image], prompts: Sequence[PromptSpec],
               request: ErasureRequest, context: ScoringContext) -> list[MetricValue]:
         logits = read_images(images, context.device)
