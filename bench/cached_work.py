@@ -8,11 +8,13 @@ once for its fingerprint. An erasure is held when the edit cache has a readable 
 its name (``Runner.edit_path``); an image when the image cache has its entry, keyed by
 the base model's fingerprint, or by the edited model's for an eraser's edit that is held.
 The images of an erasure not yet made cannot be held: they are keyed by an edit that does
-not exist yet, so they are counted, by what makes them, as images to draw.
+not exist yet, so they are counted, by what makes them, as images to draw. The original
+model's images a unit's scoring compares with (``Task.reference_prompts``) are keyed by
+the base model's fingerprint, as ``sd``'s are.
 
-A run's progress line prices what is left by it (``CachedWork.to_draw``, the erasures
-held), so that images and erasures another results folder made are not priced as still
-to make.
+A run's progress line prices what is left by it (``CachedWork.to_draw`` and
+``references_to_draw``, the erasures held), so that images and erasures another results
+folder made are not priced as still to make.
 
 Entries are counted, not checked (a checksum would read every PNG: a full reproduction
 writes hundreds of thousands); a run checks each before it uses it and makes a damaged
@@ -50,6 +52,10 @@ class CachedWork:
     # run id -> the unit's images that neither the image cache nor a unit before it holds
     # or asks for: those it draws when the units run in order
     to_draw: dict[str, int] = field(default_factory=dict)
+    # run id -> the original model's images its scoring compares with (Task.
+    # reference_prompts) that neither the image cache nor it nor a unit before it holds,
+    # asks for or draws
+    references_to_draw: dict[str, int] = field(default_factory=dict)
     # run id -> the (height, width) of the unit's images (erasebench.cache_space)
     size_of: dict[str, tuple[int, int]] = field(default_factory=dict)
     # erasure not held -> about the bytes its edit file takes (edit_size): ESD-u's 3.3 GB
@@ -66,7 +72,8 @@ class CachedWork:
 
     @property
     def to_draw_by_size(self) -> dict[tuple[int, int], int]:
-        return self.by_size(self.to_draw)
+        return self.by_size({run_id: count + self.references_to_draw.get(run_id, 0)
+                             for run_id, count in self.to_draw.items()})
 
     def held_line(self) -> str:
         """``4,100 of the 15,429 distinct images of the units to do, 40 of their 88
@@ -109,8 +116,9 @@ def cached_work(units: Sequence[Any], runner: Any,
     work = CachedWork()
     prompts_of = {} if prompts_of is None else prompts_of
     # Each unit's images: image cache keys when the model drawing them is known (the base
-    # model, a held edit), else what makes them (an erasure not made yet).
-    images_of: list[tuple[str, tuple[int, int], set[Hashable]]] = []
+    # model, a held edit), else what makes them (an erasure not made yet); and those of the
+    # original model its scoring compares with.
+    images_of: list[tuple[str, tuple[int, int], set[Hashable], set[Hashable]]] = []
     for unit in units:
         spec, model = unit.spec, runner.model(unit.spec.model)
         prompts = prompts_of_unit(unit, prompts_of)
@@ -125,14 +133,20 @@ def cached_work(units: Sequence[Any], runner: Any,
         generator = Generator(model, spec.generation, batch_size=1, progress=False)
         images = (image_identities(spec, prompts, makes_edits=True) if fingerprint is None
                   else set(generator.keys(prompts, fingerprint)))
-        images_of.append((unit.run_id, generator.size, images))
-    keys = {image for *_, images in images_of for image in images if isinstance(image, str)}
+        references = set(generator.keys(prompts_of_unit(unit, prompts_of, references=True),
+                                        model.fingerprint))
+        images_of.append((unit.run_id, generator.size, images, references))
+    keys = {image for *_, images, references in images_of for image in images | references
+            if isinstance(image, str)}
     held = runner.images.present_keys(list(keys))
     seen: set[Hashable] = set()
-    for run_id, size, images in images_of:
+    for run_id, size, images, references in images_of:
         new = images - seen
         seen |= new
+        new_references = references - seen  # drawn by its scoring, after its own images
+        seen |= new_references
         work.to_draw[run_id] = len(new - held)
+        work.references_to_draw[run_id] = len(new_references - held)
         work.size_of[run_id] = size
     work.images, work.images_held = len(seen), len(held)
     return work

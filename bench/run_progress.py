@@ -18,7 +18,9 @@ their time went (``erasebench.results.UnitTimings``).
   images asked for. The images a unit to do will draw are those no unit before it asks
   for (``Workload.new_per_unit``), or, where the run's main process looked in the image
   cache (``erasebench.cached_work``: the local backend, ``--dry-run --check-cache``),
-  those the cache does not hold either; the rest are read.
+  those the cache does not hold either; the rest are read. Its scoring draws the original
+  model's images it compares with (``Task.reference_prompts``) that neither it nor a unit
+  before it draws, at the drawing pace: its own process does, after its images.
 - Erasures: making one can take longer than drawing a unit's images (an AGE erasure of
   SD 42 minutes on an H100, an Imagenette unit's 5,000 images 50), and only the first
   unit that needs it makes it; each erasure still to make counts at what its eraser's
@@ -137,7 +139,8 @@ class RunProgress:
     (``erasebench.workload.erasure_of``: its eraser's name first; None for none), ``made``
     the erasures units recorded before the run made, ``processes`` how many processes
     share the run, and ``draws_of`` how many of its images each unit draws (the rest it
-    reads from the image cache; all for a unit not named).
+    reads from the image cache; all for a unit not named), ``references_of`` how many of
+    the original model's its scoring draws (none for a unit not named).
     """
 
     images_of: Mapping[str, int]
@@ -146,6 +149,7 @@ class RunProgress:
     made: set[tuple[Hashable, ...]] = field(default_factory=set)
     processes: int = 1
     draws_of: dict[str, int] = field(default_factory=dict)
+    references_of: dict[str, int] = field(default_factory=dict)
     helping: bool = True  # processes left without a unit help draw (Runner.help)
     clock: Callable[[], float] = time.monotonic
     started: float = field(init=False)
@@ -179,6 +183,7 @@ class RunProgress:
         self.started = self.clock()
         self.made = set(self.made)
         self.draws_of = dict(self.draws_of)
+        self.references_of = dict(self.references_of)
 
     @classmethod
     def of_units(cls, todo: Sequence[Any], done: Sequence[Any], processes: int,
@@ -192,7 +197,9 @@ class RunProgress:
                    {unit.run_id: erasure_of(unit) for unit in todo},
                    made={erasure for unit in done if (erasure := erasure_of(unit)) is not None},
                    processes=processes,
-                   draws_of={unit.run_id: workload.new_per_unit[unit.run_id] for unit in todo})
+                   draws_of={unit.run_id: workload.new_per_unit[unit.run_id] for unit in todo},
+                   references_of={unit.run_id: workload.references_per_unit[unit.run_id]
+                                  for unit in todo})
 
     @classmethod
     def of_records(cls, units: Sequence[Any], record_of: Callable[[str], RunRecord | None],
@@ -216,6 +223,7 @@ class RunProgress:
         """The erasures and images the caches hold (``erasebench.cached_work``) as made."""
         self.made |= cached.erasures_held
         self.draws_of.update(cached.to_draw)
+        self.references_of.update(cached.references_to_draw)
 
     def update(self, record_of: Callable[[str], RunRecord | None]) -> None:
         """Marks finished every unit to do that the results folder has recorded
@@ -349,10 +357,11 @@ class RunProgress:
         together for one not timed yet), less the images the scoring drew priced at their
         task's drawing pace (the same model and settings draw them). Those are mostly the
         original model's reference images, drawn once by the first unit of a task that
-        scores against them: counted in the scoring pace, its other units were priced as
-        drawing them too (artist's 1,000 at 4 images/s: 250 s a unit on top of ~10 s of
-        scoring). `erasebench timings` leaves them out of the scoring's share alike; the
-        robustness task's attacked images, drawn by every unit, are a few % of its attacks."""
+        scores against them (and priced there, ``references_of``): counted in the scoring
+        pace, its other units were priced as drawing them too (artist's 1,000 at 4
+        images/s: 250 s a unit on top of ~10 s of scoring). `erasebench timings` leaves
+        them out of the scoring's share alike; the robustness task's attacked images,
+        drawn by every unit, are a few % of its attacks."""
         itself = {name: max(0.0, seconds - self.scoring_drawn.get(name, 0)
                             * (_rate(self.drawing_seconds, self.drawn, name) or 0.0))
                   for name, seconds in self.other_seconds.items()}
@@ -363,8 +372,9 @@ class RunProgress:
         return sum(self.images_of.values())
 
     def draws_left(self) -> dict[str, int]:
-        """The unfinished units' images still to draw, by run id."""
-        return {run_id: self.draws_of.get(run_id, images)
+        """The unfinished units' images still to draw, by run id: their own and those their
+        scoring compares with."""
+        return {run_id: self.draws_of.get(run_id, images) + self.references_of.get(run_id, 0)
                 for run_id, images in self.images_of.items() if run_id not in self.finished}
 
     @property
@@ -388,8 +398,9 @@ class RunProgress:
 
     def _unit_parts(self) -> dict[str, tuple[float, float]] | None:
         """Each unfinished unit's seconds for the images it draws, which idle processes
-        may share (``Runner.help``), and for the rest, reading and scoring, which its own
-        process does; in the units' order, None as :meth:`images_left_seconds` says."""
+        may share (``Runner.help``), and for the rest, reading, scoring and drawing the
+        original model's images the scoring compares with, which its own process does; in
+        the units' order, None as :meth:`images_left_seconds` says."""
         left = [run_id for run_id in self.images_of if run_id not in self.finished]
         rates = {task: (_rate(self.drawing_seconds, self.drawn, task),
                         _rate(self.reading_seconds, self.read, task) or 0.0,
@@ -399,11 +410,13 @@ class RunProgress:
         for run_id in left:
             images = self.images_of[run_id]
             draws = self.draws_of.get(run_id, images)
+            references = self.references_of.get(run_id, 0)
             drawing, reading, other = rates[self.task_of.get(run_id, "")]
-            if draws and drawing is None:
+            if (draws or references) and drawing is None:
                 return None
             parts[run_id] = (draws * (drawing or 0.0),
-                             (images - draws) * reading + images * other)
+                             (images - draws) * reading + images * other
+                             + references * (drawing or 0.0))
         return parts
 
     def _erasures_left(self) -> set[tuple[Hashable, ...]]:
@@ -440,8 +453,8 @@ class RunProgress:
         seconds = self._unit_seconds()
         price = self._training_price()
         if seconds is None:
-            seconds = {run_id: float(self.draws_of.get(run_id, self.images_of[run_id]))
-                       for run_id in left}
+            draws = self.draws_left()
+            seconds = {run_id: float(draws[run_id]) for run_id in left}
             price = _no_price
         length = dict(seconds)
         maker: dict[tuple[Hashable, ...], str] = {}  # the longest unit needing it makes it

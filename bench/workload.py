@@ -7,11 +7,12 @@ edit, prompt, negative prompt, seed, guidance, steps, scheduler, size and precis
 edit is not known until it is made; it stands here as what makes it, the eraser's spec
 and the request (``Runner.edit``'s key), or as nothing for an eraser that makes none
 (``Eraser.makes_edits``): the original model's images are one set, shared by every
-request and task that prompts alike. So the distinct count is what the runner draws
-with an empty image cache, less any two erasers' edits that happen to be equal. Tasks
-that compare with the original model's images (``ScoringContext.reference_images``) draw
-those as well; with the same prompts they are the ``sd`` row's images, which this count
-holds when ``sd`` is among the erasers. What the caches already hold is
+request and task that prompts alike. Tasks that compare with the original model's images
+(``Task.reference_prompts``) have their scoring draw those too: counted as the original
+model's, they are the ``sd`` row's images where ``sd`` is among the erasers and prompts
+alike, and otherwise images to draw (an artist unit's 1,000 for a plugin's eraser run on
+its own). So the distinct count is what the runner draws with an empty image cache, less
+any two erasers' edits that happen to be equal. What the caches already hold is
 ``erasebench.cached_work``'s to count, which loads the models.
 """
 
@@ -32,11 +33,14 @@ class Workload:
     # run id -> its images that no unit before it in the count asks for: those it draws
     # when the units run in order on an empty image cache
     new_per_unit: dict[str, int] = field(default_factory=dict)
+    # run id -> the original model's images its scoring compares with (Task.
+    # reference_prompts) that neither it nor a unit before it asks for or draws
+    references_per_unit: dict[str, int] = field(default_factory=dict)
     # (model id, steps, height, width) -> the distinct images drawn at those settings
     by_setting: dict[tuple[str, int, int | None, int | None], int] = field(
         default_factory=dict)
     asked: int = 0  # summed over units: an image two units ask for counts twice
-    distinct: int = 0  # each image once, as the image cache draws it
+    distinct: int = 0  # each image once, as the image cache draws it; references included
     edits: int = 0  # erasures to make (one per eraser, request and model; units share them)
 
 
@@ -70,16 +74,22 @@ def erasure_of(unit: Any) -> Erasure | None:
             spec.request.canonical())
 
 
-# Each request's prompts, built once per plan: (task spec hash, request spec hash) -> prompts.
-PromptMemo = dict[tuple[str, str], list[PromptSpec]]
+# Each request's prompts, built once per plan: (task spec hash, request spec hash, whether
+# the reference prompts) -> prompts.
+PromptMemo = dict[tuple[str, str, bool], list[PromptSpec]]
 
 
-def prompts_of_unit(unit: Any, memo: PromptMemo) -> list[PromptSpec]:
-    """The prompts ``unit`` asks for, built once for every unit of the same task options
-    and request (building them reads prompt files: I2P's and COCO's are thousands)."""
-    key = (unit.spec.task.spec_hash(), unit.spec.request.spec_hash())
+def prompts_of_unit(unit: Any, memo: PromptMemo, references: bool = False
+                    ) -> list[PromptSpec]:
+    """The prompts ``unit`` asks for (with ``references``, those whose original-model
+    images its scoring compares with, ``Task.reference_prompts``), built once for every
+    unit of the same task options and request (building them reads prompt files: I2P's
+    and COCO's are thousands)."""
+    key = (unit.spec.task.spec_hash(), unit.spec.request.spec_hash(), references)
     if key not in memo:
-        memo[key] = unit.task.prompts(unit.spec.request)
+        request = unit.spec.request
+        memo[key] = (unit.task.reference_prompts(request) if references
+                     else unit.task.prompts(request))
     return memo[key]
 
 
@@ -100,9 +110,15 @@ def count_images(units: Sequence[Any], prompts_of: PromptMemo | None = None) -> 
         workload.asked += len(identities)
         new = identities - seen
         seen |= new
+        # Drawn by the unit's scoring, after its own images, with the base model.
+        references = image_identities(spec, prompts_of_unit(unit, prompts_of, references=True),
+                                      makes_edits=False) - seen
+        seen |= references
         workload.new_per_unit[unit.run_id] = len(new)
+        workload.references_per_unit[unit.run_id] = len(references)
         setting = (spec.model.id, spec.generation.steps, spec.generation.height,
                    spec.generation.width)
-        workload.by_setting[setting] = workload.by_setting.get(setting, 0) + len(new)
+        workload.by_setting[setting] = (workload.by_setting.get(setting, 0) + len(new)
+                                        + len(references))
     workload.distinct, workload.edits = len(seen), len(edits)
     return workload

@@ -14,6 +14,7 @@ from erasebench.results import load_results
 from erasebench.runner import Runner, plan
 from erasebench.specs import ErasureRequest, ModelSpec, PromptSpec
 from erasebench.testing import check_eraser_contract, contract_eraser
+from erasebench.workload import count_images
 
 REQUEST = ErasureRequest(concepts=("cat",), anchors=("animal",), preserve=("dog",))
 
@@ -58,6 +59,22 @@ class TestTaskContract:
         frame = load_results(tmp_path / "results")
         assert not frame.empty and set(frame.metric) <= set(task.metrics)
         assert frame.value.notna().all()
+
+    def test_a_run_draws_the_reference_images_it_declares(self, name, tmp_path, scorer_home):
+        # An edited model's unit: its own images are the edit's, so the base model's images
+        # in the cache are those its scoring drew (Task.reference_prompts), which the dry
+        # run and the progress line count (erasebench.workload) as drawn.
+        task = TASKS.get(name)(TASKS.get(name).contract_options)
+        unit = plan([ERASERS.get("mock")()], [task], ModelSpec(id="tiny"), {"steps": 2})[0]
+        declared = task.reference_prompts(unit.spec.request)
+        assert declared == task.reference_prompts(unit.spec.request), "must be deterministic"
+        Runner(tmp_path / "results", tmp_path / "cache", progress=False).run([unit])
+        drawn = len(list((tmp_path / "cache" / "images").rglob("*.png")))
+        workload = count_images([unit])
+        assert drawn == workload.distinct, (
+            f"the run drew {drawn} images, the task's prompts and reference prompts "
+            f"{workload.distinct}: does its score ask for reference images it does not "
+            "declare in reference_prompts?")
 
 
 def test_the_contract_holds_an_eraser_that_makes_no_edits_to_its_word(tiny):

@@ -18,6 +18,9 @@ def test_an_erasure_in_the_edit_cache_counts_as_made_and_its_images_as_drawn(tmp
     nothing = cached_work(units, runner)
     assert (nothing.erasures_held, nothing.images_held) == (set(), 0)
     assert nothing.to_draw == {mock_unit.run_id: 8, uce_unit.run_id: 8}
+    # The original model's 8 that the task's scoring compares with: the first unit draws them.
+    assert nothing.references_to_draw == {mock_unit.run_id: 8, uce_unit.run_id: 0}
+    assert nothing.images == 24
     assert len(runner.run(units).done) == 2
     # uce's unit to do again, as in another results folder sharing the cache: its erasure
     # is in the edit cache, its images in the image cache.
@@ -25,7 +28,8 @@ def test_an_erasure_in_the_edit_cache_counts_as_made_and_its_images_as_drawn(tmp
     assert cached_work(units, runner).erasures_held == {erasure_of(mock_unit),
                                                          erasure_of(uce_unit)}
     held = cached_work([uce_unit], runner)
-    assert (held.images, held.images_held, held.to_draw) == (8, 8, {uce_unit.run_id: 0})
+    assert (held.images, held.images_held, held.to_draw) == (16, 16, {uce_unit.run_id: 0})
+    assert held.references_to_draw == {uce_unit.run_id: 0}
     assert held.erasures == held.erasures_held == {erasure_of(uce_unit)}
 
     timings = runner.store.record(mock_unit.run_id).provenance.timings

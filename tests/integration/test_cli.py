@@ -821,9 +821,12 @@ def test_units_none_recorded_yet_take_the_pace_of_the_folders_units_of_their_tas
                  "--dry-run", *common]) == 0
     *_, estimate = capsys.readouterr().out.splitlines()
     # As many images as the recorded unit drew, at its seconds per image; its erasure at
-    # what the same eraser's took.
+    # what the same eraser's took. Its scoring's 8 original-model images count as to draw
+    # (a unit of another plan drew them: --check-cache would find them), at the drawing
+    # pace, which the scoring's pace leaves out.
     seconds = timings.images_less_waiting() + timings.scoring + timings.erasure
-    assert estimate == (f"  time left: about {format_duration(seconds)} on 1 process, 8 images "
+    assert timings.scoring_drawn == 8
+    assert estimate == (f"  time left: about {format_duration(seconds)} on 1 process, 16 images "
                         "to draw (those no recorded unit asked for; --check-cache looks in the "
                         "image cache), at the pace of the 1 unit of these tasks recorded with "
                         f"other settings, made on {describe_device('cpu')}")
@@ -866,6 +869,22 @@ def test_dry_run_and_run_take_the_pace_of_the_units_recorded_on_their_own_device
     assert main(["run", "--erasers", "sd,mock,uce", *common]) == 0
     assert (f"left at the pace of the 1 unit recorded before on {describe_device('cpu')} (1 "
             "recorded on other devices left out)") in " ".join(capsys.readouterr().out.split())
+
+
+def test_dry_run_counts_the_original_models_images_the_scoring_draws(tmp_path, capsys):
+    # The mock task compares each image with the original model's: without sd among the
+    # erasers, its scoring draws them (a plugin's eraser run on its own).
+    common = ["--model", "tiny", "--tasks", "mock", "--steps", "2", "--dry-run",
+              "--results", str(tmp_path / "results"), "--cache", str(tmp_path / "cache")]
+    assert main(["run", "--erasers", "mock", *common]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert ("1 work units, 1 to do: 8 images asked for and 8 of the original model's that "
+            "their scoring compares with, 16 distinct (16 for the units to do)") in out
+    assert "to draw with tiny: 16 images, 2 steps" in out
+    assert main(["run", "--erasers", "sd,mock", *common]) == 0  # sd's images are they
+    out = " ".join(capsys.readouterr().out.split())
+    assert "2 work units, 2 to do: 16 images asked for, 16 distinct (16 for the" in out
+    assert not (tmp_path / "results").exists()
 
 
 def test_dry_run_counts_what_the_caches_hold(tmp_path, capsys):

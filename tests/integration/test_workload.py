@@ -40,3 +40,16 @@ def test_the_count_is_what_an_empty_cache_draws(tmp_path):
     assert len(list((tmp_path / "cache" / "images").rglob("*.png"))) == workload.distinct
     # sd's empty edits are cached too, but cost nothing to make
     assert len(list((tmp_path / "cache" / "edits").glob("mock-*"))) == workload.edits
+
+
+def test_the_count_holds_the_original_models_images_the_scoring_compares_with(tmp_path):
+    # No sd among the erasers: the mock task's scoring draws the original model's images of
+    # 5 distinct prompts itself, once for both requests (they prompt alike).
+    units = plan([ERASERS.get("mock")()], [TwoRequests({"images_per_concept": 2})],
+                 ModelSpec(id="tiny"), {"steps": 2})
+    workload = count_images(units)
+    assert workload.asked == 10 and workload.distinct == 15
+    assert list(workload.references_per_unit.values()) == [5, 0]
+    assert workload.by_setting == {("tiny", 2, None, None): 15}
+    Runner(tmp_path / "results", tmp_path / "cache", progress=False).run(units)
+    assert len(list((tmp_path / "cache" / "images").rglob("*.png"))) == workload.distinct

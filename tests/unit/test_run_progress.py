@@ -174,6 +174,23 @@ def test_reference_images_the_scoring_drew_once_are_not_priced_into_every_unit()
     assert progress.images_left_seconds() == pytest.approx(260 + 100 * 0.26)
 
 
+def test_reference_images_a_unit_to_do_draws_are_priced_at_the_drawing_pace():
+    images = {"first": 1_000, "second": 1_000}
+    # "second"'s scoring draws the original model's 1,000 images it compares with: no unit
+    # before it did (no sd among the erasers).
+    progress = RunProgress(images, dict.fromkeys(images, "artist"),
+                           references_of={"second": 1_000})
+    assert progress.images_to_draw == 3_000
+    first = timings(250, 10, erasure=0, drawn=1_000)
+    progress.update(records({"first"}, {"first": first}))
+    assert progress.images_to_draw == 2_000
+    # 1,000 of its own and 1,000 references at 0.25 s, then 10 s of scoring
+    assert progress.images_left_seconds() == pytest.approx(500 + 10)
+    # On two processes the idle one helps draw the unit's own images, not the references.
+    progress.processes = 2
+    assert progress.seconds_left_by_timings() == pytest.approx(125 + 250 + 10)
+
+
 def test_durations_read_at_a_glance():
     assert format_duration(42.4) == "42 s"
     assert format_duration(7 * 60 + 20) == "7 min"
