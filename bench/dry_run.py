@@ -35,10 +35,9 @@ def print_plan(console: Console, units: Any, todo: Any, records: Any, processes:
         console.print(f"{unit.run_id}  {state:4}  {unit.describe()}  "
                       f"{workload.per_unit[unit.run_id]:,} images", markup=False)
     left = count_images(todo, prompts)
-    references = sum(workload.references_per_unit.values())
     # The original model's images the scoring compares with, where no unit draws them.
-    scoring = (f" and {references:,} of the original model's that their scoring compares "
-               "with" if references else "")
+    scoring = (f" and {workload.references:,} of the original model's that their scoring "
+               "compares with" if workload.references else "")
     console.print(f"{len(units)} work units, {len(todo)} to do: {workload.asked:,} images asked "
                   f"for{scoring}, {workload.distinct:,} distinct ({left.distinct:,} for the "
                   "units to do), an image that several units ask for being drawn once, and "

@@ -41,6 +41,9 @@ class Workload:
         default_factory=dict)
     asked: int = 0  # summed over units: an image two units ask for counts twice
     distinct: int = 0  # each image once, as the image cache draws it; references included
+    # of those, the original model's images a scoring compares with that no unit asks for
+    # as its own (none where sd is among the erasers and prompts alike)
+    references: int = 0
     edits: int = 0  # erasures to make (one per eraser, request and model; units share them)
 
 
@@ -99,6 +102,7 @@ def count_images(units: Sequence[Any], prompts_of: PromptMemo | None = None) -> 
     workload = Workload()
     prompts_of = {} if prompts_of is None else prompts_of
     seen: set[Hashable] = set()
+    asked: set[Hashable] = set()  # the units' own images
     edits: set[Hashable] = set()
     for unit in units:
         spec = unit.spec
@@ -110,6 +114,7 @@ def count_images(units: Sequence[Any], prompts_of: PromptMemo | None = None) -> 
         workload.asked += len(identities)
         new = identities - seen
         seen |= new
+        asked |= identities
         # Drawn by the unit's scoring, after its own images, with the base model.
         references = image_identities(spec, prompts_of_unit(unit, prompts_of, references=True),
                                       makes_edits=False) - seen
@@ -121,4 +126,5 @@ def count_images(units: Sequence[Any], prompts_of: PromptMemo | None = None) -> 
         workload.by_setting[setting] = (workload.by_setting.get(setting, 0) + len(new)
                                         + len(references))
     workload.distinct, workload.edits = len(seen), len(edits)
+    workload.references = len(seen - asked)
     return workload

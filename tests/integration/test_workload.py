@@ -34,6 +34,12 @@ def test_the_count_is_what_an_empty_cache_draws(tmp_path):
     assert workload.distinct == 15
     assert workload.by_setting == {("tiny", 2, None, None): 15}
     assert workload.edits == 2  # the mock eraser's, one per request; sd makes none
+    # The mock task's scoring compares with the original model's images: sd's, drawn by
+    # the first unit whichever eraser's it is.
+    assert workload.references == 0
+    first_mock = count_images(units[::-1])
+    assert first_mock.distinct == 15 and first_mock.references == 0
+    assert list(first_mock.references_per_unit.values()) == [5, 0, 0, 0]
 
     runner = Runner(tmp_path / "results", tmp_path / "cache", progress=False)
     assert len(runner.run(units).done) == 4
@@ -49,7 +55,7 @@ def test_the_count_holds_the_original_models_images_the_scoring_compares_with(tm
                  ModelSpec(id="tiny"), {"steps": 2})
     workload = count_images(units)
     assert workload.asked == 10 and workload.distinct == 15
-    assert list(workload.references_per_unit.values()) == [5, 0]
+    assert list(workload.references_per_unit.values()) == [5, 0] and workload.references == 5
     assert workload.by_setting == {("tiny", 2, None, None): 15}
     Runner(tmp_path / "results", tmp_path / "cache", progress=False).run(units)
     assert len(list((tmp_path / "cache" / "images").rglob("*.png"))) == workload.distinct
