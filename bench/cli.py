@@ -495,16 +495,35 @@ def task_prompts(
     chosen = _task(task, task_config)
     requests = chosen_requests(chosen, request or [])
     table = task_prompt_table(chosen, requests)
+    # The original model's images the task's scoring compares with: drawn from the same
+    # file where they are among its prompts, else from a file of their own.
+    base = task_prompt_table(chosen, requests, references=True)
+    base_file = out
+    held = set(zip(table.prompt, table.seed, strict=True))
+    if not set(zip(base.prompt, base.seed, strict=True)) <= held:
+        base_file = out.with_name(f"{out.stem}.reference{out.suffix}")
+        _checked_output(base_file, "--out's reference file", folder=False)
+        atomic_write(base_file, lambda tmp: base.to_csv(tmp, index=False))
     atomic_write(out, lambda tmp: table.to_csv(tmp, index=False))
     names = ", ".join(repr(r.display()) for r in requests)
     options = "".join(f" --task-config {shlex.quote(pair)}" for pair in task_config or [])
-    console.print(f"wrote the {len(table):,} prompts and seeds of task {task!r} (requests "
-                  f"{names}) to {out}. To draw them as the task does:\n  "
-                  f"{generate_command(chosen, out)}\nand score them:\n  erasebench score "
-                  f"--task {task}{options} --images IMAGES\nwith --reference BASE, the same "
-                  "drawn without --edit, for a task that compares with the original model's "
-                  "images; images drawn elsewhere need a manifest.csv with file, prompt and "
-                  "seed columns")
+    wrote = (f"wrote the {len(table):,} prompts and seeds of task {task!r} (requests {names}) "
+             f"to {out}")
+    if base_file != out:
+        wrote += f", and the {len(base):,} its scoring compares with to {base_file}"
+    lines = [f"{wrote}. To draw them as the task does:", f"  {generate_command(chosen, out)}"]
+    score = f"erasebench score --task {task}{options} --images IMAGES"
+    if not base.empty:
+        which = ("of the same prompts" if len(base) == len(table) else
+                 f"of {len(base):,} of them (this draws all {len(table):,})" if base_file == out
+                 else f"of {base_file.name}'s prompts")
+        lines += [f"and the original model's images {which}, which its scoring compares "
+                  "with, without an edit:",
+                  f"  {generate_command(chosen, base_file, edited=False, folder='BASE')}"]
+        score += " --reference BASE"
+    console.print("\n".join([*lines, "and score them:", f"  {score}",
+                             "(images drawn elsewhere need a manifest.csv with file, prompt "
+                             "and seed columns)"]), markup=False)
 
 
 @command()
@@ -514,7 +533,8 @@ def score(
         help="A folder written by `erasebench generate`, or any folder with a manifest.csv "
         "naming each image's file, prompt and seed.")],
     reference: Annotated[Path | None, typer.Option(
-        help="Folder of the original model's images, for tasks that compare against it.")] = None,
+        help="Folder of the original model's images, for tasks that compare against it "
+        "(`erasebench prompts` prints the command that draws them).")] = None,
     request: RequestOption = None,
     task_config: OneTaskConfigOption = None,
     device: DeviceOption = "auto",

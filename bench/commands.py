@@ -97,25 +97,29 @@ def read_prompt_file(path: Path) -> list[PromptSpec]:
     return prompts
 
 
-def task_prompt_table(task: Task, requests: Sequence[ErasureRequest]) -> pd.DataFrame:
-    """One row per image ``requests`` of ``task`` ask for, each once (a classification
-    task's splits prompt alike): prompt, seed, guidance (the prompt's own, else the
-    task's) and label, the columns `generate --prompts` reads."""
+def task_prompt_table(task: Task, requests: Sequence[ErasureRequest],
+                      references: bool = False) -> pd.DataFrame:
+    """One row per image ``requests`` of ``task`` ask for (with ``references``, per
+    original-model image their scoring compares with: ``Task.reference_prompts``), each
+    once (a classification task's splits prompt alike): prompt, seed, guidance (the
+    prompt's own, else the task's) and label, the columns `generate --prompts` reads."""
     guidance = task.generation().guidance
     rows: dict[tuple[str, int], dict[str, Any]] = {}
     for request in requests:
-        for prompt in task.prompts(request):
+        prompts = task.reference_prompts(request) if references else task.prompts(request)
+        for prompt in prompts:
             rows.setdefault((prompt.text, prompt.seed), {
                 "prompt": prompt.text, "seed": prompt.seed, "label": prompt.label,
                 "guidance": guidance if prompt.guidance is None else prompt.guidance})
     return pd.DataFrame(list(rows.values()), columns=["prompt", "seed", "guidance", "label"])
 
 
-def generate_command(task: Task, prompt_file: Path) -> str:
+def generate_command(task: Task, prompt_file: Path, edited: bool = True,
+                     folder: str = "IMAGES") -> str:
     """The `generate` command that draws ``prompt_file``'s images as ``task`` has them
-    drawn (its model, scheduler, steps and size), with an edit's and a folder's places
-    left to fill in. The model is always named: `generate`'s own default is the miniature
-    world's, which would draw an SD task's prompts."""
+    drawn (its model, scheduler, steps and size) into ``folder``, with an edit's place
+    left to fill in where ``edited``. The model is always named: `generate`'s own default
+    is the miniature world's, which would draw an SD task's prompts."""
     settings = task.generation()
     words = ["erasebench generate", "--prompts", shlex.quote(str(prompt_file)),
              "--model", shlex.quote(task.default_model),
@@ -124,7 +128,9 @@ def generate_command(task: Task, prompt_file: Path) -> str:
         words += ["--size", str(settings.height)]
     if settings.precision != "auto":
         words += ["--precision", settings.precision]
-    return " ".join([*words, "--edit", "EDIT.safetensors", "--out", "IMAGES"])
+    if edited:
+        words += ["--edit", "EDIT.safetensors"]
+    return " ".join([*words, "--out", folder])
 
 
 def generate_images(*, out: Path, texts: list[str], prompt_file: Path | None, seeds: str,
@@ -376,6 +382,19 @@ def score_folder(task: Task, folder: Path, reference: Path | None, device: str,
     _warn_unlike(warn, task, f"the images in {str(folder)!r}",
                  drawn_otherwise(task, held, [p for r in chosen for p in complete[r]]),
                  "Their numbers")
+    # The original model's images the task compares with, looked for before any scoring
+    # (an SD task's takes minutes) rather than at the first one the scorer misses.
+    declared = {(p.text, p.seed): p for r in chosen for p in task.reference_prompts(r)}
+    if declared:
+        absent = [p for key, p in declared.items()
+                  if reference_held is not None and key not in reference_held.files]
+        if absent:
+            raise UserError(
+                f"{str(reference)!r} lacks {len(absent):,} of the {len(declared):,} original-"
+                f"model images task {task.name!r} compares with, e.g. {absent[0].text!r} "
+                f"seed {absent[0].seed}; `erasebench prompts --task {task.name}` prints the "
+                "command that draws them")
+        reference_images(list(declared.values()))  # --reference missing, or drawn otherwise
     context = ScoringContext(device=device, reference_images=reference_images)
     for request in chosen:
         prompts = complete[request]

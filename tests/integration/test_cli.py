@@ -360,6 +360,16 @@ def test_erase_generate_score_export(tmp_path, capsys):
     assert "change_erase" in capsys.readouterr().out
     assert main(["score", "--task", "mock", "--images", str(tmp_path / "base")]) == 2
     assert "--reference" in capsys.readouterr().err
+    # A reference folder without some of the images compared with: said whole, at once.
+    assert main(["generate", "--out", str(tmp_path / "half"), *common[:2], "--seeds", "0-1",
+                 *common[4:]]) == 0
+    capsys.readouterr()
+    assert main(["score", "--task", "mock", "--images", str(tmp_path / "erased"),
+                 "--reference", str(tmp_path / "half")]) == 2
+    assert " ".join(capsys.readouterr().err.split()).endswith(
+        f"error: {str(tmp_path / 'half')!r} lacks 4 of the 8 original-model images task "
+        "'mock' compares with, e.g. 'a photo of a cat' seed 2; `erasebench prompts --task "
+        "mock` prints the command that draws them")
     (tmp_path / "base" / "00003.png").unlink()
     assert main(["score", "--task", "mock", "--images", str(tmp_path / "erased"),
                  "--reference", str(tmp_path / "base")]) == 2
@@ -455,6 +465,44 @@ def _task_prompts(tmp_path, capsys, options):
                         printed)
     assert command
     return prompts, printed, command.group(1)
+
+
+def test_prompts_says_how_to_draw_the_original_models_images_a_task_compares_with(
+        tmp_path, capsys):
+    from erasebench.registry import TASKS
+    from erasebench.specs import PromptSpec
+    from erasebench.testing import MockTask
+
+    # The mock task compares each image with the original model's of the same prompt.
+    prompts, printed, command = _task_prompts(tmp_path, capsys, ["--task", "mock"])
+    assert ("and the original model's images of the same prompts, which its scoring compares "
+            f"with, without an edit: erasebench {command} --out BASE and score them: "
+            "erasebench score --task mock --images IMAGES --reference BASE (images") in printed
+    # A task that compares with none says nothing of them.
+    _, printed, _ = _task_prompts(tmp_path, capsys, ["--task", "shapes_objects",
+                                                     "--task-config", "images_per_class=1"])
+    assert "BASE" not in printed
+    assert "erasebench score --task shapes_objects --task-config images_per_class=1 " \
+        "--images IMAGES (images drawn" in printed
+
+    class ComparesWithABird(MockTask):
+        def reference_prompts(self, request):
+            return [PromptSpec(text="a photo of a bird", seed=7)]
+
+    # Original-model images of prompts the task's images do not have: a file of their own.
+    TASKS.register("compares_with_a_bird")(ComparesWithABird)
+    try:
+        prompts, printed, command = _task_prompts(tmp_path, capsys,
+                                                  ["--task", "compares_with_a_bird"])
+    finally:
+        TASKS.unregister("compares_with_a_bird")
+    birds = tmp_path / "prompts.reference.csv"
+    assert pd.read_csv(birds)[["prompt", "seed"]].values.tolist() == [["a photo of a bird", 7]]
+    assert len(pd.read_csv(prompts)) == 8
+    assert f"to {prompts}, and the 1 its scoring compares with to {birds}. To draw" in printed
+    assert ("and the original model's images of prompts.reference.csv's prompts, which its "
+            f"scoring compares with, without an edit: erasebench "
+            f"{command.replace(str(prompts), str(birds))} --out BASE") in printed
 
 
 def test_a_tasks_prompts_drawn_with_an_edit_are_scored_for_the_request_it_was_made_for(
