@@ -20,7 +20,7 @@ their time went (``erasebench.results.UnitTimings``).
   cache (``erasebench.cached_work``: the local backend, ``--dry-run --check-cache``),
   those the cache does not hold either; the rest are read. Its scoring draws the original
   model's images it compares with (``Task.reference_prompts``) that neither it nor a unit
-  before it draws, at the drawing pace: its own process does, after its images.
+  before it draws, at the drawing pace, after its own images and shared alike.
 - Erasures: making one can take longer than drawing a unit's images (an AGE erasure of
   SD 42 minutes on an H100, an Imagenette unit's 5,000 images 50), and only the first
   unit that needs it makes it; each erasure still to make counts at what its eraser's
@@ -397,10 +397,10 @@ class RunProgress:
                                            for run_id, (drawing, rest) in parts.items()}
 
     def _unit_parts(self) -> dict[str, tuple[float, float]] | None:
-        """Each unfinished unit's seconds for the images it draws, which idle processes
-        may share (``Runner.help``), and for the rest, reading, scoring and drawing the
-        original model's images the scoring compares with, which its own process does; in
-        the units' order, None as :meth:`images_left_seconds` says."""
+        """Each unfinished unit's seconds for the images it draws, its own and the original
+        model's its scoring compares with, which idle processes may share (``Runner.help``),
+        and for the rest, reading and scoring, which its own process does; in the units'
+        order, None as :meth:`images_left_seconds` says."""
         left = [run_id for run_id in self.images_of if run_id not in self.finished]
         rates = {task: (_rate(self.drawing_seconds, self.drawn, task),
                         _rate(self.reading_seconds, self.read, task) or 0.0,
@@ -414,9 +414,8 @@ class RunProgress:
             drawing, reading, other = rates[self.task_of.get(run_id, "")]
             if (draws or references) and drawing is None:
                 return None
-            parts[run_id] = (draws * (drawing or 0.0),
-                             (images - draws) * reading + images * other
-                             + references * (drawing or 0.0))
+            parts[run_id] = ((draws + references) * (drawing or 0.0),
+                             (images - draws) * reading + images * other)
         return parts
 
     def _erasures_left(self) -> set[tuple[Hashable, ...]]:

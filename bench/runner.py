@@ -156,7 +156,8 @@ class Runner:
         end theirs first would sit idle while the longest ones run; an AGE unit of
         Imagenette (a 42-minute erasure, then 5,000 images) held a full reproduction on 64
         GPUs or more, and one eraser's units on 16 (``benchmarks/reproduction_hours.py``).
-        Helpers split a unit's images with its process through the cache's claims, as
+        Helpers split a unit's images, and the original model's images its scoring compares
+        with (``Task.reference_prompts``), with its process through the cache's claims, as
         processes asking for the same images always have, and an image never depends on who
         draws it, so the rows are the same. The unit's process still scores them and writes
         its record. A unit whose erasure is being made waits for it (``Runner.edit``), so
@@ -174,9 +175,12 @@ class Runner:
             began = time.perf_counter()
             edit, made = self.edit(unit, model)
             erased_at = time.perf_counter()
+            generator = self._generator(unit, model)
             with edit.applied(model):
-                drawn = self._generator(unit, model).draw_unclaimed(
-                    unit.task.prompts(unit.spec.request))
+                drawn = generator.draw_unclaimed(unit.task.prompts(unit.spec.request))
+            # Then the original model's images its scoring compares with, which its own
+            # process would otherwise draw alone once its own are drawn.
+            drawn += generator.draw_unclaimed(unit.task.reference_prompts(unit.spec.request))
             helped[unit.run_id] = drawn
             if drawn or made:  # the helper's work, for erasebench timings
                 write_help_record(self.results_dir, HelpRecord(

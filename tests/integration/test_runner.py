@@ -133,7 +133,8 @@ def test_a_process_with_no_unit_left_draws_the_images_of_one_another_process_run
         tmp_path):
     # Another process holds the mock unit's lock (it is running it): this runner, with no
     # unit of its own left, makes the erasure (not claimed yet) and draws all the unit's
-    # images; the unit's process then only reads them and writes the rows a lone run does.
+    # images, then the original model's its scoring compares with; the unit's process then
+    # only reads them and writes the rows a lone run does.
     units = _units(images_per_concept=3)
     unit = next(unit for unit in units if unit.eraser.name == "mock")
     lone = Runner(tmp_path / "lone", tmp_path / "lone_cache", progress=False)
@@ -146,17 +147,18 @@ def test_a_process_with_no_unit_left_draws_the_images_of_one_another_process_run
         helper = Runner(results, cache, progress=False,
                         on_help=lambda unit, drawn: helped_lines.append((unit.run_id, drawn)))
         summary = helper.run([unit])
-    assert summary.busy == [unit.run_id] and summary.helped == {unit.run_id: 6}
-    assert helped_lines == [(unit.run_id, 6)]  # 2 concepts x 3 images
+    assert summary.busy == [unit.run_id] and summary.helped == {unit.run_id: 12}
+    assert helped_lines == [(unit.run_id, 12)]  # 2 concepts x 3 images, edited and not
     # The helper's work, which the unit's record will not hold, is in its help record.
     [helping] = help_records(results)
     assert (helping.run_id, helping.eraser, helping.device, helping.images_drawn) == (
-        unit.run_id, "mock", describe_device("cpu"), 6)
+        unit.run_id, "mock", describe_device("cpu"), 12)
     assert helping.erasure_made and helping.erasure > 0 and helping.drawing > 0
     owner = Runner(results, cache, progress=False)
     assert owner.run_unit(unit) == "done"
     timings = owner.store.record(unit.run_id).provenance.timings
-    assert timings.images_drawn == 0 and timings.erasure_trained is False
+    assert timings.images_drawn == timings.scoring_drawn == 0
+    assert timings.erasure_trained is False
     assert timings.images_awaited == 0.0  # all drawn before it came: no waiting recorded
     pd.testing.assert_frame_equal(load_results(tmp_path / "lone")[STABLE],
                                   load_results(results)[STABLE])

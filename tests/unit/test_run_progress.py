@@ -186,9 +186,9 @@ def test_reference_images_a_unit_to_do_draws_are_priced_at_the_drawing_pace():
     assert progress.images_to_draw == 2_000
     # 1,000 of its own and 1,000 references at 0.25 s, then 10 s of scoring
     assert progress.images_left_seconds() == pytest.approx(500 + 10)
-    # On two processes the idle one helps draw the unit's own images, not the references.
+    # On two processes the idle one helps draw both.
     progress.processes = 2
-    assert progress.seconds_left_by_timings() == pytest.approx(125 + 250 + 10)
+    assert progress.seconds_left_by_timings() == pytest.approx(250 + 10)
 
 
 def test_durations_read_at_a_glance():
