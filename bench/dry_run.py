@@ -38,11 +38,12 @@ def print_plan(console: Console, units: Any, todo: Any, records: Any, processes:
     # The original model's images the scoring compares with, where no unit draws them.
     scoring = (f" and {workload.references:,} of the original model's that their scoring "
                "compares with" if workload.references else "")
-    console.print(f"{len(units)} work units, {len(todo)} to do: {workload.asked:,} images asked "
-                  f"for{scoring}, {workload.distinct:,} distinct ({left.distinct:,} for the "
-                  "units to do), an image that several units ask for being drawn once, and "
-                  f"{workload.edits:,} erasures ({left.edits:,} for the units to do); the caches "
-                  "may hold some already.", markup=False)
+    console.print(f"{_counted(len(units), 'work unit')}, {len(todo)} to do: {workload.asked:,} "
+                  f"images asked for{scoring}, {workload.distinct:,} distinct "
+                  f"({left.distinct:,} for the units to do), an image that several units ask "
+                  f"for being drawn once, and {_counted(workload.edits, 'erasure')} "
+                  f"({left.edits:,} for the units to do); the caches may hold some already.",
+                  markup=False)
     for (model, steps, height, width), count in left.by_setting.items():
         size = f"{height}x{width} px" if height or width else "native size"
         console.print(f"  to draw with {model}: {count:,} images, {steps} steps, {size}",
@@ -53,6 +54,11 @@ def print_plan(console: Console, units: Any, todo: Any, records: Any, processes:
     if todo:
         console.print(time_left_line(units, records, processes, workload, held, helping,
                                      device, others), markup=False)
+
+
+def _counted(count: int, noun: str) -> str:
+    """``1 erasure``, ``88 erasures``."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def time_left_line(units: Any, records: Any, processes: int, workload: Any, held: Any,

@@ -82,12 +82,13 @@ class RunConsole:
 
     def unit_helped(self, unit: Any, drawn: int) -> None:
         """``runner.Runner.on_help``: this process, with no unit left to start, drew
-        ``drawn`` of the images of ``unit``, which another process runs and will record."""
+        ``drawn`` images for ``unit``, which another process runs and will record: its own
+        and the original model's its scoring compares with."""
         now = self.clock()
         if drawn:
             prefix = f"helper {self.helper} " if self.helper else ""
             self.out.print(f"  {prefix}[helped] {unit.describe()}  ({unit.run_id}, "
-                           f"{now - self.last:.1f} s): drew {drawn:,} of its images",
+                           f"{now - self.last:.1f} s): drew {drawn:,} images for it",
                            markup=False)
         self.last = now
 

@@ -236,7 +236,7 @@ def test_a_run_left_without_units_draws_the_images_of_one_another_run_holds(tmp_
     argv, unit = _run_while_another_run_holds_mocks_unit(tmp_path)
     out = " ".join(capsys.readouterr().out.split())
     assert re.search(rf"\[helped\] mock x mock \[cat\] \({unit.run_id}, [\d.]+ s\): drew 8 "
-                     "of its images", out), out
+                     "images for it", out), out
     assert ("done 1 here, 0 by helper or other processes, 0 already done, busy (another run) "
             "1, 8 images drawn for 1 unit run elsewhere;") in out
     assert main(argv) == 0
@@ -926,7 +926,7 @@ def test_dry_run_counts_the_original_models_images_the_scoring_draws(tmp_path, c
               "--results", str(tmp_path / "results"), "--cache", str(tmp_path / "cache")]
     assert main(["run", "--erasers", "mock", *common]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert ("1 work units, 1 to do: 8 images asked for and 8 of the original model's that "
+    assert ("1 work unit, 1 to do: 8 images asked for and 8 of the original model's that "
             "their scoring compares with, 16 distinct (16 for the units to do)") in out
     assert "to draw with tiny: 16 images, 2 steps" in out
     assert main(["run", "--erasers", "sd,mock", *common]) == 0  # sd's images are they
