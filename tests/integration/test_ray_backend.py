@@ -140,7 +140,8 @@ def test_an_actor_that_does_not_share_the_drivers_results_folder_or_code_stops_t
 def test_an_actor_left_without_a_unit_draws_the_images_of_one_running(tmp_path):
     # Another run holds the one unit's lock: the actor handed it finds it busy, and the
     # other actor, with no unit left to hand it, draws all the unit's images (making the
-    # erasure nobody had claimed); the unit's own run then only reads them.
+    # erasure nobody had claimed), then the original model's 6 its scoring compares with;
+    # the unit's own run then only reads them.
     from filelock import FileLock
 
     from erasebench.help_records import help_records
@@ -163,13 +164,15 @@ def test_an_actor_left_without_a_unit_draws_the_images_of_one_running(tmp_path):
     finally:
         ray.shutdown()
     assert summary.busy == [unit.run_id]
-    assert summary.helped == {unit.run_id: 6} and heard == [(unit.run_id, 6)]
+    assert summary.helped == {unit.run_id: 12} and heard == [(unit.run_id, 12)]
     # The actor wrote its help record into the results folder, as a local helper does.
     [helping] = help_records(results)
-    assert (helping.run_id, helping.images_drawn, helping.erasure_made) == (unit.run_id, 6, True)
+    assert (helping.run_id, helping.images_drawn, helping.erasure_made) == (unit.run_id, 12,
+                                                                             True)
     owner = Runner(results, cache, progress=False)
     assert owner.run_unit(unit) == "done"
-    assert owner.store.record(unit.run_id).provenance.timings.images_drawn == 0
+    timings = owner.store.record(unit.run_id).provenance.timings
+    assert timings.images_drawn == timings.scoring_drawn == 0
 
 
 def _record_sd_and_mock_with_mock_on_an_h100(common, tmp_path):
