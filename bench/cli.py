@@ -669,13 +669,18 @@ def weights(
         "--task-config", help="Task option KEY=VALUE for the listed tasks that have it (e.g. "
         "graph=netfive, clip_weights=PATH), or TASK.KEY=VALUE for one; repeatable.")] = None,
     download: Annotated[bool, typer.Option(
-        help="Download the missing files (needs network).")] = False,
+        help="Download the missing files, the base models' into the Hugging Face cache "
+        "(needs network).")] = False,
+    model: Annotated[str | None, typer.Option(
+        help="The base model a run would be given (`run --model`: a hub id is looked for "
+        "in the Hugging Face cache); default: each task's own.")] = None,
 ) -> None:
     """List the weight files each task's scorers read and whether they are there.
 
-    Each file's path and source are shown; the command exits 1 if any is missing. With
-    --download, every missing file is tried, and each that could not be fetched is named
-    with the reason below the table."""
+    Each file's path and source are shown; the command exits 1 if any is missing. Below
+    the table: whether the Hugging Face cache holds the files a run loads of each hub
+    model the tasks draw with. With --download, every missing file is tried, and each
+    that could not be fetched is named with the reason."""
     names = _split_names(tasks) or TASKS.names()
     options = _plugin_options("task", TASKS, names, task_config, "--task-config")
     # On a terminal too narrow for them, paths fold rather than lose their middle.
@@ -705,7 +710,7 @@ def weights(
     for path, landed in fetched.items():
         if isinstance(landed, str):
             console.print(f"not downloaded: {path} ({landed})")
-    _print_base_models(names)
+    _print_base_models(names, model, download)
     if missing:
         fetch = "" if download else ("`erasebench weights --download` fetches them where "
                                      "there is network, or ")
@@ -714,19 +719,25 @@ def weights(
         raise typer.Exit(1)
 
 
-def _print_base_models(names: list[str]) -> None:
+def _print_base_models(names: list[str], model: str | None, download: bool) -> None:
     """Whether the Hugging Face cache holds the files of each hub model the tasks
-    ``names`` draw with (a run reads only the cache where there is no network)."""
-    from erasebench.hub import hub_download_command, missing_from_cache
+    ``names`` draw with (``model`` for all, where given): a run reads only the cache where
+    there is no network. With ``download``, those it lacks are fetched first, and each
+    that could not be is named with the reason."""
+    from erasebench.hub import download_to_cache, hub_download_command, missing_from_cache
     from erasebench.models import BUILT_IN_MODEL_IDS, HUB_MODEL_FILES
 
     users: dict[str, list[str]] = {}
     for name in names:
-        model_id = TASKS.get(name).default_model
+        model_id = model or TASKS.get(name).default_model
         if model_id not in BUILT_IN_MODEL_IDS and not Path(model_id).expanduser().exists():
             users.setdefault(model_id, []).append(name)
     for model_id, tasks in users.items():
         lacking = missing_from_cache(model_id, HUB_MODEL_FILES)
+        if download and lacking:
+            for name, why in download_to_cache(model_id, lacking).items():
+                console.print(f"not downloaded: {model_id} {name} ({why})", markup=False)
+            lacking = missing_from_cache(model_id, HUB_MODEL_FILES)
         drawn_by = f"base model {model_id} (tasks {', '.join(tasks)}):"
         if not lacking:
             console.print(f"{drawn_by} in the Hugging Face cache", markup=False)

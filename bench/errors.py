@@ -29,5 +29,18 @@ class PluginImportError(UserError):
     """A registered plugin could not be imported; names the plugin and its entry point."""
 
 
+# An error's own words are shown up to this length (a DNS failure, "the hub did not answer");
+# longer ones (huggingface_hub's paragraphs of advice) by their type alone.
+SHORT_REASON = 200
+
+
+def short_reason(error: Exception) -> str:
+    """``TypeName: its words`` on one line, or the type's name alone where the words are
+    none or too long: why a download failed, for a line of its own."""
+    words = " ".join(str(error).split())
+    return f"{type(error).__name__}: {words}" if words and len(words) <= SHORT_REASON \
+        else type(error).__name__
+
+
 class CorruptFileError(Exception):
     """A stored file failed its integrity check (truncated, altered, or half-written)."""

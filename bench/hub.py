@@ -14,6 +14,8 @@ import os
 from collections.abc import Sequence
 from functools import cache
 
+from erasebench.errors import short_reason
+
 # Long enough for a slow link to answer, short against the minutes the retries take.
 PROBE_SECONDS = 5.0
 _TRUE = ("1", "true", "yes", "on")
@@ -51,6 +53,24 @@ def hub_download_command() -> str:
 
     major, minor = (int(part) for part in huggingface_hub.__version__.split(".")[:2])
     return "hf download" if (major, minor) >= (0, 34) else "huggingface-cli download"
+
+
+def download_to_cache(repo: str, files: Sequence[str]) -> dict[str, str]:
+    """Downloads ``files`` of the hub repository ``repo`` (at main) into the Hugging Face
+    cache; returns why each that could not be fetched was not. The hub is asked once
+    first: without network huggingface_hub retries each file with back-off for ~25 s."""
+    from huggingface_hub import hf_hub_download
+
+    unreachable = hub_unreachable()
+    if unreachable:
+        return dict.fromkeys(files, f"ConnectionError: {unreachable}")
+    failures = {}
+    for name in files:
+        try:
+            hf_hub_download(repo, name)
+        except Exception as error:  # no network, a gated repository, a missing file: all said
+            failures[name] = short_reason(error)
+    return failures
 
 
 def missing_from_cache(repo: str, files: Sequence[str]) -> list[str]:

@@ -17,13 +17,10 @@ from pathlib import Path
 
 import torch
 
-from erasebench.errors import UserError
+from erasebench.errors import UserError, short_reason
 from erasebench.io import sha256_file
 
 _DIGESTS: dict[tuple[str, int, int], str] = {}
-# An error's own words are shown up to this length (a DNS failure, "the hub did not answer");
-# longer ones (huggingface_hub's paragraphs of advice) by their type alone.
-_SHORT_REASON = 200
 
 
 class MissingWeightsError(UserError):
@@ -99,7 +96,7 @@ class WeightFile:
                     return fetched
                 failure = f"the download left no file at {fetched}"
             except Exception as error:  # no network, proxy, DNS: all mean "put the file there"
-                failure = f"download failed: {_reason(error)}"
+                failure = f"download failed: {short_reason(error)}"
         explicit = f", or give its path with the task option {self.option!r}" if self.option \
             else ""
         raise MissingWeightsError(
@@ -110,9 +107,3 @@ class WeightFile:
     def version(self) -> str:
         """``sha256:<prefix>`` of the file, or ``missing``."""
         return f"sha256:{file_digest(self.path)}" if self.present() else "missing"
-
-
-def _reason(error: Exception) -> str:
-    words = " ".join(str(error).split())
-    return f"{type(error).__name__}: {words}" if words and len(words) <= _SHORT_REASON \
-        else type(error).__name__

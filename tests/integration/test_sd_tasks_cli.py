@@ -99,6 +99,11 @@ def test_weights_download_tries_every_missing_file_and_says_why_each_failed(tmp_
         "alexnet-owt-7be5be79.pth", "resnet50-11ad3fa6.pth",
         "weights-inception-2015-12-05-6726825d.pth"]
     failed = [line for line in out.splitlines() if line.startswith("not downloaded: ")]
+    # The SD tasks' base model's 12 files too, into the hub's cache
+    base_model = [line for line in failed if "CompVis/stable-diffusion-v1-4" in line]
+    assert len(base_model) == 12
+    assert all(line.endswith("(ConnectionError: HF_HUB_OFFLINE is set)") for line in base_model)
+    failed = [line for line in failed if line not in base_model]
     # Not told to do what it just did
     assert len(failed) == 4 and "5 file(s) missing: put them at the paths shown" in out
     assert sum("Name or service not known" in line for line in failed) == 3
@@ -130,7 +135,7 @@ def test_weights_download_shows_the_file_where_the_hub_put_it(tmp_path, monkeypa
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", hub_download)
     monkeypatch.setattr(torch.hub, "download_url_to_file", url_download)
-    assert main(["weights", "--download", "--tasks", "artist"]) == 0
+    assert main(["weights", "--download", "--tasks", "artist", "--model", "tiny"]) == 0
     out = capsys.readouterr().out
     assert out.count(" yes ") == 2 and " no " not in out and "not downloaded" not in out
     assert str(snapshot / SAFETENSORS_NAME) in out
@@ -166,3 +171,47 @@ def test_weights_says_whether_the_base_model_is_in_the_hub_cache(tmp_path, monke
     out = " ".join(capsys.readouterr().out.split())
     assert "base model CompVis/stable-diffusion-v1-4 (tasks imagenette): in the Hugging Face " \
         "cache" in out
+
+
+def test_weights_checks_and_downloads_the_base_model_a_run_would_be_given(tmp_path,
+                                                                         monkeypatch, capsys):
+    import huggingface_hub
+    import huggingface_hub.constants
+
+    from erasebench import hub
+    from erasebench.models import HUB_MODEL_FILES
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    argv = ["weights", "--tasks", "shapes_objects", "--model", "someone/sd-finetune"]
+    main(argv)
+    out = " ".join(capsys.readouterr().out.split())
+    # --model stands for every task's own, as in `run`
+    assert ("base model someone/sd-finetune (tasks shapes_objects): 12 of its 12 files not "
+            "in the Hugging Face cache") in out
+    snapshot = tmp_path / "hub" / "models--someone--sd-finetune" / "snapshots" / ("b" * 40)
+
+    def hub_download(repo, filename):
+        assert repo == "someone/sd-finetune"
+        if filename == "unet/diffusion_pytorch_model.safetensors":
+            raise OSError("401 Client Error: access to this model is restricted")
+        (snapshot.parents[1] / "refs").mkdir(parents=True, exist_ok=True)
+        (snapshot.parents[1] / "refs" / "main").write_text("b" * 40)
+        (snapshot / filename).parent.mkdir(parents=True, exist_ok=True)
+        (snapshot / filename).write_text("{}")
+        return str(snapshot / filename)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hub_download)
+    monkeypatch.setattr(hub, "hub_unreachable", lambda: None)
+    main([*argv, "--download"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert ("not downloaded: someone/sd-finetune unet/diffusion_pytorch_model.safetensors "
+            "(OSError: 401 Client Error: access to this model is restricted)") in out
+    assert "base model someone/sd-finetune (tasks shapes_objects): 1 of its 12 files not" in out
+    assert all((snapshot / name).is_file() for name in HUB_MODEL_FILES
+               if name != "unet/diffusion_pytorch_model.safetensors")
+    # Without network each missing file is named at once, with the reason the hub gave.
+    monkeypatch.setattr(hub, "hub_unreachable", lambda: "HF_HUB_OFFLINE is set")
+    main([*argv, "--download"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert ("not downloaded: someone/sd-finetune unet/diffusion_pytorch_model.safetensors "
+            "(ConnectionError: HF_HUB_OFFLINE is set)") in out
