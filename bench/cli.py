@@ -514,9 +514,9 @@ def task_prompts(
     lines = [f"{wrote}. To draw them as the task does:", f"  {generate_command(chosen, out)}"]
     score = f"erasebench score --task {task}{options} --images IMAGES"
     if not base.empty:
-        which = ("of the same prompts" if len(base) == len(table) else
-                 f"of {len(base):,} of them (this draws all {len(table):,})" if base_file == out
-                 else f"of {base_file.name}'s prompts")
+        which = (f"of {base_file.name}'s prompts" if base_file != out else
+                 "of the same prompts" if len(base) == len(table) else
+                 f"of {len(base):,} of them (this draws all {len(table):,})")
         lines += [f"and the original model's images {which}, which its scoring compares "
                   "with, without an edit:",
                   f"  {generate_command(chosen, base_file, edited=False, folder='BASE')}"]

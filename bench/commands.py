@@ -385,16 +385,16 @@ def score_folder(task: Task, folder: Path, reference: Path | None, device: str,
     # The original model's images the task compares with, looked for before any scoring
     # (an SD task's takes minutes) rather than at the first one the scorer misses.
     declared = {(p.text, p.seed): p for r in chosen for p in task.reference_prompts(r)}
-    if declared:
-        absent = [p for key, p in declared.items()
-                  if reference_held is not None and key not in reference_held.files]
+    if declared and reference_held is not None:
+        absent = [p for key, p in declared.items() if key not in reference_held.files]
         if absent:
             raise UserError(
                 f"{str(reference)!r} lacks {len(absent):,} of the {len(declared):,} original-"
                 f"model images task {task.name!r} compares with, e.g. {absent[0].text!r} "
                 f"seed {absent[0].seed}; `erasebench prompts --task {task.name}` prints the "
                 "command that draws them")
-        reference_images(list(declared.values()))  # --reference missing, or drawn otherwise
+    if declared:  # says at once that --reference is missing, or its images drawn otherwise
+        reference_images(list(declared.values()))
     context = ScoringContext(device=device, reference_images=reference_images)
     for request in chosen:
         prompts = complete[request]
