@@ -63,7 +63,7 @@ def download_to_cache(repo: str, files: Sequence[str]) -> dict[str, str]:
 
     unreachable = hub_unreachable()
     if unreachable:
-        return dict.fromkeys(files, f"ConnectionError: {unreachable}")
+        return dict.fromkeys(files, short_reason(ConnectionError(unreachable)))
     failures = {}
     for name in files:
         try:
