@@ -673,13 +673,15 @@ def weights(
         "(needs network).")] = False,
     model: Annotated[str | None, typer.Option(
         help="The base model a run would be given (`run --model`: a hub id is looked for "
-        "in the Hugging Face cache); default: each task's own.")] = None,
+        "in the Hugging Face cache, a diffusers folder checked for the files a run reads); "
+        "default: each task's own.")] = None,
 ) -> None:
     """List the weight files each task's scorers read and whether they are there.
 
     Each file's path and source are shown; the command exits 1 if any is missing. Below
     the table: whether the Hugging Face cache holds the files a run loads of each hub
-    model the tasks draw with. With --download, every missing file is tried, and each
+    model the tasks draw with, or a diffusers folder given as --model those a run reads
+    (exit 1 if it lacks any). With --download, every missing file is tried, and each
     that could not be fetched is named with the reason."""
     names = _split_names(tasks) or TASKS.names()
     options = _plugin_options("task", TASKS, names, task_config, "--task-config")
@@ -710,35 +712,47 @@ def weights(
     for path, landed in fetched.items():
         if isinstance(landed, str):
             console.print(f"not downloaded: {path} ({landed})")
-    _print_base_models(names, model, download)
+    folder_lacks = _print_base_models(names, model, download)
     if missing:
         fetch = "" if download else ("`erasebench weights --download` fetches them where "
                                      "there is network, or ")
         console.print(f"{missing} file(s) missing: {fetch}put them at the paths shown "
                       "(TORCH_HOME and HF_HOME move the caches), from the sources shown.")
+    if missing or folder_lacks:
         raise typer.Exit(1)
 
 
-def _print_base_models(names: list[str], model: str | None, download: bool) -> None:
+def _print_base_models(names: list[str], model: str | None, download: bool) -> int:
     """Whether the Hugging Face cache holds the files of each hub model the tasks
     ``names`` draw with (``model`` for all, where given): a run reads only the cache where
     there is no network. With ``download``, those it lacks are fetched first, and each
-    that could not be is named with the reason."""
+    that could not be is named with the reason. A diffusers folder is checked for the
+    files a run reads of it; returns how many its folders lack (a run would fail on them)."""
     from erasebench.hub import download_to_cache, hub_download_command, missing_from_cache
-    from erasebench.models import BUILT_IN_MODEL_IDS, HUB_MODEL_FILES
+    from erasebench.model_files import HUB_MODEL_FILES, missing_from_folder
+    from erasebench.models import BUILT_IN_MODEL_IDS
 
     users: dict[str, list[str]] = {}
     for name in names:
         model_id = model or TASKS.get(name).default_model
-        if model_id not in BUILT_IN_MODEL_IDS and not Path(model_id).expanduser().exists():
+        if model_id not in BUILT_IN_MODEL_IDS:
             users.setdefault(model_id, []).append(name)
+    folder_lacks = 0
     for model_id, tasks in users.items():
+        drawn_by = f"base model {model_id} (tasks {', '.join(tasks)}):"
+        folder = Path(model_id).expanduser()
+        if folder.exists():
+            lacking = missing_from_folder(folder)
+            folder_lacks += len(lacking)
+            console.print(f"{drawn_by} a run reads files the folder lacks: {'; '.join(lacking)}"
+                          if lacking else f"{drawn_by} a diffusers folder with every file a "
+                          "run reads", markup=False)
+            continue
         lacking = missing_from_cache(model_id, HUB_MODEL_FILES)
         if download and lacking:
             for name, why in download_to_cache(model_id, lacking).items():
                 console.print(f"not downloaded: {model_id} {name} ({why})", markup=False)
             lacking = missing_from_cache(model_id, HUB_MODEL_FILES)
-        drawn_by = f"base model {model_id} (tasks {', '.join(tasks)}):"
         if not lacking:
             console.print(f"{drawn_by} in the Hugging Face cache", markup=False)
             continue
@@ -746,6 +760,7 @@ def _print_base_models(names: list[str], model: str | None, download: bool) -> N
                       "the Hugging Face cache; a run downloads them where there is network, "
                       f"and `{hub_download_command()} {model_id} {' '.join(lacking)}` fetches "
                       "them ahead (or pass a diffusers folder as --model)", markup=False)
+    return folder_lacks
 
 
 def _downloaded(file: WeightFile) -> Path | str:

@@ -21,6 +21,7 @@ from torch import nn
 
 from erasebench.errors import UserError
 from erasebench.hub import hub_unreachable
+from erasebench.model_files import missing_from_folder
 from erasebench.specs import ModelSpec
 from erasebench.tokenizer import sd_tokenizer
 
@@ -36,15 +37,6 @@ SD_V1_SCHEDULER = {
 SHAPES_MODEL_ID = "shapes"  # the miniature world's model, shipped in tasks/shapes/weights
 SD_RANDOM_MODEL_ID = "sd-v1-random"  # SD v1.4's architecture, random weights
 BUILT_IN_MODEL_IDS = (TINY_MODEL_ID, SD_RANDOM_MODEL_ID, SHAPES_MODEL_ID)
-# The files DiffusionModel.load reads of a hub id (safetensors only): `erasebench weights`
-# looks for them in the Hugging Face cache and names them to download ahead.
-HUB_MODEL_FILES = (
-    "model_index.json", "scheduler/scheduler_config.json", "tokenizer/vocab.json",
-    "tokenizer/merges.txt", "tokenizer/special_tokens_map.json",
-    "tokenizer/tokenizer_config.json", "text_encoder/config.json",
-    "text_encoder/model.safetensors", "unet/config.json",
-    "unet/diffusion_pytorch_model.safetensors", "vae/config.json",
-    "vae/diffusion_pytorch_model.safetensors")
 # The message dynamo's tracing of diffusers' version checks warns with (compiled_unet).
 _DIFFUSERS_VERSION_CHECK_WARNING = (r"(?s)Dynamo detected a call to a `functools\.lru_cache`"
                                     r"-wrapped function.*diffusers.*is_torch_version\(")
@@ -87,6 +79,9 @@ class DiffusionModel:
                     f"model path {str(local)!r} is not a diffusers folder (no model_index.json);"
                     " pass a folder written by save_pretrained or a hub id"
                 )
+            lacking = missing_from_folder(local)
+            if lacking:
+                raise UserError(f"model folder {str(local)!r} lacks {'; '.join(lacking)}")
             source: str = str(local.resolve())
         elif local.is_absolute() or model_id.startswith((".", "~")) or model_id.count("/") > 1:
             # A path, not a hub id ("namespace/name"): the hub's own error would say only

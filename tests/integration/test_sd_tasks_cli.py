@@ -145,7 +145,7 @@ def test_weights_says_whether_the_base_model_is_in_the_hub_cache(tmp_path, monke
                                                                   capsys):
     import huggingface_hub.constants
 
-    from erasebench.models import HUB_MODEL_FILES
+    from erasebench.model_files import HUB_MODEL_FILES
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     main(["weights", "--tasks", "imagenette,artist,shapes_objects"])
@@ -179,7 +179,7 @@ def test_weights_checks_and_downloads_the_base_model_a_run_would_be_given(tmp_pa
     import huggingface_hub.constants
 
     from erasebench import hub
-    from erasebench.models import HUB_MODEL_FILES
+    from erasebench.model_files import HUB_MODEL_FILES
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     argv = ["weights", "--tasks", "shapes_objects", "--model", "someone/sd-finetune"]
@@ -215,3 +215,22 @@ def test_weights_checks_and_downloads_the_base_model_a_run_would_be_given(tmp_pa
     out = " ".join(capsys.readouterr().out.split())
     assert ("not downloaded: someone/sd-finetune unet/diffusion_pytorch_model.safetensors "
             "(ConnectionError: HF_HUB_OFFLINE is set)") in out
+
+
+def test_weights_checks_a_diffusers_folder_given_as_the_base_model(tiny, tmp_path, capsys):
+    folder = tiny.save_pretrained(tmp_path / "sd folder")
+    argv = ["weights", "--tasks", "shapes_objects", "--model", str(folder)]
+    assert main(argv) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert (f"base model {folder} (tasks shapes_objects): a diffusers folder with every file "
+            "a run reads") in out
+    # One that a run would fail on, an fp16 variant in place of the UNet's weights, fails
+    # the check, as a missing scorer file does.
+    unet = folder / "unet" / "diffusion_pytorch_model.safetensors"
+    unet.rename(unet.with_name("diffusion_pytorch_model.fp16.safetensors"))
+    assert main(argv) == 1
+    out = " ".join(capsys.readouterr().out.split())
+    assert (f"base model {folder} (tasks shapes_objects): a run reads files the folder "
+            "lacks: unet/diffusion_pytorch_model.safetensors (it has "
+            "diffusion_pytorch_model.fp16.safetensors, which a run does not read: safetensors "
+            "under this name only)") in out

@@ -129,7 +129,7 @@ def test_the_hub_model_files_weights_names_are_all_a_load_reads(tiny, silent_hub
     # merges.txt, which save_pretrained no longer writes).
     import shutil
 
-    from erasebench.models import HUB_MODEL_FILES
+    from erasebench.model_files import HUB_MODEL_FILES
     from erasebench.tokenizer import write_clip_tokenizer_files
 
     saved = tmp_path / "saved"
