@@ -23,10 +23,8 @@ import torch
 from pydantic import Field
 
 from erasebench.baselines.common import (
-    autocast,
     concepts_and_targets,
     editing,
-    frozen_weights_cast,
     train_loop,
 )
 from erasebench.baselines.esd import ESDX, ESDConfig
@@ -34,6 +32,7 @@ from erasebench.edits import EditedModel
 from erasebench.models import DiffusionModel
 from erasebench.registry import register_eraser
 from erasebench.specs import ErasureRequest
+from erasebench.training_precision import autocast, frozen_weights_cast
 
 
 class AllButOneConfig(ESDConfig):

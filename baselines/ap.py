@@ -29,11 +29,9 @@ from erasebench.baselines.adversary import (
     x0_from_noise,
 )
 from erasebench.baselines.common import (
-    autocast,
     concepts_and_targets,
     cross_attention_parameters,
     editing,
-    frozen_weights_cast,
     non_cross_attention_parameters,
     train_loop,
 )
@@ -45,6 +43,7 @@ from erasebench.edits import EditedModel
 from erasebench.models import DiffusionModel
 from erasebench.registry import register_eraser
 from erasebench.specs import ErasureRequest
+from erasebench.training_precision import autocast, frozen_weights_cast
 
 _ENCODE_BATCH = 256  # vocabulary words per text-encoder call
 

@@ -27,12 +27,10 @@ import torch
 from pydantic import Field
 
 from erasebench.baselines.common import (
-    autocast,
     concepts_and_targets,
     cross_attention_parameters,
     drawn_latents,
     editing,
-    frozen_weights_cast,
     seeded,
     train_loop,
 )
@@ -41,6 +39,7 @@ from erasebench.models import DiffusionModel
 from erasebench.plugins import Eraser, PluginConfig
 from erasebench.registry import register_eraser
 from erasebench.specs import ErasureRequest, PromptSpec
+from erasebench.training_precision import autocast, frozen_weights_cast
 
 
 class CAConfig(PluginConfig):

@@ -30,13 +30,10 @@ import torch
 from pydantic import Field
 
 from erasebench.baselines.common import (
-    autocast,
     concepts_and_targets,
     cross_attention_parameters,
     ddim_scheduler,
     editing,
-    frozen_unet,
-    frozen_weights_cast,
     latent_shape,
     non_cross_attention_parameters,
     partial_ddim_sample,
@@ -48,6 +45,7 @@ from erasebench.models import DiffusionModel
 from erasebench.plugins import Eraser, PluginConfig
 from erasebench.registry import register_eraser
 from erasebench.specs import ErasureRequest
+from erasebench.training_precision import autocast, frozen_unet, frozen_weights_cast
 
 
 @dataclass

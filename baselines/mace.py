@@ -36,7 +36,6 @@ from pydantic import Field
 from torch import nn
 
 from erasebench.baselines.common import (
-    autocast,
     concepts_and_targets,
     cross_attention_modules,
     cross_attention_parameters,
@@ -51,6 +50,7 @@ from erasebench.models import DiffusionModel
 from erasebench.plugins import Eraser, PluginConfig
 from erasebench.registry import register_eraser
 from erasebench.specs import ErasureRequest, PromptSpec
+from erasebench.training_precision import autocast
 
 
 class MACEConfig(PluginConfig):

@@ -1,6 +1,6 @@
 """What the erasers gain by holding their frozen layer weights in autocast's precision while
-they train (``erasebench.baselines.common.frozen_weights_cast``) instead of letting autocast
-cast them at every UNet call, as before; both ways in one run.
+they train (``erasebench.training_precision.frozen_weights_cast``) instead of letting
+autocast cast them at every UNet call, as before; both ways in one run.
 
     python benchmarks/frozen_weights.py                      # SD v1.4 architecture, a GPU
     python benchmarks/frozen_weights.py --device cpu --erasers ""          # counts only
@@ -33,6 +33,7 @@ import torch
 from measure import checked_arguments, model_parser, peak_memory_gb, timed
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from erasebench import training_precision
 from erasebench.baselines import common
 from erasebench.hardware import describe_device
 from erasebench.models import DiffusionModel, load_model
@@ -60,7 +61,8 @@ class DispatchCount(TorchDispatchMode):
 @contextlib.contextmanager
 def frozen_weights(held: bool, model: DiffusionModel) -> Iterator[None]:
     """The frozen weights held cast (now), or left to autocast (before)."""
-    with common.frozen_weights_cast(model, PRECISION) if held else contextlib.nullcontext():
+    cast = training_precision.frozen_weights_cast
+    with cast(model, PRECISION) if held else contextlib.nullcontext():
         yield
 
 
@@ -80,14 +82,14 @@ def per_call(model: DiffusionModel, name: str, count_size: int, time_size: int,
     trained = ERASERS.get(name)().editable_parameters(model)
     with common.editing(model, trained, name, {}, ErasureRequest(concepts=("church",))), \
             torch.no_grad():
-        frozen = common._frozen_layer_weights(model.unet)
+        frozen = training_precision.frozen_layer_weights(model.unet)
         elements = sum(weight.numel() for weight in frozen)
         read, written = elements * 4 / 1e9, elements * 2 / 1e9  # fp32 in, half out
         counts, best, outputs = {}, {}, {}
         for held in (False, True):
             # Within one autocast block, as a training step's calls: the trained weights'
             # casts are kept from its first call on.
-            with frozen_weights(held, model), common.autocast(model.device, PRECISION):
+            with frozen_weights(held, model), training_precision.autocast(model.device, PRECISION):
                 unet_call(model, count_size)()
                 with DispatchCount() as count:
                     unet_call(model, count_size)()
@@ -110,16 +112,16 @@ def per_step(model: DiffusionModel, name: str, short: int, long: int) -> None:
     request = ErasureRequest(concepts=("church",))
 
     def erase(steps: int, held: bool):
-        selected = common._frozen_layer_weights
+        selected = training_precision.frozen_layer_weights
         if not held:  # as before: nothing held cast, autocast casts them at every call
-            common._frozen_layer_weights = lambda module: []
+            training_precision.frozen_layer_weights = lambda module: []
         try:
             eraser = ERASERS.get(name)({key: steps, **extras})
             edits = []
             seconds = timed(lambda: edits.append(eraser.erase(model, request)), model.device)
             return seconds, edits[0]
         finally:
-            common._frozen_layer_weights = selected
+            training_precision.frozen_layer_weights = selected
 
     erase(1, True)  # first calls of each kernel
     seconds, edits = {}, {}
@@ -154,10 +156,10 @@ def main() -> None:
     args = checked_arguments(parser, ("sets", "erasers"))
     device = torch.device(args.device)
     if device.type != "cuda":  # the erasers' fp32 on a CPU; bf16 autocast to compare
-        common.autocast_dtype = lambda device, precision: torch.bfloat16
+        training_precision.autocast_dtype = lambda device, precision: torch.bfloat16
     model = load_model(ModelSpec(id=args.model), device=device)
     print(f"model {args.model} on {describe_device(str(device))}, "
-          f"{common.autocast_dtype(device, PRECISION)} autocast")
+          f"{training_precision.autocast_dtype(device, PRECISION)} autocast")
     print("| trained set of | frozen layer weights | operations per call, before | now | "
           "ms per call, before | now | speed-up | largest difference |")
     print("|---|---|---|---|---|---|---|---|")

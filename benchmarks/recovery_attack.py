@@ -25,7 +25,7 @@ import torch
 from measure import checked_arguments, model_parser, peak_memory_gb, timed
 from PIL import Image
 
-from erasebench.baselines import common
+from erasebench import training_precision
 from erasebench.edits import EditedModel
 from erasebench.generate import Generator
 from erasebench.hardware import describe_device
@@ -82,7 +82,7 @@ def main() -> None:
         parser.error(f"--long ({args.long}) must be more steps than --short ({args.short})")
     device = torch.device(args.device)
     if device.type != "cuda":  # the attack's fp32 on a CPU; bf16 autocast to compare
-        common.autocast_dtype = lambda device, precision: (
+        training_precision.autocast_dtype = lambda device, precision: (
             None if precision == "fp32" else torch.bfloat16)
     model = load_model(ModelSpec(id=args.model), device=device)
     request = ErasureRequest(concepts=("cassette player",))
@@ -93,7 +93,7 @@ def main() -> None:
     references = [Image.fromarray(pixels) for pixels in noise]
     texts = [f"a photo of a cassette player, view {i}" for i in range(args.prompts)]
     print(f"model {args.model} on {describe_device(str(device))}; {args.samples} noisy "
-          f"latents a step; autocast to {common.autocast_dtype(device, 'auto')}")
+          f"latents a step; autocast to {training_precision.autocast_dtype(device, 'auto')}")
     print("| precision | s per step | fixed s | peak GB | loss after the long attack | "
           f"task's attack per eraser ({TASK_STEPS} steps x {TASK_CLASSES} classes x "
           f"{TASK_RADII} radii) |")

@@ -18,7 +18,7 @@ the plain prompt.
 
 The attack's UNet passes run under autocast as the erasers train (``precision``, the
 run's: ``auto`` is bf16 on a GPU, the frozen weights held cast, as
-``erasebench.baselines.common`` does for the erasers, and fp32 on a CPU): each class and
+``erasebench.training_precision`` does for the erasers, and fp32 on a CPU): each class and
 radius takes ``steps`` forward and backward passes over ``samples`` latents, more work on
 SD than drawing the attacked images, and fp32 runs off the GPU's tensor cores.
 """
@@ -32,9 +32,9 @@ import torch
 from diffusers import DDPMScheduler
 from PIL import Image
 
-from erasebench.baselines.common import autocast, frozen_weights_cast
 from erasebench.probe import ModelProbe
 from erasebench.specs import PromptSpec
+from erasebench.training_precision import autocast, frozen_weights_cast
 
 
 @dataclass(frozen=True)

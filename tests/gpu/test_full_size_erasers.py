@@ -40,14 +40,14 @@ def test_frozen_weights_held_in_bf16_make_the_same_edit_on_the_gpu(sd_random, mo
                                                                    name):
     """``frozen_weights_cast`` under CUDA's bf16 autocast: the edit is the one autocast
     casting every frozen weight at every call makes, bit for bit."""
-    from erasebench.baselines import common
+    from erasebench import training_precision
 
     def erase():
         eraser = ERASERS.get(name)(FEW_STEPS[name])
         return eraser.erase(sd_random, ErasureRequest(concepts=("church",))).weights
 
     held = erase()
-    monkeypatch.setattr(common, "_frozen_layer_weights", lambda module: [])
+    monkeypatch.setattr(training_precision, "frozen_layer_weights", lambda module: [])
     as_autocast_casts = erase()
     assert held and held.keys() == as_autocast_casts.keys()
     assert all(torch.equal(held[key], as_autocast_casts[key]) for key in held)

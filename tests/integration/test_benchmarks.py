@@ -90,15 +90,16 @@ def test_erasers_reports_every_eraser_asked_for(monkeypatch, capsys):
 
 
 def test_frozen_weights_counts_times_and_compares_both_ways(monkeypatch, capsys):
-    from erasebench.baselines import common
+    from erasebench import training_precision
 
     # The script turns bf16 autocast on for a CPU; set back after the test.
-    monkeypatch.setattr(common, "autocast_dtype", common.autocast_dtype)
-    selected = common._frozen_layer_weights
+    monkeypatch.setattr(training_precision, "autocast_dtype", training_precision.autocast_dtype)
+    selected = training_precision.frozen_layer_weights
     output = run_script("frozen_weights.py", [
         "--model", "tiny", "--device", "cpu", "--sets", "esd_x,esd_u", "--erasers", "esd_x",
         "--calls", "1"], monkeypatch, capsys)
-    assert common._frozen_layer_weights is selected  # "before" set back after each erasure
+    # "before" set back after each erasure
+    assert training_precision.frozen_layer_weights is selected
     per_call, per_step = (table_rows(table) for table in output.split("\n\n"))
     frozen, before, now, _, _, speed_up, difference = per_call["esd_x"]
     assert frozen.startswith("122 (")  # the tiny UNet's layer weights outside attn2
@@ -247,10 +248,10 @@ def test_unet_profile_reads_the_kind_of_work_off_a_kernel_name(kernel, kind, mon
 
 def test_recovery_attack_times_a_step_in_fp32_and_in_the_erasers_precision(monkeypatch,
                                                                            capsys):
-    from erasebench.baselines import common
+    from erasebench import training_precision
 
     # The script turns bf16 autocast on for a CPU; set back after the test.
-    monkeypatch.setattr(common, "autocast_dtype", common.autocast_dtype)
+    monkeypatch.setattr(training_precision, "autocast_dtype", training_precision.autocast_dtype)
     output = run_script("recovery_attack.py", [
         "--model", "tiny", "--device", "cpu", "--samples", "4", "--prompts", "2",
         "--short", "1", "--long", "2"], monkeypatch, capsys)

@@ -27,3 +27,19 @@ def test_no_generic_top_level_modules_are_installed():
 
     assert Path(erasebench.tasks.__file__).parent == ROOT / "tasks"
     assert Path(erasebench.baselines.__file__).parent == ROOT / "baselines"
+
+
+def test_no_task_depends_on_the_erasers_package():
+    # A task measures any eraser, a third party's among them: it imports no in-tree one, so
+    # the two plugin packages can change (or be left out) apart. What both need lives in
+    # erasebench itself (the training precision the robustness attack shares, for one).
+    import ast
+
+    importers = []
+    for source in (ROOT / "tasks").rglob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text(), str(source))):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(name.startswith("erasebench.baselines") for name in names):
+                importers.append(f"{source.relative_to(ROOT)}:{node.lineno}")
+    assert not importers, importers

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from erasebench import training_precision
 from erasebench.baselines import common
 from erasebench.registry import ERASERS
 from erasebench.specs import ErasureRequest
@@ -27,7 +28,7 @@ class CountedCasts(TorchDispatchMode):
 @pytest.fixture
 def cpu_autocast(monkeypatch):
     """The erasers' autocast, and with it their frozen-weight casts, on a CPU in bf16."""
-    monkeypatch.setattr(common, "autocast_dtype",
+    monkeypatch.setattr(training_precision, "autocast_dtype",
                         lambda device, precision: None if precision == "fp32" else torch.bfloat16)
 
 
@@ -45,10 +46,10 @@ def test_frozen_layer_weights_held_cast_give_the_same_outputs_with_fewer_casts(
     for name, parameter in tiny.named_parameters():
         parameter.requires_grad_(name in trained)
     try:
-        with torch.no_grad(), common.autocast(tiny.device, "bf16"):
+        with torch.no_grad(), training_precision.autocast(tiny.device, "bf16"):
             with CountedCasts() as as_autocast_casts:
                 expected = _unet_call(tiny)
-            with common.frozen_weights_cast(tiny, "bf16"):
+            with training_precision.frozen_weights_cast(tiny, "bf16"):
                 held = dict(tiny.named_parameters())
                 assert {held[name].dtype for name in trained} == {torch.float32}
                 assert torch.bfloat16 in {p.dtype for p in held.values()}
@@ -68,9 +69,10 @@ def test_frozen_layer_weights_held_cast_give_the_same_outputs_with_fewer_casts(
 
 def test_frozen_weights_are_left_alone_where_the_erasers_run_in_fp32(tiny):
     tiny.unet.requires_grad_(False)
-    with common.frozen_weights_cast(tiny, "auto"):  # a CPU: fp32, no autocast
+    with training_precision.frozen_weights_cast(tiny, "auto"):  # a CPU: fp32, no autocast
         assert {p.dtype for p in tiny.unet.parameters()} == {torch.float32}
-    assert {p.dtype for p in common.frozen_unet(tiny, "bf16").parameters()} == {torch.float32}
+    frozen = training_precision.frozen_unet(tiny, "bf16")
+    assert {p.dtype for p in frozen.parameters()} == {torch.float32}
 
 
 @pytest.mark.parametrize("name", ["esd_x", "esd_u", "ap", "ap_simultaneous", "age",
@@ -87,16 +89,16 @@ def test_an_erasure_is_the_same_with_its_frozen_weights_held_cast(tiny, cpu_auto
         return eraser.erase(tiny, ErasureRequest(concepts=("circle",))).weights
 
     held_cast = []
-    select = common._frozen_layer_weights
+    select = training_precision.frozen_layer_weights
 
     def selected(module):
         held_cast.append(len(weights := select(module)))
         return weights
 
-    monkeypatch.setattr(common, "_frozen_layer_weights", selected)
+    monkeypatch.setattr(training_precision, "frozen_layer_weights", selected)
     with_held = erase()
     assert held_cast and max(held_cast) > 0  # the model's (and frozen copy's) were held cast
-    monkeypatch.setattr(common, "_frozen_layer_weights", lambda module: [])
+    monkeypatch.setattr(training_precision, "frozen_layer_weights", lambda module: [])
     as_autocast_casts = erase()
     assert with_held and with_held.keys() == as_autocast_casts.keys()  # it trained
     assert all(torch.equal(with_held[key], as_autocast_casts[key]) for key in with_held)

@@ -84,7 +84,7 @@ def test_the_attack_runs_in_the_erasers_precision_and_leaves_the_weights_as_they
     # On a GPU the attack's UNet passes run under bf16 autocast with the frozen weights held
     # cast, as the erasers train (in fp32 they ran off the tensor cores); a CPU runs them in
     # fp32, so bf16 is turned on here as the erasers' own tests do.
-    from erasebench.baselines import common
+    from erasebench import training_precision
 
     probe, texts, references = _filtered_circles(*shapes_world)
     unet = probe.model.unet
@@ -98,7 +98,7 @@ def test_the_attack_runs_in_the_erasers_precision_and_leaves_the_weights_as_they
         _, fp32_losses = recover(probe, texts, references, 0.2, settings)
         assert set(seen) == {(torch.float32, torch.float32)}  # a CPU: fp32 throughout
         seen.clear()
-        monkeypatch.setattr(common, "autocast_dtype", lambda device, precision:
+        monkeypatch.setattr(training_precision, "autocast_dtype", lambda device, precision:
                             None if precision == "fp32" else torch.bfloat16)
         bf16, bf16_losses = recover(probe, texts, references, 0.2, settings)
         assert set(seen) == {(torch.bfloat16, torch.bfloat16)}  # held cast, run in bf16
