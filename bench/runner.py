@@ -244,7 +244,11 @@ class Runner:
         Processes that need the same erasure at once (units of one request, on --workers
         or Ray actors) make it once: the first claims it (:func:`erasebench.cache.
         claim_file`), the others wait and read it, which has them go on sooner than making
-        it again would (an AGE erasure of SD takes 42 minutes on an H100)."""
+        it again would (an AGE erasure of SD takes 42 minutes on an H100). An eraser that
+        makes no edit (``sd``) hands back its empty one at once, neither kept nor counted as
+        made (``erasebench timings`` counted one erasure per unit of it)."""
+        if not unit.eraser.makes_edits:
+            return timed_erase(unit.eraser, model, unit.spec.request), False
         path = self.edit_path(unit, model)
         cached = _cached_edit(path)
         if cached is not None:

@@ -72,6 +72,11 @@ def test_records_say_how_long_each_step_took_and_whether_the_edit_was_made_there
             timings[unit.eraser.name, images_per_concept] = record.provenance.timings
     first, second = timings["mock", 2], timings["mock", 3]
     assert first.erasure_trained and not second.erasure_trained
+    # The original model is no erasure: none made (erasebench timings counted one per
+    # unit), and no empty edit file kept for it.
+    assert not timings["sd", 2].erasure_trained and not timings["sd", 3].erasure_trained
+    assert [path.name.split("-")[0] for path in (tmp_path / "cache" / "edits").iterdir()
+            if path.suffix == ".safetensors"] == ["mock"]
     # the erasure's time is its training's and the edit file's writing
     assert first.training == second.training and 0 < first.training < first.erasure
     assert first.training_device == describe_device("cpu")
