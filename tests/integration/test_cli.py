@@ -166,8 +166,9 @@ def test_run_end_to_end_then_report(tmp_path, capsys):
     assert main(["timings", "--results", str(results)]) == 0
     row = next(line.split() for line in capsys.readouterr().out.splitlines()
                if line.strip().startswith("sd "))
-    # eraser, task, units, erasures; its (empty) erasure's seconds; 8 images drawn
-    assert row[:4] == ["sd", "mock", "1", "1"] and row[5:7] == ["s", "8"]
+    # eraser, task, units, erasures: the original model makes none, so no seconds of one
+    # ("–"); 8 images drawn
+    assert row[:4] == ["sd", "mock", "1", "0"] and row[4:6] == ["–", "8"]
     board = tmp_path / "leaderboard.md"
     assert main(["report", "--results", str(results), "--out", str(board)]) == 0
     first = board.read_bytes()
@@ -251,7 +252,7 @@ def test_a_run_left_without_units_draws_the_images_of_one_another_run_holds(tmp_
             if line.strip().startswith(("sd ", "mock ", "all "))}
     # eraser, task, units, erasures, their seconds (a number and its unit), images drawn
     assert rows["mock"][2:4] == ["1", "1"] and rows["mock"][6] == "8"
-    assert rows["all"][1:3] == ["2", "2"] and rows["all"][5] == "16"
+    assert rows["all"][1:3] == ["2", "1"] and rows["all"][5] == "16"  # mock's erasure alone
     assert "include the work of 1 help record" in " ".join(text.split())
 
 
