@@ -71,25 +71,9 @@ class DiffusionModel:
         from diffusers import UNet2DConditionModel
         from transformers import CLIPTextModel, CLIPTokenizer
 
-        local = Path(model_id).expanduser()
-        folder = local.exists()
-        if folder:
-            if not (local / "model_index.json").is_file():
-                raise UserError(
-                    f"model path {str(local)!r} is not a diffusers folder (no model_index.json);"
-                    " pass a folder written by save_pretrained or a hub id"
-                )
-            lacking = missing_from_folder(local)
-            if lacking:
-                raise UserError(f"model folder {str(local)!r} lacks {'; '.join(lacking)}")
-            source: str = str(local.resolve())
-        elif local.is_absolute() or model_id.startswith((".", "~")) or model_id.count("/") > 1:
-            # A path, not a hub id ("namespace/name"): the hub's own error would say only
-            # that the id is malformed.
-            raise UserError(f"model folder {model_id!r} does not exist; pass a diffusers "
-                            "folder or a hub id (e.g. CompVis/stable-diffusion-v1-4)")
-        else:
-            source = model_id
+        local = model_folder(model_id)
+        folder = local is not None
+        source = str(local.resolve()) if local is not None else model_id
         # A folder needs no hub; a hub id is read from the cache alone where the hub does
         # not answer (HF_HUB_OFFLINE read at call time: huggingface_hub reads it at import).
         unreachable = None if folder else hub_unreachable()
@@ -412,6 +396,29 @@ def _read_scheduler_config(source: str, revision: str | None, offline: bool) -> 
     config = DDIMScheduler.load_config(source, subfolder="scheduler", revision=revision,
                                        local_files_only=offline)
     return dict(config)
+
+
+def model_folder(model_id: str) -> Path | None:
+    """The diffusers folder ``model_id`` names, checked for the files a run reads of it
+    (:func:`erasebench.model_files.missing_from_folder`), or None where it is a hub id; a
+    UserError says what is wrong with a folder, or that a path names none."""
+    local = Path(model_id).expanduser()
+    if local.exists():
+        if not (local / "model_index.json").is_file():
+            raise UserError(
+                f"model path {str(local)!r} is not a diffusers folder (no model_index.json);"
+                " pass a folder written by save_pretrained or a hub id"
+            )
+        lacking = missing_from_folder(local)
+        if lacking:
+            raise UserError(f"model folder {str(local)!r} lacks {'; '.join(lacking)}")
+        return local
+    if local.is_absolute() or model_id.startswith((".", "~")) or model_id.count("/") > 1:
+        # A path, not a hub id ("namespace/name"): the hub's own error would say only
+        # that the id is malformed.
+        raise UserError(f"model folder {model_id!r} does not exist; pass a diffusers "
+                        "folder or a hub id (e.g. CompVis/stable-diffusion-v1-4)")
+    return None
 
 
 def load_model(spec: ModelSpec, dtype: torch.dtype | None = None,

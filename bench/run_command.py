@@ -71,6 +71,8 @@ def run_units(units: list[WorkUnit], runner: Runner, settings: RunSettings,
                if (record := runner.store.record(unit.run_id)) is not None}
     done = [unit for unit in units if unit.run_id in records]
     todo = [unit for unit in units if unit.run_id not in records]
+    # What the first unit would stop on, before a worker or Ray starts (and in a dry run).
+    _check_model_folders(todo)
     where = place_units(runner, todo, settings, errors)
     prompts: PromptMemo = {}  # each request's prompts, built once for every count and check
     from erasebench.hardware import describe_device
@@ -262,3 +264,13 @@ def _preflight(units: list[WorkUnit], prompts: PromptMemo) -> None:
             if file.path not in seen:
                 seen.add(file.path)
                 file.ensure()
+
+
+def _check_model_folders(units: list[WorkUnit]) -> None:
+    """Each diffusers folder the units' base models are read from holds the files a run
+    reads (``erasebench.models.model_folder``), checked without loading anything."""
+    from erasebench.models import BUILT_IN_MODEL_IDS, model_folder
+
+    for model_id in dict.fromkeys(unit.spec.model.id for unit in units):
+        if model_id not in BUILT_IN_MODEL_IDS:
+            model_folder(model_id)

@@ -93,6 +93,24 @@ def test_a_model_path_that_is_not_a_diffusers_folder(tmp_path, capsys):
     assert not (tmp_path / "results").exists()  # not even a lock file
 
 
+def test_a_dry_run_stops_on_the_model_folder_the_run_would_stop_on(tiny, tmp_path, capsys):
+    # The plan of a run that could not load its base model is no plan: the dry run (which
+    # loads nothing) says what the run would, as the first thing it says.
+    folder = tiny.save_pretrained(tmp_path / "model")
+    argv = ["run", "--model", str(folder), "--erasers", "sd", "--tasks", "mock", "--dry-run",
+            "--results", str(tmp_path / "results"), "--cache", str(tmp_path / "c")]
+    assert main(argv) == 0
+    (folder / "text_encoder" / "model.safetensors").unlink()
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip() == (f"error: model folder {str(folder)!r} lacks "
+                                    "text_encoder/model.safetensors")
+    assert "lacks" not in captured.out
+    argv[2] = str(tmp_path / "no such folder")
+    assert main(argv) == 2
+    assert "does not exist; pass a diffusers folder" in capsys.readouterr().err
+
+
 NEEDS_PROC_AND_SYS = pytest.mark.skipif(
     not (Path("/proc/self").is_dir() and Path("/sys/kernel").is_dir()),
     reason="needs Linux's /proc and /sys")
