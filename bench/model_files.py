@@ -18,7 +18,8 @@ HUB_MODEL_FILES = (
 _CONFIGS = ("model_index.json", "scheduler/scheduler_config.json", "text_encoder/config.json",
             "unet/config.json", "vae/config.json",
             # Without it the tokenizer loads with no 77-token limit, and a long prompt (I2P
-            # has many) overflows the text encoder's positions at the first batch.
+            # has many) overflows the text encoder's 77 positions in the first batch holding
+            # one.
             "tokenizer/tokenizer_config.json")
 # transformers 5 saves a tokenizer as tokenizer.json; SD v1.4's folder has the BPE files.
 _TOKENIZER_LAYOUTS = (("tokenizer/tokenizer.json",),
