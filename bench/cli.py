@@ -727,10 +727,11 @@ def _print_base_models(names: list[str], model: str | None, download: bool) -> i
     ``names`` draw with (``model`` for all, where given): a run reads only the cache where
     there is no network. With ``download``, those it lacks are fetched first, and each
     that could not be is named with the reason. A diffusers folder is checked for the
-    files a run reads of it; returns how many its folders lack (a run would fail on them)."""
+    files a run reads of it; returns how many files its folders lack, a folder that is not
+    there counted as one (a run would stop on them)."""
     from erasebench.hub import download_to_cache, hub_download_command, missing_from_cache
     from erasebench.model_files import HUB_MODEL_FILES, missing_from_folder
-    from erasebench.models import BUILT_IN_MODEL_IDS
+    from erasebench.models import BUILT_IN_MODEL_IDS, model_path
 
     users: dict[str, list[str]] = {}
     for name in names:
@@ -740,8 +741,12 @@ def _print_base_models(names: list[str], model: str | None, download: bool) -> i
     folder_lacks = 0
     for model_id, tasks in users.items():
         drawn_by = f"base model {model_id} (tasks {', '.join(tasks)}):"
-        folder = Path(model_id).expanduser()
-        if folder.exists():
+        folder = model_path(model_id)
+        if folder is not None and not folder.exists():
+            folder_lacks += 1
+            console.print(f"{drawn_by} no such folder (a run stops on it)", markup=False)
+            continue
+        if folder is not None:
             lacking = missing_from_folder(folder)
             folder_lacks += len(lacking)
             console.print(f"{drawn_by} a run reads files the folder lacks: {'; '.join(lacking)}"

@@ -398,11 +398,23 @@ def _read_scheduler_config(source: str, revision: str | None, offline: bool) -> 
     return dict(config)
 
 
+def model_path(model_id: str) -> Path | None:
+    """The folder ``model_id`` names, whether or not it exists, or None where it is a hub
+    id ("namespace/name" that names no folder here)."""
+    local = Path(model_id).expanduser()
+    if local.exists() or local.is_absolute() or model_id.startswith((".", "~")) \
+            or model_id.count("/") > 1:
+        return local
+    return None
+
+
 def model_folder(model_id: str) -> Path | None:
     """The diffusers folder ``model_id`` names, checked for the files a run reads of it
     (:func:`erasebench.model_files.missing_from_folder`), or None where it is a hub id; a
     UserError says what is wrong with a folder, or that a path names none."""
-    local = Path(model_id).expanduser()
+    local = model_path(model_id)
+    if local is None:
+        return None
     if local.exists():
         if not (local / "model_index.json").is_file():
             raise UserError(
@@ -413,12 +425,9 @@ def model_folder(model_id: str) -> Path | None:
         if lacking:
             raise UserError(f"model folder {str(local)!r} lacks {'; '.join(lacking)}")
         return local
-    if local.is_absolute() or model_id.startswith((".", "~")) or model_id.count("/") > 1:
-        # A path, not a hub id ("namespace/name"): the hub's own error would say only
-        # that the id is malformed.
-        raise UserError(f"model folder {model_id!r} does not exist; pass a diffusers "
-                        "folder or a hub id (e.g. CompVis/stable-diffusion-v1-4)")
-    return None
+    # A path, not a hub id: the hub's own error would say only that the id is malformed.
+    raise UserError(f"model folder {model_id!r} does not exist; pass a diffusers "
+                    "folder or a hub id (e.g. CompVis/stable-diffusion-v1-4)")
 
 
 def load_model(spec: ModelSpec, dtype: torch.dtype | None = None,

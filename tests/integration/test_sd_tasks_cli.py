@@ -234,3 +234,10 @@ def test_weights_checks_a_diffusers_folder_given_as_the_base_model(tiny, tmp_pat
             "lacks: unet/diffusion_pytorch_model.safetensors (it has "
             "diffusion_pytorch_model.fp16.safetensors, which a run does not read: safetensors "
             "under this name only)") in out
+    # A path that names no folder is said to be one, not looked up as a hub id (whose
+    # validation raised a traceback on './…').
+    argv[4] = "./no-such-model"
+    assert main(argv) == 1
+    out = " ".join(capsys.readouterr().out.split())
+    assert ("base model ./no-such-model (tasks shapes_objects): no such folder (a run stops on "
+            "it)") in out
