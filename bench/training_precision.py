@@ -49,9 +49,9 @@ def frozen_layer_weights(module: nn.Module) -> list[nn.Parameter]:
 def frozen_weights_cast(model: DiffusionModel, precision: str) -> Iterator[None]:
     """Within the block, the UNet's frozen layer weights (:func:`frozen_layer_weights`,
     read as the block starts: an eraser enters it inside
-    :func:`erasebench.baselines.common.editing`) held in the dtype autocast
-    casts them to for ``precision``; their fp32 tensors back afterwards, bit for bit. Every
-    UNet call inside must run under that autocast.
+    :func:`erasebench.baselines.common.editing`) held in the dtype autocast casts them to
+    for ``precision``; their fp32 tensors back afterwards, bit for bit. Every UNet call
+    inside must run under that autocast.
 
     Why: autocast casts a layer's weights at every call and keeps the cast only of those
     that require a gradient, so each UNet call of a training step casts every frozen one
