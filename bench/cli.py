@@ -729,8 +729,8 @@ def _print_base_models(names: list[str], model: str | None, download: bool) -> i
     that could not be is named with the reason. A diffusers folder is checked for the
     files a run reads of it; returns how many files its folders lack, a folder that is not
     there counted as one (a run would stop on them)."""
-    from erasebench.hub import download_to_cache, hub_download_command, missing_from_cache
-    from erasebench.model_files import HUB_MODEL_FILES, missing_from_folder
+    from erasebench.hub import download_model, hub_download_command, missing_from_cache
+    from erasebench.model_files import missing_from_folder
     from erasebench.models import BUILT_IN_MODEL_IDS, model_path
 
     users: dict[str, list[str]] = {}
@@ -753,15 +753,15 @@ def _print_base_models(names: list[str], model: str | None, download: bool) -> i
                           if lacking else f"{drawn_by} a diffusers folder with every file a "
                           "run reads", markup=False)
             continue
-        lacking = missing_from_cache(model_id, HUB_MODEL_FILES)
+        lacking, reads = missing_from_cache(model_id)
         if download and lacking:
-            for name, why in download_to_cache(model_id, lacking).items():
+            for name, why in download_model(model_id).items():
                 console.print(f"not downloaded: {model_id} {name} ({why})", markup=False)
-            lacking = missing_from_cache(model_id, HUB_MODEL_FILES)
+            lacking, reads = missing_from_cache(model_id)
         if not lacking:
             console.print(f"{drawn_by} in the Hugging Face cache", markup=False)
             continue
-        console.print(f"{drawn_by} {len(lacking)} of its {len(HUB_MODEL_FILES)} files not in "
+        console.print(f"{drawn_by} {len(lacking)} of its {reads} files not in "
                       "the Hugging Face cache; a run downloads them where there is network, "
                       f"and `{hub_download_command()} {model_id} {' '.join(lacking)}` fetches "
                       "them ahead (or pass a diffusers folder as --model)", markup=False)

@@ -11,10 +11,12 @@ reads the cache only, at once.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable
 from functools import cache
+from pathlib import Path
 
 from erasebench.errors import short_reason
+from erasebench.model_files import files_a_run_reads
 
 # Long enough for a slow link to answer, short against the minutes the retries take.
 PROBE_SECONDS = 5.0
@@ -55,28 +57,57 @@ def hub_download_command() -> str:
     return "hf download" if (major, minor) >= (0, 34) else "huggingface-cli download"
 
 
-def download_to_cache(repo: str, files: Sequence[str]) -> dict[str, str]:
-    """Downloads ``files`` of the hub repository ``repo`` (at main) into the Hugging Face
-    cache; returns why each that could not be fetched was not. The hub is asked once
-    first: without network huggingface_hub retries each file with back-off for ~25 s."""
-    from huggingface_hub import hf_hub_download
+def download_model(repo: str) -> dict[str, str]:
+    """Downloads into the Hugging Face cache the files of the hub model ``repo`` (at main)
+    that a run reads and the cache lacks, in the layout the repository lists (its tokenizer
+    as SD v1.4's BPE files or as tokenizer.json, its weights whole or in shards); returns
+    why each that could not be fetched was not. The hub is asked once first: without
+    network huggingface_hub retries each file with back-off for ~25 s."""
+    from huggingface_hub import hf_hub_download, list_repo_files
 
     unreachable = hub_unreachable()
     if unreachable:
-        return dict.fromkeys(files, short_reason(ConnectionError(unreachable)))
-    failures = {}
-    for name in files:
-        try:
-            hf_hub_download(repo, name)
-        except Exception as error:  # no network, a gated repository, a missing file: all said
-            failures[name] = short_reason(error)
+        return dict.fromkeys(missing_from_cache(repo)[0],
+                             short_reason(ConnectionError(unreachable)))
+    try:
+        listed = set(list_repo_files(repo))
+    except Exception as error:  # a gated, private or misspelt repository
+        return dict.fromkeys(missing_from_cache(repo)[0], short_reason(error))
+    cached = _cached_file_finder(repo)
+
+    def find(name: str) -> Path | bool | None:
+        return cached(name) or name in listed or None
+
+    failures: dict[str, str] = {}
+    # Twice: a sharded weight's shards are named by its index, downloaded the first time.
+    for _ in range(2):
+        for name in files_a_run_reads(find):
+            if name in failures or cached(name):
+                continue
+            if name not in listed:
+                failures[name] = "not in the repository"
+                continue
+            try:
+                hf_hub_download(repo, name)
+            except Exception as error:  # no network, a gated repository: all said
+                failures[name] = short_reason(error)
     return failures
 
 
-def missing_from_cache(repo: str, files: Sequence[str]) -> list[str]:
-    """Of ``files`` of the hub repository ``repo`` (at main), those the Hugging Face
-    cache lacks."""
+def missing_from_cache(repo: str) -> tuple[list[str], int]:
+    """Of the files a run reads of the hub model ``repo`` (at main), in the layout of those
+    the Hugging Face cache holds (SD v1.4's where it holds none), those the cache lacks,
+    and how many a run reads."""
+    cached = _cached_file_finder(repo)
+    reads = files_a_run_reads(cached)
+    return [name for name in reads if not cached(name)], len(reads)
+
+
+def _cached_file_finder(repo: str) -> Callable[[str], Path | None]:
     from huggingface_hub import try_to_load_from_cache
 
-    return [name for name in files
-            if not isinstance(try_to_load_from_cache(repo, name), str)]
+    def cached(name: str) -> Path | None:
+        path = try_to_load_from_cache(repo, name)
+        return Path(path) if isinstance(path, str) else None  # or a sentinel: not there
+
+    return cached

@@ -173,6 +173,35 @@ def test_weights_says_whether_the_base_model_is_in_the_hub_cache(tmp_path, monke
         "cache" in out
 
 
+def test_weights_takes_a_cached_hub_model_in_the_layout_it_has(tiny, tmp_path, monkeypatch,
+                                                                capsys):
+    # transformers 5 writes tokenizer.json, not SD v1.4's vocab.json and merges.txt; a large
+    # UNet comes in shards. A run loads both; `weights` said they lacked four files.
+    import shutil
+
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    repo = tmp_path / "hub" / "models--someone--t5-layout"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("d" * 40)
+    snapshot = tiny.save_pretrained(repo / "snapshots" / ("d" * 40))
+    shutil.rmtree(snapshot / "unet")
+    tiny.unet.save_pretrained(snapshot / "unet", max_shard_size="100KB")
+    argv = ["weights", "--tasks", "shapes_objects", "--model", "someone/t5-layout"]
+    assert main(argv) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert ("base model someone/t5-layout (tasks shapes_objects): in the Hugging Face cache"
+            in out)
+    # A shard the index names is a file a run reads (and downloads, where there is network).
+    shard = sorted((snapshot / "unet").glob("*-of-*.safetensors"))[0]
+    shard.unlink()
+    main(argv)
+    out = " ".join(capsys.readouterr().out.split())
+    assert "base model someone/t5-layout (tasks shapes_objects): 1 of its " in out
+    assert f"someone/t5-layout unet/{shard.name}` fetches them ahead" in out
+
+
 def test_weights_checks_and_downloads_the_base_model_a_run_would_be_given(tmp_path,
                                                                          monkeypatch, capsys):
     import huggingface_hub
@@ -201,6 +230,7 @@ def test_weights_checks_and_downloads_the_base_model_a_run_would_be_given(tmp_pa
         return str(snapshot / filename)
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", hub_download)
+    monkeypatch.setattr(huggingface_hub, "list_repo_files", lambda repo: [*HUB_MODEL_FILES])
     monkeypatch.setattr(hub, "hub_unreachable", lambda: None)
     main([*argv, "--download"])
     out = " ".join(capsys.readouterr().out.split())

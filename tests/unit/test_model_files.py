@@ -53,3 +53,11 @@ def test_a_folder_a_run_would_not_read_right_is_refused_naming_each_file(tiny, s
     with pytest.raises(UserError) as caught:
         DiffusionModel.load(str(saved))
     assert str(caught.value) == f"model folder {str(saved)!r} lacks {'; '.join(lacking)}"
+
+
+def test_a_shard_its_index_names_is_a_file_a_run_reads(tiny, saved):
+    shutil.rmtree(saved / "unet")
+    tiny.unet.save_pretrained(saved / "unet", max_shard_size="100KB")
+    shard = sorted((saved / "unet").glob("*-of-*.safetensors"))[-1]
+    shard.unlink()
+    assert missing_from_folder(saved) == [f"unet/{shard.name}"]

@@ -149,6 +149,55 @@ def test_the_hub_model_files_weights_names_are_all_a_load_reads(tiny, silent_hub
     assert loaded.tokenizer("a cat").input_ids == tiny.tokenizer("a cat").input_ids
 
 
+def test_a_hub_model_in_transformers_5s_layout_with_a_sharded_unet_downloads_and_loads(
+        tiny, silent_hub, monkeypatch, tmp_path):
+    # `erasebench weights --download` fetches what a run reads in the layout the repository
+    # has: a tokenizer.json in place of SD v1.4's vocab.json and merges.txt, a UNet in shards
+    # that its index names. Before, it asked for SD v1.4's files, and said the model lacked
+    # them however complete its cache was.
+    import shutil
+
+    from erasebench import hub
+
+    repo = tmp_path / "repo"
+    tiny.save_pretrained(repo)
+    shutil.rmtree(repo / "unet")
+    tiny.unet.save_pretrained(repo / "unet", max_shard_size="100KB")
+    listed = [name for path in sorted(repo.rglob("*")) if path.is_file()
+              and (name := path.relative_to(repo).as_posix()) != "vae/config.json"]
+    snapshot = (Path(huggingface_hub.constants.HF_HUB_CACHE) / "models--someone--t5-layout"
+                / "snapshots" / ("c" * 40))
+    asked = []
+
+    def hub_download(repo_id, filename):
+        asked.append(filename)
+        (snapshot / filename).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(repo / filename, snapshot / filename)
+        (snapshot.parents[1] / "refs").mkdir(exist_ok=True)
+        (snapshot.parents[1] / "refs" / "main").write_text("c" * 40)
+        return str(snapshot / filename)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hub_download)
+    monkeypatch.setattr(huggingface_hub, "list_repo_files", lambda repo_id: listed)
+    monkeypatch.setattr(hub, "hub_unreachable", lambda: None)
+    # The listing lacks the VAE's config: named as not in the repository, never asked for.
+    assert hub.download_model("someone/t5-layout") == {
+        "vae/config.json": "not in the repository"}
+    shards = sorted(name for name in listed if "-of-" in name)
+    assert len(shards) > 1 and sorted(asked) == listed
+    assert "tokenizer/vocab.json" not in asked
+    # 6 configs, tokenizer.json, the text encoder's and the VAE's weights, the UNet's index
+    # and shards
+    assert hub.missing_from_cache("someone/t5-layout") == (["vae/config.json"],
+                                                             6 + 1 + 2 + 1 + len(shards))
+    shutil.copyfile(repo / "vae" / "config.json", snapshot / "vae" / "config.json")
+    assert hub.missing_from_cache("someone/t5-layout")[0] == []
+    monkeypatch.undo()  # the cache, not the fakes, from here; the hub still does not answer
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(snapshot.parents[2]))
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")
+    assert DiffusionModel.load("someone/t5-layout").fingerprint == tiny.fingerprint
+
+
 def test_a_hub_id_not_in_the_cache_of_a_hub_that_does_not_answer_says_so(silent_hub):
     endpoint = huggingface_hub.constants.ENDPOINT
     with pytest.raises(UserError, match=f"Only the Hugging Face cache was read \\({endpoint} "
