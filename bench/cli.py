@@ -95,8 +95,9 @@ GuidanceOption = Annotated[float | None, typer.Option(
     min=0.0, help="Classifier-free guidance scale (default: the task's).")]
 SchedulerOption = Annotated[str | None, typer.Option(
     help="Sampler: ddim, lms, pndm or dpm (default: the task's).")]
-SizeOption = Annotated[int | None, typer.Option(
-    help="Image side in pixels, a multiple of 8 (default: the model's native size).")]
+SizeOption = Annotated[str | None, typer.Option(
+    help="Image size in pixels, multiples of 8: one side for a square ('512') or "
+    "HEIGHTxWIDTH ('512x768'); default: the model's native size.")]
 ShowUnsafeOption = Annotated[bool, typer.Option(
     "--show-unsafe", help="Let images of unsafe prompts (I2P) into thumbnails and image "
     "grids; without it they are generated and cached but never shown.")]
@@ -173,10 +174,20 @@ def _parse_overrides(pairs: list[str] | None, flag: str = "--config") -> dict[st
 
 
 def _generation_overrides(steps: int | None, guidance: float | None, scheduler: str | None,
-                          size: int | None, precision: str | None) -> dict[str, Any]:
+                          size: str | None, precision: str | None) -> dict[str, Any]:
+    height, width = _image_size(size) if size is not None else (None, None)
     values = {"steps": steps, "guidance": guidance, "scheduler": scheduler,
-              "height": size, "width": size, "precision": precision}
+              "height": height, "width": width, "precision": precision}
     return {key: value for key, value in values.items() if value is not None}
+
+
+def _image_size(size: str) -> tuple[int, int]:
+    """(height, width) of ``--size``: one side ('512') or HEIGHTxWIDTH ('512x768')."""
+    sides = size.lower().replace(" ", "").split("x")
+    if len(sides) > 2 or not all(side.isdigit() for side in sides):
+        raise UserError(f"--size {size!r}: give one side in pixels ('512') or HEIGHTxWIDTH "
+                        "('512x768')")
+    return int(sides[0]), int(sides[-1])
 
 
 def _model_spec(model: str, revision: str | None):  # -> ModelSpec

@@ -126,6 +126,8 @@ def generate_command(task: Task, prompt_file: Path, edited: bool = True,
              "--scheduler", settings.scheduler, "--steps", str(settings.steps)]
     if settings.height is not None and settings.height == settings.width:
         words += ["--size", str(settings.height)]
+    elif settings.height is not None and settings.width is not None:
+        words += ["--size", f"{settings.height}x{settings.width}"]
     if settings.precision != "auto":
         words += ["--precision", settings.precision]
     if edited:

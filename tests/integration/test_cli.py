@@ -42,6 +42,10 @@ def test_unknown_eraser_exits_2_with_one_line_listing_the_valid_names(capsys):
      "bad generation setting precision 'fp8': Input should be 'auto', 'fp32', 'fp16' or 'bf16'"),
     (["generate", "--out", "x", "--prompt", "a", "--size", "33"],
      "bad generation setting height 33: Input should be a multiple of 8"),
+    (["generate", "--out", "x", "--prompt", "a", "--size", "32x36"],
+     "bad generation setting width 36: Input should be a multiple of 8"),
+    (["run", "--tasks", "mock", "--size", "512x"],
+     "--size '512x': give one side in pixels ('512') or HEIGHTxWIDTH ('512x768')"),
     (["run", "--tasks", "mock", "--scheduler", "euler"], "bad generation setting scheduler"),
     (["run", "--erasers", "esd_x,uce", "--tasks", "mock", "--preset", "shape"],
      "unknown preset 'shape'; valid presets: shapes, tiny"),
@@ -644,6 +648,30 @@ def test_images_drawn_otherwise_than_the_task_draws_are_scored_with_a_warning_na
     manifest = otherwise / "manifest.csv"
     pd.read_csv(manifest)[["file", "prompt", "seed"]].to_csv(manifest, index=False)
     assert main(["score", *options, "--images", str(otherwise)]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_a_task_drawn_at_height_x_width_is_drawn_so_by_the_command_prompts_prints(
+        tmp_path, capsys, monkeypatch):
+    # --size took one side, and `prompts` left a task's non-square size out of the generate
+    # command it printed: its images came out square, and scored with a warning.
+    from PIL import Image
+
+    from erasebench.specs import GenerationSpec
+    from erasebench.testing import MockTask
+
+    monkeypatch.setattr(MockTask, "generation",
+                        lambda self: GenerationSpec(steps=4, guidance=5.0, height=32, width=48))
+    _, _, command = _task_prompts(tmp_path, capsys, ["--task", "mock"])
+    assert "--size 32x48" in command
+    images = tmp_path / "images"
+    assert main([*command.split(), "--cache", str(tmp_path / "cache"), "--out",
+                 str(images)]) == 0
+    assert Image.open(images / "00000.png").size == (48, 32)  # PIL: (width, height)
+    assert pd.read_csv(images / "manifest.csv")["size"].unique().tolist() == ["32x48"]
+    capsys.readouterr()
+    assert main(["score", "--task", "mock", "--images", str(images), "--reference",
+                 str(images)]) == 0
     assert capsys.readouterr().err == ""
 
 
