@@ -692,7 +692,7 @@ def weights(
     Each file's path and source are shown; the command exits 1 if any is missing. Below
     the table: whether the Hugging Face cache holds the files a run loads of each hub
     model the tasks draw with, or a diffusers folder given as --model those a run reads
-    (exit 1 if it lacks any). With --download, every missing file is tried, and each
+    (exit 1 if either lacks any). With --download, every missing file is tried, and each
     that could not be fetched is named with the reason."""
     names = _split_names(tasks) or TASKS.names()
     options = _plugin_options("task", TASKS, names, task_config, "--task-config")
@@ -723,13 +723,13 @@ def weights(
     for path, landed in fetched.items():
         if isinstance(landed, str):
             console.print(f"not downloaded: {path} ({landed})")
-    folder_lacks = _print_base_models(names, model, download)
+    model_lacks = _print_base_models(names, model, download)
     if missing:
         fetch = "" if download else ("`erasebench weights --download` fetches them where "
                                      "there is network, or ")
         console.print(f"{missing} file(s) missing: {fetch}put them at the paths shown "
                       "(TORCH_HOME and HF_HOME move the caches), from the sources shown.")
-    if missing or folder_lacks:
+    if missing or model_lacks:
         raise typer.Exit(1)
 
 
@@ -738,8 +738,9 @@ def _print_base_models(names: list[str], model: str | None, download: bool) -> i
     ``names`` draw with (``model`` for all, where given): a run reads only the cache where
     there is no network. With ``download``, those it lacks are fetched first, and each
     that could not be is named with the reason. A diffusers folder is checked for the
-    files a run reads of it; returns how many files its folders lack, a folder that is not
-    there counted as one (a run would stop on them)."""
+    files a run reads of it. Returns how many files the models lack, in the cache or in
+    their folders, a folder that is not there counted as one: a run without network would
+    stop on them, as on a missing scorer file."""
     from erasebench.hub import download_model, hub_download_command, missing_from_cache
     from erasebench.model_files import missing_from_folder
     from erasebench.models import BUILT_IN_MODEL_IDS, model_path
@@ -749,17 +750,17 @@ def _print_base_models(names: list[str], model: str | None, download: bool) -> i
         model_id = model or TASKS.get(name).default_model
         if model_id not in BUILT_IN_MODEL_IDS:
             users.setdefault(model_id, []).append(name)
-    folder_lacks = 0
+    model_lacks = 0
     for model_id, tasks in users.items():
         drawn_by = f"base model {model_id} (tasks {', '.join(tasks)}):"
         folder = model_path(model_id)
         if folder is not None and not folder.exists():
-            folder_lacks += 1
+            model_lacks += 1
             console.print(f"{drawn_by} no such folder (a run stops on it)", markup=False)
             continue
         if folder is not None:
             lacking = missing_from_folder(folder)
-            folder_lacks += len(lacking)
+            model_lacks += len(lacking)
             console.print(f"{drawn_by} a run reads files the folder lacks: {'; '.join(lacking)}"
                           if lacking else f"{drawn_by} a diffusers folder with every file a "
                           "run reads", markup=False)
@@ -772,11 +773,12 @@ def _print_base_models(names: list[str], model: str | None, download: bool) -> i
         if not lacking:
             console.print(f"{drawn_by} in the Hugging Face cache", markup=False)
             continue
+        model_lacks += len(lacking)
         console.print(f"{drawn_by} {len(lacking)} of its {reads} files not in "
                       "the Hugging Face cache; a run downloads them where there is network, "
                       f"and `{hub_download_command()} {model_id} {' '.join(lacking)}` fetches "
                       "them ahead (or pass a diffusers folder as --model)", markup=False)
-    return folder_lacks
+    return model_lacks
 
 
 def _downloaded(file: WeightFile) -> Path | str:

@@ -21,10 +21,17 @@ def test_weights_lists_missing_and_present_files(tmp_path, monkeypatch, capsys):
     assert any(str(missing) in line for line in out.splitlines())
 
 
-def test_weights_all_present(scorer_home, capsys):
+def test_weights_all_present(scorer_home, tmp_path, monkeypatch, capsys):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     argv = ["weights", "--tasks", "imagenette,artist,coco_quality,concept_graph",
             "--task-config", "clip_model=erasebench-tiny-clip"]
-    assert main(argv) == 0
+    # SD v1.4, the tasks' base model, is not in the (empty) Hugging Face cache: a run
+    # without network would stop on it as on a scorer's file.
+    assert main(argv) == 1
+    assert "base model CompVis/stable-diffusion-v1-4" in capsys.readouterr().out
+    assert main([*argv, "--model", "tiny"]) == 0
     out = capsys.readouterr().out
     assert out.count(" yes ") == 6 and " no " not in out
 
@@ -193,10 +200,11 @@ def test_weights_takes_a_cached_hub_model_in_the_layout_it_has(tiny, tmp_path, m
     out = " ".join(capsys.readouterr().out.split())
     assert ("base model someone/t5-layout (tasks shapes_objects): in the Hugging Face cache"
             in out)
-    # A shard the index names is a file a run reads (and downloads, where there is network).
+    # A shard the index names is a file a run reads (and downloads, where there is network);
+    # without it, a run on a node without network stops, as on a missing scorer file.
     shard = sorted((snapshot / "unet").glob("*-of-*.safetensors"))[0]
     shard.unlink()
-    main(argv)
+    assert main(argv) == 1
     out = " ".join(capsys.readouterr().out.split())
     assert "base model someone/t5-layout (tasks shapes_objects): 1 of its " in out
     assert f"someone/t5-layout unet/{shard.name}` fetches them ahead" in out
