@@ -108,6 +108,7 @@ def _cached_file_finder(repo: str) -> Callable[[str], Path | None]:
 
     def cached(name: str) -> Path | None:
         path = try_to_load_from_cache(repo, name)
-        return Path(path) if isinstance(path, str) else None  # or a sentinel: not there
+        # None, or huggingface_hub's sentinel for a file the hub said it lacks: not there
+        return Path(path) if isinstance(path, str) else None
 
     return cached
