@@ -34,8 +34,13 @@ class HelpRecord(BaseModel):
     task: str
     model: str
     device: str  # the helping process's, as a unit's record names its own (hardware.py)
-    images_drawn: int
+    images_drawn: int  # the unit's own (records before 2026-12-06: its references too)
     drawing: float  # drawing them (its model loaded, its edit at hand)
+    # The original model's images its scoring compares with (``Task.reference_prompts``),
+    # which its process's scoring draws where no helper did, and the seconds they took:
+    # ``erasebench timings`` counts them as the scoring's drawing, as it does the unit's.
+    references_drawn: int = 0
+    referencing: float = 0.0
     # Making the unit's erasure, where the helper claimed it first (0.0: it read or
     # waited for the one the unit's process made).
     erasure: float = 0.0

@@ -178,19 +178,22 @@ class Runner:
             generator = self._generator(unit, model)
             with edit.applied(model):
                 drawn = generator.draw_unclaimed(unit.task.prompts(unit.spec.request))
+            drawn_at = time.perf_counter()
             # Then the original model's images its scoring compares with, which its own
             # process would otherwise draw alone once its own are drawn.
-            drawn += generator.draw_unclaimed(unit.task.reference_prompts(unit.spec.request))
-            helped[unit.run_id] = drawn
-            if drawn or made:  # the helper's work, for erasebench timings
+            references = generator.draw_unclaimed(
+                unit.task.reference_prompts(unit.spec.request))
+            helped[unit.run_id] = drawn + references
+            if drawn or references or made:  # the helper's work, for erasebench timings
                 write_help_record(self.results_dir, HelpRecord(
                     run_id=unit.run_id, eraser=unit.spec.eraser.name,
                     task=unit.spec.task.name, model=unit.spec.model.id,
                     device=describe_device(self.device), images_drawn=drawn,
-                    drawing=time.perf_counter() - erased_at,
+                    drawing=drawn_at - erased_at, references_drawn=references,
+                    referencing=time.perf_counter() - drawn_at,
                     erasure=erased_at - began if made else 0.0, erasure_made=made))
             if self.on_help is not None:
-                self.on_help(unit, drawn)
+                self.on_help(unit, drawn + references)
         return helped
 
     def _edit_ready(self, unit: WorkUnit) -> bool:

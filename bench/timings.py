@@ -21,7 +21,9 @@ images its own process drew over its seconds less those spent waiting for the ot
 (``UnitTimings.images_awaited``, since schema 4), so its images/s is its process's pace;
 the unit's total keeps the waiting. The helpers' drawing (and an erasure a helper made)
 is in their help records (``erasebench.help_records``, since 2026-12-02), which add it to
-the unit's eraser and task: its images drawn, its seconds and images/s, and the total.
+the unit's eraser and task: its images drawn, its seconds and images/s, and the total; the
+original model's images a helper drew for the unit's scoring to compare with go with the
+images the scoring drew (since 2026-12-06; before, with the images drawn).
 """
 
 from __future__ import annotations
@@ -55,12 +57,15 @@ def timings_frame(records: list[RunRecord], helped: Sequence[HelpRecord] = ()
         "images_scored": record.image_count, "scoring": timings.scoring,
         "total": timings.erasure + timings.images + timings.scoring,
     } for record in records if (timings := record.provenance.timings) is not None]
+    # A helper's reference images count as the scoring's drawing, as those a unit's own
+    # scoring draws: their seconds go to the scoring, which the share takes out again at
+    # the row's images/s, so they neither read as slow scoring nor slow the drawing's pace.
     rows += [{
         "eraser": work.eraser, "task": work.task, "model": work.model, "device": work.device,
         "unit": 0, "made": work.erasure_made, "erasure": work.erasure,
-        "images_drawn": work.images_drawn, "scoring_drawn": 0, "drawn_apart": True,
-        "drawing": work.drawing, "images_scored": 0, "scoring": 0.0,
-        "total": work.erasure + work.drawing,
+        "images_drawn": work.images_drawn, "scoring_drawn": work.references_drawn,
+        "drawn_apart": True, "drawing": work.drawing, "images_scored": 0,
+        "scoring": work.referencing, "total": work.erasure + work.drawing + work.referencing,
     } for work in helped]
     return pd.DataFrame(rows, columns=[*KEYS, "unit", "made", "erasure", "images_drawn",
                                        "scoring_drawn", "drawn_apart", "drawing",

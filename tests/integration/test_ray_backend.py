@@ -167,8 +167,8 @@ def test_an_actor_left_without_a_unit_draws_the_images_of_one_running(tmp_path):
     assert summary.helped == {unit.run_id: 12} and heard == [(unit.run_id, 12)]
     # The actor wrote its help record into the results folder, as a local helper does.
     [helping] = help_records(results)
-    assert (helping.run_id, helping.images_drawn, helping.erasure_made) == (unit.run_id, 12,
-                                                                             True)
+    assert (helping.run_id, helping.images_drawn, helping.references_drawn,
+            helping.erasure_made) == (unit.run_id, 6, 6, True)
     owner = Runner(results, cache, progress=False)
     assert owner.run_unit(unit) == "done"
     timings = owner.store.record(unit.run_id).provenance.timings

@@ -102,3 +102,22 @@ def test_the_helpers_work_is_added_from_their_help_records(make_record):
     console = Console(width=160, record=True)
     console.print(timings_table(timings_frame(records, helped)))
     assert "include the work of 1 help record:" in " ".join(console.export_text().split())
+
+
+def test_the_reference_images_a_helper_drew_are_the_scorings_drawing(make_record):
+    # As the first case above, where the helper also drew the 8 original-model images the
+    # unit's scoring compares with, in 4 s: they were counted as the unit's images drawn,
+    # 58 in 24 s (2.42 images/s), and "scoring drew" said none. Now the images drawn and
+    # their pace are the unit's own, 50 in 20 s (2.5 images/s), and the 8 are the
+    # scoring's, as those its own scoring draws: their 4 s are the scoring's, less 3.2 s
+    # (the 8 at the row's pace), so the share is 1 + 4 - 3.2 = 1.8 s of the 20 s.
+    records = [make_record("mace", timings=timed(1.0, True, 30, 15.0, 1.0, awaited=5.0),
+                           images=50)]
+    helped = [HelpRecord(run_id=records[0].run_id, eraser="mace", task="mock", model="tiny",
+                         device="cpu", images_drawn=20, drawing=10.0, references_drawn=8,
+                         referencing=4.0)]
+    row = summarise(timings_frame(records, helped)).iloc[0]
+    assert (row.images_drawn, row.drawing, row.images_per_second) == (50, 20.0, 2.5)
+    assert (row.scoring_drawn, row.scoring) == (8, pytest.approx(5.0))
+    assert row.scoring_share == pytest.approx((5.0 - 8 / 2.5) / 20)
+    assert row.total == pytest.approx(17 + 10 + 4)
