@@ -59,7 +59,7 @@ def timings_frame(records: list[RunRecord], helped: Sequence[HelpRecord] = ()
     } for record in records if (timings := record.provenance.timings) is not None]
     # A helper's reference images count as the scoring's drawing, as those a unit's own
     # scoring draws: their seconds go to the scoring, which the share takes out again at
-    # the row's images/s, so they neither read as slow scoring nor slow the drawing's pace.
+    # the row's images/s, and the drawing's pace is the unit's own images'.
     rows += [{
         "eraser": work.eraser, "task": work.task, "model": work.model, "device": work.device,
         "unit": 0, "made": work.erasure_made, "erasure": work.erasure,
