@@ -94,20 +94,21 @@ def download_model(repo: str) -> dict[str, str]:
     return failures
 
 
-def missing_from_cache(repo: str) -> tuple[list[str], int]:
-    """Of the files a run reads of the hub model ``repo`` (at main), in the layout of those
-    the Hugging Face cache holds (SD v1.4's where it holds none), those the cache lacks,
-    and how many a run reads."""
-    cached = _cached_file_finder(repo)
+def missing_from_cache(repo: str, revision: str | None = None) -> tuple[list[str], int]:
+    """Of the files a run reads of the hub model ``repo`` (at ``revision``, main where
+    None), in the layout of those the Hugging Face cache holds (SD v1.4's where it holds
+    none), those the cache lacks, and how many a run reads."""
+    cached = _cached_file_finder(repo, revision)
     reads = files_a_run_reads(cached)
     return [name for name in reads if not cached(name)], len(reads)
 
 
-def _cached_file_finder(repo: str) -> Callable[[str], Path | None]:
+def _cached_file_finder(repo: str, revision: str | None = None
+                        ) -> Callable[[str], Path | None]:
     from huggingface_hub import try_to_load_from_cache
 
     def cached(name: str) -> Path | None:
-        path = try_to_load_from_cache(repo, name)
+        path = try_to_load_from_cache(repo, name, revision=revision)
         # None, or huggingface_hub's sentinel for a file the hub said it lacks: not there
         return Path(path) if isinstance(path, str) else None
 

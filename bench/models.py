@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from erasebench.errors import UserError
-from erasebench.hub import hub_unreachable
+from erasebench.hub import hub_download_command, hub_unreachable, missing_from_cache
 from erasebench.model_files import missing_from_folder
 from erasebench.specs import ModelSpec
 from erasebench.tokenizer import sd_tokenizer
@@ -74,6 +74,8 @@ class DiffusionModel:
         local = model_folder(model_id)
         folder = local is not None
         source = str(local.resolve()) if local is not None else model_id
+        if not folder:
+            check_hub_cache(model_id, revision)
         # A folder needs no hub; a hub id is read from the cache alone where the hub does
         # not answer (HF_HUB_OFFLINE read at call time: huggingface_hub reads it at import).
         unreachable = None if folder else hub_unreachable()
@@ -92,8 +94,8 @@ class DiffusionModel:
                 vae = vae_class.from_pretrained(source, subfolder="vae", **weights)
                 scheduler_config = _read_scheduler_config(source, revision, offline)
         except (OSError, ValueError) as error:
-            cache_only = (f" Only the Hugging Face cache was read ({unreachable}), and it "
-                          "lacks files of it." if unreachable else "")
+            cache_only = (f" Only the Hugging Face cache was read ({unreachable})."
+                          if unreachable else "")
             raise UserError(
                 f"could not load model {model_id!r} (revision {revision}): "
                 f"{' '.join(str(error).split()).rstrip('.')}.{cache_only}"
@@ -428,6 +430,29 @@ def model_folder(model_id: str) -> Path | None:
     # A path, not a hub id: the hub's own error would say only that the id is malformed.
     raise UserError(f"model folder {model_id!r} does not exist; pass a diffusers "
                     "folder or a hub id (e.g. CompVis/stable-diffusion-v1-4)")
+
+
+def check_hub_cache(model_id: str, revision: str | None = None) -> None:
+    """A UserError naming the files a run reads of the hub model ``model_id`` that the
+    Hugging Face cache lacks, where only the cache can be read (``HF_HUB_OFFLINE`` set, or
+    the hub not answering: :func:`erasebench.hub.hub_unreachable`); the hub is asked only
+    where the cache lacks some. Where it answers, a run downloads them."""
+    lacking, reads = missing_from_cache(model_id, revision)
+    unreachable = hub_unreachable() if lacking else None
+    if unreachable is None:
+        return
+    shown = ", ".join(lacking[:3]) + (f" and {len(lacking) - 3} more" if len(lacking) > 3
+                                       else "")
+    # `weights --download` fetches exactly what a run reads, in the layout the repository
+    # has, but at main only; a revision's are named for huggingface_hub's command.
+    fetch = (f"{hub_download_command()} {model_id} --revision {revision} {' '.join(lacking)}"
+             if revision else f"erasebench weights --model {model_id} --download")
+    at = f" at revision {revision!r}" if revision else ""
+    raise UserError(
+        f"model {model_id!r}{at}: only the Hugging Face cache can be read ({unreachable}), "
+        f"and it lacks {len(lacking)} of the {reads} files a run reads ({shown}); `{fetch}` "
+        "fetches them where there is network; without network, download the diffusers "
+        "folder elsewhere and pass its path as --model")
 
 
 def load_model(spec: ModelSpec, dtype: torch.dtype | None = None,

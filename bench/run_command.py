@@ -72,7 +72,7 @@ def run_units(units: list[WorkUnit], runner: Runner, settings: RunSettings,
     done = [unit for unit in units if unit.run_id in records]
     todo = [unit for unit in units if unit.run_id not in records]
     # What the first unit would stop on, before a worker or Ray starts (and in a dry run).
-    _check_model_folders(todo)
+    _check_base_models(todo, settings.backend)
     where = place_units(runner, todo, settings, errors)
     prompts: PromptMemo = {}  # each request's prompts, built once for every count and check
     from erasebench.hardware import describe_device
@@ -266,11 +266,16 @@ def _preflight(units: list[WorkUnit], prompts: PromptMemo) -> None:
                 file.ensure()
 
 
-def _check_model_folders(units: list[WorkUnit]) -> None:
+def _check_base_models(units: list[WorkUnit], backend: str) -> None:
     """Each diffusers folder the units' base models are read from holds the files a run
-    reads (``erasebench.models.model_folder``), checked without loading anything."""
-    from erasebench.models import BUILT_IN_MODEL_IDS, model_folder
+    reads (``erasebench.models.model_folder``), and on this machine's processes the
+    Hugging Face cache holds those of each hub model where only the cache can be read
+    (``erasebench.models.check_hub_cache``); checked without loading anything. Ray's
+    actors read their own nodes' caches, with their own network, so not there."""
+    from erasebench.models import BUILT_IN_MODEL_IDS, check_hub_cache, model_folder
 
-    for model_id in dict.fromkeys(unit.spec.model.id for unit in units):
-        if model_id not in BUILT_IN_MODEL_IDS:
-            model_folder(model_id)
+    for spec in dict.fromkeys(unit.spec.model for unit in units):
+        if spec.id in BUILT_IN_MODEL_IDS:
+            continue
+        if model_folder(spec.id) is None and backend != "ray":
+            check_hub_cache(spec.id, spec.revision)

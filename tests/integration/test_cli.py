@@ -115,6 +115,34 @@ def test_a_dry_run_stops_on_the_model_folder_the_run_would_stop_on(tiny, tmp_pat
     assert "does not exist; pass a diffusers folder" in capsys.readouterr().err
 
 
+def test_a_run_stops_on_a_hub_model_the_cache_lacks_where_the_hub_is_not_asked(
+        tiny, tmp_path, monkeypatch, capsys):
+    # As for a folder: before its worker processes start (they each stopped on it, in
+    # diffusers' words, naming no file), and in a dry run, which loads nothing.
+    import huggingface_hub.constants
+
+    cache = tmp_path / "hub"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    argv = ["run", "--model", "someone/sd-finetune", "--erasers", "sd", "--tasks", "mock",
+            "--results", str(tmp_path / "results"), "--cache", str(tmp_path / "c")]
+    for dry in ([], ["--dry-run"]):
+        assert main([*argv, *dry]) == 2
+        captured = capsys.readouterr()
+        assert captured.err.startswith(
+            "error: model 'someone/sd-finetune': only the Hugging Face cache can be read "
+            "(HF_HUB_OFFLINE is set), and it lacks 12 of the 12 files a run reads")
+        assert "work units" not in captured.out
+    assert not (tmp_path / "results").exists()
+    repo = cache / "models--someone--sd-finetune"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("e" * 40)
+    tiny.save_pretrained(repo / "snapshots" / ("e" * 40))
+    assert main([*argv, "--dry-run"]) == 0
+    assert main([*argv, "--workers", "1"]) == 0
+    assert "[done] sd x mock" in capsys.readouterr().out
+
+
 NEEDS_PROC_AND_SYS = pytest.mark.skipif(
     not (Path("/proc/self").is_dir() and Path("/sys/kernel").is_dir()),
     reason="needs Linux's /proc and /sys")

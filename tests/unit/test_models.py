@@ -1,3 +1,4 @@
+import re
 import socket
 import threading
 import warnings
@@ -72,9 +73,11 @@ def test_a_path_that_does_not_exist_is_named_as_a_missing_folder(path):
         DiffusionModel.load(path)
 
 
-def test_an_unreachable_hub_id_is_a_user_error(monkeypatch):
+def test_an_unreachable_hub_id_is_a_user_error(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(UserError, match="could not load model"):
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(UserError, match="model 'nobody/no-such-model-erasebench': only the "
+                       "Hugging Face cache can be read"):
         DiffusionModel.load("nobody/no-such-model-erasebench")
 
 
@@ -199,12 +202,23 @@ def test_a_hub_model_in_transformers_5s_layout_with_a_sharded_unet_downloads_and
 
 
 def test_a_hub_id_not_in_the_cache_of_a_hub_that_does_not_answer_says_so(silent_hub):
+    # Before diffusers is asked for anything: the files named, and how to fetch them.
     endpoint = huggingface_hub.constants.ENDPOINT
-    with pytest.raises(UserError, match=f"Only the Hugging Face cache was read \\({endpoint} "
-                       "did not answer within 5 s: .*\\), and it lacks files of it. Without "
-                       "network, download the diffusers folder elsewhere"):
+    with pytest.raises(UserError) as caught:
         DiffusionModel.load("nobody/not-cached-erasebench")
+    assert re.fullmatch(
+        f"model 'nobody/not-cached-erasebench': only the Hugging Face cache can be read "
+        f"\\({endpoint} did not answer within 5 s: .*\\), and it lacks 12 of the 12 files a "
+        "run reads \\(model_index.json, scheduler/scheduler_config.json, "
+        "text_encoder/config.json and 9 more\\); `erasebench weights --model "
+        "nobody/not-cached-erasebench --download` fetches them where there is network; "
+        "without network, download the diffusers folder elsewhere and pass its path as "
+        "--model", str(caught.value))
     assert not [line for line in silent_hub if "not-cached-erasebench" in line]
+    # At a revision, huggingface_hub's command names the files.
+    with pytest.raises(UserError, match="at revision 'v2': .* `hf download "
+                       "nobody/not-cached-erasebench --revision v2 model_index.json "):
+        DiffusionModel.load("nobody/not-cached-erasebench", revision="v2")
 
 
 def test_with_hf_hub_offline_set_the_hub_is_not_asked(silent_hub, monkeypatch):
@@ -213,7 +227,8 @@ def test_with_hf_hub_offline_set_the_hub_is_not_asked(silent_hub, monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE")  # as huggingface_hub read it at import
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     assert hub_unreachable() == "HF_HUB_OFFLINE is set"
-    with pytest.raises(UserError, match="could not load model"):
+    with pytest.raises(UserError, match="only the Hugging Face cache can be read "
+                       "\\(HF_HUB_OFFLINE is set\\)"):
         DiffusionModel.load("nobody/not-cached-erasebench")
     assert silent_hub == []
 
