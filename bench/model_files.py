@@ -14,7 +14,10 @@ from pathlib import Path
 # hub repository lists it, not downloaded yet), None where the model lacks it.
 Find = Callable[[str], Path | bool | None]
 
-_CONFIGS = ("model_index.json", "scheduler/scheduler_config.json", "text_encoder/config.json",
+# Not model_index.json: the components are loaded one by one, and a hub model's cache that
+# a run filled has none (a folder is known as a diffusers folder by it: FOLDER_MARK).
+FOLDER_MARK = "model_index.json"
+_CONFIGS = ("scheduler/scheduler_config.json", "text_encoder/config.json",
             "unet/config.json", "vae/config.json",
             # Without it the tokenizer loads with no 77-token limit, and a long prompt (I2P
             # has many) overflows the text encoder's 77 positions in the first batch holding
@@ -64,7 +67,7 @@ def missing_from_folder(folder: Path) -> list[str]:
     def find(name: str) -> Path | None:
         return folder / name if (folder / name).is_file() else None
 
-    lacking: list[str] = []
+    lacking = [] if find(FOLDER_MARK) else [FOLDER_MARK]
     for name in files_a_run_reads(find):
         if find(name) or name == _SPECIAL_TOKENS:
             continue

@@ -21,7 +21,7 @@ from torch import nn
 
 from erasebench.errors import UserError
 from erasebench.hub import hub_download_command, hub_unreachable, missing_from_cache
-from erasebench.model_files import missing_from_folder
+from erasebench.model_files import FOLDER_MARK, missing_from_folder
 from erasebench.specs import ModelSpec
 from erasebench.tokenizer import sd_tokenizer
 
@@ -418,9 +418,9 @@ def model_folder(model_id: str) -> Path | None:
     if local is None:
         return None
     if local.exists():
-        if not (local / "model_index.json").is_file():
+        if not (local / FOLDER_MARK).is_file():
             raise UserError(
-                f"model path {str(local)!r} is not a diffusers folder (no model_index.json);"
+                f"model path {str(local)!r} is not a diffusers folder (no {FOLDER_MARK});"
                 " pass a folder written by save_pretrained or a hub id"
             )
         lacking = missing_from_folder(local)

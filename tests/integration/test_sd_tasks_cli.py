@@ -106,9 +106,9 @@ def test_weights_download_tries_every_missing_file_and_says_why_each_failed(tmp_
         "alexnet-owt-7be5be79.pth", "resnet50-11ad3fa6.pth",
         "weights-inception-2015-12-05-6726825d.pth"]
     failed = [line for line in out.splitlines() if line.startswith("not downloaded: ")]
-    # The SD tasks' base model's 12 files too, into the hub's cache
+    # The SD tasks' base model's 11 files too, into the hub's cache
     base_model = [line for line in failed if "CompVis/stable-diffusion-v1-4" in line]
-    assert len(base_model) == 12
+    assert len(base_model) == 11
     assert all(line.endswith("(ConnectionError: HF_HUB_OFFLINE is set)") for line in base_model)
     failed = [line for line in failed if line not in base_model]
     # Not told to do what it just did
@@ -159,10 +159,10 @@ def test_weights_says_whether_the_base_model_is_in_the_hub_cache(tmp_path, monke
     out = " ".join(capsys.readouterr().out.split())
     # The SD tasks' model, once for both; the miniature world's ships in the package
     assert out.count("base model ") == 1
-    assert ("base model CompVis/stable-diffusion-v1-4 (tasks imagenette, artist): 12 of its "
-            "12 files not in the Hugging Face cache; a run downloads them where there is "
-            "network, and `hf download CompVis/stable-diffusion-v1-4 model_index.json "
-            "scheduler/scheduler_config.json ") in out
+    assert ("base model CompVis/stable-diffusion-v1-4 (tasks imagenette, artist): 11 of its "
+            "11 files not in the Hugging Face cache; a run downloads them where there is "
+            "network, and `hf download CompVis/stable-diffusion-v1-4 "
+            "scheduler/scheduler_config.json text_encoder/config.json ") in out
     repo = tmp_path / "hub" / "models--CompVis--stable-diffusion-v1-4"
     (repo / "refs").mkdir(parents=True)
     (repo / "refs" / "main").write_text("a" * 40)
@@ -171,8 +171,9 @@ def test_weights_says_whether_the_base_model_is_in_the_hub_cache(tmp_path, monke
         (repo / "snapshots" / ("a" * 40) / name).write_text("{}")
     main(["weights", "--tasks", "imagenette"])
     out = " ".join(capsys.readouterr().out.split())
-    assert "1 of its 12 files not in the Hugging Face cache" in out
-    assert "stable-diffusion-v1-4 model_index.json` fetches them ahead" in out
+    assert "1 of its 11 files not in the Hugging Face cache" in out
+    assert "stable-diffusion-v1-4 scheduler/scheduler_config.json` fetches them ahead" in out
+    (repo / "snapshots" / ("a" * 40) / HUB_MODEL_FILES[0]).parent.mkdir()
     (repo / "snapshots" / ("a" * 40) / HUB_MODEL_FILES[0]).write_text("{}")
     main(["weights", "--tasks", "imagenette"])
     out = " ".join(capsys.readouterr().out.split())
@@ -223,7 +224,7 @@ def test_weights_checks_and_downloads_the_base_model_a_run_would_be_given(tmp_pa
     main(argv)
     out = " ".join(capsys.readouterr().out.split())
     # --model stands for every task's own, as in `run`
-    assert ("base model someone/sd-finetune (tasks shapes_objects): 12 of its 12 files not "
+    assert ("base model someone/sd-finetune (tasks shapes_objects): 11 of its 11 files not "
             "in the Hugging Face cache") in out
     snapshot = tmp_path / "hub" / "models--someone--sd-finetune" / "snapshots" / ("b" * 40)
 
@@ -244,7 +245,7 @@ def test_weights_checks_and_downloads_the_base_model_a_run_would_be_given(tmp_pa
     out = " ".join(capsys.readouterr().out.split())
     assert ("not downloaded: someone/sd-finetune unet/diffusion_pytorch_model.safetensors "
             "(OSError: 401 Client Error: access to this model is restricted)") in out
-    assert "base model someone/sd-finetune (tasks shapes_objects): 1 of its 12 files not" in out
+    assert "base model someone/sd-finetune (tasks shapes_objects): 1 of its 11 files not" in out
     assert all((snapshot / name).is_file() for name in HUB_MODEL_FILES
                if name != "unet/diffusion_pytorch_model.safetensors")
     # Without network each missing file is named at once, with the reason the hub gave.
