@@ -71,10 +71,16 @@ def run_units(units: list[WorkUnit], runner: Runner, settings: RunSettings,
                if (record := runner.store.record(unit.run_id)) is not None}
     done = [unit for unit in units if unit.run_id in records]
     todo = [unit for unit in units if unit.run_id not in records]
-    # What the first unit would stop on, before a worker or Ray starts (and in a dry run).
+    # What the first unit would stop on, before a worker or Ray starts (and in a dry run):
+    # a unit's prompts (a prompt file read and checked, kept for the run's count), then
+    # its base model.
+    prompts: PromptMemo = {}  # each request's prompts, built once for every count and check
+    from erasebench.workload import prompts_of_unit
+
+    for unit in todo:
+        prompts_of_unit(unit, prompts)
     _check_base_models(todo, settings.backend)
     where = place_units(runner, todo, settings, errors)
-    prompts: PromptMemo = {}  # each request's prompts, built once for every count and check
     from erasebench.hardware import describe_device
 
     # The pace of units recorded on the run's kind of device sets the time left: this
@@ -107,7 +113,7 @@ def run_units(units: list[WorkUnit], runner: Runner, settings: RunSettings,
     local.use_cpu_threads(runner.device)
     helper = local.helper_number()
     if not helper:
-        _preflight(todo, prompts)
+        _preflight(todo)
     pace = RunProgress.of_units(todo, done, processes=where.count,
                                 workload=count_images([*done, *todo], prompts))
     pace.helping = runner.help_others
@@ -250,14 +256,9 @@ def _warn_of_uncommitted_changes(errors: Console) -> None:
                      "them to give the rows a commit of their own", markup=False)
 
 
-def _preflight(units: list[WorkUnit], prompts: PromptMemo) -> None:
-    """Before hours of generation: every unit's prompts can be built (prompt files read
-    and checked; kept in ``prompts`` for the run's count) and every scorer weight file is
-    there (downloaded if it can be)."""
-    from erasebench.workload import prompts_of_unit
-
-    for unit in units:
-        prompts_of_unit(unit, prompts)
+def _preflight(units: list[WorkUnit]) -> None:
+    """Before hours of generation: every scorer weight file is there (downloaded if it
+    can be)."""
     seen = set()
     for task in {unit.task.name: unit.task for unit in units}.values():
         for file in task.weight_files():
