@@ -741,7 +741,7 @@ def _print_base_models(names: list[str], model: str | None, download: bool) -> i
     files a run reads of it. Returns how many files the models lack, in the cache or in
     their folders, a folder that is not there counted as one: a run without network would
     stop on them, as on a missing scorer file."""
-    from erasebench.hub import download_model, hub_download_command, missing_from_cache
+    from erasebench.hub import download_line, download_model, missing_from_cache
     from erasebench.model_files import missing_from_folder
     from erasebench.models import BUILT_IN_MODEL_IDS, model_path
 
@@ -776,7 +776,7 @@ def _print_base_models(names: list[str], model: str | None, download: bool) -> i
         model_lacks += len(lacking)
         console.print(f"{drawn_by} {len(lacking)} of its {reads} files not in "
                       "the Hugging Face cache; a run downloads them where there is network, "
-                      f"and `{hub_download_command()} {model_id} {' '.join(lacking)}` fetches "
+                      f"and `{download_line(model_id, lacking)}` fetches "
                       "them ahead (or pass a diffusers folder as --model)", markup=False)
     return model_lacks
 

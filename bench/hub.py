@@ -11,7 +11,7 @@ reads the cache only, at once.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import cache
 from pathlib import Path
 
@@ -55,6 +55,12 @@ def hub_download_command() -> str:
 
     major, minor = (int(part) for part in huggingface_hub.__version__.split(".")[:2])
     return "hf download" if (major, minor) >= (0, 34) else "huggingface-cli download"
+
+
+def download_line(repo: str, files: Sequence[str], revision: str | None = None) -> str:
+    """The huggingface_hub command that downloads ``files`` of ``repo`` into the cache."""
+    return " ".join([hub_download_command(), repo,
+                     *(["--revision", revision] if revision else []), *files])
 
 
 def download_model(repo: str) -> dict[str, str]:

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from erasebench.errors import UserError
-from erasebench.hub import hub_download_command, hub_unreachable, missing_from_cache
+from erasebench.hub import download_line, hub_unreachable, missing_from_cache
 from erasebench.model_files import FOLDER_MARK, missing_from_folder
 from erasebench.specs import ModelSpec
 from erasebench.tokenizer import sd_tokenizer
@@ -445,8 +445,8 @@ def check_hub_cache(model_id: str, revision: str | None = None) -> None:
                                        else "")
     # `weights --download` fetches exactly what a run reads, in the layout the repository
     # has, but at main only; a revision's are named for huggingface_hub's command.
-    fetch = (f"{hub_download_command()} {model_id} --revision {revision} {' '.join(lacking)}"
-             if revision else f"erasebench weights --model {model_id} --download")
+    fetch = (download_line(model_id, lacking, revision) if revision
+             else f"erasebench weights --model {model_id} --download")
     at = f" at revision {revision!r}" if revision else ""
     raise UserError(
         f"model {model_id!r}{at}: only the Hugging Face cache can be read ({unreachable}), "
