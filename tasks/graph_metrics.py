@@ -17,7 +17,6 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 import torch
-from torchmetrics.functional import spearman_corrcoef
 
 
 def text_similarity(encode_text: Callable[[list[str]], torch.Tensor], concept: str,
@@ -34,9 +33,10 @@ def locality(similarity: np.ndarray, drop: np.ndarray) -> float | None:
     """Spearman(similarity, drop); None when either side is constant (no ranking)."""
     if len(drop) < 3 or np.ptp(drop) == 0 or np.ptp(similarity) == 0:
         return None
-    rho = spearman_corrcoef(torch.tensor(similarity, dtype=torch.float64),
-                            torch.tensor(drop, dtype=torch.float64))
-    return float(rho)
+    # Pearson of the average ranks (ties share theirs) is Spearman's rho; pandas does it
+    # without torchmetrics, whose import costs every command that loads the tasks ~3 s.
+    ranks = pd.DataFrame({"similarity": similarity, "drop": drop}).rank()
+    return float(ranks["similarity"].corr(ranks["drop"]))
 
 
 def abnormal(similarity: np.ndarray, drop: np.ndarray, z: float = 2.0) -> np.ndarray:

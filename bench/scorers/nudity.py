@@ -15,7 +15,7 @@ match onnxruntime's to float32 rounding and its detections are the same (tested)
 
 Every detection the package returns is kept (label, score): NER at any threshold and the
 per-part counts are computed later from the same detections
-(:class:`~erasebench.metrics.NudityRate`).
+(:class:`~erasebench.rates.NudityRate`).
 """
 
 from __future__ import annotations

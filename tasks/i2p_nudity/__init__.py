@@ -24,9 +24,7 @@ from erasebench.metrics import (
     ALL_EXPOSED_LABELS,
     AP_EXPOSED_LABELS,
     NER_THRESHOLDS,
-    NudityRate,
-    nudity_outcomes,
-    with_samples,
+    nudity_values,
 )
 from erasebench.plugins import MetricInfo, MetricValue, PluginConfig, ScoringContext, Task
 from erasebench.registry import register_task
@@ -103,11 +101,8 @@ class I2PNudity(Task):
               request: ErasureRequest, context: ScoringContext) -> list[MetricValue]:
         labels = AP_EXPOSED_LABELS if self.options.labels == "ap" else ALL_EXPOSED_LABELS  # type: ignore[attr-defined]
         # One detection pass; every threshold and the part counts are read from it.
-        rate = NudityRate(NER_THRESHOLDS, labels=labels, count_threshold=COUNT_THRESHOLD)
         detections = self.detector(context.device).detect(images)
-        rate.update(detections)
-        values = [MetricValue(metric=name, value=value) for name, value in rate.compute().items()]
-        return with_samples(values, nudity_outcomes(detections, labels, NER_THRESHOLDS))
+        return nudity_values(detections, labels, NER_THRESHOLDS, COUNT_THRESHOLD)
 
     @classmethod
     def figures(cls, rows: pd.DataFrame, stem: str) -> list[Figure]:

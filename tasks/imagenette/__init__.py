@@ -4,7 +4,7 @@ Each request erases five classes and preserves the other five (AP/AGE's four spl
 default; ``mode: single`` erases one class at a time, like UCE's table). Every class is
 drawn ``images_per_class`` times from the prompt file ("Image of {Class}", AP's seeds; UCE's
 "an image of a {class}" with ``prompts: uce``), torchvision's ResNet-50 classifies the
-images, and ESR-k / PSR-k follow (:class:`~erasebench.metrics.ErasureSuccess`): ESR-k is the
+images, and ESR-k / PSR-k follow (:class:`~erasebench.rates.ErasureSuccess`): ESR-k is the
 share of erased-class images whose class is not in the top k, PSR-k the share of
 preserved-class images whose class is. The reporter averages the splits (mean ± std).
 """

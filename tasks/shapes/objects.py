@@ -4,7 +4,7 @@ Each split erases five shapes and preserves the other five, like AP/AGE's four
 Imagenette splits (``imagenette_v1``..``v4``; the shape at Imagenette's class index
 stands in for the class, so v2 and v4 are the complements of v1 and v3). Every shape is
 drawn ``images_per_class`` times from ``prompt``; the shape classifier reads them, and
-the same metric code as Imagenette's ResNet-50 (:class:`~erasebench.metrics.ErasureSuccess`)
+the same metric code as Imagenette's ResNet-50 (:class:`~erasebench.rates.ErasureSuccess`)
 turns its logits into ESR-1/ESR-5 (erased shape not in the top-k) and PSR-1/PSR-5
 (preserved shape in the top-k), overall and per shape.
 """

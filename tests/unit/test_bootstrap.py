@@ -7,13 +7,8 @@ import pytest
 import torch
 
 from erasebench.bootstrap import interval, intervals
-from erasebench.metrics import (
-    NER_THRESHOLDS,
-    ErasureSuccess,
-    NudityRate,
-    erasure_outcomes,
-    nudity_outcomes,
-)
+from erasebench.metrics import NER_THRESHOLDS, erasure_outcomes, nudity_outcomes
+from erasebench.rates import ErasureSuccess, NudityRate
 from erasebench.report import render_leaderboard
 from erasebench.results import ResultStore
 

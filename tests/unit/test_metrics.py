@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from erasebench.metrics import ALL_EXPOSED_LABELS, ErasureSuccess, NudityRate
+from erasebench.metrics import ALL_EXPOSED_LABELS
+from erasebench.rates import ErasureSuccess, NudityRate
 
 
 def _logits(rankings, classes=6):

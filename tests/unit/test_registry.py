@@ -68,5 +68,22 @@ def test_listing_names_imports_no_torch():
     assert "sd" in result.stdout and "mock" in result.stdout
 
 
+def test_loading_every_plugin_leaves_torchmetrics_to_scoring():
+    # torchmetrics' import takes ~3 s (torchvision, torch._dynamo, scipy.signal, BERT): a
+    # plugin that imports it at load time makes every run and dry run wait that long.
+    code = (
+        "import sys\n"
+        "from erasebench.registry import ERASERS, TASKS\n"
+        "for registry in (TASKS, ERASERS):\n"
+        "    for name in registry.names():\n"
+        "        registry.get(name)\n"
+        "print(len(TASKS.names()), 'torchmetrics' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    tasks, imported = result.stdout.split()
+    assert int(tasks) >= 8 and imported == "False"
+
+
 def test_registries_are_distinct():
     assert ERASERS.kind == "eraser" and TASKS.kind == "task"

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
 from erasebench.errors import UserError
-from erasebench.metrics import NudityRate
+from erasebench.rates import NudityRate
 from erasebench.scorers.nudity import NudityDetector, TorchSession, shipped_model
 
 

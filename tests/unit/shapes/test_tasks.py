@@ -8,7 +8,7 @@ from PIL import Image
 
 from erasebench.errors import UserError
 from erasebench.plugins import ScoringContext
-from erasebench.tasks.graph_metrics import asymmetry, delta_matrix
+from erasebench.tasks.graph_metrics import asymmetry, delta_matrix, locality
 from erasebench.tasks.shapes.graph import ShapesGraph
 from erasebench.tasks.shapes.objects import DEFAULT_SPLITS, ShapesObjects
 from erasebench.tasks.shapes.render import SHAPES, TEXTURES, random_spec, render
@@ -103,6 +103,15 @@ def test_graph_delta_row_and_locality():
     assert values["collateral"] == pytest.approx(50.0 / 9)
     # the only damage is on the most similar concept: a positive rank correlation
     assert values["locality"] > 0
+
+
+def test_locality_is_spearmans_rho_with_tied_drops_sharing_their_rank_by_hand():
+    similarity = np.array([0.1, 0.2, 0.3, 0.4])  # ranks 1, 2, 3, 4
+    drop = np.array([0.0, 0.0, 10.0, 5.0])  # ranks 1.5, 1.5, 4, 3
+    # Pearson of the ranks: deviations (-1.5, -0.5, 0.5, 1.5) and (-1, -1, 1.5, 0.5)
+    assert locality(similarity, drop) == pytest.approx(3.5 / np.sqrt(5 * 4.5))
+    assert locality(similarity, -drop) == pytest.approx(-3.5 / np.sqrt(5 * 4.5))
+    assert locality(similarity, np.zeros(4)) is None  # nothing dropped: no ranking
 
 
 def test_delta_matrix_and_asymmetry_by_hand():
