@@ -29,7 +29,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from diffusers import DDPMScheduler
 from PIL import Image
 
 from erasebench.probe import ModelProbe
@@ -80,6 +79,8 @@ def project(delta: torch.Tensor, bound: float) -> torch.Tensor:
 def _noisy_samples(probe: ModelProbe, texts: Sequence[str], references: Sequence[Image.Image],
                    settings: AttackSettings) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """``settings.samples`` fixed (x_t, t, text) triples drawn from the references."""
+    from diffusers import DDPMScheduler  # here: loading the task plugins stays quick
+
     model, device = probe.model, probe.model.device
     scheduler = DDPMScheduler.from_config(model.scheduler_config)
     generator = torch.Generator().manual_seed(settings.seed)

@@ -13,7 +13,6 @@ from pathlib import Path
 import torch
 
 from erasebench.models import SD_V1_SCHEDULER, DiffusionModel, small_text_encoder
-from erasebench.pixel_decoder import PixelShuffleAutoencoder
 from erasebench.specs import ModelSpec
 from erasebench.tokenizer import sd_tokenizer
 
@@ -33,7 +32,11 @@ def build_shapes_model(seed: int = 0, text_width: int = 64, text_layers: int = 2
     With ``autoencoder`` (the committed one by default) the UNet works on its 8x8 latents,
     as SD's works on its VAE's; with None, on the exact pixel-unshuffled 8x8x48 space.
     """
+    # diffusers (and the decoder built on it) is imported here, not with the module: the
+    # tasks' scoring imports this module for IMAGE_SIZE, and loading them stays quick.
     from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    from erasebench.pixel_decoder import PixelShuffleAutoencoder
 
     tokenizer = sd_tokenizer()
     with torch.random.fork_rng(devices=[]):
