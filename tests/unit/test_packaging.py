@@ -1,5 +1,7 @@
 """The installed layout: bench/, tasks/, baselines/ under the one `erasebench` namespace."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -43,3 +45,20 @@ def test_no_task_depends_on_the_erasers_package():
             if any(name.startswith("erasebench.baselines") for name in names):
                 importers.append(f"{source.relative_to(ROOT)}:{node.lineno}")
     assert not importers, importers
+
+
+def test_the_installed_command_exits_with_mains_code_and_leaves_its_objects_to_the_exit():
+    # The interpreter's last garbage collections walk every object torch and diffusers
+    # made (1.1 s of a run's 1.3 s exit on 2 cores): the command freezes them out of
+    # the collector once it is done, and still exits with main's code.
+    code = (
+        "import gc, sys\n"
+        "from importlib.metadata import entry_points\n"
+        "command = entry_points(group='console_scripts')['erasebench'].load()\n"
+        "sys.argv = ['erasebench', 'run', '--tasks', 'no_such_task', '--dry-run']\n"
+        "print(command(), gc.get_freeze_count() > 0)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["2", "True"]
+    assert "no_such_task" in result.stderr
