@@ -49,7 +49,7 @@ def test_no_task_depends_on_the_erasers_package():
 
 def test_the_installed_command_exits_with_mains_code_and_leaves_its_objects_to_the_exit():
     # The interpreter's last garbage collections walk every object torch and diffusers
-    # made (1.1 s of a run's 1.3 s exit on 2 cores): the command freezes them out of
+    # made (1.2 s of a run's 1.45 s exit on 2 cores): the command freezes them out of
     # the collector once it is done, and still exits with main's code.
     code = (
         "import gc, sys\n"
