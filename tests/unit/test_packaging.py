@@ -1,10 +1,9 @@
 """The installed layout: bench/, tasks/, baselines/ under the one `erasebench` namespace."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from fresh_python import fresh_python
 
 tomllib = pytest.importorskip("tomllib")
 
@@ -51,14 +50,11 @@ def test_the_installed_command_exits_with_mains_code_and_leaves_its_objects_to_t
     # The interpreter's last garbage collections walk every object torch and diffusers
     # made (1.2 s of a run's 1.45 s exit on 2 cores): the command freezes them out of
     # the collector once it is done, and still exits with main's code.
-    code = (
-        "import gc, sys\n"
-        "from importlib.metadata import entry_points\n"
-        "command = entry_points(group='console_scripts')['erasebench'].load()\n"
-        "sys.argv = ['erasebench', 'run', '--tasks', 'no_such_task', '--dry-run']\n"
-        "print(command(), gc.get_freeze_count() > 0)\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+    result = fresh_python(
+        "import gc, sys",
+        "from importlib.metadata import entry_points",
+        "command = entry_points(group='console_scripts')['erasebench'].load()",
+        "sys.argv = ['erasebench', 'run', '--tasks', 'no_such_task', '--dry-run']",
+        "print(command(), gc.get_freeze_count() > 0)")
     assert result.stdout.split() == ["2", "True"]
     assert "no_such_task" in result.stderr

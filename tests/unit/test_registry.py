@@ -1,7 +1,5 @@
-import subprocess
-import sys
-
 import pytest
+from fresh_python import fresh_python
 
 from erasebench.errors import DuplicateNameError, PluginImportError, UnknownNameError
 from erasebench.registry import ERASERS, TASKS, Registry
@@ -56,15 +54,12 @@ def test_a_broken_plugin_is_reported_by_name_and_others_still_load():
 
 
 def test_listing_names_imports_no_torch():
-    code = (
-        "import sys\n"
-        "from erasebench.cli import main\n"
-        "assert main(['list']) == 0\n"
-        "heavy = [m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules]\n"
-        "assert not heavy, heavy\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+    result = fresh_python(
+        "import sys",
+        "from erasebench.cli import main",
+        "assert main(['list']) == 0",
+        "heavy = [m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules]",
+        "assert not heavy, heavy")
     assert "sd" in result.stdout and "mock" in result.stdout
 
 
@@ -72,17 +67,14 @@ def test_loading_every_plugin_leaves_the_heavy_imports_to_the_work():
     # torchmetrics' import takes ~3 s (torchvision, torch._dynamo, scipy.signal, BERT) and
     # diffusers' ~2 s: a plugin importing either at load time makes every run and dry run
     # wait for it; they belong in the code that scores or loads a model.
-    code = (
-        "import sys\n"
-        "from erasebench.registry import ERASERS, TASKS\n"
-        "for registry in (TASKS, ERASERS):\n"
-        "    for name in registry.names():\n"
-        "        registry.get(name)\n"
-        "heavy = [m for m in ('torchmetrics', 'diffusers', 'transformers') if m in sys.modules]\n"
-        "print(len(TASKS.names()), len(ERASERS.names()), ','.join(heavy) or '-')\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+    result = fresh_python(
+        "import sys",
+        "from erasebench.registry import ERASERS, TASKS",
+        "for registry in (TASKS, ERASERS):",
+        "    for name in registry.names():",
+        "        registry.get(name)",
+        "heavy = [m for m in ('torchmetrics', 'diffusers', 'transformers') if m in sys.modules]",
+        "print(len(TASKS.names()), len(ERASERS.names()), ','.join(heavy) or '-')")
     tasks, erasers, heavy = result.stdout.split()
     assert int(tasks) >= 8 and int(erasers) >= 10 and heavy == "-"
 
