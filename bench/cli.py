@@ -855,9 +855,10 @@ def console_main() -> int:
     :func:`main`, then an exit that skips the interpreter's last garbage collections."""
     code = main()
     # At exit CPython's collector walks every object torch, diffusers and transformers
-    # made on import: 1.2 of the 1.45 s a run's process took to end, on 2 cores. The command is
-    # done (every write atomic and closed, atexit handlers still to run), so the objects
-    # are frozen out of its reach; reference counting still frees them as modules clear.
+    # made on import: 1.2 of the 1.45 s a run's process took to end, on 2 cores. The
+    # command is done (every write atomic and closed, atexit handlers still to run), so
+    # the objects are frozen out of its reach; reference counting still frees them as
+    # the modules are cleared.
     gc.freeze()
     return code
 
