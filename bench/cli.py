@@ -474,7 +474,8 @@ def generate(
     scheduler: Annotated[str, typer.Option(help="ddim, lms, pndm or dpm.")] = "ddim",
     size: SizeOption = None,
     precision: Annotated[str, typer.Option(
-        help="auto (fp16 on GPU, fp32 on CPU), fp32, fp16 or bf16.")] = "auto",
+        help="auto (fp16 on GPU, fp32 on CPU), fp32, fp16 or bf16; the manifest records the "
+        "one drawn in, which `score` compares with its --reference folder's.")] = "auto",
     compile_unet: CompileOption = False,
 ) -> None:
     """Generate images for prompts and seeds (through the image cache)."""

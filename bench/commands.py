@@ -1,7 +1,7 @@
 """The bodies of ``erasebench prompts``, ``generate`` and ``score``: prompt files, seed
 ranges, and folders of images with a ``manifest.csv`` (file, prompt, seed, guidance and,
 from ``generate``, the concepts the images' edit erased and the model, scheduler and steps
-that drew them, and the size they were drawn at)."""
+that drew them, the size and the precision they were drawn in)."""
 
 from __future__ import annotations
 
@@ -39,6 +39,10 @@ ERASED = "erased"
 # asks for no size.
 DRAWN_WITH = ("model", "scheduler", "steps", "size")
 NATIVE_SIZE = "native_size"
+# The manifest's column of the precision the images were drawn in (fp32, fp16, bf16), which
+# the task leaves to the device (fp16 on a GPU): `score` compares it between the images and
+# the reference images they are measured against, not with the task.
+PRECISION = "precision"
 _SEED_COLUMNS = ("seed", "evaluation_seed", "sd_seed")
 _GUIDANCE_COLUMNS = ("guidance", "evaluation_guidance", "sd_guidance_scale")
 _NEGATIVE_COLUMNS = ("negative", "negative_prompt")
@@ -142,7 +146,7 @@ def generate_images(*, out: Path, texts: list[str], prompt_file: Path | None, se
                     compile_unet: bool = False) -> None:
     from erasebench.cache import ImageCache
     from erasebench.edits import EditedModel
-    from erasebench.generate import Generator
+    from erasebench.generate import Generator, resolved_precision_name
     from erasebench.models import load_model
 
     if bool(texts) == bool(prompt_file):
@@ -176,7 +180,8 @@ def generate_images(*, out: Path, texts: list[str], prompt_file: Path | None, se
     # classification task prompt alike).
     frame[ERASED] = json.dumps(list(edit.request.concepts) if edit else [])
     drawn_with = {"model": model.id, "scheduler": settings.scheduler, "steps": settings.steps,
-                  "size": _size_words(*generator.size), NATIVE_SIZE: base.native_size}
+                  "size": _size_words(*generator.size), NATIVE_SIZE: base.native_size,
+                  PRECISION: resolved_precision_name(settings.precision, base.device)}
     frame = frame.assign(**drawn_with)
     atomic_write(out / MANIFEST, lambda tmp: frame.to_csv(tmp, index=False))
     console.print(f"wrote {len(rows)} images and {MANIFEST} to {out}")
@@ -187,8 +192,8 @@ class ImageFolder:
     """A folder of images with its manifest: each (prompt, seed)'s file, and the concepts
     the images' edit erased (() for the original model's; None where the manifest does
     not say, as one written outside erasebench), each (prompt, seed)'s guidance and
-    negative prompt and the values of the :data:`DRAWN_WITH` and :data:`NATIVE_SIZE`
-    columns, where the manifest has them."""
+    negative prompt and the values of the :data:`DRAWN_WITH`, :data:`NATIVE_SIZE` and
+    :data:`PRECISION` columns, where the manifest has them."""
 
     files: dict[tuple[str, int], Path]
     erased: tuple[str, ...] | None
@@ -221,7 +226,7 @@ def read_image_folder(folder: Path) -> ImageFolder:
         (dict(zip(keys, frame.negative.astype(str), strict=True))
          if "negative" in frame.columns else {}),
         {column: sorted(set(frame[column].astype(str)))
-         for column in (*DRAWN_WITH, NATIVE_SIZE) if column in frame.columns})
+         for column in (*DRAWN_WITH, NATIVE_SIZE, PRECISION) if column in frame.columns})
 
 
 def drawn_otherwise(task: Task, held: ImageFolder, prompts: Sequence[PromptSpec]) -> list[str]:
@@ -359,6 +364,7 @@ def score_folder(task: Task, folder: Path, reference: Path | None, device: str,
             _warn_unlike(warn, task, f"the reference images in {str(reference)!r}",
                          edited + drawn_otherwise(task, reference_held, prompts),
                          "The numbers measured against them")
+            _warn_other_precision(warn, (str(folder), held), (str(reference), reference_held))
         return ImageFiles([_lookup(reference_held.files, p, reference) for p in prompts])
 
     complete: dict[ErasureRequest, list[PromptSpec]] = {}
@@ -412,6 +418,20 @@ def _warn_unlike(warn: Callable[[str], None], task: Task, images: str,
              f"{'; '.join(otherwise)}. {numbers} do not compare with the task's in a run "
              f"or on the leaderboard; `erasebench prompts --task {task.name}` prints the "
              "command that draws them as the task does.")
+
+
+def _warn_other_precision(warn: Callable[[str], None], images: tuple[str, ImageFolder],
+                          reference: tuple[str, ImageFolder]) -> None:
+    """Warns where the images and the reference images they are measured against were
+    drawn in different precisions (as far as both manifests say): a run draws both alike,
+    and the pixels half precision moves count as the edit's in LPIPS, FID and the like."""
+    (folder, held), (reference_folder, reference_held) = images, reference
+    ours, theirs = held.drawn_with.get(PRECISION), reference_held.drawn_with.get(PRECISION)
+    if ours and theirs and ours != theirs:
+        warn(f"the images in {folder!r} were drawn in {', '.join(ours)} and the reference "
+             f"images in {reference_folder!r} in {', '.join(theirs)}: the numbers "
+             "measured between them count what the precision changes as the edit's doing; "
+             "draw both in one precision (`erasebench generate --precision`)")
 
 
 def _lookup(images: dict[tuple[str, int], Path], prompt: PromptSpec,

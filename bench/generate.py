@@ -138,10 +138,17 @@ def default_batch_size(model: DiffusionModel) -> int:
     return 64 if model.native_size <= 64 else 8
 
 
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
+def resolved_precision_name(precision: str, device: torch.device) -> str:
+    """``precision`` (a :class:`GenerationSpec`'s) as drawn on ``device``: ``auto`` is
+    fp16 on CUDA, fp32 elsewhere."""
     if precision == "auto":
-        return torch.float16 if device.type == "cuda" else torch.float32
-    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+        return "fp16" if device.type == "cuda" else "fp32"
+    return precision
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
+    return {"fp32": torch.float32, "fp16": torch.float16,
+            "bf16": torch.bfloat16}[resolved_precision_name(precision, device)]
 
 
 @contextlib.contextmanager

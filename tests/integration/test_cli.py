@@ -764,6 +764,36 @@ def test_reference_images_drawn_with_an_edit_or_otherwise_are_named_in_a_warning
     assert capsys.readouterr().err == ""
 
 
+def test_reference_images_drawn_in_another_precision_are_named_in_a_warning(tmp_path,
+                                                                           capsys):
+    # The mock task's change, LPIPS and FID measure the images against the reference; drawn
+    # in bf16 against fp32 ones, what the precision moves was counted as the edit's.
+    cache = ["--cache", str(tmp_path / "cache")]
+    _, _, command = _task_prompts(tmp_path, capsys, ["--task", "mock"])
+    auto, half = tmp_path / "auto", tmp_path / "bf16"
+    assert main([*command.split(), *cache, "--out", str(auto)]) == 0
+    assert main([*command.split(), "--precision", "bf16", *cache, "--out", str(half)]) == 0
+    capsys.readouterr()
+    assert pd.read_csv(auto / "manifest.csv").precision.unique().tolist() == ["fp32"]  # CPU
+
+    def warning(images, reference):
+        assert main(["score", "--task", "mock", "--images", str(images), "--reference",
+                     str(reference)]) == 0
+        return " ".join(capsys.readouterr().err.split())
+
+    assert warning(auto, auto) == ""
+    assert warning(auto, half) == (
+        f"warning: the images in {str(auto)!r} were drawn in fp32 and the reference images in "
+        f"{str(half)!r} in bf16: the numbers measured between them count what the precision "
+        "changes as the edit's doing; draw both in one precision (`erasebench generate "
+        "--precision`)")
+    assert "were drawn in bf16 and the reference images" in warning(half, auto)
+    # A manifest that does not say (written before the column, or by other code): no word
+    manifest = half / "manifest.csv"
+    pd.read_csv(manifest).drop(columns="precision").to_csv(manifest, index=False)
+    assert warning(auto, half) == ""
+
+
 def test_search_history_shows_the_search_and_draws_its_strip(tmp_path, capsys):
     edit = tmp_path / "ap.safetensors"
     assert main(["erase", "--eraser", "ap", "--concept", "circle", "--out", str(edit),

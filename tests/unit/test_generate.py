@@ -196,6 +196,14 @@ def test_cache_key_covers_every_setting(tiny):
     assert Generator(tiny, GenerationSpec(), batch_size=3).keys(prompt) == base
 
 
+def test_auto_precision_is_fp16_on_a_gpu_and_fp32_elsewhere():
+    cuda, cpu = torch.device("cuda", 0), torch.device("cpu")
+    assert [generate.resolved_precision_name("auto", d) for d in (cuda, cpu)] == ["fp16", "fp32"]
+    assert generate.resolve_precision("auto", cuda) == torch.float16
+    assert [generate.resolve_precision(p, cuda) for p in ("fp32", "bf16")] == \
+        [torch.float32, torch.bfloat16]
+
+
 def test_non_finite_images_are_reported_and_not_cached(tiny, tmp_path):
     cache = ImageCache(tmp_path)
     generator = Generator(tiny, GenerationSpec(steps=2), cache, progress=False)
