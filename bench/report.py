@@ -278,7 +278,8 @@ def overall_section(frame: pd.DataFrame) -> str:
             "and votes once; an eraser's points are the sum of its votes. Erasure and "
             "preservation metrics count alike, so this ranks the trade-off, not either "
             "side. Rows run under a task's non-default options (named `[task: …]` in its "
-            "table) are not ranked.\n")
+            "table), or drawn otherwise than the task draws (`[generation: …]`) beside rows "
+            "drawn as it does, are not ranked.\n")
 
 
 def render_leaderboard(frame: pd.DataFrame, figures_folder: str | None = None,

@@ -3,15 +3,19 @@
 The leaderboard averages an eraser's rows within a task section. Rows of the same eraser
 made with two different eraser configs (a preset and a tuned learning rate), or of the same
 task run with two option sets (the default attack and one with soft tokens), measure
-different things: averaged, they would give a number nobody ran. So where a section holds
-more than one, each gets its own row, named by what differs: ``esd_x [lr=1e-05]``,
-``esd_x [robustness: soft_tokens=4]``. The task's own default options and an eraser's only
-config keep the plain name, so a section with one configuration per eraser reads as before
-and reported (published) numbers still meet the rows run with the papers' protocol.
+different things: averaged, they would give a number nobody ran. So do rows whose images
+were drawn otherwise (``run --steps 10`` for a quick look, ``--precision bf16``). So where a
+section holds more than one, each gets its own row, named by what differs:
+``esd_x [lr=1e-05]``, ``esd_x [robustness: soft_tokens=4]``,
+``esd_x [generation: precision="bf16"]``. The task's own default options and generation
+settings and an eraser's only config keep the plain name, so a section with one
+configuration per eraser reads as before and reported (published) numbers still meet the
+rows run with the papers' protocol.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
@@ -20,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from erasebench.errors import PluginImportError, UnknownNameError
+from erasebench.errors import PluginImportError, UnknownNameError, UserError
 from erasebench.registry import TASKS
 from erasebench.results import RunRecord
 
@@ -56,6 +60,16 @@ def _task_defaults(name: str) -> dict[str, Any] | None:
         return None  # not installed here, or options without defaults
 
 
+@functools.cache
+def _task_generation(name: str, options: str) -> dict[str, Any] | None:
+    """How task ``name`` under ``options`` (canonical JSON) draws its images (the
+    robustness task draws as its base task does)."""
+    try:
+        return TASKS.get(name)(json.loads(options)).generation().model_dump(mode="json")
+    except (UnknownNameError, PluginImportError, UserError, TypeError, ValueError):
+        return None  # not installed here, or options this version no longer takes
+
+
 def _canonical(value: dict[str, Any]) -> str:
     return json.dumps(value, sort_keys=True)
 
@@ -78,15 +92,17 @@ def find_variants(records: Iterable[RunRecord]) -> Variants:
     other_protocol = set()
     for (task, _), members in sections.items():
         task_part = _task_option_parts(task, members)
+        drawn_part = _generation_parts(task, members)
         for eraser in {r.spec.eraser.name for r in members}:
             mine = [r for r in members if r.spec.eraser.name == eraser]
             configs = {_canonical(r.spec.eraser.config): r.spec.eraser.config for r in mine}
             config_part = dict(zip(configs, differing(list(configs.values())), strict=True))
             for record in mine:
-                protocol = task_part[_canonical(record.spec.task.options)]
-                if protocol:
+                protocol = [task_part[_canonical(record.spec.task.options)],
+                            drawn_part[record.run_id]]
+                if any(protocol):
                     other_protocol.add(record.run_id)
-                parts = [config_part[_canonical(record.spec.eraser.config)], protocol]
+                parts = [config_part[_canonical(record.spec.eraser.config)], *protocol]
                 text = "; ".join(part for part in parts if part)
                 labels[record.run_id] = f" [{text}]" if text else ""
     return Variants(labels, frozenset(other_protocol))
@@ -98,12 +114,26 @@ def _task_option_parts(task: str, members: list[RunRecord]) -> dict[str, str]:
     defaults = _task_defaults(task)
     filled = {_canonical(r.spec.task.options): {**(defaults or {}), **r.spec.task.options}
               for r in members}
-    distinct = {_canonical(value): value for value in filled.values()}
+    return _label_parts(filled, dict.fromkeys(filled, defaults), f"{task}: ")
+
+
+def _generation_parts(task: str, members: list[RunRecord]) -> dict[str, str]:
+    """Run id -> its label part: '' where every run drew alike or as its task draws."""
+    drawn = {r.run_id: r.spec.generation.model_dump(mode="json") for r in members}
+    own = {r.run_id: _task_generation(task, _canonical(r.spec.task.options)) for r in members}
+    return _label_parts(drawn, own, "generation: ")
+
+
+def _label_parts(settings: dict[str, dict[str, Any]], defaults: dict[str, Any],
+                 prefix: str) -> dict[str, str]:
+    """Each key's ``settings`` named by what differs from the others', after ``prefix``;
+    '' where they are all alike or the key's settings are its ``defaults``."""
+    distinct = {_canonical(value): value for value in settings.values()}
     if len(distinct) == 1:
-        return dict.fromkeys(filled, "")
+        return dict.fromkeys(settings, "")
     parts = dict(zip(distinct, differing(list(distinct.values())), strict=True))
-    return {key: "" if value == defaults else f"{task}: {parts[_canonical(value)]}"
-            for key, value in filled.items()}
+    return {key: "" if value == defaults[key] else f"{prefix}{parts[_canonical(value)]}"
+            for key, value in settings.items()}
 
 
 def label_variants(frame: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:

@@ -5,7 +5,7 @@ import pandas as pd
 
 from erasebench.cli import main
 from erasebench.results import ResultStore, load_results
-from erasebench.variants import differing
+from erasebench.variants import differing, find_variants
 
 
 def test_differing_names_only_the_keys_that_vary():
@@ -50,6 +50,30 @@ def test_configurations_get_rows_of_their_own(tmp_path, capsys):
             if line.startswith("| sd")] == ["8", "4"]
     reported = pd.read_parquet(tmp_path / "results" / "metrics.parquet")
     assert set(reported.eraser) == set(erasers)
+
+
+def test_rows_drawn_otherwise_than_the_task_draws_get_rows_of_their_own_and_no_rank(
+        tmp_path, capsys):
+    # `run --precision bf16` (or `--steps 10`, for a quick look) beside a run drawn as the
+    # task draws was averaged into the same eraser's row: a number nobody ran.
+    results = ["--results", str(tmp_path / "results"), "--cache", str(tmp_path / "cache")]
+    common = ["run", "--model", "tiny", "--tasks", "mock", *results, "--workers", "1",
+              "--no-report"]
+    assert main([*common, "--erasers", "sd,mock"]) == 0  # as the task draws (4 steps)
+    assert main([*common, "--erasers", "mock", "--precision", "bf16"]) == 0
+    board = tmp_path / "leaderboard.md"
+    assert main(["report", "--results", str(tmp_path / "results"), "--out", str(board)]) == 0
+    main_table = board.read_text().split("## mock")[1].split("<details>")[0]
+    erasers = [line.split(" | ")[0].strip("| ") for line in main_table.splitlines()
+               if line.startswith("| ") and not line.startswith("| eraser")]
+    assert erasers == ["mock", 'mock [generation: precision="bf16"]', "sd"]
+    records = ResultStore(tmp_path / "results").records()
+    half = {r.run_id for r in records if r.spec.generation.precision == "bf16"}
+    assert half and find_variants(records).other_protocol == half  # not ranked
+    # Every run drawn alike, if not as the task draws (the tests' --steps 2): plain names
+    assert _run(tmp_path / "alike", "--erasers", "sd,mock") == 0
+    labels = find_variants(ResultStore(tmp_path / "alike" / "results").records()).labels
+    assert set(labels.values()) == {""}
 
 
 def test_eraser_config_errors_are_clear(tmp_path, capsys):
