@@ -620,13 +620,15 @@ def timings(
 
     The units, erasures made and their time, images drawn and images/s, scoring's time
     against drawing the images it scored (erasebench aims at 10% at most), and the units'
-    seconds."""
+    seconds. An eraser's configurations (settings, task options, images drawn otherwise
+    than the task draws) are rows of their own, named as in the leaderboard."""
     from erasebench.help_records import help_records
     from erasebench.results import ResultStore
     from erasebench.timings import timings_frame, timings_table
+    from erasebench.variants import find_variants
 
     records = ResultStore(_existing_results(results)).records()
-    frame = timings_frame(records, help_records(results))
+    frame = timings_frame(records, help_records(results), find_variants(records).labels)
     timed = int(frame["unit"].sum())
     if not timed:
         raise UserError(f"no record in {str(results)!r} has timings: they are kept since "

@@ -1,5 +1,7 @@
 """Where a results folder's time went, per eraser, task, model and device, from the
-records' timings (``erasebench.results.UnitTimings``): ``erasebench timings``.
+records' timings (``erasebench.results.UnitTimings``): ``erasebench timings``. Like the
+leaderboard, it keeps an eraser's configurations apart (:mod:`erasebench.variants`): units
+drawn at ``--steps 10`` or in bf16 beside the task's own have images/s of their own.
 
 Seconds are those of the process that ran each unit, summed: with several processes (or
 Ray actors) they add up to more than the wall time. Making an erasure is counted once,
@@ -28,7 +30,7 @@ images the scoring drew (since 2026-12-06; before, with the images drawn).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 from rich import box
@@ -41,12 +43,16 @@ from erasebench.results import RunRecord
 KEYS = ["eraser", "task", "model", "device"]
 
 
-def timings_frame(records: list[RunRecord], helped: Sequence[HelpRecord] = ()
-                  ) -> pd.DataFrame:
+def timings_frame(records: list[RunRecord], helped: Sequence[HelpRecord] = (),
+                  labels: Mapping[str, str] | None = None) -> pd.DataFrame:
     """One row per record that has timings (``unit`` 1), then one per help record
-    (``unit`` 0: a process's work for a unit it did not run)."""
+    (``unit`` 0: a process's work for a unit it did not run). With ``labels`` (run id ->
+    :attr:`erasebench.variants.Variants.labels`), each eraser name has its unit's
+    configuration label, as in the leaderboard."""
+    labels = labels or {}
     rows = [{
-        "eraser": record.spec.eraser.name, "task": record.spec.task.name,
+        "eraser": record.spec.eraser.name + labels.get(record.run_id, ""),
+        "task": record.spec.task.name,
         "model": record.spec.model.id, "device": record.provenance.device, "unit": 1,
         "made": timings.erasure_trained,
         "erasure": timings.erasure if timings.erasure_trained else 0.0,
@@ -61,7 +67,8 @@ def timings_frame(records: list[RunRecord], helped: Sequence[HelpRecord] = ()
     # scoring draws: their seconds go to the scoring, which the share takes out again at
     # the row's images/s, and the drawing's pace is the unit's own images'.
     rows += [{
-        "eraser": work.eraser, "task": work.task, "model": work.model, "device": work.device,
+        "eraser": work.eraser + labels.get(work.run_id, ""), "task": work.task,
+        "model": work.model, "device": work.device,
         "unit": 0, "made": work.erasure_made, "erasure": work.erasure,
         "images_drawn": work.images_drawn, "scoring_drawn": work.references_drawn,
         "drawn_apart": True, "drawing": work.drawing, "images_scored": 0,

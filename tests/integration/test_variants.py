@@ -1,6 +1,8 @@
 """Two configurations of one eraser, or two option sets of one task, in one results folder
 are reported apart, never averaged into a number nobody ran."""
 
+import re
+
 import pandas as pd
 
 from erasebench.cli import main
@@ -70,6 +72,12 @@ def test_rows_drawn_otherwise_than_the_task_draws_get_rows_of_their_own_and_no_r
     records = ResultStore(tmp_path / "results").records()
     half = {r.run_id for r in records if r.spec.generation.precision == "bf16"}
     assert half and find_variants(records).other_protocol == half  # not ranked
+    capsys.readouterr()
+    assert main(["timings", "--results", str(tmp_path / "results")]) == 0  # timed apart too
+    lines = capsys.readouterr().out.splitlines()
+    timed = [re.split(r"\s{2,}", line.strip())[0] for line in lines
+             if re.search(r"\s{2}mock\s{2}", line)]  # the eraser column, of the task's rows
+    assert timed == ["mock", 'mock [generation: precision="bf16"]', "sd"]
     # Every run drawn alike, if not as the task draws (the tests' --steps 2): plain names
     assert _run(tmp_path / "alike", "--erasers", "sd,mock") == 0
     labels = find_variants(ResultStore(tmp_path / "alike" / "results").records()).labels

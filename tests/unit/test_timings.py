@@ -121,3 +121,20 @@ def test_the_reference_images_a_helper_drew_are_the_scorings_drawing(make_record
     assert (row.scoring_drawn, row.scoring) == (8, pytest.approx(5.0))
     assert row.scoring_share == pytest.approx((5.0 - 8 / 2.5) / 20)
     assert row.total == pytest.approx(17 + 10 + 4)
+
+
+def test_configurations_are_timed_apart_named_as_in_the_leaderboard(make_record):
+    # Units drawn at 3 steps beside units at 2 were one row, their images/s a pace of
+    # neither: 2 images/s at 2 steps and 4 at 3 (the helper's 40 in 10 s too) read 3.
+    from erasebench.variants import find_variants
+
+    records = [make_record("esd", timings=timed(1.0, True, 40, 20.0, 1.0), images=40),
+               make_record("esd", timings=timed(1.0, True, 40, 10.0, 1.0), images=80, steps=3)]
+    helped = [HelpRecord(run_id=records[1].run_id, eraser="esd", task="mock", model="tiny",
+                         device="cpu", images_drawn=40, drawing=10.0)]
+    assert summarise(timings_frame(records, helped)).images_per_second.tolist() == \
+        [pytest.approx(120 / 40)]
+    summary = summarise(timings_frame(records, helped, find_variants(records).labels))
+    rates = summary.set_index("eraser").images_per_second.to_dict()
+    assert rates == {"esd [generation: steps=2]": 2.0, "esd [generation: steps=3]": 4.0}
+    assert summary.units.tolist() == [1, 1]
