@@ -3,9 +3,9 @@
 The leaderboard averages an eraser's rows within a task section. Rows of the same eraser
 made with two different eraser configs (a preset and a tuned learning rate), or of the same
 task run with two option sets (the default attack and one with soft tokens), measure
-different things: averaged, they would give a number nobody ran. So do rows whose images
-were drawn otherwise (``run --steps 10`` for a quick look, ``--precision bf16``). So where a
-section holds more than one, each gets its own row, named by what differs:
+different things: averaged, they would give a number nobody ran; and so do rows whose
+images were drawn otherwise (``run --steps 10`` for a quick look, ``--precision bf16``).
+So where a section holds more than one, each gets its own row, named by what differs:
 ``esd_x [lr=1e-05]``, ``esd_x [robustness: soft_tokens=4]``,
 ``esd_x [generation: precision="bf16"]``. The task's own default options and generation
 settings and an eraser's only config keep the plain name, so a section with one
@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,25 +114,27 @@ def _task_option_parts(task: str, members: list[RunRecord]) -> dict[str, str]:
     defaults = _task_defaults(task)
     filled = {_canonical(r.spec.task.options): {**(defaults or {}), **r.spec.task.options}
               for r in members}
-    return _label_parts(filled, dict.fromkeys(filled, defaults), f"{task}: ")
+    return _label_parts(filled, lambda _: defaults, f"{task}: ")
 
 
 def _generation_parts(task: str, members: list[RunRecord]) -> dict[str, str]:
     """Run id -> its label part: '' where every run drew alike or as its task draws."""
     drawn = {r.run_id: r.spec.generation.model_dump(mode="json") for r in members}
-    own = {r.run_id: _task_generation(task, _canonical(r.spec.task.options)) for r in members}
-    return _label_parts(drawn, own, "generation: ")
+    options = {r.run_id: _canonical(r.spec.task.options) for r in members}
+    return _label_parts(drawn, lambda run_id: _task_generation(task, options[run_id]),
+                        "generation: ")
 
 
-def _label_parts(settings: dict[str, dict[str, Any]], defaults: dict[str, Any],
+def _label_parts(settings: dict[str, dict[str, Any]], defaults: Callable[[str], Any],
                  prefix: str) -> dict[str, str]:
     """Each key's ``settings`` named by what differs from the others', after ``prefix``;
-    '' where they are all alike or the key's settings are its ``defaults``."""
+    '' where they are all alike (the defaults then not asked for: a task is built for its
+    generation settings) or the key's settings are ``defaults(key)``."""
     distinct = {_canonical(value): value for value in settings.values()}
     if len(distinct) == 1:
         return dict.fromkeys(settings, "")
     parts = dict(zip(distinct, differing(list(distinct.values())), strict=True))
-    return {key: "" if value == defaults[key] else f"{prefix}{parts[_canonical(value)]}"
+    return {key: "" if value == defaults(key) else f"{prefix}{parts[_canonical(value)]}"
             for key, value in settings.items()}
 
 
