@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -25,7 +26,7 @@ from erasebench.provenance import provenance_table, records_provenance
 from erasebench.registry import TASKS
 from erasebench.reported import compare, load_reported
 from erasebench.results import ResultStore, records_to_frame
-from erasebench.variants import find_variants, label_variants
+from erasebench.variants import find_variants, label_variants, run_otherwise
 
 HEADER = (
     "# erasebench leaderboard\n\n"
@@ -160,8 +161,11 @@ def _folded(title: str, body: str) -> str:
     return f"\n<details><summary>{title}</summary>\n\n{body}\n</details>\n"
 
 
-def reported_table(reported: pd.DataFrame, summary: pd.DataFrame) -> str:
-    """Published numbers beside ours: per eraser and metric "reported → reproduced (Δ)"."""
+def reported_table(reported: pd.DataFrame, summary: pd.DataFrame,
+                   not_compared: Sequence[str] = ()) -> str:
+    """Published numbers beside ours: per eraser and metric "reported → reproduced (Δ)".
+    ``not_compared`` names the erasers with published numbers whose rows were left out of
+    ``summary`` as run otherwise than the task's protocol."""
     table = compare(reported, summary)
     metrics = list(dict.fromkeys(table["metric"]))
     rows = []
@@ -183,9 +187,12 @@ def reported_table(reported: pd.DataFrame, summary: pd.DataFrame) -> str:
                 cells.append(f"{text} → {ours} ({float(item['difference']) + 0.0:+.3g})")
         rows.append(cells)
     sources = "; ".join(dict.fromkeys(table["source"]))
+    otherwise = (f" Not compared, as run otherwise than the task's protocol (its default "
+                 f"options and generation settings): {', '.join(not_compared)}."
+                 if not_compared else "")
     return (_table(["eraser", *metrics], rows)
             + "\nReported (published) → reproduced here (reproduced − reported); – : not run "
-            f"yet. Sources: {sources}.\n")
+            f"yet.{otherwise} Sources: {sources}.\n")
 
 
 def _figure_links(figures: list[Figure], folder: str) -> str:
@@ -196,7 +203,8 @@ def task_section(task: str, model: str, rows: pd.DataFrame,
                  figures: tuple[list[Figure], str] | None = None,
                  reported: pd.DataFrame | None = None,
                  sources: pd.DataFrame | None = None,
-                 bounds: pd.DataFrame | None = None) -> str:
+                 bounds: pd.DataFrame | None = None,
+                 uncompared: frozenset[str] = frozenset()) -> str:
     headline = rows[rows["headline"].astype(bool)]
     detail = rows[~rows["headline"].astype(bool)]
     parts = [f"\n## {task} (model `{model}`)\n\n"]
@@ -216,9 +224,13 @@ def task_section(task: str, model: str, rows: pd.DataFrame,
                 parts.append(_folded("Bootstrap 95% intervals over images",
                                      interval_table(shown)))
     if reported is not None and not reported.empty:
+        left_out = rows["run_id"].isin(uncompared)
+        compared = rows[~left_out]
         parts.append("\n**Reported vs reproduced**\n\n")
-        parts.append(reported_table(reported, summarise(rows) if not rows.empty else
-                                    pd.DataFrame(columns=["eraser", "metric", "mean", "std"])))
+        parts.append(reported_table(
+            reported, summarise(compared) if not compared.empty else
+            pd.DataFrame(columns=["eraser", "metric", "mean", "std"]),
+            sorted(set(rows.loc[left_out, "eraser"]) & set(reported["eraser"]))))
         parts.append("\n")
     if not detail.empty:
         parts.append(_folded("Detail metrics (mean over requests)",
@@ -287,14 +299,17 @@ def render_leaderboard(frame: pd.DataFrame, figures_folder: str | None = None,
                        provenance: pd.DataFrame | None = None,
                        plan: dict[tuple[str, str], list[Figure]] | None = None,
                        confidence: pd.DataFrame | None = None,
-                       unranked: frozenset[str] = frozenset()) -> str:
+                       unranked: frozenset[str] = frozenset(),
+                       uncompared: frozenset[str] = frozenset()) -> str:
     """The leaderboard's markdown; with ``figures_folder`` (relative to the leaderboard),
     each section links the figures its task makes (drawn by :func:`write_report`); with
     ``reported``, published numbers stand beside the reproduced ones; with ``provenance``
     (:func:`erasebench.provenance.load_provenance`), each section says where its rows
     come from. ``plan`` is :func:`figure_plan` of ``frame``, if the caller has it;
     ``confidence`` (:func:`erasebench.bootstrap.intervals`) adds bootstrap intervals; the
-    runs in ``unranked`` (another protocol of their task) stay out of the overall rank."""
+    runs in ``unranked`` (another protocol of their task) stay out of the overall rank, and
+    those in ``uncompared`` (:func:`erasebench.variants.run_otherwise`) out of the
+    comparison with published numbers."""
     parts = [HEADER]
     reported = reported if reported is not None else pd.DataFrame(columns=["task", "model"])
     sections = sorted({*map(tuple, frame[["task", "model"]].astype(str).to_numpy()),
@@ -318,7 +333,8 @@ def render_leaderboard(frame: pd.DataFrame, figures_folder: str | None = None,
             (provenance["task"] == task) & (provenance["model"] == model)]
         bounds = None if confidence is None else confidence[
             (confidence["task"] == task) & (confidence["model"] == model)]
-        parts.append(task_section(task, model, rows, figures, published, sources, bounds))
+        parts.append(task_section(task, model, rows, figures, published, sources, bounds,
+                                  uncompared))
     return "".join(parts)
 
 
@@ -339,9 +355,12 @@ def build_report(results_dir: str | Path = "results",
     relative = Path(os.path.relpath(figures_dir.resolve(),
                                     Path(leaderboard).resolve().parent)).as_posix()
     confidence = intervals(frame, store.samples(frame["run_id"]))
-    text = render_leaderboard(frame, relative, load_reported(results_dir),
+    reported = load_reported(results_dir)
+    # Only where there are published numbers to compare with: it builds each task.
+    uncompared = run_otherwise(records) if not reported.empty else frozenset()
+    text = render_leaderboard(frame, relative, reported,
                               records_provenance(records, variants.labels), plan, confidence,
-                              variants.other_protocol)
+                              variants.other_protocol, uncompared)
     return text, frame, plan
 
 

@@ -138,6 +138,24 @@ def _label_parts(settings: dict[str, dict[str, Any]], defaults: Callable[[str], 
             for key, value in settings.items()}
 
 
+def run_otherwise(records: Iterable[RunRecord]) -> frozenset[str]:
+    """The run ids of ``records`` run otherwise than their task's own protocol, its default
+    options and the generation settings it draws with, which published numbers follow:
+    whether or not other runs beside them ran alike. A task not installed here, or options
+    this version does not take, count as its protocol (nothing to tell them apart by)."""
+    otherwise = set()
+    for record in records:
+        task, options = record.spec.task.name, record.spec.task.options
+        defaults = _task_defaults(task)
+        if defaults is not None and {**defaults, **options} != defaults:
+            otherwise.add(record.run_id)
+            continue
+        own = _task_generation(task, _canonical(options))
+        if own is not None and record.spec.generation.model_dump(mode="json") != own:
+            otherwise.add(record.run_id)
+    return frozenset(otherwise)
+
+
 def label_variants(frame: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
     """``frame`` (:func:`erasebench.results.records_to_frame`) with each configuration's
     rows under their own eraser name (``labels``: :attr:`Variants.labels`)."""

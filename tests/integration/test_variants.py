@@ -108,3 +108,33 @@ def test_an_unscoped_setting_goes_to_the_selected_erasers_that_have_it(tmp_path,
     assert "--eraser-config strenght=...: no selected eraser has the option 'strenght'" in err
     assert "sd: (none); mock: strength" in err
     assert not (other / "results").exists()
+
+
+def test_published_numbers_meet_only_rows_run_with_the_tasks_own_protocol(tmp_path, capsys):
+    # A quick run (the tests' --steps 2; the mock task draws with 4) stood beside the
+    # papers' numbers as their reproduction, its difference read as the eraser's.
+    def run_and_report(root, *options):
+        assert main(["run", "--model", "tiny", "--tasks", "mock", "--results",
+                     str(root / "results"), "--cache", str(tmp_path / "cache"), "--workers",
+                     "1", "--no-report", *options]) == 0
+        (root / "results" / "reported").mkdir(exist_ok=True)
+        (root / "results" / "reported" / "paper.csv").write_text(
+            "task,model,eraser,metric,mean,std,source\n"
+            "mock,tiny,mock,change_erase,0.5,,Someone 2024\n"
+            "mock,tiny,sd,change_erase,0,,Someone 2024\n")
+        board = root / "leaderboard.md"
+        assert main(["report", "--results", str(root / "results"), "--out", str(board)]) == 0
+        return board.read_text().split("**Reported vs reproduced**")[1]
+
+    compared = run_and_report(tmp_path / "protocol", "--erasers", "mock")
+    assert "| mock | 0.5 → " in compared and "| mock | 0.5 → – |" not in compared
+    assert "Not compared" not in compared  # (sd, not run: "sd | 0 → –")
+    quick = run_and_report(tmp_path / "quick", "--erasers", "mock", "--steps", "2")
+    assert "| mock | 0.5 → – |" in quick
+    assert ("Not compared, as run otherwise than the task's protocol (its default options "
+            "and generation settings): mock.") in quick
+    # Other task options, drawn as the task draws: not its protocol either
+    options = run_and_report(tmp_path / "options", "--erasers", "sd", "--task-config",
+                             "images_per_concept=2")
+    assert "| sd | 0 → – |" in options
+    assert "(its default options and generation settings): sd." in options
