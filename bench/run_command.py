@@ -132,6 +132,7 @@ def run_units(units: list[WorkUnit], runner: Runner, settings: RunSettings,
                       f"process{'es' if where.count > 1 else ''}); results in "
                       f"{runner.results_dir}/")
         _warn_of_uncommitted_changes(errors)
+        _note_drawn_otherwise(todo, console)
     started = time.monotonic()
     from erasebench.run_console import RunConsole
 
@@ -254,6 +255,34 @@ def _warn_of_uncommitted_changes(errors: Console) -> None:
         errors.print(f"warning: erasebench's source has uncommitted changes: the records "
                      f"name them (code {code.short()}), as the leaderboard will; commit "
                      "them to give the rows a commit of their own", markup=False)
+
+
+def _note_drawn_otherwise(units: list[WorkUnit], console: Console) -> None:
+    """Says where the run's settings (``--steps``, ``--precision``…) draw otherwise than a
+    task draws its own, before the work: such rows are a configuration of their own
+    (:mod:`erasebench.variants`), which no published number is compared with."""
+    differences: dict[str, str] = {}
+    for unit in units:
+        if unit.task.name in differences:
+            continue
+        own, drawn = unit.task.generation().model_dump(), unit.spec.generation.model_dump()
+        changed = [f"{key}{_setting(drawn[key])} (the task's{_setting(own[key], ':')})"
+                   for key in drawn if drawn[key] != own[key]]
+        if changed:
+            differences[unit.task.name] = ", ".join(changed)
+    if differences:
+        tasks = "; ".join(f"{task}: {text}" for task, text in differences.items())
+        console.print(f"note: drawn otherwise than the tasks draw their own ({tasks}). The "
+                      "leaderboard compares these rows with no published numbers, and beside "
+                      "rows drawn as the task draws names them [generation: …], unranked.",
+                      markup=False)
+
+
+def _setting(value: object, before_words: str = "") -> str:
+    """A generation setting as words: None (a size) is the model's own."""
+    if value is None:
+        return f"{before_words} the model's own"
+    return f" {value:g}" if isinstance(value, float) else f" {value}"
 
 
 def _preflight(units: list[WorkUnit]) -> None:

@@ -84,6 +84,20 @@ def test_rows_drawn_otherwise_than_the_task_draws_get_rows_of_their_own_and_no_r
     assert set(labels.values()) == {""}
 
 
+def test_a_run_drawn_otherwise_than_its_task_draws_says_so_before_the_work(tmp_path, capsys):
+    assert _run(tmp_path, "--erasers", "sd") == 0  # the tests' --steps 2: the mock task's 4
+    out = " ".join(capsys.readouterr().out.split())
+    assert ("work unit (1 to do, asking for 8 images; 1 process); results in "
+            f"{tmp_path / 'results'}/ note: drawn otherwise than the tasks draw their own "
+            "(mock: steps 2 (the task's 4)). The leaderboard compares these rows with no "
+            "published numbers, and beside rows drawn as the task draws names them "
+            "[generation: …], unranked.") in out
+    assert main(["run", "--model", "tiny", "--tasks", "mock", "--erasers", "sd", "--results",
+                 str(tmp_path / "own"), "--cache", str(tmp_path / "cache"), "--workers", "1",
+                 "--no-report"]) == 0
+    assert "drawn otherwise" not in capsys.readouterr().out
+
+
 def test_eraser_config_errors_are_clear(tmp_path, capsys):
     assert _run(tmp_path, "--erasers", "mock", "--eraser-config", "nope.strength=1") == 2
     assert "unknown eraser 'nope'" in capsys.readouterr().err
