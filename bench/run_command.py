@@ -262,9 +262,7 @@ def _note_drawn_otherwise(units: list[WorkUnit], console: Console) -> None:
     task draws its own, before the work: such rows are a configuration of their own
     (:mod:`erasebench.variants`), which no published number is compared with."""
     differences: dict[str, str] = {}
-    for unit in units:
-        if unit.task.name in differences:
-            continue
+    for unit in {unit.task.name: unit for unit in units}.values():  # a task's units draw alike
         own, drawn = unit.task.generation().model_dump(), unit.spec.generation.model_dump()
         changed = [f"{key}{_setting(drawn[key])} (the task's{_setting(own[key], ':')})"
                    for key in drawn if drawn[key] != own[key]]
