@@ -60,10 +60,10 @@ def _task_defaults(name: str) -> dict[str, Any] | None:
         return None  # not installed here, or options without defaults
 
 
-@functools.cache
 def _task_generation(name: str, options: str) -> dict[str, Any] | None:
     """How task ``name`` under ``options`` (canonical JSON) draws its images (the
-    robustness task draws as its base task does)."""
+    robustness task draws as its base task does). Its callers remember the answers for
+    one call of theirs, not for the process: a plugin may be registered anew."""
     try:
         return TASKS.get(name)(json.loads(options)).generation().model_dump(mode="json")
     except (UnknownNameError, PluginImportError, UserError, TypeError, ValueError):
@@ -121,7 +121,8 @@ def _generation_parts(task: str, members: list[RunRecord]) -> dict[str, str]:
     """Run id -> its label part: '' where every run drew alike or as its task draws."""
     drawn = {r.run_id: r.spec.generation.model_dump(mode="json") for r in members}
     options = {r.run_id: _canonical(r.spec.task.options) for r in members}
-    return _label_parts(drawn, lambda run_id: _task_generation(task, options[run_id]),
+    generation = functools.cache(_task_generation)  # once per option set
+    return _label_parts(drawn, lambda run_id: generation(task, options[run_id]),
                         "generation: ")
 
 
@@ -144,13 +145,15 @@ def run_otherwise(records: Iterable[RunRecord]) -> frozenset[str]:
     whether or not other runs beside them ran alike. A task not installed here, or options
     this version does not take, count as its protocol (nothing to tell them apart by)."""
     otherwise = set()
+    # Once per task and per option set, not per record
+    defaults_of, generation = functools.cache(_task_defaults), functools.cache(_task_generation)
     for record in records:
         task, options = record.spec.task.name, record.spec.task.options
-        defaults = _task_defaults(task)
+        defaults = defaults_of(task)
         if defaults is not None and {**defaults, **options} != defaults:
             otherwise.add(record.run_id)
             continue
-        own = _task_generation(task, _canonical(options))
+        own = generation(task, _canonical(options))
         if own is not None and record.spec.generation.model_dump(mode="json") != own:
             otherwise.add(record.run_id)
     return frozenset(otherwise)
