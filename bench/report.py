@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -26,7 +26,7 @@ from erasebench.provenance import provenance_table, records_provenance
 from erasebench.registry import TASKS
 from erasebench.reported import compare, load_reported
 from erasebench.results import ResultStore, records_to_frame
-from erasebench.variants import find_variants, label_variants, run_otherwise
+from erasebench.variants import find_variants, label_variants, protocol_differences
 
 HEADER = (
     "# erasebench leaderboard\n\n"
@@ -195,6 +195,23 @@ def reported_table(reported: pd.DataFrame, summary: pd.DataFrame,
             f"yet.{otherwise} Sources: {sources}.\n")
 
 
+def _not_the_protocol(rows: pd.DataFrame, otherwise: Mapping[str, str]) -> str:
+    """A section's rows run otherwise than the task's protocol, with plain names (a section
+    run wholly so: `run --steps 10` for a quick look), grouped by how they were run."""
+    how = rows["run_id"].map(otherwise).fillna("")
+    groups: dict[str, set[str]] = {}
+    for eraser, text in zip(rows["eraser"].astype(str), how, strict=True):
+        if text:
+            groups.setdefault(text, set()).add(eraser)
+    if not groups:
+        return ""
+    said = "; ".join(f"{', '.join(sorted(names))}: {text}"
+                     for text, names in sorted(groups.items(), key=lambda g: sorted(g[1])))
+    return ("\nNot the task's protocol (its default options and the generation settings it "
+            f"draws with): {said}. Their numbers compare neither with published ones nor with "
+            "rows run with the protocol.\n")
+
+
 def _figure_links(figures: list[Figure], folder: str) -> str:
     return "".join(f"\n![{figure.title}]({folder}/{figure.filename})\n" for figure in figures)
 
@@ -204,7 +221,11 @@ def task_section(task: str, model: str, rows: pd.DataFrame,
                  reported: pd.DataFrame | None = None,
                  sources: pd.DataFrame | None = None,
                  bounds: pd.DataFrame | None = None,
-                 uncompared: frozenset[str] = frozenset()) -> str:
+                 uncompared: frozenset[str] = frozenset(),
+                 otherwise: Mapping[str, str] | None = None) -> str:
+    """One task's section; the rows in ``uncompared`` stay out of the comparison with
+    published numbers, and ``otherwise`` (run id -> how, for rows whose names do not say
+    it) is said under the table."""
     headline = rows[rows["headline"].astype(bool)]
     detail = rows[~rows["headline"].astype(bool)]
     parts = [f"\n## {task} (model `{model}`)\n\n"]
@@ -214,6 +235,7 @@ def task_section(task: str, model: str, rows: pd.DataFrame,
         parts.append(task_table(summarise(headline)))
         parts.append("\nMean ± std over requests and seeds; ↑ higher is better, ↓ lower; "
                      "no arrow: descriptive.\n")
+        parts.append(_not_the_protocol(rows, otherwise or {}))
         if headline["request"].nunique() > 1:
             by_request = summarise(headline, by=("request",))
             parts.append(_folded("Request by request",
@@ -277,7 +299,9 @@ def borda_ranks(frame: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
-def overall_section(frame: pd.DataFrame) -> str:
+def overall_section(frame: pd.DataFrame, otherwise: Sequence[str] = ()) -> str:
+    """The overall rank of ``frame``'s rows; ``otherwise`` names the tasks whose votes rest
+    on rows run otherwise than the task's protocol (their sections say how)."""
     table = borda_ranks(frame)
     if table.empty or frame.groupby(["task", "model"]).ngroups < 2:
         return ""
@@ -291,7 +315,16 @@ def overall_section(frame: pd.DataFrame) -> str:
             "preservation metrics count alike, so this ranks the trade-off, not either "
             "side. Rows run under a task's non-default options (named `[task: …]` in its "
             "table), or drawn otherwise than the task draws (`[generation: …]`) beside rows "
-            "drawn as it does, are not ranked.\n")
+            f"drawn as it does, are not ranked.{_votes_otherwise(otherwise)}\n")
+
+
+def _votes_otherwise(tasks: Sequence[str]) -> str:
+    if not tasks:
+        return ""
+    whose, says = ("its", "its section says") if len(tasks) == 1 else (
+        "their", "their sections say")
+    return (f" The votes of {', '.join(tasks)} rest on rows run otherwise than {whose} "
+            f"protocol, as {says}.")
 
 
 def render_leaderboard(frame: pd.DataFrame, figures_folder: str | None = None,
@@ -300,7 +333,7 @@ def render_leaderboard(frame: pd.DataFrame, figures_folder: str | None = None,
                        plan: dict[tuple[str, str], list[Figure]] | None = None,
                        confidence: pd.DataFrame | None = None,
                        unranked: frozenset[str] = frozenset(),
-                       uncompared: frozenset[str] = frozenset()) -> str:
+                       differences: Mapping[str, str] | None = None) -> str:
     """The leaderboard's markdown; with ``figures_folder`` (relative to the leaderboard),
     each section links the figures its task makes (drawn by :func:`write_report`); with
     ``reported``, published numbers stand beside the reproduced ones; with ``provenance``
@@ -308,8 +341,9 @@ def render_leaderboard(frame: pd.DataFrame, figures_folder: str | None = None,
     come from. ``plan`` is :func:`figure_plan` of ``frame``, if the caller has it;
     ``confidence`` (:func:`erasebench.bootstrap.intervals`) adds bootstrap intervals; the
     runs in ``unranked`` (another protocol of their task) stay out of the overall rank, and
-    those in ``uncompared`` (:func:`erasebench.variants.run_otherwise`) out of the
-    comparison with published numbers."""
+    those ``differences`` (:func:`erasebench.variants.protocol_differences`) gives a text
+    out of the comparison with published numbers; a section says how its rows were run
+    where their names do not (the ranked ones)."""
     parts = [HEADER]
     reported = reported if reported is not None else pd.DataFrame(columns=["task", "model"])
     sections = sorted({*map(tuple, frame[["task", "model"]].astype(str).to_numpy()),
@@ -317,7 +351,13 @@ def render_leaderboard(frame: pd.DataFrame, figures_folder: str | None = None,
     if not sections:
         parts.append("\nNo results yet: run `erasebench run`.\n")
         return "".join(parts)
-    parts.append(overall_section(frame[~frame["run_id"].isin(unranked)]))
+    otherwise = {run_id: text for run_id, text in (differences or {}).items() if text}
+    uncompared = frozenset(otherwise)
+    unnamed = {run_id: text for run_id, text in otherwise.items() if run_id not in unranked}
+    ranked = frame[~frame["run_id"].isin(unranked)]
+    voting_otherwise = ranked[ranked["run_id"].isin(set(unnamed))
+                              & ranked["headline"].astype(bool)]
+    parts.append(overall_section(ranked, sorted(set(voting_otherwise["task"].astype(str)))))
     if figures_folder is None:
         plan = {}
     elif plan is None:
@@ -334,7 +374,7 @@ def render_leaderboard(frame: pd.DataFrame, figures_folder: str | None = None,
         bounds = None if confidence is None else confidence[
             (confidence["task"] == task) & (confidence["model"] == model)]
         parts.append(task_section(task, model, rows, figures, published, sources, bounds,
-                                  uncompared))
+                                  uncompared, unnamed))
     return "".join(parts)
 
 
@@ -356,11 +396,9 @@ def build_report(results_dir: str | Path = "results",
                                     Path(leaderboard).resolve().parent)).as_posix()
     confidence = intervals(frame, store.samples(frame["run_id"]))
     reported = load_reported(results_dir)
-    # Only where there are published numbers to compare with: it builds each task.
-    uncompared = run_otherwise(records) if not reported.empty else frozenset()
     text = render_leaderboard(frame, relative, reported,
                               records_provenance(records, variants.labels), plan, confidence,
-                              variants.other_protocol, uncompared)
+                              variants.other_protocol, protocol_differences(records))
     return text, frame, plan
 
 

@@ -261,26 +261,21 @@ def _note_drawn_otherwise(units: list[WorkUnit], console: Console) -> None:
     """Says where the run's settings (``--steps``, ``--precision``…) draw otherwise than a
     task draws its own, before the work: such rows are a configuration of their own
     (:mod:`erasebench.variants`), which no published number is compared with."""
+    from erasebench.variants import changed_settings
+
     differences: dict[str, str] = {}
     for unit in {unit.task.name: unit for unit in units}.values():  # a task's units draw alike
-        own, drawn = unit.task.generation().model_dump(), unit.spec.generation.model_dump()
-        changed = [f"{key}{_setting(drawn[key])} (the task's{_setting(own[key], ':')})"
-                   for key in drawn if drawn[key] != own[key]]
+        changed = changed_settings(unit.spec.generation.model_dump(mode="json"),
+                                   unit.task.generation().model_dump(mode="json"))
         if changed:
             differences[unit.task.name] = ", ".join(changed)
     if differences:
         tasks = "; ".join(f"{task}: {text}" for task, text in differences.items())
         console.print(f"note: drawn otherwise than the tasks draw their own ({tasks}). The "
                       "leaderboard compares these rows with no published numbers, and beside "
-                      "rows drawn as the task draws names them [generation: …], unranked.",
+                      "rows drawn as the task draws names them [generation: …], unranked "
+                      "(else it says how under the task's table).",
                       markup=False)
-
-
-def _setting(value: object, before_words: str = "") -> str:
-    """A generation setting as words: None (a size) is the model's own."""
-    if value is None:
-        return f"{before_words} the model's own"
-    return f" {value:g}" if isinstance(value, float) else f" {value}"
 
 
 def _preflight(units: list[WorkUnit]) -> None:

@@ -139,24 +139,48 @@ def _label_parts(settings: dict[str, dict[str, Any]], defaults: Callable[[str], 
             for key, value in settings.items()}
 
 
-def run_otherwise(records: Iterable[RunRecord]) -> frozenset[str]:
-    """The run ids of ``records`` run otherwise than their task's own protocol, its default
-    options and the generation settings it draws with, which published numbers follow:
-    whether or not other runs beside them ran alike. A task not installed here, or options
-    this version does not take, count as its protocol (nothing to tell them apart by)."""
-    otherwise = set()
+def setting_words(value: Any) -> str:
+    """A setting's value as the notes print it: None (a size) is the model's own."""
+    if value is None:
+        return "the model's own"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return value if isinstance(value, str) else _short(value)
+
+
+def changed_settings(chosen: dict[str, Any], own: dict[str, Any]) -> list[str]:
+    """``key value (the task's value)`` for each of ``chosen``'s settings that is not the
+    task's ``own``: "steps 2 (the task's 4)", "height 40 (the task's: the model's own)"."""
+    changed = []
+    for key, value in chosen.items():
+        if key not in own:
+            changed.append(f"{key} {setting_words(value)} (no option of the task's now)")
+        elif value != own[key]:
+            mine = setting_words(own[key])
+            changed.append(f"{key} {setting_words(value)} (the task's"
+                           f"{':' if own[key] is None else ''} {mine})")
+    return changed
+
+
+def protocol_differences(records: Iterable[RunRecord]) -> dict[str, str]:
+    """Run id -> how it was run otherwise than its task's own protocol, its default options
+    and the generation settings it draws with, which published numbers follow ("steps 2
+    (the task's 4)"), whether or not other runs beside it ran alike; '' where it ran with
+    the protocol. A task not installed here, or options this version does not take, count
+    as its protocol (nothing to tell them apart by)."""
+    differences = {}
     # Once per task and per option set, not per record
     defaults_of, generation = functools.cache(_task_defaults), functools.cache(_task_generation)
     for record in records:
         task, options = record.spec.task.name, record.spec.task.options
         defaults = defaults_of(task)
-        if defaults is not None and {**defaults, **options} != defaults:
-            otherwise.add(record.run_id)
-            continue
+        changed = [] if defaults is None else changed_settings(dict(sorted(options.items())),
+                                                               defaults)
         own = generation(task, _canonical(options))
-        if own is not None and record.spec.generation.model_dump(mode="json") != own:
-            otherwise.add(record.run_id)
-    return frozenset(otherwise)
+        if own is not None:
+            changed += changed_settings(record.spec.generation.model_dump(mode="json"), own)
+        differences[record.run_id] = ", ".join(changed)
+    return differences
 
 
 def label_variants(frame: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:

@@ -91,7 +91,7 @@ def test_a_run_drawn_otherwise_than_its_task_draws_says_so_before_the_work(tmp_p
             f"{tmp_path / 'results'}/ note: drawn otherwise than the tasks draw their own "
             "(mock: steps 2 (the task's 4)). The leaderboard compares these rows with no "
             "published numbers, and beside rows drawn as the task draws names them "
-            "[generation: …], unranked.") in out
+            "[generation: …], unranked (else it says how under the task's table).") in out
     assert main(["run", "--model", "tiny", "--tasks", "mock", "--erasers", "sd", "--results",
                  str(tmp_path / "own"), "--cache", str(tmp_path / "cache"), "--workers", "1",
                  "--no-report"]) == 0
@@ -152,3 +152,28 @@ def test_published_numbers_meet_only_rows_run_with_the_tasks_own_protocol(tmp_pa
                              "images_per_concept=2")
     assert "| sd | 0 → – |" in options
     assert "(its default options and generation settings): sd." in options
+
+
+def test_a_section_run_wholly_otherwise_says_how_under_its_table(tmp_path, capsys):
+    # A quick run (`--steps 2`; the mock task draws with 4) or one under other task options,
+    # alone in its section, kept plain names: its leaderboard read like the task's protocol,
+    # and only the run's console said otherwise.
+    def section(root, *options, erasers="sd,mock"):
+        assert main(["run", "--model", "tiny", "--tasks", "mock", "--erasers", erasers,
+                     "--results", str(root / "results"), "--cache", str(tmp_path / "cache"),
+                     "--workers", "1", "--no-report", *options]) == 0
+        board = root / "leaderboard.md"
+        assert main(["report", "--results", str(root / "results"), "--out", str(board)]) == 0
+        return board.read_text().split("## mock")[1].split("<details>")[0]
+
+    quick = section(tmp_path / "quick", "--steps", "2")
+    assert ("Not the task's protocol (its default options and the generation settings it "
+            "draws with): mock, sd: steps 2 (the task's 4).") in quick
+    options = section(tmp_path / "options", "--task-config", "images_per_concept=2")
+    assert ": mock, sd: images_per_concept 2 (the task's 4)." in options
+    both = section(tmp_path / "both", "--steps", "2", "--task-config", "images_per_concept=2")
+    assert ": mock, sd: images_per_concept 2 (the task's 4), steps 2 (the task's 4)." in both
+    assert "Not the task's protocol" not in section(tmp_path / "protocol")
+    # Beside a run with the protocol, rows run otherwise are named by their labels instead.
+    beside = section(tmp_path / "protocol", "--steps", "2", erasers="sd")
+    assert "| sd [generation: steps=2] |" in beside and "Not the task's protocol" not in beside

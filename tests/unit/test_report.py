@@ -76,6 +76,21 @@ def test_rows_of_another_protocol_are_shown_but_not_ranked():
     assert "| 1 | a [x: k=2] |" in render_leaderboard(frame).split("## x")[0]
 
 
+def test_the_overall_rank_names_tasks_whose_votes_rest_on_rows_run_otherwise():
+    quick = [{**task_rows("y", e, "HIGH", v), "run_id": "quick"} for e, v in (("a", 1.0),
+                                                                              ("b", 2.0))]
+    frame = pd.DataFrame([task_rows("x", "a", "HIGH", 90.0), task_rows("x", "b", "HIGH", 50.0),
+                          *quick])
+    text = render_leaderboard(frame, differences={"quick": "steps 2 (the task's 50)", "r": ""})
+    overall, y = text.split("## x")[0], text.split("## y")[1]
+    assert "| 1 | a | 1 | 2 |" in overall  # still ranked: its section ran alike
+    assert "The votes of y rest on rows run otherwise than its protocol" in overall
+    assert ("Not the task's protocol (its default options and the generation settings it "
+            "draws with): a, b: steps 2 (the task's 50).") in y
+    assert "Not the task's protocol" not in text.split("## y")[0]
+    assert "rest on rows" not in render_leaderboard(frame, differences={"quick": ""})
+
+
 def test_figures_are_linked_and_drawn_reproducibly(tmp_path):
     frame = pd.DataFrame([
         {**rows(e, f"split {s}", m, v + s), "task": "shapes_objects", "model": "shapes"}
