@@ -179,6 +179,33 @@ def test_graph_deltas_locality_and_abnormal_by_hand(monkeypatch):
     assert values["locality"] > 0
 
 
+def test_netfive_strengths_are_top1_rates_by_hand(monkeypatch):
+    # AGE's NetFive graph measures G(c) as the % of c's images ResNet-50 puts in c's class.
+    task = ConceptGraph({"graph": "netfive", "images_per_concept": 2})
+    erased = concepts_of("netfive")[0]
+    request = next(r for r in task.requests() if r.concepts == (erased,))
+    prompts = task.prompts(request)
+    assert len(prompts) == 50 and {p.label for p in prompts} == set(concepts_of("netfive"))
+    classifier = task.classifier()
+    truth = [classifier.class_index(NETFIVE_IMAGENET.get(p.label, p.label)) for p in prompts]
+    base = torch.zeros(len(prompts), 1000)
+    base[range(len(prompts)), truth] = 5.0  # every image its own class before the erasure
+    edited = base.clone()
+    other = next(p.label for p in prompts if p.label != erased)
+    for row in [i for i, p in enumerate(prompts) if p.label == erased]:
+        edited[row, truth[row]] = -5.0  # both of the erased concept's images lost
+    edited[next(i for i, p in enumerate(prompts) if p.label == other), 999] = 9.0  # one of two
+    outputs = iter([edited, base])
+    monkeypatch.setattr(classifier, "logits", lambda images: next(outputs))
+    values = {v.metric: v.value for v in task.score(_blank(len(prompts)), prompts, request,
+                                                     _context())}
+    assert values[f"delta/{erased}"] == -100.0 and values["erased_drop"] == 100.0
+    assert values[f"delta/{other}"] == -50.0
+    assert values["collateral"] == pytest.approx(50.0 / 24)
+    assert set(task.scorer_versions()) == {"resnet50"}
+    assert [f.path for f in task.weight_files()] == [classifier.weight_file.path]
+
+
 # -- coco -----------------------------------------------------------------------------------
 
 def test_coco_uses_another_tasks_requests_and_fid_to_the_original(monkeypatch):
