@@ -134,10 +134,18 @@ def heatmap_figure(matrices: dict[str, pd.DataFrame], stem: str, title: str,
     shared diverging scale of ± ``limit``."""
     names = sorted(matrices)
 
+    # Each panel as tall as its matrix needs at the width a panel has (a graph of 2 erased
+    # concepts and 20 measured is a strip, not a square), plus its title and the column
+    # names written down below it.
+    most_rows = max(len(matrix.index) for matrix in matrices.values())
+    most_columns = max(len(matrix.columns) for matrix in matrices.values())
+    longest = max(len(str(c)) for matrix in matrices.values() for c in matrix.columns)
+    panel_height = max(1.5, 3.0 * most_rows / most_columns + 0.5 + 0.07 * longest)
+
     def draw(figure: Any) -> None:
         columns = min(3, len(names))
         rows = -(-len(names) // columns)
-        figure.set_size_inches(4 * columns, 3.6 * rows)
+        figure.set_size_inches(4 * columns, panel_height * rows)
         image = None
         for index, name in enumerate(names):
             matrix = matrices[name]

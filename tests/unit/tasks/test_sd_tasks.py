@@ -206,6 +206,32 @@ def test_netfive_strengths_are_top1_rates_by_hand(monkeypatch):
     assert [f.path for f in task.weight_files()] == [classifier.weight_file.path]
 
 
+def _graph_rows(erased, measured, eraser="e"):
+    return pd.DataFrame([{"eraser": eraser, "request": e, "metric": f"delta/{c}",
+                          "value": -50.0 if c == e else -1.0}
+                         for e in erased for c in measured])
+
+
+def test_graph_heat_maps_are_drawn_as_tall_as_their_matrices_need():
+    import io
+
+    from erasebench.figures import png_bytes
+
+    concepts = concepts_of("ap_sensitivity")
+    strip = _graph_rows(["nudity", "garbage truck"], concepts)  # AP's graph: 2 x 20
+    square = _graph_rows(concepts, concepts)
+    (figure,) = ConceptGraph.figures(pd.concat([strip, strip.assign(eraser="f")]), "g")
+    assert figure.filename == "g-heatmaps.png"
+    drawn = png_bytes(figure.draw)
+    assert drawn == png_bytes(figure.draw)  # reproducible, for the committed figures
+    strip_width, strip_height = Image.open(io.BytesIO(drawn)).size
+    square_width, square_height = Image.open(io.BytesIO(png_bytes(
+        ConceptGraph.figures(pd.concat([square, square.assign(eraser="f")]), "g")[0].draw))).size
+    assert strip_width == square_width == 800  # two panels of 4 inches at 100 dpi
+    assert strip_height < square_height / 2  # a strip, not a square with space around it
+    assert ConceptGraph.figures(strip[strip.metric == "none"], "g") == []
+
+
 # -- coco -----------------------------------------------------------------------------------
 
 def test_coco_uses_another_tasks_requests_and_fid_to_the_original(monkeypatch):
