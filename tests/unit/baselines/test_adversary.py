@@ -126,6 +126,26 @@ def test_vocabularies_files_and_errors(tmp_path):
         load_vocabulary(str(table), exclude=["cat", "dog"])
 
 
+def test_the_imagenet_and_clip_token_vocabularies_come_from_the_installed_packages(tmp_path):
+    imagenet = load_vocabulary("imagenet", exclude=["Tench"])  # AGE's, for objects
+    assert len(imagenet) == 999 and imagenet[0] == "goldfish" and "church" in imagenet
+    words = load_vocabulary("clip_tokens")  # the CLIP BPE vocabulary's whole words
+    assert len(words) > 20000 and {"cat", "church", "garbage"} <= set(words)
+    assert all(word.isalpha() and word.islower() and len(word) >= 3 for word in words)
+    assert words == sorted(words)
+    lines = tmp_path / "words.txt"
+    lines.write_text(" cat \n\ndog\ncat\n")
+    assert load_vocabulary(str(lines)) == ["cat", "dog"]
+    with pytest.raises(UserError, match="does not exist"):
+        load_vocabulary(str(tmp_path / "missing.txt"))
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9\n".encode("latin-1"))
+    with pytest.raises(UserError, match="not UTF-8"):
+        load_vocabulary(str(tmp_path / "latin1.txt"))
+    (tmp_path / "blank.txt").write_text("\n  \n")
+    with pytest.raises(UserError, match="holds no concepts"):
+        load_vocabulary(str(tmp_path / "blank.txt"))
+
+
 def test_the_search_history_is_kept_with_the_edit(tiny, tmp_path):
     eraser = AdversarialPreservation(preset="tiny")
     edit = eraser.erase(tiny, ErasureRequest(concepts=("circle",)))
