@@ -91,7 +91,7 @@ def read_prompt_file(path: Path) -> list[PromptSpec]:
     for line, row in enumerate(frame.itertuples(index=False), start=2):
         values = row._asdict()
         try:
-            seed = int(values[seed_column]) if seed_column else 0
+            seed = _whole_seed(values[seed_column], path, line) if seed_column else 0
             guidance = float(values[guidance_column]) if guidance_column else None
             negative = values[negative_column] if negative_column else ""
             prompts.append(PromptSpec(text=str(values["prompt"]), seed=seed, guidance=guidance,
@@ -202,16 +202,42 @@ class ImageFolder:
     drawn_with: dict[str, list[str]]
 
 
+def _whole_seed(value: Any, path: Path, line: int) -> int:
+    """A seed cell of a CSV ("7", or "7.0" as code that wrote floats writes it), named by its
+    line where it is no whole number (2.5 is not taken for 2)."""
+    text = str(value).strip()  # pandas gives numbers where the column is all numeric
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        number = float(text)
+    except ValueError:
+        number = math.nan
+    if number.is_integer():
+        return int(number)
+    raise UserError(f"{path}:{line}: seed {str(value)!r} is not a whole number")
+
+
 def read_image_folder(folder: Path) -> ImageFolder:
     """The manifest of ``folder`` (the images are read when scored)."""
     manifest = folder / MANIFEST
+    if not folder.exists():
+        raise UserError(f"{str(folder)!r} does not exist")
+    if not folder.is_dir():
+        raise UserError(f"{str(folder)!r} is a file, not a folder of images")
     if not manifest.is_file():
         raise UserError(f"{str(folder)!r} has no {MANIFEST}; make it with `erasebench generate`")
-    frame = pd.read_csv(manifest, keep_default_na=False)
+    try:
+        frame = pd.read_csv(manifest, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise UserError(f"{manifest} is not a readable CSV: {error}") from None
     missing = {"file", "prompt", "seed"} - set(frame.columns)
     if missing:
         raise UserError(f"{manifest} lacks the columns {sorted(missing)}")
-    keys = [(str(prompt), int(seed)) for prompt, seed in zip(frame.prompt, frame.seed, strict=True)]
+    keys = [(str(prompt), _whole_seed(seed, manifest, line))
+            for line, (prompt, seed) in enumerate(zip(frame.prompt, frame.seed, strict=True),
+                                                  start=2)]
     files = {key: folder / str(name) for key, name in zip(keys, frame.file, strict=True)}
     guidance = ({key: float(value) for key, value in zip(
                     keys, pd.to_numeric(frame.guidance, errors="coerce"), strict=True)

@@ -81,11 +81,47 @@ def test_a_malformed_prompt_file_is_a_clear_error(tmp_path, capsys):
     bad.write_text("prompt,seed\nhello,one\n")
     assert main(["generate", "--out", str(tmp_path / "o"), "--prompts", str(bad)]) == 2
     assert "prompts.csv:2" in capsys.readouterr().err
+    bad.write_text("prompt,seed\nhello,1\nhello,2.5\n")  # not taken for seed 2
+    assert main(["generate", "--out", str(tmp_path / "o"), "--prompts", str(bad)]) == 2
+    assert "prompts.csv:3: seed '2.5' is not a whole number" in capsys.readouterr().err
     for empty in ("", "prompt,seed\n"):
         bad.write_text(empty)
         assert main(["generate", "--out", str(tmp_path / "o"), "--prompts", str(bad)]) == 2
         assert "prompts.csv" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_malformed_image_folder_is_a_clear_error(tmp_path, capsys):
+    # A manifest written by other code with a seed that is no whole number, or in another
+    # encoding, ended `score` in a traceback.
+    def score(folder):
+        code = main(["score", "--task", "mock", "--images", str(folder)])
+        return code, " ".join(capsys.readouterr().err.split())
+
+    folder = tmp_path / "images"
+    assert score(folder) == (2, f"error: {str(folder)!r} does not exist")
+    folder.write_text("")
+    assert score(folder) == (2, f"error: {str(folder)!r} is a file, not a folder of images")
+    folder.unlink()
+    folder.mkdir()
+    assert score(folder) == (2, f"error: {str(folder)!r} has no manifest.csv; make it with "
+                                "`erasebench generate`")
+    manifest = folder / "manifest.csv"
+    for text, message in [
+            ("file,prompt,seed\na.png,a cat,1\nb.png,a cat,one\n",
+             f"{manifest}:3: seed 'one' is not a whole number"),
+            ("file,prompt,seed\na.png,a cat,\n", f"{manifest}:2: seed '' is not a whole number"),
+            ("file,prompt,seed\na.png,a cat,2.5\n",
+             f"{manifest}:2: seed '2.5' is not a whole number"),
+            ("file,prompt,seed\na.png,a cat,2.0\n",  # read as seed 2: on to the image
+             f"{manifest} names 1 file(s) that {str(folder)!r} lacks: a.png"),
+            ("file,prompt\na.png,a cat\n", f"{manifest} lacks the columns ['seed']"),
+            ("", f"{manifest} is not a readable CSV: No columns to parse from file")]:
+        manifest.write_text(text)
+        assert score(folder) == (2, f"error: {message}")
+    manifest.write_bytes(b"file,prompt,seed\na.png,caf\xe9,1\n")  # Latin-1
+    code, err = score(folder)
+    assert code == 2 and err.startswith(f"error: {manifest} is not a readable CSV: 'utf-8'")
 
 
 def test_a_model_path_that_is_not_a_diffusers_folder(tmp_path, capsys):
