@@ -198,11 +198,10 @@ def reported_table(reported: pd.DataFrame, summary: pd.DataFrame,
 def _not_the_protocol(rows: pd.DataFrame, otherwise: Mapping[str, str]) -> str:
     """A section's rows run otherwise than the task's protocol, with plain names (a section
     run wholly so: `run --steps 10` for a quick look), grouped by how they were run."""
-    how = rows["run_id"].map(otherwise).fillna("")
     groups: dict[str, set[str]] = {}
-    for eraser, text in zip(rows["eraser"].astype(str), how, strict=True):
-        if text:
-            groups.setdefault(text, set()).add(eraser)
+    for eraser, run_id in zip(rows["eraser"].astype(str), rows["run_id"], strict=True):
+        if otherwise.get(run_id):
+            groups.setdefault(otherwise[run_id], set()).add(eraser)
     if not groups:
         return ""
     said = "; ".join(f"{', '.join(sorted(names))}: {text}"
