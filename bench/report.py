@@ -393,7 +393,8 @@ def build_report(results_dir: str | Path = "results",
     figures_dir = Path(results_dir) / SUBFOLDER
     relative = Path(os.path.relpath(figures_dir.resolve(),
                                     Path(leaderboard).resolve().parent)).as_posix()
-    confidence = intervals(frame, store.samples(frame["run_id"]))
+    confidence = intervals(frame, store.samples(
+        frame["run_id"], {record.run_id: record.samples_digest for record in records}))
     reported = load_reported(results_dir)
     text = render_leaderboard(frame, relative, reported,
                               records_provenance(records, variants.labels), plan, confidence,

@@ -13,7 +13,7 @@ import hashlib
 import io
 import json
 import platform
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,8 @@ from erasebench.specs import RunSpec
 # 2: provenance.timings (records of version 1, without them, are read as they are)
 # 3: timings.scoring_drawn (an erasebench of version 2 would call such records malformed)
 # 4: timings.images_awaited
-SCHEMA_VERSION = 4
+# 5: samples_digest (an erasebench of version 4 would call such records malformed, and redo)
+SCHEMA_VERSION = 5
 COLUMNS = [
     "eraser", "config_hash", "request", "task", "task_version", "metric", "split", "seed",
     "value", "higher_is_better", "headline", "model", "run_id",
@@ -114,6 +115,9 @@ class RunRecord(BaseModel):
     scorers: dict[str, str] = Field(default_factory=dict)
     metrics: list[MetricRow]
     provenance: Provenance = Field(default_factory=Provenance)
+    # sha256 of the unit's samples file (its per-image values), which a run checks before
+    # it takes the unit for done; None where it has none, or its record predates schema 5.
+    samples_digest: str | None = None
     checksum: str = ""
 
     def content_checksum(self) -> str:
@@ -126,8 +130,11 @@ class RunRecord(BaseModel):
         none, one written before the images its scoring drew were kept apart has no
         ``scoring_drawn``, one written before waiting for others' images was kept
         apart has no ``images_awaited``, one from code without uncommitted changes (or
-        written before they were kept) no ``code_changes``, and each keeps its checksum."""
+        written before they were kept) no ``code_changes``, one without samples (or written
+        before their digest was kept) no ``samples_digest``, and each keeps its checksum."""
         body = self.model_dump(mode="json")
+        if body["samples_digest"] is None:
+            del body["samples_digest"]
         if not body["provenance"]["code_changes"]:
             del body["provenance"]["code_changes"]
         timings = body["provenance"]["timings"]
@@ -163,23 +170,52 @@ class ResultStore:
         self.runs = self.root / "runs"
         self.sample_dir = self.root / "samples"
 
-    def write_samples(self, run_id: str, samples: dict[str, Sequence[float]]) -> Path | None:
-        """Stores ``metric -> per-image values`` of one unit (nothing if there are none)."""
+    def write_samples(self, run_id: str, samples: dict[str, Sequence[float]]) -> str | None:
+        """Stores ``metric -> per-image values`` of one unit; returns the file's sha256
+        digest, for its record to keep (None: there were none, and nothing is written)."""
         rows = [(metric, float(v)) for metric, values in samples.items() for v in values]
         if not rows:
             return None
         frame = pd.DataFrame(rows, columns=["metric", "value"])
         buffer = io.BytesIO()
         frame.to_parquet(buffer, index=False)
-        return atomic_write_bytes(self.sample_dir / f"{run_id}.parquet", buffer.getvalue())
+        atomic_write_bytes(self.samples_path(run_id), buffer.getvalue())
+        return hashlib.sha256(buffer.getvalue()).hexdigest()
 
-    def samples(self, run_ids: Iterable[str]) -> pd.DataFrame:
-        """Per-image values (run_id, metric, value) of the given units, where stored."""
+    def samples_path(self, run_id: str) -> Path:
+        return self.sample_dir / f"{run_id}.parquet"
+
+    def read_samples(self, run_id: str, digest: str | None) -> pd.DataFrame | None:
+        """A unit's per-image values (metric, value), None where it stored none; raises
+        CorruptFileError where the file is missing though its record's ``digest`` names one,
+        fails that digest, or cannot be read (a record without a digest: the last two)."""
+        path = self.samples_path(run_id)
+        redo = "run its unit again (the run that made it redoes it)"
+        if not path.is_file():
+            if digest is None:
+                return None
+            raise CorruptFileError(f"samples file {str(path)!r} is missing; {redo}")
+        data = path.read_bytes()
+        if digest is not None and hashlib.sha256(data).hexdigest() != digest:
+            raise CorruptFileError(f"samples file {str(path)!r} fails its record's digest; "
+                                   f"{redo}")
+        try:
+            return pd.read_parquet(io.BytesIO(data))
+        except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError
+            raise CorruptFileError(f"samples file {str(path)!r} is unreadable ({error}); "
+                                   f"{redo}") from None
+
+    def samples(self, run_ids: Iterable[str], digests: Mapping[str, str | None] | None = None
+                ) -> pd.DataFrame:
+        """Per-image values (run_id, metric, value) of the given units, where stored, each
+        file checked against its record's digest where ``digests`` (run id -> the record's
+        ``samples_digest``) gives one; CorruptFileError names a damaged file
+        (:meth:`read_samples`)."""
         frames = []
         for run_id in sorted(set(run_ids)):
-            path = self.sample_dir / f"{run_id}.parquet"
-            if path.is_file():
-                frames.append(pd.read_parquet(path).assign(run_id=run_id))
+            frame = self.read_samples(run_id, (digests or {}).get(run_id))
+            if frame is not None:
+                frames.append(frame.assign(run_id=run_id))
         if not frames:
             return pd.DataFrame(columns=["metric", "value", "run_id"])
         return pd.concat(frames, ignore_index=True)
@@ -218,18 +254,21 @@ class ResultStore:
                 _refuse_newer(path, raw)
 
     def is_done(self, run_id: str) -> bool:
-        """True only for a complete, valid record: anything else is redone."""
+        """True only for a complete, valid record with its samples whole: anything else is
+        redone."""
         return self.record(run_id) is not None
 
     def record(self, run_id: str) -> RunRecord | None:
-        """The unit's record if it is complete and valid, else None."""
+        """The unit's record if it and its samples file are complete and valid, else None."""
         path = self.path(run_id)
         if not path.is_file():
             return None
         try:
-            return self.read(path)
+            record = self.read(path)
+            self.read_samples(run_id, record.samples_digest)
         except CorruptFileError:
             return None
+        return record
 
     def records(self) -> list[RunRecord]:
         if not self.runs.is_dir():

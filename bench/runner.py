@@ -305,10 +305,11 @@ class Runner:
             metrics.append(MetricRow(metric=value.metric, value=value.value, split=value.split,
                                      seed=value.seed, higher_is_better=info.higher_is_better,
                                      headline=info.headline))
-        self.store.write_samples(unit.run_id, samples)
+        samples_digest = self.store.write_samples(unit.run_id, samples)
         return RunRecord(
             run_id=unit.run_id, spec=unit.spec, task_version=unit.task.version,
             model_fingerprint=model.fingerprint, edit_digest=edit.digest,
             image_count=len(images), scorers=unit.task.scorer_versions(), metrics=metrics,
             provenance=provenance(describe_device(self.device), timings),
+            samples_digest=samples_digest,
         )

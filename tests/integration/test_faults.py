@@ -110,3 +110,36 @@ def test_two_runs_on_one_results_folder_at_once(tmp_path, reference):
     runs = [start_cli(_args(tmp_path), log) for log in logs]
     assert [exit_code(run) for run in runs] == [0, 0], [log.read_text() for log in logs]
     pd.testing.assert_frame_equal(load_results(tmp_path / "results")[STABLE], reference)
+
+
+def test_a_damaged_samples_file_is_named_by_the_report_and_its_unit_redone(tmp_path, capsys):
+    # The per-image values beside a record (for the bootstrap intervals) had no check: a
+    # truncated file ended `report` in pyarrow's traceback, and a run never redid its unit.
+    results = tmp_path / "results"
+    args = ["run", "--erasers", "sd", "--tasks", "shapes_objects", "--task-config",
+            "images_per_class=2", "--results", str(results), "--cache", str(tmp_path / "cache"),
+            "--workers", "1", "--no-report"]
+    assert main(args) == 0
+    first = load_results(results)[STABLE]
+    damaged = sorted((results / "samples").glob("*.parquet"))[0]
+    intact = pd.read_parquet(damaged)
+    board = tmp_path / "board.md"
+
+    def report():
+        capsys.readouterr()
+        code = main(["report", "--results", str(results), "--out", str(board)])
+        return code, capsys.readouterr().err
+
+    other_values = intact.assign(value=intact["value"] + 1.0)  # a whole file, other values
+    for damage in (lambda: damaged.write_bytes(damaged.read_bytes()[:100]),
+                   lambda: other_values.to_parquet(damaged, index=False)):
+        damage()
+        code, err = report()
+        assert code == 2 and f"samples file {str(damaged)!r}" in " ".join(err.split())
+        assert "Traceback" not in err and not board.exists()
+        assert main(args) == 0  # redoes that unit alone, from the caches
+        assert "done 1 here" in " ".join(capsys.readouterr().out.split())
+        pd.testing.assert_frame_equal(pd.read_parquet(damaged), intact)
+        pd.testing.assert_frame_equal(load_results(results)[STABLE], first)
+        assert report()[0] == 0
+        board.unlink()

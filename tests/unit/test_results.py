@@ -130,3 +130,30 @@ def test_a_newer_schema_is_refused_with_advice(tmp_path, record):
 def test_no_results_give_an_empty_table_with_the_columns(tmp_path, record):
     frame = load_results(tmp_path)
     assert frame.empty and list(frame.columns) == COLUMNS
+
+
+def test_a_unit_whose_samples_are_not_as_its_record_says_is_not_done(tmp_path, record):
+    store = ResultStore(tmp_path)
+    made = record("mock")
+    made.samples_digest = store.write_samples(made.run_id, {"m": [1.0, 0.0]})
+    store.write(made)
+    assert store.is_done(made.run_id)
+    assert store.read(store.path(made.run_id)).samples_digest == made.samples_digest
+    assert list(store.samples([made.run_id], {made.run_id: made.samples_digest}).value) == [
+        1.0, 0.0]
+    store.samples_path(made.run_id).unlink()  # written, then lost
+    assert not store.is_done(made.run_id)
+    with pytest.raises(CorruptFileError, match="samples file .* is missing"):
+        store.samples([made.run_id], {made.run_id: made.samples_digest})
+    # A record of version 4 has no digest: a unit without samples is done, and so is one
+    # whose file reads; one whose file does not is redone.
+    old = record("sd")
+    store.write(old)
+    assert "samples_digest" not in json.loads(store.path(old.run_id).read_text())
+    assert store.is_done(old.run_id)
+    store.write_samples(old.run_id, {"m": [0.5]})
+    assert store.is_done(old.run_id)
+    store.samples_path(old.run_id).write_bytes(b"PAR1 and nothing else")
+    assert not store.is_done(old.run_id)
+    with pytest.raises(CorruptFileError, match="is unreadable"):
+        store.samples([old.run_id])
