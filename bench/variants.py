@@ -154,7 +154,7 @@ def changed_settings(chosen: dict[str, Any], own: dict[str, Any]) -> list[str]:
     changed = []
     for key, value in chosen.items():
         if key not in own:
-            changed.append(f"{key} {setting_words(value)} (no option of the task's now)")
+            changed.append(f"{key} {setting_words(value)} (an option the task no longer has)")
         elif value != own[key]:
             mine = setting_words(own[key])
             changed.append(f"{key} {setting_words(value)} (the task's"
