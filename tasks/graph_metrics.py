@@ -73,6 +73,12 @@ def asymmetry(matrix: pd.DataFrame) -> float:
     return float(np.mean(gaps)) if gaps else float("nan")
 
 
+def shown(concept: str) -> str:
+    """A concept as tables and figures print it: a blank one (AP's graph has the prompt " ")
+    in quotes, not as an empty cell."""
+    return concept if concept.strip() else f'"{concept}"'
+
+
 def matrices_markdown(rows: pd.DataFrame, order: Sequence[str], unit: str,
                       noun: str = "concept", digits: int = 1) -> str:
     """Every eraser's Δ matrix (row = erased ``noun``) and its asymmetry, as markdown."""
@@ -83,10 +89,10 @@ def matrices_markdown(rows: pd.DataFrame, order: Sequence[str], unit: str,
             continue
         parts.append(f"\n**{eraser}**: Δ matrix ({unit}; row = erased {noun}), "
                      f"asymmetry {asymmetry(matrix):.3g}\n\n")
-        header = f"| erased ↓ / {noun} → | " + " | ".join(matrix.columns) + " |"
+        header = f"| erased ↓ / {noun} → | " + " | ".join(map(shown, matrix.columns)) + " |"
         lines = [header, "|---" * (len(matrix.columns) + 1) + "|"]
         for erased, row in matrix.iterrows():
             cells = ["" if np.isnan(v) else f"{v:+.{digits}f}" for v in row.to_numpy()]
-            lines.append(f"| {erased} | " + " | ".join(cells) + " |")
+            lines.append(f"| {shown(str(erased))} | " + " | ".join(cells) + " |")
         parts.append("\n".join(lines) + "\n")
     return "".join(parts)

@@ -41,6 +41,7 @@ from erasebench.tasks.graph_metrics import (
     delta_matrix,
     locality,
     matrices_markdown,
+    shown,
     text_similarity,
 )
 from erasebench.tasks.prompt_tables import bundled, read_prompt_table
@@ -192,7 +193,8 @@ class ConceptGraph(Task):
     def figures(cls, rows: pd.DataFrame, stem: str) -> list[Figure]:
         order = list(dict.fromkeys(rows.loc[rows["metric"].str.startswith("delta/"), "metric"]
                                    .str.slice(len("delta/"))))
-        matrices = {str(e): delta_matrix(f, order) for e, f in rows.groupby("eraser", sort=True)}
+        matrices = {str(e): delta_matrix(f, order).rename(index=shown, columns=shown)
+                    for e, f in rows.groupby("eraser", sort=True)}
         matrices = {name: m for name, m in matrices.items() if not m.empty}
         if not matrices:
             return []

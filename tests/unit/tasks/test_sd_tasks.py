@@ -232,6 +232,20 @@ def test_graph_heat_maps_are_drawn_as_tall_as_their_matrices_need():
     assert ConceptGraph.figures(strip[strip.metric == "none"], "g") == []
 
 
+def test_the_blank_concept_of_aps_graph_is_shown_in_quotes_not_as_an_empty_cell():
+    rows = _graph_rows(["nudity", "garbage truck"], concepts_of("ap_sensitivity"))
+    table = ConceptGraph.report(rows)
+    header = next(line for line in table.splitlines() if line.startswith("| erased"))
+    assert '| a photo | " " | road |' in header and "|  |" not in header
+    from matplotlib.figure import Figure as MplFigure
+
+    (figure,) = ConceptGraph.figures(rows, "g")
+    drawn = MplFigure()
+    figure.draw(drawn)
+    columns = [label.get_text() for label in drawn.axes[0].get_xticklabels()]
+    assert '" "' in columns and " " not in columns
+
+
 # -- coco -----------------------------------------------------------------------------------
 
 def test_coco_uses_another_tasks_requests_and_fid_to_the_original(monkeypatch):
