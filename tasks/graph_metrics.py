@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from erasebench.figures import Figure, heatmap_figure
+
 
 def text_similarity(encode_text: Callable[[list[str]], torch.Tensor], concept: str,
                     others: Sequence[str]) -> np.ndarray:
@@ -96,3 +98,19 @@ def matrices_markdown(rows: pd.DataFrame, order: Sequence[str], unit: str,
             lines.append(f"| {shown(str(erased))} | " + " | ".join(cells) + " |")
         parts.append("\n".join(lines) + "\n")
     return "".join(parts)
+
+
+def delta_heatmaps(rows: pd.DataFrame, order: Sequence[str], stem: str, title: str,
+                   limit: float | None = None) -> list[Figure]:
+    """Every eraser's Δ matrix as a heat map, in one figure (none where no eraser has one),
+    concepts labelled as :func:`shown` prints them; the scale is ± ``limit``, or ± the
+    largest |Δ| measured where None."""
+    matrices = {str(eraser): delta_matrix(frame, order).rename(index=shown, columns=shown)
+                for eraser, frame in rows.groupby("eraser", sort=True)}
+    matrices = {name: matrix for name, matrix in matrices.items() if not matrix.empty}
+    if not matrices:
+        return []
+    if limit is None:
+        largest = np.nanmax([np.nanmax(np.abs(m.to_numpy())) for m in matrices.values()])
+        limit = max(float(largest), 1e-6)
+    return [heatmap_figure(matrices, stem, title, limit=limit)]

@@ -28,7 +28,7 @@ import pandas as pd
 from PIL import Image
 from pydantic import Field
 
-from erasebench.figures import Figure, heatmap_figure
+from erasebench.figures import Figure
 from erasebench.plugins import MetricInfo, MetricValue, PluginConfig, ScoringContext, Task
 from erasebench.registry import register_task
 from erasebench.scorers import shared
@@ -38,10 +38,9 @@ from erasebench.scorers.weights import WeightFile
 from erasebench.specs import ErasureRequest, GenerationSpec, PromptSpec
 from erasebench.tasks.graph_metrics import (
     abnormal,
-    delta_matrix,
+    delta_heatmaps,
     locality,
     matrices_markdown,
-    shown,
     text_similarity,
 )
 from erasebench.tasks.prompt_tables import bundled, read_prompt_table
@@ -185,19 +184,15 @@ class ConceptGraph(Task):
 
     @classmethod
     def report(cls, rows: pd.DataFrame) -> str:
-        order = list(dict.fromkeys(rows.loc[rows["metric"].str.startswith("delta/"), "metric"]
-                                   .str.slice(len("delta/"))))
-        return matrices_markdown(rows, order, "CLIP score or top-1 points")
+        return matrices_markdown(rows, _measured(rows), "CLIP score or top-1 points")
 
     @classmethod
     def figures(cls, rows: pd.DataFrame, stem: str) -> list[Figure]:
-        order = list(dict.fromkeys(rows.loc[rows["metric"].str.startswith("delta/"), "metric"]
-                                   .str.slice(len("delta/"))))
-        matrices = {str(e): delta_matrix(f, order).rename(index=shown, columns=shown)
-                    for e, f in rows.groupby("eraser", sort=True)}
-        matrices = {name: m for name, m in matrices.items() if not m.empty}
-        if not matrices:
-            return []
-        limit = float(np.nanmax([np.nanmax(np.abs(m.to_numpy())) for m in matrices.values()]))
-        return [heatmap_figure(matrices, stem, "Δ matrices: how erasing the concept of a row "
-                               "moves the concept of a column", limit=max(limit, 1e-6))]
+        return delta_heatmaps(rows, _measured(rows), stem, "Δ matrices: how erasing the "
+                              "concept of a row moves the concept of a column")
+
+
+def _measured(rows: pd.DataFrame) -> list[str]:
+    """The concepts the rows measured (their ``delta/<c>`` metrics), in order."""
+    return list(dict.fromkeys(rows.loc[rows["metric"].str.startswith("delta/"), "metric"]
+                              .str.slice(len("delta/"))))

@@ -27,12 +27,12 @@ import torch
 from PIL import Image
 from pydantic import Field, field_validator
 
-from erasebench.figures import Figure, heatmap_figure
+from erasebench.figures import Figure
 from erasebench.plugins import MetricInfo, MetricValue, PluginConfig, ScoringContext
 from erasebench.registry import register_task
 from erasebench.specs import ErasureRequest, PromptSpec
 from erasebench.tasks.graph_metrics import (
-    delta_matrix,
+    delta_heatmaps,
     locality,
     matrices_markdown,
     text_similarity,
@@ -132,10 +132,6 @@ class ShapesGraph(ShapePromptsTask):
 
     @classmethod
     def figures(cls, rows: pd.DataFrame, stem: str) -> list[Figure]:
-        matrices = {str(eraser): delta_matrix(frame, SHAPES)
-                    for eraser, frame in rows.groupby("eraser", sort=True)}
-        matrices = {name: matrix for name, matrix in matrices.items() if not matrix.empty}
-        if not matrices:
-            return []
-        return [heatmap_figure(matrices, stem, "Δ matrices: how erasing the shape of a row "
-                               "moves the top-1 rate of the shape of a column (points)")]
+        return delta_heatmaps(rows, SHAPES, stem, "Δ matrices: how erasing the shape of a "
+                              "row moves the top-1 rate of the shape of a column (points)",
+                              limit=100.0)
