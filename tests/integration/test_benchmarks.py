@@ -134,6 +134,24 @@ def test_reproduction_hours_prices_the_plan_in_order_on_each_gpu_count(monkeypat
     assert rows["100"][:4] == [two, two, hundred, hundred]
 
 
+def test_report_intervals_times_both_ways_on_the_plans_per_image_values(monkeypatch, capsys):
+    # I2P's first 200 prompts (4 NER rates each) and 4 rows of each artist's 5 images
+    # (CLIP and LPIPS, erased and retained: 5 units), for sd and uce
+    output = run_script("report_intervals.py", [
+        "--tasks", "i2p_nudity,artist", "--erasers", "sd,uce",
+        "--task-config", "i2p_nudity.limit=200", "artist.limit_per_artist=4"],
+        monkeypatch, capsys)
+    assert output.startswith("12 units, 48 metric rows, 3,600 per-image values")
+    rows = table_rows(output)
+    before, now = (rows[way] for way in rows if way.startswith(("by index", "by value")))
+    assert before[0] == now[0] == "16"  # 4 rates and 4 artist metrics for each eraser
+    assert "x as fast" in output.splitlines()[-1]
+    with pytest.raises(SystemExit) as stopped:
+        run_script("report_intervals.py", ["--tasks", "imagenet"], monkeypatch, capsys)
+    assert stopped.value.code == 2
+    assert "unknown task 'imagenet'; valid tasks:" in capsys.readouterr().err
+
+
 def test_helping_times_the_same_units_with_idle_processes_idle_and_helping(tmp_path):
     # In a process of its own: its processes are spawned, and find their function by the
     # script's module, which runpy's __main__ in this process is not.

@@ -1,11 +1,15 @@
 """Bootstrap intervals over images: by hand, deterministic, in the leaderboard; and the
 per-image values the tasks store average to the metrics they report."""
 
+import math
+import tracemalloc
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+from erasebench import bootstrap
 from erasebench.bootstrap import interval, intervals
 from erasebench.metrics import NER_THRESHOLDS, erasure_outcomes, nudity_outcomes
 from erasebench.rates import ErasureSuccess, NudityRate
@@ -26,6 +30,51 @@ def test_interval_contains_the_mean_and_is_reproducible():
     wide = interval([np.tile([0.0, 100.0], 10)], seed=1)
     narrow = interval([np.tile([0.0, 100.0], 1000)], seed=1)
     assert narrow[1] - narrow[0] < (wide[1] - wide[0]) / 5
+
+
+def _binomial_quantile(images: int, rate: float, level: float) -> int:
+    """The least count of hits whose binomial distribution function reaches ``level``."""
+    total = 0.0
+    for hits in range(images + 1):
+        total += math.comb(images, hits) * rate**hits * (1 - rate) ** (images - hits)
+        if total >= level:
+            return hits
+    return images
+
+
+def test_a_rates_images_resample_by_value_counts_as_they_do_by_index():
+    # 30 of 100 images at 100: a resample's mean is 100 * Binomial(100, 0.3) / 100, whose
+    # 2.5th and 97.5th percentiles are 21 and 39 (by hand, from the distribution function)
+    values = np.array([100.0] * 30 + [0.0] * 70)
+    low, high = _binomial_quantile(100, 0.3, 0.025), _binomial_quantile(100, 0.3, 0.975)
+    assert (low, high) == (21, 39)
+    levels, counts = np.unique(values, return_counts=True)
+    by_counts = bootstrap.by_levels(levels, counts, np.random.default_rng(0), 20_000)
+    by_index = bootstrap.by_index(values, np.random.default_rng(0), 20_000)
+    for means in (by_counts, by_index):
+        assert np.percentile(means, [2.5, 97.5]) == pytest.approx([low, high], abs=1)
+        assert means.mean() == pytest.approx(30, abs=0.1)
+    assert interval([values], seed=4) == pytest.approx((low, high), abs=1.5)
+
+
+def _peak_megabytes(compute) -> float:
+    tracemalloc.start()
+    compute()
+    peak = tracemalloc.get_traced_memory()[1] / 1e6
+    tracemalloc.stop()
+    return peak
+
+
+def test_many_images_resample_in_bounded_memory():
+    # 200,000 images resampled 100 times: drawn all at once, the indices and the values
+    # they pick would take 320 MB
+    rng = np.random.default_rng(0)
+    rate = (rng.random(200_000) < 0.4) * 100.0  # two values: counted, not indexed
+    assert _peak_megabytes(lambda: interval([rate], seed=1, resamples=100)) < 10
+    scores = rng.normal(30, 3, 200_000)  # continuous: indexed, a bounded number at a time
+    assert _peak_megabytes(lambda: interval([scores], seed=1, resamples=100)) < 100
+    low, high = interval([scores], seed=1, resamples=100)
+    assert low < scores.mean() < high and high - low < 0.1
 
 
 def test_per_image_outcomes_average_to_the_metrics():
