@@ -61,8 +61,9 @@ def stored_values(task: str, groups: list[str], rng: np.random.Generator
 
 
 def workload(erasers: list[str], tasks: list[str], task_config: list[str]
-             ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The metric rows (one per unit and metric) and per-image values of the plan."""
+             ) -> tuple[int, pd.DataFrame, pd.DataFrame]:
+    """The units planned, and the metric rows (one per unit and metric) and per-image
+    values of those that store any."""
     options: dict[str, dict[str, object]] = {name: {} for name in tasks}
     for pair in task_config:
         key, _, value = pair.partition("=")
@@ -89,7 +90,7 @@ def workload(erasers: list[str], tasks: list[str], task_config: list[str]
                          "metric": metric, "run_id": run_id, "value": per_image.mean()})
             samples.append(pd.DataFrame({"metric": metric, "value": per_image,
                                          "run_id": run_id}))
-    return pd.DataFrame(rows), pd.concat(samples, ignore_index=True)
+    return len(units), pd.DataFrame(rows), pd.concat(samples, ignore_index=True)
 
 
 def measured(compute: Callable[[], pd.DataFrame]) -> tuple[pd.DataFrame, float, float]:
@@ -111,11 +112,12 @@ def main() -> None:
     parser.add_argument("--task-config", nargs="*", default=[], metavar="TASK.KEY=VALUE")
     args = parser.parse_args()
     try:
-        frame, samples = workload(args.erasers.split(","), args.tasks.split(","),
+        planned, frame, samples = workload(args.erasers.split(","), args.tasks.split(","),
                                   args.task_config)
     except UserError as error:
         parser.error(str(error))
-    print(f"{frame['run_id'].nunique()} units, {len(frame)} metric rows, {len(samples):,} "
+    print(f"{planned} units, {frame['run_id'].nunique()} with per-image values: "
+          f"{len(frame)} metric rows, {len(samples):,} "
           f"per-image values; {bootstrap.RESAMPLES} resamples per interval")
     with mock.patch.object(bootstrap, "resampled_means", bootstrap.by_index), \
             mock.patch.object(bootstrap, "INDICES_AT_ONCE", 1 << 62):

@@ -141,7 +141,8 @@ def test_report_intervals_times_both_ways_on_the_plans_per_image_values(monkeypa
         "--tasks", "i2p_nudity,artist", "--erasers", "sd,uce",
         "--task-config", "i2p_nudity.limit=200", "artist.limit_per_artist=4"],
         monkeypatch, capsys)
-    assert output.startswith("12 units, 48 metric rows, 3,600 per-image values")
+    assert output.startswith("12 units, 12 with per-image values: 48 metric rows, 3,600 "
+                             "per-image values")
     rows = table_rows(output)
     before, now = (rows[way] for way in rows if way.startswith(("by index", "by value")))
     assert before[0] == now[0] == "16"  # 4 rates and 4 artist metrics for each eraser

@@ -521,6 +521,23 @@ def test_the_readmes_tour_of_erase_generate_score_export_runs_as_written(tmp_pat
     assert (tmp_path / "cat-erased" / "model_index.json").is_file()
 
 
+def test_the_readmes_command_for_the_papers_tables_plans_the_images_it_counts(tmp_path,
+                                                                             capsys):
+    # The README sized the papers' tables (302,629 images, 84 erasures) with no command
+    # that runs them; this one must plan just what it says.
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    command = readme.split("is one command")[1].split("```bash\n")[1].split("\n```")[0]
+    argv = shlex.split(command.replace("\\\n", " "))
+    assert argv[:2] == ["erasebench", "run"] and "--device" in argv
+    # a dry run on a cluster not yet joined: nothing loaded, the hub cache not asked
+    assert main([*argv[1:], "--dry-run", "--backend", "ray",
+                 "--results", str(tmp_path / "results")]) == 0
+    out = capsys.readouterr().out
+    assert "128 work units, 128 to do: 328,144 images asked for, 302,629 distinct" in out
+    assert "and 84 erasures" in out
+    assert "302,629 images and 84 erasures" in readme
+
+
 def test_scoring_a_folder_short_of_every_request_says_what_the_nearest_lacks(tmp_path,
                                                                               capsys):
     # Images drawn outside erasebench, or with a prompt left out, were refused with no word
