@@ -161,6 +161,20 @@ def _split_names(values: list[str] | None) -> list[str]:
     return [name.strip() for value in values or [] for name in value.split(",") if name.strip()]
 
 
+def _chosen_names(values: list[str] | None, flag: str, kind: str, registry: Any,
+                  default: list[str]) -> list[str]:
+    """The names ``flag`` gives, or ``default`` where it is not given. Given, it must name
+    one: ``--erasers "$ERASERS"`` with the variable unset would otherwise run the default
+    selection, every eraser, hours of GPU time no one asked for."""
+    if values is None:
+        return default
+    names = _split_names(values)
+    if not names:
+        raise UserError(f"{flag} {', '.join(map(repr, values))} names no {kind}; registered: "
+                        f"{', '.join(registry.names())} (leave {flag} out for the default)")
+    return names
+
+
 def _parse_overrides(pairs: list[str] | None, flag: str = "--config") -> dict[str, Any]:
     overrides: dict[str, Any] = {}
     for pair in pairs or []:
@@ -276,9 +290,11 @@ def list_plugins(
 @command()
 def run(
     erasers: Annotated[list[str] | None, typer.Option(
-        "--erasers", "-e", help="Eraser names, comma-separated (default: all registered).")] = None,
+        "--erasers", "-e", help="Eraser names, comma-separated (default: every registered "
+        "eraser but the test doubles; an empty list is refused).")] = None,
     tasks: Annotated[list[str] | None, typer.Option(
-        "--tasks", "-t", help="Task names, comma-separated (default: the default suite).")] = None,
+        "--tasks", "-t", help="Task names, comma-separated (default: the tasks of the default "
+        "run, the miniature world's; an empty list is refused).")] = None,
     model: Annotated[str | None, typer.Option(
         "--model", help="Base model for every task (hub id, local diffusers folder, 'shapes' "
         "or 'tiny'); default: each task's own (the miniature world's tasks: 'shapes').")] = None,
@@ -357,8 +373,9 @@ def run(
     cache_dir = _cache_dir(cache, writing=not dry_run)
     if report_after and not dry_run:
         _checked_output(settings.leaderboard_path(results), "--leaderboard", folder=False)
-    eraser_names = _split_names(erasers) or _default_names(ERASERS)
-    task_names = _split_names(tasks) or _default_names(TASKS)
+    eraser_names = _chosen_names(erasers, "--erasers", "eraser", ERASERS,
+                                 _default_names(ERASERS))
+    task_names = _chosen_names(tasks, "--tasks", "task", TASKS, _default_names(TASKS))
     for name in eraser_names:
         ERASERS.get(name)  # unknown names fail before any work, listing the valid ones
     # A preset applies to the erasers that have it; one none of them has is a typo, which
@@ -698,7 +715,7 @@ def weights(
     model the tasks draw with, or a diffusers folder given as --model those a run reads
     (exit 1 if either lacks any). With --download, every missing file is tried, and each
     that could not be fetched is named with the reason."""
-    names = _split_names(tasks) or TASKS.names()
+    names = _chosen_names(tasks, "--tasks", "task", TASKS, TASKS.names())
     options = _plugin_options("task", TASKS, names, task_config, "--task-config")
     # On a terminal too narrow for them, paths fold rather than lose their middle.
     table = Table("task", "scorer", "present")

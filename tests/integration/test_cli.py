@@ -30,6 +30,11 @@ def test_unknown_eraser_exits_2_with_one_line_listing_the_valid_names(capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["run", "--tasks", "nope"], "unknown task 'nope'"),
+    # an empty list (a shell variable unset) is not the default run, every eraser or task
+    (["run", "--erasers", "", "--tasks", "mock"],
+     "--erasers '' names no eraser; registered: age, all_but_one, ap"),
+    (["run", "--erasers", "sd", "--tasks", " , "], "--tasks ' , ' names no task; registered:"),
+    (["weights", "--tasks", ","], "--tasks ',' names no task"),
     (["run", "--tasks", "mock", "--task-config", "colour=3"],
      "no selected task has the option 'colour'"),
     (["run", "--tasks", "mock", "--task-config", "images_per_concept=many"], "images_per_concept"),
