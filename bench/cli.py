@@ -23,7 +23,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from erasebench.errors import CorruptFileError, PluginImportError, UnknownNameError, UserError
+from erasebench.errors import (
+    CorruptFileError,
+    OutOfDeviceMemory,
+    PluginImportError,
+    UnknownNameError,
+    UserError,
+)
 from erasebench.hardware import DEVICES, checked_device, resolved_device
 from erasebench.registry import ERASERS, TASKS
 from erasebench.stopping import Stopped, signals_stop
@@ -846,6 +852,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, CorruptFileError) as error:
         errors.print(f"error: {error}", markup=False, highlight=False)
         return 2
+    except OutOfDeviceMemory as error:
+        errors.print(f"error: {error}", markup=False, highlight=False)
+        return 1
     except (typer.Exit, click.exceptions.Exit) as done:
         return int(done.exit_code)
     except (typer.Abort, click.exceptions.Abort, KeyboardInterrupt):

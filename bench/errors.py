@@ -42,5 +42,11 @@ def short_reason(error: Exception) -> str:
         else type(error).__name__
 
 
+class OutOfDeviceMemory(Exception):
+    """A unit's work did not fit its device's memory where no smaller batch is left to try:
+    an eraser's training, a batch of one image, a scorer. The CLI says so in one line
+    naming the unit and exits 1; what was recorded before is kept, and a rerun resumes."""
+
+
 class CorruptFileError(Exception):
     """A stored file failed its integrity check (truncated, altered, or half-written)."""

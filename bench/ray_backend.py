@@ -48,7 +48,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from erasebench.errors import UserError
+from erasebench.errors import OutOfDeviceMemory, UserError
 from erasebench.runner import RunSummary, WorkUnit
 from erasebench.specs import RunSpec
 from erasebench.stopping import Stopped, keeping_signal_handlers
@@ -418,10 +418,11 @@ def _died_once_more(unit: WorkUnit, error: Exception, tries: int) -> str:
 
 def as_raised_here(error: Exception) -> BaseException:
     """The error a unit raised on its actor (``error``, Ray's wrapping of it), unwrapped
-    where it is bad input or a storage error, so that ``erasebench.cli.main`` says it in
-    the one line a local run gets (a full disk: that the same command resumes)."""
+    where it is bad input, a storage error or the device out of memory, so that
+    ``erasebench.cli.main`` says it in the one line a local run gets (a full disk: that the
+    same command resumes)."""
     cause = getattr(error, "cause", None)
-    return cause if isinstance(cause, (UserError, OSError)) else error
+    return cause if isinstance(cause, (UserError, OSError, OutOfDeviceMemory)) else error
 
 
 def _why_it_died(error: Exception) -> str:

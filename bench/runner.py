@@ -12,20 +12,23 @@ it has no unit left to start, helps draw its images (:meth:`Runner.help`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from filelock import FileLock, Timeout
 
 from erasebench import thumbnails
 from erasebench.cache import ImageCache, claim_file, default_cache_dir
 from erasebench.code_version import code_version
 from erasebench.edits import EditedModel
-from erasebench.errors import CorruptFileError
+from erasebench.errors import CorruptFileError, OutOfDeviceMemory
 from erasebench.faults import checkpoint
 from erasebench.generate import Generator
 from erasebench.hardware import describe_device, resolved_device
@@ -101,6 +104,37 @@ def _cached_edit(path: Path) -> EditedModel | None:
         return None
 
 
+# What a unit was doing as it ran out of device memory, and why nothing lighter was tried
+_OUT_OF_MEMORY_NOTE = {
+    "making its erasure": "each in-tree eraser's peak on SD v1.4 at its paper settings is "
+    "in benchmarks/README.md (ESD-u's 19.5 GB the most)",
+    "drawing its images": "the generator had halved its batch down to one image",
+    "scoring its images": "its task's scorers run on the same device",
+}
+
+
+@contextlib.contextmanager
+def out_of_memory_named(unit: WorkUnit, doing: str, device: str) -> Iterator[None]:
+    """Within the block, the device running out of memory is raised as
+    :class:`OutOfDeviceMemory`, naming ``unit``, what it was ``doing`` (a key of
+    ``_OUT_OF_MEMORY_NOTE``) and torch's account of the memory, in place of torch's traceback."""
+    try:
+        yield
+    except torch.OutOfMemoryError as error:
+        raise OutOfDeviceMemory(
+            f"{unit.describe()} ({unit.run_id}) ran out of memory on "
+            f"{describe_device(device)} {doing}: {_memory_account(error)}. The units "
+            "recorded so far are kept, and the same command resumes on a device with more "
+            f"memory free (no other process on it); {_OUT_OF_MEMORY_NOTE[doing]}") from error
+
+
+def _memory_account(error: Exception) -> str:
+    """The first sentences of torch's message, which say what it tried to allocate and
+    what the device has and had free; not its advice on the allocator's settings."""
+    sentences = re.split(r"(?<=\.) ", " ".join(str(error).split()))
+    return " ".join(sentences[:3]).rstrip(".")
+
+
 @dataclass
 class RunSummary:
     done: list[str] = field(default_factory=list)
@@ -173,16 +207,18 @@ class Runner:
                 continue
             model = self.model(unit.spec.model)
             began = time.perf_counter()
-            edit, made = self.edit(unit, model)
+            with out_of_memory_named(unit, "making its erasure", self.device):
+                edit, made = self.edit(unit, model)
             erased_at = time.perf_counter()
             generator = self._generator(unit, model)
-            with edit.applied(model):
-                drawn = generator.draw_unclaimed(unit.task.prompts(unit.spec.request))
-            drawn_at = time.perf_counter()
-            # Then the original model's images its scoring compares with, which its own
-            # process would otherwise draw alone once its own are drawn.
-            references = generator.draw_unclaimed(
-                unit.task.reference_prompts(unit.spec.request))
+            with out_of_memory_named(unit, "drawing its images", self.device):
+                with edit.applied(model):
+                    drawn = generator.draw_unclaimed(unit.task.prompts(unit.spec.request))
+                drawn_at = time.perf_counter()
+                # Then the original model's images its scoring compares with, which its own
+                # process would otherwise draw alone once its own are drawn.
+                references = generator.draw_unclaimed(
+                    unit.task.reference_prompts(unit.spec.request))
             helped[unit.run_id] = drawn + references
             if drawn or references or made:  # the helper's work, for erasebench timings
                 write_help_record(self.results_dir, HelpRecord(
@@ -276,11 +312,12 @@ class Runner:
     def _execute(self, unit: WorkUnit) -> RunRecord:
         model = self.model(unit.spec.model)
         began = time.perf_counter()
-        edit, trained = self.edit(unit, model)
+        with out_of_memory_named(unit, "making its erasure", self.device):
+            edit, trained = self.edit(unit, model)
         erased_at = time.perf_counter()
         generator = self._generator(unit, model)
         prompts = unit.task.prompts(unit.spec.request)
-        with edit.applied(model):
+        with edit.applied(model), out_of_memory_named(unit, "drawing its images", self.device):
             images = generator.images(prompts)
         drawn_at, drawn, awaited = time.perf_counter(), generator.drawn, generator.awaited
         thumbnails.save(self.results_dir, unit.run_id, images, prompts, self.show_unsafe)
@@ -288,7 +325,8 @@ class Runner:
         context = ScoringContext(device=self.device, reference_images=generator.images,
                                  encode_text=model.encode_text,
                                  probe=ModelProbe(model, edit, generator))
-        values = unit.task.score(images, prompts, unit.spec.request, context)
+        with out_of_memory_named(unit, "scoring its images", self.device):
+            values = unit.task.score(images, prompts, unit.spec.request, context)
         timings = UnitTimings(erasure=erased_at - began, erasure_trained=trained,
                               training=edit.seconds, training_device=edit.device,
                               images=drawn_at - erased_at, scoring=time.perf_counter() - drawn_at,

@@ -1207,3 +1207,46 @@ def test_run_without_arguments_plans_the_miniature_world(tmp_path, capsys, monke
     assert setting.startswith("  to draw with shapes: ")
     assert time_left.startswith("  time left: no recorded unit has timings yet")
     assert not (tmp_path / "leaderboard.md").exists()  # a dry run writes nothing
+
+
+# torch's words when a GPU runs out of memory (a 16 GB card), advice on its allocator last
+OUT_OF_MEMORY = (
+    "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 15.77 GiB "
+    "of which 1.02 GiB is free. Including non-PyTorch memory, this process has 14.74 GiB "
+    "memory in use. If reserved but unallocated memory is large try setting "
+    "PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True to avoid fragmentation.")
+
+
+@pytest.mark.parametrize("doing, where", [
+    ("making its erasure", "erasebench.testing.MockEraser.erase"),
+    ("drawing its images", "erasebench.generate.Generator._sample_and_fit"),  # at any batch
+    ("scoring its images", "erasebench.testing.MockTask.score"),
+])
+def test_a_unit_out_of_device_memory_is_one_line_naming_it_and_the_run_resumes(
+        doing, where, tmp_path, capsys, monkeypatch):
+    # An eraser that does not fit a GPU (ESD-u's 19.5 GB on a 16 GB card) ended the run in
+    # torch's traceback, naming neither the unit nor what was kept.
+    common = ["--model", "tiny", "--tasks", "mock", "--steps", "2", "--workers", "1",
+              "--results", str(tmp_path / "results"), "--cache", str(tmp_path / "cache"),
+              "--no-report"]
+    assert main(["run", "--erasers", "sd", *common]) == 0
+    capsys.readouterr()
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError(OUT_OF_MEMORY)
+
+    with monkeypatch.context() as short_of_memory:
+        short_of_memory.setattr(where, out_of_memory)
+        assert main(["run", "--erasers", "sd,mock", *common]) == 1
+    [err] = [line for line in capsys.readouterr().err.splitlines()
+             if not line.startswith("warning: erasebench's source has uncommitted changes")]
+    assert err.startswith("error: mock x mock [")
+    assert (f"ran out of memory on {describe_device('cpu')} {doing}: CUDA out of memory. "
+            "Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 15.77 GiB of which 1.02 "
+            "GiB is free. The units recorded so far are kept, and the same command resumes"
+            ) in err
+    assert "PYTORCH_CUDA_ALLOC_CONF" not in err
+    store = ResultStore(tmp_path / "results")
+    assert [record.spec.eraser.name for record in store.records()] == ["sd"]
+    assert main(["run", "--erasers", "sd,mock", *common]) == 0  # with the memory it needs
+    assert sorted(record.spec.eraser.name for record in store.records()) == ["mock", "sd"]

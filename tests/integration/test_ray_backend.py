@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from erasebench.cli import main
+from erasebench.errors import OutOfDeviceMemory
 from erasebench.faults import ENVIRONMENT_VARIABLE, LOCKS_OUTLIVE_VARIABLE, MARK_VARIABLE
 from erasebench.results import load_results
 
@@ -204,21 +205,28 @@ def test_the_time_left_of_a_ray_run_takes_the_pace_of_its_actors_device(tmp_path
             "recorded on other devices left out)") in " ".join(capsys.readouterr().out.split())
 
 
-def test_a_storage_error_on_an_actor_reaches_the_driver_as_itself():
+def test_a_storage_error_or_a_shortage_of_memory_on_an_actor_reaches_the_driver_as_itself():
     from erasebench.ray_backend import as_raised_here
 
     def fill():
         raise OSError(errno.ENOSPC, "No space left on device", "/cache/images/x.png")
 
+    def short_of_memory():
+        raise OutOfDeviceMemory("uce x imagenette [split 1] (1a2b) ran out of memory on cuda")
+
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
     try:
         with pytest.raises(ray.exceptions.RayTaskError) as raised:
             ray.get(ray.remote(fill).remote())
+        with pytest.raises(ray.exceptions.RayTaskError) as raised_too:
+            ray.get(ray.remote(short_of_memory).remote())
     finally:
         ray.shutdown()
     error = as_raised_here(raised.value)  # as the local backend would raise it
     assert type(error) is OSError and error.errno == errno.ENOSPC
     assert error.filename == "/cache/images/x.png"
+    memory = as_raised_here(raised_too.value)  # the one line a local run gives, not Ray's
+    assert type(memory) is OutOfDeviceMemory and str(memory).startswith("uce x imagenette")
     assert as_raised_here(ValueError("a bug")).args == ("a bug",)  # the rest as they come
 
 
