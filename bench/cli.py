@@ -27,6 +27,7 @@ from erasebench.errors import (
     CorruptFileError,
     OutOfDeviceMemory,
     PluginImportError,
+    UnitsLeftUndone,
     UnknownNameError,
     UserError,
 )
@@ -852,7 +853,7 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, CorruptFileError) as error:
         errors.print(f"error: {error}", markup=False, highlight=False)
         return 2
-    except OutOfDeviceMemory as error:
+    except (OutOfDeviceMemory, UnitsLeftUndone) as error:
         errors.print(f"error: {error}", markup=False, highlight=False)
         return 1
     except (typer.Exit, click.exceptions.Exit) as done:

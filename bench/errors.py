@@ -44,8 +44,24 @@ def short_reason(error: Exception) -> str:
 
 class OutOfDeviceMemory(Exception):
     """A unit's work did not fit its device's memory where no smaller batch is left to try:
-    an eraser's training, a batch of one image, a scorer. The CLI says so in one line
-    naming the unit and exits 1; what was recorded before is kept, and a rerun resumes."""
+    an eraser's training, a batch of one image, a scorer. ``unit`` names it, ``account``
+    says where and doing what, with torch's account of the memory, and ``note`` why
+    nothing lighter was tried. A run leaves the unit undone and goes on with the others,
+    then names it and exits 1; what was recorded is kept, and a rerun resumes."""
+
+    def __init__(self, unit: str, account: str, note: str) -> None:
+        super().__init__(unit, account, note)  # args rebuild it where Ray unpickles it
+        self.unit, self.account, self.note = unit, account, note
+
+    def __str__(self) -> str:
+        return (f"{self.unit} ran out of memory {self.account}. The units recorded so far "
+                "are kept, and the same command resumes on a device with more memory free "
+                f"(no other process on it); {self.note}")
+
+
+class UnitsLeftUndone(Exception):
+    """A run that went on past units it could not do (out of device memory) and says at
+    its end which; the CLI prints it in one line and exits 1."""
 
 
 class CorruptFileError(Exception):

@@ -10,6 +10,10 @@ With ``ERASEBENCH_KILL_MARK`` naming a file as well, only the first process to g
 dies, leaving that file; the processes after it (another worker, a restarted Ray actor)
 pass, as after one lost machine.
 
+``ERASEBENCH_OUT_OF_MEMORY_AT="erase.done"`` has the checkpoint raise torch's
+out-of-memory error instead, every time, as a GPU too small for the work would (Ray's
+actors, which monkeypatching does not reach, inherit it).
+
 With ``ERASEBENCH_KILL_LOCKS_OUTLIVE`` set to seconds, the process's file locks outlive it
 by that long, as a lost node's locks on a network file system do until the server's lease
 on them ends: a child forked as it dies holds them (a lock belongs to the open file, which
@@ -29,6 +33,7 @@ from collections import Counter
 ENVIRONMENT_VARIABLE = "ERASEBENCH_KILL_AT"
 MARK_VARIABLE = "ERASEBENCH_KILL_MARK"
 LOCKS_OUTLIVE_VARIABLE = "ERASEBENCH_KILL_LOCKS_OUTLIVE"
+OUT_OF_MEMORY_VARIABLE = "ERASEBENCH_OUT_OF_MEMORY_AT"
 CHECKPOINTS = (
     "erase.done",  # an eraser finished; its edit is not saved yet
     "generate.batch",  # a batch was sampled; its images are not cached yet
@@ -41,6 +46,11 @@ _counting = threading.Lock()  # cache writes pass their checkpoints on several t
 
 
 def checkpoint(name: str) -> None:
+    if os.environ.get(OUT_OF_MEMORY_VARIABLE) == name:
+        import torch
+
+        raise torch.OutOfMemoryError(f"CUDA out of memory (the test's fault at {name}). "
+                                     "Tried to allocate 2.00 GiB.")
     target = os.environ.get(ENVIRONMENT_VARIABLE)
     if not target:
         return

@@ -99,9 +99,19 @@ class UnitWorker:
         self.checked = False  # against the driver, before the first unit
 
     def run(self, payload: str, lock_wait: float = 0.0) -> tuple[str, str]:
+        """(run id, status) of the unit ``payload`` names, run here; out of device memory,
+        the error in words alone, after what the unit's frames held is freed (the actor
+        goes on to other units, as a local run's process does)."""
+        from erasebench.runner import free_after_out_of_memory
+
         self._check_against_the_driver()
         unit = unit_from_spec(payload)
-        return unit.run_id, self.runner.run_unit(unit, lock_wait)
+        try:
+            return unit.run_id, self.runner.run_unit(unit, lock_wait)
+        except OutOfDeviceMemory as error:
+            short = OutOfDeviceMemory(error.unit, error.account, error.note)
+        free_after_out_of_memory()
+        raise short
 
     def help(self, payloads: list[str]) -> dict[str, int]:
         """Draws images of the units other actors are running (``Runner.help``): what an
@@ -284,7 +294,9 @@ def run_on_ray(units: Sequence[WorkUnit], settings: dict[str, Any], workers: int
                on_cached: Callable[[CachedWork, CacheSpace, str], None] | None = None,
                on_lost: Callable[[WorkUnit, str, int], None] | None = None,
                on_help: Callable[[WorkUnit, int], None] | None = None,
-               help_others: bool = True) -> RunSummary:
+               help_others: bool = True,
+               on_out_of_memory: Callable[[WorkUnit, OutOfDeviceMemory], None] | None = None
+               ) -> RunSummary:
     """Runs ``units`` on ``workers`` Ray actors of the cluster :func:`connect` joined;
     ``settings`` are the Runner's fields (results_dir, cache_dir, device, batch_size,
     show_unsafe, compile). ``on_unit`` hears of each unit as it ends, ``on_cached`` what
@@ -293,7 +305,9 @@ def run_on_ray(units: Sequence[WorkUnit], settings: dict[str, Any], workers: int
     (why, and the try it goes on to), which runs again on a new actor, as a killed local
     helper's unit does on the main process. With ``help_others``, actors left without a
     unit draw images of those running (``Runner.help``; the summary's ``helped``), and
-    ``on_help`` hears how many, per unit, as each actor ends."""
+    ``on_help`` hears how many, per unit, as each actor ends. A unit that runs out of its
+    actor's device memory is left undone and the others go on, as in a local run (the
+    summary's ``out_of_memory``; ``on_out_of_memory`` hears why)."""
     import ray
 
     # Folders as absolute paths: an actor's working folder is its node's, not the driver's.
@@ -364,6 +378,13 @@ def run_on_ray(units: Sequence[WorkUnit], settings: dict[str, Any], workers: int
                     on_lost(by_id[run_id], why, tries[run_id] + 1)
                 waiting.appendleft(run_id)
                 worker = actor.remote(settings, mark.name, code)  # in the dead one's place
+            except ray.exceptions.RayTaskError as error:
+                short = getattr(error, "cause", None)
+                if not isinstance(short, OutOfDeviceMemory):
+                    raise
+                summary.out_of_memory[run_id] = short
+                if on_out_of_memory is not None:
+                    on_out_of_memory(by_id[run_id], short)
             else:
                 getattr(summary, status).append(run_id)
                 if on_unit is not None:

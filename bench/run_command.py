@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from erasebench.errors import UnknownNameError, UserError
+from erasebench.errors import OutOfDeviceMemory, UnitsLeftUndone, UnknownNameError, UserError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -140,25 +140,49 @@ def run_units(units: list[WorkUnit], runner: Runner, settings: RunSettings,
                        processes=where.count, helper=helper,
                        recorded_before=frozenset(unit.run_id for unit in done))
     runner.on_unit, runner.on_help = lines.unit_ended, lines.unit_helped
+    runner.on_out_of_memory = lines.unit_out_of_memory
     if settings.backend == "ray":
         summary = _run_on_ray(todo, runner, settings, where, lines)
+        short = len(summary.out_of_memory)
         console.print(f"done {len(summary.done)} on Ray, {len(units) - len(todo)} already "
-                      f"done, busy (another run) {len(summary.busy)}{_helped(summary)}; "
+                      f"done, busy (another run) {len(summary.busy)}"
+                      f"{f', out of memory {short}' if short else ''}{_helped(summary)}; "
                       f"{time.monotonic() - started:.0f} s")
     else:
         summary = _run_here(units, todo, runner, settings, where, lines, prompts, errors)
         if helper:
             return
-        by_others = len(todo) - len(summary.done) - len(summary.busy)
+        short = len(summary.out_of_memory)
+        by_others = len(todo) - len(summary.done) - len(summary.busy) - short
         console.print(f"done {len(summary.done)} here, {max(0, by_others)} by helper or other "
                       f"processes, {len(units) - len(todo)} already done, busy (another run) "
-                      f"{len(summary.busy)}{_helped(summary)}; "
-                      f"{time.monotonic() - started:.0f} s")
+                      f"{len(summary.busy)}{f', out of memory {short}' if short else ''}"
+                      f"{_helped(summary)}; {time.monotonic() - started:.0f} s")
     if settings.report_after:
         from erasebench.report import write_report
 
         board = settings.leaderboard_path(runner.results_dir)
         console.print(f"wrote {write_report(runner.results_dir, board, runner.show_unsafe)}")
+    if summary.out_of_memory:
+        raise _left_undone(list(summary.out_of_memory.values()), len(todo),
+                           settings.report_after)
+
+
+def _left_undone(shortages: list[OutOfDeviceMemory], todo: int, reported: bool
+                 ) -> UnitsLeftUndone:
+    """The run's last word on the units it went on past, out of device memory: which, and
+    what would let the same command do them."""
+    first = shortages[0]
+    named = ", ".join(short.unit for short in shortages[:3]) + (
+        f" and {len(shortages) - 3} more" if len(shortages) > 3 else "")
+    notes = "; ".join(dict.fromkeys(short.note for short in shortages))
+    return UnitsLeftUndone(
+        f"{len(shortages)} of the {todo} units to do ran out of memory and "
+        f"{'are' if len(shortages) > 1 else 'is'} left undone: {named} (the first "
+        f"{first.account}). The units recorded are kept"
+        f"{', and the leaderboard written from them' if reported else ''}; the same command "
+        "runs just what is left, on a device with more memory free (no other process on "
+        f"it); {notes}")
 
 
 def place_units(runner: Runner, todo: list[WorkUnit], settings: RunSettings,
@@ -206,7 +230,7 @@ def _run_on_ray(todo: list[WorkUnit], runner: Runner, settings: RunSettings,
                       "show_unsafe": runner.show_unsafe, "compile": runner.compile}
     return run_on_ray(todo, actor_settings, where.count, lines.unit_ended,
                       lines.start_from_caches, lines.unit_lost, lines.unit_helped,
-                      runner.help_others)
+                      runner.help_others, lines.unit_out_of_memory)
 
 
 def _run_here(units: list[WorkUnit], todo: list[WorkUnit], runner: Runner,
@@ -232,6 +256,7 @@ def _run_here(units: list[WorkUnit], todo: list[WorkUnit], runner: Runner,
             left = runner.run([unit for unit in units if unit.run_id in set(summary.busy)])
             summary.done += left.done
             summary.busy = left.busy
+            summary.out_of_memory |= left.out_of_memory
     finally:
         local.stop(helpers)
     return summary

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from erasebench.cached_work import CachedWork
+    from erasebench.errors import OutOfDeviceMemory
     from erasebench.results import RunRecord
     from erasebench.run_progress import RunProgress
 
@@ -91,6 +92,15 @@ class RunConsole:
                            f"{now - self.last:.1f} s): drew {drawn:,} images for it",
                            markup=False)
         self.last = now
+
+    def unit_out_of_memory(self, unit: Any, error: OutOfDeviceMemory) -> None:
+        """``runner.Runner.on_out_of_memory``: ``unit`` did not fit its device's memory
+        (``error`` says where, doing what); the run leaves it undone and goes on."""
+        prefix = f"helper {self.helper} " if self.helper else ""
+        self.errors.print(f"  {prefix}[out of memory] {error.unit} {error.account}; left "
+                          "undone, the run goes on with the others", markup=False,
+                          highlight=False)
+        self.last = self.clock()
 
     def unit_lost(self, unit: Any, why: str, next_try: int) -> None:
         """``erasebench.ray_backend.run_on_ray``'s ``on_lost``: the actor running ``unit``

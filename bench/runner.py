@@ -13,6 +13,7 @@ it has no unit left to start, helps draw its images (:meth:`Runner.help`).
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import re
 import time
@@ -122,10 +123,18 @@ def out_of_memory_named(unit: WorkUnit, doing: str, device: str) -> Iterator[Non
         yield
     except torch.OutOfMemoryError as error:
         raise OutOfDeviceMemory(
-            f"{unit.describe()} ({unit.run_id}) ran out of memory on "
-            f"{describe_device(device)} {doing}: {_memory_account(error)}. The units "
-            "recorded so far are kept, and the same command resumes on a device with more "
-            f"memory free (no other process on it); {_OUT_OF_MEMORY_NOTE[doing]}") from error
+            f"{unit.describe()} ({unit.run_id})",
+            f"on {describe_device(device)} {doing}: {_memory_account(error)}",
+            _OUT_OF_MEMORY_NOTE[doing]) from error
+
+
+def free_after_out_of_memory() -> None:
+    """What the failed unit's frames held (reference cycles through the traceback) freed,
+    and the memory the allocator keeps cached handed back to the device, which other
+    processes sharing it may need."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _memory_account(error: Exception) -> str:
@@ -140,6 +149,8 @@ class RunSummary:
     done: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     busy: list[str] = field(default_factory=list)  # locked by another process
+    # run id -> why it ran out of device memory (OutOfDeviceMemory), left undone
+    out_of_memory: dict[str, OutOfDeviceMemory] = field(default_factory=dict)
     # run id -> images drawn here for a unit another process ran (Runner.help)
     helped: dict[str, int] = field(default_factory=dict)
 
@@ -158,6 +169,8 @@ class Runner:
     # With no unit left to start, draw images of those other processes run (Runner.help).
     help_others: bool = True
     on_help: Callable[[WorkUnit, int], None] | None = None  # (unit, images drawn for it)
+    # (unit, why) for a unit that ran out of device memory, which the run leaves undone
+    on_out_of_memory: Callable[[WorkUnit, OutOfDeviceMemory], None] | None = None
     _models: dict[ModelSpec, DiffusionModel] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -172,7 +185,20 @@ class Runner:
         those another process was running (:meth:`help`)."""
         summary = RunSummary()
         for unit in units:
-            status = self.run_unit(unit)
+            short = None
+            try:
+                status = self.run_unit(unit)
+            except OutOfDeviceMemory as error:
+                # One unit too big for the device (ESD-u's training on a 16 GB card) need
+                # not stop the others, hours of them in a reproduction. Its words are
+                # kept, not the error, whose traceback holds what the unit's frames held.
+                short = OutOfDeviceMemory(error.unit, error.account, error.note)
+            if short is not None:
+                free_after_out_of_memory()
+                summary.out_of_memory[unit.run_id] = short
+                if self.on_out_of_memory is not None:
+                    self.on_out_of_memory(unit, short)
+                continue
             getattr(summary, status).append(unit.run_id)
             if self.on_unit is not None:
                 self.on_unit(unit, status)
@@ -205,32 +231,39 @@ class Runner:
             left.remove(unit)
             if self.store.is_done(unit.run_id):
                 continue
-            model = self.model(unit.spec.model)
-            began = time.perf_counter()
-            with out_of_memory_named(unit, "making its erasure", self.device):
-                edit, made = self.edit(unit, model)
-            erased_at = time.perf_counter()
-            generator = self._generator(unit, model)
-            with out_of_memory_named(unit, "drawing its images", self.device):
-                with edit.applied(model):
-                    drawn = generator.draw_unclaimed(unit.task.prompts(unit.spec.request))
-                drawn_at = time.perf_counter()
-                # Then the original model's images its scoring compares with, which its own
-                # process would otherwise draw alone once its own are drawn.
-                references = generator.draw_unclaimed(
-                    unit.task.reference_prompts(unit.spec.request))
-            helped[unit.run_id] = drawn + references
-            if drawn or references or made:  # the helper's work, for erasebench timings
-                write_help_record(self.results_dir, HelpRecord(
-                    run_id=unit.run_id, eraser=unit.spec.eraser.name,
-                    task=unit.spec.task.name, model=unit.spec.model.id,
-                    device=describe_device(self.device), images_drawn=drawn,
-                    drawing=drawn_at - erased_at, references_drawn=references,
-                    referencing=time.perf_counter() - drawn_at,
-                    erasure=erased_at - began if made else 0.0, erasure_made=made))
+            # Help is help: out of memory, the unit's own process draws what is left (what
+            # this one drew is in the cache), or says that it cannot.
+            with contextlib.suppress(torch.OutOfMemoryError):
+                helped[unit.run_id] = self._help_draw(unit)
+            if unit.run_id not in helped:
+                free_after_out_of_memory()
+                continue
             if self.on_help is not None:
-                self.on_help(unit, drawn + references)
+                self.on_help(unit, helped[unit.run_id])
         return helped
+
+    def _help_draw(self, unit: WorkUnit) -> int:
+        """:meth:`help`'s work on one unit: the images drawn for it, and a help record of
+        them (and of its erasure, where made here) for the timings."""
+        model = self.model(unit.spec.model)
+        began = time.perf_counter()
+        edit, made = self.edit(unit, model)
+        erased_at = time.perf_counter()
+        generator = self._generator(unit, model)
+        with edit.applied(model):
+            drawn = generator.draw_unclaimed(unit.task.prompts(unit.spec.request))
+        drawn_at = time.perf_counter()
+        # Then the original model's images its scoring compares with, which its own process
+        # would otherwise draw alone once its own are drawn.
+        references = generator.draw_unclaimed(unit.task.reference_prompts(unit.spec.request))
+        if drawn or references or made:  # the helper's work, for erasebench timings
+            write_help_record(self.results_dir, HelpRecord(
+                run_id=unit.run_id, eraser=unit.spec.eraser.name, task=unit.spec.task.name,
+                model=unit.spec.model.id, device=describe_device(self.device),
+                images_drawn=drawn, drawing=drawn_at - erased_at, references_drawn=references,
+                referencing=time.perf_counter() - drawn_at,
+                erasure=erased_at - began if made else 0.0, erasure_made=made))
+        return drawn + references
 
     def _edit_ready(self, unit: WorkUnit) -> bool:
         """Whether ``unit``'s images can be drawn now: its eraser makes no edit, or the

@@ -1217,36 +1217,43 @@ OUT_OF_MEMORY = (
     "PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True to avoid fragmentation.")
 
 
-@pytest.mark.parametrize("doing, where", [
-    ("making its erasure", "erasebench.testing.MockEraser.erase"),
-    ("drawing its images", "erasebench.generate.Generator._sample_and_fit"),  # at any batch
-    ("scoring its images", "erasebench.testing.MockTask.score"),
+@pytest.mark.parametrize("doing, where, undone", [
+    ("making its erasure", "erasebench.testing.MockEraser.erase", ["mock"]),
+    ("drawing its images", "erasebench.generate.Generator._sample_and_fit", ["mock", "sd"]),
+    ("scoring its images", "erasebench.testing.MockTask.score", ["mock", "sd"]),
 ])
-def test_a_unit_out_of_device_memory_is_one_line_naming_it_and_the_run_resumes(
-        doing, where, tmp_path, capsys, monkeypatch):
+def test_units_out_of_device_memory_are_named_left_undone_and_the_run_goes_on(
+        doing, where, undone, tmp_path, capsys, monkeypatch):
     # An eraser that does not fit a GPU (ESD-u's 19.5 GB on a 16 GB card) ended the run in
-    # torch's traceback, naming neither the unit nor what was kept.
+    # torch's traceback, naming neither the unit nor what was kept, and stopped the units
+    # that would fit. The drawing gives up at a batch of one image.
     common = ["--model", "tiny", "--tasks", "mock", "--steps", "2", "--workers", "1",
               "--results", str(tmp_path / "results"), "--cache", str(tmp_path / "cache"),
               "--no-report"]
-    assert main(["run", "--erasers", "sd", *common]) == 0
-    capsys.readouterr()
 
     def out_of_memory(*args, **kwargs):
         raise torch.OutOfMemoryError(OUT_OF_MEMORY)
 
     with monkeypatch.context() as short_of_memory:
         short_of_memory.setattr(where, out_of_memory)
-        assert main(["run", "--erasers", "sd,mock", *common]) == 1
-    [err] = [line for line in capsys.readouterr().err.splitlines()
-             if not line.startswith("warning: erasebench's source has uncommitted changes")]
-    assert err.startswith("error: mock x mock [")
-    assert (f"ran out of memory on {describe_device('cpu')} {doing}: CUDA out of memory. "
-            "Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 15.77 GiB of which 1.02 "
-            "GiB is free. The units recorded so far are kept, and the same command resumes"
-            ) in err
-    assert "PYTORCH_CUDA_ALLOC_CONF" not in err
+        assert main(["run", "--erasers", "mock,sd", *common]) == 1
+    out, err = capsys.readouterr()
+    *told, last = [line for line in err.splitlines()
+                   if not line.startswith("warning: erasebench's source has uncommitted")]
+    account = (f"on {describe_device('cpu')} {doing}: CUDA out of memory. Tried to allocate "
+               "2.00 GiB. GPU 0 has a total capacity of 15.77 GiB of which 1.02 GiB is free")
+    assert sorted(line.split("] ")[1].split(" x ")[0] for line in told) == undone
+    assert all(line.startswith("  [out of memory] ") and line.endswith(
+        f") {account}; left undone, the run goes on with the others") for line in told)
+    assert last.startswith(f"error: {len(undone)} of the 2 units to do ran out of memory and "
+                           f"{'are' if len(undone) > 1 else 'is'} left undone: ")
+    assert (f"(the first {account}). The units recorded are kept; the same command runs just "
+            "what is left, on a device with more memory free (no other process on it); "
+            ) in last
+    assert "PYTORCH_CUDA_ALLOC_CONF" not in err and "Traceback" not in err
+    assert f", out of memory {len(undone)};" in out
     store = ResultStore(tmp_path / "results")
-    assert [record.spec.eraser.name for record in store.records()] == ["sd"]
-    assert main(["run", "--erasers", "sd,mock", *common]) == 0  # with the memory it needs
+    recorded = sorted(record.spec.eraser.name for record in store.records())
+    assert recorded == sorted({"mock", "sd"} - set(undone))  # the unit that fit went on
+    assert main(["run", "--erasers", "mock,sd", *common]) == 0  # with the memory it needs
     assert sorted(record.spec.eraser.name for record in store.records()) == ["mock", "sd"]

@@ -9,8 +9,13 @@ import pytest
 
 from erasebench.cli import main
 from erasebench.errors import OutOfDeviceMemory
-from erasebench.faults import ENVIRONMENT_VARIABLE, LOCKS_OUTLIVE_VARIABLE, MARK_VARIABLE
-from erasebench.results import load_results
+from erasebench.faults import (
+    ENVIRONMENT_VARIABLE,
+    LOCKS_OUTLIVE_VARIABLE,
+    MARK_VARIABLE,
+    OUT_OF_MEMORY_VARIABLE,
+)
+from erasebench.results import ResultStore, load_results
 
 ray = pytest.importorskip("ray")
 
@@ -107,6 +112,28 @@ def test_a_unit_whose_actors_keep_dying_stops_the_run_by_name(tmp_path, capsys, 
     unit = re.escape(stopped.group(1))
     assert re.findall(rf"\[lost\] {unit}: .*? try (\d) of 3", err) == ["2", "3"]
     assert not list((results / "runs").glob("*.json"))  # nothing finished, nothing written
+
+
+def test_a_unit_out_of_its_actors_memory_is_left_undone_and_the_others_go_on(tmp_path, capsys,
+                                                                              monkeypatch):
+    # Every erasure runs out of memory as it ends (uce's), as on a GPU too small for it;
+    # sd's two units make none and finish.
+    monkeypatch.setenv(OUT_OF_MEMORY_VARIABLE, "erase.done")
+    argv, results = _run(tmp_path, "ray", "--backend", "ray", "--workers", "2", "--task-config",
+                         'splits=[["square"]]')
+    try:
+        assert main(argv) == 1
+    finally:
+        ray.shutdown()
+    out, err = capsys.readouterr()
+    told = re.findall(r"\[out of memory\] uce x shapes_objects \[[^]]*\] \(\w+\) on cpu .*? "
+                      r"making its erasure: CUDA out of memory \(the test's fault at "
+                      r"erase.done\)\. Tried to allocate 2\.00 GiB; left undone", err)
+    assert len(told) == 1, err
+    assert "error: 1 of the 2 units to do ran out of memory and is left undone: uce x" in err
+    assert "done 1 on Ray, 0 already done, busy (another run) 0, out of memory 1" in out
+    assert [ResultStore(results).read(path).spec.eraser.name
+            for path in (results / "runs").glob("*.json")] == ["sd"]
 
 
 @pytest.mark.parametrize("differs", ["results folder", "code"])
@@ -212,7 +239,8 @@ def test_a_storage_error_or_a_shortage_of_memory_on_an_actor_reaches_the_driver_
         raise OSError(errno.ENOSPC, "No space left on device", "/cache/images/x.png")
 
     def short_of_memory():
-        raise OutOfDeviceMemory("uce x imagenette [split 1] (1a2b) ran out of memory on cuda")
+        raise OutOfDeviceMemory("uce x imagenette [split 1] (1a2b)", "on cuda making its "
+                                "erasure: CUDA out of memory", "a note")
 
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
     try:
@@ -226,7 +254,8 @@ def test_a_storage_error_or_a_shortage_of_memory_on_an_actor_reaches_the_driver_
     assert type(error) is OSError and error.errno == errno.ENOSPC
     assert error.filename == "/cache/images/x.png"
     memory = as_raised_here(raised_too.value)  # the one line a local run gives, not Ray's
-    assert type(memory) is OutOfDeviceMemory and str(memory).startswith("uce x imagenette")
+    assert type(memory) is OutOfDeviceMemory and memory.unit.startswith("uce x imagenette")
+    assert str(memory).startswith("uce x imagenette [split 1] (1a2b) ran out of memory on cuda")
     assert as_raised_here(ValueError("a bug")).args == ("a bug",)  # the rest as they come
 
 

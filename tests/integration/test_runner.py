@@ -12,6 +12,7 @@ from filelock import FileLock
 
 from erasebench.cache import claim_file
 from erasebench.cli import main
+from erasebench.faults import OUT_OF_MEMORY_VARIABLE
 from erasebench.hardware import describe_device
 from erasebench.help_records import help_records
 from erasebench.registry import ERASERS, TASKS
@@ -238,6 +239,25 @@ def test_two_local_workers_share_the_units_and_give_the_same_rows(tmp_path, unin
     assert done_here < 2, "the helper did part of the work"  # 2 units in all
     assert "helper 1 [done]" in out
     pd.testing.assert_frame_equal(uninterrupted, load_results(tmp_path / "results")[STABLE])
+
+
+def test_a_unit_out_of_memory_on_a_helper_is_tried_here_then_named_and_the_others_go_on(
+        tmp_path, monkeypatch):
+    # Every erasure runs out of memory as it ends (mock's, on whichever process takes its
+    # unit), as on GPUs too small for it: the main process tries what its helper left, then
+    # names it; sd's unit, which makes no erasure, is recorded.
+    monkeypatch.setenv(OUT_OF_MEMORY_VARIABLE, "erase.done")
+    results, log = tmp_path / "results", tmp_path / "two.log"
+    two = start_cli(_cli_args(results, tmp_path / "cache", workers=2), log)
+    code = exit_code(two)
+    out = log.read_text()
+    assert code == 1, out[-3000:]
+    assert "2 processes" in out
+    assert out.count("[out of memory] mock x mock [") >= 1
+    assert out.strip().splitlines()[-1].startswith(
+        "error: 1 of the 2 units to do ran out of memory and is left undone: mock x mock [")
+    assert [record["eraser"] for record in load_results(results)[["eraser"]].drop_duplicates()
+            .to_dict("records")] == ["sd"]
 
 
 @pytest.mark.parametrize("delay", [0.5, 1.0])
