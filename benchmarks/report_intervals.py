@@ -20,7 +20,6 @@ loaded or drawn: this runs in a minute on a CPU.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -30,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from erasebench import bootstrap
+from erasebench.cli import _plugin_options
 from erasebench.errors import UserError
 from erasebench.registry import ERASERS, TASKS
 from erasebench.runner import plan
@@ -64,16 +64,7 @@ def workload(erasers: list[str], tasks: list[str], task_config: list[str]
              ) -> tuple[int, pd.DataFrame, pd.DataFrame]:
     """The units planned, and the metric rows (one per unit and metric) and per-image
     values of those that store any."""
-    options: dict[str, dict[str, object]] = {name: {} for name in tasks}
-    for pair in task_config:
-        key, _, value = pair.partition("=")
-        task, _, option = key.partition(".")
-        if task not in options or not option:
-            raise UserError(f"--task-config {pair!r}: not TASK.KEY=VALUE of a task in --tasks")
-        try:
-            options[task][option] = json.loads(value)
-        except json.JSONDecodeError:
-            options[task][option] = value  # a plain string
+    options = _plugin_options("task", TASKS, tasks, task_config, "--task-config")  # as run's
     units = plan([ERASERS.get(name)() for name in erasers],
                  [TASKS.get(name)(options[name]) for name in tasks])
     rng = np.random.default_rng(0)
@@ -109,7 +100,8 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--erasers", default=",".join(ERASERS_OF_THE_TABLES))
     parser.add_argument("--tasks", default=",".join(SD_TASKS))
-    parser.add_argument("--task-config", nargs="*", default=[], metavar="TASK.KEY=VALUE")
+    parser.add_argument("--task-config", nargs="*", default=[], metavar="[TASK.]KEY=VALUE",
+                        help="task options, as `erasebench run --task-config` takes them")
     args = parser.parse_args()
     try:
         planned, frame, samples = workload(args.erasers.split(","), args.tasks.split(","),
