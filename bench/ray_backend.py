@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from erasebench.errors import OutOfDeviceMemory, UserError
-from erasebench.runner import RunSummary, WorkUnit
+from erasebench.runner import RunSummary, WorkUnit, free_after_out_of_memory
 from erasebench.specs import RunSpec
 from erasebench.stopping import Stopped, keeping_signal_handlers
 
@@ -102,8 +102,6 @@ class UnitWorker:
         """(run id, status) of the unit ``payload`` names, run here; out of device memory,
         the error in words alone, after what the unit's frames held is freed (the actor
         goes on to other units, as a local run's process does)."""
-        from erasebench.runner import free_after_out_of_memory
-
         self._check_against_the_driver()
         unit = unit_from_spec(payload)
         try:
