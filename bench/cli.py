@@ -30,6 +30,7 @@ from erasebench.errors import (
     UnitsLeftUndone,
     UnknownNameError,
     UserError,
+    memory_account,
 )
 from erasebench.hardware import DEVICES, checked_device, resolved_device
 from erasebench.registry import ERASERS, TASKS
@@ -876,6 +877,15 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(error, "show") and isinstance(getattr(error, "exit_code", None), int):
             error.show()
             return int(error.exit_code)  # type: ignore[attr-defined]
+        # The device out of memory outside a run's units (erase, generate, score), which
+        # a run leaves undone one by one; torch is imported by then, if at all.
+        torch = sys.modules.get("torch")
+        if torch is not None and isinstance(error, torch.OutOfMemoryError):
+            errors.print(f"error: the device ran out of memory: {memory_account(error)}. "
+                         "What was written before is kept; run the same command again on a "
+                         "device with more memory free (no other process on it).",
+                         markup=False, highlight=False)
+            return 1
         raise
     return result if isinstance(result, int) else 0
 

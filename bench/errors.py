@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 
@@ -40,6 +41,13 @@ def short_reason(error: Exception) -> str:
     words = " ".join(str(error).split())
     return f"{type(error).__name__}: {words}" if words and len(words) <= SHORT_REASON \
         else type(error).__name__
+
+
+def memory_account(error: Exception) -> str:
+    """The first sentences of torch's out-of-memory message, which say what it tried to
+    allocate and what the device has and had free; not its advice on the allocator."""
+    sentences = re.split(r"(?<=\.) ", " ".join(str(error).split()))
+    return " ".join(sentences[:3]).rstrip(".")
 
 
 class OutOfDeviceMemory(Exception):

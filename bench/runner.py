@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
-import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from erasebench import thumbnails
 from erasebench.cache import ImageCache, claim_file, default_cache_dir
 from erasebench.code_version import code_version
 from erasebench.edits import EditedModel
-from erasebench.errors import CorruptFileError, OutOfDeviceMemory
+from erasebench.errors import CorruptFileError, OutOfDeviceMemory, memory_account
 from erasebench.faults import checkpoint
 from erasebench.generate import Generator
 from erasebench.hardware import describe_device, resolved_device
@@ -124,7 +123,7 @@ def out_of_memory_named(unit: WorkUnit, doing: str, device: str) -> Iterator[Non
     except torch.OutOfMemoryError as error:
         raise OutOfDeviceMemory(
             f"{unit.describe()} ({unit.run_id})",
-            f"on {describe_device(device)} {doing}: {_memory_account(error)}",
+            f"on {describe_device(device)} {doing}: {memory_account(error)}",
             _OUT_OF_MEMORY_NOTE[doing]) from error
 
 
@@ -135,13 +134,6 @@ def free_after_out_of_memory() -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-
-
-def _memory_account(error: Exception) -> str:
-    """The first sentences of torch's message, which say what it tried to allocate and
-    what the device has and had free; not its advice on the allocator's settings."""
-    sentences = re.split(r"(?<=\.) ", " ".join(str(error).split()))
-    return " ".join(sentences[:3]).rstrip(".")
 
 
 @dataclass

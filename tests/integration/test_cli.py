@@ -1257,3 +1257,26 @@ def test_units_out_of_device_memory_are_named_left_undone_and_the_run_goes_on(
     assert recorded == sorted({"mock", "sd"} - set(undone))  # the unit that fit went on
     assert main(["run", "--erasers", "mock,sd", *common]) == 0  # with the memory it needs
     assert sorted(record.spec.eraser.name for record in store.records()) == ["mock", "sd"]
+
+
+@pytest.mark.parametrize("argv, where", [
+    (["erase", "--eraser", "mock", "--model", "tiny", "--concept", "cat", "--out",
+      "cat.safetensors"], "erasebench.testing.MockEraser.erase"),
+    (["generate", "--model", "tiny", "--steps", "2", "--prompt", "a cat", "--seeds", "0-1",
+      "--out", "images"], "erasebench.generate.Generator._sample_and_fit"),
+])
+def test_a_command_out_of_device_memory_is_one_line_and_exit_1(argv, where, tmp_path, capsys,
+                                                                monkeypatch):
+    # Outside a run (which leaves such units undone one by one) it was torch's traceback.
+    monkeypatch.chdir(tmp_path)
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError(OUT_OF_MEMORY)
+
+    monkeypatch.setattr(where, out_of_memory)
+    assert main(argv) == 1
+    assert capsys.readouterr().err.strip() == (
+        "error: the device ran out of memory: CUDA out of memory. Tried to allocate 2.00 GiB. "
+        "GPU 0 has a total capacity of 15.77 GiB of which 1.02 GiB is free. What was written "
+        "before is kept; run the same command again on a device with more memory free (no "
+        "other process on it).")
