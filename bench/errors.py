@@ -1,4 +1,5 @@
-"""Errors a user can cause and fix. The CLI prints them as one line and exits with code 2."""
+"""Errors a user can cause and fix, which the CLI prints as one line: bad input (exit code
+2), and a device without the memory a unit needs (exit code 1)."""
 
 from __future__ import annotations
 
