@@ -160,6 +160,9 @@ def provenance(device: str, timings: UnitTimings | None = None) -> Provenance:
                       created_at=utc_timestamp(), timings=timings)
 
 
+_REDO = "run its unit again (the run that made it redoes it)"
+
+
 class ResultStore:
     """The ``runs/`` folder of a results directory, and ``samples/``: per image values
     behind a unit's metrics (for bootstrap intervals), one parquet file per unit, written
@@ -189,21 +192,28 @@ class ResultStore:
         """A unit's per-image values (metric, value), None where it stored none; raises
         CorruptFileError where the file is missing though its record's ``digest`` names one,
         fails that digest, or cannot be read (a record without a digest: the last two)."""
+        data = self._sample_bytes(run_id, digest)
+        return None if data is None else self._parsed_samples(run_id, data)
+
+    def _sample_bytes(self, run_id: str, digest: str | None) -> bytes | None:
+        """The samples file's bytes, checked against ``digest`` (:meth:`read_samples`)."""
         path = self.samples_path(run_id)
-        redo = "run its unit again (the run that made it redoes it)"
         if not path.is_file():
             if digest is None:
                 return None
-            raise CorruptFileError(f"samples file {str(path)!r} is missing; {redo}")
+            raise CorruptFileError(f"samples file {str(path)!r} is missing; {_REDO}")
         data = path.read_bytes()
         if digest is not None and hashlib.sha256(data).hexdigest() != digest:
             raise CorruptFileError(f"samples file {str(path)!r} fails its record's digest; "
-                                   f"{redo}")
+                                   f"{_REDO}")
+        return data
+
+    def _parsed_samples(self, run_id: str, data: bytes) -> pd.DataFrame:
         try:
             return pd.read_parquet(io.BytesIO(data))
         except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError
-            raise CorruptFileError(f"samples file {str(path)!r} is unreadable ({error}); "
-                                   f"{redo}") from None
+            raise CorruptFileError(f"samples file {str(self.samples_path(run_id))!r} is "
+                                   f"unreadable ({error}); {_REDO}") from None
 
     def samples(self, run_ids: Iterable[str], digests: Mapping[str, str | None] | None = None
                 ) -> pd.DataFrame:
@@ -265,7 +275,12 @@ class ResultStore:
             return None
         try:
             record = self.read(path)
-            self.read_samples(run_id, record.samples_digest)
+            data = self._sample_bytes(run_id, record.samples_digest)
+            # Bytes that match their digest are those written, which parsed: only a file
+            # without one (a record before schema 5) is parsed to be sure. This runs for
+            # every unit to do after each unit ends (the progress line).
+            if data is not None and record.samples_digest is None:
+                self._parsed_samples(run_id, data)
         except CorruptFileError:
             return None
         return record
