@@ -95,7 +95,10 @@ class RunConsole:
 
     def unit_out_of_memory(self, unit: Any, error: OutOfDeviceMemory) -> None:
         """``runner.Runner.on_out_of_memory``: ``unit`` did not fit its device's memory
-        (``error`` says where, doing what); the run leaves it undone and goes on."""
+        (``error`` says where, doing what); the run leaves it undone and goes on, and how
+        far it is no longer counts it among the units to do."""
+        if self.progress is not None:
+            self.progress.leave_undone(unit.run_id)
         prefix = f"helper {self.helper} " if self.helper else ""
         self.errors.print(f"  {prefix}[out of memory] {error.unit} {error.account}; left "
                           "undone, the run goes on with the others", markup=False,

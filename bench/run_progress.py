@@ -154,6 +154,8 @@ class RunProgress:
     clock: Callable[[], float] = time.monotonic
     started: float = field(init=False)
     finished: set[str] = field(default_factory=set, init=False)
+    # Units the run left undone (out of device memory): not done, and no longer to do.
+    undone: set[str] = field(default_factory=set, init=False)
     training: dict[tuple[Hashable, ...], float] = field(default_factory=dict, init=False,
                                                         metadata=PACE)
     # Per task, over the finished units whose records have timings: images asked for,
@@ -236,6 +238,17 @@ class RunProgress:
                 if timings is not None:
                     self.finished_timings[run_id] = timings
                 self._note_finished(run_id, timings)
+
+    def leave_undone(self, run_id: str) -> None:
+        """``run_id`` ran out of device memory, and the run goes on without it
+        (``runner.Runner.run``): its images and erasure no longer count among those left,
+        lest the line say time is left once every other unit is done."""
+        self.undone.add(run_id)
+
+    def _open(self) -> list[str]:
+        """The units neither finished nor left undone, in the run's order."""
+        return [run_id for run_id in self.images_of
+                if run_id not in self.finished and run_id not in self.undone]
 
     def _note_finished(self, run_id: str, timings: UnitTimings | None) -> None:
         if timings is not None:
@@ -374,8 +387,8 @@ class RunProgress:
     def draws_left(self) -> dict[str, int]:
         """The unfinished units' images still to draw, by run id: their own and those their
         scoring compares with."""
-        return {run_id: self.draws_of.get(run_id, images) + self.references_of.get(run_id, 0)
-                for run_id, images in self.images_of.items() if run_id not in self.finished}
+        return {run_id: self.draws_of.get(run_id, self.images_of[run_id])
+                + self.references_of.get(run_id, 0) for run_id in self._open()}
 
     @property
     def images_to_draw(self) -> int:
@@ -401,7 +414,7 @@ class RunProgress:
         model's its scoring compares with, which idle processes may share (``Runner.help``),
         and for the rest, reading and scoring, which its own process does; in the units'
         order, None as :meth:`images_left_seconds` says."""
-        left = [run_id for run_id in self.images_of if run_id not in self.finished]
+        left = self._open()
         rates = {task: (_rate(self.drawing_seconds, self.drawn, task),
                         _rate(self.reading_seconds, self.read, task) or 0.0,
                         self._other_rate(task))
@@ -419,8 +432,7 @@ class RunProgress:
         return parts
 
     def _erasures_left(self) -> set[tuple[Hashable, ...]]:
-        left = {self.erasure_of.get(run_id)
-                for run_id in self.images_of.keys() - self.finished} - self.made
+        left = {self.erasure_of.get(run_id) for run_id in self._open()} - self.made
         return {erasure for erasure in left if erasure is not None}
 
     def _training_price(self) -> Callable[[tuple[Hashable, ...]], float]:
@@ -448,7 +460,7 @@ class RunProgress:
         of the units needing one (which, first, makes it; the others read it); with no
         pace yet, the images it draws (the erasures' length is not known before one was
         made). Units as long keep the plan's order."""
-        left = [run_id for run_id in self.images_of if run_id not in self.finished]
+        left = self._open()
         seconds = self._unit_seconds()
         price = self._training_price()
         if seconds is None:
@@ -465,8 +477,8 @@ class RunProgress:
         for erasure, run_id in maker.items():
             length[run_id] += price(erasure)
         order = sorted(left, key=lambda run_id: -length[run_id])
-        finished = [run_id for run_id in self.images_of if run_id in self.finished]
-        self.images_of = {run_id: self.images_of[run_id] for run_id in [*order, *finished]}
+        ended = [run_id for run_id in self.images_of if run_id not in left]
+        self.images_of = {run_id: self.images_of[run_id] for run_id in [*order, *ended]}
         return order
 
     def _schedule(self, parts: Mapping[str, tuple[float, float]]) -> float:
@@ -531,11 +543,15 @@ class RunProgress:
 
     def line(self) -> str:
         """``3/40 units, 1,200/41,018 images, about 5 h 02 min left``, with
-        :meth:`untimed_note`."""
+        :meth:`untimed_note`; ``, 1 left undone`` after the images where units ran out of
+        memory (:meth:`leave_undone`)."""
         total = self.total_images
         done = sum(self.images_of[run_id] for run_id in self.finished)
         text = f"{len(self.finished)}/{len(self.images_of)} units, {done:,}/{total:,} images"
-        left = self.seconds_left(total - done, done)
+        undone = self.undone - self.finished
+        if undone:
+            text += f", {len(undone)} left undone"
+        left = self.seconds_left(sum(self.images_of[run_id] for run_id in self._open()), done)
         if left is not None:
             text += f", about {format_duration(left)} left{self.untimed_note()}"
         return text

@@ -88,6 +88,24 @@ def test_the_time_left_is_the_images_left_at_their_tasks_seconds_and_the_erasure
     assert progress.line() == "6/6 units, 7,500/7,500 images"
 
 
+def test_a_unit_left_undone_out_of_memory_is_no_longer_counted_among_those_to_do():
+    # It was: once every other unit was done, the line still said "about 0 s left" for the
+    # unit the run had given up on, and priced its images and erasure before that.
+    images = {"done": 1_000, "too big": 5_000, "next": 1_000}
+    erasures = {"done": ("esd", "a"), "too big": ("age", "b"), "next": None}
+    progress = RunProgress(images, dict.fromkeys(images, "A"), erasures)
+    recorded, timed = {"done"}, {"done": timings(300, 100, trained=400, drawn=1_000)}
+    progress.update(records(recorded, timed))
+    # 0.4 s an image: 400 s for "next", 2,000 for "too big" and 400 for its erasure
+    assert progress.line() == ("1/3 units, 1,000/7,000 images, about 47 min left (erasures "
+                               "of age priced at other erasers' pace)")
+    progress.leave_undone("too big")
+    assert progress.line() == "1/3 units, 1,000/7,000 images, 1 left undone, about 7 min left"
+    assert progress.images_to_draw == 1_000 and progress.take_longest_first() == ["next"]
+    progress.update(records({"done", "next"}, timed))
+    assert progress.line() == "2/3 units, 2,000/7,000 images, 1 left undone"
+
+
 def test_on_many_processes_the_time_left_is_held_by_the_largest_unit_and_erasures_made():
     # A finished unit gives the pace: 0.8 s drawing and 0.2 s scoring per image, erasures
     # 100 s. Left, in order: a large unit with its erasure to make, and three small ones.
