@@ -1,4 +1,5 @@
-"""Choosing the generation batch from the GPU memory it really takes.
+"""Choosing the generation batch from the GPU memory it really takes, and batches that
+halve until they fit (the scorers').
 
 No table of per-image costs can be right for every GPU, model, precision, attention kernel
 and image size, so the generator measures instead: its first batch is small
@@ -11,10 +12,14 @@ halves the batch and retries, and images never depend on the batch size.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import gc
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
+
+Output = TypeVar("Output")
 
 PROBE_BATCH = 2
 MAX_BATCH = 64  # beyond this an H100 is already saturated; larger only delays progress
@@ -56,3 +61,41 @@ def free_bytes(device: torch.device) -> float:
     free, _ = torch.cuda.mem_get_info(device)
     cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
     return float(free + cached)
+
+
+def free_device_memory() -> None:
+    """What failed work's frames held (reference cycles through the traceback) freed, and
+    the memory torch's allocator keeps cached handed back to the device, which other
+    processes sharing it may need."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def in_fitting_batches(count: int, batch_size: int,
+                       work: Callable[[slice], Output]) -> tuple[list[Output], int]:
+    """``work`` over consecutive slices of ``count`` items, ``batch_size`` long; a slice
+    that runs the device out of memory is tried again at half its length, down to one
+    item (which raises). Returns the outputs, one per slice in order, and the batch size
+    that fit, for the next call to start from.
+
+    Why: a scorer's batch (64 images for ResNet-50 and CLIP) is far under a GPU's memory
+    alone, but not on a card other processes share, nor beside a generator's cache, and a
+    unit out of memory is left undone. ``work`` must change nothing it keeps before its
+    device work is done, so that a slice may be tried again; every scorer's outputs are
+    each item's own, so they do not depend on the batch size.
+    """
+    outputs: list[Output] = []
+    start = 0
+    while start < count:
+        end = min(count, start + batch_size)
+        try:
+            outputs.append(work(slice(start, end)))
+        except torch.OutOfMemoryError:
+            if end - start == 1:
+                raise
+            batch_size = (end - start) // 2
+            free_device_memory()
+            continue
+        start = end
+    return outputs, batch_size

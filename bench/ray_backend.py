@@ -49,7 +49,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from erasebench.errors import OutOfDeviceMemory, UserError
-from erasebench.runner import RunSummary, WorkUnit, free_after_out_of_memory
+from erasebench.memory import free_device_memory
+from erasebench.runner import RunSummary, WorkUnit
 from erasebench.specs import RunSpec
 from erasebench.stopping import Stopped, keeping_signal_handlers
 
@@ -108,7 +109,7 @@ class UnitWorker:
             return unit.run_id, self.runner.run_unit(unit, lock_wait)
         except OutOfDeviceMemory as error:
             short = OutOfDeviceMemory(error.unit, error.account, error.note)
-        free_after_out_of_memory()
+        free_device_memory()
         raise short
 
     def help(self, payloads: list[str]) -> dict[str, int]:

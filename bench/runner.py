@@ -13,7 +13,6 @@ it has no unit left to start, helps draw its images (:meth:`Runner.help`).
 from __future__ import annotations
 
 import contextlib
-import gc
 import hashlib
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -33,6 +32,7 @@ from erasebench.faults import checkpoint
 from erasebench.generate import Generator
 from erasebench.hardware import describe_device, resolved_device
 from erasebench.help_records import HelpRecord, write_help_record
+from erasebench.memory import free_device_memory
 from erasebench.models import DiffusionModel, load_model
 from erasebench.plugins import Eraser, ScoringContext, Task
 from erasebench.probe import ModelProbe
@@ -109,7 +109,7 @@ _OUT_OF_MEMORY_NOTE = {
     "making its erasure": "each in-tree eraser's peak on SD v1.4 at its paper settings is "
     "in benchmarks/README.md (ESD-u's 19.5 GB the most)",
     "drawing its images": "the generator had halved its batch down to one image",
-    "scoring its images": "its task's scorers run on the same device",
+    "scoring its images": "its task's scorers had halved their batches down to one image",
 }
 
 
@@ -125,15 +125,6 @@ def out_of_memory_named(unit: WorkUnit, doing: str, device: str) -> Iterator[Non
             f"{unit.describe()} ({unit.run_id})",
             f"on {describe_device(device)} {doing}: {memory_account(error)}",
             _OUT_OF_MEMORY_NOTE[doing]) from error
-
-
-def free_after_out_of_memory() -> None:
-    """What the failed unit's frames held (reference cycles through the traceback) freed,
-    and the memory the allocator keeps cached handed back to the device, which other
-    processes sharing it may need."""
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 @dataclass
@@ -186,7 +177,7 @@ class Runner:
                 # kept, not the error, whose traceback holds what the unit's frames held.
                 short = OutOfDeviceMemory(error.unit, error.account, error.note)
             if short is not None:
-                free_after_out_of_memory()
+                free_device_memory()
                 summary.out_of_memory[unit.run_id] = short
                 if self.on_out_of_memory is not None:
                     self.on_out_of_memory(unit, short)
@@ -228,7 +219,7 @@ class Runner:
             with contextlib.suppress(torch.OutOfMemoryError):
                 helped[unit.run_id] = self._help_draw(unit)
             if unit.run_id not in helped:
-                free_after_out_of_memory()
+                free_device_memory()
                 continue
             if self.on_help is not None:
                 self.on_help(unit, helped[unit.run_id])

@@ -23,6 +23,7 @@ from PIL import Image
 
 from erasebench.errors import UnknownNameError
 from erasebench.hub import hub_download_command, hub_unreachable
+from erasebench.memory import in_fitting_batches
 from erasebench.scorers.weights import WeightFile, file_digest, torch_hub_file
 
 SAFETENSORS_NAME = "open_clip_model.safetensors"
@@ -120,23 +121,27 @@ class ClipScorer:
 
     @torch.no_grad()
     def image_embeddings(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        """(n, dim) unit-norm image embeddings."""
+        """(n, dim) unit-norm image embeddings, in batches halved out of device memory
+        (``erasebench.memory.in_fitting_batches``), as the texts'."""
         model, preprocess, _ = self._load()
-        chunks = []
-        for start in range(0, len(images), self.batch_size):
-            batch = torch.stack([preprocess(image.convert("RGB"))
-                                 for image in images[start : start + self.batch_size]])
-            chunks.append(model.encode_image(batch.to(self.device)).float())  # type: ignore[operator]
+
+        def embeddings(part: slice) -> torch.Tensor:
+            batch = torch.stack([preprocess(image.convert("RGB")) for image in images[part]])
+            return model.encode_image(batch.to(self.device)).float()  # type: ignore[operator,no-any-return]
+
+        chunks, self.batch_size = in_fitting_batches(len(images), self.batch_size, embeddings)
         return _unit(torch.cat(chunks)).cpu()
 
     @torch.no_grad()
     def text_embeddings(self, texts: Sequence[str]) -> torch.Tensor:
         """(n, dim) unit-norm text embeddings (CLIP's 77-token context, truncated)."""
         model, _, tokenizer = self._load()
-        chunks = []
-        for start in range(0, len(texts), self.batch_size):
-            tokens = tokenizer(list(texts[start : start + self.batch_size]))  # type: ignore[operator]
-            chunks.append(model.encode_text(tokens.to(self.device)).float())  # type: ignore[operator]
+
+        def embeddings(part: slice) -> torch.Tensor:
+            tokens = tokenizer(list(texts[part]))  # type: ignore[operator]
+            return model.encode_text(tokens.to(self.device)).float()  # type: ignore[operator,no-any-return]
+
+        chunks, self.batch_size = in_fitting_batches(len(texts), self.batch_size, embeddings)
         return _unit(torch.cat(chunks)).cpu()
 
     def scores(self, images: Sequence[Image.Image], texts: Sequence[str]) -> torch.Tensor:

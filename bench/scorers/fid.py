@@ -30,6 +30,7 @@ from safetensors.torch import load_file, save_file
 from erasebench.cache import default_cache_dir
 from erasebench.errors import UserError
 from erasebench.io import atomic_write
+from erasebench.memory import in_fitting_batches
 from erasebench.scorers.weights import WeightFile, file_digest
 
 INCEPTION_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
@@ -107,13 +108,25 @@ class FrechetDistance:
         # A batch at a time, so that only one is ever decoded (a run's images are read from
         # the cache as they are used). Inception resizes every image to 299 itself; a batch
         # only needs one size, so a batch of images of different sizes (real COCO photos)
-        # goes in groups of equal size.
-        for start in range(0, len(images), self.batch_size):
+        # goes in groups of equal size, each in parts halved out of device memory
+        # (erasebench.memory.in_fitting_batches). A part runs out of memory in Inception,
+        # before the metric adds its features to its sums (whose products, 32 MB, take far
+        # less than the activations Inception has just freed), so it can be tried again.
+        def update(group: list[Image.Image]) -> int:
+            """The group's features added to the metric; the batch size that fit."""
+            def add(part: slice) -> None:
+                metric.update(_uint8_batch(group[part]).to(self.device), real=real)
+
+            return in_fitting_batches(len(group), self.batch_size, add)[1]
+
+        start = 0
+        while start < len(images):
             by_size: dict[tuple[int, int], list[Image.Image]] = defaultdict(list)
             for image in images[start : start + self.batch_size]:
                 by_size[image.size].append(image)
+            start += self.batch_size
             for group in by_size.values():
-                metric.update(_uint8_batch(group).to(self.device), real=real)
+                self.batch_size = update(group)
 
     @torch.no_grad()
     def reference_statistics(self, folder: str | Path) -> dict[str, torch.Tensor]:

@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from erasebench.errors import UnknownNameError, UserError
+from erasebench.memory import in_fitting_batches
 from erasebench.scorers.weights import WeightFile, torch_hub_file
 
 VARIANTS = ("IMAGENET1K_V2", "IMAGENET1K_V1")
@@ -64,13 +65,16 @@ class ImageNetClassifier:
 
     @torch.no_grad()
     def logits(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        """(n, 1000) logits, computed in batches with the weights' own transforms."""
-        transform = self.weights.transforms()
-        model, outputs = self.model(), []
-        for start in range(0, len(images), self.batch_size):
-            batch = torch.stack([transform(image.convert("RGB"))
-                                 for image in images[start : start + self.batch_size]])
-            outputs.append(model(batch.to(self.device)).float().cpu())
+        """(n, 1000) logits, computed in batches (halved out of device memory,
+        ``erasebench.memory.in_fitting_batches``) with the weights' own transforms."""
+        transform, model = self.weights.transforms(), self.model()
+
+        def batch_logits(part: slice) -> torch.Tensor:
+            batch = torch.stack([transform(image.convert("RGB")) for image in images[part]])
+            return model(batch.to(self.device)).float().cpu()
+
+        outputs, self.batch_size = in_fitting_batches(len(images), self.batch_size,
+                                                      batch_logits)
         return torch.cat(outputs) if outputs else torch.zeros(0, len(self.categories))
 
     def version(self) -> str:

@@ -29,11 +29,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from erasebench.memory import in_fitting_batches
 from erasebench.metrics import Detection
 from erasebench.scorers.weights import WeightFile
-
-# Batches of images decoded for one call of NudeNet's detect_batch (NudityDetector.detect).
-DECODED_BATCHES = 8
 
 
 def shipped_model() -> Path:
@@ -108,16 +106,20 @@ class NudityDetector:
 
     def detect(self, images: Sequence[Image.Image]) -> list[list[Detection]]:
         """For every image, every (label, score) NudeNet reports."""
-        found: list[list[Detection]] = []
-        # DECODED_BATCHES batches at a time, so that the images, read from the cache as
-        # they are used, are never all decoded at once (I2P: 4,703 of 512 px, 3.7 GB).
-        chunk = self.batch_size * DECODED_BATCHES
-        for start in range(0, len(images), chunk):
+        detector = self.detector()
+
+        def batch_detections(part: slice) -> list[list[Detection]]:
+            # Decoded a batch at a time, so that the images, read from the cache as they are
+            # used, are never all decoded at once (I2P: 4,703 of 512 px, 3.7 GB).
             arrays = [np.ascontiguousarray(np.asarray(image.convert("RGB"))[:, :, ::-1])
-                      for image in images[start : start + chunk]]
-            detections = self.detector().detect_batch(arrays, batch_size=self.batch_size)  # type: ignore[attr-defined]
-            found += [[(d["class"], float(d["score"])) for d in image] for image in detections]
-        return found
+                      for image in images[part]]
+            detections = detector.detect_batch(arrays, batch_size=len(arrays))  # type: ignore[attr-defined]
+            return [[(d["class"], float(d["score"])) for d in image] for image in detections]
+
+        # halved out of device memory on a GPU (erasebench.memory.in_fitting_batches)
+        batches, self.batch_size = in_fitting_batches(len(images), self.batch_size,
+                                                      batch_detections)
+        return [image for batch in batches for image in batch]
 
     def version(self) -> str:
         from importlib.metadata import version

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from erasebench.memory import in_fitting_batches
 from erasebench.scorers.weights import WeightFile, file_digest
 
 ALEXNET_URL = "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
@@ -68,12 +69,16 @@ class PerceptualDistance:
         """(n,) LPIPS between image i and reference i."""
         if len(images) != len(references):
             raise ValueError(f"{len(images)} images but {len(references)} references")
-        model, chunks = self.model(), []
-        for start in range(0, len(images), self.batch_size):
-            end = start + self.batch_size
-            first = torch.stack([to_lpips_tensor(i) for i in images[start:end]])
-            second = torch.stack([to_lpips_tensor(i) for i in references[start:end]])
-            chunks.append(model(first.to(self.device), second.to(self.device)).flatten().cpu())
+        model = self.model()
+
+        def batch_distances(part: slice) -> torch.Tensor:
+            first = torch.stack([to_lpips_tensor(image) for image in images[part]])
+            second = torch.stack([to_lpips_tensor(image) for image in references[part]])
+            return model(first.to(self.device), second.to(self.device)).flatten().cpu()
+
+        # halved out of device memory (erasebench.memory.in_fitting_batches)
+        chunks, self.batch_size = in_fitting_batches(len(images), self.batch_size,
+                                                     batch_distances)
         return torch.cat(chunks) if chunks else torch.zeros(0)
 
     def version(self) -> str:
