@@ -24,6 +24,7 @@ from erasebench.io import atomic_write_bytes
 from erasebench.registry import TASKS
 
 SUBFOLDER = "figures"
+GRID_GAP = 16  # a grid's thumbnails lie a sixteenth of their side apart
 
 
 @dataclass(frozen=True)
@@ -165,28 +166,40 @@ def heatmap_figure(matrices: dict[str, pd.DataFrame], stem: str, title: str,
 def grid_figure(strips: dict[str, tuple[list[Any], list[dict[str, Any]]]], stem: str,
                 request: str) -> Figure:
     """Image grid: a row per eraser, a column per prompt and seed (the same in every row),
-    from the units' thumbnails (:mod:`erasebench.thumbnails`)."""
+    from the units' thumbnails (:mod:`erasebench.thumbnails`), pasted into one image shown
+    on one axes: an axes per thumbnail (54 in a grid of the miniature world) took most of
+    a report's time, laying them out and drawing them."""
     names = sorted(strips, key=lambda name: (name != "sd", name))  # the original on top
     meta = strips[names[0]][1]
+    titles = [f"{item['label'] or item['text'][:18]}\n"
+              f"({'erased' if item['group'] == 'erase' else item['group']})" for item in meta]
+    # a configuration's label wrapped to the row's height
+    labels = [textwrap.fill(name, 18, break_long_words=False, break_on_hyphens=False)
+              for name in names]
 
     def draw(figure: Any) -> None:
-        columns = len(meta)
-        figure.set_size_inches(1.4 * columns + 1.2, 1.4 * len(names) + 0.6)
+        from PIL import Image
+
+        side = max(image.size[1] for name in names for image in strips[name][0])
+        step = side + side // GRID_GAP
+        mosaic = Image.new("RGB", (len(meta) * step - step + side,
+                                   len(names) * step - step + side), "white")
         for row, name in enumerate(names):
-            images, _ = strips[name]
-            for column, image in enumerate(images):
-                axes = figure.add_subplot(len(names), columns, row * columns + column + 1)
-                axes.imshow(image)
-                axes.set_xticks([])
-                axes.set_yticks([])
-                if row == 0:
-                    item = meta[column]
-                    group = "erased" if item["group"] == "erase" else item["group"]
-                    axes.set_title(f"{item['label'] or item['text'][:18]}\n({group})",
-                                   fontsize=7)
-                if column == 0:  # a configuration's label wrapped to the row's height
-                    axes.set_ylabel(textwrap.fill(name, 18, break_long_words=False,
-                                                break_on_hyphens=False), fontsize=8)
+            for column, image in enumerate(strips[name][0]):
+                if image.size != (side, side):
+                    image = image.resize((side, side), Image.Resampling.LANCZOS)
+                mosaic.paste(image, (column * step, row * step))
+        figure.set_size_inches(1.4 * len(meta) + 1.2, 1.4 * len(names) + 0.6)
+        axes = figure.add_subplot()
+        axes.imshow(mosaic)
+        axes.xaxis.tick_top()
+        axes.set_xticks([column * step + side / 2 for column in range(len(meta))], titles,
+                        fontsize=7)
+        axes.set_yticks([row * step + side / 2 for row in range(len(names))], labels,
+                        fontsize=8)
+        axes.tick_params(length=0)
+        for spine in axes.spines.values():
+            spine.set_visible(False)
 
     return Figure(f"Images of the same prompts and seeds, one row per eraser ({request})",
                   f"{stem}-grid.png", draw)
