@@ -28,3 +28,28 @@ def test_an_erasure_bigger_than_the_gpu_is_left_undone_in_torchs_words(tmp_path,
     assert "error: 1 of the 2 units to do ran out of memory and is left undone" in err
     assert [record.spec.eraser.name for record in ResultStore(results).records()] == ["sd"]
     assert torch.cuda.memory_allocated() < 2**30  # what the failed unit held was freed
+
+
+def test_a_scorer_short_of_memory_halves_its_batch_to_one_that_fits(scorer_home):
+    # The process may hold only the network and 256 MB more: ResNet-50's activations for 64
+    # images of 224 px (about 10 MB each) do not fit, those of a few do.
+    from PIL import Image
+
+    from erasebench.scorers.imagenet import ImageNetClassifier
+
+    rng = torch.Generator().manual_seed(0)
+    images = [Image.fromarray(torch.randint(0, 255, (224, 224, 3), generator=rng,
+                                            dtype=torch.uint8).numpy()) for _ in range(64)]
+    scorer = ImageNetClassifier(device="cuda", batch_size=64)
+    scorer.model()
+    torch.cuda.empty_cache()
+    total = torch.cuda.get_device_properties(0).total_memory
+    torch.cuda.set_per_process_memory_fraction(
+        (torch.cuda.memory_reserved() + 256 * 2**20) / total)
+    try:
+        logits = scorer.logits(images)
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0)
+    assert 1 <= scorer.batch_size < 64
+    expected = ImageNetClassifier(device="cuda", batch_size=scorer.batch_size).logits(images)
+    torch.testing.assert_close(logits, expected, rtol=1e-3, atol=1e-3)
