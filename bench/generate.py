@@ -284,18 +284,20 @@ class Generator:
                     advance(len(elsewhere))
                     if not batch:
                         continue
+                    pixels = None
                     try:
                         pixels = self._sample_and_fit([first[key] for key in batch])
                     except torch.OutOfMemoryError:
                         if len(batch) == 1:
                             raise
+                    if pixels is None:
                         # Halve and retry; nothing is lost, images never depend on batch size.
+                        # Freed out of the handler, whose error held the sampling's frames.
                         for claim in claims.values():
                             claim.release()
                         self.batch_size = len(batch) // 2
                         missing = batch + missing
-                        if torch.cuda.is_available():
-                            torch.cuda.empty_cache()
+                        memory.free_device_memory()
                         continue
                     checkpoint("generate.batch")
                     for key, array in zip(batch, pixels, strict=True):
@@ -378,13 +380,22 @@ class Generator:
         ``conditioning`` (n, tokens, dim) in place of their texts' encodings, e.g. an
         attacker's embeddings. Not cached: the conditioning has no stable name. The batch is
         fitted to memory as :meth:`images` fits it, if that has not drawn a batch yet (a
-        resumed unit whose own images were all cached)."""
+        resumed unit whose own images were all cached), and halved out of memory as there."""
         if len(conditioning) != len(prompts):
             raise ValueError(f"{len(prompts)} prompts but {len(conditioning)} conditionings")
         images: list[Image.Image] = []
         while len(images) < len(prompts):
             batch = slice(len(images), len(images) + (self.batch_size or len(prompts)))
-            pixels = self._sample_and_fit(prompts[batch], conditioning[batch])
+            size, pixels = len(prompts[batch]), None
+            try:
+                pixels = self._sample_and_fit(prompts[batch], conditioning[batch])
+            except torch.OutOfMemoryError:
+                if size == 1:
+                    raise
+            if pixels is None:  # freed out of the handler, as in _draw
+                self.batch_size = size // 2
+                memory.free_device_memory()
+                continue
             images.extend(Image.fromarray(array) for array in pixels)
         return images
 

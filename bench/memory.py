@@ -89,13 +89,16 @@ def in_fitting_batches(count: int, batch_size: int,
     start = 0
     while start < count:
         end = min(count, start + batch_size)
+        fitted = True
         try:
             outputs.append(work(slice(start, end)))
         except torch.OutOfMemoryError:
             if end - start == 1:
                 raise
+            fitted = False
+        if fitted:
+            start = end
+        else:  # freed once the handler is left: the error's traceback held work's frames
             batch_size = (end - start) // 2
             free_device_memory()
-            continue
-        start = end
     return outputs, batch_size

@@ -525,6 +525,31 @@ def test_images_from_conditioning_fit_the_batch_when_nothing_was_drawn_yet(tiny,
     assert [d.tobytes() for d in drawn] == [d.tobytes() for d in reference.images(prompts)]
 
 
+def test_images_from_conditioning_halve_the_batch_out_of_memory_and_lose_nothing(tiny):
+    # The robustness task's attacked images: out of memory ended the unit at any batch.
+    generator = Generator(tiny, GenerationSpec(steps=2), batch_size=5, progress=False)
+    original, sizes = generator.sample, []
+
+    def sample_with_little_memory(prompts, conditioning=None):
+        sizes.append(len(prompts))
+        if len(prompts) > 2:
+            raise torch.OutOfMemoryError("simulated")
+        return original(prompts, conditioning)
+
+    generator.sample = sample_with_little_memory
+    prompts = [PromptSpec(text="a cat", seed=seed) for seed in range(5)]
+    drawn = generator.images_from_conditioning(prompts,
+                                               tiny.encode_text([p.text for p in prompts]))
+    assert sizes == [5, 2, 2, 1] and generator.batch_size == 2
+    reference = Generator(tiny, GenerationSpec(steps=2), batch_size=1, progress=False)
+    assert [d.tobytes() for d in drawn] == [d.tobytes() for d in reference.images(prompts)]
+    generator.batch_size = 1
+    with pytest.raises(torch.OutOfMemoryError):  # a batch of one that does not fit
+        generator.sample = lambda prompts, conditioning=None: sample_with_little_memory(
+            prompts * 3, conditioning)
+        generator.images_from_conditioning(prompts[:1], tiny.encode_text(["a cat"]))
+
+
 def test_generators_sharing_a_cache_split_the_images_they_both_need(tiny, tmp_path):
     # As two processes (Ray actors, --workers) running units that prompt alike at once.
     prompts = [PromptSpec(text=f"shape {index % 3}", seed=index) for index in range(24)]

@@ -47,6 +47,32 @@ def test_a_slice_out_of_memory_is_tried_again_at_half_its_length():
         in_fitting_batches(3, 2, nothing_fits)
 
 
+def test_what_a_slice_out_of_memory_held_is_gone_when_the_device_memory_is_freed(
+        monkeypatch):
+    # Freed inside the handler, torch's error's traceback still held the failed work's
+    # frames, and so its tensors (activations), which the allocator could not hand back.
+    import weakref
+
+    import erasebench.memory as memory
+
+    class Activations:
+        pass
+
+    held, alive_when_freed = [], []
+
+    def work(part):
+        activations = Activations()
+        held.append(weakref.ref(activations))
+        if part.stop - part.start > 1:
+            raise torch.OutOfMemoryError(OUT_OF_MEMORY)
+        return part.start
+
+    monkeypatch.setattr(memory, "free_device_memory",
+                        lambda: alive_when_freed.append(held[-1]() is not None))
+    assert memory.in_fitting_batches(2, 2, work) == ([0, 1], 1)
+    assert alive_when_freed == [False]
+
+
 # scorer name -> (the scorer at a batch size, what it computes, the network call that
 # runs out of memory on more than two images, the batch it is given among its arguments)
 CASES = {
