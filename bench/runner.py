@@ -109,7 +109,9 @@ _OUT_OF_MEMORY_NOTE = {
     "making its erasure": "each in-tree eraser's peak on SD v1.4 at its paper settings is "
     "in benchmarks/README.md (ESD-u's 19.5 GB the most)",
     "drawing its images": "the generator had halved its batch down to one image",
-    "scoring its images": "its task's scorers had halved their batches down to one image",
+    "scoring its images": "its task's scorers and the generator had halved their batches "
+    "down to one image (the robustness task's attack takes the noisy latents its `samples` "
+    "option sets at once)",
 }
 
 
