@@ -220,18 +220,25 @@ def test_non_finite_images_are_reported_and_not_cached(tiny, tmp_path):
     assert not list(tmp_path.rglob("*.png"))
 
 
-def test_out_of_memory_halves_the_batch_and_loses_nothing(tiny, tmp_path):
-    generator = Generator(tiny, GenerationSpec(steps=2), ImageCache(tmp_path), batch_size=5,
-                          progress=False)
+def with_room_for(generator, images):
+    """``generator``'s sampling runs out of memory on more than ``images`` images; returns
+    the batch sizes it is called with."""
     original, sizes = generator.sample, []
 
     def sample_with_little_memory(prompts, conditioning=None):
         sizes.append(len(prompts))
-        if len(prompts) > 2:
+        if len(prompts) > images:
             raise torch.OutOfMemoryError("simulated")
         return original(prompts, conditioning)
 
     generator.sample = sample_with_little_memory
+    return sizes
+
+
+def test_out_of_memory_halves_the_batch_and_loses_nothing(tiny, tmp_path):
+    generator = Generator(tiny, GenerationSpec(steps=2), ImageCache(tmp_path), batch_size=5,
+                          progress=False)
+    sizes = with_room_for(generator, 2)
     images = generator.images(PROMPTS)
     assert sizes[:3] == [5, 2, 2] and generator.batch_size == 2
     reference = Generator(tiny, GenerationSpec(steps=2), batch_size=1, progress=False)
@@ -528,25 +535,15 @@ def test_images_from_conditioning_fit_the_batch_when_nothing_was_drawn_yet(tiny,
 def test_images_from_conditioning_halve_the_batch_out_of_memory_and_lose_nothing(tiny):
     # The robustness task's attacked images: out of memory ended the unit at any batch.
     generator = Generator(tiny, GenerationSpec(steps=2), batch_size=5, progress=False)
-    original, sizes = generator.sample, []
-
-    def sample_with_little_memory(prompts, conditioning=None):
-        sizes.append(len(prompts))
-        if len(prompts) > 2:
-            raise torch.OutOfMemoryError("simulated")
-        return original(prompts, conditioning)
-
-    generator.sample = sample_with_little_memory
+    sizes = with_room_for(generator, 2)
     prompts = [PromptSpec(text="a cat", seed=seed) for seed in range(5)]
     drawn = generator.images_from_conditioning(prompts,
                                                tiny.encode_text([p.text for p in prompts]))
     assert sizes == [5, 2, 2, 1] and generator.batch_size == 2
     reference = Generator(tiny, GenerationSpec(steps=2), batch_size=1, progress=False)
     assert [d.tobytes() for d in drawn] == [d.tobytes() for d in reference.images(prompts)]
-    generator.batch_size = 1
+    with_room_for(generator, 0)
     with pytest.raises(torch.OutOfMemoryError):  # a batch of one that does not fit
-        generator.sample = lambda prompts, conditioning=None: sample_with_little_memory(
-            prompts * 3, conditioning)
         generator.images_from_conditioning(prompts[:1], tiny.encode_text(["a cat"]))
 
 
