@@ -30,7 +30,7 @@ from erasebench.specs import RunSpec
 # 3: timings.scoring_drawn (an erasebench of version 2 would call such records malformed)
 # 4: timings.images_awaited
 # 5: samples_digest (an erasebench of version 4 would call such records malformed, and redo)
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 COLUMNS = [
     "eraser", "config_hash", "request", "task", "task_version", "metric", "split", "seed",
     "value", "higher_is_better", "headline", "model", "run_id",
@@ -72,6 +72,10 @@ class UnitTimings(BaseModel):
     # processes helping this unit, Runner.help, or running a unit that asks for the same
     # images). None: a record written before 2026-12-02, whose ``images`` holds them.
     images_awaited: float | None = None
+    # Images per batch the generator ended the unit's own drawing at: the batch given or
+    # fitted to the device's memory, halved where it ran out (erasebench.memory); on a GPU
+    # images/s follows it. None: it drew none, or a record written before 2026-12-07.
+    batch: int | None = None
 
     def images_less_waiting(self) -> float:
         """``images`` less :attr:`images_awaited`: the seconds this process took to draw or
@@ -129,7 +133,8 @@ class RunRecord(BaseModel):
         """The record as its JSON file holds it; one written before timings were kept has
         none, one written before the images its scoring drew were kept apart has no
         ``scoring_drawn``, one written before waiting for others' images was kept
-        apart has no ``images_awaited``, one from code without uncommitted changes (or
+        apart has no ``images_awaited``, one that drew no images (or written before the
+        batch was kept) no ``batch``, one from code without uncommitted changes (or
         written before they were kept) no ``code_changes``, one without samples (or written
         before their digest was kept) no ``samples_digest``, and each keeps its checksum."""
         body = self.model_dump(mode="json")
@@ -141,7 +146,7 @@ class RunRecord(BaseModel):
         if timings is None:
             del body["provenance"]["timings"]
         else:
-            for added in ("scoring_drawn", "images_awaited"):  # in schema 3 and 4
+            for added in ("scoring_drawn", "images_awaited", "batch"):  # in schema 3, 4, 6
                 if timings[added] is None:
                     del timings[added]
         return body

@@ -338,6 +338,7 @@ class Runner:
         with edit.applied(model), out_of_memory_named(unit, "drawing its images", self.device):
             images = generator.images(prompts)
         drawn_at, drawn, awaited = time.perf_counter(), generator.drawn, generator.awaited
+        batch = generator.batch_size if drawn else None
         thumbnails.save(self.results_dir, unit.run_id, images, prompts, self.show_unsafe)
         # After the edit is removed, the same generator draws the base model's images.
         context = ScoringContext(device=self.device, reference_images=generator.images,
@@ -349,7 +350,7 @@ class Runner:
                               training=edit.seconds, training_device=edit.device,
                               images=drawn_at - erased_at, scoring=time.perf_counter() - drawn_at,
                               images_drawn=drawn, scoring_drawn=generator.drawn - drawn,
-                              images_awaited=awaited)
+                              images_awaited=awaited, batch=batch)
         metrics, samples = [], {}
         for value in values:
             info = unit.task.metrics.get(value.metric)

@@ -25,12 +25,16 @@ the unit's total keeps the waiting. The helpers' drawing (and an erasure a helpe
 is in their help records (``erasebench.help_records``, since 2026-12-02), which add it to
 the unit's eraser and task: its images drawn, its seconds and images/s, and the total; the
 original model's images a helper drew for the unit's scoring to compare with go with the
-images the scoring drew (since 2026-12-06; before, with the images drawn).
+images the scoring drew (since 2026-12-06; before, with the images drawn). The batch
+column gives the images per batch the rows' units ended their drawing at
+(``UnitTimings.batch``, since schema 6), their least and most: on a GPU images/s follows
+the batch, which the generator fits to the memory free and halves where it runs out.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 from rich import box
@@ -61,7 +65,7 @@ def timings_frame(records: list[RunRecord], helped: Sequence[HelpRecord] = (),
         "drawn_apart": timings.scoring_drawn is not None,
         "drawing": timings.images_less_waiting() if timings.images_drawn else 0.0,
         "images_scored": record.image_count, "scoring": timings.scoring,
-        "total": timings.erasure + timings.images + timings.scoring,
+        "total": timings.erasure + timings.images + timings.scoring, "batch": timings.batch,
     } for record in records if (timings := record.provenance.timings) is not None]
     # A helper's reference images count as the scoring's drawing, as those a unit's own
     # scoring draws: their seconds go to the scoring, which the share takes out again at
@@ -73,22 +77,28 @@ def timings_frame(records: list[RunRecord], helped: Sequence[HelpRecord] = (),
         "images_drawn": work.images_drawn, "scoring_drawn": work.references_drawn,
         "drawn_apart": True, "drawing": work.drawing, "images_scored": 0,
         "scoring": work.referencing, "total": work.erasure + work.drawing + work.referencing,
+        "batch": None,
     } for work in helped]
-    return pd.DataFrame(rows, columns=[*KEYS, "unit", "made", "erasure", "images_drawn",
-                                       "scoring_drawn", "drawn_apart", "drawing",
-                                       "images_scored", "scoring", "total"])
+    frame = pd.DataFrame(rows, columns=[*KEYS, "unit", "made", "erasure", "images_drawn",
+                                        "scoring_drawn", "drawn_apart", "drawing",
+                                        "images_scored", "scoring", "total", "batch"])
+    frame["batch"] = frame["batch"].astype("Int64")
+    return frame
 
 
 def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     """Per (eraser, task, model, device): units, erasures made and their seconds, images
-    drawn and their seconds, images/s, images the scoring drew, the scoring's seconds
+    drawn and their seconds, images/s, the least and most batch the units ended their
+    drawing at (``smallest_batch``, ``largest_batch``), images the scoring drew, the
+    scoring's seconds
     less their drawing (at the images/s) as a share of the time drawing the scored images
     took, and all the units' seconds."""
     table = frame.groupby(KEYS, sort=True).agg(
         units=("unit", "sum"), erasures=("made", "sum"), erasure=("erasure", "sum"),
         images_drawn=("images_drawn", "sum"), drawing=("drawing", "sum"),
         scoring_drawn=("scoring_drawn", "sum"), images_scored=("images_scored", "sum"),
-        scoring=("scoring", "sum"), total=("total", "sum")).reset_index()
+        scoring=("scoring", "sum"), total=("total", "sum"), smallest_batch=("batch", "min"),
+        largest_batch=("batch", "max")).reset_index()
     table["images_per_second"] = (table["images_drawn"] / table["drawing"]).where(
         table["drawing"] > 0)
     drawing_scored = table["images_scored"] / table["images_per_second"]
@@ -108,7 +118,9 @@ def timings_table(frame: pd.DataFrame) -> Table:
     if common:
         title += " (" + ", ".join(f"{key} {summary[key].iloc[0]}" for key in common) + ")"
     keys = [key for key in KEYS if key not in common]
-    caption = ("erasing: making the erasures; drawing: the images drawn; scoring drew: the "
+    caption = ("erasing: making the erasures; drawing: the images drawn; batch: the images "
+               "per batch the units ended their drawing at, least-most (out of memory halves "
+               "it); scoring drew: the "
                "images the scoring drew (reference images, attacked images); scoring share: "
                "scoring, less drawing those at the images/s, against the time drawing the "
                "images it scored took; all: every unit's seconds")
@@ -130,7 +142,7 @@ def timings_table(frame: pd.DataFrame) -> Table:
     for key in keys:
         table.add_column(key, no_wrap=True, min_width=int(summary[key].str.len().max()))
     for column in ("units", "erasures", "erasing", "images drawn", "drawing", "images/s",
-                   "scoring drew", "scoring share", "all"):
+                   "batch", "scoring drew", "scoring share", "all"):
         table.add_column(column, justify="right", no_wrap=True)
     _add_rows(table, summary, keys)
     if len(summary) > 1:
@@ -147,4 +159,12 @@ def _add_rows(table: Table, summary: pd.DataFrame, keys: list[str]) -> None:
                       str(row.erasures), format_seconds(row.erasure) if row.erasures else "–",
                       f"{row.images_drawn:,}",
                       format_seconds(row.drawing) if row.images_drawn else "–", rate,
+                      _batches(row.smallest_batch, row.largest_batch),
                       f"{row.scoring_drawn:,}", share, format_seconds(row.total))
+
+
+def _batches(smallest: Any, largest: Any) -> str:
+    """``64``, ``16-64``, or ``–`` where no unit kept one (none drew, or older records)."""
+    if pd.isna(smallest):
+        return "–"
+    return str(smallest) if smallest == largest else f"{smallest}-{largest}"

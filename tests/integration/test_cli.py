@@ -1261,6 +1261,39 @@ def test_units_out_of_device_memory_are_named_left_undone_and_the_run_goes_on(
     assert sorted(record.spec.eraser.name for record in store.records()) == ["mock", "sd"]
 
 
+def test_a_units_record_keeps_the_batch_its_drawing_ended_at_and_timings_show_it(
+        tmp_path, capsys, monkeypatch):
+    # On a GPU images/s follows the batch, which out of memory halves: a unit drawn slowly
+    # at batch 8 after running out at 64 read as a slow GPU.
+    from erasebench.generate import Generator
+
+    original = Generator.sample
+
+    def with_room_for_two(self, prompts, conditioning=None):
+        if len(prompts) > 2:
+            raise torch.OutOfMemoryError(OUT_OF_MEMORY)
+        return original(self, prompts, conditioning)
+
+    monkeypatch.setattr(Generator, "sample", with_room_for_two)
+    common = ["--model", "tiny", "--tasks", "mock", "--steps", "2", "--workers", "1",
+              "--cache", str(tmp_path / "cache"), "--no-report", "--batch-size", "8"]
+    for results in ("first", "again"):  # again: a results folder whose images are cached
+        assert main(["run", "--erasers", "sd", "--results", str(tmp_path / results),
+                     *common]) == 0
+    (drawing,) = ResultStore(tmp_path / "first").records()
+    (reading,) = ResultStore(tmp_path / "again").records()
+    assert (drawing.provenance.timings.images_drawn, drawing.provenance.timings.batch) == (8, 2)
+    assert (reading.provenance.timings.images_drawn, reading.provenance.timings.batch) == (0, None)
+    assert "batch" not in json.loads(ResultStore(tmp_path / "again").path(
+        reading.run_id).read_text())["provenance"]["timings"]
+    capsys.readouterr()
+    assert main(["timings", "--results", str(tmp_path / "first")]) == 0
+    (row,) = [line for line in capsys.readouterr().out.splitlines()
+              if line.strip().startswith("sd ")]
+    # images drawn, the seconds drawing them, images/s, then the batch
+    assert re.search(r" 8 +[\d.]+ (ms|s) +[\d.]+ +2 ", row), row
+
+
 @pytest.mark.parametrize("argv, where", [
     (["erase", "--eraser", "mock", "--model", "tiny", "--concept", "cat", "--out",
       "cat.safetensors"], "erasebench.testing.MockEraser.erase"),

@@ -57,7 +57,7 @@ def test_timings_are_stored_and_checked_and_older_records_keep_their_checksum(
     store = ResultStore(tmp_path)
     timings = UnitTimings(erasure=0.5, erasure_trained=True, training=0.5,
                           training_device="cpu", images=2.0, scoring=0.25, images_drawn=8,
-                          images_awaited=0.75)
+                          images_awaited=0.75, batch=4)
     timed = record()
     timed.provenance = provenance("cpu", timings)
     path = store.write(timed)
@@ -80,9 +80,10 @@ def test_timings_are_stored_and_checked_and_older_records_keep_their_checksum(
     path.write_text(json.dumps({**body, "checksum": old.checksum}))
     read = store.read(path)
     assert (read.schema_version, read.provenance.timings) == (1, None)
-    # Versions 2 and 3: timings without scoring_drawn and images_awaited, or without the
-    # latter, the checksum over them as they were.
-    for version, added in ((2, ["scoring_drawn", "images_awaited"]), (3, ["images_awaited"])):
+    # Versions 2, 3 and 5: timings without scoring_drawn, images_awaited and batch, without
+    # the latter two, or without batch, the checksum over them as they were.
+    for version, added in ((2, ["scoring_drawn", "images_awaited", "batch"]),
+                           (3, ["images_awaited", "batch"]), (5, ["batch"])):
         old = record("mock")
         old.schema_version = version
         old.provenance = provenance("cpu", timings)
@@ -95,7 +96,8 @@ def test_timings_are_stored_and_checked_and_older_records_keep_their_checksum(
         assert read.schema_version == version
         assert read.provenance.timings == timings.model_copy(
             update=dict.fromkeys(added))
-        assert read.provenance.timings.images_less_waiting() == 2.0  # no waiting known
+        waiting = 0.0 if "images_awaited" in added else 0.75  # none known before schema 4
+        assert read.provenance.timings.images_less_waiting() == 2.0 - waiting
 
 
 def test_a_record_keeps_the_uncommitted_changes_it_came_from_and_one_without_has_no_key(
