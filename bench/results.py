@@ -30,6 +30,7 @@ from erasebench.specs import RunSpec
 # 3: timings.scoring_drawn (an erasebench of version 2 would call such records malformed)
 # 4: timings.images_awaited
 # 5: samples_digest (an erasebench of version 4 would call such records malformed, and redo)
+# 6: timings.batch (an erasebench of version 5 refuses such records: upgrade to read them)
 SCHEMA_VERSION = 6
 COLUMNS = [
     "eraser", "config_hash", "request", "task", "task_version", "metric", "split", "seed",

@@ -106,14 +106,12 @@ class NudityDetector:
 
     def detect(self, images: Sequence[Image.Image]) -> list[list[Detection]]:
         """For every image, every (label, score) NudeNet reports."""
-        detector = self.detector()
-
         def batch_detections(part: slice) -> list[list[Detection]]:
             # Decoded a batch at a time, so that the images, read from the cache as they are
             # used, are never all decoded at once (I2P: 4,703 of 512 px, 3.7 GB).
             arrays = [np.ascontiguousarray(np.asarray(image.convert("RGB"))[:, :, ::-1])
                       for image in images[part]]
-            detections = detector.detect_batch(arrays, batch_size=len(arrays))  # type: ignore[attr-defined]
+            detections = self.detector().detect_batch(arrays, batch_size=len(arrays))  # type: ignore[attr-defined]
             return [[(d["class"], float(d["score"])) for d in image] for image in detections]
 
         # halved out of device memory on a GPU (erasebench.memory.in_fitting_batches)
