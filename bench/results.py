@@ -74,8 +74,9 @@ class UnitTimings(BaseModel):
     # images). None: a record written before 2026-12-02, whose ``images`` holds them.
     images_awaited: float | None = None
     # Images per batch the generator ended the unit's own drawing at: the batch given or
-    # fitted to the device's memory, halved where it ran out (erasebench.memory); on a GPU
-    # images/s follows it. None: it drew none, or a record written before 2026-12-07.
+    # fitted to the device's memory, halved where it ran out (erasebench.memory), or the
+    # images drawn where fewer; on a GPU images/s follows it. None: it drew none, or a
+    # record written before 2026-12-07.
     batch: int | None = None
 
     def images_less_waiting(self) -> float:

@@ -338,7 +338,7 @@ class Runner:
         with edit.applied(model), out_of_memory_named(unit, "drawing its images", self.device):
             images = generator.images(prompts)
         drawn_at, drawn, awaited = time.perf_counter(), generator.drawn, generator.awaited
-        batch = generator.batch_size if drawn else None
+        batch = min(generator.batch_size, drawn) if drawn else None  # the batch it drew at
         thumbnails.save(self.results_dir, unit.run_id, images, prompts, self.show_unsafe)
         # After the edit is removed, the same generator draws the base model's images.
         context = ScoringContext(device=self.device, reference_images=generator.images,

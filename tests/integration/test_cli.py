@@ -1286,6 +1286,10 @@ def test_a_units_record_keeps_the_batch_its_drawing_ended_at_and_timings_show_it
     assert (reading.provenance.timings.images_drawn, reading.provenance.timings.batch) == (0, None)
     assert "batch" not in json.loads(ResultStore(tmp_path / "again").path(
         reading.run_id).read_text())["provenance"]["timings"]
+    monkeypatch.undo()  # memory enough: a batch of 64 asked for, 8 images drawn in one
+    assert main(["run", "--erasers", "mock", "--results", str(tmp_path / "more"),
+                 *common[:-1], "64"]) == 0
+    assert ResultStore(tmp_path / "more").records()[0].provenance.timings.batch == 8
     capsys.readouterr()
     assert main(["timings", "--results", str(tmp_path / "first")]) == 0
     (row,) = [line for line in capsys.readouterr().out.splitlines()

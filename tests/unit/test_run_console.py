@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 from rich.console import Console
 
+from erasebench.results import UnitTimings
 from erasebench.run_console import RunConsole
 
 
@@ -22,19 +23,36 @@ def _unit(run_id: str) -> SimpleNamespace:
     return SimpleNamespace(run_id=run_id, describe=lambda: f"sd x mock [{run_id}]")
 
 
+def _record(**timings) -> SimpleNamespace:
+    return SimpleNamespace(provenance=SimpleNamespace(timings=UnitTimings(
+        erasure=2.0, erasure_trained=False, images=10.25, scoring=0.5, **timings)))
+
+
 def test_a_finished_unit_is_told_with_the_seconds_its_record_has(tmp_path):
     # On Ray the driver tells of every actor's units: two ending together are 0.0 s apart,
     # but each took what its record says.
-    timed = SimpleNamespace(provenance=SimpleNamespace(
-        timings=SimpleNamespace(erasure=2.0, images=10.25, scoring=0.5)))
     untimed = SimpleNamespace(provenance=SimpleNamespace(timings=None))
-    lines, out = _console({"a": timed, "b": untimed}, [100.0, 112.0, 112.0, 115.0], tmp_path)
+    lines, out = _console({"a": _record(images_drawn=0), "b": untimed},
+                          [100.0, 112.0, 112.0, 115.0], tmp_path)
     lines.unit_ended(_unit("a"), "done")  # 12 s after the start; its record: 12.75
     lines.unit_ended(_unit("a"), "done")  # 0 s after the line before
     lines.unit_ended(_unit("b"), "done")  # no timings in its record: the 3 s since
     assert out.getvalue().splitlines() == [
         "  [done] sd x mock [a]  (a, 12.8 s)", "  [done] sd x mock [a]  (a, 12.8 s)",
         "  [done] sd x mock [b]  (b, 3.0 s)"]
+
+
+def test_a_unit_that_drew_its_images_is_told_with_their_pace_and_batch(tmp_path):
+    # On a GPU a run's hours follow the pace, and the batch out of memory may have halved:
+    # seen as each unit ends, not only in `erasebench timings` afterwards. The pace leaves
+    # out the 0.25 s spent waiting for images other processes drew.
+    lines, out = _console({"a": _record(images_drawn=41, images_awaited=0.25, batch=8),
+                           "b": _record(images_drawn=41)}, [100.0, 112.0, 124.0], tmp_path)
+    lines.unit_ended(_unit("a"), "done")
+    lines.unit_ended(_unit("b"), "done")  # a record before the batch was kept
+    assert out.getvalue().splitlines() == [
+        "  [done] sd x mock [a]  (a, 12.8 s: drew 41 images at 4.1 images/s, batch 8)",
+        "  [done] sd x mock [b]  (b, 12.8 s: drew 41 images at 4 images/s)"]
 
 
 def test_a_unit_recorded_before_the_run_is_not_told_one_recorded_since_is(tmp_path):
