@@ -129,8 +129,8 @@ PrecisionOption = Annotated[str | None, typer.Option(
          "robustness task's attack runs under autocast in it (auto: bf16 on GPU).")]
 
 
-def _plugin_options(kind: str, registry: Any, names: list[str], pairs: list[str] | None,
-                    flag: str) -> dict[str, dict[str, Any]]:
+def plugin_options(kind: str, registry: Any, names: list[str], pairs: list[str] | None,
+                   flag: str) -> dict[str, dict[str, Any]]:
     """Each selected plugin's options from ``--task-config``/``--eraser-config`` entries:
     ``NAME.KEY`` for plugin NAME only (winning over ``KEY``), ``KEY`` for every selected
     plugin that has the option: ``sd`` has none of ESD's, and a run of both takes ``lr=``
@@ -393,9 +393,9 @@ def run(
         raise UnknownNameError("preset", preset, presets)
     if not task_names:
         raise UserError(f"no task selected; registered tasks: {', '.join(TASKS.names())}")
-    task_options = _plugin_options("task", TASKS, task_names, task_config, "--task-config")
-    eraser_options = _plugin_options("eraser", ERASERS, eraser_names, eraser_config,
-                                     "--eraser-config")
+    task_options = plugin_options("task", TASKS, task_names, task_config, "--task-config")
+    eraser_options = plugin_options("eraser", ERASERS, eraser_names, eraser_config,
+                                    "--eraser-config")
     task_objects = [TASKS.get(name)(task_options[name]) for name in task_names]
     overrides = _generation_overrides(steps, guidance, scheduler, size, precision)
     units = []
@@ -620,7 +620,7 @@ def score(
 
 def _task(name: str, pairs: list[str] | None):  # -> Task
     """Task ``name`` with its ``--task-config`` options."""
-    return TASKS.get(name)(_plugin_options("task", TASKS, [name], pairs, "--task-config")[name])
+    return TASKS.get(name)(plugin_options("task", TASKS, [name], pairs, "--task-config")[name])
 
 
 @command()
@@ -724,7 +724,7 @@ def weights(
     (exit 1 if either lacks any). With --download, every missing file is tried, and each
     that could not be fetched is named with the reason."""
     names = _chosen_names(tasks, "--tasks", "task", TASKS, TASKS.names())
-    options = _plugin_options("task", TASKS, names, task_config, "--task-config")
+    options = plugin_options("task", TASKS, names, task_config, "--task-config")
     # On a terminal too narrow for them, paths fold rather than lose their middle.
     table = Table("task", "scorer", "present")
     table.add_column("path", overflow="fold")

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from erasebench import bootstrap
-from erasebench.cli import _plugin_options
+from erasebench.cli import plugin_options
 from erasebench.errors import UserError
 from erasebench.registry import ERASERS, TASKS
 from erasebench.runner import plan
@@ -64,7 +64,7 @@ def workload(erasers: list[str], tasks: list[str], task_config: list[str]
              ) -> tuple[int, pd.DataFrame, pd.DataFrame]:
     """The units planned, and the metric rows (one per unit and metric) and per-image
     values of those that store any."""
-    options = _plugin_options("task", TASKS, tasks, task_config, "--task-config")  # as run's
+    options = plugin_options("task", TASKS, tasks, task_config, "--task-config")  # as run's
     units = plan([ERASERS.get(name)() for name in erasers],
                  [TASKS.get(name)(options[name]) for name in tasks])
     rng = np.random.default_rng(0)
