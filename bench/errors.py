@@ -53,7 +53,8 @@ def memory_account(error: Exception) -> str:
 
 class OutOfDeviceMemory(Exception):
     """A unit's work did not fit its device's memory where no smaller batch is left to try:
-    an eraser's training, a batch of one image, a scorer. ``unit`` names it, ``account``
+    an eraser's training, a batch of one image (the generator's, a scorer's). ``unit``
+    names it, ``account``
     says where and doing what, with torch's account of the memory, and ``note`` why
     nothing lighter was tried. A run leaves the unit undone and goes on with the others,
     then names it and exits 1; what was recorded is kept, and a rerun resumes."""
@@ -61,6 +62,11 @@ class OutOfDeviceMemory(Exception):
     def __init__(self, unit: str, account: str, note: str) -> None:
         super().__init__(unit, account, note)  # args rebuild it where Ray unpickles it
         self.unit, self.account, self.note = unit, account, note
+
+    def alone(self) -> OutOfDeviceMemory:
+        """The same words without the traceback, which holds what the unit's frames held
+        (its tensors on the device), for a run that goes on past the unit."""
+        return OutOfDeviceMemory(self.unit, self.account, self.note)
 
     def __str__(self) -> str:
         return (f"{self.unit} ran out of memory {self.account}. The units recorded so far "

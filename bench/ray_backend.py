@@ -108,7 +108,7 @@ class UnitWorker:
         try:
             return unit.run_id, self.runner.run_unit(unit, lock_wait)
         except OutOfDeviceMemory as error:
-            short = OutOfDeviceMemory(error.unit, error.account, error.note)
+            short = error.alone()
         free_device_memory()
         raise short
 

@@ -143,21 +143,20 @@ def run_units(units: list[WorkUnit], runner: Runner, settings: RunSettings,
     runner.on_out_of_memory = lines.unit_out_of_memory
     if settings.backend == "ray":
         summary = _run_on_ray(todo, runner, settings, where, lines)
-        short = len(summary.out_of_memory)
         console.print(f"done {len(summary.done)} on Ray, {len(units) - len(todo)} already "
                       f"done, busy (another run) {len(summary.busy)}"
-                      f"{f', out of memory {short}' if short else ''}{_helped(summary)}; "
+                      f"{_out_of_memory(summary)}{_helped(summary)}; "
                       f"{time.monotonic() - started:.0f} s")
     else:
         summary = _run_here(units, todo, runner, settings, where, lines, prompts, errors)
         if helper:
             return
-        short = len(summary.out_of_memory)
-        by_others = len(todo) - len(summary.done) - len(summary.busy) - short
+        by_others = (len(todo) - len(summary.done) - len(summary.busy)
+                     - len(summary.out_of_memory))
         console.print(f"done {len(summary.done)} here, {max(0, by_others)} by helper or other "
                       f"processes, {len(units) - len(todo)} already done, busy (another run) "
-                      f"{len(summary.busy)}{f', out of memory {short}' if short else ''}"
-                      f"{_helped(summary)}; {time.monotonic() - started:.0f} s")
+                      f"{len(summary.busy)}{_out_of_memory(summary)}{_helped(summary)}; "
+                      f"{time.monotonic() - started:.0f} s")
     if settings.report_after:
         from erasebench.report import write_report
 
@@ -260,6 +259,12 @@ def _run_here(units: list[WorkUnit], todo: list[WorkUnit], runner: Runner,
     finally:
         local.stop(helpers)
     return summary
+
+
+def _out_of_memory(summary: RunSummary) -> str:
+    """``, out of memory 2`` for units left undone out of device memory, or ""."""
+    short = len(summary.out_of_memory)
+    return f", out of memory {short}" if short else ""
 
 
 def _helped(summary: RunSummary) -> str:

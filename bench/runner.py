@@ -177,7 +177,7 @@ class Runner:
                 # One unit too big for the device (ESD-u's training on a 16 GB card) need
                 # not stop the others, hours of them in a reproduction. Its words are
                 # kept, not the error, whose traceback holds what the unit's frames held.
-                short = OutOfDeviceMemory(error.unit, error.account, error.note)
+                short = error.alone()
             if short is not None:
                 free_device_memory()
                 summary.out_of_memory[unit.run_id] = short
