@@ -1035,8 +1035,10 @@ def test_units_none_recorded_yet_take_the_pace_of_the_folders_units_of_their_tas
     # As many images as the recorded unit drew, at its seconds per image; its erasure at
     # what the same eraser's took. Its scoring's 8 original-model images count as to draw
     # (a unit of another plan drew them: --check-cache would find them), at the drawing
-    # pace, which the scoring's pace leaves out.
-    seconds = timings.images_less_waiting() + timings.scoring + timings.erasure
+    # pace, which the scoring's pace leaves out (to none where they were drawn faster).
+    drawing = timings.images_less_waiting()
+    scoring_itself = max(0.0, timings.scoring - drawing)
+    seconds = 2 * drawing + scoring_itself + timings.erasure
     assert timings.scoring_drawn == 8
     assert estimate == (f"  time left: about {format_duration(seconds)} on 1 process, 16 images "
                         "to draw (those no recorded unit asked for; --check-cache looks in the "
@@ -1047,11 +1049,16 @@ def test_units_none_recorded_yet_take_the_pace_of_the_folders_units_of_their_tas
                  "--dry-run", *common, "--steps", "3"]) == 0
     assert capsys.readouterr().out.splitlines()[-1].startswith(
         "  time left: no recorded unit has timings yet")
-    # The run itself says the time left from its start, as the dry run did.
+    # The run itself says the time left from its start, at the same pace, less the scoring's
+    # 8 original-model images, which it finds in the cache (the dry run priced them as to
+    # draw; equal to the unit's own 8, they cost its drawing seconds).
     assert main(["run", "--erasers", "mock", "--eraser-config", "mock.strength=0.5",
                  *common]) == 0
-    assert (f"about {format_duration(seconds)} left at the pace of the 1 unit of these tasks "
-            "recorded before with other settings") in " ".join(capsys.readouterr().out.split())
+    out = " ".join(capsys.readouterr().out.split())
+    assert "in the caches: 8 of the 16 distinct images of the units to do" in out
+    run_seconds = drawing + scoring_itself + timings.erasure
+    assert (f"about {format_duration(run_seconds)} left at the pace of the 1 unit of these "
+            "tasks recorded before with other settings") in out
 
 
 def test_dry_run_and_run_take_the_pace_of_the_units_recorded_on_their_own_device(tmp_path,
