@@ -35,6 +35,10 @@ SCHEMA_VERSION = 6
 COLUMNS = [
     "eraser", "config_hash", "request", "task", "task_version", "metric", "split", "seed",
     "value", "higher_is_better", "headline", "model", "run_id",
+    # What else makes a run measure something else: the task's options, and how its
+    # images were drawn (the run's GenerationSpec; height and width empty for the model's
+    # native size, guidance the run's, which a prompt's own overrides).
+    "task_options_hash", "scheduler", "steps", "guidance", "height", "width", "precision",
 ]
 _PACKAGES = ("erasebench", "torch", "diffusers", "transformers", "open_clip_torch",
              "nudenet", "lpips", "torchmetrics")
@@ -308,7 +312,8 @@ def _refuse_newer(path: Path, raw: dict[str, Any]) -> None:
 
 
 def records_to_frame(records: list[RunRecord]) -> pd.DataFrame:
-    """The tidy long table: one row per (run, metric, split, seed)."""
+    """The tidy long table: one row per (run, metric, split, seed), with the settings that
+    tell runs of one eraser config apart (:data:`COLUMNS`)."""
     rows = []
     for record in records:
         spec = record.spec
@@ -327,9 +332,12 @@ def records_to_frame(records: list[RunRecord]) -> pd.DataFrame:
                 "headline": row.headline,
                 "model": spec.model.id,
                 "run_id": record.run_id,
+                "task_options_hash": spec.task.spec_hash(),
+                **spec.generation.model_dump(),
             })
     frame = pd.DataFrame(rows, columns=COLUMNS)
-    frame["seed"] = frame["seed"].astype("Int64")
+    for column in ("seed", "steps", "height", "width"):
+        frame[column] = frame[column].astype("Int64")
     return frame.sort_values(COLUMNS[:9], kind="stable", ignore_index=True)
 
 

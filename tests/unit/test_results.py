@@ -38,6 +38,30 @@ def test_written_records_load_as_a_tidy_table(tmp_path, record):
     assert row.request == "cat" and row.task == "mock" and row.task_version == "1"
 
 
+def test_the_table_tells_apart_runs_drawn_otherwise_or_with_other_task_options(
+        tmp_path, make_record):
+    # Runs of one eraser config drawn with other steps, or scored with other task options,
+    # differed only by run id: grouped by eraser, task and metric they were averaged into
+    # a number nobody ran.
+    from erasebench.specs import TaskSpec
+
+    store = ResultStore(tmp_path)
+    store.write(make_record("sd", steps=2))
+    store.write(make_record("sd", steps=10))
+    optioned = make_record("sd", steps=2)
+    spec = optioned.spec.model_copy(update={"task": TaskSpec(name="mock",
+                                                             options={"images": 2})})
+    store.write(optioned.model_copy(update={"spec": spec, "run_id": spec.run_id()}))
+    frame = load_results(tmp_path)
+    assert len(frame) == 3 and frame.config_hash.nunique() == 1
+    assert sorted(frame.steps) == [2, 2, 10]
+    assert set(frame.scheduler) == {"ddim"} and set(frame.guidance) == {7.5}
+    assert set(frame.precision) == {"auto"} and frame.height.isna().all()
+    assert frame.task_options_hash.nunique() == 2
+    settings = [column for column in COLUMNS if column not in ("value", "run_id")]
+    assert len(frame.groupby(settings, dropna=False)) == 3
+
+
 def test_a_damaged_record_is_detected(tmp_path, record):
     store = ResultStore(tmp_path)
     path = store.write(record())
