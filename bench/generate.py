@@ -284,20 +284,11 @@ class Generator:
                     advance(len(elsewhere))
                     if not batch:
                         continue
-                    pixels = None
-                    try:
-                        pixels = self._sample_and_fit([first[key] for key in batch])
-                    except torch.OutOfMemoryError:
-                        if len(batch) == 1:
-                            raise
-                    if pixels is None:
-                        # Halve and retry; nothing is lost, images never depend on batch size.
-                        # Freed out of the handler, whose error held the sampling's frames.
+                    pixels = self._sample_or_halve([first[key] for key in batch])
+                    if pixels is None:  # retried at the halved batch size
                         for claim in claims.values():
                             claim.release()
-                        self.batch_size = len(batch) // 2
                         missing = batch + missing
-                        memory.free_device_memory()
                         continue
                     checkpoint("generate.batch")
                     for key, array in zip(batch, pixels, strict=True):
@@ -340,6 +331,23 @@ class Generator:
         for key in elsewhere:
             claims.pop(key).release()
         return claims, elsewhere
+
+    def _sample_or_halve(self, prompts: Sequence[PromptSpec],
+                         conditioning: torch.Tensor | None = None) -> np.ndarray | None:
+        """:meth:`_sample_and_fit` on one batch; out of memory, None, with the batch size
+        halved for the caller to retry (a batch of one raises). Nothing is lost: images
+        never depend on the batch size. The failed batch's memory is freed out of the
+        handler, whose error held the sampling's frames."""
+        pixels = None
+        try:
+            pixels = self._sample_and_fit(prompts, conditioning)
+        except torch.OutOfMemoryError:
+            if len(prompts) == 1:
+                raise
+        if pixels is None:
+            self.batch_size = len(prompts) // 2
+            memory.free_device_memory()
+        return pixels
 
     def _sample_and_fit(self, prompts: Sequence[PromptSpec],
                         conditioning: torch.Tensor | None = None) -> np.ndarray:
@@ -386,17 +394,9 @@ class Generator:
         images: list[Image.Image] = []
         while len(images) < len(prompts):
             batch = slice(len(images), len(images) + (self.batch_size or len(prompts)))
-            size, pixels = len(prompts[batch]), None
-            try:
-                pixels = self._sample_and_fit(prompts[batch], conditioning[batch])
-            except torch.OutOfMemoryError:
-                if size == 1:
-                    raise
-            if pixels is None:  # freed out of the handler, as in _draw
-                self.batch_size = size // 2
-                memory.free_device_memory()
-                continue
-            images.extend(Image.fromarray(array) for array in pixels)
+            pixels = self._sample_or_halve(prompts[batch], conditioning[batch])
+            if pixels is not None:  # else retried at the halved batch size
+                images.extend(Image.fromarray(array) for array in pixels)
         return images
 
     @torch.no_grad()
