@@ -634,7 +634,8 @@ def report(
 
     _existing_results(results)  # a mistyped folder must not overwrite a leaderboard with nothing
     _checked_output(out, "--out", folder=False)
-    console.print(f"wrote {write_report(results, out, show_unsafe)}")
+    board, notes = write_report(results, out, show_unsafe)
+    console.print("\n".join([f"wrote {board}", *(f"note: {note}" for note in notes)]))
 
 
 @command()

@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from erasebench.errors import PluginImportError, UnknownNameError
+from erasebench.errors import CorruptFileError, PluginImportError, UnknownNameError
 from erasebench.io import atomic_write_bytes
 from erasebench.registry import TASKS
 
@@ -35,6 +35,7 @@ class Figure:
     title: str
     filename: str
     draw: Callable[[Any], None]
+    note: str = ""  # said under the figure: what it leaves out and why
 
 
 def slug(*parts: str) -> str:
@@ -164,7 +165,7 @@ def heatmap_figure(matrices: dict[str, pd.DataFrame], stem: str, title: str,
 
 
 def grid_figure(strips: dict[str, tuple[list[Any], list[dict[str, Any]]]], stem: str,
-                request: str) -> Figure:
+                request: str, note: str = "") -> Figure:
     """Image grid: a row per eraser, a column per prompt and seed (the same in every row),
     from the units' thumbnails (:mod:`erasebench.thumbnails`), pasted into one image shown
     on one axes: an axes per thumbnail (54 in a grid of the miniature world) took most of
@@ -202,18 +203,20 @@ def grid_figure(strips: dict[str, tuple[list[Any], list[dict[str, Any]]]], stem:
             spine.set_visible(False)
 
     return Figure(f"Images of the same prompts and seeds, one row per eraser ({request})",
-                  f"{stem}-grid.png", draw)
+                  f"{stem}-grid.png", draw, note)
 
 
 def grid_plan(frame: pd.DataFrame, root: Path, show_unsafe: bool = False,
               other_protocol: frozenset[str] = frozenset()
               ) -> dict[tuple[str, str], list[Figure]]:
     """(task, model) -> an image grid of its first request, from the thumbnails under
-    ``root`` (units without thumbnails, or whose prompts differ, are left out). Units run
+    ``root`` (units without thumbnails, or whose prompts differ, are left out; those whose
+    thumbnails are damaged too, named in the grid's note). Units run
     under another protocol of their task (``other_protocol``, run ids:
     ``erasebench.variants.Variants``) are left out too: the same edits drew the same
     prompts' images for them (the robustness task's soft-token attack scores the images
     its default attack does), so their rows would repeat the default protocol's."""
+    from erasebench.thumbnails import SUBFOLDER as THUMBNAILS
     from erasebench.thumbnails import load
 
     plan: dict[tuple[str, str], list[Figure]] = {}
@@ -223,9 +226,13 @@ def grid_plan(frame: pd.DataFrame, root: Path, show_unsafe: bool = False,
     for (task, model), rows in frame.groupby(["task", "model"], sort=True):
         request = sorted(rows["request"].astype(str).unique())[0]
         units = rows[rows["request"].astype(str) == request].drop_duplicates("run_id")
-        strips = {}
+        strips, damaged = {}, []
         for unit in units.itertuples():
-            loaded = load(root, str(unit.run_id))
+            try:
+                loaded = load(root, str(unit.run_id))
+            except CorruptFileError:
+                damaged.append(f"{unit.eraser} ({root / THUMBNAILS / f'{unit.run_id}.png'})")
+                continue
             if loaded is None:
                 continue
             keep = [i for i, item in enumerate(loaded[1]) if show_unsafe or not item["unsafe"]]
@@ -234,7 +241,21 @@ def grid_plan(frame: pd.DataFrame, root: Path, show_unsafe: bool = False,
                                             [loaded[1][i] for i in keep])
         prompts = {name: [(m["text"], m["seed"]) for m in meta]
                    for name, (_, meta) in strips.items()}
+        stem = slug(str(task), str(model))
+        note = (f"Left out, their thumbnails unreadable: {', '.join(damaged)}."
+                if damaged else "")
         if strips and len({tuple(p) for p in prompts.values()}) == 1:
-            plan[(str(task), str(model))] = [grid_figure(strips, slug(str(task), str(model)),
-                                                         request)]
+            plan[(str(task), str(model))] = [grid_figure(strips, stem, request, note)]
+        elif damaged and not strips:  # the grid's place says why it is empty
+            plan[(str(task), str(model))] = [unreadable_grid(stem, request, note)]
     return plan
+
+
+def unreadable_grid(stem: str, request: str, note: str) -> Figure:
+    """What stands in an image grid's place where every unit's thumbnails are damaged."""
+    def draw(figure: Any) -> None:
+        figure.set_size_inches(6, 1)
+        figure.text(0.5, 0.5, "No image grid: every unit's thumbnails are unreadable",
+                    ha="center", va="center")
+
+    return Figure(f"No image grid ({request})", f"{stem}-grid.png", draw, note)

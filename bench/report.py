@@ -212,7 +212,8 @@ def _not_the_protocol(rows: pd.DataFrame, otherwise: Mapping[str, str]) -> str:
 
 
 def _figure_links(figures: list[Figure], folder: str) -> str:
-    return "".join(f"\n![{figure.title}]({folder}/{figure.filename})\n" for figure in figures)
+    return "".join(f"\n![{figure.title}]({folder}/{figure.filename})\n"
+                   + (f"\n*{figure.note}*\n" if figure.note else "") for figure in figures)
 
 
 def task_section(task: str, model: str, rows: pd.DataFrame,
@@ -403,10 +404,12 @@ def build_report(results_dir: str | Path = "results",
 
 
 def write_report(results_dir: str | Path = "results",
-                 leaderboard: str | Path = "leaderboard.md", show_unsafe: bool = False) -> Path:
+                 leaderboard: str | Path = "leaderboard.md", show_unsafe: bool = False
+                 ) -> tuple[Path, list[str]]:
     """Regenerates ``leaderboard.md``, ``results/metrics.parquet`` and the figures in
     ``results/figures/`` from ``results_dir``; image grids leave out unsafe prompts'
-    images unless ``show_unsafe``."""
+    images unless ``show_unsafe``. Returns the leaderboard's path and, for the console,
+    the notes said under its figures (what they leave out and why)."""
     text, frame, plan = build_report(results_dir, leaderboard, show_unsafe)
     figures_dir = Path(results_dir) / SUBFOLDER
     if not frame.empty:
@@ -416,4 +419,7 @@ def write_report(results_dir: str | Path = "results",
         frame.to_parquet(buffer, index=False)
         atomic_write_bytes(Path(results_dir) / "metrics.parquet", buffer.getvalue())
         draw_figures(plan, figures_dir)
-    return atomic_write_bytes(leaderboard, text.encode())
+    notes = [f"{figure.title} of {task} (model {model}): {figure.note}"
+             for (task, model), figures in sorted(plan.items()) for figure in figures
+             if figure.note]
+    return atomic_write_bytes(leaderboard, text.encode()), notes

@@ -160,8 +160,10 @@ def run_units(units: list[WorkUnit], runner: Runner, settings: RunSettings,
     if settings.report_after:
         from erasebench.report import write_report
 
-        board = settings.leaderboard_path(runner.results_dir)
-        console.print(f"wrote {write_report(runner.results_dir, board, runner.show_unsafe)}")
+        board, notes = write_report(runner.results_dir,
+                                    settings.leaderboard_path(runner.results_dir),
+                                    runner.show_unsafe)
+        console.print("\n".join([f"wrote {board}", *(f"note: {note}" for note in notes)]))
     if summary.out_of_memory:
         raise _left_undone(list(summary.out_of_memory.values()), len(todo),
                            settings.report_after)

@@ -17,6 +17,7 @@ from typing import Any
 
 from PIL import Image
 
+from erasebench.errors import CorruptFileError
 from erasebench.io import atomic_write, atomic_write_json
 from erasebench.specs import PromptSpec
 
@@ -65,15 +66,24 @@ def save(root: str | Path, run_id: str, images: Sequence[Image.Image],
 
 
 def load(root: str | Path, run_id: str) -> tuple[list[Image.Image], list[dict[str, Any]]] | None:
-    """The unit's thumbnails and their prompts, or None if it kept none."""
+    """The unit's thumbnails and their prompts; None if it kept none (or its run stopped
+    between writing the list and the strip); a CorruptFileError naming the file if either
+    cannot be read or they do not match (never shown mislabelled)."""
     folder = Path(root) / SUBFOLDER
-    try:
-        meta = json.loads((folder / f"{run_id}.json").read_text())
-        with Image.open(folder / f"{run_id}.png") as strip:
-            strip = strip.convert("RGB")
-    except (OSError, json.JSONDecodeError):
+    listing, image = folder / f"{run_id}.json", folder / f"{run_id}.png"
+    if not listing.is_file() or not image.is_file():
         return None
+    try:
+        meta = json.loads(listing.read_text())
+        with Image.open(image) as strip:
+            strip = strip.convert("RGB")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CorruptFileError(f"thumbnails {str(image)!r} are unreadable: {error}"
+                               ) from error
     side = strip.size[1]
-    if strip.size[0] != side * len(meta):
-        return None  # a strip that does not match its list: ignore it rather than mislabel
+    if not isinstance(meta, list) or strip.size[0] != side * len(meta):
+        count = len(meta) if isinstance(meta, list) else 0
+        raise CorruptFileError(
+            f"thumbnails {str(image)!r} hold {strip.size[0] // max(side, 1)} images but "
+            f"{str(listing)!r} lists {count} prompt{'' if count == 1 else 's'}")
     return [strip.crop((i * side, 0, (i + 1) * side, side)) for i in range(len(meta))], meta

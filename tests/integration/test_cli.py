@@ -268,6 +268,16 @@ def test_run_end_to_end_then_report(tmp_path, capsys):
     assert main(["report", "--results", str(results), "--out", str(board)]) == 0
     assert board.read_bytes() == first
     assert len(pd.read_parquet(results / "metrics.parquet")) == 2
+    # A damaged thumbnail strip is named under the grid it is left out of, and on the
+    # console.
+    (strip,) = (results / "thumbnails").glob("*.png")
+    strip.write_bytes(b"")
+    capsys.readouterr()
+    assert main(["report", "--results", str(results), "--out", str(board)]) == 0
+    note = f"Left out, their thumbnails unreadable: sd ({strip})."
+    assert capsys.readouterr().out.splitlines() == [
+        f"wrote {board}", f"note: No image grid (cat) of mock (model tiny): {note}"]
+    assert f"\n*{note}*\n" in board.read_text()
 
 
 def test_a_run_takes_its_units_longest_first(tmp_path, capsys):

@@ -2,10 +2,13 @@
 and a grid that needs the same prompts and seeds in every row."""
 
 import pandas as pd
+import pytest
 from PIL import Image
 
 from erasebench import thumbnails
+from erasebench.errors import CorruptFileError
 from erasebench.figures import GRID_GAP, grid_plan, png_bytes
+from erasebench.report import render_leaderboard
 from erasebench.specs import PromptSpec
 
 
@@ -103,3 +106,39 @@ def test_a_grid_leaves_out_the_rows_of_another_protocol_and_wraps_long_labels(tm
     assert len(_row_labels(everything)) == 3
     (grid,) = grid_plan(frame, tmp_path, other_protocol=frozenset({"soft"}))[("t", "m")]
     assert _row_labels(grid) == ["esd_x", "esd_x [lr=1e-05,\ntrain_method=xattn]"]
+
+
+def test_a_damaged_thumbnail_is_named_under_its_grid_and_an_absent_one_is_not(tmp_path):
+    # A strip that no longer decodes, or no longer matches its prompt list, dropped its
+    # eraser's row from the grid with no word: the reader saw an eraser missing.
+    prompts = _prompts()
+    for run_id, shade in (("r1", 0), ("r2", 200), ("r3", 100)):
+        thumbnails.save(tmp_path, run_id, _images(6, shade), prompts)
+    frame = pd.DataFrame({"task": "t", "model": "m", "request": "split 1",
+                          "eraser": ["a", "b", "c", "d"], "run_id": ["r1", "r2", "r3", "r4"]})
+    folder = tmp_path / thumbnails.SUBFOLDER
+    (folder / "r2.png").write_bytes(b"not a png")
+    (folder / "r3.json").write_text('[{"text": "a cat"}]')  # one prompt for a strip of three
+    with pytest.raises(CorruptFileError, match="r2.png"):
+        thumbnails.load(tmp_path, "r2")
+    with pytest.raises(CorruptFileError, match="r3.png.*3 images.*r3.json.*1 prompt"):
+        thumbnails.load(tmp_path, "r3")
+    assert thumbnails.load(tmp_path, "r4") is None  # a unit that kept none
+    (figure,) = grid_plan(frame, tmp_path)[("t", "m")]
+    assert _row_labels(figure) == ["a"]
+    assert figure.note == ("Left out, their thumbnails unreadable: b "
+                           f"({folder / 'r2.png'}), c ({folder / 'r3.png'}).")
+    board = render_leaderboard(frame.assign(metric="x", value=1.0, split=None, seed=None,
+                                            higher_is_better=True, headline=True,
+                                            config_hash="h", task_version="1"),
+                               "figures", plan={("t", "m"): [figure]})
+    assert f"![{figure.title}](figures/t-m-grid.png)\n\n*{figure.note}*\n" in board
+    # Every row's strip damaged: the grid's place says so, and names them all.
+    (folder / "r1.png").write_bytes(b"")
+    (placeholder,) = grid_plan(frame, tmp_path)[("t", "m")]
+    assert placeholder.filename == figure.filename and "no image grid" in placeholder.title.lower()
+    assert placeholder.note == ("Left out, their thumbnails unreadable: "
+                                f"a ({folder / 'r1.png'}), b ({folder / 'r2.png'}), "
+                                f"c ({folder / 'r3.png'}).")
+    assert _drawn(placeholder).texts[0].get_text() == (
+        "No image grid: every unit's thumbnails are unreadable")
