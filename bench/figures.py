@@ -12,7 +12,8 @@ from __future__ import annotations
 import io
 import re
 import textwrap
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -164,13 +165,18 @@ def heatmap_figure(matrices: dict[str, pd.DataFrame], stem: str, title: str,
     return Figure(title, f"{stem}-heatmaps.png", draw)
 
 
+def _grid_order(names: Iterable[str]) -> list[str]:
+    """A grid's rows, top to bottom: the original model's, then the others by name."""
+    return sorted(names, key=lambda name: (name != "sd", name))
+
+
 def grid_figure(strips: dict[str, tuple[list[Any], list[dict[str, Any]]]], stem: str,
                 request: str, note: str = "") -> Figure:
     """Image grid: a row per eraser, a column per prompt and seed (the same in every row),
     from the units' thumbnails (:mod:`erasebench.thumbnails`), pasted into one image shown
     on one axes: an axes per thumbnail (54 in a grid of the miniature world) took most of
     a report's time, laying them out and drawing them."""
-    names = sorted(strips, key=lambda name: (name != "sd", name))  # the original on top
+    names = _grid_order(strips)
     meta = strips[names[0]][1]
     titles = [f"{item['label'] or item['text'][:18]}\n"
               f"({'erased' if item['group'] == 'erase' else item['group']})" for item in meta]
@@ -210,15 +216,13 @@ def grid_plan(frame: pd.DataFrame, root: Path, show_unsafe: bool = False,
               other_protocol: frozenset[str] = frozenset()
               ) -> dict[tuple[str, str], list[Figure]]:
     """(task, model) -> an image grid of its first request, from the thumbnails under
-    ``root`` (units without thumbnails, or whose prompts differ, are left out; those whose
-    thumbnails are damaged too, named in the grid's note). Units run
-    under another protocol of their task (``other_protocol``, run ids:
-    ``erasebench.variants.Variants``) are left out too: the same edits drew the same
-    prompts' images for them (the robustness task's soft-token attack scores the images
-    its default attack does), so their rows would repeat the default protocol's."""
-    from erasebench.thumbnails import SUBFOLDER as THUMBNAILS
-    from erasebench.thumbnails import load
-
+    ``root``. Units without thumbnails are left out; so are those whose thumbnails are
+    damaged, or show other prompts and seeds than most rows (a configuration with other
+    task options), each named in the grid's note. Units run under another protocol of
+    their task (``other_protocol``, run ids: ``erasebench.variants.Variants``) are left
+    out too: the same edits drew the same prompts' images for them (the robustness task's
+    soft-token attack scores the images its default attack does), so their rows would
+    repeat the default protocol's."""
     plan: dict[tuple[str, str], list[Figure]] = {}
     frame = frame[~frame["run_id"].isin(other_protocol)] if not frame.empty else frame
     if frame.empty:
@@ -226,29 +230,60 @@ def grid_plan(frame: pd.DataFrame, root: Path, show_unsafe: bool = False,
     for (task, model), rows in frame.groupby(["task", "model"], sort=True):
         request = sorted(rows["request"].astype(str).unique())[0]
         units = rows[rows["request"].astype(str) == request].drop_duplicates("run_id")
-        strips, damaged = {}, []
-        for unit in units.itertuples():
-            try:
-                loaded = load(root, str(unit.run_id))
-            except CorruptFileError:
-                damaged.append(f"{unit.eraser} ({root / THUMBNAILS / f'{unit.run_id}.png'})")
-                continue
-            if loaded is None:
-                continue
-            keep = [i for i, item in enumerate(loaded[1]) if show_unsafe or not item["unsafe"]]
-            if keep:
-                strips[str(unit.eraser)] = ([loaded[0][i] for i in keep],
-                                            [loaded[1][i] for i in keep])
-        prompts = {name: [(m["text"], m["seed"]) for m in meta]
-                   for name, (_, meta) in strips.items()}
-        stem = slug(str(task), str(model))
-        note = (f"Left out, their thumbnails unreadable: {', '.join(damaged)}."
-                if damaged else "")
-        if strips and len({tuple(p) for p in prompts.values()}) == 1:
+        strips, damaged = _unit_strips(units, root, show_unsafe)
+        strips, other_prompts = _most_shown(strips)
+        notes = [f"Left out, showing other prompts or seeds: {', '.join(other_prompts)}."
+                 if other_prompts else "",
+                 f"Left out, their thumbnails unreadable: {', '.join(damaged)}."
+                 if damaged else ""]
+        note, stem = " ".join(filter(None, notes)), slug(str(task), str(model))
+        if strips:
             plan[(str(task), str(model))] = [grid_figure(strips, stem, request, note)]
-        elif damaged and not strips:  # the grid's place says why it is empty
+        elif damaged:  # the grid's place says why it is empty
             plan[(str(task), str(model))] = [unreadable_grid(stem, request, note)]
     return plan
+
+
+Strips = dict[str, tuple[list[Any], list[dict[str, Any]]]]
+
+
+def _unit_strips(units: pd.DataFrame, root: Path, show_unsafe: bool
+                 ) -> tuple[Strips, list[str]]:
+    """Each unit's thumbnails and their prompts (unsafe ones only with ``show_unsafe``)
+    by eraser name, and "eraser (path)" of each whose thumbnails are damaged."""
+    from erasebench.thumbnails import SUBFOLDER as THUMBNAILS
+    from erasebench.thumbnails import load
+
+    strips: Strips = {}
+    damaged = []
+    for unit in units.itertuples():
+        try:
+            loaded = load(root, str(unit.run_id))
+        except CorruptFileError:
+            damaged.append(f"{unit.eraser} ({root / THUMBNAILS / f'{unit.run_id}.png'})")
+            continue
+        if loaded is None:
+            continue
+        keep = [i for i, item in enumerate(loaded[1]) if show_unsafe or not item["unsafe"]]
+        if keep:
+            strips[str(unit.eraser)] = ([loaded[0][i] for i in keep],
+                                        [loaded[1][i] for i in keep])
+    return strips, damaged
+
+
+def _most_shown(strips: Strips) -> tuple[Strips, list[str]]:
+    """The strips that show the prompts and seeds most of them show (on a tie, those the
+    original model's row shows, else the first row's in the grid's order), and the names
+    of the others: one configuration with other task options no longer hides the grid."""
+    shown = {name: tuple((item["text"], item["seed"]) for item in meta)
+             for name, (_, meta) in strips.items()}
+    order = _grid_order(strips)
+    if not order:
+        return strips, []
+    rows = Counter(shown.values())
+    chosen = shown[max(order, key=lambda name: rows[shown[name]])]  # the first of the most
+    return ({name: strip for name, strip in strips.items() if shown[name] == chosen},
+            [name for name in order if shown[name] != chosen])
 
 
 def unreadable_grid(stem: str, request: str, note: str) -> Figure:

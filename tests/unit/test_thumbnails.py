@@ -43,8 +43,18 @@ def test_round_trip_and_grid(tmp_path):
     figure = plan[("t", "m")][0]
     assert figure.filename == "t-m-grid.png" and "split 1" in figure.title
     assert png_bytes(figure.draw) == png_bytes(figure.draw)
+    # Rows that show other prompts and seeds than most (here, a tie: the first row's) are
+    # left out and named; they hid the whole grid.
     thumbnails.save(tmp_path, "r2", _images(6, 200), list(reversed(prompts)))
-    assert grid_plan(frame, tmp_path) == {}  # rows that show different prompts: no grid
+    (figure,) = grid_plan(frame, tmp_path)[("t", "m")]
+    assert _row_labels(figure) == ["a"]
+    assert figure.note == "Left out, showing other prompts or seeds: b."
+    thumbnails.save(tmp_path, "r3", _images(6, 100), list(reversed(prompts)))
+    both = pd.concat([frame, pd.DataFrame({"task": "t", "model": "m", "request": "split 1",
+                                           "eraser": ["c"], "run_id": ["r3"]})])
+    (figure,) = grid_plan(both, tmp_path)[("t", "m")]
+    assert _row_labels(figure) == ["b", "c"] and figure.note == (
+        "Left out, showing other prompts or seeds: a.")
 
 
 def test_unsafe_thumbnails_stay_out_of_grids_unless_asked(tmp_path):
