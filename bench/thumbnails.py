@@ -24,6 +24,7 @@ from erasebench.specs import PromptSpec
 GRID_PROMPTS = 6
 THUMBNAIL_SIZE = 128
 SUBFOLDER = "thumbnails"
+LISTED = ("text", "seed", "label", "group", "unsafe")  # of each image's prompt, in its list
 
 
 def choose(prompts: Sequence[PromptSpec], show_unsafe: bool = False,
@@ -59,8 +60,7 @@ def save(root: str | Path, run_id: str, images: Sequence[Image.Image],
         strip.paste(thumbnail, (column * side, 0))
     folder = Path(root) / SUBFOLDER
     folder.mkdir(parents=True, exist_ok=True)
-    meta = [{"text": prompts[i].text, "seed": prompts[i].seed, "label": prompts[i].label,
-             "group": prompts[i].group, "unsafe": prompts[i].unsafe} for i in indices]
+    meta = [{key: getattr(prompts[i], key) for key in LISTED} for i in indices]
     atomic_write_json(folder / f"{run_id}.json", meta)
     return atomic_write(folder / f"{run_id}.png", lambda tmp: strip.save(tmp, format="PNG"))
 
@@ -75,15 +75,22 @@ def load(root: str | Path, run_id: str) -> tuple[list[Image.Image], list[dict[st
         return None
     try:
         meta = json.loads(listing.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CorruptFileError(f"thumbnails' list {str(listing)!r} is unreadable: {error}"
+                               ) from error
+    if not isinstance(meta, list) or not all(
+            isinstance(item, dict) and set(LISTED) <= item.keys() for item in meta):
+        raise CorruptFileError(f"thumbnails' list {str(listing)!r} is not a list of prompts "
+                               f"with their {', '.join(sorted(LISTED))}")
+    try:
         with Image.open(image) as strip:
             strip = strip.convert("RGB")
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    except OSError as error:
         raise CorruptFileError(f"thumbnails {str(image)!r} are unreadable: {error}"
                                ) from error
     side = strip.size[1]
-    if not isinstance(meta, list) or strip.size[0] != side * len(meta):
-        count = len(meta) if isinstance(meta, list) else 0
+    if strip.size[0] != side * len(meta):
         raise CorruptFileError(
             f"thumbnails {str(image)!r} hold {strip.size[0] // max(side, 1)} images but "
-            f"{str(listing)!r} lists {count} prompt{'' if count == 1 else 's'}")
+            f"{str(listing)!r} lists {len(meta)} prompt{'' if len(meta) == 1 else 's'}")
     return [strip.crop((i * side, 0, (i + 1) * side, side)) for i in range(len(meta))], meta

@@ -1,6 +1,8 @@
 """Thumbnails and image grids: which prompts are kept, the unsafe guard, the round trip,
 and a grid that needs the same prompts and seeds in every row."""
 
+import json
+
 import pandas as pd
 import pytest
 from PIL import Image
@@ -128,11 +130,17 @@ def test_a_damaged_thumbnail_is_named_under_its_grid_and_an_absent_one_is_not(tm
                           "eraser": ["a", "b", "c", "d"], "run_id": ["r1", "r2", "r3", "r4"]})
     folder = tmp_path / thumbnails.SUBFOLDER
     (folder / "r2.png").write_bytes(b"not a png")
-    (folder / "r3.json").write_text('[{"text": "a cat"}]')  # one prompt for a strip of three
+    listed = json.loads((folder / "r3.json").read_text())
+    (folder / "r3.json").write_text(json.dumps(listed[:1]))  # one prompt for a strip of three
     with pytest.raises(CorruptFileError, match="r2.png"):
         thumbnails.load(tmp_path, "r2")
     with pytest.raises(CorruptFileError, match="r3.png.*3 images.*r3.json.*1 prompt"):
         thumbnails.load(tmp_path, "r3")
+    (folder / "r1.json").write_text(json.dumps([{"text": "a cat"}] * 3))  # no seeds, ...
+    with pytest.raises(CorruptFileError, match="r1.json.* not a list of prompts with their "
+                                               "group, label, seed, text, unsafe"):
+        thumbnails.load(tmp_path, "r1")
+    (folder / "r1.json").write_text(json.dumps(listed))
     assert thumbnails.load(tmp_path, "r4") is None  # a unit that kept none
     (figure,) = grid_plan(frame, tmp_path)[("t", "m")]
     assert _row_labels(figure) == ["a"]
