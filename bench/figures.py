@@ -165,13 +165,16 @@ def heatmap_figure(matrices: dict[str, pd.DataFrame], stem: str, title: str,
     return Figure(title, f"{stem}-heatmaps.png", draw)
 
 
+# A grid's rows: by eraser name, its thumbnails and their prompts (erasebench.thumbnails).
+Strips = dict[str, tuple[list[Any], list[dict[str, Any]]]]
+
+
 def _grid_order(names: Iterable[str]) -> list[str]:
     """A grid's rows, top to bottom: the original model's, then the others by name."""
     return sorted(names, key=lambda name: (name != "sd", name))
 
 
-def grid_figure(strips: dict[str, tuple[list[Any], list[dict[str, Any]]]], stem: str,
-                request: str, note: str = "") -> Figure:
+def grid_figure(strips: Strips, stem: str, request: str, note: str = "") -> Figure:
     """Image grid: a row per eraser, a column per prompt and seed (the same in every row),
     from the units' thumbnails (:mod:`erasebench.thumbnails`), pasted into one image shown
     on one axes: an axes per thumbnail (54 in a grid of the miniature world) took most of
@@ -242,9 +245,6 @@ def grid_plan(frame: pd.DataFrame, root: Path, show_unsafe: bool = False,
         elif damaged:  # the grid's place says why it is empty
             plan[(str(task), str(model))] = [unreadable_grid(stem, request, note)]
     return plan
-
-
-Strips = dict[str, tuple[list[Any], list[dict[str, Any]]]]
 
 
 def _unit_strips(units: pd.DataFrame, root: Path, show_unsafe: bool

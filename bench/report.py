@@ -419,7 +419,7 @@ def write_report(results_dir: str | Path = "results",
         frame.to_parquet(buffer, index=False)
         atomic_write_bytes(Path(results_dir) / "metrics.parquet", buffer.getvalue())
         draw_figures(plan, figures_dir)
-    notes = [f"{figure.title} of {task} (model {model}): {figure.note}"
+    notes = [f"{task} (model {model}), {figure.filename}: {figure.note}"
              for (task, model), figures in sorted(plan.items()) for figure in figures
              if figure.note]
     return atomic_write_bytes(leaderboard, text.encode()), notes

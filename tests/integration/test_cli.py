@@ -276,7 +276,7 @@ def test_run_end_to_end_then_report(tmp_path, capsys):
     assert main(["report", "--results", str(results), "--out", str(board)]) == 0
     note = f"Left out, their thumbnails unreadable: sd ({strip})."
     assert capsys.readouterr().out.splitlines() == [
-        f"wrote {board}", f"note: No image grid (cat) of mock (model tiny): {note}"]
+        f"wrote {board}", f"note: mock (model tiny), mock-tiny-grid.png: {note}"]
     assert f"\n*{note}*\n" in board.read_text()
 
 
