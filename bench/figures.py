@@ -237,7 +237,7 @@ def grid_plan(frame: pd.DataFrame, root: Path, show_unsafe: bool = False,
         strips, other_prompts = _most_shown(strips)
         notes = [f"Left out, showing other prompts or seeds: {', '.join(other_prompts)}."
                  if other_prompts else "",
-                 f"Left out, their thumbnails unreadable: {', '.join(damaged)}."
+                 f"Left out, their thumbnails damaged: {', '.join(damaged)}."
                  if damaged else ""]
         note, stem = " ".join(filter(None, notes)), slug(str(task), str(model))
         if strips:
@@ -250,8 +250,7 @@ def grid_plan(frame: pd.DataFrame, root: Path, show_unsafe: bool = False,
 def _unit_strips(units: pd.DataFrame, root: Path, show_unsafe: bool
                  ) -> tuple[Strips, list[str]]:
     """Each unit's thumbnails and their prompts (unsafe ones only with ``show_unsafe``)
-    by eraser name, and "eraser (path)" of each whose thumbnails are damaged."""
-    from erasebench.thumbnails import SUBFOLDER as THUMBNAILS
+    by eraser name, and "eraser (what is wrong)" of each whose thumbnails are damaged."""
     from erasebench.thumbnails import load
 
     strips: Strips = {}
@@ -259,8 +258,8 @@ def _unit_strips(units: pd.DataFrame, root: Path, show_unsafe: bool
     for unit in units.itertuples():
         try:
             loaded = load(root, str(unit.run_id))
-        except CorruptFileError:
-            damaged.append(f"{unit.eraser} ({root / THUMBNAILS / f'{unit.run_id}.png'})")
+        except CorruptFileError as error:  # it names the file, the strip or its list
+            damaged.append(f"{unit.eraser} ({error})")
             continue
         if loaded is None:
             continue

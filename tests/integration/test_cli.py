@@ -274,10 +274,11 @@ def test_run_end_to_end_then_report(tmp_path, capsys):
     strip.write_bytes(b"")
     capsys.readouterr()
     assert main(["report", "--results", str(results), "--out", str(board)]) == 0
-    note = f"Left out, their thumbnails unreadable: sd ({strip})."
-    assert capsys.readouterr().out.splitlines() == [
-        f"wrote {board}", f"note: mock (model tiny), mock-tiny-grid.png: {note}"]
-    assert f"\n*{note}*\n" in board.read_text()
+    wrote, said = capsys.readouterr().out.splitlines()
+    note = f"Left out, their thumbnails damaged: sd (thumbnails {str(strip)!r} are unreadable: "
+    assert wrote == f"wrote {board}"
+    assert said.startswith(f"note: mock (model tiny), mock-tiny-grid.png: {note}")
+    assert f"\n*{said.split('.png: ', 1)[1]}*\n" in board.read_text()
 
 
 def test_a_run_takes_its_units_longest_first(tmp_path, capsys):

@@ -120,6 +120,12 @@ def test_a_grid_leaves_out_the_rows_of_another_protocol_and_wraps_long_labels(tm
     assert _row_labels(grid) == ["esd_x", "esd_x [lr=1e-05,\ntrain_method=xattn]"]
 
 
+def _error(root, run_id):
+    with pytest.raises(CorruptFileError) as caught:
+        thumbnails.load(root, run_id)
+    return str(caught.value)
+
+
 def test_a_damaged_thumbnail_is_named_under_its_grid_and_an_absent_one_is_not(tmp_path):
     # A strip that no longer decodes, or no longer matches its prompt list, dropped its
     # eraser's row from the grid with no word: the reader saw an eraser missing.
@@ -144,8 +150,9 @@ def test_a_damaged_thumbnail_is_named_under_its_grid_and_an_absent_one_is_not(tm
     assert thumbnails.load(tmp_path, "r4") is None  # a unit that kept none
     (figure,) = grid_plan(frame, tmp_path)[("t", "m")]
     assert _row_labels(figure) == ["a"]
-    assert figure.note == ("Left out, their thumbnails unreadable: b "
-                           f"({folder / 'r2.png'}), c ({folder / 'r3.png'}).")
+    assert figure.note == (f"Left out, their thumbnails damaged: b ({_error(tmp_path, 'r2')}), "
+                           f"c ({_error(tmp_path, 'r3')}).")
+    assert str(folder / "r2.png") in figure.note and str(folder / "r3.json") in figure.note
     board = render_leaderboard(frame.assign(metric="x", value=1.0, split=None, seed=None,
                                             higher_is_better=True, headline=True,
                                             config_hash="h", task_version="1"),
@@ -155,8 +162,8 @@ def test_a_damaged_thumbnail_is_named_under_its_grid_and_an_absent_one_is_not(tm
     (folder / "r1.png").write_bytes(b"")
     (placeholder,) = grid_plan(frame, tmp_path)[("t", "m")]
     assert placeholder.filename == figure.filename and "no image grid" in placeholder.title.lower()
-    assert placeholder.note == ("Left out, their thumbnails unreadable: "
-                                f"a ({folder / 'r1.png'}), b ({folder / 'r2.png'}), "
-                                f"c ({folder / 'r3.png'}).")
+    assert placeholder.note == ("Left out, their thumbnails damaged: "
+                                + ", ".join(f"{name} ({_error(tmp_path, run_id)})" for name, run_id
+                                            in (("a", "r1"), ("b", "r2"), ("c", "r3"))) + ".")
     assert _drawn(placeholder).texts[0].get_text() == (
         "No image grid: every unit's thumbnails are unreadable")
