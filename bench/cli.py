@@ -630,12 +630,11 @@ def report(
     show_unsafe: ShowUnsafeOption = False,
 ) -> None:
     """Regenerate leaderboard.md (and results/metrics.parquet) from stored results only."""
-    from erasebench.report import write_report
+    from erasebench.report import report_said
 
     _existing_results(results)  # a mistyped folder must not overwrite a leaderboard with nothing
     _checked_output(out, "--out", folder=False)
-    board, notes = write_report(results, out, show_unsafe)
-    console.print("\n".join([f"wrote {board}", *(f"note: {note}" for note in notes)]))
+    console.print(report_said(results, out, show_unsafe))
 
 
 @command()

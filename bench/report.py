@@ -423,3 +423,10 @@ def write_report(results_dir: str | Path = "results",
              for (task, model), figures in sorted(plan.items()) for figure in figures
              if figure.note]
     return atomic_write_bytes(leaderboard, text.encode()), notes
+
+
+def report_said(results_dir: str | Path, leaderboard: str | Path, show_unsafe: bool) -> str:
+    """:func:`write_report`, then what ``report`` and ``run`` say of it: the file written
+    and each of its figures' notes."""
+    board, notes = write_report(results_dir, leaderboard, show_unsafe)
+    return "\n".join([f"wrote {board}", *(f"note: {note}" for note in notes)])

@@ -158,12 +158,11 @@ def run_units(units: list[WorkUnit], runner: Runner, settings: RunSettings,
                       f"{len(summary.busy)}{_out_of_memory(summary)}{_helped(summary)}; "
                       f"{time.monotonic() - started:.0f} s")
     if settings.report_after:
-        from erasebench.report import write_report
+        from erasebench.report import report_said
 
-        board, notes = write_report(runner.results_dir,
-                                    settings.leaderboard_path(runner.results_dir),
-                                    runner.show_unsafe)
-        console.print("\n".join([f"wrote {board}", *(f"note: {note}" for note in notes)]))
+        console.print(report_said(runner.results_dir,
+                                  settings.leaderboard_path(runner.results_dir),
+                                  runner.show_unsafe))
     if summary.out_of_memory:
         raise _left_undone(list(summary.out_of_memory.values()), len(todo),
                            settings.report_after)
