@@ -54,10 +54,10 @@ def memory_account(error: Exception) -> str:
 class OutOfDeviceMemory(Exception):
     """A unit's work did not fit its device's memory where no smaller batch is left to try:
     an eraser's training, a batch of one image (the generator's, a scorer's). ``unit``
-    names it, ``account``
-    says where and doing what, with torch's account of the memory, and ``note`` why
-    nothing lighter was tried. A run leaves the unit undone and goes on with the others,
-    then names it and exits 1; what was recorded is kept, and a rerun resumes."""
+    names it, ``account`` says where and doing what, with torch's account of the memory,
+    and ``note`` why nothing lighter was tried. A run leaves the unit undone and goes on
+    with the others, then names it and exits 1; what was recorded is kept, and a rerun
+    resumes."""
 
     def __init__(self, unit: str, account: str, note: str) -> None:
         super().__init__(unit, account, note)  # args rebuild it where Ray unpickles it

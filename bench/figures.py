@@ -235,11 +235,12 @@ def grid_plan(frame: pd.DataFrame, root: Path, show_unsafe: bool = False,
         units = rows[rows["request"].astype(str) == request].drop_duplicates("run_id")
         strips, damaged = _unit_strips(units, root, show_unsafe)
         strips, other_prompts = _most_shown(strips)
-        notes = [f"Left out, showing other prompts or seeds: {', '.join(other_prompts)}."
-                 if other_prompts else "",
-                 f"Left out, their thumbnails damaged: {', '.join(damaged)}."
-                 if damaged else ""]
-        note, stem = " ".join(filter(None, notes)), slug(str(task), str(model))
+        notes = []
+        if other_prompts:
+            notes.append(f"Left out, showing other prompts or seeds: {', '.join(other_prompts)}.")
+        if damaged:
+            notes.append(f"Left out, their thumbnails damaged: {', '.join(damaged)}.")
+        note, stem = " ".join(notes), slug(str(task), str(model))
         if strips:
             plan[(str(task), str(model))] = [grid_figure(strips, stem, request, note)]
         elif damaged:  # the grid's place says why it is empty

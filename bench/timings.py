@@ -90,9 +90,8 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     """Per (eraser, task, model, device): units, erasures made and their seconds, images
     drawn and their seconds, images/s, the least and most batch the units ended their
     drawing at (``smallest_batch``, ``largest_batch``), images the scoring drew, the
-    scoring's seconds
-    less their drawing (at the images/s) as a share of the time drawing the scored images
-    took, and all the units' seconds."""
+    scoring's seconds less their drawing (at the images/s) as a share of the time drawing
+    the scored images took, and all the units' seconds."""
     table = frame.groupby(KEYS, sort=True).agg(
         units=("unit", "sum"), erasures=("made", "sum"), erasure=("erasure", "sum"),
         images_drawn=("images_drawn", "sum"), drawing=("drawing", "sum"),
@@ -120,10 +119,10 @@ def timings_table(frame: pd.DataFrame) -> Table:
     keys = [key for key in KEYS if key not in common]
     caption = ("erasing: making the erasures; drawing: the images drawn; batch: the images "
                "per batch the units ended their drawing at, least-most (out of memory halves "
-               "it); scoring drew: the "
-               "images the scoring drew (reference images, attacked images); scoring share: "
-               "scoring, less drawing those at the images/s, against the time drawing the "
-               "images it scored took; all: every unit's seconds")
+               "it); scoring drew: the images the scoring drew (reference images, attacked "
+               "images); scoring share: scoring, less drawing those at the images/s, "
+               "against the time drawing the images it scored took; all: every unit's "
+               "seconds")
     helps = int((frame["unit"] == 0).sum())
     if helps:
         caption += (f". Erasing, drawing and all include the work of {helps} help "
