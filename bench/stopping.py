@@ -30,6 +30,16 @@ def _stop(signum: int, frame: FrameType | None) -> None:
     raise Stopped(signum)
 
 
+class HeldStop:
+    """A stop held back by :func:`stops_held` until its holder can stop losing nothing."""
+
+    signum: int | None = None  # the signal held; None while none came
+
+    def stop_if_asked(self) -> None:
+        if self.signum is not None:
+            raise Stopped(self.signum)
+
+
 @contextlib.contextmanager
 def signals_stop() -> Iterator[None]:
     """Within the block, SIGTERM and SIGINT raise :class:`Stopped` in the main thread
@@ -46,6 +56,33 @@ def signals_stop() -> Iterator[None]:
         yield
     finally:
         _put_back(before)
+
+
+@contextlib.contextmanager
+def stops_held() -> Iterator[HeldStop]:
+    """Within the block, the first SIGTERM or SIGINT that :func:`signals_stop` would have
+    raise :class:`Stopped` is held instead, for the holder to raise where stopping loses
+    nothing (:meth:`HeldStop.stop_if_asked`): an eraser's training finishes its step and
+    saves its checkpoint first. A second signal stops at once. Where signals do not stop
+    (another thread, a signal ignored or handled otherwise) nothing changes."""
+    held = HeldStop()
+    if threading.current_thread() is not threading.main_thread():
+        yield held
+        return
+    ours = [signum for signum in SIGNALS if signal.getsignal(signum) is _stop]
+
+    def hold(signum: int, frame: FrameType | None) -> None:
+        if held.signum is not None:
+            raise Stopped(signum)
+        held.signum = signum
+
+    for signum in ours:
+        signal.signal(signum, hold)
+    try:
+        yield held
+    finally:
+        for signum in ours:
+            signal.signal(signum, _stop)
 
 
 @contextlib.contextmanager

@@ -3,7 +3,7 @@ import signal
 
 import pytest
 
-from erasebench.stopping import Stopped, keeping_signal_handlers, signals_stop
+from erasebench.stopping import Stopped, keeping_signal_handlers, signals_stop, stops_held
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
@@ -41,5 +41,33 @@ def test_a_handler_a_library_puts_in_place_is_undone_after_the_block():
         with keeping_signal_handlers():
             signal.signal(signal.SIGTERM, signal.SIG_IGN)  # as ray.init puts its own
         assert signal.getsignal(signal.SIGTERM) is ours
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def test_a_held_stop_waits_for_its_holder_and_a_second_signal_stops_at_once():
+    with pytest.raises(Stopped) as second, signals_stop(), stops_held() as held:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert held.signum == signal.SIGTERM, "the first signal is held, not raised"
+        os.kill(os.getpid(), signal.SIGINT)
+        pytest.fail("a second signal did not stop at once")
+    assert second.value.signum == signal.SIGINT
+    with signals_stop():
+        with stops_held() as held:
+            os.kill(os.getpid(), signal.SIGTERM)
+        with pytest.raises(Stopped):
+            os.kill(os.getpid(), signal.SIGINT)  # after the block a signal stops at once again
+    with pytest.raises(Stopped) as first:
+        held.stop_if_asked()
+    assert first.value.signum == signal.SIGTERM
+
+
+def test_without_signals_stop_a_held_stop_changes_no_handler():
+    heard = []
+    before = signal.signal(signal.SIGTERM, lambda *_: heard.append("theirs"))
+    try:
+        with stops_held() as held:
+            os.kill(os.getpid(), signal.SIGTERM)
+        assert heard == ["theirs"] and held.signum is None
     finally:
         signal.signal(signal.SIGTERM, before)
