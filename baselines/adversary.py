@@ -165,6 +165,21 @@ class ConceptSearch:
                             for p, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)]
         self.history.append(entry)
 
+    def state_dict(self) -> dict[str, Any]:
+        """What its steps change, for a training checkpoint
+        (:mod:`erasebench.training_checkpoints`)."""
+        return {"logits": self.logits.detach(), "delta": self.delta.detach(),
+                "optimizer": self.optimizer.state_dict(), "counts": dict(self.counts),
+                "history": self.history}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        with torch.no_grad():
+            self.logits.copy_(state["logits"])
+            self.delta.copy_(state["delta"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.counts = Counter(state["counts"])
+        self.history = list(state["history"])
+
     def summary(self) -> dict[str, Any]:
         return {"candidates": self.words, "drawn_counts": dict(self.counts.most_common()),
                 "history": self.history}

@@ -23,6 +23,7 @@ import torch
 from pydantic import Field
 
 from erasebench.baselines.common import (
+    TrainingState,
     concepts_and_targets,
     editing,
     train_loop,
@@ -86,6 +87,7 @@ class AllButOne(ESDX):
                 return (mse(own_cond - own_empty, e_alt - e_empty)
                         + config.drift_weight * mse(own_empty, e_empty))
 
-            train_loop(config.iterations, step, parameters, config.lr, f"{self.name} training")
+            train_loop(config.iterations, step, parameters, config.lr, f"{self.name} training",
+                       state=TrainingState(generators=[generator]))
         return edit[0]
 

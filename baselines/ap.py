@@ -29,6 +29,7 @@ from erasebench.baselines.adversary import (
     x0_from_noise,
 )
 from erasebench.baselines.common import (
+    TrainingState,
     concepts_and_targets,
     cross_attention_parameters,
     editing,
@@ -209,8 +210,10 @@ class AdversarialPreservation(ESD):
                 search, words = drawn.pop()
                 search.step_from_gradient(words)
 
+            searched = {f"search {i}": search for i, search in enumerate(searches)}
             train_loop(config.iterations, step, parameters, config.lr, f"{self.name} training",
-                       after_step=None if alternate else search_step)
+                       after_step=None if alternate else search_step,
+                       state=TrainingState(generators=[generator], objects=searched))
         result = edit[0]
         result.notes = {"search": {concept: search.summary()
                                    for concept, search in zip(concepts, searches, strict=True)}}

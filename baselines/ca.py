@@ -27,6 +27,7 @@ import torch
 from pydantic import Field
 
 from erasebench.baselines.common import (
+    TrainingState,
     concepts_and_targets,
     cross_attention_parameters,
     drawn_latents,
@@ -130,5 +131,6 @@ class ConceptAblation(Eraser):
                         target_text).to(device)).sample.float()
                 return torch.nn.functional.mse_loss(prediction, target)
 
-            train_loop(config.steps, step, parameters, config.lr, "ca training")
+            train_loop(config.steps, step, parameters, config.lr, "ca training",
+                       state=TrainingState(generators=[generator]))
         return edit[0]

@@ -1,5 +1,6 @@
 """What the in-tree erasers share: which parameters they touch, editing a model in place
-and handing back only the change, token positions, and a seeded training loop. The
+and handing back only the change, token positions, and a seeded training loop that
+resumes from its checkpoint after a stop (:mod:`erasebench.training_checkpoints`). The
 precision their forward passes run in is :mod:`erasebench.training_precision`'s, which the
 robustness task's attack shares.
 """
@@ -19,8 +20,11 @@ from torch import nn
 
 from erasebench.edits import EditedModel, snapshot
 from erasebench.errors import UserError
+from erasebench.faults import checkpoint
 from erasebench.models import DiffusionModel
 from erasebench.specs import ErasureRequest, GenerationSpec, PromptSpec
+from erasebench.stopping import HeldStop, stops_held
+from erasebench.training_checkpoints import TrainingState, loop_checkpoint
 
 # --- parameter sets ------------------------------------------------------------------------
 
@@ -100,15 +104,23 @@ def seeded(seed: int) -> torch.Generator:
 
 def train_loop(steps: int, step: Callable[[int], torch.Tensor], parameters: list[nn.Parameter],
                lr: float, description: str, progress: bool = True,
-               after_step: Callable[[], None] | None = None) -> list[float]:
+               after_step: Callable[[], None] | None = None,
+               state: TrainingState | None = None) -> list[float]:
     """Adam on ``parameters`` for ``steps`` steps of ``step(i) -> loss``; returns the losses.
     ``after_step`` runs after each update (AP's search takes its own step from the same
-    backward pass)."""
+    backward pass).
+
+    ``state``, all else the steps change (their random generators, AP's search), makes
+    the loop resumable: in a run it saves checkpoints, and a stop signal lets the step
+    end and its checkpoint be saved; the next start goes on from it
+    (:mod:`erasebench.training_checkpoints`). Without it the loop starts over."""
     optimizer = torch.optim.Adam(parameters, lr=lr)
-    losses = []
-    with Progress(transient=True, disable=not progress or not sys.stderr.isatty()) as bar:
-        task = bar.add_task(description, total=steps)
-        for index in range(steps):
+    saving = loop_checkpoint(description, steps, parameters, optimizer, state)
+    first, losses = saving.resume() if saving is not None else (0, [])
+    with (Progress(transient=True, disable=not progress or not sys.stderr.isatty()) as bar,
+          stops_held() if saving is not None else contextlib.nullcontext(HeldStop()) as stop):
+        task = bar.add_task(description, total=steps, completed=first)
+        for index in range(first, steps):
             optimizer.zero_grad(set_to_none=True)
             loss = step(index)
             loss.backward()
@@ -117,6 +129,10 @@ def train_loop(steps: int, step: Callable[[int], torch.Tensor], parameters: list
                 after_step()
             losses.append(float(loss.detach()))
             bar.advance(task)
+            if saving is not None and (stop.signum is not None or saving.due()):
+                saving.save(index + 1, losses, stopping=stop.signum is not None)
+            stop.stop_if_asked()
+            checkpoint("train.step")
     return losses
 
 

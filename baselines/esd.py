@@ -30,6 +30,7 @@ import torch
 from pydantic import Field
 
 from erasebench.baselines.common import (
+    TrainingState,
     concepts_and_targets,
     cross_attention_parameters,
     ddim_scheduler,
@@ -115,7 +116,8 @@ class ESD(Eraser):
                     prediction = model.unet(x_t, t, encoder_hidden_states=cond).sample.float()
                 return torch.nn.functional.mse_loss(prediction, target)
 
-            train_loop(config.iterations, step, parameters, config.lr, f"{self.name} training")
+            train_loop(config.iterations, step, parameters, config.lr, f"{self.name} training",
+                       state=TrainingState(generators=[generator]))
         return edit[0]
 
     def training(self, model: DiffusionModel, texts: list[str]) -> Training:

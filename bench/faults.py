@@ -35,6 +35,7 @@ MARK_VARIABLE = "ERASEBENCH_KILL_MARK"
 LOCKS_OUTLIVE_VARIABLE = "ERASEBENCH_KILL_LOCKS_OUTLIVE"
 OUT_OF_MEMORY_VARIABLE = "ERASEBENCH_OUT_OF_MEMORY_AT"
 CHECKPOINTS = (
+    "train.step",  # an eraser's training step ended (its checkpoint saved, if due)
     "erase.done",  # an eraser finished; its edit is not saved yet
     "generate.batch",  # a batch was sampled; its images are not cached yet
     "cache.png_written",  # a cached PNG is in place; its checksummed sidecar is not
