@@ -32,6 +32,7 @@ from typing import Any
 from erasebench.cache_space import CacheSpace, cache_space
 from erasebench.edits import EditedModel
 from erasebench.generate import Generator
+from erasebench.training_checkpoints import CheckpointPlace
 from erasebench.workload import (
     Erasure,
     PromptMemo,
@@ -49,6 +50,8 @@ class CachedWork:
     images_held: int = 0
     erasures: set[Erasure] = field(default_factory=set)  # as workload.erasure_of names them
     erasures_held: set[Erasure] = field(default_factory=set)
+    # erasures not held whose training left checkpoints to resume from
+    erasures_begun: set[Erasure] = field(default_factory=set)
     # run id -> the unit's images that neither the image cache nor a unit before it holds
     # or asks for: those it draws when the units run in order
     to_draw: dict[str, int] = field(default_factory=dict)
@@ -77,9 +80,14 @@ class CachedWork:
 
     def held_line(self) -> str:
         """``4,100 of the 15,429 distinct images of the units to do, 40 of their 88
-        erasures``."""
+        erasures`` (``, 1 more begun (its training resumes from a checkpoint)``)."""
+        begun = len(self.erasures_begun)
+        told = "" if not begun else (
+            ", 1 more begun (its training resumes from a checkpoint)" if begun == 1 else
+            f", {begun:,} more begun (their trainings resume from checkpoints)")
         return (f"{self.images_held:,} of the {self.images:,} distinct images of the units to "
-                f"do, {len(self.erasures_held):,} of their {len(self.erasures):,} erasures")
+                f"do, {len(self.erasures_held):,} of their {len(self.erasures):,} "
+                f"erasures{told}")
 
 
 def fingerprint_drawing(unit: Any, runner: Any) -> str | None:
@@ -130,6 +138,8 @@ def cached_work(units: Sequence[Any], runner: Any,
                 work.erasures_held.add(erasure)
             elif erasure not in work.edit_bytes:
                 work.edit_bytes[erasure] = edit_size(unit.eraser, model)
+                if CheckpointPlace(runner.checkpoints_stem(unit, model)).files():
+                    work.erasures_begun.add(erasure)
         generator = Generator(model, spec.generation, batch_size=1, progress=False)
         images = (image_identities(spec, prompts, makes_edits=True) if fingerprint is None
                   else set(generator.keys(prompts, fingerprint)))

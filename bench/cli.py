@@ -35,6 +35,7 @@ from erasebench.errors import (
 from erasebench.hardware import DEVICES, checked_device, resolved_device
 from erasebench.registry import ERASERS, TASKS
 from erasebench.stopping import Stopped, signals_stop
+from erasebench.training_checkpoints import DEFAULT_EVERY
 
 if TYPE_CHECKING:
     from erasebench.scorers.weights import WeightFile
@@ -364,6 +365,11 @@ def run(
         "their own processes then read and score (the rows are the same either way). "
         "--no-help-others leaves it idle: each unit's images drawn by its own process, as "
         "when timing units one by one, and the time left priced so.")] = True,
+    checkpoint_every: Annotated[float, typer.Option(
+        min=0.0, help="Seconds between the checkpoints of an eraser's training (ESD, CA, AP, "
+        "AGE, all_but_one), kept in the edit cache until its erasure is made, from which a "
+        "stopped run's next start resumes it (0: after every step). Stopped by SIGTERM or "
+        "Ctrl-C, a training ends its step and saves one first.")] = DEFAULT_EVERY,
 ) -> None:
     """Run erasers x tasks; completed units are skipped, so an interrupted run resumes."""
     from erasebench.run_command import RunSettings, run_units
@@ -406,7 +412,8 @@ def run(
         units += plan(eraser_objects, model_tasks, model_spec, overrides)
     runner = Runner(results_dir=results, cache_dir=cache_dir, device=device,
                     batch_size=batch_size, progress=sys.stderr.isatty(),
-                    show_unsafe=show_unsafe, compile=compile_unet, help_others=help_others)
+                    show_unsafe=show_unsafe, compile=compile_unet, help_others=help_others,
+                    checkpoint_every=checkpoint_every)
     run_units(units, runner, settings, console, errors)
 
 

@@ -298,15 +298,16 @@ def run_on_ray(units: Sequence[WorkUnit], settings: dict[str, Any], workers: int
                ) -> RunSummary:
     """Runs ``units`` on ``workers`` Ray actors of the cluster :func:`connect` joined;
     ``settings`` are the Runner's fields (results_dir, cache_dir, device, batch_size,
-    show_unsafe, compile). ``on_unit`` hears of each unit as it ends, ``on_cached`` what
-    the caches hold of the units' work before any (and the device of the actor that
-    looked: :meth:`UnitWorker.look_in_caches`), ``on_lost`` of a unit whose actor died
-    (why, and the try it goes on to), which runs again on a new actor, as a killed local
-    helper's unit does on the main process. With ``help_others``, actors left without a
-    unit draw images of those running (``Runner.help``; the summary's ``helped``), and
-    ``on_help`` hears how many, per unit, as each actor ends. A unit that runs out of its
-    actor's device memory is left undone and the others go on, as in a local run (the
-    summary's ``out_of_memory``; ``on_out_of_memory`` hears why)."""
+    show_unsafe, compile, checkpoint_every). ``on_unit`` hears of each unit as it ends,
+    ``on_cached`` what the caches hold of the units' work before any (and the device of
+    the actor that looked: :meth:`UnitWorker.look_in_caches`), ``on_lost`` of a unit
+    whose actor died (why, and the try it goes on to), which runs again on a new actor,
+    as a killed local helper's unit does on the main process. With ``help_others``,
+    actors left without a unit draw images of those running (``Runner.help``; the
+    summary's ``helped``), and ``on_help`` hears how many, per unit, as each actor ends.
+    A unit that runs out of its actor's device memory is left undone and the others go
+    on, as in a local run (the summary's ``out_of_memory``; ``on_out_of_memory`` hears
+    why)."""
     import ray
 
     # Folders as absolute paths: an actor's working folder is its node's, not the driver's.

@@ -141,6 +141,7 @@ def run_units(units: list[WorkUnit], runner: Runner, settings: RunSettings,
                        recorded_before=frozenset(unit.run_id for unit in done))
     runner.on_unit, runner.on_help = lines.unit_ended, lines.unit_helped
     runner.on_out_of_memory = lines.unit_out_of_memory
+    runner.on_training = lines.unit_training
     if settings.backend == "ray":
         summary = _run_on_ray(todo, runner, settings, where, lines)
         console.print(f"done {len(summary.done)} on Ray, {len(units) - len(todo)} already "
@@ -227,7 +228,8 @@ def _run_on_ray(todo: list[WorkUnit], runner: Runner, settings: RunSettings,
 
     actor_settings = {"results_dir": runner.results_dir, "cache_dir": runner.cache_dir,
                       "device": where.device, "batch_size": runner.batch_size,
-                      "show_unsafe": runner.show_unsafe, "compile": runner.compile}
+                      "show_unsafe": runner.show_unsafe, "compile": runner.compile,
+                      "checkpoint_every": runner.checkpoint_every}
     return run_on_ray(todo, actor_settings, where.count, lines.unit_ended,
                       lines.start_from_caches, lines.unit_lost, lines.unit_helped,
                       runner.help_others, lines.unit_out_of_memory)

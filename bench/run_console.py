@@ -105,6 +105,13 @@ class RunConsole:
                           highlight=False)
         self.last = self.clock()
 
+    def unit_training(self, unit: Any, text: str) -> None:
+        """``runner.Runner.on_training``: what ``unit``'s erasure's training did with its
+        checkpoint (resumed from one, saved one to stop)."""
+        prefix = f"helper {self.helper} " if self.helper else ""
+        self.out.print(f"  {prefix}[training] {unit.describe()}  ({unit.run_id}): {text}",
+                       markup=False)
+
     def unit_lost(self, unit: Any, why: str, next_try: int) -> None:
         """``erasebench.ray_backend.run_on_ray``'s ``on_lost``: the actor running ``unit``
         died (``why``: where and how); the unit goes to a new actor for try ``next_try``."""

@@ -44,6 +44,7 @@ from erasebench.results import (
     provenance,
 )
 from erasebench.specs import GenerationSpec, ModelSpec, RunSpec
+from erasebench.training_checkpoints import DEFAULT_EVERY, CheckpointPlace, checkpointing
 
 
 @dataclass
@@ -156,6 +157,10 @@ class Runner:
     on_help: Callable[[WorkUnit, int], None] | None = None  # (unit, images drawn for it)
     # (unit, why) for a unit that ran out of device memory, which the run leaves undone
     on_out_of_memory: Callable[[WorkUnit, OutOfDeviceMemory], None] | None = None
+    # Seconds between an eraser's training checkpoints (erasebench.training_checkpoints).
+    checkpoint_every: float = DEFAULT_EVERY
+    # (unit, what its erasure's training did: resumed from a checkpoint, saved one to stop)
+    on_training: Callable[[WorkUnit, str], None] | None = None
     _models: dict[ModelSpec, DiffusionModel] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -294,6 +299,12 @@ class Runner:
             f"{model.fingerprint}".encode()).hexdigest()[:32]
         return self.cache_dir / "edits" / f"{unit.eraser.name}-{key}.safetensors"
 
+    def checkpoints_stem(self, unit: WorkUnit, model: DiffusionModel) -> Path:
+        """Where the training of the unit's edit of ``model`` keeps its checkpoints (files
+        named from it: :class:`erasebench.training_checkpoints.CheckpointPlace`)."""
+        path = self.edit_path(unit, model)
+        return path.parent / "training" / path.stem
+
     def edit(self, unit: WorkUnit, model: DiffusionModel) -> tuple[EditedModel, bool]:
         """The eraser's edit, from the cache when an identical one was made before, and
         whether it was made here (timed: :attr:`EditedModel.seconds`).
@@ -303,7 +314,9 @@ class Runner:
         claim_file`), the others wait and read it, which has them go on sooner than making
         it again would (an AGE erasure of SD takes 42 minutes on an H100). An eraser that
         makes no edit (``sd``) hands back its empty one at once, neither kept nor counted as
-        made (``erasebench timings`` counted one erasure per unit of it)."""
+        made (``erasebench timings`` counted one erasure per unit of it). Its training
+        keeps checkpoints in ``edits/training/`` until the edit is saved, and one stopped
+        half-way goes on from its last (:mod:`erasebench.training_checkpoints`)."""
         if not unit.eraser.makes_edits:
             return timed_erase(unit.eraser, model, unit.spec.request), False
         path = self.edit_path(unit, model)
@@ -315,13 +328,26 @@ class Runner:
             cached = _cached_edit(path)  # made while this process waited
             if cached is not None:
                 return cached, False
-            edit = timed_erase(unit.eraser, model, unit.spec.request)
+            place = CheckpointPlace(self.checkpoints_stem(unit, model),
+                                    every=self.checkpoint_every, say=self._teller(unit))
+            with checkpointing(place):
+                edit = timed_erase(unit.eraser, model, unit.spec.request)
+            # An erasure resumed from a checkpoint took the earlier processes' time too.
+            edit.seconds = (edit.seconds or 0.0) + place.resumed_seconds
             checkpoint("erase.done")
             edit.save(path)
+            place.remove()
             return edit, True
         finally:
             if claim is not None:
                 claim.release()
+
+    def _teller(self, unit: WorkUnit) -> Callable[[str], None]:
+        """``on_training`` for ``unit``'s erasure (a no-op without one)."""
+        on_training = self.on_training
+        if on_training is None:
+            return lambda text: None
+        return lambda text: on_training(unit, text)
 
     def _generator(self, unit: WorkUnit, model: DiffusionModel) -> Generator:
         return Generator(model, unit.spec.generation, self.images, self.batch_size,

@@ -1,0 +1,46 @@
+"""A run killed in the middle of an eraser's training resumes it from its checkpoint and
+records exactly the rows of a run never interrupted."""
+
+import os
+
+import pandas as pd
+from cli_processes import exit_code, start_cli
+
+from erasebench.cli import main
+from erasebench.faults import ENVIRONMENT_VARIABLE
+from erasebench.results import load_results
+
+STABLE = ["eraser", "config_hash", "request", "task", "metric", "split", "seed", "value",
+          "run_id"]
+
+
+def _args(root, *more):
+    return ["run", "--model", "tiny", "--erasers", "esd_x", "--tasks", "mock",
+            "--task-config", "images_per_concept=2", "--steps", "3", "--batch-size", "2",
+            "--eraser-config", "iterations=6", "--results", str(root / "results"),
+            "--cache", str(root / "cache"), "--workers", "1", "--no-report", *more]
+
+
+def test_a_run_killed_during_training_resumes_it_from_its_checkpoint(tmp_path, capsys):
+    assert main(_args(tmp_path / "whole")) == 0
+    whole = load_results(tmp_path / "whole" / "results")[STABLE]
+    training = tmp_path / "cache" / "edits" / "training"
+    assert not (tmp_path / "whole" / "cache" / "edits" / "training").exists(), (
+        "no checkpoint in a training shorter than --checkpoint-every")
+    capsys.readouterr()
+
+    log = tmp_path / "killed.log"
+    env = {**os.environ, ENVIRONMENT_VARIABLE: "train.step:4"}
+    killed = start_cli(_args(tmp_path, "--checkpoint-every", "0"), log, env)
+    assert exit_code(killed) == -9, log.read_text()[-2000:]
+    assert len(list(training.glob("esd_x-*.loop-0.safetensors"))) == 1
+
+    assert main(_args(tmp_path, "--dry-run", "--check-cache")) == 0
+    assert "0 of their 1 erasures, 1 more begun (its training resumes from a checkpoint)" in (
+        capsys.readouterr().out)
+    assert main(_args(tmp_path)) == 0
+    said = capsys.readouterr().out
+    assert "esd_x training: resumed at step 5 of 6 from its checkpoint" in said
+    assert "[training]" in said
+    pd.testing.assert_frame_equal(load_results(tmp_path / "results")[STABLE], whole)
+    assert list(training.iterdir()) == [], "the checkpoints go once the erasure is made"
