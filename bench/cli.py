@@ -353,8 +353,11 @@ def run(
     show_unsafe: ShowUnsafeOption = False,
     backend: Annotated[str, typer.Option(
         help="'local' (this machine's processes) or 'ray' (one Ray actor per --workers, on "
-        # typer reads help as rich markup, where an unescaped [ray] is a style and vanishes
-        "the cluster at RAY_ADDRESS or a local one; pip install 'erasebench\\[ray]').")
+        # typer reads help as rich markup, where an unescaped [ray] is a style and vanishes;
+        # the extra stands bare, without quotes or punctuation: at 80 columns the help
+        # column is 16 characters wide, and a longer word is cut short ('erasebench[ray…')
+        "the cluster at RAY_ADDRESS or a local one), with Ray installed: pip install "
+        "erasebench\\[ray] (in quotes in zsh)")
     ] = "local",
     ray_address: Annotated[str | None, typer.Option(
         help="Ray cluster address (default: $RAY_ADDRESS; none: start a local cluster).")
