@@ -15,9 +15,9 @@ one never stopped, where a resumed loop makes the same one (bit for bit on a CPU
 
 An erasure's loops (MACE trains one per concept) are numbered in the order they run, a
 file each; the runner removes them once the erasure is in the edit cache. A checkpoint
-whose loop no longer matches (other steps, learning rate or parameter shapes) is left
-unused and overwritten. The files are safetensors, the rest of the state JSON in their
-metadata: no pickle, as for every weight file erasebench reads.
+whose loop no longer matches (other steps, learning rate, parameter shapes or declared
+state) is left unused and overwritten. The files are safetensors, the rest of the state
+JSON in their metadata: no pickle, as for every weight file erasebench reads.
 """
 
 from __future__ import annotations
@@ -111,7 +111,8 @@ class LoopCheckpoint:
         # What the file must match to be this loop's: its place in the erasure is its name.
         self.identity = {"description": description, "steps": steps,
                          "lr": [group["lr"] for group in optimizer.param_groups],
-                         "shapes": [list(p.shape) for p in self.parameters]}
+                         "shapes": [list(p.shape) for p in self.parameters],
+                         "generators": len(state.generators), "objects": sorted(state.objects)}
         self.saved = time.perf_counter()
 
     def resume(self) -> tuple[int, list[float]]:
@@ -139,21 +140,31 @@ class LoopCheckpoint:
     def due(self) -> bool:
         return time.perf_counter() - self.saved >= self.place.every
 
-    def save(self, next_step: int, losses: Sequence[float], stopping: bool = False) -> Path:
+    def save(self, next_step: int, losses: Sequence[float], stopping: bool = False) -> bool:
         """Saves the loop's state with ``next_step`` steps done (atomic: a stop during the
-        write leaves the checkpoint before); ``stopping``: the run was told to stop."""
+        write leaves the checkpoint before); ``stopping``: the run was told to stop. A
+        checkpoint that cannot be written (a full disk) is said and skipped, and the
+        training goes on: False."""
         seconds = self.place.resumed_seconds + time.perf_counter() - self.place.started
-        _write(self.path, {
-            "identity": self.identity, "next_step": next_step, "losses": list(losses),
-            "seconds": seconds, "parameters": [p.detach() for p in self.parameters],
-            "optimizer": self.optimizer.state_dict(),
-            "generators": [g.get_state() for g in self.state.generators],
-            "objects": {name: obj.state_dict() for name, obj in self.state.objects.items()}})
-        self.saved = time.perf_counter()
+        try:
+            _write(self.path, {
+                "identity": self.identity, "next_step": next_step, "losses": list(losses),
+                "seconds": seconds, "parameters": [p.detach() for p in self.parameters],
+                "optimizer": self.optimizer.state_dict(),
+                "generators": [g.get_state() for g in self.state.generators],
+                "objects": {name: obj.state_dict()
+                            for name, obj in self.state.objects.items()}})
+        except OSError as error:
+            self.place.say(f"{self.description}: could not save its checkpoint after step "
+                           f"{next_step} of {self.steps} ({error}); "
+                           + ("stopping without" if stopping else "training goes on"))
+            return False
+        finally:
+            self.saved = time.perf_counter()  # a failed write is tried again after `every`
         if stopping:
             self.place.say(f"{self.description}: stopping after step {next_step} of "
                            f"{self.steps}, saved for the next start to resume from")
-        return self.path
+        return True
 
 
 def loop_checkpoint(description: str, steps: int, parameters: Sequence[torch.nn.Parameter],

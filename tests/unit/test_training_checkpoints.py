@@ -85,11 +85,11 @@ def test_an_erasure_killed_after_a_checkpoint_resumes_to_the_same_edit(name, tin
     original = LoopCheckpoint.save
 
     def save_then_die(self, next_step, losses, stopping=False):
-        path = original(self, next_step, losses, stopping)
+        saved = original(self, next_step, losses, stopping)
         saves.append(next_step)
         if next_step == 3:
             raise _Killed
-        return path
+        return saved
 
     monkeypatch.setattr(LoopCheckpoint, "save", save_then_die)
     stem = tmp_path / "training" / "edit"
@@ -152,3 +152,21 @@ def test_a_checkpoint_of_another_loop_is_not_resumed_from(tmp_path):
     with checkpointing(CheckpointPlace(tmp_path / "edit", every=1e9)):
         other = _toy_loop(5, state=True)  # 5 steps: the 3-step loop's file is not its own
     assert torch.equal(other[0], whole[0]) and other[1] == whole[1]
+
+
+def test_a_checkpoint_that_cannot_be_written_is_said_and_the_training_goes_on(tmp_path,
+                                                                             monkeypatch):
+    import erasebench.training_checkpoints as checkpoints
+
+    def disk_full(path, write):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoints, "atomic_write", disk_full)
+    said = []
+    whole = _toy_loop(4, state=True)
+    with checkpointing(CheckpointPlace(tmp_path / "edit", every=0.0, say=said.append)):
+        kept_going = _toy_loop(4, state=True)
+    assert torch.equal(kept_going[0], whole[0]) and kept_going[1] == whole[1]
+    assert said[0] == ("toy training: could not save its checkpoint after step 1 of 4 "
+                       "([Errno 28] No space left on device); training goes on")
+    assert len(said) == 4 and list(tmp_path.iterdir()) == []
