@@ -459,11 +459,18 @@ def erase(
     model: ModelOption = DEFAULT_MODEL,
     revision: RevisionOption = None,
     device: DeviceOption = "auto",
+    checkpoint_every: Annotated[float, typer.Option(
+        min=0.0, help="Seconds between the checkpoints of the eraser's training (ESD, CA, "
+        "AP, AGE, all_but_one), kept beside --out until the edit is written; the same "
+        "command run again after a stop resumes from the last (0: after every step). "
+        "Stopped by SIGTERM or Ctrl-C, the training ends its step and saves one first.")
+    ] = DEFAULT_EVERY,
 ) -> None:
     """Erase concepts from a model and save the edit (only the changed weights)."""
     from erasebench.models import load_model
-    from erasebench.runner import timed_erase
+    from erasebench.runner import edit_key, timed_erase
     from erasebench.specs import ErasureRequest
+    from erasebench.training_checkpoints import CheckpointPlace
     from erasebench.workers import use_cpu_threads
 
     if out.suffix != ".safetensors":
@@ -480,8 +487,14 @@ def erase(
     # One CPU thread, as in `run`: the same edit whatever the core count or command.
     use_cpu_threads(target_device)
     base = load_model(_model_spec(model, revision), device=target_device)
-    edit = timed_erase(plugin, base, request)
+    # Named by what makes the edit, not by --out alone: another erasure written to the same
+    # file never resumes this one's training.
+    key = edit_key(plugin.spec(), request, base.fingerprint)[:16]
+    place = CheckpointPlace(out.parent / f".{out.stem}-{key}.training", every=checkpoint_every,
+                            say=lambda text: console.print(text, markup=False))
+    edit = timed_erase(plugin, base, request, place)
     edit.save(out)
+    place.remove()
     console.print(f"wrote {out}: {len(edit.weights)} changed tensors, "
                   f"{sum(t.numel() for t in edit.weights.values()):,} values, made in "
                   f"{edit.seconds:.1f} s on {edit.device}")

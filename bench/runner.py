@@ -43,7 +43,7 @@ from erasebench.results import (
     UnitTimings,
     provenance,
 )
-from erasebench.specs import GenerationSpec, ModelSpec, RunSpec
+from erasebench.specs import EraserSpec, ErasureRequest, GenerationSpec, ModelSpec, RunSpec
 from erasebench.training_checkpoints import DEFAULT_EVERY, CheckpointPlace, checkpointing
 
 
@@ -81,16 +81,29 @@ def plan(erasers: Sequence[Eraser], tasks: Sequence[Task], model: ModelSpec | No
     return units
 
 
-def timed_erase(eraser: Eraser, model: DiffusionModel, request: Any) -> EditedModel:
+def timed_erase(eraser: Eraser, model: DiffusionModel, request: Any,
+                place: CheckpointPlace | None = None) -> EditedModel:
     """``eraser.erase(model, request)``, the edit noting how long it took, on what device
     (:attr:`EditedModel.seconds`, kept in its file; the device as
-    :func:`erasebench.hardware.describe_device` names it) and on what base model."""
+    :func:`erasebench.hardware.describe_device` names it) and on what base model. With a
+    ``place``, its training keeps checkpoints there and goes on from those a stopped
+    process left (:mod:`erasebench.training_checkpoints`); the seconds are then those of
+    every process that worked on it, up to the checkpoint each left."""
     started = time.perf_counter()
-    edit = eraser.erase(model, request)
-    edit.seconds = time.perf_counter() - started
+    with checkpointing(place) if place is not None else contextlib.nullcontext():
+        edit = eraser.erase(model, request)
+    edit.seconds = time.perf_counter() - started + (
+        place.resumed_seconds if place is not None else 0.0)
     edit.device = describe_device(str(model.device))
     edit.base_model = model.spec
     return edit
+
+
+def edit_key(eraser: EraserSpec, request: ErasureRequest, base_fingerprint: str) -> str:
+    """What names an edit in the caches: the eraser's spec (name and config), the request
+    and the base model's fingerprint."""
+    return hashlib.sha256(f"{eraser.canonical()}|{request.canonical()}|"
+                          f"{base_fingerprint}".encode()).hexdigest()[:32]
 
 
 def _cached_edit(path: Path) -> EditedModel | None:
@@ -294,9 +307,7 @@ class Runner:
     def edit_path(self, unit: WorkUnit, model: DiffusionModel) -> Path:
         """Where the edit cache keeps the unit's edit of ``model``: named by the eraser's
         spec, the request and the base model's fingerprint."""
-        key = hashlib.sha256(
-            f"{unit.spec.eraser.canonical()}|{unit.spec.request.canonical()}|"
-            f"{model.fingerprint}".encode()).hexdigest()[:32]
+        key = edit_key(unit.spec.eraser, unit.spec.request, model.fingerprint)
         return self.cache_dir / "edits" / f"{unit.eraser.name}-{key}.safetensors"
 
     def checkpoints_stem(self, unit: WorkUnit, model: DiffusionModel) -> Path:
@@ -330,10 +341,7 @@ class Runner:
                 return cached, False
             place = CheckpointPlace(self.checkpoints_stem(unit, model),
                                     every=self.checkpoint_every, say=self._teller(unit))
-            with checkpointing(place):
-                edit = timed_erase(unit.eraser, model, unit.spec.request)
-            # An erasure resumed from a checkpoint took the earlier processes' time too.
-            edit.seconds = (edit.seconds or 0.0) + place.resumed_seconds
+            edit = timed_erase(unit.eraser, model, unit.spec.request, place)
             checkpoint("erase.done")
             edit.save(path)
             place.remove()

@@ -7,6 +7,7 @@ import pandas as pd
 from cli_processes import exit_code, start_cli
 
 from erasebench.cli import main
+from erasebench.edits import EditedModel
 from erasebench.faults import ENVIRONMENT_VARIABLE
 from erasebench.results import load_results
 
@@ -44,3 +45,26 @@ def test_a_run_killed_during_training_resumes_it_from_its_checkpoint(tmp_path, c
     assert "[training]" in said
     pd.testing.assert_frame_equal(load_results(tmp_path / "results")[STABLE], whole)
     assert list(training.iterdir()) == [], "the checkpoints go once the erasure is made"
+
+
+def test_erase_killed_during_training_resumes_and_writes_the_edit_of_a_whole_one(tmp_path,
+                                                                                capsys):
+    def erase(out, *more):
+        return ["erase", "-e", "esd_x", "--concept", "cat", "--model", "tiny", "--config",
+                "iterations=6", "--out", str(out), *more]
+
+    assert main(erase(tmp_path / "whole.safetensors")) == 0
+    out = tmp_path / "edit.safetensors"
+    log = tmp_path / "killed.log"
+    killed = start_cli(erase(out, "--checkpoint-every", "0"), log,
+                       {**os.environ, ENVIRONMENT_VARIABLE: "train.step:2"})
+    assert exit_code(killed) == -9, log.read_text()[-2000:]
+    assert not out.exists() and len(list(tmp_path.glob(".edit-*.training.loop-0.safetensors"))) == 1
+    capsys.readouterr()
+
+    assert main(erase(out)) == 0
+    assert "esd_x training: resumed at step 3 of 6 from its checkpoint" in capsys.readouterr().out
+    whole, resumed = EditedModel.load(tmp_path / "whole.safetensors"), EditedModel.load(out)
+    assert resumed.digest == whole.digest
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "edit.safetensors", "killed.log", "whole.safetensors"], "its checkpoints are gone"
