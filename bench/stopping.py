@@ -63,8 +63,9 @@ def stops_held() -> Iterator[HeldStop]:
     """Within the block, the first SIGTERM or SIGINT that :func:`signals_stop` would have
     raise :class:`Stopped` is held instead, for the holder to raise where stopping loses
     nothing (:meth:`HeldStop.stop_if_asked`): an eraser's training finishes its step and
-    saves its checkpoint first. A second signal stops at once. Where signals do not stop
-    (another thread, a signal ignored or handled otherwise) nothing changes."""
+    saves its checkpoint first. A second signal stops at once, and so does an error that
+    leaves the block with a signal held: the stop is asked for all the same. Where signals
+    do not stop (another thread, a signal ignored or handled otherwise) nothing changes."""
     held = HeldStop()
     if threading.current_thread() is not threading.main_thread():
         yield held
@@ -80,6 +81,10 @@ def stops_held() -> Iterator[HeldStop]:
         signal.signal(signum, hold)
     try:
         yield held
+    except Exception as error:
+        if held.signum is not None:
+            raise Stopped(held.signum) from error
+        raise
     finally:
         for signum in ours:
             signal.signal(signum, _stop)

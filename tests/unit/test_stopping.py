@@ -71,3 +71,13 @@ def test_without_signals_stop_a_held_stop_changes_no_handler():
         assert heard == ["theirs"] and held.signum is None
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+def test_an_error_after_a_held_signal_still_stops():
+    with pytest.raises(Stopped) as stopped, signals_stop(), stops_held():
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise ValueError("the step failed after the signal came")
+    assert stopped.value.signum == signal.SIGTERM
+    assert isinstance(stopped.value.__cause__, ValueError)
+    with pytest.raises(ValueError), signals_stop(), stops_held():
+        raise ValueError("no signal held: the error itself")
