@@ -13,6 +13,7 @@ it has no unit left to start, helps draw its images (:meth:`Runner.help`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -339,8 +340,10 @@ class Runner:
             cached = _cached_edit(path)  # made while this process waited
             if cached is not None:
                 return cached, False
-            place = CheckpointPlace(self.checkpoints_stem(unit, model),
-                                    every=self.checkpoint_every, say=self._teller(unit))
+            on_training = self.on_training
+            place = CheckpointPlace(
+                self.checkpoints_stem(unit, model), every=self.checkpoint_every,
+                say=None if on_training is None else functools.partial(on_training, unit))
             edit = timed_erase(unit.eraser, model, unit.spec.request, place)
             checkpoint("erase.done")
             edit.save(path)
@@ -349,13 +352,6 @@ class Runner:
         finally:
             if claim is not None:
                 claim.release()
-
-    def _teller(self, unit: WorkUnit) -> Callable[[str], None]:
-        """``on_training`` for ``unit``'s erasure (a no-op without one)."""
-        on_training = self.on_training
-        if on_training is None:
-            return lambda text: None
-        return lambda text: on_training(unit, text)
 
     def _generator(self, unit: WorkUnit, model: DiffusionModel) -> Generator:
         return Generator(model, unit.spec.generation, self.images, self.batch_size,

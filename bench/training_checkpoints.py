@@ -66,11 +66,15 @@ class CheckpointPlace:
 
     stem: Path
     every: float = DEFAULT_EVERY
-    say: Callable[[str], None] = lambda text: None
+    say: Callable[[str], None] | None = None
     loops: int = 0  # loops started so far in this erasure
     # Seconds the erasure took in the processes before, up to the checkpoint resumed from.
     resumed_seconds: float = 0.0
     started: float = field(default_factory=time.perf_counter)
+
+    def tell(self, text: str) -> None:
+        if self.say is not None:
+            self.say(text)
 
     def next_loop(self) -> Path:
         path = self.stem.with_name(f"{self.stem.name}.loop-{self.loops}.safetensors")
@@ -133,7 +137,7 @@ class LoopCheckpoint:
             self.state.objects[name].load_state_dict(value)
         self.place.resumed_seconds = float(saved["seconds"])
         step = int(saved["next_step"])
-        self.place.say(f"{self.description}: resumed at step {step + 1} of {self.steps} "
+        self.place.tell(f"{self.description}: resumed at step {step + 1} of {self.steps} "
                        "from its checkpoint")
         return step, list(saved["losses"])
 
@@ -155,14 +159,14 @@ class LoopCheckpoint:
                 "objects": {name: obj.state_dict()
                             for name, obj in self.state.objects.items()}})
         except OSError as error:
-            self.place.say(f"{self.description}: could not save its checkpoint after step "
+            self.place.tell(f"{self.description}: could not save its checkpoint after step "
                            f"{next_step} of {self.steps} ({error}); "
                            + ("stopping without" if stopping else "training goes on"))
             return False
         finally:
             self.saved = time.perf_counter()  # a failed write is tried again after `every`
         if stopping:
-            self.place.say(f"{self.description}: stopping after step {next_step} of "
+            self.place.tell(f"{self.description}: stopping after step {next_step} of "
                            f"{self.steps}, saved for the next start to resume from")
         return True
 
