@@ -51,3 +51,35 @@ def test_frozen_weights_held_in_bf16_make_the_same_edit_on_the_gpu(sd_random, mo
     as_autocast_casts = erase()
     assert held and held.keys() == as_autocast_casts.keys()
     assert all(torch.equal(held[key], as_autocast_casts[key]) for key in held)
+
+
+class _Killed(Exception):
+    """Stands for the process dying right after a checkpoint was written."""
+
+
+@pytest.mark.parametrize("name", ["esd_x", "ap"])
+def test_an_erasure_killed_after_a_checkpoint_resumes_to_the_same_edit_on_the_gpu(
+        sd_random, tmp_path, monkeypatch, name):
+    """The CUDA parameters, Adam's state and AP's search go to the checkpoint file through
+    the CPU and come back (erasebench.training_checkpoints; bit for bit on CPU in
+    tests/unit/test_training_checkpoints.py)."""
+    from erasebench.training_checkpoints import CheckpointPlace, LoopCheckpoint, checkpointing
+
+    config, request = {**FEW_STEPS[name], "iterations": 3}, ErasureRequest(concepts=("church",))
+    whole = ERASERS.get(name)(config).erase(sd_random, request)
+    original = LoopCheckpoint.save
+
+    def save_then_die(self, next_step, losses, stopping=False):
+        original(self, next_step, losses, stopping)
+        raise _Killed
+
+    monkeypatch.setattr(LoopCheckpoint, "save", save_then_die)
+    with pytest.raises(_Killed), checkpointing(CheckpointPlace(tmp_path / "edit", every=0.0)):
+        ERASERS.get(name)(config).erase(sd_random, request)
+    monkeypatch.setattr(LoopCheckpoint, "save", original)
+    said = []
+    with checkpointing(CheckpointPlace(tmp_path / "edit", every=1e9, say=said.append)):
+        resumed = ERASERS.get(name)(config).erase(sd_random, request)
+    assert said == [f"{name} training: resumed at step 2 of 3 from its checkpoint"]
+    assert all(torch.equal(resumed.weights[key], value) for key, value in whole.weights.items())
+    assert resumed.notes == whole.notes
