@@ -118,6 +118,11 @@ CompileOption = Annotated[bool, typer.Option(
     "last, smaller batch runs eager); images may differ in the last bits, so cached ones "
     "are reused. Needs torch >= 2.5 "
     "(and a C compiler for inductor on a CPU).")]
+CheckpointOption = Annotated[float, typer.Option(
+    min=0.0, help="Seconds between the checkpoints of an eraser's training (ESD, CA, AP, AGE, "
+    "all_but_one), from which the same command run again after a stop resumes it (0: after "
+    "every step); `run` keeps them in the edit cache, `erase` beside --out, until the edit "
+    "is made. Stopped by SIGTERM or Ctrl-C, a training ends its step and saves one first.")]
 RequestOption = Annotated[list[str] | None, typer.Option(
     "--request", help="Only this request of the task, as its tables name it (e.g. 'split 1', "
     "or the erased concepts); repeatable.")]
@@ -368,11 +373,7 @@ def run(
         "their own processes then read and score (the rows are the same either way). "
         "--no-help-others leaves it idle: each unit's images drawn by its own process, as "
         "when timing units one by one, and the time left priced so.")] = True,
-    checkpoint_every: Annotated[float, typer.Option(
-        min=0.0, help="Seconds between the checkpoints of an eraser's training (ESD, CA, AP, "
-        "AGE, all_but_one), kept in the edit cache until its erasure is made, from which a "
-        "stopped run's next start resumes it (0: after every step). Stopped by SIGTERM or "
-        "Ctrl-C, a training ends its step and saves one first.")] = DEFAULT_EVERY,
+    checkpoint_every: CheckpointOption = DEFAULT_EVERY,
 ) -> None:
     """Run erasers x tasks; completed units are skipped, so an interrupted run resumes."""
     from erasebench.run_command import RunSettings, run_units
@@ -459,12 +460,7 @@ def erase(
     model: ModelOption = DEFAULT_MODEL,
     revision: RevisionOption = None,
     device: DeviceOption = "auto",
-    checkpoint_every: Annotated[float, typer.Option(
-        min=0.0, help="Seconds between the checkpoints of the eraser's training (ESD, CA, "
-        "AP, AGE, all_but_one), kept beside --out until the edit is written; the same "
-        "command run again after a stop resumes from the last (0: after every step). "
-        "Stopped by SIGTERM or Ctrl-C, the training ends its step and saves one first.")
-    ] = DEFAULT_EVERY,
+    checkpoint_every: CheckpointOption = DEFAULT_EVERY,
 ) -> None:
     """Erase concepts from a model and save the edit (only the changed weights)."""
     from erasebench.models import load_model
