@@ -74,6 +74,7 @@ class ConceptAblation(Eraser):
     """Concept Ablation: maps the concept's prompts to an anchor's, on the model's own images."""
 
     Config = CAConfig
+    checkpoints_training = True  # its loop declares its generator
     presets = {
         # 100 steps erased split 1 to ESR-1 77, 150-200 to 96; lr 3e-4 barely moved it.
         "shapes": {"steps": 150, "lr": 1e-3, "batch_size": 8, "anchor_images": 64,

@@ -90,6 +90,7 @@ class ESD(Eraser):
 
     Config = ESDConfig
     presets = {"shapes": SHAPES_PRESET, "tiny": TINY_PRESET}
+    checkpoints_training = True  # its loop declares its generator (so do AP's, AGE's, ABO's)
 
     def erase(self, model: DiffusionModel, request: ErasureRequest) -> EditedModel:
         config: ESDConfig = self.config  # type: ignore[assignment]

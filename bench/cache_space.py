@@ -8,9 +8,14 @@ height and width are measured (a sample of them, by their files' sizes; the imag
 dimensions from each PNG's header), and images of a size the cache holds none of yet are
 left unpriced. An edit file holds the parameters its eraser changed, sized as those it
 may change (``erasebench.cached_work.edit_size``): on SD v1.4 ESD-u's 3.3 GB, UCE's 77 MB, so
-a full reproduction's dozen ESD-u erasures take 39 GB. ``--dry-run --check-cache`` prints
-what the images to draw and the erasures to make would take against the space free on
-the cache's disk; a run warns when they would not fit
+a full reproduction's dozen ESD-u erasures take 39 GB. While an erasure trains, its
+checkpoint (``erasebench.training_checkpoints``: the trained weights and Adam's two
+moments, ESD-u's 9.8 GB) lies beside the edit cache until the edit is saved, twice over
+while it is rewritten (the new file is written before the old one goes): each process
+of a run trains one erasure at a time, so the checkpoints take at most twice the largest
+ones, one per process. ``--dry-run --check-cache`` prints what the images to draw, the
+erasures to make and their checkpoints would take against the space free on the cache's
+disk; a run warns when they would not fit
 (:class:`CacheRoom`): at its start, or, with a fresh cache, whose images no PNG sizes
 yet, after the first unit that drew some. A run that does fill the disk stops with a
 clear error and loses nothing (every write is atomic), so this only spares finding out
@@ -44,6 +49,10 @@ class CacheSpace:
     measured: dict[tuple[int, int], int] = field(default_factory=dict)
     free: int = 0
     edit_bytes: Sequence[int] = ()
+    # about the bytes of each erasure's training checkpoint (0: its eraser keeps none), and
+    # the processes training erasures at once
+    checkpoint_bytes: Sequence[int] = ()
+    processes: int = 1
 
     @property
     def images_needed(self) -> float:
@@ -52,10 +61,17 @@ class CacheSpace:
                    if size in self.mean_bytes)
 
     @property
+    def checkpoints_needed(self) -> int:
+        """Bytes the erasures' checkpoints may take at once: the largest ones, one per
+        process, each twice (the new file written before the old one goes)."""
+        largest = sorted(self.checkpoint_bytes, reverse=True)[:self.processes]
+        return 2 * sum(largest)
+
+    @property
     def needed(self) -> float:
-        """Bytes the images to draw of a measured size and the erasures to make would
-        take."""
-        return self.images_needed + sum(self.edit_bytes)
+        """Bytes the images to draw of a measured size, the erasures to make and their
+        trainings' checkpoints would take."""
+        return self.images_needed + sum(self.edit_bytes) + self.checkpoints_needed
 
     @property
     def unpriced(self) -> int:
@@ -66,12 +82,17 @@ class CacheSpace:
     def line(self) -> str:
         """``5,000 images to draw, about 1.6 GB for 4,000 of them (512x512: 410.0 kB each,
         the mean of 1,000 cached; 256x256: none cached yet to size them by); 12 erasures
-        to make, about 39.0 GB; 120.0 GB free on its disk``."""
+        to make, about 39.0 GB, and their trainings' checkpoints up to 19.6 GB while they
+        are made; 120.0 GB free on its disk``."""
         after_images = f"{decimal(self.free)} free on its disk"  # erasures, then the room
         if self.edit_bytes:
             count = len(self.edit_bytes)
+            checkpoints = self.checkpoints_needed
+            their = "its training's checkpoint" if count == 1 else "their trainings' checkpoints"
+            during = (f", and {their} up to {decimal(checkpoints)} while "
+                      f"{'it is' if count == 1 else 'they are'} made" if checkpoints else "")
             after_images = (f"{count:,} erasure{'s' if count > 1 else ''} to make, about "
-                            f"{decimal(sum(self.edit_bytes))}; {after_images}")
+                            f"{decimal(sum(self.edit_bytes))}{during}; {after_images}")
         drawn = sum(self.to_draw.values())
         if not drawn:
             return f"no images to draw; {after_images}"
@@ -122,15 +143,17 @@ def free_bytes(path: Path) -> int:
 
 
 def cache_space(images_root: Path, to_draw: Mapping[tuple[int, int], int],
-                sample: int = SAMPLE, edit_bytes: Sequence[int] = ()) -> CacheSpace:
+                sample: int = SAMPLE, edit_bytes: Sequence[int] = (),
+                checkpoint_bytes: Sequence[int] = (), processes: int = 1) -> CacheSpace:
     """What ``to_draw`` (images per (height, width)) would take in the image cache at
     ``images_root``, at the mean size of its PNGs of each size, and the erasures still to
-    make (``edit_bytes``, about each edit's) beside it."""
+    make (``edit_bytes``, about each edit's; ``checkpoint_bytes``, about each one's
+    training checkpoint, made by ``processes`` at a time) beside it."""
     measured = png_sizes(images_root, sample)
     return CacheSpace(to_draw,
                       {size: sum(files) / len(files) for size, files in measured.items()},
                       {size: len(files) for size, files in measured.items()},
-                      free_bytes(images_root), edit_bytes)
+                      free_bytes(images_root), edit_bytes, checkpoint_bytes, processes)
 
 
 @dataclass
@@ -142,6 +165,7 @@ class CacheRoom:
     is sized after its first unit instead of never."""
 
     root: Path
+    processes: int = 1  # the run's, each training an erasure at a time
     watching: bool = True
 
     def note(self, space: CacheSpace) -> CacheSpace | None:
@@ -153,12 +177,14 @@ class CacheRoom:
             self.watching = False
         return space if space.short_of_room() else None
 
-    def look(self, to_draw: Mapping[tuple[int, int], int],
-             edit_bytes: Sequence[int] = ()) -> CacheSpace | None:
+    def look(self, to_draw: Mapping[tuple[int, int], int], edit_bytes: Sequence[int] = (),
+             checkpoint_bytes: Sequence[int] = ()) -> CacheSpace | None:
         """:meth:`note` of the space ``to_draw`` (images per (height, width)) and the
-        erasures still to make would take, measured now; None without a look once the
-        watch has ended, or where this process does not see the cache (a Ray driver on
-        another file system than its actors)."""
+        erasures still to make (their edits' and checkpoints' bytes) would take, measured
+        now; None without a look once the watch has ended, or where this process does not
+        see the cache (a Ray driver on another file system than its actors)."""
         if not self.watching or not self.root.is_dir():
             return None
-        return self.note(cache_space(self.root, to_draw, edit_bytes=edit_bytes))
+        return self.note(cache_space(self.root, to_draw, edit_bytes=edit_bytes,
+                                     checkpoint_bytes=checkpoint_bytes,
+                                     processes=self.processes))

@@ -20,7 +20,8 @@ Entries are counted, not checked (a checksum would read every PNG: a full reprod
 writes hundreds of thousands); a run checks each before it uses it and makes a damaged
 one again. What the images still to draw and the erasures still to make will take on
 disk is ``erasebench.cache_space``'s to say; an erasure is sized here, with its base model
-loaded, by the parameters its eraser may change.
+loaded, by the parameters its eraser may change (its edit, and its training's checkpoint
+while it is made).
 """
 
 from __future__ import annotations
@@ -62,8 +63,10 @@ class CachedWork:
     # run id -> the (height, width) of the unit's images (erasebench.cache_space)
     size_of: dict[str, tuple[int, int]] = field(default_factory=dict)
     # erasure not held -> about the bytes its edit file takes (edit_size): ESD-u's 3.3 GB
-    # on SD v1.4, UCE's 77 MB
+    # on SD v1.4, UCE's 77 MB; and its training's checkpoint while it is made
+    # (checkpoint_size): ESD-u's 9.8 GB, 0 for an eraser that keeps none
     edit_bytes: dict[Erasure, int] = field(default_factory=dict)
+    checkpoint_bytes: dict[Erasure, int] = field(default_factory=dict)
 
     def by_size(self, draws: Mapping[str, int]) -> dict[tuple[int, int], int]:
         """Images to draw per (height, width), of ``draws`` (run id -> images to draw)."""
@@ -116,6 +119,28 @@ def edit_size(eraser: Any, model: Any) -> int:
                           for name, parameter in model.named_parameters() if name in editable)
 
 
+# A training checkpoint's bytes beyond its tensors' data, as measured on the tiny and
+# miniature models: per trained parameter, its tensors' header entries and state tree (the
+# weight, Adam's two moments and step: 500 bytes); for the whole, the generators' states
+# and a concept search's (6 to 17 kB), and the losses (20 bytes a step done). Next to
+# SD's 0.5 to 9.8 GB of weights and moments, neither counts.
+CHECKPOINT_PER_PARAMETER, CHECKPOINT_FIXED = 512, 16 * 1024
+
+
+def checkpoint_size(eraser: Any, model: Any) -> int:
+    """About the bytes of the checkpoint ``eraser``'s training keeps while it erases from
+    ``model`` (``erasebench.training_checkpoints``): each parameter it may change and
+    Adam's two moments of it; 0 for an eraser that keeps none
+    (``Eraser.checkpoints_training``)."""
+    if not eraser.checkpoints_training:
+        return 0
+    editable = set(eraser.editable_parameters(model))
+    return CHECKPOINT_FIXED + sum(3 * parameter.numel() * parameter.element_size()
+                                  + CHECKPOINT_PER_PARAMETER
+                                  for name, parameter in model.named_parameters()
+                                  if name in editable)
+
+
 def cached_work(units: Sequence[Any], runner: Any,
                 prompts_of: PromptMemo | None = None) -> CachedWork:
     """What of ``units`` (``runner.WorkUnit``) the caches of ``runner`` (a ``Runner``,
@@ -138,6 +163,7 @@ def cached_work(units: Sequence[Any], runner: Any,
                 work.erasures_held.add(erasure)
             elif erasure not in work.edit_bytes:
                 work.edit_bytes[erasure] = edit_size(unit.eraser, model)
+                work.checkpoint_bytes[erasure] = checkpoint_size(unit.eraser, model)
                 if CheckpointPlace(runner.checkpoints_stem(unit, model)).files():
                     work.erasures_begun.add(erasure)
         generator = Generator(model, spec.generation, batch_size=1, progress=False)
@@ -171,4 +197,5 @@ def look_in_caches(units: Sequence[Any], runner: Any,
     ``--dry-run --check-cache``."""
     work = cached_work(units, runner, prompts_of)
     return work, cache_space(runner.images.root, work.to_draw_by_size,
-                             edit_bytes=list(work.edit_bytes.values()))
+                             edit_bytes=list(work.edit_bytes.values()),
+                             checkpoint_bytes=list(work.checkpoint_bytes.values()))

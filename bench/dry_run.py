@@ -5,6 +5,7 @@ units recorded before (or, none of them yet, of the folder's units of the same t
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +51,7 @@ def print_plan(console: Console, units: Any, todo: Any, records: Any, processes:
                       markup=False)
     if held is not None:
         console.print(f"  in the caches: {held.held_line()}", markup=False)
+        space = dataclasses.replace(space, processes=processes)  # a checkpoint apiece
         console.print(f"  cache space: {space.line()}", markup=False)
     if todo:
         console.print(time_left_line(units, records, processes, workload, held, helping,

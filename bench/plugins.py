@@ -78,6 +78,10 @@ class Eraser:
     # False for an eraser whose edit is always empty (the original model): its images are
     # the base model's, one set for every request (counted so by erasebench.workload).
     makes_edits: ClassVar[bool] = True
+    # True for an eraser whose training checkpoints (``baselines.common.train_loop`` with a
+    # ``TrainingState``): a run prices the checkpoints on the cache's disk
+    # (``erasebench.cache_space``), and the contract suite holds the eraser to its word.
+    checkpoints_training: ClassVar[bool] = False
     Config: ClassVar[type[PluginConfig]] = PluginConfig
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
 

@@ -5,6 +5,7 @@ still has to make may not fit on the cache's disk (``erasebench.cache_space``)."
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,7 +46,7 @@ class RunConsole:
 
     def __post_init__(self) -> None:
         self.last = self.clock()
-        self.room = CacheRoom(self.images_root)
+        self.room = CacheRoom(self.images_root, self.processes)
 
     def unit_ended(self, unit: Any, status: str) -> None:
         """``runner.Runner.on_unit``: a line for a unit this process ran (``done``), or,
@@ -126,19 +127,24 @@ class RunConsole:
         room for what the unfinished units still draw and make, while the watch goes on."""
         if self.progress is None or self.cached is None or not self.room.watching:
             return
+        made = self.progress.made
         edits_left = [size for erasure, size in self.cached.edit_bytes.items()
-                      if erasure not in self.progress.made]
+                      if erasure not in made]
+        checkpoints_left = [size for erasure, size in self.cached.checkpoint_bytes.items()
+                            if erasure not in made]
         self._warn_of(self.room.look(self.cached.by_size(self.progress.draws_left()),
-                                     edits_left))
+                                     edits_left, checkpoints_left))
 
     def start_from_caches(self, cached: CachedWork, space: CacheSpace,
                           device: str | None = None) -> None:
         """At the run's start, what the caches hold (``erasebench.cached_work``), counted
-        in the time left and said, and ``space``, what the images to draw would take. On
+        in the time left and said, and ``space``, what the images to draw and the erasures
+        to make would take (their checkpoints as this run's processes train them). On
         Ray, ``device`` is the one the actor that looked runs units on: the pace of the
         units recorded on it before (``RunProgress.learn_pace_on``) sets the time left."""
         if self.progress is None:
             return
+        space = dataclasses.replace(space, processes=self.processes)
         self.cached = cached
         self.progress.count_cached(cached)
         if device is not None:

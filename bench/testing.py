@@ -5,6 +5,7 @@ and helpers that check an eraser against the contract every in-tree one passes.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from erasebench.plugins import (
 )
 from erasebench.registry import register_eraser, register_task
 from erasebench.specs import ErasureRequest, GenerationSpec, PromptSpec
+from erasebench.training_checkpoints import CheckpointPlace, checkpointing
 
 __all__ = ["CONTRACT_PRESET", "MockEraser", "MockTask", "check_eraser_contract",
            "contract_eraser", "tiny_model", "write_random_scorer_weights"]
@@ -161,11 +163,21 @@ def check_eraser_contract(eraser: Eraser, model: DiffusionModel,
     """Runs ``eraser`` and asserts the contract; returns the edit for further checks.
 
     The model is left unchanged, every changed parameter is one the eraser declares,
-    and the edit applies and removes cleanly.
+    the edit applies and removes cleanly, and its training saves checkpoints exactly when
+    it says so (``Eraser.checkpoints_training``).
     """
     before = snapshot(model)
     fingerprint = model.fingerprint
-    edit = eraser.erase(model, request)
+    with tempfile.TemporaryDirectory() as folder:
+        place = CheckpointPlace(Path(folder) / "erasure", every=0.0)  # a save at every step
+        with checkpointing(place):
+            edit = eraser.erase(model, request)
+        saved = bool(place.files())
+    assert saved == eraser.checkpoints_training, (
+        f"{eraser.name}'s training saved checkpoints but it does not set "
+        "checkpoints_training = True (a run would not price them on the cache's disk)"
+        if saved else f"{eraser.name} sets checkpoints_training but its training saved no "
+        "checkpoint (does its train_loop declare its state=TrainingState(...)?)")
     after = snapshot(model)
     assert all(torch.equal(before[n], after[n]) for n in before), "erase() changed the model"
     allowed = set(eraser.editable_parameters(model))

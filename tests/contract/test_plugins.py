@@ -85,3 +85,17 @@ def test_the_contract_holds_an_eraser_that_makes_no_edits_to_its_word(tiny):
     with pytest.raises(AssertionError, match="says it makes no edits"):
         check_eraser_contract(ClaimsNoEdits(), tiny, REQUEST)
     check_eraser_contract(ERASERS.get("sd")(), tiny, REQUEST)
+
+
+def test_the_contract_holds_an_eraser_to_its_word_on_checkpoints(tiny):
+    # A run prices the checkpoints of those that say they keep them (erasebench.cache_space).
+    class ClaimsCheckpoints(ERASERS.get("mock")):
+        checkpoints_training = True
+
+    class KeepsThemQuiet(ERASERS.get("esd_x")):
+        checkpoints_training = False
+
+    with pytest.raises(AssertionError, match="sets checkpoints_training but its training"):
+        check_eraser_contract(ClaimsCheckpoints(), tiny, REQUEST)
+    with pytest.raises(AssertionError, match="does not set checkpoints_training = True"):
+        check_eraser_contract(KeepsThemQuiet(preset="tiny"), tiny, REQUEST)

@@ -1177,6 +1177,29 @@ def test_dry_run_counts_what_the_caches_hold(tmp_path, capsys):
     assert "--check-cache goes with --dry-run" in capsys.readouterr().err
 
 
+def test_dry_run_prices_the_training_checkpoints_one_per_process(tmp_path, capsys, tiny):
+    # ESD-u's and ESD-x's trainings keep checkpoints until their edits are saved, twice the
+    # file while it is rewritten; the mock eraser's keeps none. One process trains one
+    # erasure at a time: on 1 process ESD-u's is the most there is at once, on 2 both.
+    from rich.filesize import decimal
+
+    from erasebench.cached_work import checkpoint_size
+
+    esd_u, esd_x = (checkpoint_size(ERASERS.get(name)(preset="tiny"), tiny)
+                    for name in ("esd_u", "esd_x"))
+    assert esd_u > 10 * esd_x > 0 and checkpoint_size(ERASERS.get("mock")(), tiny) == 0
+    for workers, expected in (("1", 2 * esd_u), ("2", 2 * (esd_u + esd_x))):
+        assert main(["run", "--erasers", "esd_x,esd_u,mock", "--model", "tiny", "--tasks",
+                     "mock", "--steps", "2", "--workers", workers, "--results",
+                     str(tmp_path / "results"), "--cache", str(tmp_path / "cache"),
+                     "--dry-run", "--check-cache"]) == 0
+        (line,) = [line for line in capsys.readouterr().out.splitlines()
+                   if line.startswith("  cache space: ")]
+        assert "; 3 erasures to make, about " in line
+        assert (f", and their trainings' checkpoints up to {decimal(expected)} while they "
+                "are made; ") in line, line
+
+
 def test_a_run_warns_when_the_images_to_draw_may_not_fit_on_the_cache_disk(
         tmp_path, capsys, monkeypatch):
     from erasebench import cache_space

@@ -44,6 +44,32 @@ def test_images_to_draw_are_sized_by_the_cached_pngs_of_their_size(tmp_path, mon
         "no images to draw; 1 erasure to make, about 4.0 kB; 10.0 kB free on its disk")
 
 
+def test_training_checkpoints_are_priced_twice_for_the_largest_one_per_process(
+        tmp_path, monkeypatch):
+    # Each process trains one erasure at a time, its checkpoint there twice while it is
+    # rewritten: with 2 processes the 3,000 and 2,000 bytes ones, 10,000 in all.
+    monkeypatch.setattr(space_module, "free_bytes", lambda path: 10_000)
+    edits, checkpoints = [4_000, 1_000, 500], [3_000, 0, 2_000]  # the second keeps none
+    for processes, expected in ((1, 6_000), (2, 10_000), (8, 10_000)):
+        space = cache_space(tmp_path, {}, edit_bytes=edits, checkpoint_bytes=checkpoints,
+                            processes=processes)
+        assert space.checkpoints_needed == expected
+        assert space.needed == 5_500 + expected
+    assert space.short_of_room()  # 15,500 bytes against 10,000
+    assert space.line() == (
+        "no images to draw; 3 erasures to make, about 5.5 kB, and their trainings' "
+        "checkpoints up to 10.0 kB while they are made; 10.0 kB free on its disk")
+    one = cache_space(tmp_path, {}, edit_bytes=[4_000], checkpoint_bytes=[3_000])
+    assert one.line() == ("no images to draw; 1 erasure to make, about 4.0 kB, and its "
+                          "training's checkpoint up to 6.0 kB while it is made; 10.0 kB free "
+                          "on its disk")
+    untrained = cache_space(tmp_path, {}, edit_bytes=[4_000], checkpoint_bytes=[0])
+    assert untrained.needed == 4_000 and "checkpoint" not in untrained.line()
+    room = CacheRoom(tmp_path, processes=2)
+    space = room.look({}, edits, checkpoints)
+    assert space is not None and space.checkpoints_needed == 10_000
+
+
 def test_an_empty_or_missing_cache_sizes_nothing_and_its_disk_is_found(tmp_path):
     missing = tmp_path / "not" / "yet" / "images"
     assert png_sizes(missing) == {}

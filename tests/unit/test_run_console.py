@@ -64,3 +64,25 @@ def test_a_unit_recorded_before_the_run_is_not_told_one_recorded_since_is(tmp_pa
     lines.unit_ended(_unit("b"), "skipped")  # another `erasebench run` recorded it meanwhile
     assert out.getvalue().splitlines() == [
         "  [skipped] sd x mock [b]  (b): recorded by another run since this one started"]
+
+
+def test_the_start_prices_a_checkpoint_per_process_of_the_run(tmp_path, monkeypatch):
+    # The caches are looked in by one process (or a Ray actor) that knows nothing of the
+    # others: the run's line prices a training checkpoint for each of its processes.
+    from erasebench import cache_space as space_module
+    from erasebench.cached_work import CachedWork
+
+    monkeypatch.setattr(space_module, "free_bytes", lambda path: 20_000)
+    progress = SimpleNamespace(count_cached=lambda cached: None, start_line=lambda: "",
+                               images_to_draw=0)
+    space = space_module.cache_space(tmp_path, {}, edit_bytes=[1_000, 1_000],
+                                     checkpoint_bytes=[6_000, 5_000])
+    assert not space.short_of_room()  # as looked: 1,000 x 2 + 6,000 x 2 in 20,000 bytes
+    for processes, warned in ((1, False), (2, True)):  # 2,000 + 22,000 do not fit
+        errors = io.StringIO()
+        lines = RunConsole(Console(file=io.StringIO(), width=200),
+                           Console(file=errors, width=400), {}.get, tmp_path, progress,
+                           processes=processes)
+        lines.start_from_caches(CachedWork(), space)
+        assert ("their trainings' checkpoints up to 22.0 kB while they are made"
+                in errors.getvalue()) == warned, errors.getvalue()
