@@ -26,9 +26,14 @@ while it is made).
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from rich.filesize import decimal
 
 from erasebench.cache_space import CacheSpace, cache_space
 from erasebench.edits import EditedModel
@@ -53,6 +58,10 @@ class CachedWork:
     erasures_held: set[Erasure] = field(default_factory=set)
     # erasures not held whose training left checkpoints to resume from
     erasures_begun: set[Erasure] = field(default_factory=set)
+    # files in the edit cache's training folder that no erasure of the units resumes from,
+    # with their bytes: another run's trainings, one whose settings changed since, an
+    # erasure made by a process killed before it removed them, a checkpoint half-written
+    checkpoints_elsewhere: dict[Path, int] = field(default_factory=dict)
     # run id -> the unit's images that neither the image cache nor a unit before it holds
     # or asks for: those it draws when the units run in order
     to_draw: dict[str, int] = field(default_factory=dict)
@@ -80,6 +89,18 @@ class CachedWork:
     def to_draw_by_size(self) -> dict[tuple[int, int], int]:
         return self.by_size({run_id: count + self.references_to_draw.get(run_id, 0)
                              for run_id, count in self.to_draw.items()})
+
+    def elsewhere_line(self) -> str | None:
+        """``2 files, 9.9 GB, in /cache/edits/training that no erasure of these units
+        resumes from (...)``; None where there are none."""
+        if not self.checkpoints_elsewhere:
+            return None
+        count, first = len(self.checkpoints_elsewhere), next(iter(self.checkpoints_elsewhere))
+        return (f"{count:,} file{'s' if count > 1 else ''}, "
+                f"{decimal(sum(self.checkpoints_elsewhere.values()))}, in {first.parent} that "
+                "no erasure of these units resumes from (another run's trainings, or left by "
+                "settings changed since or by a process killed); remove them once no run "
+                "trains from them")
 
     def held_line(self) -> str:
         """``4,100 of the 15,429 distinct images of the units to do, 40 of their 88
@@ -152,6 +173,7 @@ def cached_work(units: Sequence[Any], runner: Any,
     # model, a held edit), else what makes them (an erasure not made yet); and those of the
     # original model its scoring compares with.
     images_of: list[tuple[str, tuple[int, int], set[Hashable], set[Hashable]]] = []
+    resumable: set[Path] = set()  # the checkpoints of the erasures begun
     for unit in units:
         spec, model = unit.spec, runner.model(unit.spec.model)
         prompts = prompts_of_unit(unit, prompts_of)
@@ -164,8 +186,10 @@ def cached_work(units: Sequence[Any], runner: Any,
             elif erasure not in work.edit_bytes:
                 work.edit_bytes[erasure] = edit_size(unit.eraser, model)
                 work.checkpoint_bytes[erasure] = checkpoint_size(unit.eraser, model)
-                if CheckpointPlace(runner.checkpoints_stem(unit, model)).files():
+                begun = CheckpointPlace(runner.checkpoints_stem(unit, model)).files()
+                if begun:
                     work.erasures_begun.add(erasure)
+                    resumable.update(begun)
         generator = Generator(model, spec.generation, batch_size=1, progress=False)
         images = (image_identities(spec, prompts, makes_edits=True) if fingerprint is None
                   else set(generator.keys(prompts, fingerprint)))
@@ -185,6 +209,12 @@ def cached_work(units: Sequence[Any], runner: Any,
         work.references_to_draw[run_id] = len(new_references - held)
         work.size_of[run_id] = size
     work.images, work.images_held = len(seen), len(held)
+    if runner.checkpoints_dir.is_dir():
+        for entry in os.scandir(runner.checkpoints_dir):
+            path = Path(entry.path)
+            with contextlib.suppress(FileNotFoundError):  # removed as we look
+                if entry.is_file() and path not in resumable:
+                    work.checkpoints_elsewhere[path] = entry.stat().st_size
     return work
 
 

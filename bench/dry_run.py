@@ -51,6 +51,8 @@ def print_plan(console: Console, units: Any, todo: Any, records: Any, processes:
                       markup=False)
     if held is not None:
         console.print(f"  in the caches: {held.held_line()}", markup=False)
+        if (elsewhere := held.elsewhere_line()) is not None:
+            console.print(f"  training checkpoints: {elsewhere}", markup=False)
         space = dataclasses.replace(space, processes=processes)  # a checkpoint apiece
         console.print(f"  cache space: {space.line()}", markup=False)
     if todo:

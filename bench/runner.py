@@ -311,11 +311,15 @@ class Runner:
         key = edit_key(unit.spec.eraser, unit.spec.request, model.fingerprint)
         return self.cache_dir / "edits" / f"{unit.eraser.name}-{key}.safetensors"
 
+    @property
+    def checkpoints_dir(self) -> Path:
+        """The edit cache's folder of training checkpoints (:meth:`checkpoints_stem`)."""
+        return self.cache_dir / "edits" / "training"
+
     def checkpoints_stem(self, unit: WorkUnit, model: DiffusionModel) -> Path:
         """Where the training of the unit's edit of ``model`` keeps its checkpoints (files
         named from it: :class:`erasebench.training_checkpoints.CheckpointPlace`)."""
-        path = self.edit_path(unit, model)
-        return path.parent / "training" / path.stem
+        return self.checkpoints_dir / self.edit_path(unit, model).stem
 
     def edit(self, unit: WorkUnit, model: DiffusionModel) -> tuple[EditedModel, bool]:
         """The eraser's edit, from the cache when an identical one was made before, and

@@ -61,3 +61,28 @@ def test_an_image_is_drawn_by_the_first_unit_that_asks_for_it(tmp_path):
     Runner(tmp_path / "other", tmp_path / "cache", progress=False).run([two])
     assert cached_work(units, runner).to_draw == {two.run_id: 0, three.run_id: 2}
     assert cached_work([three], runner).to_draw == {three.run_id: 2}
+
+
+def test_checkpoints_no_erasure_of_the_plan_resumes_from_are_counted_apart(tmp_path):
+    from erasebench.training_checkpoints import CheckpointPlace
+
+    (unit,) = plan([ERASERS.get("esd_x")(preset="tiny")], [MockTask()], ModelSpec(id="tiny"),
+                   {"steps": 2})
+    runner = Runner(tmp_path / "results", tmp_path / "cache", progress=False)
+    assert cached_work([unit], runner).elsewhere_line() is None  # no training folder yet
+    own = CheckpointPlace(runner.checkpoints_stem(unit, runner.model(unit.spec.model)))
+    own.next_loop().parent.mkdir(parents=True)
+    own.next_loop().write_bytes(b"x" * 1_000)  # the plan's erasure, begun
+    assert cached_work([unit], runner).elsewhere_line() is None
+    # Another configuration's, stopped; and the temp file of a write killed half-way.
+    other = runner.checkpoints_dir / "esd_x-0123456789abcdef.loop-0.safetensors"
+    other.write_bytes(b"x" * 2_000_000)
+    half = runner.checkpoints_dir / ".esd_x-0123456789abcdef.loop-0.safetensors.k3j2.tmp"
+    half.write_bytes(b"x" * 500_000)
+    work = cached_work([unit], runner)
+    assert work.erasures_begun == {erasure_of(unit)}
+    assert work.checkpoints_elsewhere == {other: 2_000_000, half: 500_000}
+    assert work.elsewhere_line() == (
+        f"2 files, 2.5 MB, in {runner.checkpoints_dir} that no erasure of these units "
+        "resumes from (another run's trainings, or left by settings changed since or by a "
+        "process killed); remove them once no run trains from them")

@@ -37,8 +37,15 @@ def test_a_run_killed_during_training_resumes_it_from_its_checkpoint(tmp_path, c
     assert len(list(training.glob("esd_x-*.loop-0.safetensors"))) == 1
 
     assert main(_args(tmp_path, "--dry-run", "--check-cache")) == 0
-    assert "0 of their 1 erasures, 1 more begun (its training resumes from a checkpoint)" in (
-        capsys.readouterr().out)
+    said = capsys.readouterr().out
+    assert "0 of their 1 erasures, 1 more begun (its training resumes from a checkpoint)" in said
+    assert "training checkpoints:" not in said
+    # Planned with another learning rate, the checkpoint is no erasure's to resume from.
+    assert main(_args(tmp_path, "--eraser-config", "lr=2e-5", "--dry-run", "--check-cache")) == 0
+    said = capsys.readouterr().out
+    assert "more begun" not in said
+    assert "  training checkpoints: 1 file, " in said and (
+        f"in {training} that no erasure of these units resumes from") in said
     assert main(_args(tmp_path)) == 0
     said = capsys.readouterr().out
     assert "esd_x training: resumed at step 5 of 6 from its checkpoint" in said
