@@ -44,7 +44,7 @@ import socket
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -90,7 +90,7 @@ class UnitWorker:
     :func:`code_identity`, which must be the actor's, before it runs a unit."""
 
     def __init__(self, settings: dict[str, Any], driver_mark: str | None = None,
-                 driver_code: str | None = None) -> None:
+                 driver_code: str | None = None, told: Any = None) -> None:
         from erasebench import workers
         from erasebench.runner import Runner
 
@@ -98,6 +98,15 @@ class UnitWorker:
         workers.use_cpu_threads(self.runner.device)
         self.driver_mark, self.driver_code = driver_mark, driver_code
         self.checked = False  # against the driver, before the first unit
+        self.told = told
+        if told is not None:
+            self.runner.on_training = self._tell_training
+
+    def _tell_training(self, unit: WorkUnit, text: str) -> None:
+        """``Runner.on_training`` on an actor: what a unit's training did with its
+        checkpoint, for the driver to say (``ray.util.queue.Queue`` ``told``)."""
+        with contextlib.suppress(Exception):  # the driver gone, its queue with it: nobody to tell
+            self.told.put_nowait((unit.run_id, text))
 
     def run(self, payload: str, lock_wait: float = 0.0) -> tuple[str, str]:
         """(run id, status) of the unit ``payload`` names, run here; out of device memory,
@@ -276,6 +285,8 @@ def connect(address: str | None = None, workers: int | None = None,
     return ray.cluster_resources()
 
 
+# Seconds between the driver's looks at what the actors' trainings told (run_on_ray).
+TOLD_EVERY_SECONDS = 1.0
 # A unit whose actor dies (its node lost, its process killed) runs again on a new actor, up
 # to this many tries in all; one whose actors keep dying stops the run with its name.
 TRIES_PER_UNIT = 3
@@ -294,8 +305,8 @@ def run_on_ray(units: Sequence[WorkUnit], settings: dict[str, Any], workers: int
                on_lost: Callable[[WorkUnit, str, int], None] | None = None,
                on_help: Callable[[WorkUnit, int], None] | None = None,
                help_others: bool = True,
-               on_out_of_memory: Callable[[WorkUnit, OutOfDeviceMemory], None] | None = None
-               ) -> RunSummary:
+               on_out_of_memory: Callable[[WorkUnit, OutOfDeviceMemory], None] | None = None,
+               on_training: Callable[[WorkUnit, str], None] | None = None) -> RunSummary:
     """Runs ``units`` on ``workers`` Ray actors of the cluster :func:`connect` joined;
     ``settings`` are the Runner's fields (results_dir, cache_dir, device, batch_size,
     show_unsafe, compile, checkpoint_every). ``on_unit`` hears of each unit as it ends,
@@ -307,7 +318,8 @@ def run_on_ray(units: Sequence[WorkUnit], settings: dict[str, Any], workers: int
     summary's ``helped``), and ``on_help`` hears how many, per unit, as each actor ends.
     A unit that runs out of its actor's device memory is left undone and the others go
     on, as in a local run (the summary's ``out_of_memory``; ``on_out_of_memory`` hears
-    why)."""
+    why). ``on_training`` hears, as it happens, what a unit's erasure did with its
+    training's checkpoint on its actor (``Runner.on_training``: resumed from one)."""
     import ray
 
     # Folders as absolute paths: an actor's working folder is its node's, not the driver's.
@@ -317,7 +329,28 @@ def run_on_ray(units: Sequence[WorkUnit], settings: dict[str, Any], workers: int
     actor = ray.remote(num_gpus=1 if gpu else 0, num_cpus=0 if gpu else 1)(UnitWorker)
     mark = _leave_mark(Path(settings["results_dir"]))
     code = code_identity()
-    idle: list[Any] = [actor.remote(settings, mark.name, code) for _ in range(workers)]
+    # The actors' training lines reach the driver through a queue, an actor asking for no
+    # CPU (so that it never waits for one the units' actors hold); the driver looks in it
+    # every second.
+    told = None
+    if on_training is not None:
+        from ray.util.queue import Queue
+
+        told = Queue(actor_options={"num_cpus": 0})
+
+    def new_actor() -> Any:
+        return actor.remote(settings, mark.name, code, told)
+
+    def say_training() -> None:
+        if told is None or on_training is None:
+            return
+        with _stops_as_themselves():
+            count = told.qsize()
+            said = told.get_nowait_batch(count) if count else []
+        for run_id, text in said:
+            on_training(by_id[run_id], text)
+
+    idle: list[Any] = [new_actor() for _ in range(workers)]
     by_id = {unit.run_id: unit for unit in units}
     payloads = {run_id: unit.spec.model_dump_json() for run_id, unit in by_id.items()}
     # Asked first, so the first actor looks before it takes a unit; the others start theirs,
@@ -348,8 +381,12 @@ def run_on_ray(units: Sequence[WorkUnit], settings: dict[str, Any], workers: int
     try:
         while running or helping or looked is not None:
             # The look is waited for with the units, so that actors done meanwhile get more.
-            [task] = _first_done([*running, *helping,
-                                  *([] if looked is None else [looked])])
+            done = _first_done([*running, *helping, *([] if looked is None else [looked])],
+                               timeout=None if told is None else TOLD_EVERY_SECONDS)
+            say_training()  # before the end of the unit that trained
+            if not done:
+                continue
+            [task] = done
             if task == looked:
                 looked = None
                 with contextlib.suppress(ray.exceptions.RayActorError):  # its unit says why
@@ -364,7 +401,7 @@ def run_on_ray(units: Sequence[WorkUnit], settings: dict[str, Any], workers: int
                         if on_help is not None:
                             on_help(by_id[run_id], drawn)
                 except ray.exceptions.RayActorError:  # its images are drawn by the others
-                    worker = actor.remote(settings, mark.name, code)
+                    worker = new_actor()
                 rested.append(worker)
                 hand_out()
                 continue
@@ -377,7 +414,7 @@ def run_on_ray(units: Sequence[WorkUnit], settings: dict[str, Any], workers: int
                 if on_lost is not None:
                     on_lost(by_id[run_id], why, tries[run_id] + 1)
                 waiting.appendleft(run_id)
-                worker = actor.remote(settings, mark.name, code)  # in the dead one's place
+                worker = new_actor()  # in the dead one's place
             except ray.exceptions.RayTaskError as error:
                 short = getattr(error, "cause", None)
                 if not isinstance(short, OutOfDeviceMemory):
@@ -395,6 +432,8 @@ def run_on_ray(units: Sequence[WorkUnit], settings: dict[str, Any], workers: int
         raise as_raised_here(error) from None
     finally:
         mark.unlink(missing_ok=True)
+        if told is not None:
+            told.shutdown()
     return summary
 
 
@@ -407,14 +446,23 @@ def _leave_mark(results_dir: Path) -> Path:
     return mark
 
 
-def _first_done(tasks: list[Any]) -> list[Any]:
-    """The first of ``tasks`` (Ray object refs) to finish, in a list of one (``ray.wait``).
-    :class:`~erasebench.stopping.Stopped` (SIGTERM, Ctrl-C), raised in Ray's wait by the
-    handler, comes out of it as a SystemError around it: it is raised as itself."""
+def _first_done(tasks: list[Any], timeout: float | None = None) -> list[Any]:
+    """The first of ``tasks`` (Ray object refs) to finish, in a list of one (``ray.wait``),
+    or none after ``timeout`` seconds; a stop signal's :class:`~erasebench.stopping.
+    Stopped` comes out as itself (:func:`_stops_as_themselves`)."""
     import ray
 
+    with _stops_as_themselves():
+        return ray.wait(tasks, num_returns=1, timeout=timeout)[0]
+
+
+@contextlib.contextmanager
+def _stops_as_themselves() -> Iterator[None]:
+    """Within the block (a call into Ray that waits), :class:`~erasebench.stopping.Stopped`
+    raised by the signal handler, which comes out of Ray as a SystemError around it, is
+    raised as itself."""
     try:
-        return ray.wait(tasks, num_returns=1)[0]
+        yield
     except SystemError as error:
         if isinstance(error.__context__, Stopped):
             raise error.__context__ from None

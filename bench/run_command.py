@@ -232,7 +232,7 @@ def _run_on_ray(todo: list[WorkUnit], runner: Runner, settings: RunSettings,
                       "checkpoint_every": runner.checkpoint_every}
     return run_on_ray(todo, actor_settings, where.count, lines.unit_ended,
                       lines.start_from_caches, lines.unit_lost, lines.unit_helped,
-                      runner.help_others, lines.unit_out_of_memory)
+                      runner.help_others, lines.unit_out_of_memory, lines.unit_training)
 
 
 def _run_here(units: list[WorkUnit], todo: list[WorkUnit], runner: Runner,

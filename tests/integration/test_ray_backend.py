@@ -408,3 +408,30 @@ def test_a_dry_run_on_a_cluster_prices_the_units_on_its_actors(tmp_path, capsys,
     monkeypatch.delenv("RAY_ADDRESS")  # no cluster to count: this machine's processes
     assert main([*more, "--workers", "2"]) == 0
     assert " on 2 processes, " in capsys.readouterr().out.splitlines()[-1]
+
+
+def test_a_training_resumed_on_an_actor_is_told_by_the_driver(tmp_path, capsys):
+    # A local run killed in the middle of ESD-x's training left its checkpoint; the Ray
+    # run's actor resumes it, and the driver says so as the local run's process would.
+    import os
+
+    from cli_processes import exit_code, start_cli
+
+    args = ["run", "--model", "tiny", "--erasers", "esd_x", "--tasks", "mock",
+            "--task-config", "images_per_concept=2", "--steps", "3", "--batch-size", "2",
+            "--eraser-config", "iterations=6", "--results", str(tmp_path / "results"),
+            "--cache", str(tmp_path / "cache"), "--no-report"]
+    log = tmp_path / "killed.log"
+    killed = start_cli([*args, "--workers", "1", "--checkpoint-every", "0"], log,
+                       {**os.environ, ENVIRONMENT_VARIABLE: "train.step:4"})
+    assert exit_code(killed) == -9, log.read_text()[-2000:]
+    capsys.readouterr()
+    try:
+        assert main([*args, "--backend", "ray", "--workers", "1"]) == 0
+    finally:
+        ray.shutdown()
+    out = capsys.readouterr().out
+    (told,) = [line for line in out.splitlines() if "[training]" in line]
+    assert "esd_x x mock" in told
+    assert told.endswith("esd_x training: resumed at step 5 of 6 from its checkpoint")
+    assert out.index("[training]") < out.index("[done]"), "told before its unit's end"
