@@ -10,7 +10,14 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from erasebench.errors import UserError
 from erasebench.io import canonical_json
@@ -43,8 +50,16 @@ class ErasureRequest(Spec):
 
     @field_validator("concepts", "anchors", "preserve")
     @classmethod
-    def _strip(cls, values: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(value.strip() for value in values)
+    def _strip(cls, values: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        stripped = tuple(value.strip() for value in values)
+        if "" in stripped:  # an eraser would erase (map to, keep) the empty prompt
+            # A UserError, not pydantic's ValueError: one line naming the field wherever a
+            # request is made (`erase --concept ""`, a task's option).
+            what = {"concepts": "concept", "anchors": "anchor", "preserve": "concept to "
+                    "preserve"}[info.field_name or "concepts"]
+            raise UserError(f"an empty {what} in the erasure request {list(values)!r}: each "
+                            "must name something")
+        return stripped
 
     def display(self) -> str:
         return self.label or ", ".join(self.concepts) or "(nothing)"

@@ -67,6 +67,12 @@ def test_unknown_eraser_exits_2_with_one_line_listing_the_valid_names(capsys):
     (["run", "--tasks", "mock", "--backend", "slurm"], "valid backends: local, ray"),
     (["report", "--results", "typo", "--out", "board.md"], "results folder 'typo' does not"),
     (["erase", "--eraser", "mock", "--concept", "c", "--out", "e.pt"], "safetensors only"),
+    (["erase", "--eraser", "mock", "--concept", " ", "--out", "e.safetensors"],
+     "an empty concept in the erasure request [' ']: each must name something"),
+    (["erase", "--eraser", "mock", "--concept", "c", "--anchor", "", "--out", "e.safetensors"],
+     "an empty anchor"),
+    (["run", "--tasks", "i2p_nudity", "--task-config", "concept=", "--dry-run"],
+     "an empty concept in the erasure request"),
 ], ids=lambda v: " ".join(v)[:40] if isinstance(v, list) else str(v))
 def test_bad_input_is_one_line_and_exit_2_and_writes_nothing(argv, message, capsys, tmp_path,
                                                              monkeypatch):

@@ -78,3 +78,17 @@ def test_prompt_values_are_checked(bad):
 def test_generation_size_must_be_a_multiple_of_8():
     with pytest.raises(ValidationError):
         GenerationSpec(height=500)
+
+
+@pytest.mark.parametrize(("field", "named"), [
+    ("concepts", "an empty concept"), ("anchors", "an empty anchor"),
+    ("preserve", "an empty concept to preserve"),
+])
+def test_an_empty_concept_anchor_or_preserved_one_is_refused_by_name(field, named):
+    from erasebench.errors import UserError
+
+    values = {"concepts": ("cat",), field: ("dog", "  ")}
+    with pytest.raises(UserError, match=named):
+        ErasureRequest(**values)
+    assert ErasureRequest(concepts=(" cat ",)).concepts == ("cat",)  # trimmed, kept
+    assert ErasureRequest(concepts=()).concepts == ()  # none at all: the original model's
