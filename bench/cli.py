@@ -463,6 +463,8 @@ def erase(
     checkpoint_every: CheckpointOption = DEFAULT_EVERY,
 ) -> None:
     """Erase concepts from a model and save the edit (only the changed weights)."""
+    from rich.filesize import decimal
+
     from erasebench.models import load_model
     from erasebench.runner import edit_key, timed_erase
     from erasebench.specs import ErasureRequest
@@ -494,6 +496,26 @@ def erase(
     console.print(f"wrote {out}: {len(edit.weights)} changed tensors, "
                   f"{sum(t.numel() for t in edit.weights.values()):,} values, made in "
                   f"{edit.seconds:.1f} s on {edit.device}")
+    stray = _other_erasures_checkpoints(out)
+    if stray:
+        console.print(f"note: {len(stray)} file{'s' if len(stray) > 1 else ''} beside {out} "
+                      f"({decimal(sum(path.stat().st_size for path in stray))}: "
+                      f"{', '.join(path.name for path in stray)}) hold the checkpoints of "
+                      "another erasure's training to this --out, stopped with other settings, "
+                      "concepts or model; remove them unless that erase is to resume",
+                      markup=False)
+
+
+def _other_erasures_checkpoints(out: Path) -> list[Path]:
+    """Checkpoint files `erase` left beside ``out`` for erasures other than the one just
+    written (its own are removed): a stopped `erase` run again with other settings never
+    resumes them, and they take space (9.8 GB for ESD-u's on SD) until removed; also the
+    temp files of checkpoints being written when a process was killed."""
+    import glob
+
+    stem = glob.escape(out.stem)
+    return sorted([*out.parent.glob(f".{stem}-*.training.loop-*.safetensors"),
+                   *out.parent.glob(f"..{stem}-*.training.loop-*.safetensors.*.tmp")])
 
 
 @command()

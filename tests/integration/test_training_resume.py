@@ -75,3 +75,23 @@ def test_erase_killed_during_training_resumes_and_writes_the_edit_of_a_whole_one
     assert resumed.digest == whole.digest
     assert sorted(path.name for path in tmp_path.iterdir()) == [
         "edit.safetensors", "killed.log", "whole.safetensors"], "its checkpoints are gone"
+
+
+def test_erase_says_which_checkpoints_beside_its_out_are_another_erasures(tmp_path, capsys):
+    # A stopped erase to the same --out with other settings left these; this one never
+    # resumes them, and they stay (an erase with those settings may yet resume them).
+    out = tmp_path / "edit[1].safetensors"  # glob characters in the name are plain here
+    stray = [tmp_path / ".edit[1]-0123456789abcdef.training.loop-0.safetensors",
+             tmp_path / "..edit[1]-0123456789abcdef.training.loop-1.safetensors.k3j2.tmp"]
+    for path, size in zip(stray, (3_000_000, 500_000), strict=True):
+        path.write_bytes(b"x" * size)
+    (tmp_path / ".other-0123456789abcdef.training.loop-0.safetensors").write_bytes(b"x")
+    assert main(["erase", "-e", "mock", "--concept", "cat", "--model", "tiny", "--out",
+                 str(out)]) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert (f"note: 2 files beside {out} (3.5 MB: {stray[1].name}, {stray[0].name}) hold the "
+            "checkpoints of another erasure's training to this --out") in said
+    assert all(path.exists() for path in stray)
+    assert main(["erase", "-e", "mock", "--concept", "cat", "--model", "tiny", "--out",
+                 str(tmp_path / "clean.safetensors")]) == 0
+    assert "note:" not in capsys.readouterr().out
