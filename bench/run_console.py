@@ -153,6 +153,8 @@ class RunConsole:
         self.out.print(f"  in the caches: {cached.held_line()}; "
                        f"{self.progress.images_to_draw:,} images to draw"
                        + (f"; {pace}" if pace else ""), markup=False)
+        if (elsewhere := cached.elsewhere_line()) is not None:
+            self.out.print(f"  training checkpoints: {elsewhere}", markup=False)
         self._warn_of(self.room.note(space))
 
     def _warn_of(self, space: CacheSpace | None) -> None:

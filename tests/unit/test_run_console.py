@@ -86,3 +86,20 @@ def test_the_start_prices_a_checkpoint_per_process_of_the_run(tmp_path, monkeypa
         lines.start_from_caches(CachedWork(), space)
         assert ("their trainings' checkpoints up to 22.0 kB while they are made"
                 in errors.getvalue()) == warned, errors.getvalue()
+
+
+def test_the_start_names_the_checkpoints_no_erasure_of_the_run_resumes_from(tmp_path):
+    from erasebench.cache_space import CacheSpace
+    from erasebench.cached_work import CachedWork
+
+    progress = SimpleNamespace(count_cached=lambda cached: None, start_line=lambda: "",
+                               images_to_draw=0)
+    out = io.StringIO()
+    lines = RunConsole(Console(file=out, width=400), Console(file=io.StringIO()), {}.get,
+                       tmp_path, progress)
+    lines.start_from_caches(CachedWork(), CacheSpace({}, free=10**9))
+    assert "training checkpoints" not in out.getvalue()
+    stray = CachedWork(checkpoints_elsewhere={tmp_path / "training" / "a.safetensors": 2_000})
+    lines.start_from_caches(stray, CacheSpace({}, free=10**9))
+    assert (f"  training checkpoints: 1 file, 2.0 kB, in {tmp_path / 'training'} that no "
+            "erasure of these units resumes from") in out.getvalue()
