@@ -73,6 +73,8 @@ def test_checkpoints_no_erasure_of_the_plan_resumes_from_are_counted_apart(tmp_p
     own = CheckpointPlace(runner.checkpoints_stem(unit, runner.model(unit.spec.model)))
     own.next_loop().parent.mkdir(parents=True)
     own.next_loop().write_bytes(b"x" * 1_000)  # the plan's erasure, begun
+    # and the temp file of its next loop's checkpoint, as a helper writes it
+    (own.stem.parent / f".{own.next_loop().name}.a8f3.tmp").write_bytes(b"x")
     assert cached_work([unit], runner).elsewhere_line() is None
     # Another configuration's, stopped; and the temp file of a write killed half-way.
     other = runner.checkpoints_dir / "esd_x-0123456789abcdef.loop-0.safetensors"
