@@ -433,7 +433,8 @@ def run_on_ray(units: Sequence[WorkUnit], settings: dict[str, Any], workers: int
     finally:
         mark.unlink(missing_ok=True)
         if told is not None:
-            told.shutdown()
+            with contextlib.suppress(Exception):  # Ray gone: no queue left to end, and the
+                told.shutdown()  # error that ended the run is the one to raise
     return summary
 
 
