@@ -40,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import signal
 import socket
 import time
 import uuid
@@ -118,8 +119,19 @@ class UnitWorker:
             return unit.run_id, self.runner.run_unit(unit, lock_wait)
         except OutOfDeviceMemory as error:
             short = error.alone()
+        except Stopped:  # the driver stopped (stop): the training saved, the unit left undone
+            return unit.run_id, STOPPED
         free_device_memory()
         raise short
+
+    def stop(self) -> None:
+        """The driver is stopping: the training in progress ends its step, saves its
+        checkpoint and stops the unit (``stopping.request_stop``), as a local process's
+        does at a signal. Called in the actor's ``control`` concurrency group, so that it
+        runs while :meth:`run` is busy in the default one."""
+        from erasebench.stopping import request_stop
+
+        request_stop(signal.SIGTERM)
 
     def help(self, payloads: list[str]) -> dict[str, int]:
         """Draws images of the units other actors are running (``Runner.help``): what an
@@ -287,6 +299,11 @@ def connect(address: str | None = None, workers: int | None = None,
 
 # Seconds between the driver's looks at what the actors' trainings told (run_on_ray).
 TOLD_EVERY_SECONDS = 1.0
+# Seconds a stopping driver waits for its actors' trainings to save their checkpoints, as
+# a local run waits for its helpers (erasebench.workers.stop).
+STOP_GRACE_SECONDS = 60.0
+# What UnitWorker.run returns for a unit the driver's stop ended.
+STOPPED = "stopped"
 # A unit whose actor dies (its node lost, its process killed) runs again on a new actor, up
 # to this many tries in all; one whose actors keep dying stops the run with its name.
 TRIES_PER_UNIT = 3
@@ -326,7 +343,10 @@ def run_on_ray(units: Sequence[WorkUnit], settings: dict[str, Any], workers: int
     settings = {key: os.path.abspath(value) if key in ("results_dir", "cache_dir") else value
                 for key, value in settings.items()}
     gpu = str(settings.get("device", "cpu")).startswith("cuda")
-    actor = ray.remote(num_gpus=1 if gpu else 0, num_cpus=0 if gpu else 1)(UnitWorker)
+    # A "control" group of its own for UnitWorker.stop, which must run while a unit does;
+    # the default group keeps one call at a time. (Ray's type hints omit the option.)
+    actor = ray.remote(num_gpus=1 if gpu else 0, num_cpus=0 if gpu else 1,  # type: ignore[call-overload]
+                       concurrency_groups={"control": 1})(UnitWorker)
     mark = _leave_mark(Path(settings["results_dir"]))
     code = code_identity()
     # The actors' training lines reach the driver through a queue, an actor asking for no
@@ -376,6 +396,20 @@ def run_on_ray(units: Sequence[WorkUnit], settings: dict[str, Any], workers: int
             for worker in idle:
                 helping[worker.help.remote(running_now)] = worker
             idle.clear()
+
+    def let_trainings_stop() -> None:
+        """The run stopping, the actors running units are asked to stop (their trainings
+        save their checkpoints, :meth:`UnitWorker.stop`), and waited for up to
+        :data:`STOP_GRACE_SECONDS`; a second signal stops at once."""
+        for worker, _ in running.values():
+            with contextlib.suppress(Exception):  # an actor gone has nothing to save
+                worker.stop.options(concurrency_group="control").remote()
+        waiting_since = time.monotonic()
+        left = list(running)
+        while left and time.monotonic() - waiting_since < STOP_GRACE_SECONDS:
+            done = _first_done(left, timeout=TOLD_EVERY_SECONDS)
+            say_training()  # "stopping after step 412 of 1000, saved ..."
+            left = [task for task in left if task not in done]
 
     hand_out()
     try:
@@ -430,6 +464,9 @@ def run_on_ray(units: Sequence[WorkUnit], settings: dict[str, Any], workers: int
             hand_out()
     except ray.exceptions.RayTaskError as error:
         raise as_raised_here(error) from None
+    except Stopped:
+        let_trainings_stop()
+        raise
     finally:
         mark.unlink(missing_ok=True)
         if told is not None:

@@ -30,10 +30,33 @@ def _stop(signum: int, frame: FrameType | None) -> None:
     raise Stopped(signum)
 
 
+# A stop asked for by a call rather than a signal (request_stop): the signal it stands for.
+_requested: list[int] = []
+
+
+def request_stop(signum: int = signal.SIGTERM) -> None:
+    """Has this process's training loops stop as at a held signal (:func:`stops_held`),
+    from any thread: a Ray actor, which the driver's signals do not reach and whose work
+    may run off the main thread, is asked so by its driver (its training ends its step,
+    saves its checkpoint and raises :class:`Stopped`)."""
+    _requested[:] = [signum]
+
+
+def withdraw_stop_request() -> None:
+    _requested.clear()
+
+
 class HeldStop:
     """A stop held back by :func:`stops_held` until its holder can stop losing nothing."""
 
-    signum: int | None = None  # the signal held; None while none came
+    held: int | None = None  # the signal held; None while none came
+
+    @property
+    def signum(self) -> int | None:
+        """The signal held, else the one a :func:`request_stop` stands for, else None."""
+        if self.held is not None:
+            return self.held
+        return _requested[0] if _requested else None
 
     def stop_if_asked(self) -> None:
         if self.signum is not None:
@@ -65,7 +88,8 @@ def stops_held() -> Iterator[HeldStop]:
     nothing (:meth:`HeldStop.stop_if_asked`): an eraser's training finishes its step and
     saves its checkpoint first. A second signal stops at once, and so does an error that
     leaves the block with a signal held: the stop is asked for all the same. Where signals
-    do not stop (another thread, a signal ignored or handled otherwise) nothing changes."""
+    do not stop (another thread, a signal ignored or handled otherwise) only
+    :func:`request_stop` does."""
     held = HeldStop()
     if threading.current_thread() is not threading.main_thread():
         yield held
@@ -73,9 +97,9 @@ def stops_held() -> Iterator[HeldStop]:
     ours = [signum for signum in SIGNALS if signal.getsignal(signum) is _stop]
 
     def hold(signum: int, frame: FrameType | None) -> None:
-        if held.signum is not None:
+        if held.held is not None:
             raise Stopped(signum)
-        held.signum = signum
+        held.held = signum
 
     for signum in ours:
         signal.signal(signum, hold)

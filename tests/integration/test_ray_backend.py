@@ -435,3 +435,38 @@ def test_a_training_resumed_on_an_actor_is_told_by_the_driver(tmp_path, capsys):
     assert "esd_x x mock" in told
     assert told.endswith("esd_x training: resumed at step 5 of 6 from its checkpoint")
     assert out.index("[training]") < out.index("[done]"), "told before its unit's end"
+
+
+def test_a_stopped_ray_run_lets_its_actors_trainings_save_their_checkpoints(tmp_path):
+    # SIGTERM to the driver (a Slurm job requeued, Ctrl-C): the actor training ESD-x ends
+    # its step and saves its checkpoint, as a local run's process does at a signal, instead
+    # of losing what it trained since its last periodic one (--checkpoint-every, 10 min).
+    import os
+    import signal
+    import time
+
+    from cli_processes import exit_code, start_cli
+
+    from erasebench.training_checkpoints import _read
+
+    cache = tmp_path / "cache"
+    args = ["run", "--model", "tiny", "--erasers", "esd_x", "--tasks", "mock",
+            "--task-config", "images_per_concept=2", "--steps", "3",
+            "--eraser-config", "iterations=100000", "--results", str(tmp_path / "results"),
+            "--cache", str(cache), "--no-report", "--backend", "ray", "--workers", "1"]
+    log = tmp_path / "run.log"
+    run = start_cli(args, log)
+    started = time.monotonic()
+    while not list((cache / "edits").glob("esd_x-*.claim")):  # the actor took the erasure
+        assert run.is_alive() and time.monotonic() - started < 120, log.read_text()[-2000:]
+        time.sleep(0.2)
+    time.sleep(3.0)  # in its training now
+    os.kill(run.pid, signal.SIGTERM)
+    assert exit_code(run) == 128 + signal.SIGTERM, log.read_text()[-2000:]
+    said = " ".join(log.read_text().split())
+    stopping = re.search(r"\[training\] esd_x x mock .*: esd_x training: stopping after step "
+                         r"(\d+) of 100000, saved for the next start to resume from", said)
+    assert stopping is not None, said[-2000:]
+    assert "stopped (SIGTERM)" in said
+    (saved,) = (cache / "edits" / "training").glob("esd_x-*.loop-0.safetensors")
+    assert _read(saved)["next_step"] == int(stopping.group(1))

@@ -2,6 +2,7 @@
 
 import os
 import signal
+import threading
 
 import pytest
 import torch
@@ -10,7 +11,7 @@ from erasebench.baselines.common import train_loop
 from erasebench.cached_work import checkpoint_size
 from erasebench.registry import ERASERS
 from erasebench.specs import ErasureRequest
-from erasebench.stopping import Stopped, signals_stop
+from erasebench.stopping import Stopped, request_stop, signals_stop, withdraw_stop_request
 from erasebench.training_checkpoints import (
     CheckpointPlace,
     LoopCheckpoint,
@@ -114,7 +115,7 @@ def test_an_erasure_killed_after_a_checkpoint_resumes_to_the_same_edit(name, tin
     assert resumed.notes == whole.notes, "AP's search: its draws and history as if never stopped"
 
 
-def _toy_loop(steps, state, stop_at=None):
+def _toy_loop(steps, state, stop_at=None, requested_at=None):
     """Fits a 3-vector to noise from a seeded generator; returns (parameter, losses)."""
     generator = torch.Generator().manual_seed(0)
     weight = torch.nn.Parameter(torch.zeros(3))
@@ -122,6 +123,10 @@ def _toy_loop(steps, state, stop_at=None):
     def step(index):
         if index == stop_at:
             os.kill(os.getpid(), signal.SIGTERM)  # arrives inside the step
+        if index == requested_at:  # as a Ray actor's driver asks, on a thread of its own
+            asking = threading.Thread(target=request_stop)
+            asking.start()
+            asking.join()
         target = torch.randn(3, generator=generator)
         return ((weight - target) ** 2).sum()
 
@@ -138,6 +143,34 @@ def test_sigterm_in_a_step_finishes_it_saves_its_checkpoint_then_stops(tmp_path)
     saved = _read(place.files()[0])
     assert saved["next_step"] == 3 and len(saved["losses"]) == 3
     with signals_stop(), checkpointing(CheckpointPlace(tmp_path / "edit")):
+        resumed, losses = _toy_loop(5, state=True)
+    assert torch.equal(resumed, whole) and losses == whole_losses
+
+
+def test_a_stop_requested_off_the_main_thread_ends_the_step_saves_and_stops(tmp_path):
+    # A Ray actor's training, which no signal reaches and which may run on a thread of the
+    # actor's pool, is asked to stop by its driver (erasebench.ray_backend).
+    whole, whole_losses = _toy_loop(5, state=True)
+    said, outcome = [], []
+    place = CheckpointPlace(tmp_path / "edit", every=1e9, say=said.append)
+
+    def train():
+        try:
+            with checkpointing(place):
+                _toy_loop(5, state=True, requested_at=2)
+        except Stopped as stop:
+            outcome.append(stop.signum)
+
+    try:
+        training = threading.Thread(target=train)
+        training.start()
+        training.join()
+    finally:
+        withdraw_stop_request()
+    assert outcome == [signal.SIGTERM]
+    assert said == ["toy training: stopping after step 3 of 5, saved for the next start to "
+                    "resume from"]
+    with checkpointing(CheckpointPlace(tmp_path / "edit")):
         resumed, losses = _toy_loop(5, state=True)
     assert torch.equal(resumed, whole) and losses == whole_losses
 
