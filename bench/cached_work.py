@@ -173,9 +173,9 @@ def cached_work(units: Sequence[Any], runner: Any,
     # model, a held edit), else what makes them (an erasure not made yet); and those of the
     # original model its scoring compares with.
     images_of: list[tuple[str, tuple[int, int], set[Hashable], set[Hashable]]] = []
-    # Names of the checkpoints of the erasures not made yet: those written as we look (by
-    # a run's helpers, which start before its main process looks) are theirs too.
-    training_stems: set[str] = set()
+    # The checkpoints' places of the erasures not made yet: files written there as we look
+    # (by a run's helpers, which start before its main process looks) are theirs too.
+    places: list[CheckpointPlace] = []
     for unit in units:
         spec, model = unit.spec, runner.model(unit.spec.model)
         prompts = prompts_of_unit(unit, prompts_of)
@@ -188,9 +188,8 @@ def cached_work(units: Sequence[Any], runner: Any,
             elif erasure not in work.edit_bytes:
                 work.edit_bytes[erasure] = edit_size(unit.eraser, model)
                 work.checkpoint_bytes[erasure] = checkpoint_size(unit.eraser, model)
-                stem = runner.checkpoints_stem(unit, model)
-                training_stems.add(f"{stem.name}.loop-")
-                if CheckpointPlace(stem).files():
+                places.append(CheckpointPlace(runner.checkpoints_stem(unit, model)))
+                if places[-1].files():
                     work.erasures_begun.add(erasure)
         generator = Generator(model, spec.generation, batch_size=1, progress=False)
         images = (image_identities(spec, prompts, makes_edits=True) if fingerprint is None
@@ -213,8 +212,7 @@ def cached_work(units: Sequence[Any], runner: Any,
     work.images, work.images_held = len(seen), len(held)
     if runner.checkpoints_dir.is_dir():
         for entry in os.scandir(runner.checkpoints_dir):
-            # A checkpoint's temp file while it is written: "." and the checkpoint's name.
-            if entry.name.lstrip(".").startswith(tuple(training_stems)):
+            if any(place.owns(entry.name) for place in places):
                 continue
             with contextlib.suppress(FileNotFoundError):  # removed as we look
                 if entry.is_file():

@@ -84,6 +84,13 @@ class CheckpointPlace:
     def files(self) -> list[Path]:
         return sorted(self.stem.parent.glob(f"{self.stem.name}.loop-*.safetensors"))
 
+    def owns(self, name: str) -> bool:
+        """Whether the file ``name`` (in the stem's folder) is one of these checkpoints, or
+        the temp file of one being written (``erasebench.io.atomic_write``: a dot, then the
+        checkpoint's name)."""
+        prefix = f"{self.stem.name}.loop-"
+        return name.startswith(prefix) or name.startswith(f".{prefix}")
+
     def remove(self) -> None:
         for path in self.files():
             path.unlink(missing_ok=True)
