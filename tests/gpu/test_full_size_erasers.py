@@ -63,6 +63,7 @@ def test_an_erasure_killed_after_a_checkpoint_resumes_to_the_same_edit_on_the_gp
     """The CUDA parameters, Adam's state and AP's search go to the checkpoint file through
     the CPU and come back (erasebench.training_checkpoints; bit for bit on CPU in
     tests/unit/test_training_checkpoints.py)."""
+    from erasebench.cached_work import checkpoint_size
     from erasebench.training_checkpoints import CheckpointPlace, LoopCheckpoint, checkpointing
 
     config, request = {**FEW_STEPS[name], "iterations": 3}, ErasureRequest(concepts=("church",))
@@ -77,6 +78,10 @@ def test_an_erasure_killed_after_a_checkpoint_resumes_to_the_same_edit_on_the_gp
     with pytest.raises(_Killed), checkpointing(CheckpointPlace(tmp_path / "edit", every=0.0)):
         ERASERS.get(name)(config).erase(sd_random, request)
     monkeypatch.setattr(LoopCheckpoint, "save", original)
+    # The cache-space check's price of it, at SD's size (0.5 GB): within 1% of the file.
+    (saved,) = CheckpointPlace(tmp_path / "edit").files()
+    estimate = checkpoint_size(ERASERS.get(name)(config), sd_random)
+    assert abs(estimate - saved.stat().st_size) < 0.01 * saved.stat().st_size
     said = []
     with checkpointing(CheckpointPlace(tmp_path / "edit", every=1e9, say=said.append)):
         resumed = ERASERS.get(name)(config).erase(sd_random, request)
