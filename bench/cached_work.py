@@ -130,14 +130,20 @@ def fingerprint_drawing(unit: Any, runner: Any) -> str | None:
 TENSOR_HEADER, METADATA = 96, 8192
 
 
+def _editable(eraser: Any, model: Any) -> list[tuple[str, Any]]:
+    """(name, parameter) of every parameter of ``model`` that ``eraser`` may change
+    (``Eraser.editable_parameters``; an eraser may change fewer): what its edit and its
+    training's checkpoint are sized by."""
+    editable = set(eraser.editable_parameters(model))
+    return [(name, parameter) for name, parameter in model.named_parameters()
+            if name in editable]
+
+
 def edit_size(eraser: Any, model: Any) -> int:
     """About the bytes an edit of ``model`` by ``eraser`` takes: every parameter it may
-    change (``Eraser.editable_parameters``; an eraser may change fewer) and the file's
-    header."""
-    editable = set(eraser.editable_parameters(model))
+    change and the file's header."""
     return METADATA + sum(parameter.numel() * parameter.element_size() + len(name)
-                          + TENSOR_HEADER
-                          for name, parameter in model.named_parameters() if name in editable)
+                          + TENSOR_HEADER for name, parameter in _editable(eraser, model))
 
 
 # A training checkpoint's bytes beyond its tensors' data, as measured on the tiny and
@@ -155,11 +161,9 @@ def checkpoint_size(eraser: Any, model: Any) -> int:
     (``Eraser.checkpoints_training``)."""
     if not eraser.checkpoints_training:
         return 0
-    editable = set(eraser.editable_parameters(model))
     return CHECKPOINT_FIXED + sum(3 * parameter.numel() * parameter.element_size()
                                   + CHECKPOINT_PER_PARAMETER
-                                  for name, parameter in model.named_parameters()
-                                  if name in editable)
+                                  for _, parameter in _editable(eraser, model))
 
 
 def cached_work(units: Sequence[Any], runner: Any,
