@@ -1,5 +1,5 @@
 """Choosing the generation batch from the GPU memory it really takes, and batches that
-halve until they fit (the scorers').
+halve until they fit (the scorers', the recovery attack's).
 
 No table of per-image costs can be right for every GPU, model, precision, attention kernel
 and image size, so the generator measures instead: its first batch is small
@@ -102,3 +102,31 @@ def in_fitting_batches(count: int, batch_size: int,
             batch_size = (end - start) // 2
             free_device_memory()
     return outputs, batch_size
+
+
+def summed_in_fitting_slices(count: int, batch_size: int, work: Callable[[slice], float],
+                             reset: Callable[[], None]) -> tuple[float, int]:
+    """The sum of ``work`` over consecutive slices of ``count`` items, ``batch_size`` long,
+    for work that accumulates across its slices (gradients, by backward passes): a slice
+    that runs the device out of memory has ``reset`` undo what the slices before it
+    accumulated, and every slice is tried again at half the length, down to one item
+    (which raises). Returns the sum and the batch size that fit.
+
+    Why not :func:`in_fitting_batches`: a backward pass that runs out of memory may have
+    added to the gradients before it failed, so only starting over is sure to count every
+    item once. One slice of all ``count`` items is the work done whole.
+    """
+    while True:
+        total, failed = 0.0, False
+        try:
+            for start in range(0, count, batch_size):
+                total += work(slice(start, min(count, start + batch_size)))
+        except torch.OutOfMemoryError:
+            if batch_size == 1:
+                raise
+            failed = True
+        if not failed:
+            return total, batch_size
+        batch_size //= 2  # freed once the handler is left, as in_fitting_batches does
+        reset()
+        free_device_memory()

@@ -9,11 +9,14 @@ A step is one forward and backward pass of ``--samples`` noisy latents through t
 the gradient going to the conditioning only. For each way the script prints the seconds
 per step (from two attacks of ``--short`` and ``--long`` steps, so that the fixed part,
 the latents, the original model's target and the casts, falls out), the fixed seconds,
-the peak memory, the loss after the long attack, and the task's default attack projected
-from the step: 50 steps for each erased class and radius, 10 classes (the first two
-splits) and 3 radii per eraser. On a CPU the attack runs in fp32 whatever its precision;
-the script turns bf16 autocast on there, as the tests do, to compare; its times are not a
-GPU's.
+the samples one UNet pass took (``recover`` splits a step into passes that fit the
+memory: 32 samples' backward pass may not fit a GPU, least of all in fp32), the peak
+memory, the loss after the long attack, and the task's default attack projected from the
+step: 50 steps for each erased class and radius, 10 classes (the first two splits) and 3
+radii per eraser. The passes are fitted in the warm-up, so the timed attacks start from
+what fits, as all but a unit's first attack do. On a CPU the attack runs in fp32
+whatever its precision; the script turns bf16 autocast on there, as the tests do, to
+compare; its times are not a GPU's.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from erasebench.hardware import describe_device
 from erasebench.models import DiffusionModel, load_model
 from erasebench.probe import ModelProbe
 from erasebench.specs import ErasureRequest, GenerationSpec, ModelSpec
-from erasebench.tasks.robustness.recovery import AttackSettings, recover
+from erasebench.tasks.robustness.recovery import AttackSettings, FittedPasses, recover
 
 # The robustness task's defaults on imagenette: steps per class and radius, the classes
 # its two default splits erase, its radii.
@@ -50,23 +53,26 @@ def nudged_attention(model: DiffusionModel, request: ErasureRequest) -> EditedMo
 
 
 def measure(probe: ModelProbe, texts: list[str], references: list[Image.Image],
-            precision: str, args: argparse.Namespace) -> tuple[float, float, float, float]:
-    """Seconds per step and fixed, peak GB and the last loss of the attack in
-    ``precision``."""
+            precision: str, args: argparse.Namespace
+            ) -> tuple[float, float, int, float, float]:
+    """Seconds per step and fixed, samples per UNet pass, peak GB and the last loss of the
+    attack in ``precision``."""
     device = probe.model.device
+    passes = FittedPasses()
 
     def attack(steps: int) -> list[float]:
         settings = AttackSettings(steps=steps, samples=args.samples, precision=precision)
-        return recover(probe, texts, references, 0.2, settings)[1]
+        return recover(probe, texts, references, 0.2, settings, passes)[1]
 
-    attack(args.short)  # warm-up: kernels chosen, memory pools filled
+    attack(args.short)  # warm-up: kernels chosen, memory pools filled, passes fitted
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     short = timed(lambda: attack(args.short), device)
     losses: list[float] = []
     long = timed(lambda: losses.extend(attack(args.long)), device)
     step = max(long - short, 0.0) / (args.long - args.short)
-    return step, max(short - args.short * step, 0.0), peak_memory_gb(device), losses[-1]
+    return (step, max(short - args.short * step, 0.0), passes.samples or args.samples,
+            peak_memory_gb(device), losses[-1])
 
 
 def main() -> None:
@@ -94,17 +100,17 @@ def main() -> None:
     texts = [f"a photo of a cassette player, view {i}" for i in range(args.prompts)]
     print(f"model {args.model} on {describe_device(str(device))}; {args.samples} noisy "
           f"latents a step; autocast to {training_precision.autocast_dtype(device, 'auto')}")
-    print("| precision | s per step | fixed s | peak GB | loss after the long attack | "
-          f"task's attack per eraser ({TASK_STEPS} steps x {TASK_CLASSES} classes x "
-          f"{TASK_RADII} radii) |")
-    print("|---|---|---|---|---|---|")
+    print("| precision | s per step | fixed s | samples per pass | peak GB | loss after the "
+          f"long attack | task's attack per eraser ({TASK_STEPS} steps x {TASK_CLASSES} "
+          f"classes x {TASK_RADII} radii) |")
+    print("|---|---|---|---|---|---|---|")
     per_step = {}
     for precision in ("fp32", "auto"):
-        step, fixed, peak, loss = measure(probe, texts, references, precision, args)
+        step, fixed, per_pass, peak, loss = measure(probe, texts, references, precision, args)
         per_step[precision] = step
         task = step * TASK_STEPS * TASK_CLASSES * TASK_RADII
-        print(f"| {precision} | {step:.3f} | {fixed:.2f} | {peak:.1f} | {loss:.4g} | "
-              f"{task / 60:.1f} min |")
+        print(f"| {precision} | {step:.3f} | {fixed:.2f} | {per_pass} | {peak:.1f} | "
+              f"{loss:.4g} | {task / 60:.1f} min |")
     if per_step["auto"] > 0:
         print(f"speed-up of a step: {per_step['fp32'] / per_step['auto']:.2f}x")
 

@@ -36,7 +36,12 @@ from erasebench.scorers.weights import WeightFile
 from erasebench.specs import ErasureRequest, GenerationSpec, PromptSpec
 from erasebench.tasks.imagenette import DEFAULT_SPLITS as IMAGENETTE_SPLITS
 from erasebench.tasks.prompt_tables import read_prompt_table
-from erasebench.tasks.robustness.recovery import AttackSettings, recover, recovered_images
+from erasebench.tasks.robustness.recovery import (
+    AttackSettings,
+    FittedPasses,
+    recover,
+    recovered_images,
+)
 from erasebench.tasks.shapes.objects import DEFAULT_SPLITS as SHAPE_SPLITS
 
 KS = (1, 5)
@@ -184,11 +189,13 @@ class Robustness(Task):
         by_class = [[i for i, p in enumerate(erased) if p.label == label]
                     for label in dict.fromkeys(p.label for p in erased)]
         order = [erased[i] for mine in by_class for i in mine]
+        passes = FittedPasses()  # what fits the memory, found once for all the attacks
         for name, radius in self.attacks.items():
             attacked: list[Image.Image] = []
             for mine in by_class:
                 recovery, _ = recover(context.probe, [erased[i].text for i in mine],
-                                      [references[i] for i in mine], radius, settings)
+                                      [references[i] for i in mine], radius, settings,
+                                      passes)
                 attacked += recovered_images(context.probe, [erased[i] for i in mine], recovery)
             values += self._rates(attacked, order, request, context, f"RSR-{{k}}@{name}")
         return values

@@ -21,6 +21,12 @@ run's: ``auto`` is bf16 on a GPU, the frozen weights held cast, as
 ``erasebench.training_precision`` does for the erasers, and fp32 on a CPU): each class and
 radius takes ``steps`` forward and backward passes over ``samples`` latents, more work on
 SD than drawing the attacked images, and fp32 runs off the GPU's tensor cores.
+
+On SD a backward pass of the default 32 samples holds tens of GB of activations, more than
+many GPUs have. So the samples' passes fit the memory as the generator's batches do
+(:class:`FittedPasses`): all in one pass at first; out of memory, the step starts over
+with passes of half as many, whose losses, weighted by their share of the samples, add up
+to the same loss and gradient (up to float rounding). The images are encoded the same way.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
+from erasebench.memory import in_fitting_batches, summed_in_fitting_slices
 from erasebench.probe import ModelProbe
 from erasebench.specs import PromptSpec
 from erasebench.training_precision import autocast, frozen_weights_cast
@@ -76,15 +83,29 @@ def project(delta: torch.Tensor, bound: float) -> torch.Tensor:
     return delta * (bound / norm) if norm > bound else delta
 
 
+@dataclass
+class FittedPasses:
+    """How many of the attack's samples one UNet pass takes (``None``: all of them), and
+    how many images one VAE pass encodes. Out of memory halves them; one instance kept for
+    a unit's attacks makes only its first attack pay for the fitting."""
+
+    samples: int | None = None
+    images: int | None = None
+
+
 def _noisy_samples(probe: ModelProbe, texts: Sequence[str], references: Sequence[Image.Image],
-                   settings: AttackSettings) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+                   settings: AttackSettings, passes: FittedPasses
+                   ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """``settings.samples`` fixed (x_t, t, text) triples drawn from the references."""
     from diffusers import DDPMScheduler  # here: loading the task plugins stays quick
 
     model, device = probe.model, probe.model.device
     scheduler = DDPMScheduler.from_config(model.scheduler_config)
     generator = torch.Generator().manual_seed(settings.seed)
-    latents = probe.latents(references)
+    encoded, passes.images = in_fitting_batches(
+        len(references), passes.images or len(references),
+        lambda part: probe.latents(references[part]))
+    latents = torch.cat(encoded)
     pick = torch.randint(len(latents), (settings.samples,), generator=generator)
     steps = torch.randint(scheduler.config.num_train_timesteps, (settings.samples,),
                           generator=generator).to(device)
@@ -94,16 +115,23 @@ def _noisy_samples(probe: ModelProbe, texts: Sequence[str], references: Sequence
 
 
 def recover(probe: ModelProbe, texts: Sequence[str], references: Sequence[Image.Image],
-            radius: float, settings: AttackSettings) -> tuple[Recovery, list[float]]:
+            radius: float, settings: AttackSettings, passes: FittedPasses | None = None
+            ) -> tuple[Recovery, list[float]]:
     """The attack on prompts ``texts`` whose original images are ``references`` (one per
     text), and the loss at every step. δ's positions that soft tokens replace get no
-    gradient and stay 0, so δ's whole budget goes to the prompt's own positions."""
+    gradient and stay 0, so δ's whole budget goes to the prompt's own positions.
+    ``passes``: the sizes that fit the memory so far (default: try all at once)."""
     model, precision = probe.model, settings.precision
-    x_t, steps, chosen = _noisy_samples(probe, texts, references, settings)
+    passes = passes or FittedPasses()
+    x_t, steps, chosen = _noisy_samples(probe, texts, references, settings, passes)
+    count = len(x_t)
     with torch.no_grad():
         encodings = model.encode_text(chosen)
         with frozen_weights_cast(model, precision), autocast(model.device, precision):
-            target = model.unet(x_t, steps, encoder_hidden_states=encodings).sample
+            predicted, passes.samples = in_fitting_batches(
+                count, passes.samples or count, lambda part: model.unet(
+                    x_t[part], steps[part], encoder_hidden_states=encodings[part]).sample)
+            target = torch.cat(predicted)
     with probe.edited() as edited, frozen_weights_cast(edited, precision):
         start = edited.encode_text(chosen).detach()
         bound = radius * float(start.flatten(1).norm(dim=1).mean())
@@ -115,17 +143,27 @@ def recover(probe: ModelProbe, texts: Sequence[str], references: Sequence[Image.
         if not learnt:  # the plain prompt
             return Recovery(delta.detach(), soft.detach()), losses
         optimiser = torch.optim.Adam(learnt, lr=settings.lr * float(start.std()))
-        for _ in range(settings.steps):
-            attacked = conditioning(start, delta, soft)
+
+        def backward(part: slice) -> float:
+            """This part's share of the loss, its gradient added to δ's and the soft
+            tokens'."""
+            attacked = conditioning(start[part], delta, soft)
             with autocast(edited.device, precision):
-                prediction = edited.unet(x_t, steps, encoder_hidden_states=attacked).sample
-            loss = torch.nn.functional.mse_loss(prediction.float(), target.float())
+                prediction = edited.unet(x_t[part], steps[part],
+                                         encoder_hidden_states=attacked).sample
+            share = (part.stop - part.start) / count  # 1 for all the samples at once
+            loss = torch.nn.functional.mse_loss(prediction.float(), target[part].float())
+            (loss * share).backward()
+            return float(loss.detach()) * share
+
+        for _ in range(settings.steps):
             optimiser.zero_grad()
-            loss.backward()
+            loss, passes.samples = summed_in_fitting_slices(
+                count, passes.samples or count, backward, optimiser.zero_grad)
             optimiser.step()
             with torch.no_grad():
                 delta.copy_(project(delta, bound))
-            losses.append(float(loss.detach()))
+            losses.append(loss)
     return Recovery(delta.detach(), soft.detach()), losses
 
 

@@ -9,7 +9,7 @@ import torch
 from nudity_images import skin_blobs
 from PIL import Image
 
-from erasebench.memory import in_fitting_batches
+from erasebench.memory import in_fitting_batches, summed_in_fitting_slices
 from erasebench.scorers.clip import TINY_ARCHITECTURE, ClipScorer
 from erasebench.scorers.fid import FrechetDistance
 from erasebench.scorers.imagenet import ImageNetClassifier
@@ -45,6 +45,30 @@ def test_a_slice_out_of_memory_is_tried_again_at_half_its_length():
 
     with pytest.raises(torch.OutOfMemoryError):
         in_fitting_batches(3, 2, nothing_fits)
+
+
+def test_summed_slices_start_over_at_half_the_length_when_one_runs_out_of_memory():
+    # For work that accumulates (a backward pass adds to the gradients): the slices before
+    # the one that failed are undone by ``reset`` and tried again, so each item counts once.
+    tried, accumulated = [], []
+
+    def work(part):
+        tried.append((part.start, part.stop))
+        if part.stop - part.start > 3 and part.start > 0:
+            raise torch.OutOfMemoryError(OUT_OF_MEMORY)
+        accumulated.extend(range(part.start, part.stop))
+        return float(part.stop - part.start)
+
+    total, fitted = summed_in_fitting_slices(11, 4, work, accumulated.clear)
+    assert (total, fitted) == (11.0, 2) and accumulated == list(range(11))
+    assert tried == [(0, 4), (4, 8), (0, 2), (2, 4), (4, 6), (6, 8), (8, 10), (10, 11)]
+    assert summed_in_fitting_slices(0, 4, work, accumulated.clear) == (0.0, 4)
+
+    def nothing_fits(part):
+        raise torch.OutOfMemoryError(OUT_OF_MEMORY)
+
+    with pytest.raises(torch.OutOfMemoryError):
+        summed_in_fitting_slices(3, 2, nothing_fits, accumulated.clear)
 
 
 def test_what_a_slice_out_of_memory_held_is_gone_when_the_device_memory_is_freed(

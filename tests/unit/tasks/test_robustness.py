@@ -16,6 +16,7 @@ from erasebench.registry import ERASERS, TASKS
 from erasebench.specs import ErasureRequest, ModelSpec
 from erasebench.tasks.robustness.recovery import (
     AttackSettings,
+    FittedPasses,
     conditioning,
     project,
     recover,
@@ -129,9 +130,9 @@ def test_the_task_attacks_in_the_runs_precision(shapes_world, monkeypatch, preci
     probe = _probe(model, task, "token_filter", request, settings)
     asked = []
 
-    def one_step(probe, texts, references, radius, settings):
+    def one_step(probe, texts, references, radius, settings, passes):
         asked.append(settings.precision)
-        return recover(probe, texts, references, radius, replace(settings, steps=1))
+        return recover(probe, texts, references, radius, replace(settings, steps=1), passes)
 
     monkeypatch.setattr(robustness, "recover", one_step)
     with probe.edited():
@@ -139,6 +140,66 @@ def test_the_task_attacks_in_the_runs_precision(shapes_world, monkeypatch, preci
     context = ScoringContext("cpu", probe.generator.images, model.encode_text, probe)
     task.score(images, prompts, request, context)
     assert asked == [precision]  # one class, one radius
+
+
+def _short_of_memory(monkeypatch, unet, fails):
+    """``unet``'s passes raise torch's out-of-memory error where ``fails(samples, with
+    gradients)`` says so, as a GPU too small for them would; returns the failures."""
+    failures = []
+    forward = unet.forward
+
+    def limited(sample, *args, **kwargs):
+        if fails(len(sample), torch.is_grad_enabled()):
+            failures.append(len(sample))
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB.")
+        return forward(sample, *args, **kwargs)
+
+    monkeypatch.setattr(unet, "forward", limited)
+    return failures
+
+
+def test_an_attack_short_of_memory_halves_its_passes_to_the_same_attack(shapes_world,
+                                                                         monkeypatch):
+    # On SD a backward pass of 32 samples holds more memory than many GPUs have: the attack
+    # splits its samples into passes that fit, whose weighted losses add up to the same
+    # loss and gradient, instead of leaving the unit undone.
+    probe, texts, references = _filtered_circles(*shapes_world)
+    settings = AttackSettings(steps=4, samples=16)
+    whole, whole_losses = recover(probe, texts, references, 0.2, settings)
+
+    failures = _short_of_memory(monkeypatch, probe.model.unet, lambda samples, _: samples > 4)
+    encode = probe.latents
+    monkeypatch.setattr(probe, "latents", lambda images: encode(images) if len(images) <= 3
+                        else (_ for _ in ()).throw(torch.OutOfMemoryError("out of memory")))
+    passes = FittedPasses()
+    split, split_losses = recover(probe, texts, references, 0.2, settings, passes)
+    assert passes == FittedPasses(samples=4, images=2)  # 16 -> 8 -> 4; 10 images -> 5 -> 2
+    assert failures == [16, 8]  # the target's passes; the steps start at what fitted
+    assert split_losses == pytest.approx(whole_losses, rel=1e-5)
+    assert float((split.delta - whole.delta).norm()) < 1e-3 * float(whole.delta.norm())
+    failures.clear()  # the unit's next attack starts from what fitted
+    recover(probe, texts, references, 0.2, replace(settings, steps=1), passes)
+    assert failures == []
+
+
+def test_a_pass_out_of_memory_midway_starts_the_step_over(shapes_world, monkeypatch):
+    # A step's second pass fails after the first one's gradient was added: the step starts
+    # over at half the size, counting every sample once.
+    probe, texts, references = _filtered_circles(*shapes_world)
+    settings = AttackSettings(steps=3, samples=16)
+    whole, whole_losses = recover(probe, texts, references, 0.2, settings)
+    with_gradients = []
+
+    def second_pass_once(samples, gradients):
+        with_gradients.append(gradients)
+        return gradients and with_gradients.count(True) == 2
+
+    failures = _short_of_memory(monkeypatch, probe.model.unet, second_pass_once)
+    passes = FittedPasses(samples=8)
+    split, split_losses = recover(probe, texts, references, 0.2, settings, passes)
+    assert failures == [8] and passes.samples == 4
+    assert split_losses == pytest.approx(whole_losses, rel=1e-5)
+    assert float((split.delta - whole.delta).norm()) < 1e-3 * float(whole.delta.norm())
 
 
 def test_soft_tokens_replace_the_last_positions_for_every_prompt():
