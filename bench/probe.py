@@ -9,6 +9,7 @@ with the same seeds and settings as every other image of the unit.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -30,6 +31,18 @@ class ModelProbe:
     model: DiffusionModel
     edit: EditedModel
     generator: Generator
+    attacking: float = 0.0  # seconds spent in :meth:`attack` blocks
+
+    @contextlib.contextmanager
+    def attack(self) -> Iterator[None]:
+        """Times the block as an attack on the model (an optimisation, such as the
+        robustness task's recovery attack), which the unit's timings keep apart from the
+        scoring's drawing and scorers (``UnitTimings.attacking``): it is no scorer's pace."""
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.attacking += time.perf_counter() - began
 
     @contextlib.contextmanager
     def edited(self) -> Iterator[DiffusionModel]:

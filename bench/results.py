@@ -31,7 +31,8 @@ from erasebench.specs import RunSpec
 # 4: timings.images_awaited
 # 5: samples_digest (an erasebench of version 4 would call such records malformed, and redo)
 # 6: timings.batch (an erasebench of version 5 refuses such records: upgrade to read them)
-SCHEMA_VERSION = 6
+# 7: timings.attacking (an erasebench of version 6 refuses such records, as above)
+SCHEMA_VERSION = 7
 COLUMNS = [
     "eraser", "config_hash", "request", "task", "task_version", "metric", "split", "seed",
     "value", "higher_is_better", "headline", "model", "run_id",
@@ -67,7 +68,8 @@ class UnitTimings(BaseModel):
     training: float | None = None
     training_device: str = ""
     images: float  # the unit's images: drawn, read from the image cache or awaited
-    scoring: float  # the task's scoring, including any reference images it draws
+    # The task's scoring, including any reference images it draws and any attack it makes
+    scoring: float
     images_drawn: int  # of the unit's images, those this process drew (the rest were cached)
     # Images the scoring drew (the original model's reference images when not cached, the
     # robustness task's attacked images). None: a record written before 2026-11-30, whose
@@ -82,6 +84,10 @@ class UnitTimings(BaseModel):
     # images drawn where fewer; on a GPU images/s follows it. None: it drew none, or a
     # record written before 2026-12-07.
     batch: int | None = None
+    # Of ``scoring``, the seconds the task spent attacking the edited model (the robustness
+    # task's recovery attack: an optimisation, no scorer's pace; erasebench.probe), 0 for
+    # a task that attacks nothing. None: a record written before 2026-12-07 (schema 7).
+    attacking: float | None = None
 
     def images_less_waiting(self) -> float:
         """``images`` less :attr:`images_awaited`: the seconds this process took to draw or
@@ -152,7 +158,8 @@ class RunRecord(BaseModel):
         if timings is None:
             del body["provenance"]["timings"]
         else:
-            for added in ("scoring_drawn", "images_awaited", "batch"):  # in schema 3, 4, 6
+            # in schema 3, 4, 6 and 7
+            for added in ("scoring_drawn", "images_awaited", "batch", "attacking"):
                 if timings[added] is None:
                     del timings[added]
         return body

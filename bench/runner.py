@@ -375,16 +375,16 @@ class Runner:
         batch = min(generator.batch_size, drawn) if drawn else None  # the batch it drew at
         thumbnails.save(self.results_dir, unit.run_id, images, prompts, self.show_unsafe)
         # After the edit is removed, the same generator draws the base model's images.
+        probe = ModelProbe(model, edit, generator)
         context = ScoringContext(device=self.device, reference_images=generator.images,
-                                 encode_text=model.encode_text,
-                                 probe=ModelProbe(model, edit, generator))
+                                 encode_text=model.encode_text, probe=probe)
         with out_of_memory_named(unit, "scoring its images", self.device):
             values = unit.task.score(images, prompts, unit.spec.request, context)
         timings = UnitTimings(erasure=erased_at - began, erasure_trained=trained,
                               training=edit.seconds, training_device=edit.device,
                               images=drawn_at - erased_at, scoring=time.perf_counter() - drawn_at,
                               images_drawn=drawn, scoring_drawn=generator.drawn - drawn,
-                              images_awaited=awaited, batch=batch)
+                              images_awaited=awaited, batch=batch, attacking=probe.attacking)
         metrics, samples = [], {}
         for value in values:
             info = unit.task.metrics.get(value.metric)

@@ -16,8 +16,11 @@ when they are not cached, the robustness task's attacked images): the records co
 them (``scoring_drawn``, since schema 3) but not the seconds they took, so the share
 leaves out their drawing priced at the row's images/s (the same model architecture and
 settings draw them), lest a task that drew references read as a slow scorer. The
-robustness task's scoring is still mostly its attacks (an optimisation per class and
-radius), far more than its drawing. A unit other processes helped draw
+robustness task's scoring is mostly its attacks (an optimisation per class and radius),
+far more than its drawing: since 2026-12-07 the records keep their seconds
+(``UnitTimings.attacking``), which the table shows in a column of their own (where any
+row has them) and leaves out of the share; older records' attacks are in it. A unit
+other processes helped draw
 (``Runner.help``), or drew images with another unit asking for the same ones, counts the
 images its own process drew over its seconds less those spent waiting for the others'
 (``UnitTimings.images_awaited``, since schema 4), so its images/s is its process's pace;
@@ -65,6 +68,7 @@ def timings_frame(records: list[RunRecord], helped: Sequence[HelpRecord] = (),
         "drawn_apart": timings.scoring_drawn is not None,
         "drawing": timings.images_less_waiting() if timings.images_drawn else 0.0,
         "images_scored": record.image_count, "scoring": timings.scoring,
+        "attacking": timings.attacking or 0.0,
         "total": timings.erasure + timings.images + timings.scoring, "batch": timings.batch,
     } for record in records if (timings := record.provenance.timings) is not None]
     # A helper's reference images count as the scoring's drawing, as those a unit's own
@@ -76,12 +80,13 @@ def timings_frame(records: list[RunRecord], helped: Sequence[HelpRecord] = (),
         "unit": 0, "made": work.erasure_made, "erasure": work.erasure,
         "images_drawn": work.images_drawn, "scoring_drawn": work.references_drawn,
         "drawn_apart": True, "drawing": work.drawing, "images_scored": 0,
-        "scoring": work.referencing, "total": work.erasure + work.drawing + work.referencing,
-        "batch": None,
+        "scoring": work.referencing, "attacking": 0.0,
+        "total": work.erasure + work.drawing + work.referencing, "batch": None,
     } for work in helped]
     frame = pd.DataFrame(rows, columns=[*KEYS, "unit", "made", "erasure", "images_drawn",
                                         "scoring_drawn", "drawn_apart", "drawing",
-                                        "images_scored", "scoring", "total", "batch"])
+                                        "images_scored", "scoring", "attacking", "total",
+                                        "batch"])
     frame["batch"] = frame["batch"].astype("Int64")
     return frame
 
@@ -90,18 +95,19 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     """Per (eraser, task, model, device): units, erasures made and their seconds, images
     drawn and their seconds, images/s, the least and most batch the units ended their
     drawing at (``smallest_batch``, ``largest_batch``), images the scoring drew, the
-    scoring's seconds less their drawing (at the images/s) as a share of the time drawing
+    seconds the scoring spent attacking the model (``attacking``), the scoring's seconds
+    less their drawing (at the images/s) and its attacks as a share of the time drawing
     the scored images took, and all the units' seconds."""
     table = frame.groupby(KEYS, sort=True).agg(
         units=("unit", "sum"), erasures=("made", "sum"), erasure=("erasure", "sum"),
         images_drawn=("images_drawn", "sum"), drawing=("drawing", "sum"),
         scoring_drawn=("scoring_drawn", "sum"), images_scored=("images_scored", "sum"),
-        scoring=("scoring", "sum"), total=("total", "sum"), smallest_batch=("batch", "min"),
-        largest_batch=("batch", "max")).reset_index()
+        scoring=("scoring", "sum"), attacking=("attacking", "sum"), total=("total", "sum"),
+        smallest_batch=("batch", "min"), largest_batch=("batch", "max")).reset_index()
     table["images_per_second"] = (table["images_drawn"] / table["drawing"]).where(
         table["drawing"] > 0)
     drawing_scored = table["images_scored"] / table["images_per_second"]
-    scoring_itself = (table["scoring"]
+    scoring_itself = (table["scoring"] - table["attacking"]
                       - table["scoring_drawn"] / table["images_per_second"]).clip(lower=0)
     table["scoring_share"] = scoring_itself / drawing_scored
     return table
@@ -117,12 +123,17 @@ def timings_table(frame: pd.DataFrame) -> Table:
     if common:
         title += " (" + ", ".join(f"{key} {summary[key].iloc[0]}" for key in common) + ")"
     keys = [key for key in KEYS if key not in common]
+    attacks = bool((summary["attacking"] > 0).any())
     caption = ("erasing: making the erasures; drawing: the images drawn; batch: the images "
                "per batch the units ended their drawing at, least-most (out of memory halves "
                "it); scoring drew: the images the scoring drew (reference images, attacked "
-               "images); scoring share: scoring, less drawing those at the images/s, "
-               "against the time drawing the images it scored took; all: every unit's "
-               "seconds")
+               "images); ")
+    if attacks:
+        caption += ("attacks: the scoring's attacks on the edited model (the robustness "
+                    "task's recovery attack, an optimisation); ")
+    caption += ("scoring share: scoring, less drawing those at the images/s"
+                + (" and its attacks" if attacks else "") + ", against the time drawing the "
+                "images it scored took; all: every unit's seconds")
     helps = int((frame["unit"] == 0).sum())
     if helps:
         caption += (f". Erasing, drawing and all include the work of {helps} help "
@@ -141,25 +152,27 @@ def timings_table(frame: pd.DataFrame) -> Table:
     for key in keys:
         table.add_column(key, no_wrap=True, min_width=int(summary[key].str.len().max()))
     for column in ("units", "erasures", "erasing", "images drawn", "drawing", "images/s",
-                   "batch", "scoring drew", "scoring share", "all"):
+                   "batch", "scoring drew", *(["attacks"] if attacks else []),
+                   "scoring share", "all"):
         table.add_column(column, justify="right", no_wrap=True)
-    _add_rows(table, summary, keys)
+    _add_rows(table, summary, keys, attacks)
     if len(summary) > 1:
         table.add_section()
-        _add_rows(table, summarise(frame.assign(eraser="all", task="")), keys)
+        _add_rows(table, summarise(frame.assign(eraser="all", task="")), keys, attacks)
     return table
 
 
-def _add_rows(table: Table, summary: pd.DataFrame, keys: list[str]) -> None:
+def _add_rows(table: Table, summary: pd.DataFrame, keys: list[str], attacks: bool) -> None:
     for row in summary.itertuples(index=False):
         rate = "–" if pd.isna(row.images_per_second) else f"{row.images_per_second:.3g}"
         share = "–" if pd.isna(row.scoring_share) else f"{row.scoring_share:.1%}"
+        attacked = [format_seconds(row.attacking) if row.attacking else "–"] if attacks else []
         table.add_row(*(str(getattr(row, key)) for key in keys), str(row.units),
                       str(row.erasures), format_seconds(row.erasure) if row.erasures else "–",
                       f"{row.images_drawn:,}",
                       format_seconds(row.drawing) if row.images_drawn else "–", rate,
                       _batches(row.smallest_batch, row.largest_batch),
-                      f"{row.scoring_drawn:,}", share, format_seconds(row.total))
+                      f"{row.scoring_drawn:,}", *attacked, share, format_seconds(row.total))
 
 
 def _batches(smallest: Any, largest: Any) -> str:

@@ -120,7 +120,15 @@ def recover(probe: ModelProbe, texts: Sequence[str], references: Sequence[Image.
     """The attack on prompts ``texts`` whose original images are ``references`` (one per
     text), and the loss at every step. δ's positions that soft tokens replace get no
     gradient and stay 0, so δ's whole budget goes to the prompt's own positions.
-    ``passes``: the sizes that fit the memory so far (default: try all at once)."""
+    ``passes``: the sizes that fit the memory so far (default: try all at once). Its
+    seconds are the probe's :attr:`~erasebench.probe.ModelProbe.attacking`."""
+    with probe.attack():
+        return _optimised(probe, texts, references, radius, settings, passes)
+
+
+def _optimised(probe: ModelProbe, texts: Sequence[str], references: Sequence[Image.Image],
+               radius: float, settings: AttackSettings, passes: FittedPasses | None
+               ) -> tuple[Recovery, list[float]]:
     model, precision = probe.model, settings.precision
     passes = passes or FittedPasses()
     x_t, steps, chosen = _noisy_samples(probe, texts, references, settings, passes)

@@ -81,7 +81,7 @@ def test_timings_are_stored_and_checked_and_older_records_keep_their_checksum(
     store = ResultStore(tmp_path)
     timings = UnitTimings(erasure=0.5, erasure_trained=True, training=0.5,
                           training_device="cpu", images=2.0, scoring=0.25, images_drawn=8,
-                          images_awaited=0.75, batch=4)
+                          images_awaited=0.75, batch=4, attacking=0.125)
     timed = record()
     timed.provenance = provenance("cpu", timings)
     path = store.write(timed)
@@ -104,10 +104,12 @@ def test_timings_are_stored_and_checked_and_older_records_keep_their_checksum(
     path.write_text(json.dumps({**body, "checksum": old.checksum}))
     read = store.read(path)
     assert (read.schema_version, read.provenance.timings) == (1, None)
-    # Versions 2, 3 and 5: timings without scoring_drawn, images_awaited and batch, without
-    # the latter two, or without batch, the checksum over them as they were.
-    for version, added in ((2, ["scoring_drawn", "images_awaited", "batch"]),
-                           (3, ["images_awaited", "batch"]), (5, ["batch"])):
+    # Versions 2, 3, 5 and 6: timings without scoring_drawn, images_awaited, batch and
+    # attacking, without the latter three, the latter two, or without attacking, the
+    # checksum over them as they were.
+    for version, added in ((2, ["scoring_drawn", "images_awaited", "batch", "attacking"]),
+                           (3, ["images_awaited", "batch", "attacking"]),
+                           (5, ["batch", "attacking"]), (6, ["attacking"])):
         old = record("mock")
         old.schema_version = version
         old.provenance = provenance("cpu", timings)

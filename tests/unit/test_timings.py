@@ -6,11 +6,12 @@ from erasebench.results import UnitTimings
 from erasebench.timings import summarise, timings_frame, timings_table
 
 
-def timed(erasure, made, drawn, images, scoring, scoring_drawn=0, awaited=None, batch=None):
+def timed(erasure, made, drawn, images, scoring, scoring_drawn=0, awaited=None, batch=None,
+          attacking=None):
     return UnitTimings(erasure=erasure, erasure_trained=made, training=100.0,
                        training_device="cpu", images=images, scoring=scoring,
                        images_drawn=drawn, scoring_drawn=scoring_drawn,
-                       images_awaited=awaited, batch=batch)
+                       images_awaited=awaited, batch=batch, attacking=attacking)
 
 
 def test_where_the_time_went_per_eraser_and_task(make_record):
@@ -61,6 +62,36 @@ def test_where_the_time_went_per_eraser_and_task(make_record):
     console = Console(width=160, record=True)
     console.print(timings_table(timings_frame(records)))
     assert "1 of the 4 records were written before" in " ".join(console.export_text().split())
+
+
+def test_an_attack_on_the_model_is_shown_apart_and_left_out_of_the_scoring_share(
+        make_record):
+    # A robustness unit: 20 images drawn in 10 s (2/s); its scoring took 130 s, of which
+    # 120 s attacked the model and 5 s drew the 10 attacked images: 5 s of scoring against
+    # the 10 s its 20 images took to draw, 50%, not 1250%. An older record (no attacking
+    # kept) and a unit that attacks nothing show none.
+    records = [make_record("esd", images=20,
+                           timings=timed(1.0, True, 20, 10.0, 130.0, 10, attacking=120.0)),
+               make_record("uce", timings=timed(1.0, True, 20, 10.0, 2.0, attacking=0.0),
+                           images=20),
+               make_record("sd", timings=timed(1.0, True, 20, 10.0, 2.0), images=20)]
+    summary = summarise(timings_frame(records)).set_index("eraser")
+    assert summary.loc["esd", "attacking"] == 120.0
+    assert summary.loc["esd", "scoring_share"] == pytest.approx(0.5)
+    assert summary.loc["uce", "scoring_share"] == pytest.approx(0.2)
+    console = Console(width=200, record=True)
+    console.print(timings_table(timings_frame(records)))
+    text = console.export_text()
+    header = next(line for line in text.splitlines() if "scoring drew" in line)
+    assert header.split()[-5:] == ["drew", "attacks", "scoring", "share", "all"]
+    rows = {line.split()[0]: line.split() for line in text.splitlines()
+            if line.strip().split()[:1] in (["esd"], ["uce"], ["sd"])}
+    assert rows["esd"][-6:] == ["10", "2", "min", "50.0%", "2.4", "min"]
+    assert rows["uce"][-5:] == ["0", "–", "20.0%", "13", "s"] and rows["sd"][-4] == "–"
+    assert "attacks: the scoring's attacks on the edited model" in " ".join(text.split())
+    console = Console(width=200, record=True)  # without an attack, no such column
+    console.print(timings_table(timings_frame(records[1:])))
+    assert "attacks" not in console.export_text()
 
 
 def test_a_units_pace_leaves_out_its_waiting_for_images_other_processes_drew(make_record):
