@@ -22,11 +22,12 @@ run's: ``auto`` is bf16 on a GPU, the frozen weights held cast, as
 radius takes ``steps`` forward and backward passes over ``samples`` latents, more work on
 SD than drawing the attacked images, and fp32 runs off the GPU's tensor cores.
 
-On SD a backward pass of the default 32 samples holds tens of GB of activations, more than
-many GPUs have. So the samples' passes fit the memory as the generator's batches do
-(:class:`FittedPasses`): all in one pass at first; out of memory, the step starts over
-with passes of half as many, whose losses, weighted by their share of the samples, add up
-to the same loss and gradient (up to float rounding). The images are encoded the same way.
+On SD a backward pass of the default 32 samples may hold tens of GB of activations (an
+estimate, not yet measured on a GPU), more than many GPUs have. So the samples' passes fit
+the memory as the generator's batches do (:class:`FittedPasses`): all in one pass at first;
+out of memory, the step starts over with passes of half as many, whose losses, weighted by
+their share of the samples, add up to the same loss and gradient (up to float rounding).
+The images are encoded the same way.
 """
 
 from __future__ import annotations
