@@ -21,8 +21,11 @@ SCRIPT = Path(__file__).parents[2] / "slurm" / "erasebench-ray.sbatch"
 STAND_INS = {
     # srun on one machine: its options dropped, the command run here.
     "srun": 'while [[ "$1" == -* ]]; do shift; done\nexec "$@"\n',
-    # `scontrol show hostnames`: the allocation's one node; `scontrol requeue`: noted.
-    "scontrol": '[[ $1 == requeue ]] && { echo "$@" >>"$SCONTROL_LOG"; exit 0; }\n'
+    # `scontrol show hostnames`: the allocation's one node; `scontrol requeue`: noted, with
+    # whether the job's run still runs (Slurm would end it with the job's other steps).
+    "scontrol": '[[ $1 == requeue ]] && { pgrep -f -- "--ray-address=.*:$ERASEBENCH_RAY_PORT"'
+                ' >/dev/null && run=running || run=stopped\n'
+                'echo "$@ (the run $run)" >>"$SCONTROL_LOG"; exit 0; }\n'
                 'echo localhost\n',
     "hostname": 'echo 127.0.0.1\n',  # `hostname --ip-address`, whatever this machine's says
 }
@@ -83,15 +86,18 @@ def test_the_slurm_script_runs_the_units_on_a_ray_cluster_and_requeues_itself_ne
     assert "Ray head on localhost (127.0.0.1:" in out and "1 node(s) of 0 GPU(s), 1 CPU(s)" in out
     assert "(4 to do, asking for 40 images; 1 process)" in out
     assert "requeueing job 4242, whose next start resumes the run" in out
-    # The run, sent SIGTERM as the job ends, says so in one line, not with Ray's crash report.
+    # The run, stopped before the requeue, says so in one line, not with Ray's crash report.
     assert "stopped (SIGTERM): what was recorded is kept" in out and "Aborted" not in out
-    assert requeues.read_text() == "requeue 4242\n"
+    assert out.index("stopped (SIGTERM)") < out.index("requeueing job 4242")
+    # The run stopped before Slurm was asked to requeue, which ends every step of the job
+    # at once, Ray's nodes too: its actors' trainings had the time to save checkpoints.
+    assert requeues.read_text() == "requeue 4242 (the run stopped)\n"
     finished = len(list((results / "runs").glob("*.json")))
     assert 1 <= finished < 4 and " on Ray," not in out  # the run's last line never came
     # Its next start resumes; near the limit once more, after the most requeues, it stops.
     code, out = job(tmp_path / "job-2.log", 10, signal_after="units,")
     assert code == 1 and "was requeued 10 times (ERASEBENCH_MAX_REQUEUES=10): not again" in out
-    assert requeues.read_text() == "requeue 4242\n"
+    assert requeues.read_text() == "requeue 4242 (the run stopped)\n"
     # (a unit in flight when a job stops may yet be recorded: its actor outlives the run)
     finished = len(list((results / "runs").glob("*.json")))
     code, out = job(tmp_path / "job-3.log", 1)
