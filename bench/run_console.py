@@ -64,7 +64,8 @@ class RunConsole:
             seconds = now - self.last if timings is None else \
                 timings.erasure + timings.images + timings.scoring
             self.out.print(f"  {prefix}[done] {unit.describe()}  ({unit.run_id}, "
-                           f"{seconds:.1f} s{_drawing(timings)}){so_far}", markup=False)
+                           f"{seconds:.1f} s{_drawing(timings)}{_attacks(timings)})"
+                           f"{so_far}", markup=False)
             self._look_at_room_again()
         elif status == "skipped" and alone and unit.run_id not in self.recorded_before:
             self.out.print(f"  [skipped] {unit.describe()}  ({unit.run_id}): recorded by "
@@ -174,3 +175,12 @@ def _drawing(timings: UnitTimings | None) -> str:
     rate = timings.images_drawn / timings.images_less_waiting()
     batch = f", batch {timings.batch}" if timings.batch is not None else ""
     return f": drew {timings.images_drawn:,} images at {rate:.3g} images/s{batch}"
+
+
+def _attacks(timings: UnitTimings | None) -> str:
+    """``; 166.4 s attacking the model`` for a unit whose task attacked the edited model
+    (the robustness task's recovery attack), nothing otherwise: most of such a unit's
+    time, which no scorer took."""
+    if timings is None or not timings.attacking:
+        return ""
+    return f"; {timings.attacking:.1f} s attacking the model"

@@ -55,6 +55,22 @@ def test_a_unit_that_drew_its_images_is_told_with_their_pace_and_batch(tmp_path)
         "  [done] sd x mock [b]  (b, 12.8 s: drew 41 images at 4 images/s)"]
 
 
+def test_a_unit_whose_task_attacked_the_model_is_told_with_the_attacks_seconds(tmp_path):
+    # A robustness unit's time is mostly its recovery attack, no scorer's: said as it ends,
+    # whether its images were drawn or read from the cache.
+    lines, out = _console({"a": _record(images_drawn=41, batch=8, attacking=0.375),
+                           "b": _record(images_drawn=0, attacking=0.25),
+                           "c": _record(images_drawn=0, attacking=0.0)},
+                          [100.0, 112.0, 124.0, 136.0], tmp_path)
+    for unit in "abc":
+        lines.unit_ended(_unit(unit), "done")
+    assert out.getvalue().splitlines() == [
+        "  [done] sd x mock [a]  (a, 12.8 s: drew 41 images at 4 images/s, batch 8; 0.4 s "
+        "attacking the model)",
+        "  [done] sd x mock [b]  (b, 12.8 s; 0.2 s attacking the model)",
+        "  [done] sd x mock [c]  (c, 12.8 s)"]
+
+
 def test_a_unit_recorded_before_the_run_is_not_told_one_recorded_since_is(tmp_path):
     # A rerun of 99 recorded units printed 99 "[skipped] … (0.0 s)" lines (the seconds
     # since the line before); the start line counts them instead.
