@@ -18,20 +18,20 @@ leaves out their drawing priced at the row's images/s (the same model architectu
 settings draw them), lest a task that drew references read as a slow scorer. The
 robustness task's scoring is mostly its attacks (an optimisation per class and radius),
 far more than its drawing: since 2026-12-07 the records keep their seconds
-(``UnitTimings.attacking``), which the table shows in a column of their own (where any
-row has them) and leaves out of the share; older records' attacks are in it. A unit
-other processes helped draw
-(``Runner.help``), or drew images with another unit asking for the same ones, counts the
-images its own process drew over its seconds less those spent waiting for the others'
-(``UnitTimings.images_awaited``, since schema 4), so its images/s is its process's pace;
-the unit's total keeps the waiting. The helpers' drawing (and an erasure a helper made)
-is in their help records (``erasebench.help_records``, since 2026-12-02), which add it to
-the unit's eraser and task: its images drawn, its seconds and images/s, and the total; the
-original model's images a helper drew for the unit's scoring to compare with go with the
-images the scoring drew (since 2026-12-06; before, with the images drawn). The batch
-column gives the images per batch the rows' units ended their drawing at
-(``UnitTimings.batch``, since schema 6), their least and most: on a GPU images/s follows
-the batch, which the generator fits to the memory free and halves where it runs out.
+(``UnitTimings.attacking``), which the table shows in a column of their own (where any row
+has them) and leaves out of the share; older records' attacks are in it. A unit other
+processes helped draw (``Runner.help``), or drew images with another unit asking for the
+same ones, counts the images its own process drew over its seconds less those spent
+waiting for the others' (``UnitTimings.images_awaited``, since schema 4), so its images/s
+is its process's pace; the unit's total keeps the waiting. The helpers' drawing (and an
+erasure a helper made) is in their help records (``erasebench.help_records``, since
+2026-12-02), which add it to the unit's eraser and task: its images drawn, its seconds and
+images/s, and the total; the original model's images a helper drew for the unit's scoring
+to compare with go with the images the scoring drew (since 2026-12-06; before, with the
+images drawn). The batch column gives the images per batch the rows' units ended their
+drawing at (``UnitTimings.batch``, since schema 6), their least and most: on a GPU
+images/s follows the batch, which the generator fits to the memory free and halves where
+it runs out.
 """
 
 from __future__ import annotations
