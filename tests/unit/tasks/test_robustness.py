@@ -169,8 +169,13 @@ def test_an_attack_short_of_memory_halves_its_passes_to_the_same_attack(shapes_w
 
     failures = _short_of_memory(monkeypatch, probe.model.unet, lambda samples, _: samples > 4)
     encode = probe.latents
-    monkeypatch.setattr(probe, "latents", lambda images: encode(images) if len(images) <= 3
-                        else (_ for _ in ()).throw(torch.OutOfMemoryError("out of memory")))
+
+    def encode_three_at_most(images):
+        if len(images) > 3:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB.")
+        return encode(images)
+
+    monkeypatch.setattr(probe, "latents", encode_three_at_most)
     passes = FittedPasses()
     split, split_losses = recover(probe, texts, references, 0.2, settings, passes)
     assert passes == FittedPasses(samples=4, images=2)  # 16 -> 8 -> 4; 10 images -> 5 -> 2
