@@ -207,9 +207,9 @@ def test_the_original_models_images_are_drawn_once_for_all_units_that_ask_for_th
     assert sorted(second) == [("a photo of a cat", 2), ("a photo of a dog", 2)]
 
 
-def _cli_args(results, cache, workers=1, erasers="sd,mock"):
+def _cli_args(results, cache, workers=1, erasers="sd,mock", batch_size=2):
     return ["run", "--model", "tiny", "--erasers", erasers, "--tasks", "mock", "--steps", "10",
-            "--batch-size", "2", "--task-config", "images_per_concept=24",
+            "--batch-size", str(batch_size), "--task-config", "images_per_concept=24",
             "--results", str(results), "--cache", str(cache), "--workers", str(workers)]
 
 
@@ -230,7 +230,13 @@ def _wait_for_a_record(results, process, log):
 
 def test_two_local_workers_share_the_units_and_give_the_same_rows(tmp_path, uninterrupted):
     log = tmp_path / "two.log"
-    two = start_cli(_cli_args(tmp_path / "results", tmp_path / "cache", workers=2), log)
+    # Batches of one image, which change no image, so that the first unit takes longer:
+    # the run, forked warm from the test's server, starts it at once, while its helper, a
+    # fresh interpreter, imports and loads the model before it claims a unit; at batches
+    # of 2 (about 9 s a unit) the run could end its first unit and claim the second
+    # before, on a loaded machine (seen twice in a session), leaving the helper none.
+    two = start_cli(_cli_args(tmp_path / "results", tmp_path / "cache", workers=2,
+                              batch_size=1), log)
     code = exit_code(two)
     out = " ".join(log.read_text().split())
     assert code == 0, out[-3000:]
