@@ -39,6 +39,7 @@ CHECKPOINTS = (
     "erase.done",  # an eraser finished; its edit is not saved yet
     "generate.batch",  # a batch was sampled; its images are not cached yet
     "cache.png_written",  # a cached PNG is in place; its checksummed sidecar is not
+    "attack.kept",  # an attack on a unit's model is in the attack cache; the unit goes on
     "score.done",  # a unit is scored; its record is not written yet
     "io.before_rename",  # any atomic write: the temp file is complete, not yet renamed
 )

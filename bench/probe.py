@@ -3,21 +3,27 @@ images (the robustness task's recovery attack).
 
 The runner hands a :class:`ModelProbe` to :meth:`Task.score` through the scoring context;
 tasks still never call a sampler of their own: images come from the runner's generator,
-with the same seeds and settings as every other image of the unit.
+with the same seeds and settings as every other image of the unit. What an attack learns
+is kept in the run's attack cache (:meth:`ModelProbe.kept_attack`), so a unit stopped
+half-way makes only the attacks it had not made.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
+from erasebench.attack_cache import AttackCache
 from erasebench.edits import EditedModel
+from erasebench.faults import checkpoint
 from erasebench.generate import Generator
 from erasebench.models import DiffusionModel
 from erasebench.specs import PromptSpec
@@ -31,7 +37,35 @@ class ModelProbe:
     model: DiffusionModel
     edit: EditedModel
     generator: Generator
+    # Where attacks' results are kept (the runner's ``<cache>/attacks``); None: nowhere,
+    # every attack is made.
+    kept: AttackCache | None = None
     attacking: float = 0.0  # seconds spent in :meth:`attack` blocks
+    attacks_read: int = 0  # attacks :meth:`kept_attack` read from the attack cache
+
+    @functools.cached_property
+    def edited_fingerprint(self) -> str:
+        """The edited model's fingerprint (a hash over the edit's weights: on SD up to 3.3
+        GB, hashed once per unit)."""
+        return self.edit.edited_fingerprint()
+
+    def kept_attack(self, fields: dict[str, Any],
+                    make: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """What ``make`` (an attack on the edited model) returns, from the attack cache where
+        an attack with these ``fields`` on this edited model was kept before (tensors on the
+        model's device; counted in :attr:`attacks_read`), else made and kept. ``fields``
+        name everything the attack depends on besides the edited model (JSON)."""
+        if self.kept is None:
+            return make()
+        key = {"edited_model": self.edited_fingerprint, **fields}
+        held = self.kept.get(key)
+        if held is not None:
+            self.attacks_read += 1
+            return {name: tensor.to(self.model.device) for name, tensor in held.items()}
+        made = make()
+        self.kept.put(key, made)
+        checkpoint("attack.kept")
+        return made
 
     @contextlib.contextmanager
     def attack(self) -> Iterator[None]:

@@ -32,7 +32,8 @@ from erasebench.specs import RunSpec
 # 5: samples_digest (an erasebench of version 4 would call such records malformed, and redo)
 # 6: timings.batch (an erasebench of version 5 refuses such records: upgrade to read them)
 # 7: timings.attacking (an erasebench of version 6 refuses such records, as above)
-SCHEMA_VERSION = 7
+# 8: timings.attacks_read (an erasebench of version 7 refuses such records, as above)
+SCHEMA_VERSION = 8
 COLUMNS = [
     "eraser", "config_hash", "request", "task", "task_version", "metric", "split", "seed",
     "value", "higher_is_better", "headline", "model", "run_id",
@@ -88,6 +89,10 @@ class UnitTimings(BaseModel):
     # task's recovery attack: an optimisation, no scorer's pace; erasebench.probe), 0 for
     # a task that attacks nothing. None: a record written before 2026-12-07 (schema 7).
     attacking: float | None = None
+    # Of the attacks the task made, those read from the attack cache, made before by a run
+    # stopped half-way through the unit or by another (erasebench.attack_cache): their
+    # seconds are not in ``attacking``. None: none, or a record written before 2026-12-07.
+    attacks_read: int | None = None
 
     def images_less_waiting(self) -> float:
         """``images`` less :attr:`images_awaited`: the seconds this process took to draw or
@@ -146,9 +151,10 @@ class RunRecord(BaseModel):
         none, one written before the images its scoring drew were kept apart has no
         ``scoring_drawn``, one written before waiting for others' images was kept
         apart has no ``images_awaited``, one that drew no images (or written before the
-        batch was kept) no ``batch``, one from code without uncommitted changes (or
-        written before they were kept) no ``code_changes``, one without samples (or written
-        before their digest was kept) no ``samples_digest``, and each keeps its checksum."""
+        batch was kept) no ``batch``, one that read no attack from the attack cache no
+        ``attacks_read``, one from code without uncommitted changes (or written before they
+        were kept) no ``code_changes``, one without samples (or written before their digest
+        was kept) no ``samples_digest``, and each keeps its checksum."""
         body = self.model_dump(mode="json")
         if body["samples_digest"] is None:
             del body["samples_digest"]
@@ -158,8 +164,9 @@ class RunRecord(BaseModel):
         if timings is None:
             del body["provenance"]["timings"]
         else:
-            # in schema 3, 4, 6 and 7
-            for added in ("scoring_drawn", "images_awaited", "batch", "attacking"):
+            # in schema 3, 4, 6, 7 and 8
+            for added in ("scoring_drawn", "images_awaited", "batch", "attacking",
+                          "attacks_read"):
                 if timings[added] is None:
                     del timings[added]
         return body

@@ -180,7 +180,11 @@ def _drawing(timings: UnitTimings | None) -> str:
 def _attacks(timings: UnitTimings | None) -> str:
     """``; 166.4 s attacking the model`` for a unit whose task attacked the edited model
     (the robustness task's recovery attack), nothing otherwise: most of such a unit's
-    time, which no scorer took."""
+    time, which no scorer took; ``(3 attacks read from the attack cache)`` after it where
+    a run stopped before had made some."""
     if timings is None or not timings.attacking:
         return ""
-    return f"; {timings.attacking:.1f} s attacking the model"
+    read = timings.attacks_read or 0
+    kept = "" if not read else (
+        f" ({read:,} attack{'s' if read > 1 else ''} read from the attack cache)")
+    return f"; {timings.attacking:.1f} s attacking the model{kept}"

@@ -25,6 +25,7 @@ import torch
 from filelock import FileLock, Timeout
 
 from erasebench import thumbnails
+from erasebench.attack_cache import AttackCache
 from erasebench.cache import ImageCache, claim_file, default_cache_dir
 from erasebench.code_version import code_version
 from erasebench.edits import EditedModel
@@ -316,6 +317,12 @@ class Runner:
         """The edit cache's folder of training checkpoints (:meth:`checkpoints_stem`)."""
         return self.cache_dir / "edits" / "training"
 
+    @property
+    def attacks_dir(self) -> Path:
+        """Where what the units' attacks on their models learnt is kept
+        (:mod:`erasebench.attack_cache`)."""
+        return self.cache_dir / "attacks"
+
     def checkpoints_stem(self, unit: WorkUnit, model: DiffusionModel) -> Path:
         """Where the training of the unit's edit of ``model`` keeps its checkpoints (files
         named from it: :class:`erasebench.training_checkpoints.CheckpointPlace`)."""
@@ -375,7 +382,7 @@ class Runner:
         batch = min(generator.batch_size, drawn) if drawn else None  # the batch it drew at
         thumbnails.save(self.results_dir, unit.run_id, images, prompts, self.show_unsafe)
         # After the edit is removed, the same generator draws the base model's images.
-        probe = ModelProbe(model, edit, generator)
+        probe = ModelProbe(model, edit, generator, kept=AttackCache(self.attacks_dir))
         context = ScoringContext(device=self.device, reference_images=generator.images,
                                  encode_text=model.encode_text, probe=probe)
         with out_of_memory_named(unit, "scoring its images", self.device):
@@ -384,7 +391,8 @@ class Runner:
                               training=edit.seconds, training_device=edit.device,
                               images=drawn_at - erased_at, scoring=time.perf_counter() - drawn_at,
                               images_drawn=drawn, scoring_drawn=generator.drawn - drawn,
-                              images_awaited=awaited, batch=batch, attacking=probe.attacking)
+                              images_awaited=awaited, batch=batch, attacking=probe.attacking,
+                              attacks_read=probe.attacks_read or None)
         metrics, samples = [], {}
         for value in values:
             info = unit.task.metrics.get(value.metric)

@@ -28,6 +28,10 @@ the memory as the generator's batches do (:class:`FittedPasses`): all in one pas
 out of memory, the step starts over with passes of half as many, whose losses, weighted by
 their share of the samples, add up to the same loss and gradient (up to float rounding).
 The images are encoded the same way.
+
+Each attack's result (δ, the soft tokens, the losses) is kept in the run's attack cache
+(``erasebench.attack_cache``), keyed by the edited model, the prompts, the images' pixels,
+the radius and the settings: a unit stopped half-way makes only its attacks not yet made.
 """
 
 from __future__ import annotations
@@ -38,10 +42,15 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
+from erasebench.attack_cache import image_digest
 from erasebench.memory import in_fitting_batches, summed_in_fitting_slices
 from erasebench.probe import ModelProbe
 from erasebench.specs import PromptSpec
-from erasebench.training_precision import autocast, frozen_weights_cast
+from erasebench.training_precision import autocast, autocast_dtype, frozen_weights_cast
+
+# Bump when the attack changes in a way that changes what it learns: the attack cache
+# (erasebench.attack_cache) then makes every attack again.
+RECOVERY_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -122,9 +131,29 @@ def recover(probe: ModelProbe, texts: Sequence[str], references: Sequence[Image.
     text), and the loss at every step. δ's positions that soft tokens replace get no
     gradient and stay 0, so δ's whole budget goes to the prompt's own positions.
     ``passes``: the sizes that fit the memory so far (default: try all at once). Its
-    seconds are the probe's :attr:`~erasebench.probe.ModelProbe.attacking`."""
+    seconds are the probe's :attr:`~erasebench.probe.ModelProbe.attacking`. An attack the
+    probe's attack cache kept (the same prompts, images, radius and settings on the same
+    edited model) is read from it, not made again."""
+    fields = {"attack": "recovery", "version": RECOVERY_VERSION, "texts": list(texts),
+              "references": image_digest(references), "radius": radius,
+              "steps": settings.steps, "lr": settings.lr, "samples": settings.samples,
+              "seed": settings.seed, "soft_tokens": settings.soft_tokens,
+              "autocast": _autocast_name(probe.model.device, settings.precision)}
+
+    def make() -> dict[str, torch.Tensor]:
+        recovery, losses = _optimised(probe, texts, references, radius, settings, passes)
+        return {"delta": recovery.delta, "soft": recovery.soft,
+                "losses": torch.tensor(losses, dtype=torch.float64)}
+
     with probe.attack():
-        return _optimised(probe, texts, references, radius, settings, passes)
+        learnt = probe.kept_attack(fields, make)
+    return Recovery(learnt["delta"], learnt["soft"]), learnt["losses"].tolist()
+
+
+def _autocast_name(device: torch.device, precision: str) -> str:
+    """What the attack's UNet passes run in: the dtype autocast casts to, or fp32."""
+    dtype = autocast_dtype(device, precision)
+    return "fp32" if dtype is None else str(dtype).removeprefix("torch.")
 
 
 def _optimised(probe: ModelProbe, texts: Sequence[str], references: Sequence[Image.Image],

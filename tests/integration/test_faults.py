@@ -21,8 +21,9 @@ STABLE = ["eraser", "config_hash", "request", "task", "task_version", "metric", 
           "value", "higher_is_better", "model", "run_id"]
 # How often a run of RUN_ARGS passes each checkpoint (counted once by hand; the test
 # fails loudly if a kill point is never reached, so a change here cannot go unnoticed).
-# "train.step" is not among them: the mock eraser trains nothing
-# (tests/integration/test_training_resume.py kills a run there).
+# "train.step" and "attack.kept" are not among them: the mock eraser trains nothing and
+# the mock task attacks nothing (tests/integration/test_training_resume.py kills a run at
+# the first, a robustness unit at the second).
 PASSES = {"erase.done": 1, "generate.batch": 6, "cache.png_written": 12, "score.done": 2,
           "io.before_rename": 34}
 KILLS = 20
@@ -38,7 +39,8 @@ def _args(root):
 def _kill_points(seed=2026):
     """KILLS distinct random (checkpoint, n-th pass) points, every checkpoint at least once."""
     rng = random.Random(seed)
-    assert set(CHECKPOINTS) == {*PASSES, "train.step"}, "a new checkpoint needs its passes"
+    assert set(CHECKPOINTS) == {*PASSES, "train.step", "attack.kept"}, (
+        "a new checkpoint needs its passes")
     points = [(name, rng.randint(1, PASSES[name])) for name in PASSES]
     while len(points) < KILLS:
         name = rng.choice(list(PASSES))

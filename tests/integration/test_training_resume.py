@@ -1,4 +1,5 @@
-"""A run killed in the middle of an eraser's training resumes it from its checkpoint and
+"""A run killed in the middle of an eraser's training resumes it from its checkpoint, and
+one killed between a unit's attacks on its model makes only those it had not made; each
 records exactly the rows of a run never interrupted."""
 
 import os
@@ -9,7 +10,7 @@ from cli_processes import exit_code, start_cli
 from erasebench.cli import main
 from erasebench.edits import EditedModel
 from erasebench.faults import ENVIRONMENT_VARIABLE
-from erasebench.results import load_results
+from erasebench.results import ResultStore, load_results
 
 STABLE = ["eraser", "config_hash", "request", "task", "metric", "split", "seed", "value",
           "run_id"]
@@ -95,3 +96,49 @@ def test_erase_says_which_checkpoints_beside_its_out_are_another_erasures(tmp_pa
     assert main(["erase", "-e", "mock", "--concept", "cat", "--model", "tiny", "--out",
                  str(tmp_path / "clean.safetensors")]) == 0
     assert "note:" not in capsys.readouterr().out
+
+
+def _attack_args(root, results="results"):
+    return ["run", "--erasers", "token_filter", "--tasks", "robustness", "--workers", "1",
+            "--no-report", "--results", str(root / results), "--cache", str(root / "cache"),
+            "--task-config", "robustness.radii=[0.1, 0.2]", "--task-config",
+            "robustness.steps=3", "--task-config", "robustness.samples=4", "--task-config",
+            'robustness.task_options={"images_per_class": 2, "splits": [["circle"]]}']
+
+
+def test_a_run_killed_between_a_units_attacks_makes_only_those_it_had_not(tmp_path, capsys,
+                                                                          monkeypatch):
+    # On SD each recovery attack of a robustness unit takes minutes of a GPU (one per
+    # erased class and radius); a unit stopped after some made them all again.
+    from erasebench.tasks.robustness import recovery
+
+    assert main(_attack_args(tmp_path / "whole")) == 0
+    whole = load_results(tmp_path / "whole" / "results")[STABLE]
+    (record,) = ResultStore(tmp_path / "whole" / "results").records()
+    assert record.provenance.timings.attacks_read is None
+    log = tmp_path / "killed.log"
+    killed = start_cli(_attack_args(tmp_path), log,
+                       {**os.environ, ENVIRONMENT_VARIABLE: "attack.kept:1"})
+    assert exit_code(killed) == -9, log.read_text()[-2000:]
+    assert len(list((tmp_path / "cache" / "attacks").glob("*.safetensors"))) == 1
+    capsys.readouterr()
+
+    made = []
+    optimised = recovery._optimised
+
+    def counted(probe, texts, references, radius, settings, passes):
+        made.append(radius)
+        return optimised(probe, texts, references, radius, settings, passes)
+
+    monkeypatch.setattr(recovery, "_optimised", counted)
+    assert main(_attack_args(tmp_path)) == 0
+    assert made == [0.2], "the attack at 0.1 was kept before the kill"
+    assert "s attacking the model (1 attack read from the attack cache)" in (
+        capsys.readouterr().out)
+    pd.testing.assert_frame_equal(load_results(tmp_path / "results")[STABLE], whole)
+    (record,) = ResultStore(tmp_path / "results").records()
+    assert record.provenance.timings.attacks_read == 1
+    # Another results folder on the same cache (or the unit scored again) makes none.
+    assert main(_attack_args(tmp_path, results="again")) == 0
+    assert made == [0.2] and "(2 attacks read from the attack cache)" in capsys.readouterr().out
+    pd.testing.assert_frame_equal(load_results(tmp_path / "again")[STABLE], whole)

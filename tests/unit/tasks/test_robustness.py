@@ -207,6 +207,43 @@ def test_a_pass_out_of_memory_midway_starts_the_step_over(shapes_world, monkeypa
     assert float((split.delta - whole.delta).norm()) < 1e-3 * float(whole.delta.norm())
 
 
+def test_an_attack_the_cache_kept_is_read_back_not_made_again(shapes_world, tmp_path,
+                                                              monkeypatch):
+    # A unit stopped half-way through its attacks makes, on its next start, only those it
+    # had not made; what it reads is what was made, so its numbers are a whole run's.
+    from erasebench.attack_cache import AttackCache
+    from erasebench.tasks.robustness import recovery as module
+
+    model, task = shapes_world
+    probe, texts, references = _filtered_circles(model, task)
+    probe.kept = AttackCache(tmp_path)
+    made = []
+    optimised = module._optimised
+
+    def counted(probe, texts, references, radius, settings, passes):
+        made.append(radius)
+        return optimised(probe, texts, references, radius, settings, passes)
+
+    monkeypatch.setattr(module, "_optimised", counted)
+    settings = AttackSettings(steps=3, samples=4, soft_tokens=2)
+    first, first_losses = recover(probe, texts, references, 0.2, settings)
+    again, again_losses = recover(probe, texts, references, 0.2, settings)
+    assert made == [0.2] and probe.attacks_read == 1
+    assert torch.equal(again.delta, first.delta) and torch.equal(again.soft, first.soft)
+    assert again_losses == first_losses and len(first_losses) == 3
+    # Anything the attack depends on, changed, is another attack: the radius, a setting,
+    # the prompts, their images, the edited model.
+    recover(probe, texts, references, 0.1, settings)
+    recover(probe, texts, references, 0.2, replace(settings, seed=1))
+    recover(probe, texts[:-1], references[:-1], 0.2, settings)
+    recover(probe, texts, references[::-1], 0.2, settings)
+    other = _probe(model, task, "uce", task.requests()[0])
+    other.kept = probe.kept
+    recover(other, texts, references, 0.2, settings)
+    assert made == [0.2, 0.1, 0.2, 0.2, 0.2, 0.2] and probe.attacks_read == 1
+    assert len(list(tmp_path.iterdir())) == 6
+
+
 def test_soft_tokens_replace_the_last_positions_for_every_prompt():
     encodings = torch.arange(2 * 5 * 3, dtype=torch.float32).reshape(2, 5, 3)
     delta = torch.full((5, 3), 0.5)

@@ -1,0 +1,82 @@
+"""The attack cache: what an attack on an edited model learnt, kept in ``<cache>/attacks/``.
+
+A robustness unit makes one recovery attack per erased class and radius: on SD, minutes of
+a GPU each, most of the unit's time (``erasebench.tasks.robustness``). A run stopped in
+the middle of a unit's attacks (a Slurm time limit, Ctrl-C, a lost node) used to make all
+of them again on its next start. Now each attack's result is kept here as it ends, keyed
+by everything it depends on (the edited model's fingerprint, and what the task names: the
+prompts, its images, the radius, the attack's settings), so the next start makes only the
+attacks not done yet, and a unit scored again (a new scorer version) makes none. What is
+read from here is what was made, so a resumed unit records the numbers of one never
+stopped.
+
+The files are small (a conditioning perturbation: 236 kB on SD), safetensors with the key's
+fields in their metadata; an entry that cannot be read, or whose fields are not the key's,
+is made again, as a damaged image is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from erasebench.io import atomic_write, canonical_json
+
+if TYPE_CHECKING:  # torch is imported where used
+    import torch
+
+FORMAT = "erasebench.attack/1"
+
+
+@dataclass(frozen=True)
+class AttackCache:
+    folder: Path
+
+    def path(self, fields: dict[str, Any]) -> Path:
+        key = hashlib.sha256(canonical_json(fields).encode()).hexdigest()
+        return self.folder / f"{key[:40]}.safetensors"
+
+    def get(self, fields: dict[str, Any]) -> dict[str, torch.Tensor] | None:
+        """The tensors kept for the attack ``fields`` name; None where there are none or
+        they cannot be read."""
+        from safetensors import safe_open
+
+        path = self.path(fields)
+        if not path.is_file():
+            return None
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                metadata = handle.metadata() or {}
+                tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
+        except Exception:  # safetensors raises several types for a damaged file
+            return None
+        if (metadata.get("format") != FORMAT
+                or metadata.get("fields") != canonical_json(fields)):
+            return None
+        return tensors
+
+    def put(self, fields: dict[str, Any], tensors: dict[str, torch.Tensor]) -> bool:
+        """Keeps ``tensors`` for the attack ``fields`` name (atomic); a write that fails (a
+        full disk, a read-only cache) keeps nothing and loses only the reuse: False."""
+        from safetensors.torch import save_file
+
+        cpu = {name: tensor.detach().cpu().contiguous() for name, tensor in tensors.items()}
+        metadata = {"format": FORMAT, "fields": canonical_json(fields)}
+        try:
+            atomic_write(self.path(fields), lambda tmp: save_file(cpu, str(tmp), metadata))
+        except OSError:
+            return False
+        return True
+
+
+def image_digest(images: Any) -> str:
+    """sha256 over the pixels (mode, size, bytes) of ``images`` (PIL images): what an
+    attack that learns from images keys them by."""
+    digest = hashlib.sha256()
+    for image in images:
+        digest.update(json.dumps([image.mode, list(image.size)]).encode())
+        digest.update(image.tobytes())
+    return digest.hexdigest()
