@@ -205,9 +205,9 @@ def _optimised(probe: ModelProbe, texts: Sequence[str], references: Sequence[Ima
     return Recovery(delta.detach(), soft.detach()), losses
 
 
-def recovered_images(probe: ModelProbe, prompts: Sequence[PromptSpec],
-                     recovery: Recovery) -> list[Image.Image]:
-    """The edited model's images of ``prompts`` drawn with their attacked encodings."""
+def attacked_conditioning(probe: ModelProbe, prompts: Sequence[PromptSpec],
+                          recovery: Recovery) -> torch.Tensor:
+    """The edited model's encodings of ``prompts``, attacked: what their images are drawn
+    with (``probe.edited_images``)."""
     with torch.no_grad(), probe.edited() as edited:
-        attacked = recovery.apply(edited.encode_text([p.text for p in prompts]))
-    return probe.edited_images(prompts, attacked)
+        return recovery.apply(edited.encode_text([p.text for p in prompts]))

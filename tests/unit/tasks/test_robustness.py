@@ -244,6 +244,35 @@ def test_an_attack_the_cache_kept_is_read_back_not_made_again(shapes_world, tmp_
     assert len(list(tmp_path.iterdir())) == 6
 
 
+def test_a_radiuss_attacked_images_of_all_classes_are_drawn_in_full_batches(shapes_world,
+                                                                             monkeypatch):
+    # Drawn class by class, each class's last batch ran part empty (on SD 50 images per
+    # class at a batch of 64: one batch of 50 where the GPU could take 64).
+    model, _ = shapes_world
+    task = TASKS.get("robustness")({"task_options": {"images_per_class": 3,
+                                                     "splits": [["circle", "square"]]},
+                                    "radii": [0.1, 0.2], "steps": 1, "samples": 2})
+    request = task.requests()[0]
+    prompts = task.prompts(request)
+    probe = _probe(model, task, "token_filter", request)
+    probe.generator.batch_size = 4
+    with probe.edited():
+        images = probe.generator.images(prompts)
+    attacked_batches = []
+    sample = Generator.sample
+
+    def counted(self, batch, conditioning=None):
+        if conditioning is not None:
+            attacked_batches.append([p.label for p in batch])
+        return sample(self, batch, conditioning)
+
+    monkeypatch.setattr(Generator, "sample", counted)
+    context = ScoringContext("cpu", probe.generator.images, model.encode_text, probe)
+    task.score(images, prompts, request, context)
+    by_radius = [["circle"] * 3 + ["square"], ["square"] * 2]
+    assert attacked_batches == by_radius * 2
+
+
 def test_soft_tokens_replace_the_last_positions_for_every_prompt():
     encodings = torch.arange(2 * 5 * 3, dtype=torch.float32).reshape(2, 5, 3)
     delta = torch.full((5, 3), 0.5)
