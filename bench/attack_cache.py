@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from erasebench.io import atomic_write, canonical_json
+from erasebench.io import atomic_write, canonical_json, read_safetensors
 
 if TYPE_CHECKING:  # torch is imported where used
     import torch
@@ -42,15 +42,11 @@ class AttackCache:
     def get(self, fields: dict[str, Any]) -> dict[str, torch.Tensor] | None:
         """The tensors kept for the attack ``fields`` name; None where there are none or
         they cannot be read."""
-        from safetensors import safe_open
-
         path = self.path(fields)
         if not path.is_file():
             return None
         try:
-            with safe_open(str(path), framework="pt") as handle:
-                metadata = handle.metadata() or {}
-                tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
+            tensors, metadata = read_safetensors(path)
         except Exception:  # safetensors raises several types for a damaged file
             return None
         if (metadata.get("format") != FORMAT

@@ -9,9 +9,12 @@ import tempfile
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from erasebench.faults import checkpoint
+
+if TYPE_CHECKING:  # torch is imported where used: the CLI starts without it
+    import torch
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read the process umask (the only way is to set it and set it back)
@@ -66,6 +69,17 @@ def canonical_json(value: Any) -> str:
 def atomic_write_json(path: str | os.PathLike[str], value: Any) -> Path:
     text = json.dumps(value, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
     return atomic_write_bytes(path, text.encode())
+
+
+def read_safetensors(path: str | os.PathLike[str]
+                     ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Every tensor of the safetensors file at ``path``, and its metadata; raises what
+    safetensors raises for a missing or damaged file (several types)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata() or {}
+        return {name: handle.get_tensor(name) for name in handle.keys()}, metadata  # noqa: SIM118
 
 
 def utc_timestamp() -> str:

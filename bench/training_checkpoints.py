@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from erasebench.io import atomic_write
+from erasebench.io import atomic_write, read_safetensors
 
 if TYPE_CHECKING:  # torch is imported where used: the CLI reads DEFAULT_EVERY without it
     import torch
@@ -204,14 +204,10 @@ def _write(path: Path, value: Any) -> Path:
 def _read(path: Path) -> Any | None:
     """The state saved at ``path``; None where there is none or it cannot be read (an
     unreadable checkpoint only costs the steps it held)."""
-    from safetensors import safe_open
-
     if not path.is_file():
         return None
     try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-            tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
+        tensors, metadata = read_safetensors(path)
         if metadata.get("format") != FORMAT:
             return None
         return _unpack(json.loads(metadata["state"]), tensors)
