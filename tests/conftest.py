@@ -109,3 +109,21 @@ def make_record() -> Callable[..., Any]:
                                                        higher_is_better=True)])
 
     return make
+
+
+@pytest.fixture
+def attacks_made(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The radius of every recovery attack optimised from here on (the robustness task's;
+    those read from the attack cache are not)."""
+    from erasebench.tasks.robustness import recovery
+
+    made: list[float] = []
+    optimised = recovery._optimised
+
+    def counted(probe: Any, texts: Any, references: Any, radius: float, settings: Any,
+                passes: Any) -> Any:
+        made.append(radius)
+        return optimised(probe, texts, references, radius, settings, passes)
+
+    monkeypatch.setattr(recovery, "_optimised", counted)
+    return made

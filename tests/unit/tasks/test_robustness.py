@@ -208,23 +208,15 @@ def test_a_pass_out_of_memory_midway_starts_the_step_over(shapes_world, monkeypa
 
 
 def test_an_attack_the_cache_kept_is_read_back_not_made_again(shapes_world, tmp_path,
-                                                              monkeypatch):
+                                                              attacks_made):
     # A unit stopped half-way through its attacks makes, on its next start, only those it
     # had not made; what it reads is what was made, so its numbers are a whole run's.
     from erasebench.attack_cache import AttackCache
-    from erasebench.tasks.robustness import recovery as module
 
     model, task = shapes_world
     probe, texts, references = _filtered_circles(model, task)
     probe.kept = AttackCache(tmp_path)
-    made = []
-    optimised = module._optimised
-
-    def counted(probe, texts, references, radius, settings, passes):
-        made.append(radius)
-        return optimised(probe, texts, references, radius, settings, passes)
-
-    monkeypatch.setattr(module, "_optimised", counted)
+    made = attacks_made
     settings = AttackSettings(steps=3, samples=4, soft_tokens=2)
     first, first_losses = recover(probe, texts, references, 0.2, settings)
     again, again_losses = recover(probe, texts, references, 0.2, settings)
