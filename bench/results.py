@@ -89,7 +89,7 @@ class UnitTimings(BaseModel):
     # task's recovery attack: an optimisation, no scorer's pace; erasebench.probe), 0 for
     # a task that attacks nothing. None: a record written before 2026-12-07 (schema 7).
     attacking: float | None = None
-    # Of the attacks the task made, those read from the attack cache, made before by a run
+    # Of the task's attacks, those read from the attack cache, made before by a run
     # stopped half-way through the unit or by another (erasebench.attack_cache): their
     # seconds are not in ``attacking``. None: none, or a record written before 2026-12-07.
     attacks_read: int | None = None
