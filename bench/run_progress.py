@@ -21,6 +21,11 @@ their time went (``erasebench.results.UnitTimings``).
   those the cache does not hold either; the rest are read. Its scoring draws the original
   model's images it compares with (``Task.reference_prompts``) that neither it nor a unit
   before it draws, at the drawing pace, after its own images and shared alike.
+- Attacks on the model (the robustness task's, ``UnitTimings.attacking``): by the images
+  asked for too, over the units that made all theirs (all tasks' for a task none of whose
+  units did). One that read some from the attack cache (``erasebench.attack_cache``:
+  stopped half-way and resumed, or scored again) took less than the units to do, which
+  make theirs, will; only its other scoring counts.
 - Erasures: making one can take longer than drawing a unit's images (an AGE erasure of
   SD 42 minutes on an H100, an Imagenette unit's 5,000 images 50), and only the first
   unit that needs it makes it; each erasure still to make counts at what its eraser's
@@ -165,6 +170,11 @@ class RunProgress:
     asked: dict[str, int] = field(default_factory=dict, init=False, metadata=PACE)
     other_seconds: dict[str, float] = field(default_factory=dict, init=False, metadata=PACE)
     scoring_drawn: dict[str, int] = field(default_factory=dict, init=False, metadata=PACE)
+    # Per task, the seconds the scoring spent attacking the model and the images asked of
+    # the units whose attacks were all made, none read from the attack cache.
+    attacking_seconds: dict[str, float] = field(default_factory=dict, init=False,
+                                                metadata=PACE)
+    attacked: dict[str, int] = field(default_factory=dict, init=False, metadata=PACE)
     drawn: dict[str, int] = field(default_factory=dict, init=False, metadata=PACE)
     drawing_seconds: dict[str, float] = field(default_factory=dict, init=False, metadata=PACE)
     read: dict[str, int] = field(default_factory=dict, init=False, metadata=PACE)
@@ -361,24 +371,29 @@ class RunProgress:
         else:
             _add(self.read, task, images)
             _add(self.reading_seconds, task, timings.images_less_waiting())
-        _add(self.other_seconds, task, timings.scoring
+        attacking = timings.attacking or 0.0  # None: a record with the attacks in scoring
+        _add(self.other_seconds, task, timings.scoring - attacking
              + (0.0 if timings.erasure_trained else timings.erasure))
         _add(self.scoring_drawn, task, timings.scoring_drawn or 0)
+        if not timings.attacks_read:
+            _add(self.attacking_seconds, task, attacking)
+            _add(self.attacked, task, images)
 
     def _other_rate(self, task: str) -> float:
         """Seconds per image asked of ``task``'s scoring and reading erasures (of all tasks
-        together for one not timed yet), less the images the scoring drew priced at their
-        task's drawing pace (the same model and settings draw them). Those are mostly the
-        original model's reference images, drawn once by the first unit of a task that
-        scores against them (and priced there, ``references_of``): counted in the scoring
-        pace, its other units were priced as drawing them too (artist's 1,000 at 4
-        images/s: 250 s a unit on top of ~10 s of scoring). `erasebench timings` leaves
-        them out of the scoring's share alike; the robustness task's attacked images,
-        drawn by every unit, are a few % of its attacks."""
+        together for one not timed yet), its attacks on the model priced apart (module
+        docstring), less the images the scoring drew priced at their task's drawing pace
+        (the same model and settings draw them). Those are mostly the original model's
+        reference images, drawn once by the first unit of a task that scores against them
+        (and priced there, ``references_of``): counted in the scoring pace, its other
+        units were priced as drawing them too (artist's 1,000 at 4 images/s: 250 s a unit
+        on top of ~10 s of scoring). `erasebench timings` leaves them out of the scoring's
+        share alike, as it does the robustness task's attacked images."""
         itself = {name: max(0.0, seconds - self.scoring_drawn.get(name, 0)
                             * (_rate(self.drawing_seconds, self.drawn, name) or 0.0))
                   for name, seconds in self.other_seconds.items()}
-        return _rate(itself, self.asked, task) or 0.0
+        return ((_rate(itself, self.asked, task) or 0.0)
+                + (_rate(self.attacking_seconds, self.attacked, task) or 0.0))
 
     @property
     def total_images(self) -> int:

@@ -192,6 +192,28 @@ def test_reference_images_the_scoring_drew_once_are_not_priced_into_every_unit()
     assert progress.images_left_seconds() == pytest.approx(260 + 100 * 0.26)
 
 
+def test_attacks_read_from_the_attack_cache_do_not_price_the_units_that_make_theirs():
+    # A robustness unit stopped half-way through its attacks and resumed read them from
+    # the attack cache: taken for the task's pace, it priced the units still to do, which
+    # make all theirs, at a fraction of their time.
+    images = {"made": 10, "read": 10, "to do": 10}
+    progress = RunProgress(images, dict.fromkeys(images, "robustness"),
+                           draws_of={"to do": 0})
+    made = timings(5, 110, erasure=0, drawn=10).model_copy(update={"attacking": 100.0})
+    read = timings(5, 10.5, erasure=0, drawn=10).model_copy(
+        update={"attacking": 0.5, "attacks_read": 15})
+    progress.update(records({"made", "read"}, {"made": made, "read": read}))
+    # Scoring besides the attacks: (10 + 10) s over 20 images; the attacks: 100 s over the
+    # 10 images of the unit that made all its own.
+    assert progress.images_left_seconds() == pytest.approx(10 * 1.0 + 10 * 10.0)
+    # A record written before the attacks were kept apart (schema 6) has them in scoring.
+    progress = RunProgress({"old": 10, "to do": 10}, {"old": "robustness",
+                                                      "to do": "robustness"},
+                           draws_of={"to do": 0})
+    progress.update(records({"old"}, {"old": timings(5, 110, erasure=0, drawn=10)}))
+    assert progress.images_left_seconds() == pytest.approx(10 * 11.0)
+
+
 def test_reference_images_a_unit_to_do_draws_are_priced_at_the_drawing_pace():
     images = {"first": 1_000, "second": 1_000}
     # "second"'s scoring draws the original model's 1,000 images it compares with: no unit
