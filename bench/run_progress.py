@@ -24,8 +24,8 @@ their time went (``erasebench.results.UnitTimings``).
 - Attacks on the model (the robustness task's, ``UnitTimings.attacking``): by the images
   asked for too, over the units that made all theirs (all tasks' for a task none of whose
   units did). One that read some from the attack cache (``erasebench.attack_cache``:
-  stopped half-way and resumed, or scored again) took less than the units to do, which
-  make theirs, will; only its other scoring counts.
+  stopped half-way and resumed, or scored again) took less than a unit making all its own
+  will; only its other scoring counts.
 - Erasures: making one can take longer than drawing a unit's images (an AGE erasure of
   SD 42 minutes on an H100, an Imagenette unit's 5,000 images 50), and only the first
   unit that needs it makes it; each erasure still to make counts at what its eraser's
