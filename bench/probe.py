@@ -11,7 +11,6 @@ half-way makes only the attacks it had not made.
 from __future__ import annotations
 
 import contextlib
-import functools
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -43,12 +42,6 @@ class ModelProbe:
     attacking: float = 0.0  # seconds spent in :meth:`attack` blocks
     attacks_read: int = 0  # attacks :meth:`kept_attack` read from the attack cache
 
-    @functools.cached_property
-    def edited_fingerprint(self) -> str:
-        """The edited model's fingerprint (a hash over the edit's weights: on SD up to 3.3
-        GB, hashed once per unit)."""
-        return self.edit.edited_fingerprint()
-
     def kept_attack(self, fields: dict[str, Any],
                     make: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         """What ``make`` (an attack on the edited model) returns, from the attack cache where
@@ -57,7 +50,7 @@ class ModelProbe:
         name everything the attack depends on besides the edited model (JSON)."""
         if self.kept is None:
             return make()
-        key = {"edited_model": self.edited_fingerprint, **fields}
+        key = {"edited_model": self.edit.edited_fingerprint(), **fields}
         held = self.kept.get(key)
         if held is not None:
             self.attacks_read += 1

@@ -79,6 +79,21 @@ def test_apply_changes_images_and_remove_restores_them(tiny, edit):
     assert np.array_equal(before, after) and tiny.fingerprint == base
 
 
+def test_an_edit_applied_again_and_again_hashes_its_weights_once(tiny, edit, monkeypatch):
+    # Every apply names the edited model by the edit's digest; the robustness task applies
+    # an edit three times per class and radius, and ESD-u's SD weights take seconds a hash.
+    from erasebench import edits
+
+    hashed = []
+    tensor_bytes = edits.tensor_bytes
+    monkeypatch.setattr(edits, "tensor_bytes",
+                        lambda tensor: hashed.append(1) or tensor_bytes(tensor))
+    for _ in range(3):
+        with edit.applied(tiny):
+            assert tiny.fingerprint == edit.edited_fingerprint()
+    assert len(hashed) == len(edit.weights)
+
+
 def test_an_edit_refuses_another_base_model(edit):
     with pytest.raises(UserError, match="made on model"):
         edit.apply(DiffusionModel.tiny(seed=7))
