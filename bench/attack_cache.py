@@ -12,13 +12,18 @@ stopped.
 
 The files are small (a conditioning perturbation: 236 kB on SD), safetensors with the key's
 fields in their metadata; an entry that cannot be read, or whose fields are not the key's,
-is made again, as a damaged image is.
+is made again, as a damaged image is. Beside the key, an entry names the work unit it was
+made for and the seconds making it took, which are no part of the key: a run's time left
+and ``--dry-run --check-cache`` count by them what a unit to do will read rather than make
+(:meth:`AttackCache.held_by_unit`), without its edit or images at hand.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +34,15 @@ if TYPE_CHECKING:  # torch is imported where used
     import torch
 
 FORMAT = "erasebench.attack/1"
+
+
+@dataclass(frozen=True)
+class HeldAttacks:
+    """The attacks the cache holds that were made for one work unit, and the seconds
+    making them took."""
+
+    count: int = 0
+    seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -54,18 +68,50 @@ class AttackCache:
             return None
         return tensors
 
-    def put(self, fields: dict[str, Any], tensors: dict[str, torch.Tensor]) -> bool:
-        """Keeps ``tensors`` for the attack ``fields`` name (atomic); a write that fails (a
-        full disk, a read-only cache) keeps nothing and loses only the reuse: False."""
+    def put(self, fields: dict[str, Any], tensors: dict[str, torch.Tensor],
+            unit: str = "", seconds: float | None = None) -> bool:
+        """Keeps ``tensors`` for the attack ``fields`` name (atomic), noting the work unit
+        it was made for (its run id) and the ``seconds`` making it took where given; a
+        write that fails (a full disk, a read-only cache) keeps nothing and loses only the
+        reuse: False."""
         from safetensors.torch import save_file
 
         cpu = {name: tensor.detach().cpu().contiguous() for name, tensor in tensors.items()}
-        metadata = {"format": FORMAT, "fields": canonical_json(fields)}
+        metadata = {"format": FORMAT, "fields": canonical_json(fields), "unit": unit}
+        if seconds is not None:
+            metadata["seconds"] = repr(float(seconds))
         try:
             atomic_write(self.path(fields), lambda tmp: save_file(cpu, str(tmp), metadata))
         except OSError:
             return False
         return True
+
+
+    def held_by_unit(self) -> dict[str, HeldAttacks]:
+        """Run id -> the attacks held that were made for that unit (entries written before
+        units were named, or unreadable, left out): read from the files' headers only, a
+        few hundred bytes each. An attack another unit made that this one would read too
+        (the same edit, prompts and settings) counts for the unit that made it."""
+        from safetensors import safe_open
+
+        counts: dict[str, int] = {}
+        seconds: dict[str, float] = {}
+        with contextlib.suppress(FileNotFoundError), os.scandir(self.folder) as entries:
+            for entry in entries:
+                if not entry.name.endswith(".safetensors"):
+                    continue
+                try:
+                    with safe_open(entry.path, framework="pt") as opened:
+                        metadata = opened.metadata() or {}
+                    made_in = float(metadata.get("seconds", "0"))
+                except Exception:  # a damaged entry, one removed as we look: made again
+                    continue
+                unit = metadata.get("unit", "")
+                if metadata.get("format") != FORMAT or not unit:
+                    continue
+                counts[unit] = counts.get(unit, 0) + 1
+                seconds[unit] = seconds.get(unit, 0.0) + made_in
+        return {unit: HeldAttacks(count, seconds[unit]) for unit, count in counts.items()}
 
 
 def image_digest(images: Any) -> str:

@@ -12,9 +12,13 @@ not exist yet, so they are counted, by what makes them, as images to draw. The o
 model's images a unit's scoring compares with (``Task.reference_prompts``) are keyed by
 the base model's fingerprint, as ``sd``'s are.
 
+The attacks a unit's task makes on its edited model (the robustness task's) are held when
+the attack cache has entries made for the unit (``erasebench.attack_cache``: a run stopped
+in the middle of its attacks, or a unit scored again); each entry says the seconds it took.
+
 A run's progress line prices what is left by it (``CachedWork.to_draw`` and
-``references_to_draw``, the erasures held), so that images and erasures another results
-folder made are not priced as still to make.
+``references_to_draw``, the erasures and attacks held), so that images, erasures and
+attacks another run made are not priced as still to make.
 
 Entries are counted, not checked (a checksum would read every PNG: a full reproduction
 writes hundreds of thousands); a run checks each before it uses it and makes a damaged
@@ -35,9 +39,11 @@ from typing import Any
 
 from rich.filesize import decimal
 
+from erasebench.attack_cache import AttackCache, HeldAttacks
 from erasebench.cache_space import CacheSpace, cache_space
 from erasebench.edits import EditedModel
 from erasebench.generate import Generator
+from erasebench.run_progress import format_duration
 from erasebench.training_checkpoints import CheckpointPlace
 from erasebench.workload import (
     Erasure,
@@ -76,6 +82,9 @@ class CachedWork:
     # (checkpoint_size): ESD-u's 9.8 GB, 0 for an eraser that keeps none
     edit_bytes: dict[Erasure, int] = field(default_factory=dict)
     checkpoint_bytes: dict[Erasure, int] = field(default_factory=dict)
+    # run id -> the attacks on its edited model the attack cache holds, made for the unit
+    # by a run before (stopped in the middle, or one whose record is to be scored again)
+    attacks_held: dict[str, HeldAttacks] = field(default_factory=dict)
 
     def by_size(self, draws: Mapping[str, int]) -> dict[tuple[int, int], int]:
         """Images to draw per (height, width), of ``draws`` (run id -> images to draw)."""
@@ -104,14 +113,24 @@ class CachedWork:
 
     def held_line(self) -> str:
         """``4,100 of the 15,429 distinct images of the units to do, 40 of their 88
-        erasures`` (``, 1 more begun (its training resumes from a checkpoint)``)."""
+        erasures`` (``, 1 more begun (its training resumes from a checkpoint)``; ``, 15
+        attacks on their edited models (42 min of making them)``)."""
         begun = len(self.erasures_begun)
         told = "" if not begun else (
             ", 1 more begun (its training resumes from a checkpoint)" if begun == 1 else
             f", {begun:,} more begun (their trainings resume from checkpoints)")
         return (f"{self.images_held:,} of the {self.images:,} distinct images of the units to "
                 f"do, {len(self.erasures_held):,} of their {len(self.erasures):,} "
-                f"erasures{told}")
+                f"erasures{told}{self.attacks_line()}")
+
+    def attacks_line(self) -> str:
+        """``, 15 attacks on their edited models (3.2 min of making them)``, "" for none."""
+        count = sum(held.count for held in self.attacks_held.values())
+        if not count:
+            return ""
+        seconds = sum(held.seconds for held in self.attacks_held.values())
+        return (f", {count:,} attack{'s' if count > 1 else ''} on their edited models "
+                f"({format_duration(seconds)} of making {'them' if count > 1 else 'it'})")
 
 
 def fingerprint_drawing(unit: Any, runner: Any) -> str | None:
@@ -214,6 +233,9 @@ def cached_work(units: Sequence[Any], runner: Any,
         work.references_to_draw[run_id] = len(new_references - held)
         work.size_of[run_id] = size
     work.images, work.images_held = len(seen), len(held)
+    attacks = AttackCache(runner.attacks_dir).held_by_unit()
+    work.attacks_held = {unit.run_id: attacks[unit.run_id] for unit in units
+                         if unit.run_id in attacks}
     if runner.checkpoints_dir.is_dir():
         for entry in os.scandir(runner.checkpoints_dir):
             if any(place.owns(entry.name) for place in places):

@@ -39,6 +39,7 @@ class ModelProbe:
     # Where attacks' results are kept (the runner's ``<cache>/attacks``); None: nowhere,
     # every attack is made.
     kept: AttackCache | None = None
+    unit: str = ""  # the work unit's run id, which the attacks it keeps are noted as made for
     attacking: float = 0.0  # seconds spent in :meth:`attack` blocks
     attacks_read: int = 0  # attacks :meth:`kept_attack` read from the attack cache
 
@@ -55,8 +56,9 @@ class ModelProbe:
         if held is not None:
             self.attacks_read += 1
             return {name: tensor.to(self.model.device) for name, tensor in held.items()}
+        began = time.perf_counter()
         made = make()
-        self.kept.put(key, made)
+        self.kept.put(key, made, unit=self.unit, seconds=time.perf_counter() - began)
         checkpoint("attack.kept")
         return made
 

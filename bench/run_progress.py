@@ -25,7 +25,9 @@ their time went (``erasebench.results.UnitTimings``).
   asked for too, over the units that made all theirs (all tasks' for a task none of whose
   units did). One that read some from the attack cache (``erasebench.attack_cache``:
   stopped half-way and resumed, or scored again) took less than a unit making all its own
-  will; only its other scoring counts.
+  will; only its other scoring counts. Where the main process looked in the caches, the
+  attacks the attack cache holds for a unit to do are taken off its price, at the seconds
+  making them took (at most down to none: a unit scored again reads all its attacks).
 - Erasures: making one can take longer than drawing a unit's images (an AGE erasure of
   SD 42 minutes on an H100, an Imagenette unit's 5,000 images 50), and only the first
   unit that needs it makes it; each erasure still to make counts at what its eraser's
@@ -155,6 +157,9 @@ class RunProgress:
     processes: int = 1
     draws_of: dict[str, int] = field(default_factory=dict)
     references_of: dict[str, int] = field(default_factory=dict)
+    # run id -> the seconds of the attacks on its edited model the attack cache holds for
+    # it (none for a unit not named), which it reads rather than makes
+    attacks_held: dict[str, float] = field(default_factory=dict)
     helping: bool = True  # processes left without a unit help draw (Runner.help)
     clock: Callable[[], float] = time.monotonic
     started: float = field(init=False)
@@ -196,6 +201,7 @@ class RunProgress:
         self.made = set(self.made)
         self.draws_of = dict(self.draws_of)
         self.references_of = dict(self.references_of)
+        self.attacks_held = dict(self.attacks_held)
 
     @classmethod
     def of_units(cls, todo: Sequence[Any], done: Sequence[Any], processes: int,
@@ -232,10 +238,13 @@ class RunProgress:
         return progress
 
     def count_cached(self, cached: CachedWork) -> None:
-        """The erasures and images the caches hold (``erasebench.cached_work``) as made."""
+        """The erasures, images and attacks the caches hold (``erasebench.cached_work``) as
+        made."""
         self.made |= cached.erasures_held
         self.draws_of.update(cached.to_draw)
         self.references_of.update(cached.references_to_draw)
+        self.attacks_held.update({run_id: held.seconds
+                                  for run_id, held in cached.attacks_held.items()})
 
     def update(self, record_of: Callable[[str], RunRecord | None]) -> None:
         """Marks finished every unit to do that the results folder has recorded
@@ -381,19 +390,23 @@ class RunProgress:
 
     def _other_rate(self, task: str) -> float:
         """Seconds per image asked of ``task``'s scoring and reading erasures (of all tasks
-        together for one not timed yet), its attacks on the model priced apart (module
-        docstring), less the images the scoring drew priced at their task's drawing pace
-        (the same model and settings draw them). Those are mostly the original model's
-        reference images, drawn once by the first unit of a task that scores against them
-        (and priced there, ``references_of``): counted in the scoring pace, its other
-        units were priced as drawing them too (artist's 1,000 at 4 images/s: 250 s a unit
-        on top of ~10 s of scoring). `erasebench timings` leaves them out of the scoring's
-        share alike, as it does the robustness task's attacked images."""
+        together for one not timed yet), its attacks on the model apart
+        (:meth:`_attack_rate`), less the images the scoring drew priced at their task's
+        drawing pace (the same model and settings draw them). Those are mostly the original
+        model's reference images, drawn once by the first unit of a task that scores
+        against them (and priced there, ``references_of``): counted in the scoring pace,
+        its other units were priced as drawing them too (artist's 1,000 at 4 images/s:
+        250 s a unit on top of ~10 s of scoring). `erasebench timings` leaves them out of
+        the scoring's share alike, as it does the robustness task's attacked images."""
         itself = {name: max(0.0, seconds - self.scoring_drawn.get(name, 0)
                             * (_rate(self.drawing_seconds, self.drawn, name) or 0.0))
                   for name, seconds in self.other_seconds.items()}
-        return ((_rate(itself, self.asked, task) or 0.0)
-                + (_rate(self.attacking_seconds, self.attacked, task) or 0.0))
+        return _rate(itself, self.asked, task) or 0.0
+
+    def _attack_rate(self, task: str) -> float:
+        """Seconds per image asked of ``task``'s attacks on the model, over the units that
+        made all theirs (module docstring)."""
+        return _rate(self.attacking_seconds, self.attacked, task) or 0.0
 
     @property
     def total_images(self) -> int:
@@ -432,18 +445,20 @@ class RunProgress:
         left = self._open()
         rates = {task: (_rate(self.drawing_seconds, self.drawn, task),
                         _rate(self.reading_seconds, self.read, task) or 0.0,
-                        self._other_rate(task))
+                        self._other_rate(task), self._attack_rate(task))
                  for task in {self.task_of.get(run_id, "") for run_id in left}}
         parts = {}
         for run_id in left:
             images = self.images_of[run_id]
             draws = self.draws_of.get(run_id, images)
             references = self.references_of.get(run_id, 0)
-            drawing, reading, other = rates[self.task_of.get(run_id, "")]
+            drawing, reading, other, attacking = rates[self.task_of.get(run_id, "")]
             if (draws or references) and drawing is None:
                 return None
+            # The attacks the attack cache holds for it are read, not made.
+            attacks = max(0.0, images * attacking - self.attacks_held.get(run_id, 0.0))
             parts[run_id] = ((draws + references) * (drawing or 0.0),
-                             (images - draws) * reading + images * other)
+                             (images - draws) * reading + images * other + attacks)
         return parts
 
     def _erasures_left(self) -> set[tuple[Hashable, ...]]:

@@ -382,7 +382,8 @@ class Runner:
         batch = min(generator.batch_size, drawn) if drawn else None  # the batch it drew at
         thumbnails.save(self.results_dir, unit.run_id, images, prompts, self.show_unsafe)
         # After the edit is removed, the same generator draws the base model's images.
-        probe = ModelProbe(model, edit, generator, kept=AttackCache(self.attacks_dir))
+        probe = ModelProbe(model, edit, generator, kept=AttackCache(self.attacks_dir),
+                           unit=unit.run_id)
         context = ScoringContext(device=self.device, reference_images=generator.images,
                                  encode_text=model.encode_text, probe=probe)
         with out_of_memory_named(unit, "scoring its images", self.device):

@@ -3,6 +3,7 @@ one killed between a unit's attacks on its model makes only those it had not mad
 records exactly the rows of a run never interrupted."""
 
 import os
+import re
 
 import pandas as pd
 from cli_processes import exit_code, start_cli
@@ -120,12 +121,19 @@ def test_a_run_killed_between_a_units_attacks_makes_only_those_it_had_not(tmp_pa
     assert exit_code(killed) == -9, log.read_text()[-2000:]
     assert len(list((tmp_path / "cache" / "attacks").glob("*.safetensors"))) == 1
     capsys.readouterr()
+    # The plan counts it, and the time it took, as held for the unit (the time left
+    # takes it off the unit's price).
+    assert main([*_attack_args(tmp_path), "--dry-run", "--check-cache"]) == 0
+    held = re.search(r"in the caches: .*, 1 attack on their edited models \((\d+) s of "
+                     r"making it\)", capsys.readouterr().out)
+    assert held is not None
 
     attacks_made.clear()  # those of the whole run
     assert main(_attack_args(tmp_path)) == 0
     assert attacks_made == [0.2], "the attack at 0.1 was kept before the kill"
-    assert "s attacking the model (1 attack read from the attack cache)" in (
-        capsys.readouterr().out)
+    said = capsys.readouterr().out
+    assert "s attacking the model (1 attack read from the attack cache)" in said
+    assert ", 1 attack on their edited models (" in said  # the run's start line
     pd.testing.assert_frame_equal(load_results(tmp_path / "results")[STABLE], whole)
     (record,) = ResultStore(tmp_path / "results").records()
     assert record.provenance.timings.attacks_read == 1

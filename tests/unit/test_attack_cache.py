@@ -69,3 +69,23 @@ def test_images_are_keyed_by_their_pixels_size_and_mode():
     assert image_digest([red, one_pixel]) != image_digest([one_pixel, red])
     assert image_digest([red]) != image_digest([red.convert("RGBA")])
     assert image_digest([Image.new("L", (2, 8))]) != image_digest([Image.new("L", (4, 4))])
+
+
+def test_the_attacks_held_are_counted_by_the_unit_they_were_made_for(tmp_path):
+    # What a run's time left and --dry-run --check-cache read: no key is at hand there
+    # (it needs the edit's weights and the references' pixels), the unit's run id is.
+    cache = AttackCache(tmp_path / "attacks")
+    assert cache.held_by_unit() == {}  # no folder yet
+    cache.put(FIELDS, _learnt(), unit="a1", seconds=12.5)
+    cache.put({**FIELDS, "radius": 0.3}, _learnt(), unit="a1", seconds=30.0)
+    cache.put({**FIELDS, "radius": 0.1}, _learnt(), unit="b2", seconds=7.25)
+    cache.put({**FIELDS, "radius": 0.4}, _learnt())  # no unit named: not counted
+    damaged = {**FIELDS, "radius": 0.5}
+    cache.put(damaged, _learnt(), unit="b2", seconds=1.0)
+    cache.path(damaged).write_bytes(b"\x10")  # cut short: read as missing, made again
+    (tmp_path / "attacks" / "notes.txt").write_text("not an attack")
+    held = cache.held_by_unit()
+    assert {unit: (h.count, h.seconds) for unit, h in held.items()} == {
+        "a1": (2, 42.5), "b2": (1, 7.25)}
+    # The unit and seconds are no part of the key: the attack reads back under its fields.
+    assert cache.get(FIELDS) is not None

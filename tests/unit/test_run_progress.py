@@ -214,6 +214,25 @@ def test_attacks_read_from_the_attack_cache_do_not_price_the_units_that_make_the
     assert progress.images_left_seconds() == pytest.approx(10 * 11.0)
 
 
+def test_attacks_the_attack_cache_holds_for_a_unit_to_do_are_taken_off_its_price():
+    # A robustness run stopped in the middle of a unit's attacks, or scored again, was
+    # priced as if it made them all again: on SD hours for a rerun of minutes.
+    from erasebench.attack_cache import HeldAttacks
+    from erasebench.cached_work import CachedWork
+
+    images = {"made": 10, "half": 10, "all": 10, "none": 10}
+    progress = RunProgress(images, dict.fromkeys(images, "robustness"),
+                           draws_of=dict.fromkeys(images, 0))
+    progress.count_cached(CachedWork(attacks_held={"half": HeldAttacks(7, 40.0),
+                                                   "all": HeldAttacks(15, 130.0)}))
+    made = timings(5, 110, erasure=0, drawn=10).model_copy(update={"attacking": 100.0})
+    progress.update(records({"made"}, {"made": made}))
+    # Each unit: 10 s of other scoring and 100 s of attacks, less the seconds its held
+    # attacks took to make; "all" holds more than the pace prices: none left to make.
+    assert progress._unit_seconds() == pytest.approx({"half": 10 + 60, "all": 10,
+                                                      "none": 10 + 100})
+
+
 def test_reference_images_a_unit_to_do_draws_are_priced_at_the_drawing_pace():
     images = {"first": 1_000, "second": 1_000}
     # "second"'s scoring draws the original model's 1,000 images it compares with: no unit
