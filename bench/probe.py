@@ -42,6 +42,7 @@ class ModelProbe:
     unit: str = ""  # the work unit's run id, which the attacks it keeps are noted as made for
     attacking: float = 0.0  # seconds spent in :meth:`attack` blocks
     attacks_read: int = 0  # attacks :meth:`kept_attack` read from the attack cache
+    attacked_drawn: int = 0  # images :meth:`edited_images` drew
 
     def kept_attack(self, fields: dict[str, Any],
                     make: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -93,6 +94,9 @@ class ModelProbe:
 
     def edited_images(self, prompts: Sequence[PromptSpec],
                       conditioning: torch.Tensor) -> list[Image.Image]:
-        """The edited model's images of ``prompts`` drawn with ``conditioning``."""
+        """The edited model's images of ``prompts`` drawn with ``conditioning`` (counted in
+        :attr:`attacked_drawn`)."""
         with self.edited():
-            return self.generator.images_from_conditioning(prompts, conditioning)
+            images = self.generator.images_from_conditioning(prompts, conditioning)
+        self.attacked_drawn += len(images)
+        return images

@@ -33,7 +33,8 @@ from erasebench.specs import RunSpec
 # 6: timings.batch (an erasebench of version 5 refuses such records: upgrade to read them)
 # 7: timings.attacking (an erasebench of version 6 refuses such records, as above)
 # 8: timings.attacks_read (an erasebench of version 7 refuses such records, as above)
-SCHEMA_VERSION = 8
+# 9: timings.attacked_drawn (an erasebench of version 8 refuses such records, as above)
+SCHEMA_VERSION = 9
 COLUMNS = [
     "eraser", "config_hash", "request", "task", "task_version", "metric", "split", "seed",
     "value", "higher_is_better", "headline", "model", "run_id",
@@ -93,6 +94,11 @@ class UnitTimings(BaseModel):
     # stopped half-way through the unit or by another (erasebench.attack_cache): their
     # seconds are not in ``attacking``. None: none, or a record written before 2026-12-07.
     attacks_read: int | None = None
+    # Of ``scoring_drawn``, the images drawn with an attacked conditioning (the robustness
+    # task's: every unit draws its own, unlike the original model's reference images, which
+    # the first unit to score against them draws). None: none, or a record written before
+    # 2026-12-07 (schema 8), whose ``scoring_drawn`` holds them alone.
+    attacked_drawn: int | None = None
 
     def images_less_waiting(self) -> float:
         """``images`` less :attr:`images_awaited`: the seconds this process took to draw or
@@ -147,14 +153,15 @@ class RunRecord(BaseModel):
         return hashlib.sha256(canonical_json(body).encode()).hexdigest()
 
     def stored(self) -> dict[str, Any]:
-        """The record as its JSON file holds it; one written before timings were kept has
-        none, one written before the images its scoring drew were kept apart has no
-        ``scoring_drawn``, one written before waiting for others' images was kept
-        apart has no ``images_awaited``, one that drew no images (or written before the
-        batch was kept) no ``batch``, one that read no attack from the attack cache no
-        ``attacks_read``, one from code without uncommitted changes (or written before they
-        were kept) no ``code_changes``, one without samples (or written before their digest
-        was kept) no ``samples_digest``, and each keeps its checksum."""
+        """The record as its JSON file holds it; one written before timings were kept
+        has none, one written before the images its scoring drew were kept apart has no
+        ``scoring_drawn``, one written before waiting for others' images was kept apart
+        has no ``images_awaited``, one that drew no images (or written before the batch
+        was kept) no ``batch``, one that read no attack from the attack cache no
+        ``attacks_read``, one that drew no attacked images no ``attacked_drawn``, one
+        from code without uncommitted changes (or written before they were kept) no
+        ``code_changes``, one without samples (or written before their digest was kept)
+        no ``samples_digest``, and each keeps its checksum."""
         body = self.model_dump(mode="json")
         if body["samples_digest"] is None:
             del body["samples_digest"]
@@ -164,9 +171,9 @@ class RunRecord(BaseModel):
         if timings is None:
             del body["provenance"]["timings"]
         else:
-            # in schema 3, 4, 6, 7 and 8
+            # in schema 3, 4, 6, 7, 8 and 9
             for added in ("scoring_drawn", "images_awaited", "batch", "attacking",
-                          "attacks_read"):
+                          "attacks_read", "attacked_drawn"):
                 if timings[added] is None:
                     del timings[added]
         return body

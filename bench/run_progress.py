@@ -171,7 +171,7 @@ class RunProgress:
     # Per task, over the finished units whose records have timings: images asked for,
     # drawn, and read by units that drew none, and the seconds each took; "other" is
     # scoring and reading an erasure another unit made, and scoring_drawn the images the
-    # scoring drew (:meth:`_other_rate`).
+    # scoring drew but for attacked ones (:meth:`_other_rate`).
     asked: dict[str, int] = field(default_factory=dict, init=False, metadata=PACE)
     other_seconds: dict[str, float] = field(default_factory=dict, init=False, metadata=PACE)
     scoring_drawn: dict[str, int] = field(default_factory=dict, init=False, metadata=PACE)
@@ -383,7 +383,10 @@ class RunProgress:
         attacking = timings.attacking or 0.0  # None: a record with the attacks in scoring
         _add(self.other_seconds, task, timings.scoring - attacking
              + (0.0 if timings.erasure_trained else timings.erasure))
-        _add(self.scoring_drawn, task, timings.scoring_drawn or 0)
+        # The images drawn with an attacked conditioning stay in the scoring's pace: every
+        # unit of the task draws its own, in proportion to the images it asks for.
+        _add(self.scoring_drawn, task,
+             (timings.scoring_drawn or 0) - (timings.attacked_drawn or 0))
         if not timings.attacks_read:
             _add(self.attacking_seconds, task, attacking)
             _add(self.attacked, task, images)
@@ -391,7 +394,8 @@ class RunProgress:
     def _other_rate(self, task: str) -> float:
         """Seconds per image asked of ``task``'s scoring and reading erasures (of all tasks
         together for one not timed yet), its attacks on the model apart
-        (:meth:`_attack_rate`), less the images the scoring drew priced at their task's
+        (:meth:`_attack_rate`), less the images the scoring drew, but for those drawn
+        with an attacked conditioning, which every unit draws, priced at their task's
         drawing pace (the same model and settings draw them). Those are mostly the original
         model's reference images, drawn once by the first unit of a task that scores
         against them (and priced there, ``references_of``): counted in the scoring pace,

@@ -393,7 +393,8 @@ class Runner:
                               images=drawn_at - erased_at, scoring=time.perf_counter() - drawn_at,
                               images_drawn=drawn, scoring_drawn=generator.drawn - drawn,
                               images_awaited=awaited, batch=batch, attacking=probe.attacking,
-                              attacks_read=probe.attacks_read or None)
+                              attacks_read=probe.attacks_read or None,
+                              attacked_drawn=probe.attacked_drawn or None)
         metrics, samples = [], {}
         for value in values:
             info = unit.task.metrics.get(value.metric)

@@ -115,6 +115,8 @@ def test_a_run_killed_between_a_units_attacks_makes_only_those_it_had_not(tmp_pa
     whole = load_results(tmp_path / "whole" / "results")[STABLE]
     (record,) = ResultStore(tmp_path / "whole" / "results").records()
     assert record.provenance.timings.attacks_read is None
+    # Each radius's attacked images of the class's 2 prompts, apart from the references.
+    assert record.provenance.timings.attacked_drawn == 2 * 2
     log = tmp_path / "killed.log"
     killed = start_cli(_attack_args(tmp_path), log,
                        {**os.environ, ENVIRONMENT_VARIABLE: "attack.kept:1"})

@@ -214,6 +214,27 @@ def test_attacks_read_from_the_attack_cache_do_not_price_the_units_that_make_the
     assert progress.images_left_seconds() == pytest.approx(10 * 11.0)
 
 
+def test_the_attacked_images_every_unit_draws_stay_in_the_scoring_pace():
+    # The images the scoring drew were all taken for the original model's references,
+    # which only the first unit to score against them draws: a robustness unit's attacked
+    # images, which every unit draws (on SD 1,500 a unit), went unpriced.
+    images = {"first": 10, "to do": 10}
+    progress = RunProgress(images, dict.fromkeys(images, "robustness"),
+                           draws_of={"to do": 0})
+    # 10 references and 20 attacked images drawn in scoring, at 0.5 s an image as its own
+    first = timings(5, 30, erasure=0, drawn=10).model_copy(
+        update={"attacking": 10.0, "scoring_drawn": 30, "attacked_drawn": 20})
+    progress.update(records({"first"}, {"first": first}))
+    # scoring besides the attacks, less the 10 references: 30 - 10 - 5 = 15 s; attacks 10 s
+    assert progress.images_left_seconds() == pytest.approx(15 + 10)
+    # A record before attacked images were counted apart (schema 8) took them all off.
+    before = first.model_copy(update={"attacked_drawn": None})
+    progress = RunProgress(images, dict.fromkeys(images, "robustness"),
+                           draws_of={"to do": 0})
+    progress.update(records({"first"}, {"first": before}))
+    assert progress.images_left_seconds() == pytest.approx(5 + 10)
+
+
 def test_attacks_the_attack_cache_holds_for_a_unit_to_do_are_taken_off_its_price():
     # A robustness run stopped in the middle of a unit's attacks, or scored again, was
     # priced as if it made them all again: on SD hours for a rerun of minutes.
