@@ -86,7 +86,6 @@ class AttackCache:
             return False
         return True
 
-
     def held_by_unit(self) -> dict[str, HeldAttacks]:
         """Run id -> the attacks held that were made for that unit (entries written before
         units were named, or unreadable, left out): read from the files' headers only, a
