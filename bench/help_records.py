@@ -47,6 +47,16 @@ class HelpRecord(BaseModel):
     erasure_made: bool = False
     created_at: str = Field(default_factory=utc_timestamp)
 
+    @property
+    def images(self) -> int:
+        """Every image drawn for the unit: its own and its scoring's references."""
+        return self.images_drawn + self.references_drawn
+
+    @property
+    def drawing_all(self) -> float:
+        """The seconds drawing :attr:`images` took."""
+        return self.drawing + self.referencing
+
 
 def write_help_record(results_dir: str | Path, record: HelpRecord) -> Path:
     """Writes ``record`` under ``results_dir/helped/`` in a file no other helper writes."""

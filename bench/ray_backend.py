@@ -58,6 +58,7 @@ from erasebench.stopping import Stopped, keeping_signal_handlers
 if TYPE_CHECKING:
     from erasebench.cache_space import CacheSpace
     from erasebench.cached_work import CachedWork
+    from erasebench.help_records import HelpRecord
 
 
 def unit_from_spec(payload: str) -> WorkUnit:
@@ -133,7 +134,7 @@ class UnitWorker:
 
         request_stop(signal.SIGTERM)
 
-    def help(self, payloads: list[str]) -> dict[str, int]:
+    def help(self, payloads: list[str]) -> dict[str, HelpRecord]:
         """Draws images of the units other actors are running (``Runner.help``): what an
         actor does once the driver has no unit left to hand it."""
         self._check_against_the_driver()
@@ -320,7 +321,7 @@ def run_on_ray(units: Sequence[WorkUnit], settings: dict[str, Any], workers: int
                on_unit: Callable[[WorkUnit, str], None] | None = None,
                on_cached: Callable[[CachedWork, CacheSpace, str], None] | None = None,
                on_lost: Callable[[WorkUnit, str, int], None] | None = None,
-               on_help: Callable[[WorkUnit, int], None] | None = None,
+               on_help: Callable[[WorkUnit, HelpRecord], None] | None = None,
                help_others: bool = True,
                on_out_of_memory: Callable[[WorkUnit, OutOfDeviceMemory], None] | None = None,
                on_training: Callable[[WorkUnit, str], None] | None = None) -> RunSummary:
@@ -332,7 +333,8 @@ def run_on_ray(units: Sequence[WorkUnit], settings: dict[str, Any], workers: int
     whose actor died (why, and the try it goes on to), which runs again on a new actor,
     as a killed local helper's unit does on the main process. With ``help_others``,
     actors left without a unit draw images of those running (``Runner.help``; the
-    summary's ``helped``), and ``on_help`` hears how many, per unit, as each actor ends.
+    summary's ``helped``), and ``on_help`` hears what each did for a unit (the images it
+    drew and their seconds), as each actor ends.
     A unit that runs out of its actor's device memory is left undone and the others go
     on, as in a local run (the summary's ``out_of_memory``; ``on_out_of_memory`` hears
     why). ``on_training`` hears, as it happens, what a unit's erasure did with its
@@ -430,10 +432,10 @@ def run_on_ray(units: Sequence[WorkUnit], settings: dict[str, Any], workers: int
             if task in helping:
                 worker = helping.pop(task)
                 try:
-                    for run_id, drawn in ray.get(task).items():
-                        summary.helped[run_id] = summary.helped.get(run_id, 0) + drawn
+                    for run_id, work in ray.get(task).items():
+                        summary.helped[run_id] = summary.helped.get(run_id, 0) + work.images
                         if on_help is not None:
-                            on_help(by_id[run_id], drawn)
+                            on_help(by_id[run_id], work)
                 except ray.exceptions.RayActorError:  # its images are drawn by the others
                     worker = new_actor()
                 rested.append(worker)

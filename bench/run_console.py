@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from erasebench.cached_work import CachedWork
     from erasebench.errors import OutOfDeviceMemory
+    from erasebench.help_records import HelpRecord
     from erasebench.results import RunRecord, UnitTimings
     from erasebench.run_progress import RunProgress
 
@@ -83,17 +84,19 @@ class RunConsole:
         record = self.record_of(unit.run_id)
         return record.provenance.timings if record is not None else None
 
-    def unit_helped(self, unit: Any, drawn: int) -> None:
-        """``runner.Runner.on_help``: this process, with no unit left to start, drew
-        ``drawn`` images for ``unit``, which another process runs and will record: its own
-        and the original model's its scoring compares with."""
-        now = self.clock()
-        if drawn:
+    def unit_helped(self, unit: Any, work: HelpRecord) -> None:
+        """``runner.Runner.on_help``: this process (or a Ray actor), with no unit left to
+        start, drew images for ``unit``, which another process runs and will record: its
+        own and the original model's its scoring compares with; ``work`` says how many and
+        in how many seconds, and whether it made the unit's erasure first. Its seconds,
+        not the time since this process's last line: on Ray the driver hears an actor's
+        help only as the actor ends it, for all the units it helped at once."""
+        if work.images or work.erasure_made:
             prefix = f"helper {self.helper} " if self.helper else ""
             self.out.print(f"  {prefix}[helped] {unit.describe()}  ({unit.run_id}, "
-                           f"{now - self.last:.1f} s): drew {drawn:,} images for it",
+                           f"{work.erasure + work.drawing_all:.1f} s): {_help(work)}",
                            markup=False)
-        self.last = now
+        self.last = self.clock()
 
     def unit_out_of_memory(self, unit: Any, error: OutOfDeviceMemory) -> None:
         """``runner.Runner.on_out_of_memory``: ``unit`` did not fit its device's memory
@@ -175,6 +178,17 @@ def _drawing(timings: UnitTimings | None) -> str:
     rate = timings.images_drawn / timings.images_less_waiting()
     batch = f", batch {timings.batch}" if timings.batch is not None else ""
     return f": drew {timings.images_drawn:,} images at {rate:.3g} images/s{batch}"
+
+
+def _help(work: HelpRecord) -> str:
+    """``made its erasure in 41.2 s, drew 1,200 images for it at 19.6 images/s``: what a
+    helper did for a unit (``runner.Runner.help``)."""
+    said = [f"made its erasure in {work.erasure:.1f} s"] if work.erasure_made else []
+    if work.images:
+        pace = (f" at {work.images / work.drawing_all:.3g} images/s"
+                if work.drawing_all > 0 else "")
+        said.append(f"drew {work.images:,} images for it{pace}")
+    return ", ".join(said)
 
 
 def _attacks(timings: UnitTimings | None) -> str:

@@ -169,7 +169,8 @@ class Runner:
     compile: bool = False  # sample with torch.compile's UNet (erasebench.generate)
     # With no unit left to start, draw images of those other processes run (Runner.help).
     help_others: bool = True
-    on_help: Callable[[WorkUnit, int], None] | None = None  # (unit, images drawn for it)
+    # (unit, what this process did for it: the images it drew, their seconds)
+    on_help: Callable[[WorkUnit, HelpRecord], None] | None = None
     # (unit, why) for a unit that ran out of device memory, which the run leaves undone
     on_out_of_memory: Callable[[WorkUnit, OutOfDeviceMemory], None] | None = None
     # Seconds between an eraser's training checkpoints (erasebench.training_checkpoints).
@@ -209,13 +210,15 @@ class Runner:
                 self.on_unit(unit, status)
         if self.help_others and summary.busy:
             busy = set(summary.busy)
-            summary.helped = self.help([unit for unit in units if unit.run_id in busy])
+            helped = self.help([unit for unit in units if unit.run_id in busy])
+            summary.helped = {run_id: work.images for run_id, work in helped.items()}
         return summary
 
-    def help(self, units: Sequence[WorkUnit]) -> dict[str, int]:
+    def help(self, units: Sequence[WorkUnit]) -> dict[str, HelpRecord]:
         """Draws into the image cache the images of ``units`` (run by other processes, in
         the order they were handed out) that no process has drawn or is drawing, one unit
-        after another until none is left to draw; returns the images drawn per run id.
+        after another until none is left to draw; returns what was done for each, by run
+        id: the images drawn and the seconds they took (a help record).
 
         Why: units are handed out whole, so once none is left to start, the processes that
         end theirs first would sit idle while the longest ones run; an AGE unit of
@@ -228,7 +231,7 @@ class Runner:
         its record. A unit whose erasure is being made waits for it (``Runner.edit``), so
         units already drawing are helped first. What this process drew (and an erasure it
         made) goes in a help record (``erasebench.help_records``) for the timings."""
-        helped: dict[str, int] = {}
+        helped: dict[str, HelpRecord] = {}
         left = list(units)
         while left:
             ready = [unit for unit in left if self._edit_ready(unit)]
@@ -247,9 +250,10 @@ class Runner:
                 self.on_help(unit, helped[unit.run_id])
         return helped
 
-    def _help_draw(self, unit: WorkUnit) -> int:
-        """:meth:`help`'s work on one unit: the images drawn for it, and a help record of
-        them (and of its erasure, where made here) for the timings."""
+    def _help_draw(self, unit: WorkUnit) -> HelpRecord:
+        """:meth:`help`'s work on one unit: the images drawn for it (and its erasure, where
+        made here) and their seconds, kept as a help record for the timings where there
+        were any."""
         model = self.model(unit.spec.model)
         began = time.perf_counter()
         edit, made = self.edit(unit, model)
@@ -261,14 +265,15 @@ class Runner:
         # Then the original model's images its scoring compares with, which its own process
         # would otherwise draw alone once its own are drawn.
         references = generator.draw_unclaimed(unit.task.reference_prompts(unit.spec.request))
+        record = HelpRecord(
+            run_id=unit.run_id, eraser=unit.spec.eraser.name, task=unit.spec.task.name,
+            model=unit.spec.model.id, device=describe_device(self.device),
+            images_drawn=drawn, drawing=drawn_at - erased_at, references_drawn=references,
+            referencing=time.perf_counter() - drawn_at,
+            erasure=erased_at - began if made else 0.0, erasure_made=made)
         if drawn or references or made:  # the helper's work, for erasebench timings
-            write_help_record(self.results_dir, HelpRecord(
-                run_id=unit.run_id, eraser=unit.spec.eraser.name, task=unit.spec.task.name,
-                model=unit.spec.model.id, device=describe_device(self.device),
-                images_drawn=drawn, drawing=drawn_at - erased_at, references_drawn=references,
-                referencing=time.perf_counter() - drawn_at,
-                erasure=erased_at - began if made else 0.0, erasure_made=made))
-        return drawn + references
+            write_help_record(self.results_dir, record)
+        return record
 
     def _edit_ready(self, unit: WorkUnit) -> bool:
         """Whether ``unit``'s images can be drawn now: its eraser makes no edit, or the

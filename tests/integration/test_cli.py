@@ -345,8 +345,8 @@ def test_a_run_left_without_units_draws_the_images_of_one_another_run_holds(tmp_
     # (and its erasure), says so, and the other run, started after, only reads them.
     argv, unit = _run_while_another_run_holds_mocks_unit(tmp_path)
     out = " ".join(capsys.readouterr().out.split())
-    assert re.search(rf"\[helped\] mock x mock \[cat\] \({unit.run_id}, [\d.]+ s\): drew 8 "
-                     "images for it", out), out
+    assert re.search(rf"\[helped\] mock x mock \[cat\] \({unit.run_id}, [\d.]+ s\): made its "
+                     r"erasure in [\d.]+ s, drew 8 images for it at [\d.]+ images/s", out), out
     assert ("done 1 here, 0 by helper or other processes, 0 already done, busy (another run) "
             "1, 8 images drawn for 1 unit run elsewhere;") in out
     assert main(argv) == 0

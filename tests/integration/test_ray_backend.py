@@ -188,13 +188,15 @@ def test_an_actor_left_without_a_unit_draws_the_images_of_one_running(tmp_path):
     try:
         with FileLock(str(results / ".locks" / f"{unit.run_id}.lock")):
             summary = run_on_ray([unit], settings, 2,
-                                 on_help=lambda unit, drawn: heard.append((unit.run_id, drawn)))
+                                 on_help=lambda unit, work: heard.append((unit.run_id, work)))
     finally:
         ray.shutdown()
     assert summary.busy == [unit.run_id]
-    assert summary.helped == {unit.run_id: 12} and heard == [(unit.run_id, 12)]
-    # The actor wrote its help record into the results folder, as a local helper does.
+    assert summary.helped == {unit.run_id: 12}
+    # The actor wrote its help record into the results folder, as a local helper does, and
+    # the driver heard the same (the images and the seconds they took).
     [helping] = help_records(results)
+    assert heard == [(unit.run_id, helping)]
     assert (helping.run_id, helping.images_drawn, helping.references_drawn,
             helping.erasure_made) == (unit.run_id, 6, 6, True)
     owner = Runner(results, cache, progress=False)

@@ -151,10 +151,11 @@ def test_a_process_with_no_unit_left_draws_the_images_of_one_another_process_run
     helped_lines = []
     with lock:
         helper = Runner(results, cache, progress=False,
-                        on_help=lambda unit, drawn: helped_lines.append((unit.run_id, drawn)))
+                        on_help=lambda unit, work: helped_lines.append((unit.run_id, work)))
         summary = helper.run([unit])
     assert summary.busy == [unit.run_id] and summary.helped == {unit.run_id: 12}
-    assert helped_lines == [(unit.run_id, 12)]  # 2 concepts x 3 images, edited and not
+    [(run_id, work)] = helped_lines
+    assert (run_id, work.images) == (unit.run_id, 12)  # 2 concepts x 3 images, edited and not
     # The helper's work, which the unit's record will not hold, is in its help record.
     # The original model's images, which the unit's scoring compares with, apart from its
     # own: erasebench timings counts them as the scoring's drawing.
@@ -163,6 +164,7 @@ def test_a_process_with_no_unit_left_draws_the_images_of_one_another_process_run
             helping.references_drawn) == (unit.run_id, "mock", describe_device("cpu"), 6, 6)
     assert helping.erasure_made and helping.erasure > 0
     assert helping.drawing > 0 and helping.referencing > 0
+    assert work == helping  # the line said of the help is what its record keeps
     owner = Runner(results, cache, progress=False)
     assert owner.run_unit(unit) == "done"
     timings = owner.store.record(unit.run_id).provenance.timings

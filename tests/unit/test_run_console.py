@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 from rich.console import Console
 
+from erasebench.help_records import HelpRecord
 from erasebench.results import UnitTimings
 from erasebench.run_console import RunConsole
 
@@ -69,6 +70,28 @@ def test_a_unit_whose_task_attacked_the_model_is_told_with_the_attacks_seconds(t
         "attacking the model)",
         "  [done] sd x mock [b]  (b, 12.8 s; 0.2 s attacking the model)",
         "  [done] sd x mock [c]  (c, 12.8 s)"]
+
+
+def test_a_unit_helped_is_told_with_the_helpers_seconds_and_pace(tmp_path):
+    # On Ray the driver hears of an actor's help only as the actor ends it, for every unit
+    # it helped at once: the line has the seconds the help took, not those since the line
+    # before (0.5 s here), and the pace of the drawing.
+    def work(**fields) -> HelpRecord:
+        return HelpRecord(run_id="a", eraser="sd", task="mock", model="tiny", device="cpu",
+                          **fields)
+
+    lines, out = _console({}, [100.0, 100.5, 101.0, 101.5, 102.0], tmp_path)
+    lines.unit_helped(_unit("a"), work(images_drawn=30, drawing=2.5, references_drawn=10,
+                                       referencing=1.5, erasure=6.0, erasure_made=True))
+    lines.unit_helped(_unit("b"), work(images_drawn=40, drawing=4.0))
+    lines.unit_helped(_unit("c"), work(images_drawn=0, drawing=0.0, erasure=3.0,
+                                       erasure_made=True))
+    lines.unit_helped(_unit("d"), work(images_drawn=0, drawing=0.25))  # all drawn by others
+    assert out.getvalue().splitlines() == [
+        "  [helped] sd x mock [a]  (a, 10.0 s): made its erasure in 6.0 s, drew 40 images "
+        "for it at 10 images/s",
+        "  [helped] sd x mock [b]  (b, 4.0 s): drew 40 images for it at 10 images/s",
+        "  [helped] sd x mock [c]  (c, 3.0 s): made its erasure in 3.0 s"]
 
 
 def test_a_unit_recorded_before_the_run_is_not_told_one_recorded_since_is(tmp_path):
