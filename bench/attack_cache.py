@@ -13,8 +13,9 @@ stopped.
 The files are small (a conditioning perturbation: 236 kB on SD), safetensors with the key's
 fields in their metadata; an entry that cannot be read, or whose fields are not the key's,
 is made again, as a damaged image is. Beside the key, an entry names the work unit it was
-made for and the seconds making it took, which are no part of the key: a run's time left
-and ``--dry-run --check-cache`` count by them what a unit to do will read rather than make
+made for, what it was made as (the attack, its version and precision: ``Task.attack_kind``)
+and the seconds making it took, which are no part of the key: a run's time left and
+``--dry-run --check-cache`` count by them what a unit to do will read rather than make
 (:meth:`AttackCache.held_by_unit`), without its edit or images at hand.
 """
 
@@ -69,15 +70,16 @@ class AttackCache:
         return tensors
 
     def put(self, fields: dict[str, Any], tensors: dict[str, torch.Tensor],
-            unit: str = "", seconds: float | None = None) -> bool:
+            unit: str = "", seconds: float | None = None, made_as: str = "") -> bool:
         """Keeps ``tensors`` for the attack ``fields`` name (atomic), noting the work unit
-        it was made for (its run id) and the ``seconds`` making it took where given; a
-        write that fails (a full disk, a read-only cache) keeps nothing and loses only the
-        reuse: False."""
+        it was made for (its run id), what it was ``made_as`` and the ``seconds`` making it
+        took where given; a write that fails (a full disk, a read-only cache) keeps nothing
+        and loses only the reuse: False."""
         from safetensors.torch import save_file
 
         cpu = {name: tensor.detach().cpu().contiguous() for name, tensor in tensors.items()}
-        metadata = {"format": FORMAT, "fields": canonical_json(fields), "unit": unit}
+        metadata = {"format": FORMAT, "fields": canonical_json(fields), "unit": unit,
+                    "made_as": made_as}
         if seconds is not None:
             metadata["seconds"] = repr(float(seconds))
         try:
@@ -86,15 +88,16 @@ class AttackCache:
             return False
         return True
 
-    def held_by_unit(self) -> dict[str, HeldAttacks]:
-        """Run id -> the attacks held that were made for that unit (entries written before
-        units were named, or unreadable, left out): read from the files' headers only, a
-        few hundred bytes each. An attack another unit made that this one would read too
-        (the same edit, prompts and settings) counts for the unit that made it."""
+    def held_by_unit(self) -> dict[tuple[str, str], HeldAttacks]:
+        """(run id, made as) -> the attacks held that were made for that unit, as that
+        (``Task.attack_kind``: entries written before they said so, or before units were
+        named, or unreadable, left out): read from the files' headers only, a few hundred
+        bytes each. An attack another unit made that this one would read too (the same
+        edit, prompts and settings) counts for the unit that made it."""
         from safetensors import safe_open
 
-        counts: dict[str, int] = {}
-        seconds: dict[str, float] = {}
+        counts: dict[tuple[str, str], int] = {}
+        seconds: dict[tuple[str, str], float] = {}
         with contextlib.suppress(FileNotFoundError), os.scandir(self.folder) as entries:
             for entry in entries:
                 if not entry.name.endswith(".safetensors"):
@@ -105,12 +108,12 @@ class AttackCache:
                     made_in = float(metadata.get("seconds", "0"))
                 except Exception:  # a damaged entry, one removed as we look: made again
                     continue
-                unit = metadata.get("unit", "")
-                if metadata.get("format") != FORMAT or not unit:
+                held = (metadata.get("unit", ""), metadata.get("made_as", ""))
+                if metadata.get("format") != FORMAT or not all(held):
                     continue
-                counts[unit] = counts.get(unit, 0) + 1
-                seconds[unit] = seconds.get(unit, 0.0) + made_in
-        return {unit: HeldAttacks(count, seconds[unit]) for unit, count in counts.items()}
+                counts[held] = counts.get(held, 0) + 1
+                seconds[held] = seconds.get(held, 0.0) + made_in
+        return {held: HeldAttacks(count, seconds[held]) for held, count in counts.items()}
 
 
 def image_digest(images: Any) -> str:

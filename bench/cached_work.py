@@ -234,8 +234,10 @@ def cached_work(units: Sequence[Any], runner: Any,
         work.size_of[run_id] = size
     work.images, work.images_held = len(seen), len(held)
     attacks = AttackCache(runner.attacks_dir).held_by_unit()
-    work.attacks_held = {unit.run_id: attacks[unit.run_id] for unit in units
-                         if unit.run_id in attacks}
+    for unit in units:  # those it would read: made as its task makes them here
+        made_as = unit.task.attack_kind(unit.spec.generation, runner.device)
+        if made_as is not None and (unit.run_id, made_as) in attacks:
+            work.attacks_held[unit.run_id] = attacks[unit.run_id, made_as]
     if runner.checkpoints_dir.is_dir():
         for entry in os.scandir(runner.checkpoints_dir):
             if any(place.owns(entry.name) for place in places):

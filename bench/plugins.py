@@ -208,6 +208,17 @@ class Task:
         """The weight files this task's scorers read (``erasebench weights`` lists them)."""
         return []
 
+    def attack_kind(self, generation: GenerationSpec, device: str) -> str | None:
+        """What the attacks this task makes on a unit's edited model
+        (``ScoringContext.probe``) are made as, run with ``generation`` on ``device``: the
+        attack, its version and the precision it runs in (``"recovery v1, bf16"``), which
+        ``ModelProbe.kept_attack`` notes beside each. A look in the caches (a run's time
+        left, ``--dry-run --check-cache``) counts for a unit to do only the attacks held
+        that were made so, not those an older version of the attack, or another
+        precision, made, which it would make again. None (the default): the task makes no
+        attacks."""
+        return None
+
     # Metrics another task measures on this task's requests, shown in this task's table as
     # the papers do (e.g. Imagenette's table has FID and CLIP from coco_quality): task name
     # -> metric names. The reporter takes them for the same model, eraser and request.

@@ -44,12 +44,14 @@ class ModelProbe:
     attacks_read: int = 0  # attacks :meth:`kept_attack` read from the attack cache
     attacked_drawn: int = 0  # images :meth:`edited_images` drew
 
-    def kept_attack(self, fields: dict[str, Any],
-                    make: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    def kept_attack(self, fields: dict[str, Any], make: Callable[[], dict[str, torch.Tensor]],
+                    made_as: str = "") -> dict[str, torch.Tensor]:
         """What ``make`` (an attack on the edited model) returns, from the attack cache where
         an attack with these ``fields`` on this edited model was kept before (tensors on the
         model's device; counted in :attr:`attacks_read`), else made and kept. ``fields``
-        name everything the attack depends on besides the edited model (JSON)."""
+        name everything the attack depends on besides the edited model (JSON); ``made_as``
+        what the task's :meth:`~erasebench.plugins.Task.attack_kind` says of it, noted
+        beside them for a look in the caches."""
         if self.kept is None:
             return make()
         key = {"edited_model": self.edit.edited_fingerprint(), **fields}
@@ -59,7 +61,8 @@ class ModelProbe:
             return {name: tensor.to(self.model.device) for name, tensor in held.items()}
         began = time.perf_counter()
         made = make()
-        self.kept.put(key, made, unit=self.unit, seconds=time.perf_counter() - began)
+        self.kept.put(key, made, unit=self.unit, seconds=time.perf_counter() - began,
+                      made_as=made_as)
         checkpoint("attack.kept")
         return made
 

@@ -41,6 +41,7 @@ from erasebench.tasks.robustness.recovery import (
     AttackSettings,
     FittedPasses,
     attacked_conditioning,
+    made_as,
     recover,
 )
 from erasebench.tasks.shapes.objects import DEFAULT_SPLITS as SHAPE_SPLITS
@@ -210,3 +211,7 @@ class Robustness(Task):
 
     def weight_files(self) -> list[WeightFile]:
         return self.base.weight_files()
+
+    def attack_kind(self, generation: GenerationSpec, device: str) -> str:
+        # The attack runs in the run's precision (score(), above).
+        return made_as(torch.device(device), generation.precision)

@@ -146,8 +146,15 @@ def recover(probe: ModelProbe, texts: Sequence[str], references: Sequence[Image.
                 "losses": torch.tensor(losses, dtype=torch.float64)}
 
     with probe.attack():
-        learnt = probe.kept_attack(fields, make)
+        learnt = probe.kept_attack(fields, make,
+                                   made_as=made_as(probe.model.device, settings.precision))
     return Recovery(learnt["delta"], learnt["soft"]), learnt["losses"].tolist()
+
+
+def made_as(device: torch.device, precision: str) -> str:
+    """``recovery v1, bf16``: the attack's version and what its UNet passes run in on
+    ``device`` (``Task.attack_kind``)."""
+    return f"recovery v{RECOVERY_VERSION}, {_autocast_name(device, precision)}"
 
 
 def _autocast_name(device: torch.device, precision: str) -> str:

@@ -88,3 +88,31 @@ def test_checkpoints_no_erasure_of_the_plan_resumes_from_are_counted_apart(tmp_p
         f"2 files, 2.5 MB, in {runner.checkpoints_dir} that no erasure of these units "
         "resumes from (another run's trainings, or left by settings changed since or by a "
         "process killed); remove them once no run trains from them")
+
+
+def test_only_the_attacks_held_that_a_unit_would_read_count_for_it(tmp_path):
+    # A unit reads an attack made for it only where the attack is made as it makes them
+    # now: one of an older version of the attack, or made in another precision (bf16 on a
+    # GPU, then resumed on a CPU), it makes again, so its seconds stay in the unit's price.
+    import torch
+
+    from erasebench.attack_cache import AttackCache, HeldAttacks
+    from erasebench.tasks.robustness.recovery import RECOVERY_VERSION, made_as
+
+    task = TASKS.get("robustness")({"radii": [0.1], "task_options": {
+        "images_per_class": 2, "splits": [["circle"]]}})
+    [unit] = plan([ERASERS.get("token_filter")()], [task], ModelSpec(id="tiny"), {"steps": 2})
+    runner = Runner(tmp_path / "results", tmp_path / "cache", device="cpu", progress=False)
+    now = made_as(torch.device("cpu"), unit.spec.generation.precision)
+    assert task.attack_kind(unit.spec.generation, "cpu") == now == \
+        f"recovery v{RECOVERY_VERSION}, fp32"
+    assert task.attack_kind(unit.spec.generation, "cuda:0") == \
+        f"recovery v{RECOVERY_VERSION}, bfloat16"
+    assert TASKS.get("mock")({}).attack_kind(unit.spec.generation, "cpu") is None
+    cache = AttackCache(runner.attacks_dir)
+    for radius, (kind, seconds) in enumerate([
+            (now, 3.0), (now, 4.5), (f"recovery v{RECOVERY_VERSION - 1}, fp32", 50.0),
+            (f"recovery v{RECOVERY_VERSION}, bfloat16", 60.0), ("", 70.0)]):
+        cache.put({"radius": radius}, {"delta": torch.zeros(2)}, unit=unit.run_id,
+                  seconds=seconds, made_as=kind)
+    assert cached_work([unit], runner).attacks_held == {unit.run_id: HeldAttacks(2, 7.5)}

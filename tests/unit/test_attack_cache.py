@@ -76,16 +76,19 @@ def test_the_attacks_held_are_counted_by_the_unit_they_were_made_for(tmp_path):
     # (it needs the edit's weights and the references' pixels), the unit's run id is.
     cache = AttackCache(tmp_path / "attacks")
     assert cache.held_by_unit() == {}  # no folder yet
-    cache.put(FIELDS, _learnt(), unit="a1", seconds=12.5)
-    cache.put({**FIELDS, "radius": 0.3}, _learnt(), unit="a1", seconds=30.0)
-    cache.put({**FIELDS, "radius": 0.1}, _learnt(), unit="b2", seconds=7.25)
+    cache.put(FIELDS, _learnt(), unit="a1", seconds=12.5, made_as="v1")
+    cache.put({**FIELDS, "radius": 0.3}, _learnt(), unit="a1", seconds=30.0, made_as="v1")
+    cache.put({**FIELDS, "radius": 0.1}, _learnt(), unit="b2", seconds=7.25, made_as="v1")
+    cache.put({**FIELDS, "radius": 0.25}, _learnt(), unit="b2", seconds=2.0, made_as="v2")
     cache.put({**FIELDS, "radius": 0.4}, _learnt())  # no unit named: not counted
+    # Made before entries said what they were made as: not counted.
+    cache.put({**FIELDS, "radius": 0.6}, _learnt(), unit="b2", seconds=3.0)
     damaged = {**FIELDS, "radius": 0.5}
-    cache.put(damaged, _learnt(), unit="b2", seconds=1.0)
+    cache.put(damaged, _learnt(), unit="b2", seconds=1.0, made_as="v1")
     cache.path(damaged).write_bytes(b"\x10")  # cut short: read as missing, made again
     (tmp_path / "attacks" / "notes.txt").write_text("not an attack")
     held = cache.held_by_unit()
     assert {unit: (h.count, h.seconds) for unit, h in held.items()} == {
-        "a1": (2, 42.5), "b2": (1, 7.25)}
+        ("a1", "v1"): (2, 42.5), ("b2", "v1"): (1, 7.25), ("b2", "v2"): (1, 2.0)}
     # The unit and seconds are no part of the key: the attack reads back under its fields.
     assert cache.get(FIELDS) is not None
