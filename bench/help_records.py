@@ -57,6 +57,11 @@ class HelpRecord(BaseModel):
         """The seconds drawing :attr:`images` took."""
         return self.drawing + self.referencing
 
+    @property
+    def seconds(self) -> float:
+        """All the help's seconds: the erasure, where made, and the drawing."""
+        return self.erasure + self.drawing_all
+
 
 def write_help_record(results_dir: str | Path, record: HelpRecord) -> Path:
     """Writes ``record`` under ``results_dir/helped/`` in a file no other helper writes."""

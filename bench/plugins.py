@@ -211,8 +211,8 @@ class Task:
     def attack_kind(self, generation: GenerationSpec, device: str) -> str | None:
         """What the attacks this task makes on a unit's edited model
         (``ScoringContext.probe``) are made as, run with ``generation`` on ``device``: the
-        attack, its version and the precision it runs in (``"recovery v1, bf16"``), which
-        ``ModelProbe.kept_attack`` notes beside each. A look in the caches (a run's time
+        attack, its version and the precision it runs in (``"recovery v1, bfloat16"``),
+        which ``ModelProbe.kept_attack`` notes beside each. A look in the caches (a run's time
         left, ``--dry-run --check-cache``) counts for a unit to do only the attacks held
         that were made so, not those an older version of the attack, or another
         precision, made, which it would make again. None (the default): the task makes no

@@ -94,7 +94,7 @@ class RunConsole:
         if work.images or work.erasure_made:
             prefix = f"helper {self.helper} " if self.helper else ""
             self.out.print(f"  {prefix}[helped] {unit.describe()}  ({unit.run_id}, "
-                           f"{work.erasure + work.drawing_all:.1f} s): {_help(work)}",
+                           f"{work.seconds:.1f} s): {_help(work)}",
                            markup=False)
         self.last = self.clock()
 

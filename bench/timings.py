@@ -81,7 +81,7 @@ def timings_frame(records: list[RunRecord], helped: Sequence[HelpRecord] = (),
         "images_drawn": work.images_drawn, "scoring_drawn": work.references_drawn,
         "drawn_apart": True, "drawing": work.drawing, "images_scored": 0,
         "scoring": work.referencing, "attacking": 0.0,
-        "total": work.erasure + work.drawing + work.referencing, "batch": None,
+        "total": work.seconds, "batch": None,
     } for work in helped]
     frame = pd.DataFrame(rows, columns=[*KEYS, "unit", "made", "erasure", "images_drawn",
                                         "scoring_drawn", "drawn_apart", "drawing",
