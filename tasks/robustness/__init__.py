@@ -38,6 +38,7 @@ from erasebench.specs import ErasureRequest, GenerationSpec, PromptSpec
 from erasebench.tasks.imagenette import DEFAULT_SPLITS as IMAGENETTE_SPLITS
 from erasebench.tasks.prompt_tables import read_prompt_table
 from erasebench.tasks.robustness.recovery import (
+    RECOVERY_VERSION,
     AttackSettings,
     FittedPasses,
     attacked_conditioning,
@@ -207,7 +208,8 @@ class Robustness(Task):
         return values
 
     def scorer_versions(self) -> dict[str, str]:
-        return self.base.scorer_versions()
+        # The attack is scoring too: its version tells the RSR numbers of two apart.
+        return {**self.base.scorer_versions(), "recovery attack": f"v{RECOVERY_VERSION}"}
 
     def weight_files(self) -> list[WeightFile]:
         return self.base.weight_files()

@@ -15,6 +15,7 @@ from erasebench.probe import ModelProbe
 from erasebench.registry import ERASERS, TASKS
 from erasebench.specs import ErasureRequest, ModelSpec
 from erasebench.tasks.robustness.recovery import (
+    RECOVERY_VERSION,
     AttackSettings,
     FittedPasses,
     conditioning,
@@ -305,6 +306,14 @@ def test_soft_tokens_name_their_attacks():
     assert rates == ["RSR-1@0", "RSR-1@0+2t", "RSR-1@0.1+2t"]
     with pytest.raises(UserError, match="soft_tokens"):
         TASKS.get("robustness")({"soft_tokens": -1})
+
+
+def test_its_records_name_the_attacks_version_beside_the_base_tasks_scorers():
+    # RSR numbers of two versions of the attack must not pass for one in the provenance
+    # table (the records' scorers) and the metrics' grouping by it.
+    task = TASKS.get("robustness")({})
+    base = TASKS.get("shapes_objects")({}).scorer_versions()
+    assert task.scorer_versions() == {**base, "recovery attack": f"v{RECOVERY_VERSION}"}
 
 
 def test_a_word_filter_is_recovered_and_the_plain_prompt_is_not(shapes_world):
