@@ -109,13 +109,21 @@ class FrechetDistance:
         # the cache as they are used). Inception resizes every image to 299 itself; a batch
         # only needs one size, so a batch of images of different sizes (real COCO photos)
         # goes in groups of equal size, each in parts halved out of device memory
-        # (erasebench.memory.in_fitting_batches). A part runs out of memory in Inception,
-        # before the metric adds its features to its sums (whose products, 32 MB, take far
-        # less than the activations Inception has just freed), so it can be tried again.
+        # (erasebench.memory.in_fitting_batches). A part mostly runs out of memory in
+        # Inception, before the metric adds its features to its sums; but the metric adds
+        # their sum before it allocates their product (32 MB), which on a GPU other
+        # processes share may not fit either: the part's states are put back as they were,
+        # so that trying it again counts its images once.
         def update(group: list[Image.Image]) -> int:
             """The group's features added to the metric; the batch size that fit."""
             def add(part: slice) -> None:
-                metric.update(_uint8_batch(group[part]).to(self.device), real=real)
+                states = {name: state.clone() for name, state in metric.metric_state.items()}
+                try:
+                    metric.update(_uint8_batch(group[part]).to(self.device), real=real)
+                except torch.OutOfMemoryError:
+                    for name, state in states.items():
+                        setattr(metric, name, state)
+                    raise
 
             return in_fitting_batches(len(group), self.batch_size, add)[1]
 

@@ -153,3 +153,24 @@ def test_a_scorer_out_of_device_memory_halves_its_batch_and_loses_nothing(name, 
     sizes.clear()
     compute(scorer, images, others)
     assert max(sizes) == 2  # no batch out of memory again
+
+
+def test_fid_out_of_memory_after_adding_a_parts_features_counts_them_once(scorer_home,
+                                                                         monkeypatch):
+    # torchmetrics adds a part's features' sum to its states before it allocates their
+    # covariance product: out of memory there, the part tried again at half its length
+    # counted its images' sum twice, and the distance came out wrong with no error.
+    images, others = _images(5, 0), _images(5, 1)
+    expected = FrechetDistance(batch_size=2).fid_between(images, others)
+    product, products = torch.Tensor.mm, []
+
+    def short_of_memory(self, other):
+        if self.shape[0] == 2048 and len(other) > 2:  # the features' product, over 2
+            products.append(len(other))
+            raise torch.OutOfMemoryError(OUT_OF_MEMORY)
+        return product(self, other)
+
+    monkeypatch.setattr(torch.Tensor, "mm", short_of_memory)
+    scorer = FrechetDistance(batch_size=8)
+    assert scorer.fid_between(images, others) == pytest.approx(expected, rel=1e-9)
+    assert products == [5] and scorer.batch_size == 2  # the other side starts at 2
