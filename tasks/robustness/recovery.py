@@ -152,7 +152,7 @@ def recover(probe: ModelProbe, texts: Sequence[str], references: Sequence[Image.
 
 
 def made_as(device: torch.device, precision: str) -> str:
-    """``recovery v1, bf16``: the attack's version and what its UNet passes run in on
+    """``recovery v1, bfloat16``: the attack's version and what its UNet passes run in on
     ``device`` (``Task.attack_kind``)."""
     return f"recovery v{RECOVERY_VERSION}, {_autocast_name(device, precision)}"
 
