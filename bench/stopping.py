@@ -2,12 +2,20 @@
 and on preemption, and ``kill`` by default; ``erasebench`` then stops in one line, its
 helper processes stopped with it, instead of dying where it stands (on Ray, with Ray's
 crash report). Every write is atomic, so what was recorded is whole and the same command
-resumes."""
+resumes.
+
+A signal's handler runs wherever the main thread is, and that may be inside a finalizer
+(an object's ``__del__`` as it is collected: a file lock's, an image's), whose exceptions
+Python prints as "Exception ignored" and drops: the stop would be lost and the run go on
+to its end, or to Slurm's SIGKILL. Within :func:`signals_stop` such a stop is sent again
+(:func:`_sent_again_when_dropped`), to land outside the finalizer.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 from collections.abc import Iterator, Mapping
 from types import FrameType
@@ -26,7 +34,16 @@ class Stopped(BaseException):  # noqa: N818 - a stop asked for, as KeyboardInter
         self.name = signal.Signals(signum).name
 
 
+# Stops raised by a signal's handler so far, and whether signals_stop is in force: a stop
+# dropped in a finalizer is sent again only while no later one came and it still is.
+_raised = [0]
+_in_force = [0]
+# Seconds before a dropped stop is sent again: the finalizer it was dropped in has long ended.
+SEND_AGAIN_AFTER_SECONDS = 0.05
+
+
 def _stop(signum: int, frame: FrameType | None) -> None:
+    _raised[0] += 1
     raise Stopped(signum)
 
 
@@ -75,10 +92,45 @@ def signals_stop() -> Iterator[None]:
     for signum, handler in before.items():
         if handler is not signal.SIG_IGN:
             signal.signal(signum, _stop)
+    _in_force[0] += 1
+    try:
+        with _sent_again_when_dropped():
+            yield
+    finally:
+        _in_force[0] -= 1
+        _put_back(before)
+
+
+@contextlib.contextmanager
+def _sent_again_when_dropped() -> Iterator[None]:
+    """Within the block, a :class:`Stopped` that Python drops (raised in a finalizer: it
+    reaches ``sys.unraisablehook``) is not printed but its signal sent to the main thread
+    again :data:`SEND_AGAIN_AFTER_SECONDS` later, unless another stop was raised meanwhile
+    or :func:`signals_stop` has ended; every other dropped exception goes to the hook that
+    was there before. A real signal, not ``_thread.interrupt_main``, so that a main thread
+    waiting in a system call (a helper process, a lock) is woken as by the first."""
+    before = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        dropped = unraisable.exc_value
+        if not isinstance(dropped, Stopped):
+            before(unraisable)
+            return
+        timer = threading.Timer(SEND_AGAIN_AFTER_SECONDS, _send_again,
+                                (dropped.signum, _raised[0]))
+        timer.daemon = True  # never what keeps the process alive
+        timer.start()
+
+    sys.unraisablehook = hook
     try:
         yield
     finally:
-        _put_back(before)
+        sys.unraisablehook = before
+
+
+def _send_again(signum: int, raised_when_dropped: int) -> None:
+    if _in_force[0] and _raised[0] == raised_when_dropped:
+        signal.pthread_kill(threading.main_thread().ident or 0, signum)
 
 
 @contextlib.contextmanager
@@ -98,6 +150,7 @@ def stops_held() -> Iterator[HeldStop]:
 
     def hold(signum: int, frame: FrameType | None) -> None:
         if held.held is not None:
+            _raised[0] += 1
             raise Stopped(signum)
         held.held = signum
 

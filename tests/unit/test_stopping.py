@@ -1,9 +1,17 @@
 import os
 import signal
+import sys
+import time
 
 import pytest
 
-from erasebench.stopping import Stopped, keeping_signal_handlers, signals_stop, stops_held
+from erasebench.stopping import (
+    SEND_AGAIN_AFTER_SECONDS,
+    Stopped,
+    keeping_signal_handlers,
+    signals_stop,
+    stops_held,
+)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
@@ -81,3 +89,58 @@ def test_an_error_after_a_held_signal_still_stops():
     assert isinstance(stopped.value.__cause__, ValueError)
     with pytest.raises(ValueError), signals_stop(), stops_held():
         raise ValueError("no signal held: the error itself")
+
+
+class SignalledAsCollected:
+    """An object whose finalizer is where the signal comes: its handler runs inside
+    ``__del__`` (``raise_signal`` runs it at once), as it did in a file lock's as a run was
+    sent SIGTERM, and Python drops what a finalizer raises."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+
+    def __del__(self) -> None:
+        signal.raise_signal(self.signum)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_dropped_in_a_finalizer_is_sent_again_and_stops(signum, capfd):
+    began = time.monotonic()
+    with pytest.raises(Stopped) as stopped, signals_stop():
+        SignalledAsCollected(signum)  # collected at once, the stop raised in it dropped
+        time.sleep(10)  # where the stop sent again lands, waking the sleep
+        pytest.fail("the stop dropped in the finalizer was lost")
+    assert stopped.value.signum == signum
+    assert time.monotonic() - began < 5
+    assert "Exception ignored" not in capfd.readouterr().err  # not printed: sent again
+
+
+def test_a_dropped_stop_is_not_sent_again_after_another_stop_or_after_the_block():
+    heard = []
+    before = signal.signal(signal.SIGTERM, lambda *_: heard.append("after the block"))
+    try:
+        with signals_stop():
+            with pytest.raises(Stopped):
+                SignalledAsCollected(signal.SIGTERM)
+                os.kill(os.getpid(), signal.SIGTERM)  # a second signal: it stops at once
+            time.sleep(10 * SEND_AGAIN_AFTER_SECONDS)  # and the dropped one stays dropped
+        with signals_stop():
+            SignalledAsCollected(signal.SIGTERM)
+        time.sleep(10 * SEND_AGAIN_AFTER_SECONDS)  # the run's block has ended: nothing sent
+        assert heard == []
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def test_other_exceptions_a_finalizer_raises_go_to_the_hook_there_before(monkeypatch):
+    heard = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: heard.append(
+        type(unraisable.exc_value)))
+
+    class Failing:
+        def __del__(self):
+            raise ValueError("not a stop")
+
+    with signals_stop():
+        Failing()
+    assert heard == [ValueError]
