@@ -13,10 +13,12 @@ to its end, or to Slurm's SIGKILL. Within :func:`signals_stop` such a stop is se
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from types import FrameType
 from typing import Any
@@ -116,10 +118,9 @@ def _sent_again_when_dropped() -> Iterator[None]:
         if not isinstance(dropped, Stopped):
             before(unraisable)
             return
-        timer = threading.Timer(SEND_AGAIN_AFTER_SECONDS, _send_again,
-                                (dropped.signum, _raised[0]))
-        timer.daemon = True  # never what keeps the process alive
-        timer.start()
+        # A bare thread, which nothing waits for at exit: threading's would take that
+        # module's lock, which the code the signal came into may be holding.
+        _thread.start_new_thread(_send_again, (dropped.signum, _raised[0]))
 
     sys.unraisablehook = hook
     try:
@@ -129,6 +130,7 @@ def _sent_again_when_dropped() -> Iterator[None]:
 
 
 def _send_again(signum: int, raised_when_dropped: int) -> None:
+    time.sleep(SEND_AGAIN_AFTER_SECONDS)
     if _in_force[0] and _raised[0] == raised_when_dropped:
         signal.pthread_kill(threading.main_thread().ident or 0, signum)
 
